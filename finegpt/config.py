@@ -1,0 +1,248 @@
+"""Configs: `ModelConfig` and `TrainConfig` with nanoGPT's names and defaults, validation,
+nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
+
+Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import operator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from finegpt.errors import FinegptError, bad
+
+
+def _positive_int(name: str, value, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise bad(name, value, "must be a positive integer", f"Use {name} >= 1 ({example})")
+
+
+def head_suggestion(n_embd: int, n_head: int) -> str:
+    """The fix for n_embd % n_head != 0: nearby head counts that divide n_embd, or the next n_embd."""
+    divisors = [h for h in range(1, n_embd + 1) if n_embd % h == 0]
+    even = [h for h in divisors if h % 2 == 0]  # even head counts are the usual choice
+    pool = even if even and n_head % 2 == 0 else divisors
+    near = sorted(sorted(pool, key=lambda h: (abs(h - n_head), -h))[:4])
+    heads = ", ".join(str(h) for h in near[:-1]) + f" or {near[-1]}" if len(near) > 1 else str(near[0])
+    next_embd = -(-n_embd // n_head) * n_head
+    return f"Use n_head {heads}, or n_embd {next_embd}"
+
+
+@dataclass
+class ModelConfig:
+    """nanoGPT's GPTConfig. vocab_size 50304 is GPT-2's 50257 padded up to a multiple of 64."""
+
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    vocab_size: int = 50304
+    dropout: float = 0.0
+    bias: bool = True  # True: like GPT-2. False: a bit better and faster (nanoGPT's note)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _positive_int("n_layer", self.n_layer, "GPT-2 small uses 12")
+        _positive_int("n_head", self.n_head, "GPT-2 small uses 12")
+        _positive_int("n_embd", self.n_embd, "GPT-2 small uses 768")
+        _positive_int("block_size", self.block_size, "GPT-2 uses 1024")
+        _positive_int("vocab_size", self.vocab_size, "GPT-2 uses 50304, bytes 320")
+        if self.n_embd % self.n_head:
+            raise bad("n_embd", self.n_embd, f"not divisible by n_head={self.n_head}",
+                      head_suggestion(self.n_embd, self.n_head))
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", self.dropout, "must be in [0, 1)", "Use 0.0 for pretraining, 0.1-0.2 for small data")
+        if not isinstance(self.bias, bool):
+            raise bad("bias", self.bias, "must be True or False", "Use bias=True (GPT-2) or bias=False")
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class TrainConfig:
+    """nanoGPT's train.py settings, plus finegpt's data_dir / device / dtype auto-detection and
+    checkpoint keeping. Defaults are nanoGPT's GPT-2 124M run except device, dtype and compile."""
+
+    # I/O
+    out_dir: str = "out"
+    data_dir: str = ""  # shards from `finegpt prepare`; '' means data/<dataset>
+    dataset: str = "shakespeare"
+    eval_interval: int = 2000
+    log_interval: int = 1
+    eval_iters: int = 200
+    eval_only: bool = False
+    always_save_checkpoint: bool = True
+    init_from: str = "scratch"  # 'scratch' or 'resume'
+    keep_checkpoints: int = 3  # how many step checkpoints to keep beside `latest`
+    # tracking
+    wandb_log: bool = False
+    wandb_project: str = "finegpt"
+    wandb_run_name: str = "run"
+    tensorboard: bool = False
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    gradient_accumulation_steps: int = 40
+    batch_size: int = 12
+    eval_batch_size: int = 0  # 0 means batch_size
+    # AdamW
+    learning_rate: float = 6e-4
+    max_iters: int = 600000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    # learning-rate schedule: linear warmup, then cosine down to min_lr
+    decay_lr: bool = True
+    warmup_iters: int = 2000
+    lr_decay_iters: int = 600000
+    min_lr: float = 6e-5
+    # system
+    backend: str = "auto"  # DDP: 'nccl' on CUDA, 'gloo' on CPU
+    device: str = "auto"
+    dtype: str = "auto"  # bf16 where supported, else fp16 with a GradScaler; fp32 on CPU
+    compile: bool = False
+    activation_checkpointing: bool = False
+    fsdp: bool = False
+    seed: int = 1337
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name, example in [("batch_size", "12 for 124M on 40 GB"), ("gradient_accumulation_steps", "e.g. 40"),
+                              ("max_iters", "e.g. 5000"), ("eval_interval", "e.g. 250"),
+                              ("log_interval", "e.g. 10"), ("eval_iters", "e.g. 200")]:
+            _positive_int(name, getattr(self, name), example)
+        for name in ("warmup_iters", "lr_decay_iters", "eval_batch_size", "keep_checkpoints"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, value, "must be an integer >= 0", f"Use {name}=0 or more")
+        if not self.learning_rate > 0:
+            raise bad("learning_rate", self.learning_rate, "must be > 0", "Use 6e-4 for ~100M models")
+        if not 0 <= self.min_lr <= self.learning_rate:
+            raise bad("min_lr", self.min_lr, f"must be between 0 and learning_rate={self.learning_rate}",
+                      "Use about learning_rate / 10")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, getattr(self, name), "must be in [0, 1)", "Use beta1=0.9, beta2=0.95")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise bad("device", self.device, "is not a known device", f"Use one of {', '.join(DEVICES)} or cuda:N")
+        if self.dtype not in DTYPES:
+            raise bad("dtype", self.dtype, "is not a known dtype", f"Use one of {', '.join(DTYPES)}")
+        if self.init_from not in ("scratch", "resume"):
+            raise bad("init_from", self.init_from, "is not supported", "Use 'scratch' or 'resume'")
+
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or str(Path("data") / self.dataset)
+
+
+# ---- nanoGPT-style config files --------------------------------------------------------------
+
+MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+# Keys nanoGPT's own train.py reads that finegpt does not need: accepted, with a note.
+NANOGPT_ONLY = {
+    "wandb_mode": "set WANDB_MODE in the environment instead",
+}
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _literal(node: ast.AST, where: str):
+    """A literal, or arithmetic on literals (nanoGPT files write `5 * 8`). Nothing is executed."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_literal(node.left, where), _literal(node.right, where))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_literal(node.operand, where))
+    raise FinegptError(f"{where}: only literal values are allowed (numbers, strings, True/False, "
+                       f"arithmetic). Replace the expression with its value.")
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read `key = value` lines of a nanoGPT config file into a dict, safely (no exec)."""
+    path = Path(path)
+    if not path.is_file():
+        raise bad("config", str(path), "no such file", "Check the path, or pass settings as --key=value")
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as e:
+        raise FinegptError(f"config={str(path)!r}: line {e.lineno} is not valid Python syntax. "
+                           f"Write one `key = value` per line.") from e
+    values = {}
+    for stmt in tree.body:
+        where = f"config={str(path)!r} line {stmt.lineno}"
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            continue  # nanoGPT files sometimes `import time`; values using it are rejected below
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            raise FinegptError(f"{where}: only `key = value` assignments are allowed. Remove the statement.")
+        values[stmt.targets[0].id] = _literal(stmt.value, where)
+    return values
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """`--key=value` strings to a dict. Values are Python literals; anything else is a string."""
+    values = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise bad("override", arg, "is not of the form --key=value", "Write e.g. --batch_size=8")
+        key, raw = arg[2:].split("=", 1)
+        try:
+            values[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            values[key] = raw
+    return values
+
+
+def _coerce(key: str, value, default):
+    """Match a value to the field's type: 2e9 -> int where the field is an int, 1 -> 1.0 for floats."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad(key, value, "must be True or False", f"Write {key}=True or {key}=False")
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind):
+        raise bad(key, value, f"must be a {kind.__name__}", f"Write e.g. {key}={default!r}")
+    return value
+
+
+def build_configs(values: dict, model_defaults: ModelConfig | None = None) -> tuple[ModelConfig, TrainConfig, list[str]]:
+    """Split a flat dict of settings into (ModelConfig, TrainConfig, notes). Unknown keys raise."""
+    known = MODEL_KEYS | TRAIN_KEYS
+    notes, model_kw, train_kw = [], {}, {}
+    base_model = asdict(model_defaults or ModelConfig())
+    base_train = {f.name: f.default for f in fields(TrainConfig)}
+    for key, value in values.items():
+        if key in NANOGPT_ONLY:
+            notes.append(f"note: {key} is read by nanoGPT's train.py only; finegpt ignores it ({NANOGPT_ONLY[key]}).")
+        elif key in MODEL_KEYS:
+            model_kw[key] = _coerce(key, value, base_model[key])
+        elif key in TRAIN_KEYS:
+            train_kw[key] = _coerce(key, value, base_train[key])
+        else:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"Did you mean {close[0]}?" if close else "See `finegpt train --help` for the keys"
+            raise bad(key, value, "unknown config key", hint)
+    model = ModelConfig(**{**base_model, **model_kw})
+    return model, TrainConfig(**train_kw), notes
+
+
+def config_dict(model: ModelConfig, train: TrainConfig | None = None) -> dict:
+    """Plain data for checkpoints and logs (never pickled objects)."""
+    return {"model": asdict(model), **({"train": asdict(train)} if train is not None else {})}

@@ -1,0 +1,11 @@
+"""Shared test setup: tiktoken's GPT-2 files from the local cache when one is beside the repo."""
+
+import os
+from pathlib import Path
+
+_cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_cache)
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
