@@ -29,9 +29,217 @@ def cmd_quickstart(args, extra) -> int:
     return 0
 
 
+# ---- train ------------------------------------------------------------------------------------
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a GPT on prepared shards (torchrun-ready)",
+                       description="Settings come from an optional nanoGPT-style config file, then --key=value.")
+    p.add_argument("config", nargs="?", default=None, help="config file of `key = value` lines")
+    p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a checkpoint")
+    p.set_defaults(func=cmd_train, accepts_overrides=True)
+
+
+def cmd_train(args, extra) -> int:
+    from finegpt.train import train_from_cli
+
+    train_from_cli(args.config, extra, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+# ---- prepare ----------------------------------------------------------------------------------
+
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="documents -> token shards (Shakespeare, FineWeb, local txt/jsonl/parquet)")
+    p.add_argument("--source", default="shakespeare",
+                   help="shakespeare | fineweb | fineweb-edu | a path or glob of .txt / .jsonl / .parquet files")
+    p.add_argument("--name", default=None, help="FineWeb config, e.g. sample-10BT (default), sample-100BT, CC-MAIN-2024-10")
+    p.add_argument("--data_files", default=None, help="read --source fineweb's schema from these local parquet files instead")
+    p.add_argument("--tokenizer", default="bytes", choices=["bytes", "gpt2"])
+    p.add_argument("--tokens", default=None, help="token budget, EOTs included, e.g. 2e9; stops exactly there")
+    p.add_argument("--out", default="data/shakespeare", help="output directory for the shards")
+    p.add_argument("--shard_tokens", default="1e8", help="tokens per shard (default 1e8)")
+    p.add_argument("--val_fraction", type=float, default=0.1, help="share of the budget held out as val (at most one shard)")
+    p.add_argument("--val_tokens", default=None, help="held-out val tokens, overriding --val_fraction")
+    p.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: all cores; 0 for bytes)")
+    p.add_argument("--shuffle_buffer", type=int, default=0, help="shuffle documents within windows of this many (0: off)")
+    p.add_argument("--seed", type=int, default=1337, help="the shuffle's seed")
+    p.add_argument("--text_column", default="text", help="the column / JSON field holding the text")
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args, extra) -> int:
+    import json
+
+    from finegpt.data import prepare
+
+    stats = prepare(args.source, args.out, args.tokenizer, args.tokens, name=args.name, data_files=args.data_files,
+                    text_column=args.text_column, shard_tokens=args.shard_tokens, val_fraction=args.val_fraction,
+                    val_tokens=args.val_tokens, workers=args.workers, shuffle_buffer=args.shuffle_buffer,
+                    seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"]), "out": args.out}))
+    return 0
+
+
+# ---- sample -----------------------------------------------------------------------------------
+
+def add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate text from a checkpoint and/or a GPT-2 baseline")
+    p.add_argument("--ckpt", default=None, help="checkpoint file or out dir (default: out, unless --baseline)")
+    p.add_argument("--baseline", default=None, help="also (or only) sample GPT-2: gpt2, gpt2-medium, ... or a local dir")
+    p.add_argument("--prompt", default="", help="start text; FILE:path reads it from a file; empty starts a document")
+    p.add_argument("--num_samples", type=int, default=1)
+    p.add_argument("--max_new_tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    p.add_argument("--top_k", type=int, default=200, help="0 switches top-k off")
+    p.add_argument("--top_p", type=float, default=None, help="nucleus sampling, in (0, 1]")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no_cache", action="store_true", help="recompute the whole context every token (slow; for comparison)")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args, extra) -> int:
+    from finegpt.sample import check_sampling, generate_text, load_for_sampling, read_prompt
+
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.num_samples)
+    prompt = read_prompt(args.prompt)
+    sources = [("ckpt", args.ckpt or "out")] if args.ckpt or not args.baseline else []
+    sources += [("baseline", args.baseline)] if args.baseline else []
+    for kind, name in sources:
+        model, tokenizer, label = load_for_sampling(**{kind: name}, device=args.device)
+        texts = generate_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k,
+                              args.top_p, args.seed, use_cache=not args.no_cache, num_samples=args.num_samples)
+        for i, text in enumerate(texts):
+            print(f"===== {label} | sample {i + 1}/{len(texts)} =====\n{text}")
+    return 0
+
+
+# ---- eval -------------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="val loss / perplexity of a checkpoint beside GPT-2, and HellaSwag")
+    p.add_argument("--ckpt", default=None, help="checkpoint file or out dir")
+    p.add_argument("--baseline", default=None, help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a local dir")
+    p.add_argument("--data_dir", default=None, help="shards to score on (default: the checkpoint's)")
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--tokens", type=lambda s: int(float(s)), default=2**20,
+                   help="tokens to score, from the split's start (default 1048576)")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--hellaswag", default=None, metavar="val|PATH", help="also run HellaSwag: 'val' downloads it")
+    p.add_argument("--hellaswag_limit", type=int, default=None, help="only the first N HellaSwag examples")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object per model instead of a table")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args, extra) -> int:
+    import json
+
+    from finegpt.eval.compare import compare, format_table
+
+    rows = compare(args.ckpt, args.baseline, args.data_dir, args.split, args.tokens, args.batch_size,
+                   args.hellaswag, args.hellaswag_limit, args.device)
+    if args.json:
+        print("\n".join(json.dumps(r) for r in rows))
+        return 0
+    if "loss" in rows[0]:
+        print(f"{rows[0]['split']} loss on the same {rows[0]['tokens']:,} tokens, windows of {rows[0]['block_size']}")
+    print(format_table(rows))
+    return 0
+
+
+# ---- memory and recommend -----------------------------------------------------------------------
+
+def add_memory(sub) -> None:
+    p = sub.add_parser("memory", help="peak GPU memory of a config, term by term, and whether it fits a GPU")
+    p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file (key = value lines)")
+    p.add_argument("--gpu", default=None, help="a preset (T4, 3090, 4090, A100-80, H100, ...) or custom:<GiB>")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--guide", action="store_true", help="check every number of the popular FineWeb guide")
+    p.set_defaults(func=cmd_memory, accepts_overrides=True)
+
+
+def cmd_memory(args, extra) -> int:
+    import json
+
+    from finegpt import memory
+    from finegpt.config import load_config_file, parse_overrides
+
+    if args.guide:
+        checks = memory.check_guide()
+        print(json.dumps([c.to_dict() for c in checks]) if args.json else memory.format_checks(checks))
+        return 0
+    values = {**(load_config_file(args.config) if args.config else {}), **parse_overrides(extra)}
+    model_cfg, run, train_cfg, notes = memory.run_from_settings(values, gpu=args.gpu)
+    report = memory.estimate(model_cfg, run)
+    T = model_cfg.block_size
+    tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * T
+    tokens = tokens_per_step * train_cfg.max_iters
+    params = memory.count_params(model_cfg, non_embedding=False)
+    out = {"report": report.to_dict(), "params": params, "tokens_per_step": tokens_per_step,
+           "tokens_per_run": tokens, "tokens_per_param": tokens / params,
+           "chinchilla_tokens": memory.chinchilla_tokens(model_cfg)}
+    if run.gpu:
+        gpu = memory.get_gpu(run.gpu)
+        out["max_micro_batch"] = memory.max_micro_batch(model_cfg, run, gpu)
+        if out["max_micro_batch"]:
+            p = memory.plan(model_cfg, run, tokens_per_step, gpu)
+            out["plan"] = {"batch_size": p.batch_size, "gradient_accumulation_steps": p.gradient_accumulation_steps}
+        out["hours"] = memory.train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
+        out["mfu_assumed"] = memory.default_mfu(gpu)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print("\n".join(notes + [f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={T}, "
+                             f"{params / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
+                             f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}", str(report)]))
+    print(f"tokens per step {tokens_per_step:,}; per run ({train_cfg.max_iters:,} iters) {tokens / 1e9:.2f}B = "
+          f"{tokens / params:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)")
+    if run.gpu:
+        if "plan" in out:
+            print(f"largest micro-batch with 10 % headroom: {out['max_micro_batch']}; same tokens per step: "
+                  f"--batch_size={out['plan']['batch_size']} "
+                  f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
+        else:
+            print("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
+        print(f"time on one {memory.get_gpu(run.gpu).name}: {out['hours']:.1f} h at {out['mfu_assumed']:.0%} MFU")
+    return 0
+
+
+def add_recommend(sub) -> None:
+    p = sub.add_parser("recommend", help="a model and batch for each GPU (the corrected guide table)")
+    p.add_argument("--gpu", default=None, help="one preset only (default: all)")
+    p.add_argument("--block_size", type=int, default=1024)
+    p.add_argument("--json", action="store_true", help="print one JSON object per GPU")
+    p.set_defaults(func=cmd_recommend)
+
+
+def cmd_recommend(args, extra) -> int:
+    import json
+
+    from finegpt import memory
+
+    rows = [memory.recommend(args.gpu, block_size=args.block_size)] if args.gpu else \
+        memory.recommend_all(block_size=args.block_size)
+    if args.json:
+        print("\n".join(json.dumps(r.to_dict()) for r in rows))
+        return 0
+    print(f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
+          f"{'tokens/step':>12}{'peak GiB':>10}{'Chinchilla tokens':>19}{'hours':>8}")
+    for r in rows:
+        print(f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
+              f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.tokens_per_step:>12,}"
+              f"{r.peak_gib:>10.1f}{r.chinchilla_tokens / 1e9:>18.2f}B{r.hours_chinchilla:>8.1f}")
+    print("eager PyTorch, bias=False, 10 % headroom; hours for the Chinchilla tokens at the assumed MFU")
+    return 0
+
+
 # ---- the parser -------------------------------------------------------------------------------
 
-SECTIONS = [add_quickstart]
+SECTIONS = [add_quickstart, add_train, add_prepare, add_sample, add_eval, add_memory, add_recommend]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -218,7 +218,8 @@ def _coerce(key: str, value, default):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind):
-        raise bad(key, value, f"must be a {kind.__name__}", f"Write e.g. {key}={default!r}")
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise bad(key, value, f"must be {article} {kind.__name__}", f"Write e.g. {key}={default!r}")
     return value
 
 

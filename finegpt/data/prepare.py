@@ -1,0 +1,363 @@
+"""Prepare: stream documents, tokenize them in spawn-safe worker processes, write fixed-size shards.
+
+Entry point: prepare(source, out, tokenizer, tokens, ...) -> stats dict. Resumable from manifest.json;
+the first `val_tokens` tokens of the stream are the val split, the rest train, stopping exactly at `tokens`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from finegpt.data.shards import META, atomic_write_text, token_dtype, write_meta, write_shard
+from finegpt.data.sources import iter_batches, resolve_source
+from finegpt.data.tokenizers import get_tokenizer
+from finegpt.errors import bad
+
+MANIFEST, STATS = "manifest.json", "stats.json"
+CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance
+BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default val split when no budget is given
+
+
+# ---- the worker side: top-level functions, so they pickle under spawn -----------------------------
+
+def _watch_parent() -> None:
+    """Exit when the parent dies (even by SIGKILL), so killed runs leave no orphaned workers."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+
+
+def _init_worker(tokenizer_name: str) -> None:
+    _watch_parent()
+    tok = get_tokenizer(tokenizer_name)
+    if tok.name == "gpt2":
+        tok.enc  # load the BPE files now, while the parent opens the source
+
+
+def encode_chunk(texts, tokenizer_name: str):
+    """Documents (pyarrow strings) -> (tokens, per-doc token counts, per-doc UTF-8 bytes).
+
+    Each non-empty document becomes EOT + its ids; an empty one contributes nothing.
+    """
+    import pyarrow.compute as pc
+
+    tok = get_tokenizer(tokenizer_name)
+    texts = pc.fill_null(texts, "")
+    text_bytes = _byte_lengths(texts)
+    ids = [tok.encode_array(t) for t in texts.to_pylist()]  # one thread per worker: the workers are the parallelism
+    lens = np.array([len(d) + 1 if len(d) else 0 for d in ids], dtype=np.int64)
+    tokens = np.empty(int(lens.sum()), dtype=token_dtype(tok.vocab_size))
+    p = 0
+    for d in ids:
+        if len(d):
+            tokens[p] = tok.eot
+            tokens[p + 1:p + 1 + len(d)] = d
+            p += len(d) + 1
+    return tokens, lens, text_bytes
+
+
+# ---- the main side ---------------------------------------------------------------------------------
+
+def _byte_lengths(texts) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.binary_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _as_count(field: str, value, allow_zero: bool = False):
+    """Accept 2e9 or "2e9" for 2_000_000_000; reject fractions, negatives, bools."""
+    try:
+        count = float(value) if isinstance(value, str) else value
+        ok = not isinstance(count, bool) and float(count).is_integer() and (count >= 0 if allow_zero else count > 0)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise bad(field, value, "must be a whole number " + (">= 0" if allow_zero else "> 0"), f"For example {field}=2e9")
+    return int(count)
+
+
+def _emitted(spec: dict, start: int, shuffle_buffer: int, seed: int):
+    """Document batches in output order from position `start`. Shuffling permutes fixed windows of
+    `shuffle_buffer` documents with an RNG seeded by (seed, window), so a resume can recompute any position."""
+    import pyarrow as pa
+
+    if not shuffle_buffer:
+        yield from iter_batches(spec, start=start)
+        return
+    window = start // shuffle_buffer
+    skip = start - window * shuffle_buffer
+    pending, n_pending = [], 0
+    batches = iter_batches(spec, start=window * shuffle_buffer)
+    while True:
+        for batch in batches:
+            pending.append(batch)
+            n_pending += len(batch)
+            if n_pending >= shuffle_buffer:
+                break
+        if not n_pending:
+            return
+        docs = pa.concat_arrays(pending)
+        order = np.random.default_rng([seed, window]).permutation(min(shuffle_buffer, len(docs)))
+        yield docs.take(order[skip:])
+        pending, n_pending = [docs.slice(len(order))], len(docs) - len(order)
+        skip, window = 0, window + 1
+
+
+def _chunks(batches, first_index: int):
+    """(index of first doc, docs) with about CHUNK_BYTES of text each, cut from Arrow batches with no Python strings."""
+    import pyarrow as pa
+
+    index, pieces, size = first_index, [], 0
+    for batch in batches:
+        ends = np.cumsum(_byte_lengths(batch))
+        pos = 0
+        while pos < len(batch):
+            base = ends[pos - 1] if pos else 0
+            k = min(int(np.searchsorted(ends[pos:] - base, CHUNK_BYTES - size)) + 1, len(batch) - pos)
+            pieces.append(batch.slice(pos, k))
+            size += int(ends[pos + k - 1] - base)
+            pos += k
+            if size >= CHUNK_BYTES:
+                chunk = pa.concat_arrays(pieces)  # a compact copy: pickles only its own bytes
+                yield index, chunk
+                index, pieces, size = index + len(chunk), [], 0
+    if pieces:
+        yield index, pa.concat_arrays(pieces)
+
+
+def _start_pool(tokenizer_name: str, workers: int):
+    if workers == 0:
+        return None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(tokenizer_name,))
+    for _ in range(workers):  # start them now: they load the tokenizer while the source opens
+        pool.submit(int)
+    return pool
+
+
+def _encoded(chunks, tokenizer_name: str, pool, workers: int):
+    """(first doc index, encode_chunk result) in order; at most 2 chunks per worker in flight."""
+    if pool is None:
+        for index, texts in chunks:
+            yield index, encode_chunk(texts, tokenizer_name)
+        return
+    try:
+        pending = deque()
+        for index, texts in chunks:
+            pending.append((index, pool.submit(encode_chunk, texts, tokenizer_name)))
+            if len(pending) >= 2 * workers:
+                index, future = pending.popleft()
+                yield index, future.result()
+        while pending:
+            index, future = pending.popleft()
+            yield index, future.result()
+    except BrokenProcessPool:
+        get_tokenizer(tokenizer_name).enc if tokenizer_name == "gpt2" else None  # raises the readable error, if that was it
+        raise
+
+
+def _shard_after(pos: int, val_tokens: int, shard_tokens: int, budget: int | None):
+    """(split, index, end position) of the shard that starts at stream position `pos`."""
+    if pos < val_tokens:
+        i = pos // shard_tokens
+        return "val", i, min(val_tokens, (i + 1) * shard_tokens)
+    i = (pos - val_tokens) // shard_tokens
+    end = val_tokens + (i + 1) * shard_tokens
+    return "train", i, min(end, budget) if budget else end
+
+
+def _check_out(out: Path, job: dict, overwrite: bool):
+    """-> the manifest to resume from, or None for a fresh start. Refuses a non-empty dir unless told."""
+    if out.exists() and not out.is_dir():
+        raise bad("out", str(out), "exists and is not a directory", "Choose a folder for the shards with --out")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return None
+    manifest = None
+    if (out / MANIFEST).is_file():
+        try:
+            manifest = json.loads((out / MANIFEST).read_text())
+        except json.JSONDecodeError:
+            manifest = None
+    if manifest and manifest.get("job") == job and not (out / META).is_file():
+        return manifest
+    if overwrite:
+        return None
+    if manifest and manifest.get("job") == job:
+        why = "already holds this prepared data"
+    elif manifest and not (out / META).is_file():
+        why = "holds an unfinished prepare of a different job"
+    else:
+        why = f"is not empty ({len(entries)} entries, e.g. {entries[0]})"
+    raise bad("out", str(out), why, "Pass --overwrite to replace it, or choose another --out")
+
+
+def _make_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise bad("out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out") from e
+
+
+def _clear(out: Path, keep: set[str]) -> None:
+    """Remove this tool's files that a finished manifest doesn't list (stale shards, temp files)."""
+    for p in out.iterdir():
+        ours = (p.suffix == ".bin" and p.name.startswith(("train_", "val_"))) or p.name.endswith(".tmp") \
+            or p.name in (META, MANIFEST, STATS)
+        if ours and p.name not in keep and p.is_file():
+            p.unlink()
+
+
+def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str = "bytes", tokens=None, *,
+            name: str | None = None, data_files=None, text_column: str = "text", shard_tokens=100_000_000,
+            val_fraction: float = 0.1, val_tokens=None, workers: int | None = None, shuffle_buffer: int = 0,
+            seed: int = 1337, overwrite: bool = False, progress: bool = True) -> dict:
+    """Tokenize `source` into `<out>/{val,train}_NNNNNN.bin` + meta.json + stats.json; returns the stats.
+
+    tokens: the budget, counting EOTs; the output stops exactly there (or when the source ends).
+    val_tokens: the first tokens of the stream, held out; default val_fraction of the budget (without a
+    budget, of the source's size estimated from its bytes), at most one shard.
+    Rerunning the same command after a crash or kill resumes from manifest.json.
+    """
+    out = Path(out)
+    tok = get_tokenizer(tokenizer)
+    budget = None if tokens is None else _as_count("tokens", tokens)
+    shard_tokens = _as_count("shard_tokens", shard_tokens)
+    if shard_tokens >= 2**31:
+        raise bad("shard_tokens", shard_tokens, "too large for the int32 count in the header", "Use at most 2e9 (default 1e8)")
+    if not 0 <= val_fraction < 1:
+        raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
+    shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
+    workers = (0 if tok.name == "bytes" else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1) if workers is None else _as_count("workers", workers, allow_zero=True)
+    spec = resolve_source(source, name, data_files, text_column)
+    if spec["kind"] == "hf" and not spec["data_files"] and budget is None:
+        raise bad("tokens", None, f"{source} holds trillions of tokens, so a budget is needed", "Pass e.g. --tokens 1e9")
+
+    t_start = time.time()
+    pool = _start_pool(tok.name, workers)
+    try:
+        # Read the source before touching the output: an empty source or a missing column fails here.
+        batches = iter_batches(spec)
+        for batch in batches:
+            if len(batch) and _byte_lengths(batch).max() > 0:
+                break
+        else:
+            raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        if val_tokens is None:
+            if budget is None:  # a first pass over the bytes, only for local sources
+                size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
+                expected_tokens = size_bytes / BYTES_PER_TOKEN_GUESS[tok.name]
+            else:
+                expected_tokens = budget
+            val_tokens = min(round(val_fraction * expected_tokens), shard_tokens)
+        batches.close()
+        val_tokens = _as_count("val_tokens", val_tokens, allow_zero=True)
+        if budget is not None and val_tokens >= budget:
+            raise bad("val_tokens", val_tokens, f"leaves no train tokens in a budget of {budget}",
+                      "Use a smaller val_tokens or val_fraction")
+
+        job = {**spec, "tokenizer": tok.name, "tokens": budget, "val_tokens": val_tokens, "shard_tokens": shard_tokens,
+               "shuffle_buffer": shuffle_buffer, "seed": seed if shuffle_buffer else None}
+        manifest = _check_out(out, job, overwrite)
+        _make_writable(out)
+        if manifest is None:
+            manifest = {"job": job, "finished": False, "shards": [], "pos": 0, "doc": 0, "offset": 0,
+                        "documents": 0, "text_bytes": 0, "elapsed_s": 0.0}
+        _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        return _run(out, tok, job, manifest, pool, workers, progress, t_start)
+    finally:
+        if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float) -> dict:
+    from tqdm.auto import tqdm
+
+    budget, val_tokens, shard_tokens = job["tokens"], job["val_tokens"], job["shard_tokens"]
+    elapsed0 = m["elapsed_s"]
+    pos, skip = m["pos"], m["offset"]  # skip: tokens of the first doc already in finished shards
+    split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
+    buf = np.empty(end - pos, dtype=token_dtype(tok.vocab_size))
+    fill = 0
+    bar = tqdm(total=budget, initial=pos, unit="tok", unit_scale=True, desc=f"prepare {job['source']}",
+               disable=not progress, dynamic_ncols=True)
+    docs_done, doc_pos = m["documents"], m["doc"]
+
+    def finish_shard(doc: int, offset: int) -> None:
+        name = f"{split}_{index:06d}.bin"
+        write_shard(out / name, buf[:fill], tok)
+        m["shards"].append({"file": name, "split": split, "tokens": fill})
+        m.update(pos=pos + fill, doc=doc, offset=offset, elapsed_s=elapsed0 + time.time() - t0)
+        atomic_write_text(out / MANIFEST, json.dumps(m, indent=1) + "\n")  # after the shard: a shard never counts early
+
+    done = budget is not None and pos >= budget
+    encoded = _encoded(_chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers)
+    for first, (tokens, lens, text_bytes) in ([] if done else encoded):
+        ends = np.cumsum(lens)  # doc ends within this chunk's tokens
+        starts = ends - lens
+        c = skip
+        skip = 0
+        while c < len(tokens):
+            take = min(end - pos - fill, len(tokens) - c)
+            buf[fill:fill + take] = tokens[c:c + take]
+            new = (starts >= c) & (starts < c + take) & (lens > 0)  # docs whose first token (their EOT) lands now
+            m["documents"] += int(new.sum())
+            m["text_bytes"] += int(text_bytes[new].sum())
+            fill += take
+            c += take
+            bar.update(take)
+            if pos + fill == end:
+                whole = int(np.searchsorted(ends, c, side="right"))  # docs of this chunk fully written
+                finish_shard(first + whole, c - int(starts[whole]) if whole < len(lens) else 0)
+                pos, fill = pos + fill, 0
+                if budget is not None and pos >= budget:
+                    done = True
+                    break
+                split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
+                buf = np.empty(end - pos, dtype=buf.dtype)
+        doc_pos = first + len(lens)
+        bar.set_postfix(docs_s=f"{(m['documents'] - docs_done) / max(time.time() - t0, 1e-9):.0f}", refresh=False)
+        if done:
+            break
+    encoded.close()
+    if fill:  # the source ended inside a shard: the last shard is shorter
+        finish_shard(doc_pos, 0)
+        pos += fill
+    bar.close()
+    if not any(s["split"] == "train" for s in m["shards"]):
+        raise bad("val_tokens", val_tokens, f"the source ended after {pos} tokens, all of them in the val split",
+                  f"Use --val_tokens below {pos} or a smaller --val_fraction")
+    m["elapsed_s"] = elapsed0 + time.time() - t0
+    return _finish(out, tok, job, m)
+
+
+def _finish(out: Path, tok, job: dict, m: dict) -> dict:
+    tokens = sum(s["tokens"] for s in m["shards"])
+    stats = {"source": job["source"], "name": job["name"], "tokenizer": tok.name, "documents": m["documents"],
+             "tokens": tokens, "tokens_by_split": {s: sum(d["tokens"] for d in m["shards"] if d["split"] == s) for s in ("train", "val")},
+             "text_bytes": m["text_bytes"], "bytes_per_token": round(m["text_bytes"] / max(tokens - m["documents"], 1), 4),
+             "elapsed_s": round(m["elapsed_s"], 3), "tokens_per_s": round(tokens / max(m["elapsed_s"], 1e-9)),
+             "budget": job["tokens"], "shards": m["shards"]}
+    atomic_write_text(out / STATS, json.dumps(stats, indent=1) + "\n")
+    m["finished"] = True
+    atomic_write_text(out / MANIFEST, json.dumps(m, indent=1) + "\n")
+    job_info = {k: job[k] for k in ("source", "name", "data_files", "files", "val_tokens", "shard_tokens", "shuffle_buffer")}
+    write_meta(out, tok, m["shards"], job=job_info)  # last: its presence means the data is complete
+    return stats

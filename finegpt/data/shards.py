@@ -1,0 +1,138 @@
+"""Token shards on disk: a 256 x int32 header (llm.c's layout plus vocab, EOT, tokenizer name), then tokens.
+
+Entry points: write_shard, read_shard, write_meta, load_meta, atomic_write_text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from finegpt.errors import bad
+
+MAGIC = 20240520  # llm.c's shard magic
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+NAME_SLOT, NAME_BYTES = 8, 64  # tokenizer name: UTF-8, NUL-padded, in header ints 8..23
+META = "meta.json"
+
+
+def token_dtype(vocab_size: int):
+    """uint16 while every id fits (version 1, as llm.c), else uint32 (version 2)."""
+    return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def _fsync_rename(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+    try:  # make the rename itself durable; not every filesystem lets you open a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write to `<path>.tmp`, fsync, rename: a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_rename(tmp, path)
+
+
+def make_header(num_tokens: int, tokenizer) -> np.ndarray:
+    header = np.zeros(HEADER_INTS, dtype=np.int32)
+    header[0] = MAGIC
+    header[1] = 1 if token_dtype(tokenizer.vocab_size) == np.uint16 else 2
+    header[2] = num_tokens
+    header[3] = tokenizer.vocab_size
+    header[4] = tokenizer.eot
+    name = tokenizer.name.encode("utf-8")[:NAME_BYTES]
+    header[5] = len(name)
+    header.view(np.uint8)[NAME_SLOT * 4:NAME_SLOT * 4 + len(name)] = np.frombuffer(name, dtype=np.uint8)
+    return header
+
+
+def write_shard(path, tokens, tokenizer) -> int:
+    """Write `tokens` (any int array) as one shard; returns the token count. Temp name + rename."""
+    path = Path(path)
+    dtype = token_dtype(tokenizer.vocab_size)
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= tokenizer.vocab_size):
+        raise bad("tokens", f"[{tokens.min()}..{tokens.max()}]", f"outside the {tokenizer.name} vocab of {tokenizer.vocab_size}",
+                  "Pass ids from the same tokenizer")
+    if tokens.size >= 2**31:
+        raise bad("shard_tokens", tokens.size, "too many tokens for one shard (the header count is int32)",
+                  "Use shard_tokens < 2**31")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(make_header(tokens.size, tokenizer).tobytes())
+        f.write(tokens.astype(dtype, copy=False).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_rename(tmp, path)
+    return int(tokens.size)
+
+
+def read_shard(path):
+    """(header dict, np.memmap of the tokens). Raises a one-line error on a foreign or truncated file."""
+    path = Path(path)
+    if not path.is_file():
+        raise bad("shard", str(path), "no such file", "Rerun finegpt prepare for this data directory")
+    size_bytes = path.stat().st_size
+    if size_bytes < HEADER_BYTES:
+        raise bad("shard", str(path), f"only {size_bytes} bytes, shorter than the {HEADER_BYTES}-byte header",
+                  "The file is truncated; rerun finegpt prepare")
+    header = np.fromfile(path, dtype=np.int32, count=HEADER_INTS)
+    if header[0] != MAGIC:
+        raise bad("shard", str(path), f"magic number {header[0]} is not {MAGIC}", "This is not a finegpt/llm.c token shard")
+    if header[1] not in (1, 2):
+        raise bad("shard", str(path), f"unsupported version {header[1]}", "Versions 1 (uint16) and 2 (uint32) are supported")
+    dtype = np.uint16 if header[1] == 1 else np.uint32
+    num_tokens = int(header[2])
+    expected_bytes = HEADER_BYTES + num_tokens * np.dtype(dtype).itemsize
+    if size_bytes != expected_bytes:
+        raise bad("shard", str(path), f"{size_bytes} bytes but its header promises {expected_bytes} ({num_tokens} tokens)",
+                  "The file is truncated or damaged; rerun finegpt prepare")
+    name_len = int(header[5])
+    name = header.view(np.uint8)[NAME_SLOT * 4:NAME_SLOT * 4 + name_len].tobytes().decode("utf-8", errors="replace")
+    info = {"magic": int(header[0]), "version": int(header[1]), "num_tokens": num_tokens,
+            "vocab_size": int(header[3]) or None, "eot": int(header[4]) if header[3] else None,  # llm.c leaves these 0
+            "tokenizer": name or None, "dtype": np.dtype(dtype).name}
+    tokens = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,)) if num_tokens else np.zeros(0, dtype)
+    return info, tokens
+
+
+def write_meta(data_dir, tokenizer, shards: list[dict], **extra) -> dict:
+    """meta.json: tokenizer, vocab size, EOT, and every shard with its split and token count."""
+    meta = {"format": "finegpt-shards-1", "tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size,
+            "eot": tokenizer.eot, "dtype": np.dtype(token_dtype(tokenizer.vocab_size)).name,
+            "tokens": {s: sum(d["tokens"] for d in shards if d["split"] == s) for s in ("train", "val")},
+            "shards": shards, **extra}
+    atomic_write_text(Path(data_dir) / META, json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def load_meta(data_dir) -> dict:
+    """The data directory's meta.json; a one-line error telling how to make it when it is missing."""
+    data_dir = Path(data_dir)
+    fix = f"Run `finegpt prepare --out {data_dir}` first (or `finegpt quickstart`)"
+    if not data_dir.is_dir():
+        raise bad("data_dir", str(data_dir), "no such directory", fix)
+    path = data_dir / META
+    if not path.is_file():
+        if (data_dir / "manifest.json").is_file():
+            raise bad("data_dir", str(data_dir), "its prepare has not finished", "Rerun the same `finegpt prepare` command to resume it")
+        raise bad("data_dir", str(data_dir), "holds no meta.json, so no prepared shards", fix)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise bad("data_dir", str(data_dir), f"meta.json is not valid JSON ({e.msg})", "Rerun finegpt prepare with --overwrite") from e

@@ -1,0 +1,113 @@
+"""check_guide(): every number of the popular "FineWeb nanoGPT GPU memory guide", next to the
+value computed here, and whether it holds. Entry points: check_guide, GUIDE_TABLE, format_checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from finegpt.config import ModelConfig
+from finegpt.memory.gpus import get_gpu
+from finegpt.memory.report import GIB, estimate
+from finegpt.memory.run import RunConfig
+from finegpt.memory.solve import default_mfu, max_micro_batch, tokens_per_run, train_time_s
+from finegpt.model import count_params
+
+# The guide's table: (VRAM class, its GPU, claimed params (low, high), n_layer, n_head, n_embd,
+# batch_size (low, high), gradient_accumulation_steps (low, high), claimed effective batch (low, high), block_size)
+GUIDE_TABLE = [
+    ("80 GB", "A100-80", (350e6, 350e6), 12, 12, 768, (64, 64), (8, 8), (512, 512), 1024),
+    ("48 GB", "A6000", (250e6, 300e6), 12, 12, 672, (32, 32), (16, 16), (512, 512), 1024),
+    ("24 GB", "4090", (160e6, 200e6), 10, 10, 640, (32, 32), (12, 16), (384, 512), 1024),
+    ("16-20 GB", "4080", (125e6, 125e6), 8, 8, 512, (32, 32), (12, 12), (384, 384), 1024),
+    ("<16 GB", "4070ti", (84e6, 84e6), 6, 6, 384, (16, 32), (16, 24), (256, 512), 1024),
+]
+# The guide's configs do not set bias; nanoGPT's train.py defaults to bias=False.
+BIAS = False
+
+
+@dataclass
+class Check:
+    claim: str
+    guide: str
+    computed: str
+    holds: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:.1f}M"
+
+
+def _params(cfg: ModelConfig, claimed: tuple[float, float], what: str) -> Check:
+    full, nano = count_params(cfg, non_embedding=False), count_params(cfg)
+    lo, hi = claimed
+    guide = f"~{_m(lo)}" if lo == hi else f"~{_m(lo)}-{_m(hi)}"
+    holds = any(0.8 * lo <= p <= 1.2 * hi for p in (full, nano))  # within 20 % in either convention
+    return Check(f"{what}: parameters", guide, f"{_m(full)} with position embeddings, {_m(nano)} without", holds)
+
+
+def _memory(cfg: ModelConfig, gpu_key: str, batch_size: int, what: str, claim: str) -> Check:
+    gpu = get_gpu(gpu_key)
+    run = RunConfig(batch_size=batch_size, dtype="bf16" if gpu.bf16 else "fp16", gpu=gpu_key)
+    r = estimate(cfg, run)
+    b_max = max_micro_batch(cfg, run, gpu)
+    computed = (f"{r.peak_gib:.1f} GiB allocated, ~{r.nvidia_smi_bytes / GIB:.1f} GiB in nvidia-smi (eager, "
+                f"{r.peak_phase} peak); largest micro-batch with 10 % headroom: {b_max}")
+    return Check(f"{what}: fits a {gpu.name} at batch_size={batch_size}", claim, computed, bool(r.fits))
+
+
+def check_guide(mfu: float | None = None) -> list[Check]:
+    """One Check per numeric claim. Memory is eager PyTorch (compile may lower it; see the notes)."""
+    checks = []
+    for vram, gpu_key, claimed, L, H, C, (b_lo, b_hi), (g_lo, g_hi), (e_lo, e_hi), T in GUIDE_TABLE:
+        cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, bias=BIAS)
+        what = f"table {vram} ({L}L/{H}H/{C})"
+        checks.append(_params(cfg, claimed, what))
+        eff = (b_lo * g_lo, b_hi * g_hi)
+        checks.append(Check(f"{what}: effective batch = batch_size x grad_acc", f"{e_lo}-{e_hi} sequences",
+                            f"{eff[0]}-{eff[1]} sequences = {eff[0] * T:,}-{eff[1] * T:,} tokens",
+                            eff[0] <= e_lo and e_hi <= eff[1]))
+        checks.append(_memory(cfg, gpu_key, b_lo, what, f"recommended for {vram}"))  # its smallest batch
+
+    # "best config for a 24 GB GPU"
+    cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640, block_size=1024, bias=BIAS)
+    what = "24 GB config (10L/10H/640)"
+    checks.append(_params(cfg, (160e6, 160e6), what))
+    checks.append(_memory(cfg, "4090", 32, what, "~20-22 GB on one 4090, 'comfortably'"))
+    tokens = tokens_per_run(50_000, 32, 16, 1024)
+    checks.append(Check(f"{what}: tokens in 50k iters x 32 x 16 x 1024", "~83B",
+                        f"{tokens / 1e9:.1f}B", abs(tokens - 83e9) < 0.1 * 83e9))
+    checks.append(Check(f"{what}: tokens per optimizer step", "512 x 1024 ~ 0.5M",
+                        f"{32 * 16 * 1024:,}", 32 * 16 * 1024 == 524_288))
+    mfu_4090 = default_mfu("4090") if mfu is None else mfu
+    hours = train_time_s(cfg, tokens, "4090", "bf16", mfu_4090) / 3600
+    checks.append(Check(f"{what}: hours on one 4090 at {mfu_4090:.0%} MFU", "(not stated)",
+                        f"{hours:.0f} h ({hours / 24:.1f} days)", True))
+    tpp = tokens / count_params(cfg, non_embedding=False)
+    checks.append(Check(f"{what}: tokens per parameter", "(implied: plenty)",
+                        f"{tpp:.0f} (Chinchilla-optimal is ~20)", True))
+    fifty = 50e9 / count_params(cfg, non_embedding=False)
+    checks.append(Check("rule 4: at least 50B tokens for this model", "50B+",
+                        f"{fifty:.0f} tokens/param, {fifty / 20:.0f}x Chinchilla-optimal "
+                        f"({20 * count_params(cfg, non_embedding=False) / 1e9:.1f}B)", False))
+
+    # "200M+ model (if you have 24 GB+)"
+    cfg = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=BIAS)
+    what = "200M+ config (12L/12H/768)"
+    checks.append(_params(cfg, (350e6, 350e6), what))
+    checks.append(_memory(cfg, "4090", 32, what, "'many people train this on a single 4090'"))
+    tokens = tokens_per_run(60_000, 32, 16, 1024)
+    hours = train_time_s(cfg, tokens, "4090", "bf16", mfu_4090) / 3600
+    checks.append(Check(f"{what}: 60k iters on one 4090 at {mfu_4090:.0%} MFU", "(not stated)",
+                        f"{tokens / 1e9:.1f}B tokens, {hours:.0f} h ({hours / 24:.1f} days)", True))
+    return checks
+
+
+def format_checks(checks: list[Check]) -> str:
+    lines = [f"{'':4}{'claim':<68}{'guide says':<44}computed"]
+    for c in checks:
+        lines.append(f"{'ok' if c.holds else 'NO':<4}{c.claim:<68}{c.guide:<44}{c.computed}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Measure one real training step of finegpt's GPT: peak bytes allocated per phase.
+
+Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), LiveBytes, train_step.
+On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
+"fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from finegpt.config import ModelConfig
+from finegpt.memory.run import RunConfig
+from finegpt.model import GPT
+
+PHASES = ("train", "optimizer", "eval")
+
+
+class LiveBytes(TorchDispatchMode):
+    """Bytes of every storage created under this mode and still alive, and the peak of that.
+
+    Frees are noticed lazily (a weak reference expires), so they are collected before each op
+    runs: the peak is then the live set right after the op that allocated it."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.now_bytes = 0
+        self.peak_bytes = 0
+        self.history: list | None = None  # set to [] to record (op, live bytes after it)
+
+    def reset_peak(self) -> None:
+        self._collect()
+        self.peak_bytes = self.now_bytes
+
+    def _collect(self) -> None:
+        for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
+            self.now_bytes -= self.live.pop(key)[1]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._collect()
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                ref = StorageWeakRef(storage)
+                if ref.cdata not in self.live:
+                    self.live[ref.cdata] = (ref, storage.nbytes())
+                    self.now_bytes += storage.nbytes()
+        self.peak_bytes = max(self.peak_bytes, self.now_bytes)
+        if self.history is not None:
+            self.history.append((str(func), self.now_bytes))
+        return out
+
+
+class _CudaBytes:
+    """The same interface over torch.cuda's allocator statistics."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def reset_peak(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    @property
+    def peak_bytes(self) -> int:
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device)
+
+    @property
+    def reserved_bytes(self) -> int:
+        return torch.cuda.max_memory_reserved(self.device)
+
+
+def build(model_cfg: ModelConfig, run: RunConfig, device: str):
+    """The model, optimizer and grad scaler exactly as a training run makes them."""
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if run.dtype == "pure_bf16" else torch.float32)
+    try:  # built in place: .to() would copy, and cannot swap fake tensors
+        with torch.device(device):
+            model = GPT(model_cfg, attention=run.attention)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    model.activation_checkpointing = run.activation_checkpointing
+    device_type = torch.device(device).type
+    if run.optimizer.startswith("adamw"):
+        optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type,
+                                               fused=run.optimizer == "adamw_fused")
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=6e-4, foreach=True,
+                                    momentum=0.9 if run.optimizer == "sgd_momentum" else 0.0)
+    scaler = torch.amp.GradScaler(device_type, enabled=run.dtype == "fp16")
+    if run.compile:
+        model = torch.compile(model)
+    return model, optimizer, scaler
+
+
+def autocast(run: RunConfig, device_type: str):
+    if run.dtype in ("bf16", "fp16"):
+        return torch.autocast(device_type, dtype=torch.bfloat16 if run.dtype == "bf16" else torch.float16)
+    return nullcontext()
+
+
+def train_step(model, optimizer, scaler, get_batch, run: RunConfig, device_type: str, tracker=None) -> dict:
+    """nanoGPT's loop body: G micro-steps of forward + backward, then clip, step, zero_grad.
+    `logits` stays bound through backward and into the next forward, as in nanoGPT's train.py."""
+    peaks = {}
+    G = run.gradient_accumulation_steps
+    if tracker:
+        tracker.reset_peak()
+    for _ in range(G):
+        x, y = get_batch(run.batch_size)
+        with autocast(run, device_type):
+            logits, loss = model(x, y)
+            loss = loss / G
+        scaler.scale(loss).backward()
+    del logits, loss, x, y
+    if tracker:
+        peaks["train"] = tracker.peak_bytes
+        tracker.reset_peak()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    if tracker:
+        peaks["optimizer"] = tracker.peak_bytes
+    return peaks
+
+
+@torch.no_grad()
+def eval_step(model, get_batch, run: RunConfig, device_type: str, tracker=None) -> dict:
+    """Two eval batches, as nanoGPT's estimate_loss: the last logits stay bound into the next forward."""
+    if tracker:
+        tracker.reset_peak()
+    model.eval()
+    for _ in range(2):
+        x, y = get_batch(run.eval_micro_batch)
+        with autocast(run, device_type):
+            logits, loss = model(x, y)
+    model.train()
+    return {"eval": tracker.peak_bytes} if tracker else {}
+
+
+def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> dict:
+    """Peak bytes allocated per phase ('train', 'optimizer', 'eval') and overall ('peak') in the
+    second of two training steps (the first creates the optimizer state), then an eval pass.
+    device "fake": the CPU step under FakeTensorMode, allocating nothing."""
+    torch.manual_seed(seed)
+    fake = device == "fake"
+    device_type = "cpu" if fake else torch.device(device).type
+    if device_type == "cuda":
+        tracker, modes = _CudaBytes(torch.device(device)), [nullcontext()]
+    else:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        tracker = LiveBytes()
+        modes = [FakeTensorMode() if fake else nullcontext(), tracker]
+    T, V = model_cfg.block_size, model_cfg.vocab_size
+    dev = "cpu" if fake else device
+
+    def get_batch(B):
+        x = torch.randint(V, (B, T), device=dev)  # (B, T)
+        return x, torch.randint(V, (B, T), device=dev)
+
+    with modes[0], (modes[1] if len(modes) > 1 else nullcontext()):
+        model, optimizer, scaler = build(model_cfg, run, dev)
+        train_step(model, optimizer, scaler, get_batch, run, device_type)
+        peaks = train_step(model, optimizer, scaler, get_batch, run, device_type, tracker)
+        peaks.update(eval_step(model, get_batch, run, device_type, tracker))
+        if device_type == "cuda":
+            peaks["reserved"] = tracker.reserved_bytes
+        del model, optimizer
+    peaks["peak"] = max(peaks[p] for p in PHASES)
+    return peaks

@@ -1,0 +1,167 @@
+"""Matplotlib figures for the notebooks: one function per figure, each returning a Figure.
+
+Entry points: param_bars, attention_heatmap, length_histogram, memory_bars, LossPlot.
+Figures are built with `matplotlib.figure.Figure`, not pyplot, so a notebook shows each one
+exactly once (as the cell's value or through `display`) and nothing piles up in pyplot's state.
+"""
+
+from __future__ import annotations
+
+import math
+
+from matplotlib.figure import Figure
+
+GIB = 1024**3
+# one colour per memory term, stable across figures so a reader learns them once
+TERM_COLOURS = {
+    "weights": "#4c72b0", "gradients": "#55a868", "optimizer": "#c44e52", "autocast_copies": "#8172b2",
+    "activations": "#ccb974", "logits": "#dd8452", "temporaries": "#937860", "ddp_buckets": "#da8bc3",
+}
+_FALLBACK = ["#64b5cd", "#8c8c8c", "#b07aa1", "#9c755f", "#76b7b2"]
+
+
+def term_colour(name: str, i: int = 0) -> str:
+    for key, colour in TERM_COLOURS.items():
+        if name.startswith(key) or key in name:
+            return colour
+    return _FALLBACK[i % len(_FALLBACK)]
+
+
+def _human(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def param_bars(parts: dict[str, int], title: str = "Parameters per component") -> Figure:
+    """Horizontal bars of `finegpt.model.param_breakdown`, labelled with count and share."""
+    names = [k for k, v in parts.items() if v > 0]
+    values = [parts[k] for k in names]
+    total = sum(values)
+    fig = Figure(figsize=(7, 0.5 * len(names) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    bars = ax.barh(names[::-1], values[::-1], color="#4c72b0")
+    for bar, v in zip(bars, values[::-1]):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {_human(v)} ({v / total:.0%})",
+                va="center", fontsize=9)
+    ax.set_xlim(0, max(values) * 1.35)
+    ax.xaxis.set_major_formatter(lambda v, _: _human(v))
+    ax.set_xlabel("parameters")
+    ax.set_title(f"{title}: {_human(total)} in total")
+    return fig
+
+
+def attention_heatmap(weights, labels: list[str], title: str = "Attention weights") -> Figure:
+    """A (T, T) attention matrix: row i is how much query token i reads from each key token."""
+    T = len(labels)
+    fig = Figure(figsize=(0.32 * T + 2.2, 0.32 * T + 1.6), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(weights, cmap="viridis", vmin=0.0)
+    ax.set_xticks(range(T), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(T), labels, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def length_histogram(lengths: list[int], bins: int = 30, title: str = "Document lengths") -> Figure:
+    """Histogram of document lengths in tokens, on a log axis (web text is long-tailed)."""
+    lo, hi = max(1, min(lengths)), max(lengths)
+    edges = [lo * (hi / lo) ** (i / bins) for i in range(bins + 1)] if hi > lo else bins
+    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(lengths, bins=edges, color="#55a868", edgecolor="white")
+    if hi > lo:
+        ax.set_xscale("log")
+    median = sorted(lengths)[len(lengths) // 2]
+    ax.axvline(median, color="black", linestyle="--", linewidth=1)
+    ax.text(median, ax.get_ylim()[1] * 0.95, f" median {median:,}", va="top", fontsize=9)
+    ax.set_xlabel("tokens per document")
+    ax.set_ylabel("documents")
+    ax.set_title(f"{title} ({len(lengths):,} documents)")
+    return fig
+
+
+def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "Peak memory") -> Figure:
+    """Stacked horizontal bars, one per (label, {term: bytes}, capacity_bytes), with the capacity
+    marked on each bar. Terms are stacked in the order given."""
+    fig = Figure(figsize=(8, 0.55 * len(rows) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    seen = set()
+    for y, (label, terms, capacity) in enumerate(rows[::-1]):
+        left = 0.0
+        for i, (name, value) in enumerate(terms.items()):
+            if value <= 0:
+                continue
+            ax.barh(y, value / GIB, left=left, color=term_colour(name, i), edgecolor="white",
+                    label=None if name in seen else name)
+            seen.add(name)
+            left += value / GIB
+        if capacity:
+            ax.plot([capacity / GIB] * 2, [y - 0.45, y + 0.45], color="black", linewidth=2)
+        ax.text(left, y, f" {left:.1f} GiB", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows[::-1]], fontsize=9)
+    ax.set_xlabel("GiB (black tick: the GPU's memory)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    ax.set_xlim(0, max(sum(v for v in t.values() if v > 0) for _, t, _ in rows) / GIB * 1.25 + 0.01)
+    return fig
+
+
+class LossPlot:
+    """A loss / learning-rate plot that redraws in place while training runs.
+
+    `plot = LossPlot(); plot.show()` then `plot.add(step, train_loss=..., val_loss=..., lr=...)`
+    from a training callback. In a notebook the figure is replaced in the same output area; outside
+    one, `show` and `add` only record the points.
+    """
+
+    def __init__(self, title: str = "Training", every: int = 1):
+        self.title, self.every = title, every
+        self.points: dict[str, list[tuple[int, float]]] = {"train_loss": [], "val_loss": [], "lr": []}
+        self._handle = None
+        self._calls = 0
+
+    def figure(self) -> Figure:
+        fig = Figure(figsize=(8, 3.4), layout="constrained")
+        ax = fig.subplots()
+        for key, style in (("train_loss", dict(color="#4c72b0", linewidth=1)),
+                           ("val_loss", dict(color="#c44e52", marker="o", linewidth=2))):
+            pts = self.points[key]
+            if pts:
+                ax.plot(*zip(*pts), label=f"{key.replace('_', ' ')} {pts[-1][1]:.3f}", **style)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("cross-entropy loss")
+        ax.set_title(self.title)
+        if self.points["lr"]:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*self.points["lr"]), color="#8c8c8c", linestyle="--", linewidth=1, label="learning rate")
+            ax2.set_ylabel("learning rate", color="#8c8c8c")
+            ax2.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        if any(self.points[k] for k in ("train_loss", "val_loss")):
+            ax.legend(loc="upper right", fontsize=9)
+        return fig
+
+    def show(self):
+        try:
+            from IPython.display import display
+            self._handle = display(self.figure(), display_id=True)
+        except ImportError:
+            self._handle = None
+        return self
+
+    def add(self, step: int, **metrics) -> None:
+        for key, value in metrics.items():
+            if key in self.points and value is not None and math.isfinite(value):
+                self.points[key].append((step, float(value)))
+        self._calls += 1
+        if self._handle is not None and (self._calls % self.every == 0 or "val_loss" in metrics):
+            self._handle.update(self.figure())
+
+    def final(self):
+        """Redraw once with every point (call after training)."""
+        if self._handle is not None:
+            self._handle.update(self.figure())

@@ -1,0 +1,110 @@
+"""Text generation over `GPT.generate`: prompt in, strings out; seeded, cached, checked settings.
+
+Entry points: generate_text(model, tokenizer, prompt, ...), load_for_sampling(ckpt_or_baseline, device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from finegpt.errors import bad
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto' -> cuda, then mps, then cpu."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                   num_samples: int = 1) -> None:
+    """One-line errors for settings generate() would misread or crash on."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise bad("max_new_tokens", max_new_tokens, "must be an integer >= 1", "Use e.g. --max_new_tokens 200")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise bad("num_samples", num_samples, "must be an integer >= 1", "Use e.g. --num_samples 3")
+    if not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise bad("temperature", temperature, "must be >= 0",
+                  "Use 0 for greedy, 0.8 for focused text, 1.0 for the model's own distribution")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise bad("top_k", top_k, "must be an integer >= 0", "Use e.g. 200, or 0 to switch top-k off")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise bad("top_p", top_p, "must be in (0, 1]", "Use e.g. 0.9, or 1.0 to switch top-p off")
+
+
+@contextlib.contextmanager
+def only_real_tokens(model, vocab_size: int):
+    """Mask the padded vocab rows (e.g. 50257..50303) while generating: they are no token, can't be
+    decoded, and an untrained or converted model may give them real probability."""
+    if model.config.vocab_size <= vocab_size:
+        yield
+        return
+
+    def mask(module, inputs, logits):
+        logits[..., vocab_size:] = float("-inf")
+        return logits
+
+    handle = model.lm_head.register_forward_hook(mask)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def generate_text(model, tokenizer, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8,
+                  top_k: int | None = 200, top_p: float | None = None, seed: int | None = 1337,
+                  use_cache: bool = True, num_samples: int = 1) -> list[str]:
+    """num_samples continuations of prompt, each returned with the prompt in front. An empty prompt
+    starts from the end-of-text token, as documents do in the shards. temperature=0 is greedy; the
+    same seed and settings give the same text."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
+    device = next(model.parameters()).device
+    start = tokenizer.encode(prompt) if prompt else [tokenizer.eot]
+    idx = torch.tensor([start] * num_samples, dtype=torch.long, device=device)  # (num_samples, T)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        with only_real_tokens(model, tokenizer.vocab_size):
+            out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None,
+                                 top_p=top_p, use_cache=use_cache, generator=generator)
+    finally:
+        model.train(was_training)
+    keep = len(start) if not prompt else 0  # drop the start token, keep a real prompt
+    return [tokenizer.decode(row[keep:]) for row in out.tolist()]
+
+
+def load_for_sampling(ckpt: str | Path | None = None, baseline: str | None = None, device: str = "auto"):
+    """(GPT, tokenizer, label) from a checkpoint (file or out dir) or a GPT-2 baseline name/dir."""
+    from finegpt.data import get_tokenizer
+
+    device = pick_device(device)
+    if baseline:
+        from finegpt.eval import load_gpt2
+
+        return load_gpt2(baseline, device=device), get_tokenizer("gpt2"), baseline
+    from finegpt.train import load_model
+
+    model, checkpoint = load_model(ckpt, device)
+    return model, get_tokenizer(checkpoint["data"]["tokenizer"]), str(ckpt)
+
+
+def read_prompt(prompt: str) -> str:
+    """nanoGPT's convention: 'FILE:prompt.txt' reads the prompt from a file."""
+    if prompt.startswith("FILE:"):
+        path = Path(prompt[5:])
+        if not path.is_file():
+            raise bad("prompt", prompt, "no such file", "Check the path after FILE:")
+        return path.read_text(encoding="utf-8")
+    return prompt

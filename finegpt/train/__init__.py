@@ -1,0 +1,11 @@
+"""Training: the loop (AMP, gradient accumulation, LR schedule, eval), crash-safe checkpoints, DDP.
+
+Entry points: train, load_checkpoint, load_model, save_checkpoint, train_from_cli.
+"""
+
+from finegpt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from finegpt.train.loop import estimate_loss, get_lr, pick_device, pick_dtype, train
+from finegpt.train.launch import train_from_cli
+
+__all__ = ["train", "load_checkpoint", "load_model", "save_checkpoint", "train_from_cli",
+           "estimate_loss", "get_lr", "pick_device", "pick_dtype"]

@@ -1,0 +1,291 @@
+# %% [markdown]
+# # 02 · Model anatomy: what is inside a GPT, and how big is it really?
+#
+# **What you will learn**
+# - how a nanoGPT-style GPT is built from one small config;
+# - where its parameters live, and why the token embedding is the biggest single piece;
+# - why the popular guide's parameter counts are wrong (12 layers × 768 is GPT-2 *small*);
+# - what shape every tensor has on its way through one forward pass, and what attention computes;
+# - why the vocabulary is padded from 50257 to 50304.
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/02_model_anatomy.ipynb)
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+
+# %% tags=["parameters"]
+SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+
+# %%
+import os
+import time
+
+import torch
+from IPython.display import Markdown, display
+
+from finegpt.config import ModelConfig
+from finegpt.data import get_tokenizer
+from finegpt.model import GPT, count_params, param_breakdown
+from finegpt import plots
+
+if SMOKE is None:
+    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
+device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
+torch.manual_seed(1337)
+print(f"SMOKE={SMOKE}, device={device}")
+
+# %% [markdown]
+# ## 1. What decides the size of a GPT?
+#
+# Five numbers, with the names nanoGPT uses in its config files:
+# `n_layer` transformer blocks, each with `n_head` attention heads over vectors of width `n_embd`;
+# a context of `block_size` tokens; and a vocabulary of `vocab_size` token ids.
+# Here is GPT-2 small, the model nanoGPT's `train_gpt2.py` reproduces.
+
+# %%
+gpt2_small = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)
+gpt2_small
+
+# %% [markdown]
+# `finegpt` counts parameters from the config alone, with no tensors at all. We can still build the
+# real model without spending memory: on PyTorch's `meta` device a tensor has a shape but no storage.
+# The check below builds all the layers and counts their tensors; the two counts must agree.
+
+# %%
+with torch.device("meta"):
+    meta_model = GPT(gpt2_small)
+assert meta_model.get_num_params(non_embedding=False) == count_params(gpt2_small, non_embedding=False)
+n_full, n_nanogpt = count_params(gpt2_small, non_embedding=False), count_params(gpt2_small)
+print(f"all parameters:             {n_full:,}")
+print(f"nanoGPT's count (no wpe):   {n_nanogpt:,}")
+
+# %% [markdown]
+# nanoGPT prints the second number: it leaves out the position embedding (`wpe`) but keeps the token
+# embedding, because the token embedding is *tied* to the output layer (`lm_head`) and does real work
+# there. Tied means one tensor used twice, so the output layer adds no parameters of its own:
+
+# %%
+assert meta_model.lm_head.weight is meta_model.transformer.wte.weight
+print("lm_head.weight is wte.weight:", meta_model.lm_head.weight is meta_model.transformer.wte.weight)
+
+# %% [markdown]
+# ## 2. Where do the parameters live?
+#
+# Per block: attention has 4·C² weights (q, k, v and the output projection), the MLP 8·C²
+# (C → 4C → C). So the blocks hold about 12·L·C². The embedding holds V·C.
+
+# %%
+parts = param_breakdown(gpt2_small)
+for name, n in parts.items():
+    print(f"{name:20s} {n:>12,}  {n / n_full:6.1%}")
+assert sum(parts.values()) == n_full
+
+# %%
+plots.param_bars(parts, "GPT-2 small (12 layers, 768 wide)")
+
+# %%
+C, L, V = gpt2_small.n_embd, gpt2_small.n_layer, gpt2_small.vocab_size
+by_hand = 12 * L * C**2 + V * C
+display(Markdown(
+    f"The rule of thumb 12·L·C² + V·C gives **{by_hand / 1e6:.1f}M**, within "
+    f"{abs(by_hand - n_full) / n_full:.1%} of the exact {n_full / 1e6:.1f}M (the rest is biases, "
+    f"norms and positions). The token embedding alone is **{parts['token_embedding'] / n_full:.0%}** "
+    f"of the model: small GPTs spend a large share of their parameters on the vocabulary."))
+
+# %% [markdown]
+# ## 3. How many parameters does the guide's model really have?
+#
+# The guide we check in this course gives a table of configurations with a "model size" for each.
+# The claimed sizes below are quoted from the guide; the counted columns are computed.
+
+# %%
+guide_rows = [  # (GPU row, claimed size, n_layer, n_head, n_embd), quoted from the guide
+    ("80 GB", "~350M", 12, 12, 768),
+    ("48 GB", "~250-300M", 12, 12, 672),
+    ("24 GB", "~160-200M", 10, 10, 640),
+    ("16-20 GB", "~125M", 8, 8, 512),
+    ("<16 GB", "~84M", 6, 6, 384),
+]
+print(f"{'row':9s} {'claimed':>10s} {'L/H/C':>11s} {'nanoGPT count':>14s} {'all':>8s} {'embedding share':>16s}")
+counted = {}
+for row, claim, n_layer, n_head, n_embd in guide_rows:
+    cfg = ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50304)
+    counted[row] = count_params(cfg)
+    share = param_breakdown(cfg)["token_embedding"] / count_params(cfg, non_embedding=False)
+    print(f"{row:9s} {claim:>10s} {f'{n_layer}/{n_head}/{n_embd}':>11s} {counted[row] / 1e6:13.1f}M "
+          f"{count_params(cfg, non_embedding=False) / 1e6:7.1f}M {share:16.0%}")
+
+# %% [markdown]
+# Every row is off, and always in the same direction: too big. The 80 GB row claims GPT-2 *medium*
+# (350M) but 12 layers × 768 is GPT-2 *small*:
+
+# %%
+display(Markdown(
+    f"- 12/12/768 has **{counted['80 GB'] / 1e6:.0f}M** parameters, not ~350M "
+    f"({350e6 / counted['80 GB']:.1f}× too many claimed). GPT-2 medium is 24 layers × 1024.\n"
+    f"- the guide's \"best config for a 24 GB GPU\", 10/10/640, has **{counted['24 GB'] / 1e6:.0f}M**, "
+    f"not ~160M: about half.\n"
+    f"- the embedding's share grows as models shrink, so scaling `n_layer` and `n_embd` down shrinks the "
+    f"model less than 12·L·C² suggests."))
+medium = ModelConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50304)
+assert 340e6 < count_params(medium) < 360e6  # GPT-2 medium really is ~350M
+assert 120e6 < counted["80 GB"] < 130e6
+
+# %% [markdown]
+# ## 4. What shape does each tensor have in one forward pass?
+#
+# We push a batch of B = 2 sequences of T = 8 tokens through the model and record the output shape of
+# every module with forward hooks. In smoke mode the model is GPT-2 small on the CPU with random
+# weights: the shapes are the same as for a trained one.
+
+# %%
+tok = get_tokenizer("gpt2")
+texts = ["The quick brown fox jumps over the lazy dog.", "To be, or not to be, that is the question:"]
+idx = torch.tensor([tok.encode(t)[:8] for t in texts], device=device)  # (B, T)
+model = GPT(gpt2_small).to(device).eval()
+print("input ids", tuple(idx.shape))
+
+# %%
+watched = ["transformer.wte", "transformer.wpe", "transformer.h.0.ln_1", "transformer.h.0.attn",
+           "transformer.h.0.mlp", "transformer.h.0", f"transformer.h.{gpt2_small.n_layer - 1}",
+           "transformer.ln_f", "lm_head"]
+shapes = []  # (module, output shape) in the order the forward pass runs them
+modules = dict(model.named_modules())
+hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape))))
+         for name in watched]
+with torch.no_grad():
+    logits, _ = model(idx)
+for h in hooks:
+    h.remove()
+for name, shape in shapes:
+    print(f"{name:24s} {shape}")
+
+# %% [markdown]
+# Read it top to bottom: ids (B, T) become vectors (B, T, C) in `wte`; `wpe` adds one vector per
+# position (T, C); each block keeps the shape (B, T, C); only `lm_head` changes it, to (B, T, V):
+# one score per vocabulary entry for the *next* token at every position.
+#
+# To see that nothing is hidden, here is the same forward pass written out by hand, block by block.
+# It must give the model's logits exactly.
+
+# %%
+with torch.no_grad():
+    pos = torch.arange(idx.size(1), device=device)  # (T,)
+    x = model.transformer.wte(idx) + model.transformer.wpe(pos)  # (B, T, C)
+    for block in model.transformer.h:
+        x = x + block.attn(block.ln_1(x))  # (B, T, C): tokens exchange information
+        x = x + block.mlp(block.ln_2(x))  # (B, T, C): each token thinks on its own
+    by_hand_logits = model.lm_head(model.transformer.ln_f(x))  # (B, T, V)
+assert torch.allclose(by_hand_logits, logits, atol=1e-5)
+print("logits", tuple(by_hand_logits.shape), "match the model's")
+
+# %% [markdown]
+# ## 5. What does attention look at?
+#
+# Inside a block, every token makes a query q, a key k and a value v. Token i reads from token j with
+# weight softmax(q_i · k_j / √d) over j ≤ i: the causal mask hides the future. PyTorch's
+# `scaled_dot_product_attention` never builds that T × T matrix (that is what makes it "flash"), so we
+# compute it by hand for the first block's first head, and check that multiplying it with the values
+# gives what the fused kernel gives.
+
+# %%
+text = "The cat sat on the mat because it was tired and warm."
+ids = torch.tensor([tok.encode(text)], device=device)  # (1, T)
+attn = model.transformer.h[0].attn
+H, hs = attn.n_head, attn.n_embd // attn.n_head
+with torch.no_grad():
+    h0 = model.transformer.wte(ids) + model.transformer.wpe(torch.arange(ids.size(1), device=device))
+    q, k, v = attn.c_attn(model.transformer.h[0].ln_1(h0)).split(attn.n_embd, dim=2)  # 3 x (1, T, C)
+    q, k, v = (t.view(1, -1, H, hs).transpose(1, 2) for t in (q, k, v))  # (1, H, T, hs)
+    scores = q @ k.transpose(-2, -1) / hs**0.5  # (1, H, T, T)
+    T = ids.size(1)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=device).triu(1), float("-inf"))
+    weights = scores.softmax(dim=-1)  # (1, H, T, T), each row sums to 1
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+assert torch.allclose(weights @ v, fused, atol=1e-5)
+print(f"T={T} tokens, {H} heads; by-hand attention matches scaled_dot_product_attention")
+
+# %%
+labels = [tok.decode([t]) for t in ids[0].tolist()]
+plots.attention_heatmap(weights[0, 0].cpu().numpy(), labels, "Block 0, head 0 (untrained weights)")
+
+# %% [markdown]
+# Above the diagonal everything is zero: the future is masked. With untrained weights the scores
+# q · k / √d are small and random, so token i spreads its attention roughly evenly over the i + 1
+# tokens it can see (1/(i + 1) each), with some noise. Training turns this into sharp patterns:
+# attend to the previous token, to the same word earlier, to the start of the sentence.
+# How even is it now? Compare with exactly uniform rows:
+
+# %%
+uniform = torch.tril(torch.ones(T, T, device=device)) / torch.arange(1, T + 1, device=device)[:, None]
+visible = torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))
+gap = (weights[0, 0] - uniform).abs()[visible]
+print(f"score spread (std of q·k/√d): {scores[0, 0][visible].std().item():.2f}")
+print(f"mean |weight - 1/(i+1)|: {gap.mean().item():.3f}, largest: {gap.max().item():.3f}")
+assert torch.allclose(weights.sum(-1), torch.ones(1, H, T, device=device))  # every row is a distribution
+
+# %% [markdown]
+# ## 6. Why is the vocabulary 50304 and not 50257?
+#
+# GPT-2's tokenizer has 50257 tokens. GPUs multiply matrices in tiles, and a dimension that is a
+# multiple of 64 fills them exactly; 50257 is odd (it is 29 × 1733), so the last tile of the output
+# layer is mostly padding and some kernels fall back to slower paths. nanoGPT rounds up to the next
+# multiple of 64. The extra rows are tokens the tokenizer never produces; training pushes their
+# logits down and they cost almost nothing.
+
+# %%
+gpt2_vocab = tok.vocab_size
+padded = -(-gpt2_vocab // 64) * 64
+extra = (padded - gpt2_vocab) * gpt2_small.n_embd
+assert padded == gpt2_small.vocab_size == 50304
+print(f"{gpt2_vocab} -> {padded}: {padded - gpt2_vocab} unused rows, {extra:,} extra parameters "
+      f"({extra / n_full:.3%} of the model)")
+
+# %% [markdown]
+# How much does it matter for speed? Time the output layer's matmul, (B·T, C) × (C, V), for both sizes
+# on this device. On a GPU the padded size is usually faster despite doing more work; on a CPU the
+# difference is small, and either way the number depends on your hardware.
+
+# %%
+def time_matmul(vocab: int, rows: int, repeats: int = 5) -> float:
+    a = torch.randn(rows, gpt2_small.n_embd, device=device)
+    w = torch.randn(gpt2_small.n_embd, vocab, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ w
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+rows = 256 if SMOKE else 8 * 1024  # B·T
+t_odd, t_pad = time_matmul(gpt2_vocab, rows), time_matmul(padded, rows)
+print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms   "
+      f"(padded / unpadded = {t_pad / t_odd:.2f}) on {device}")
+
+# %% [markdown]
+# ## Try it
+# - Change `gpt2_small` to GPT-2 medium (24 layers, 16 heads, 1024 wide) and rerun sections 1–2:
+#   does the embedding's share go up or down?
+# - Set `bias=False` in the config. How many parameters does that save?
+# - After notebook 04, load its model (`finegpt.train.load_model("out-04")`) and redraw the heatmap:
+#   trained heads stop attending uniformly.
+# - Pick a vocabulary size that is a multiple of 128 and time it again on a GPU.
+#
+# ## Recap
+# - A GPT's size is about 12·L·C² for the blocks plus V·C for the tied embedding.
+# - For small models the embedding is a large share, so the guide's sizes are all too big:
+#   12 layers × 768 is GPT-2 small, not GPT-2 medium.
+# - Every block keeps the shape (B, T, C); only the output layer turns it into (B, T, V) scores.
+# - Attention weights are a causal softmax over q · k; the fused kernel computes the same thing
+#   without storing the T × T matrix.
+#
+# **Next:** [03 · Memory math](03_memory_math.ipynb): how much GPU memory does training this model need?

@@ -1,0 +1,13 @@
+"""`pytest --nbval-lax notebooks/` runs the notebooks in smoke mode: tiny, offline, CPU."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("FINEGPT_SMOKE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+_cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_cache)

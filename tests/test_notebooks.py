@@ -1,0 +1,72 @@
+"""The five notebooks: each .py / .ipynb pair in sync, each with the course's anatomy, and all five
+running offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ["01_data_prep", "02_model_anatomy", "03_memory_math", "04_training_run", "05_sampling"]
+BADGE = "https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/{}.ipynb"
+
+
+def cells(path: Path) -> list[tuple[str, str, tuple]]:
+    nb = jupytext.read(path)
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ipynb_has_the_same_cells_as_its_py_source(name):
+    py, ipynb = NOTEBOOKS / f"{name}.py", NOTEBOOKS / f"{name}.ipynb"
+    assert py.is_file() and ipynb.is_file()
+    assert cells(ipynb) == cells(py), f"run `jupytext --sync notebooks/{name}.py` then `python notebooks/refresh.py {name[:2]}`"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ipynb_carries_the_outputs_of_a_clean_run(name):
+    nb = jupytext.read(NOTEBOOKS / f"{name}.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.get("execution_count") for c in code]
+    assert counts == list(range(1, len(code) + 1)), "execute top to bottom once: python notebooks/refresh.py"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_follows_the_course_anatomy(name):
+    nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+    first, text = nb.cells[0].source, "\n".join(c.source for c in nb.cells)
+    assert first.startswith(f"# {name[:2]} · ") and "**What you will learn**" in first
+    assert 3 <= len(re.findall(r"^- ", first.split("**What you will learn**")[1], re.M)) <= 5
+    assert BADGE.format(name) in first
+    install = nb.cells[1].source
+    assert '"google.colab" in sys.modules' in install and "git+https://github.com/finegpt/finegpt" in install
+    assert [c for c in nb.cells if "parameters" in c.metadata.get("tags", ())][0].source.startswith("SMOKE = None")
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    questions = [s for s in sections if s.endswith("?")]
+    assert len(questions) >= 3 and "## Try it" in sections and "## Recap" in sections
+    if name != NAMES[-1]:
+        nxt = NAMES[NAMES.index(name) + 1]
+        assert f"({nxt}.ipynb)" in nb.cells[-1].source
+    markdown = sum(c.cell_type == "markdown" for c in nb.cells)
+    assert markdown >= 0.45 * len(nb.cells)
+    assert not re.search(r"/(work|tmp)/", text), "no machine paths in notebooks"
+
+
+def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
+    """Copies of the notebooks run in a temp folder, so nothing is left in the repository."""
+    for name in NAMES:
+        shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
+    shutil.copy(NOTEBOOKS / "conftest.py", tmp_path)
+    env = {**os.environ, "FINEGPT_SMOKE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+                             "--rootdir", str(tmp_path), str(tmp_path)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -1,0 +1,51 @@
+"""Figures: each plot function returns a Figure with the data it was given, drawn without pyplot."""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from finegpt import plots
+from finegpt.config import ModelConfig
+from finegpt.model import param_breakdown
+
+
+def test_param_bars_draws_one_bar_per_nonzero_component_with_its_share():
+    parts = param_breakdown(ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304))
+    fig = plots.param_bars(parts)
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and len(ax.patches) == sum(v > 0 for v in parts.values())
+    assert sorted(p.get_width() for p in ax.patches) == sorted(v for v in parts.values() if v > 0)
+    assert any(t.get_text().strip() == "38.6M (31%)" for t in ax.texts)
+
+
+def test_attention_heatmap_shows_the_matrix_with_token_labels():
+    w = np.tril(np.ones((4, 4))) / np.arange(1, 5)[:, None]
+    fig = plots.attention_heatmap(w, ["a", "b", "c", "d"])
+    ax = fig.axes[0]
+    assert np.array_equal(ax.images[0].get_array(), w)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "d"]
+
+
+def test_length_histogram_counts_every_document_and_marks_the_median():
+    lengths = [10, 20, 30, 40, 1000]
+    ax = plots.length_histogram(lengths).axes[0]
+    assert sum(p.get_height() for p in ax.patches) == 5
+    assert any("median 30" in t.get_text() for t in ax.texts)
+
+
+def test_memory_bars_stack_terms_to_the_total_and_mark_capacity():
+    gib = plots.GIB
+    rows = [("a", {"weights": 2 * gib, "logits": 1 * gib}, 4 * gib), ("b", {"weights": 5 * gib}, 4 * gib)]
+    ax = plots.memory_bars(rows).axes[0]
+    assert sorted(round(p.get_width(), 6) for p in ax.patches) == [1.0, 2.0, 5.0]
+    assert {t.get_text().strip() for t in ax.texts} == {"3.0 GiB", "5.0 GiB"}
+    assert len(ax.lines) == 2  # one capacity tick per bar
+
+
+def test_loss_plot_records_points_and_draws_them_outside_a_notebook():
+    plot = plots.LossPlot()
+    plot.add(0, val_loss=5.0, train_loss=5.1, lr=0.0)
+    plot.add(10, train_loss=4.0, lr=1e-3)
+    plot.add(20, train_loss=float("nan"))  # dropped, never drawn
+    assert plot.points["train_loss"] == [(0, 5.1), (10, 4.0)] and plot.points["val_loss"] == [(0, 5.0)]
+    fig = plot.figure()
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
