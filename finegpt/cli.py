@@ -32,8 +32,12 @@ def cmd_quickstart(args, extra) -> int:
 # ---- train ------------------------------------------------------------------------------------
 
 def add_train(sub) -> None:
+    from finegpt.config import MODEL_KEYS, TRAIN_KEYS
+
     p = sub.add_parser("train", help="train a GPT on prepared shards (torchrun-ready)",
-                       description="Settings come from an optional nanoGPT-style config file, then --key=value.")
+                       description="Settings come from an optional nanoGPT-style config file, then --key=value.",
+                       epilog=f"keys: {', '.join(sorted(MODEL_KEYS | TRAIN_KEYS))}. Several GPUs or processes: "
+                              "torchrun --standalone --nproc_per_node=N -m finegpt train ...")
     p.add_argument("config", nargs="?", default=None, help="config file of `key = value` lines")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a checkpoint")

@@ -8,23 +8,23 @@ exactly once (as the cell's value or through `display`) and nothing piles up in 
 from __future__ import annotations
 
 import math
+import statistics
 
 from matplotlib.figure import Figure
 
 GIB = 1024**3
-# one colour per memory term, stable across figures so a reader learns them once
-TERM_COLOURS = {
-    "weights": "#4c72b0", "gradients": "#55a868", "optimizer": "#c44e52", "autocast_copies": "#8172b2",
-    "activations": "#ccb974", "logits": "#dd8452", "temporaries": "#937860", "ddp_buckets": "#da8bc3",
-}
+# one colour per memory term (matched by substring, first match wins), stable across figures and widgets
+TERM_COLOURS = [
+    ("autocast", "#8172b2"), ("temporaries", "#937860"), ("weights", "#4c72b0"), ("optimizer", "#c44e52"),
+    ("gradients", "#55a868"), ("activations", "#ccb974"), ("logits", "#dd8452"), ("eval", "#e8a070"),
+    ("ddp", "#da8bc3"), ("fsdp", "#da8bc3"), ("final norm", "#64b5cd"), ("batch", "#8c8c8c"), ("buffers", "#b0b0b0"),
+]
 _FALLBACK = ["#64b5cd", "#8c8c8c", "#b07aa1", "#9c755f", "#76b7b2"]
 
 
 def term_colour(name: str, i: int = 0) -> str:
-    for key, colour in TERM_COLOURS.items():
-        if name.startswith(key) or key in name:
-            return colour
-    return _FALLBACK[i % len(_FALLBACK)]
+    low = name.lower()
+    return next((colour for key, colour in TERM_COLOURS if key in low), _FALLBACK[i % len(_FALLBACK)])
 
 
 def _human(n: float) -> str:
@@ -76,9 +76,9 @@ def length_histogram(lengths: list[int], bins: int = 30, title: str = "Document 
     ax.hist(lengths, bins=edges, color="#55a868", edgecolor="white")
     if hi > lo:
         ax.set_xscale("log")
-    median = sorted(lengths)[len(lengths) // 2]
+    median = statistics.median(lengths)
     ax.axvline(median, color="black", linestyle="--", linewidth=1)
-    ax.text(median, ax.get_ylim()[1] * 0.95, f" median {median:,}", va="top", fontsize=9)
+    ax.text(median, ax.get_ylim()[1] * 0.95, f" median {median:,.0f}", va="top", fontsize=9)
     ax.set_xlabel("tokens per document")
     ax.set_ylabel("documents")
     ax.set_title(f"{title} ({len(lengths):,} documents)")
@@ -88,7 +88,7 @@ def length_histogram(lengths: list[int], bins: int = 30, title: str = "Document 
 def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "Peak memory") -> Figure:
     """Stacked horizontal bars, one per (label, {term: bytes}, capacity_bytes), with the capacity
     marked on each bar. Terms are stacked in the order given."""
-    fig = Figure(figsize=(8, 0.55 * len(rows) + 1.6), layout="constrained")
+    fig = Figure(figsize=(8, 0.55 * len(rows) + 2.4), layout="constrained")
     ax = fig.subplots()
     seen = set()
     for y, (label, terms, capacity) in enumerate(rows[::-1]):
@@ -104,9 +104,9 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
             ax.plot([capacity / GIB] * 2, [y - 0.45, y + 0.45], color="black", linewidth=2)
         ax.text(left, y, f" {left:.1f} GiB", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows[::-1]], fontsize=9)
-    ax.set_xlabel("GiB (black tick: the GPU's memory)")
+    ax.set_xlabel("GiB allocated (black tick: the GPU's memory)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     ax.set_xlim(0, max(sum(v for v in t.values() if v > 0) for _, t, _ in rows) / GIB * 1.25 + 0.01)
     return fig
 

@@ -58,6 +58,7 @@ class WandbTracker:
 
     def close(self) -> None:
         self.run.finish()
+        self.wandb.teardown()  # wait until the run's files are written, not just queued
 
 
 class TensorboardTracker:

@@ -8,8 +8,182 @@ strings, so pytest checks the logic over a grid without a browser or a kernel.
 from __future__ import annotations
 
 import html
+import time
+from dataclasses import dataclass, field
 
 from finegpt.errors import FinegptError
+
+GIB = 1024**3
+
+
+def format_gib(nbytes: float) -> str:
+    """How every UI here shows a size: GiB with two decimals (what a browser test compares)."""
+    return f"{nbytes / GIB:.2f}"
+
+
+# ---- the memory calculator --------------------------------------------------------------------
+
+MEMORY_DEFAULTS = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=12,
+                       gradient_accumulation_steps=40, dtype="fp16", attention="flash",
+                       activation_checkpointing=False, optimizer="adamw_fused", gpu="T4", tokens=1e9)
+# the report's terms outside the training step's peak: they make the other two peaks
+_NOT_TRAIN = ("gradients (this step)", "optimizer-step temporaries", "eval forward (no grad)")
+_PERSISTENT = ("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered block weights")
+
+
+def peak_terms(report) -> dict[str, int]:
+    """The named terms that add up to the report's peak, exactly, for the stacked bar."""
+    t, phase = report.terms, report.peak_phase
+    if hasattr(report, "phase_terms"):
+        return dict(report.phase_terms[phase])
+    base = {k: t[k] for k in _PERSISTENT if t.get(k)}
+    if phase == "optimizer":
+        parts = {**base, "gradients (this step)": t["gradients (this step)"],
+                 "optimizer-step temporaries": t["optimizer-step temporaries"]}
+    elif phase == "eval":
+        parts = {**base, "eval forward (no grad)": t["eval forward (no grad)"]}
+    else:
+        parts = {**base, **{k: v for k, v in t.items() if k not in _NOT_TRAIN and k not in base}}
+        if sum(parts.values()) != report.peak_bytes:  # the peak came at another moment of backward
+            parts = {**base, "gradients (previous micro-step)": t.get("gradients (previous micro-step)", 0)}
+            parts["activations (recomputed block, checkpoints)"] = report.peak_bytes - sum(parts.values())
+    return {k: v for k, v in parts.items() if v}
+
+
+@dataclass
+class MemoryView:
+    """Everything the calculator shows for one setting of its controls, as plain values and HTML."""
+
+    settings: dict
+    error: str | None = None
+    report: object = None
+    verdict: str = ""  # 'fits' or 'OOM' (estimate's own verdict), '' without a GPU
+    max_batch_size: int = 0
+    plan: object = None  # finegpt.memory.BatchPlan keeping tokens per step, or None
+    tokens_per_step: int = 0
+    iters: int = 0
+    hours: float = 0.0
+    lines: list[str] = field(default_factory=list)
+    html: str = ""
+
+
+def memory_view(**settings) -> MemoryView:
+    """Estimate the settings' peak memory on the GPU, the largest micro-batch, a batch plan keeping the
+    tokens per step, and the hours for `tokens`. Bad settings give the one-line error instead."""
+    from finegpt import memory as M
+    from finegpt.config import ModelConfig
+
+    s = {**MEMORY_DEFAULTS, **settings}
+    view = MemoryView(settings=s)
+    try:
+        cfg = ModelConfig(n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"],
+                          bias=False)
+        run = M.RunConfig(batch_size=s["batch_size"], gradient_accumulation_steps=s["gradient_accumulation_steps"],
+                          dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"],
+                          activation_checkpointing=bool(s["activation_checkpointing"]), gpu=s["gpu"])
+        report = M.estimate(cfg, run)
+        gpu = M.get_gpu(s["gpu"])
+        view.report, view.verdict = report, ("fits" if report.fits else "OOM")
+        view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
+        view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
+        if view.max_batch_size:
+            view.plan = M.plan(cfg, run, view.tokens_per_step, gpu)
+        view.iters = -(-int(s["tokens"]) // view.tokens_per_step)
+        view.hours = M.train_time_s(cfg, int(s["tokens"]), gpu, run.dtype) / 3600
+    except FinegptError as e:
+        view.error = str(e)
+        view.html = f"<div class='finegpt-memory'><b class='finegpt-error' style='color:#c44e52'>{html.escape(str(e))}</b></div>"
+        return view
+    n_params = M.count_params(cfg)
+    b = view.plan
+    view.lines = [
+        f"model: {n_params / 1e6:.1f}M parameters (nanoGPT's count), {M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token",
+        f"peak {format_gib(report.peak_bytes)} GiB allocated ({report.peak_phase}), reserved {format_gib(report.reserved_bytes)} GiB, "
+        f"nvidia-smi about {format_gib(report.nvidia_smi_bytes)} GiB; {gpu.name}: {format_gib(report.memory_bytes)} GiB -> {view.verdict}",
+        f"largest micro-batch with 10% headroom: {view.max_batch_size}"
+        + (f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
+           f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)" if b else
+           ": nothing fits, try activation checkpointing or a smaller model"),
+        f"{view.tokens_per_step:,} tokens/step; {s['tokens']:.3g} tokens = {view.iters:,} steps = {view.hours:.2f} h "
+        f"at {M.default_mfu(gpu):.0%} MFU ({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
+    ]
+    view.html = memory_html(view)
+    return view
+
+
+def memory_html(view: MemoryView) -> str:
+    """A stacked bar of the peak's terms against the GPU's usable memory, the verdict and the plan."""
+    from finegpt.plots import term_colour
+
+    r = view.report
+    parts = peak_terms(r)
+    parts["allocator slack + CUDA context"] = r.nvidia_smi_bytes - r.peak_bytes  # what nvidia-smi adds
+    scale = max(r.memory_bytes, r.nvidia_smi_bytes) * 1.04
+    segs = "".join(
+        f"<div title='{html.escape(k)}: {format_gib(v)} GiB' style='width:{100 * v / scale:.3f}%;"
+        f"background:{term_colour(k, i)}'></div>"
+        for i, (k, v) in enumerate(parts.items()))
+    cap = 100 * r.memory_bytes / scale
+    legend = " ".join(
+        f"<span style='white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;background:"
+        f"{term_colour(k, i)}'></span> "
+        f"{html.escape(k)} {format_gib(v)}</span>" for i, (k, v) in enumerate(parts.items()))
+    colour = "#55a868" if view.verdict == "fits" else "#c44e52"
+    return (
+        "<div class='finegpt-memory' style='font-family:sans-serif;max-width:760px'>"
+        f"<div style='font-size:15px'>peak <b><span class='finegpt-peak-gib'>{format_gib(r.peak_bytes)}</span> GiB</b> "
+        f"allocated ({r.peak_phase} phase), about {format_gib(r.nvidia_smi_bytes)} GiB in nvidia-smi, on the "
+        f"{html.escape(r.gpu)} with <span class='finegpt-gpu-gib'>{format_gib(r.memory_bytes)}</span> GiB: <b class='finegpt-verdict' style='color:{colour}'>{view.verdict}</b></div>"
+        "<div style='position:relative;height:26px;margin:6px 0;background:#eee'>"
+        f"<div style='display:flex;height:100%'>{segs}</div>"
+        f"<div title='GPU memory' style='position:absolute;left:{cap:.3f}%;top:-4px;height:34px;border-left:3px solid black'></div></div>"
+        f"<div style='font-size:11px;line-height:1.6'>{legend} (GiB; black line: the GPU)</div>"
+        "<pre class='finegpt-memory-lines' style='font-size:12px;white-space:pre-wrap'>"
+        + html.escape("\n".join(view.lines)) + "</pre></div>")
+
+
+def memory_ui(**defaults):
+    """Sliders and dropdowns for the model, batch and run; redraws the bar and verdict on each change.
+    The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
+    import ipywidgets as w
+    from finegpt.memory import GPUS
+    from finegpt.memory.run import DTYPES, OPTIMIZERS
+
+    d = {**MEMORY_DEFAULTS, **defaults}
+    style, layout = {"description_width": "190px"}, w.Layout(width="520px")
+    ints = dict(n_layer=(1, 48, 1), n_head=(1, 32, 1), n_embd=(64, 2048, 64), batch_size=(1, 128, 1),
+                gradient_accumulation_steps=(1, 128, 1))
+    controls = {k: w.IntSlider(value=d[k], min=lo, max=hi, step=st, description=k, continuous_update=False,
+                               style=style, layout=layout) for k, (lo, hi, st) in ints.items()}
+    controls["block_size"] = w.SelectionSlider(options=[64, 128, 256, 512, 1024, 2048, 4096], value=d["block_size"],
+                                               description="block_size", continuous_update=False, style=style, layout=layout)
+    controls["tokens"] = w.FloatLogSlider(value=d["tokens"], base=10, min=7, max=11, step=0.1, description="tokens (budget)",
+                                          readout_format=".2e", continuous_update=False, style=style, layout=layout)
+    dropdowns = dict(dtype=list(DTYPES), attention=["flash", "math"],
+                     activation_checkpointing=[("off", False), ("on", True)], optimizer=list(OPTIMIZERS),
+                     gpu=[(f"{k} ({g.memory_gib:g} GiB)", k) for k, g in GPUS.items()])
+    for k, options in dropdowns.items():
+        controls[k] = w.Dropdown(options=options, value=d[k], description=k, style=style, layout=layout)
+    for k, c in controls.items():
+        c.add_class(f"finegpt-{k}")  # stable hooks for a browser test
+    out = w.HTML()
+    out.add_class("finegpt-memory-output")
+    order = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "tokens",
+             "dtype", "attention", "activation_checkpointing", "optimizer", "gpu"]
+    box = w.VBox([w.HBox([w.VBox([controls[k] for k in order[:7]]), w.VBox([controls[k] for k in order[7:]])]), out])
+
+    def update(_=None):
+        t0 = time.perf_counter()
+        view = memory_view(**{k: c.value for k, c in controls.items()})
+        out.value = view.html
+        box.last_view, box.last_redraw_s = view, time.perf_counter() - t0
+        return view
+
+    for c in controls.values():
+        c.observe(update, names="value")
+    box.update, box.controls, box.output = update, controls, out
+    update()
+    return box
 
 # ---- sampling ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import tiktoken
 
-from finegpt.data import BatchLoader, iter_documents, load_meta, prepare, read_shard
+from finegpt.data import load_meta, prepare, read_shard, resolve_source
 from finegpt.errors import FinegptError
 
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have an they "
@@ -85,11 +85,20 @@ def test_local_parquet_glob_equals_fineweb_path_and_any_worker_count(fineweb, tm
     assert np.array_equal(all_tokens(tmp_path / "a"), all_tokens(tmp_path / "b"))
 
 
-def test_parquet_without_text_column_is_refused(tmp_path):
+@pytest.mark.parametrize("through_datasets", [False, True])
+def test_parquet_without_text_column_is_refused(tmp_path, through_datasets):
     pq.write_table(pa.table({"body": ["x", "y"]}), tmp_path / "p.parquet")
+    source = ("fineweb", str(tmp_path / "p.parquet")) if through_datasets else (str(tmp_path / "p.parquet"), None)
     with pytest.raises(FinegptError, match=r"text_column='text': not a column of .*\(columns: body\)"):
-        prepare(str(tmp_path / "p.parquet"), tmp_path / "out", "bytes", progress=False)
+        prepare(source[0], tmp_path / "out", "bytes", tokens=100, data_files=source[1], progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_fineweb_names_map_to_the_hub_datasets():
+    assert resolve_source("fineweb")["repo"] == "HuggingFaceFW/fineweb"
+    assert resolve_source("fineweb")["name"] == "sample-10BT"
+    edu = resolve_source("fineweb-edu", name="sample-100BT")
+    assert (edu["repo"], edu["name"], edu["data_files"]) == ("HuggingFaceFW/fineweb-edu", "sample-100BT", None)
 
 
 def test_shuffle_buffer_permutes_documents_within_windows(tmp_path):

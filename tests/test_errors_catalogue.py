@@ -17,7 +17,7 @@ import torch
 
 from finegpt.cli import main
 from finegpt.errors import FinegptError
-from train_fixtures import TINY_MODEL, english_text, make_data, overrides
+from train_fixtures import TINY_MODEL, english_text, make_data, one_torch_thread, overrides  # noqa: F401
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 TINY = " ".join(overrides({**TINY_MODEL, "batch_size": 2, "gradient_accumulation_steps": 1, "device": "cpu",
@@ -107,10 +107,12 @@ def tree_hashes(root: Path) -> dict:
 
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     """(exit code, stderr) of a CLI case; (2, 'error: ' + message) for a Python expression that raises."""
-    from finegpt.config import ModelConfig  # noqa: F401  (names the expressions use)
-    from finegpt.memory import RunConfig, estimate  # noqa: F401
-    from finegpt.train.distributed import local_accumulation  # noqa: F401
+    from finegpt.config import ModelConfig
+    from finegpt.memory import RunConfig, estimate
+    from finegpt.train.distributed import local_accumulation
 
+    names = {"ModelConfig": ModelConfig, "RunConfig": RunConfig, "estimate": estimate,
+             "local_accumulation": local_accumulation}
     cwd = os.getcwd()
     os.chdir(root)
     capsys.readouterr()
@@ -122,7 +124,7 @@ def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
                 rc = e.code
             return rc, capsys.readouterr().err
         try:
-            eval(inp)
+            eval(inp, names)
         except FinegptError as e:
             return 2, f"error: {e}\n"
         return 0, ""

@@ -8,7 +8,7 @@ import torch
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.errors import FinegptError
 from finegpt.train import get_lr, load_checkpoint, load_model, save_checkpoint, train
-from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data
+from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,29 @@ def test_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
     with pytest.raises(FinegptError, match=r"out_dir=.*GiB free, but a checkpoint takes"):
         train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_trains_from_nanogpt_style_config_file_with_overrides(data_dir, tmp_path, monkeypatch, capsys):
+    from finegpt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(
+        "# a nanoGPT-style config\nout_dir = 'out-tiny'\nwandb_mode = 'offline'\n"
+        "n_layer = 2\nn_head = 2\nn_embd = 16 * 2\nblock_size = 32\nbatch_size = 4\n"
+        "gradient_accumulation_steps = 1\nmax_iters = 100\neval_interval = 2\neval_iters = 1\ndevice = 'cpu'\n")
+    assert main(["train", "tiny.py", f"--data_dir={data_dir}", "--max_iters=2"]) == 0
+    out = capsys.readouterr().out
+    assert "note: wandb_mode is read by nanoGPT's train.py only" in out
+    ckpt = load_checkpoint(tmp_path / "out-tiny")
+    assert ckpt["iter_num"] == 2 and ckpt["config"]["model"]["n_embd"] == 32
+    assert main(["train", "--resume", "--out_dir=out-tiny", "--max_iters=4"]) == 0
+    assert load_checkpoint(tmp_path / "out-tiny")["iter_num"] == 4
+
+
+def test_flops_per_token_is_nanogpt_estimate_and_cpu_has_no_mfu():
+    from finegpt.model import count_params
+    from finegpt.train.loop import flops_per_token, peak_flops
+
+    gpt2 = ModelConfig()
+    assert flops_per_token(gpt2, count_params(gpt2)) == 6 * 123_689_472 + 12 * 12 * 768 * 1024
+    assert peak_flops(torch.device("cpu"), torch.float32) is None

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from finegpt.train import load_checkpoint

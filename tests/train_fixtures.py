@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
+
 
 def english_text(n_chars: int) -> str:
     from pydoc_data.topics import topics  # ~465k chars of English that ship with Python
@@ -30,3 +33,12 @@ TINY_TRAIN = dict(batch_size=8, gradient_accumulation_steps=2, learning_rate=3e-
 
 def overrides(values: dict) -> list[str]:
     return [f"--{k}={v!r}" if isinstance(v, str) else f"--{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and do not fight parallel test workers for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -94,7 +94,7 @@ def _jsonl_docs(files, text_column):
                 yield record[text_column]
 
 
-# ---- HF datasets: FineWeb streaming, and local parquet through the same builder ---------------------
+# ---- parquet: local files through pyarrow; FineWeb through HF datasets streaming ----------------------
 
 def _parquet_batches(spec: dict):
     """Local parquet read directly with pyarrow: the same documents as the datasets builder, less start-up."""

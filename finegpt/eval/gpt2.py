@@ -41,7 +41,7 @@ def _hf_model(name: str):
     try:
         return GPT2LMHeadModel.from_pretrained(name)
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
         raise bad("baseline", name, f"could not load the weights ({first})",
                   "Go online once so Hugging Face caches them, or pass a directory written by "
                   "save_pretrained") from e

@@ -79,7 +79,8 @@ class _CudaBytes:
 
 
 def build(model_cfg: ModelConfig, run: RunConfig, device: str):
-    """The model, optimizer and grad scaler exactly as a training run makes them."""
+    """The model, optimizer and grad scaler exactly as a training run makes them. With world_size > 1
+    this is one rank of a data-parallel run whose process group is already initialized."""
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16 if run.dtype == "pure_bf16" else torch.float32)
     try:  # built in place: .to() would copy, and cannot swap fake tensors
@@ -88,6 +89,14 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: str):
     finally:
         torch.set_default_dtype(default_dtype)
     model.activation_checkpointing = run.activation_checkpointing
+    if run.world_size > 1 and run.sharding == "fsdp":  # FSDP2: each block, then the root
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.transformer.h:
+            fully_shard(block)
+        fully_shard(model)
+    elif run.world_size > 1 and run.sharding != "ddp":
+        raise NotImplementedError(f"measuring sharding={run.sharding!r} is not implemented; ddp and fsdp are")
     device_type = torch.device(device).type
     if run.optimizer.startswith("adamw"):
         optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type,
@@ -98,6 +107,10 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: str):
     scaler = torch.amp.GradScaler(device_type, enabled=run.dtype == "fp16")
     if run.compile:
         model = torch.compile(model)
+    if run.world_size > 1 and run.sharding == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, gradient_as_bucket_view=run.gradient_as_bucket_view)
     return model, optimizer, scaler
 
 
@@ -151,10 +164,14 @@ def eval_step(model, get_batch, run: RunConfig, device_type: str, tracker=None) 
 def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> dict:
     """Peak bytes allocated per phase ('train', 'optimizer', 'eval') and overall ('peak') in the
     second of two training steps (the first creates the optimizer state), then an eval pass.
-    device "fake": the CPU step under FakeTensorMode, allocating nothing."""
+    device "fake": the CPU step under FakeTensorMode, allocating nothing. With run.world_size > 1,
+    call it on every rank of an initialized process group: each rank measures its own peaks."""
     torch.manual_seed(seed)
     fake = device == "fake"
     device_type = "cpu" if fake else torch.device(device).type
+    if run.world_size > 1 and run.sharding == "fsdp" and device_type != "cuda":
+        raise NotImplementedError("FSDP's DTensor ops run below LiveBytes' dispatch mode, so the CPU tracker "
+                                  "cannot see them; measure FSDP on CUDA, where the allocator's stats count all")
     if device_type == "cuda":
         tracker, modes = _CudaBytes(torch.device(device)), [nullcontext()]
     else:
@@ -179,3 +196,31 @@ def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: i
         del model, optimizer
     peaks["peak"] = max(peaks[p] for p in PHASES)
     return peaks
+
+
+def _rank_worker(rank: int, model_cfg: ModelConfig, run: RunConfig, store_path: str, queue) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=run.world_size)
+    try:
+        queue.put((rank, measure(model_cfg, run, device="cpu")))
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_ranks(model_cfg: ModelConfig, run: RunConfig, store_path: str) -> list[dict]:
+    """measure() on every rank of a CPU (gloo) data-parallel run of run.world_size processes; one dict
+    per rank. store_path: a file that does not exist yet, for the rendezvous."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_rank_worker, args=(r, model_cfg, run, store_path, queue))
+             for r in range(run.world_size)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join()
+    return [results[r] for r in range(run.world_size)]

@@ -69,7 +69,8 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     n, n_eval = run.batch_size * T, run.eval_micro_batch * T
     G = run.gradient_accumulation_steps
     weights = _shard(t.weight_bytes(cfg, run), run, "fsdp")
-    grads = _shard(t.grad_bytes(cfg, run), run, "zero2", "fsdp")
+    # under DDP with gradient_as_bucket_view the grads cost nothing beyond the buckets
+    grads = 0 if t.grads_in_buckets(run) else _shard(t.grad_bytes(cfg, run), run, "zero2", "fsdp")
     states = _shard(t.optimizer_state_bytes(cfg, run), run, "zero1", "zero2", "fsdp")
     layer = t.layer_act_bytes(cfg, run)
     per_layer_tokens = t.checkpoint_act_bytes(cfg, run) if run.activation_checkpointing else sum(layer.values())
@@ -118,6 +119,9 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     reserved = int(peak * RESERVED_FACTOR)
     nccl = int(NCCL_8GPU_BYTES * (run.world_size - 1) / 7) if run.world_size > 1 else 0
     notes = []
+    if run.world_size > 1 and run.sharding != "ddp":
+        notes.append(f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
+                     f"world_size) and not yet checked against a measurement; DDP's are")
     if run.compile:
         notes.append("compile=True: this is the eager figure, an upper bound; torch.compile fuses the "
                      "logits and activation terms by an amount not yet calibrated on a GPU")

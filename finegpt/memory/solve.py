@@ -77,8 +77,9 @@ class BatchPlan:
 
 
 def plan(model_cfg: ModelConfig, run: RunConfig, target_tokens_per_step: int, gpu: str | Gpu | None = None,
-         headroom: float = HEADROOM) -> BatchPlan:
-    """Micro-batch and gradient accumulation that reach target tokens per optimizer step (all ranks)."""
+         headroom: float = HEADROOM, power_of_two: bool = False) -> BatchPlan:
+    """Micro-batch and gradient accumulation that reach target tokens per optimizer step (all ranks).
+    power_of_two: round the micro-batch down to a power of two (tidier numbers, a little less memory)."""
     if not target_tokens_per_step > 0:
         raise bad("target_tokens_per_step", target_tokens_per_step, "must be > 0", "Use e.g. 524288 (0.5M)")
     b_max = max_micro_batch(model_cfg, run, gpu, headroom)
@@ -86,6 +87,8 @@ def plan(model_cfg: ModelConfig, run: RunConfig, target_tokens_per_step: int, gp
         raise bad("batch_size", 1, f"does not fit even at 1 on this GPU ({estimate(model_cfg, replace(run, batch_size=1)).peak_gib:.1f} GiB)",
                   "Turn on activation_checkpointing, use a smaller model or block_size, or a bigger GPU")
     seqs = max(1, math.ceil(target_tokens_per_step / model_cfg.block_size / run.world_size))
+    if power_of_two:
+        b_max = 2 ** int(math.log2(b_max))
     G = math.ceil(seqs / b_max)
     B = math.ceil(seqs / G)  # the smallest micro-batch that keeps G steps: less memory, same tokens
     peak = estimate(model_cfg, replace(run, batch_size=B, gradient_accumulation_steps=G)).peak_gib
@@ -176,6 +179,10 @@ def recommend_all(**kw) -> list[Recommendation]:
 SESSION_CANDIDATES = [(4, 4, 128), (4, 4, 256), (6, 6, 384), (8, 8, 512), (12, 12, 768)]
 
 
+def _body_params(cfg: ModelConfig) -> int:
+    return count_params(cfg, non_embedding=False) - cfg.vocab_size * cfg.n_embd - cfg.block_size * cfg.n_embd
+
+
 @dataclass
 class SessionPlan:
     gpu: str
@@ -186,7 +193,8 @@ class SessionPlan:
     max_iters: int
     tokens: int
     params: int
-    tokens_per_param: float
+    tokens_per_param: float  # over all parameters (nanoGPT's count, tied embedding included)
+    tokens_per_body_param: float  # over the non-embedding parameters: what the choice is scored on
     peak_gib: float
     minutes: float
     mfu: float
@@ -201,8 +209,10 @@ def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float 
     """Model size, token budget and micro-batch for a training budget of train_minutes on one GPU.
 
     Compute C = peak * MFU * seconds; each candidate gets the tokens C affords, and the one whose
-    tokens/param is closest to Chinchilla's 20 (on a log scale) wins, among those that fit with
-    headroom at the eval peak too. Time = tokens * FLOPs/token / (peak * MFU)."""
+    tokens per non-embedding parameter is closest to Chinchilla's 20 (on a log scale) wins, among
+    those that fit with headroom at the eval peak too. Non-embedding, because a 50k-token vocab makes
+    the embedding most of a small model's count while the blocks decide how well it writes (Kaplan
+    et al. 2020 fit loss to non-embedding parameters). Time = tokens * FLOPs/token / (peak * MFU)."""
     if not train_minutes > 0:
         raise bad("train_minutes", train_minutes, "must be > 0", "Use e.g. 45")
     g = get_gpu(gpu)
@@ -215,10 +225,10 @@ def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float 
         run = RunConfig(batch_size=1, dtype=dtype)
         if max_micro_batch(cfg, run, g) == 0:
             continue
-        p = plan(cfg, run, tokens_per_step, g)
+        p = plan(cfg, run, tokens_per_step, g, power_of_two=True)
         iters = max(1, int(peak * mfu * train_minutes * 60 / flops_per_token(cfg) / p.tokens_per_step))
         tokens = iters * p.tokens_per_step
-        score = abs(math.log(tokens / count_params(cfg) / CHINCHILLA_TOKENS_PER_PARAM))
+        score = abs(math.log(tokens / _body_params(cfg) / CHINCHILLA_TOKENS_PER_PARAM))
         if best is None or score < best[0]:
             best = (score, cfg, p, iters, tokens)
     _, cfg, p, iters, tokens = best
@@ -229,4 +239,5 @@ def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float 
         notes.append(f"{g.name} has no bf16: fp16 autocast with a GradScaler")
     return SessionPlan(next((k for k, v in GPUS.items() if v == g), g.name), asdict(cfg), dtype, p.batch_size,
                        p.gradient_accumulation_steps, iters, tokens, count_params(cfg),
-                       round(tokens / count_params(cfg), 1), round(p.peak_gib, 2), round(minutes, 1), mfu, notes)
+                       round(tokens / count_params(cfg), 1), round(tokens / _body_params(cfg), 1),
+                       round(p.peak_gib, 2), round(minutes, 1), mfu, notes)

@@ -77,10 +77,15 @@ def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = N
 
 
 def ddp_bucket_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # DDP copies grads into flat all-reduce buckets (4N) unless gradient_as_bucket_view=True
-    if run.world_size == 1 or run.sharding != "ddp" or run.gradient_as_bucket_view:
+    # DDP's flat all-reduce buckets hold a copy of every grad (4N), allocated for the whole run: zero_grad
+    # cannot free them. With gradient_as_bucket_view=True the grads are views into them instead (see grads_in_buckets)
+    if run.world_size == 1 or run.sharding != "ddp":
         return 0
     return grad_bytes(cfg, run)
+
+
+def grads_in_buckets(run: RunConfig) -> bool:
+    return run.world_size > 1 and run.sharding == "ddp" and run.gradient_as_bucket_view
 
 
 # ---- activations saved for backward, per layer per token ------------------------------------
@@ -91,7 +96,7 @@ def residual_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def norm_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ln outputs as the next matmul saves them (2 * a*C) + mean and rstd (2 * 2 values)
+    # per LayerNorm (2 per block): its output as the next matmul saves it (a*C) + mean and rstd (2 values)
     return 2 * (cfg.n_embd * act_size(run) + 2 * resid_size(run))
 
 

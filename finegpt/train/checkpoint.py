@@ -87,8 +87,9 @@ def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
     for stale in out_dir.glob("*.pt.tmp"):  # left by a run killed while writing
         stale.unlink(missing_ok=True)
     newest = out_dir / "ckpt.pt"
-    if keep == 0:
+    if keep == 0:  # only ckpt.pt
         _atomic_write_bytes(newest, lambda f: torch.save(ckpt, f))
+        _atomic_write_bytes(out_dir / "latest", lambda f: f.write(b"ckpt.pt\n"))
         _fsync_dir(out_dir)
         return newest
     step_path = out_dir / f"ckpt_{ckpt['iter_num']:07d}.pt"

@@ -186,7 +186,6 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, over
     cfg = train_cfg
     out_dir = Path(cfg.out_dir)
     data_dir = cfg.resolved_data_dir()
-    d = distributed.Dist()
     if cfg.fsdp:  # distributed.wrap_model is where fully_shard will go
         raise bad("fsdp", cfg.fsdp, "FSDP2 sharding is not part of this version", "Run without fsdp (DDP shards nothing "
                   "but works for models that fit one GPU)")
@@ -217,10 +216,12 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
     ckpt = None
     if cfg.init_from == "resume":
         ckpt = load_checkpoint(out_dir, map_location="cpu")
-        model_cfg = ModelConfig(**ckpt["config"]["model"])  # the weights fix the shape
+        saved_cfg = ModelConfig(**ckpt["config"]["model"])  # the weights fix the shape
+        if saved_cfg != model_cfg and model_cfg != ModelConfig():
+            _log(d, f"note: resuming keeps the checkpoint's model settings {asdict(saved_cfg)}")
+        model_cfg = saved_cfg
         _log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
 
-    from finegpt.data import BatchLoader  # noqa: F401  (fails here, before the model is built)
     loaders = _loaders(cfg, model_cfg.block_size, d)
     meta_vocab, tokenizer = loaders["train"].vocab_size, loaders["train"].tokenizer
     model_cfg = model_vocab(model_cfg, meta_vocab, getattr(tokenizer, "name", str(tokenizer)), data_dir)

@@ -1,0 +1,272 @@
+# %% [markdown]
+# # 03 · Memory math: will my model fit on my GPU, and how long will it train?
+#
+# **What you will learn**
+# - which terms add up to the peak GPU memory of a training step, and why the logits are the surprise;
+# - how to find the largest micro-batch that fits, and the gradient accumulation that keeps your batch;
+# - how many tokens a run sees and how many hours it takes on a given GPU;
+# - how well the prediction matches a real measurement on this machine;
+# - which claims of the popular guide hold, and what to train on each GPU instead.
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/03_memory_math.ipynb)
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+
+# %% tags=["parameters"]
+SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+
+# %%
+import os
+
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from finegpt import memory as M
+from finegpt import plots, widgets
+from finegpt.config import ModelConfig
+from finegpt.memory.guide import GUIDE_TABLE
+from finegpt.memory.measure import measure
+from finegpt.model import count_params
+
+if SMOKE is None:
+    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
+device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
+detected = M.gpu_from_device_name(torch.cuda.get_device_name()) if device == "cuda" else None
+GPU = next((k for k, g in M.GPUS.items() if g == detected), "T4")  # this machine's GPU, else a Colab T4
+GiB = M.GIB
+print(f"SMOKE={SMOKE}, device={device}, GPU preset for the examples: {GPU} ({M.GPUS[GPU].memory_gib} GiB)")
+
+# %% [markdown]
+# ## 1. What has to fit in GPU memory while a GPT trains?
+#
+# Take GPT-2 small (124M parameters), nanoGPT's micro-batch of 12 sequences of 1024 tokens, with
+# mixed precision (bf16 where the card has it, fp16 on a T4). `finegpt.memory.estimate` adds up named
+# terms, each a small formula in bytes, and reports three peaks: during the training step, during the
+# optimizer step, and during evaluation. Nothing is allocated: this is arithmetic.
+
+# %%
+dtype = M.best_dtype(GPU)
+gpt2 = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=False)
+run = M.RunConfig(batch_size=12, gradient_accumulation_steps=40, dtype=dtype, gpu=GPU)
+report = M.estimate(gpt2, run)
+print(report)
+
+# %% [markdown]
+# The first terms are the *persistent state*, there for the whole run. Each is a multiple of the
+# parameter count N, and we can check them by hand: fp32 weights take 4 bytes per parameter, AdamW keeps
+# two fp32 moments (8 bytes), and the gradients another 4.
+
+# %%
+N = count_params(gpt2, non_embedding=False)
+assert report.terms["weights"] == 4 * N
+assert report.terms["optimizer states"] == 8 * N
+assert report.terms["gradients (this step)"] == 4 * N
+print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / GiB:.2f} GiB, grads {4 * N / GiB:.2f} GiB")
+
+# %% [markdown]
+# ## 2. Why are the logits the biggest term?
+#
+# The rest grows with the tokens in a micro-batch, n = B·T. The activations each layer saves for the
+# backward pass cost a few dozen bytes per channel per token. But the last layer turns every token into
+# V = 50304 scores, and the loss keeps several copies of them (the logits, the log-softmax, and their
+# gradients, mostly in fp32): about 14 bytes × V per token under autocast.
+
+# %%
+n = run.batch_size * gpt2.block_size
+logits_by_hand = 14 * n * gpt2.vocab_size  # 2 (16-bit logits) + 4 + 4 + 4 (fp32 cross-entropy) per score
+share = report.terms["logits + cross-entropy"] / report.peak_bytes
+acts = report.terms["activations (all layers)"]
+assert report.terms["logits + cross-entropy"] == logits_by_hand
+display(Markdown(
+    f"For n = {n:,} tokens the logits and cross-entropy take **{logits_by_hand / GiB:.2f} GiB**, "
+    f"{share:.0%} of the {report.peak_bytes / GiB:.2f} GiB peak and "
+    f"{logits_by_hand / acts:.1f}× the activations of all {gpt2.n_layer} layers together "
+    f"({acts / GiB:.2f} GiB). Many memory calculators leave this term out."))
+
+# %% [markdown]
+# A picture of the peak as the micro-batch grows: everything that scales with the batch grows, while
+# the weights and optimizer state stay put. The black tick is the GPU's memory.
+
+# %%
+rows = []
+for b in (1, 4, 8, 12):
+    r = M.estimate(gpt2, M.RunConfig(batch_size=b, gradient_accumulation_steps=40, dtype=dtype, gpu=GPU))
+    rows.append((f"batch_size={b}", widgets.peak_terms(r), r.memory_bytes))
+plots.memory_bars(rows, f"GPT-2 small, T=1024, {dtype}, on a {M.GPUS[GPU].name}")
+
+# %% [markdown]
+# ## 3. Does my configuration fit? The calculator
+#
+# Move the sliders. Every change calls `finegpt.widgets.memory_view`, a pure function over
+# `finegpt.memory`, and redraws the stacked bar of the peak's terms (plus the allocator's slack and the
+# CUDA context, which `nvidia-smi` also shows) against the GPU's memory, the verdict, the largest
+# micro-batch that fits, and the batch plan that keeps your tokens per step.
+# A static copy of the notebook (GitHub) shows no widgets: run it in Jupyter or Colab.
+
+# %%
+ui = widgets.memory_ui(gpu=GPU, dtype=dtype)
+ui
+
+# %% [markdown]
+# The same numbers as plain text, for the default settings (this is what the bar above shows):
+
+# %%
+view = ui.last_view
+print("\n".join(view.lines))
+assert view.report.peak_bytes == report.peak_bytes and view.verdict == ("fits" if report.fits else "OOM")
+
+# %% [markdown]
+# Is the calculator quick enough to feel live? Time a redraw for a few slider positions:
+
+# %%
+redraw_s = []
+for b in (2, 6, 12):
+    ui.controls["batch_size"].value = b
+    redraw_s.append(ui.last_redraw_s)
+ui.controls["batch_size"].value = 12
+print(f"slowest redraw: {max(redraw_s) * 1e3:.1f} ms")
+assert max(redraw_s) < 0.1
+
+# %% [markdown]
+# ## 4. What is the largest micro-batch, and how do I keep my effective batch?
+#
+# What matters for the optimizer is the number of tokens per step: micro-batch × gradient accumulation ×
+# block size. Gradient accumulation runs several micro-batches before each optimizer step and adds their
+# gradients, so a smaller micro-batch with more accumulation gives the same step with less memory.
+# `max_micro_batch` bisects on the estimate (keeping 10 % of the card free) and `plan` picks the
+# smallest micro-batch that reaches the target with the fewest accumulation steps.
+
+# %%
+b_max = M.max_micro_batch(gpt2, run, GPU)
+target = run.batch_size * run.gradient_accumulation_steps * gpt2.block_size
+p = M.plan(gpt2, run, target, GPU)
+print(f"largest micro-batch on the {M.GPUS[GPU].name}: {b_max}")
+print(f"nanoGPT's {target:,} tokens/step -> batch_size={p.batch_size} x gradient_accumulation_steps="
+      f"{p.gradient_accumulation_steps} = {p.tokens_per_step:,} tokens/step, peak {p.peak_gib:.2f} GiB")
+assert p.batch_size <= b_max and p.tokens_per_step >= target
+
+# %% [markdown]
+# ## 5. How long will training take?
+#
+# A training token costs about 6 FLOPs per parameter (2 forward, 4 backward) plus the attention scores,
+# 12·L·C·T: nanoGPT's `estimate_mfu`. A GPU does a fraction of its datasheet peak, the MFU (model FLOPs
+# utilisation). The hours follow.
+
+# %%
+fpt_by_hand = 6 * count_params(gpt2) + 12 * gpt2.n_layer * gpt2.n_embd * gpt2.block_size
+assert fpt_by_hand == M.flops_per_token(gpt2)
+tokens = M.chinchilla_tokens(gpt2)  # the compute-optimal budget: about 20 tokens per parameter
+hours = M.train_time_s(gpt2, tokens, GPU, dtype) / 3600
+mfu = M.default_mfu(GPU)
+display(Markdown(
+    f"GPT-2 small costs {fpt_by_hand / 1e9:.2f} GFLOPs per token. Its compute-optimal budget is "
+    f"{tokens / 1e9:.2f}B tokens ({tokens / count_params(gpt2):.0f} per parameter), "
+    f"which is **{hours:.1f} hours** on one {M.GPUS[GPU].name} at {mfu:.0%} MFU, "
+    f"or {tokens / p.tokens_per_step:,.0f} optimizer steps of {p.tokens_per_step:,} tokens."))
+
+# %% [markdown]
+# ## 6. Is the prediction right? Predicted vs measured on this machine
+#
+# `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
+# the peak bytes allocated in each phase: from CUDA's allocator statistics on a GPU, and from a
+# tracker of live tensor storages on the CPU. In smoke mode we measure a small model on the CPU (fp32);
+# on a GPU we measure GPT-2 small at a batch that fits.
+
+# %%
+if device == "cuda":
+    m_cfg = gpt2
+    m_run = M.RunConfig(batch_size=min(4, b_max), gradient_accumulation_steps=2, dtype=dtype, device="cuda")
+else:
+    m_cfg = ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=320, bias=False)
+    m_run = M.RunConfig(batch_size=8, gradient_accumulation_steps=2, dtype="fp32", device="cpu")
+measured = measure(m_cfg, m_run, device)
+predicted = M.estimate(m_cfg, m_run).peaks
+table = pd.DataFrame({"predicted MiB": {k: v / 2**20 for k, v in predicted.items()},
+                      "measured MiB": {k: measured[k] / 2**20 for k in predicted}})
+table["error"] = (table["predicted MiB"] / table["measured MiB"] - 1).map("{:+.1%}".format)
+table.round(1)
+
+# %%
+worst = max(abs(predicted[k] / measured[k] - 1) for k in ("train", "optimizer"))
+print(f"largest error on the training and optimizer peaks: {worst:.2%}")
+assert worst < 0.05
+
+# %% [markdown]
+# ## 7. Is the guide's table right?
+#
+# `check_guide()` recomputes every number of the popular guide: parameter counts in both conventions,
+# effective batches, memory at its batch size on its GPU (eager PyTorch), tokens, hours and tokens per
+# parameter. "ok" means the claim holds.
+
+# %%
+checks = M.check_guide()
+pd.set_option("display.max_colwidth", 90)
+pd.DataFrame([c.to_dict() for c in checks])[["holds", "claim", "guide", "computed"]]
+
+# %%
+# NBVAL_CHECK_OUTPUT
+wrong = [c for c in checks if not c.holds]
+print(f"{len(wrong)} of {len(checks)} claims do not hold")
+
+# %% [markdown]
+# The guide's rows, each on the GPU it names, at its batch size: stacked bars against the card.
+
+# %%
+guide_rows = []
+for vram, gpu_key, _, L, H, C, (b_lo, _), _, _, T in GUIDE_TABLE:
+    g_cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, bias=False)
+    r = M.estimate(g_cfg, M.RunConfig(batch_size=b_lo, dtype=M.best_dtype(gpu_key), gpu=gpu_key))
+    guide_rows.append((f"{vram}: {L}L/{C}, B={b_lo} on {gpu_key}", widgets.peak_terms(r), r.memory_bytes))
+plots.memory_bars(guide_rows, "The guide's table, eager PyTorch")
+
+# %% [markdown]
+# ## 8. What should I train on my GPU?
+#
+# `recommend` picks, for each GPU preset, the largest model of a fixed ladder (the guide's shapes, GPT-2
+# small and medium) that fits at a micro-batch of at least 8, with the accumulation that reaches 0.5M
+# tokens per step, and the hours to train it on its compute-optimal budget.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+recs = pd.DataFrame([r.to_dict() for r in M.recommend_all()])
+recs["params"] = (recs["params"] / 1e6).round(1).astype(str) + "M"
+recs["chinchilla_tokens"] = (recs["chinchilla_tokens"] / 1e9).round(2).astype(str) + "B"
+print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size", "gradient_accumulation_steps",
+            "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
+
+# %% [markdown]
+# And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best
+# use of a fixed number of minutes on this GPU (a Colab T4 by default)?
+
+# %%
+session = M.session_plan(GPU)
+display(Markdown(
+    f"On a {M.GPUS[session.gpu].name}: a {session.model['n_layer']}-layer, {session.model['n_embd']}-wide model "
+    f"({session.params / 1e6:.1f}M parameters), batch_size={session.batch_size} × "
+    f"gradient_accumulation_steps={session.gradient_accumulation_steps} at block_size={session.model['block_size']}, "
+    f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter), "
+    f"peak {session.peak_gib:.1f} GiB, about **{session.minutes:.0f} minutes** at an assumed {session.mfu:.0%} MFU."))
+
+# %% [markdown]
+# ## Try it
+# - In the calculator, set the guide's 24 GB config (10 layers, 10 heads, 640 wide, batch 32) on the 4090:
+#   which term pushes it over? Now switch activation checkpointing on.
+# - Set `n_head` to 7 with `n_embd` 768: the calculator tells you what to change.
+# - Pick the T4 and bf16: why does it refuse?
+# - Halve `block_size`: which terms halve, which stay?
+# - Change `measure`'s config in section 6 (a bigger `n_embd`, `attention="math"`) and compare again.
+#
+# ## Recap
+# - Peak memory = persistent state (weights 4N, AdamW 8N, gradients 4N) + what the batch needs
+#   (autocast copies, activations, and the logits + cross-entropy, often the largest).
+# - The largest micro-batch that fits plus gradient accumulation gives any tokens per step you want.
+# - Hours = tokens × FLOPs per token / (peak FLOPS × MFU).
+# - The predictions match measured peaks on this machine; the guide's sizes do not hold.
+#
+# **Next:** [04 · Training run](04_training_run.ipynb): train the model this plan picked.
