@@ -224,10 +224,13 @@ def _coerce(key: str, value, default):
 
 
 def build_configs(values: dict, model_defaults: ModelConfig | None = None) -> tuple[ModelConfig, TrainConfig, list[str]]:
-    """Split a flat dict of settings into (ModelConfig, TrainConfig, notes). Unknown keys raise."""
+    """Split a flat dict of settings into (ModelConfig, TrainConfig, notes). Unknown keys raise.
+
+    Unset model keys take nanoGPT's train.py defaults, which a config file overrides: the same as
+    GPTConfig's but bias=False. So a nanoGPT config file means here what it means there."""
     known = MODEL_KEYS | TRAIN_KEYS
     notes, model_kw, train_kw = [], {}, {}
-    base_model = asdict(model_defaults or ModelConfig())
+    base_model = asdict(model_defaults or ModelConfig(bias=False))
     base_train = {f.name: f.default for f in fields(TrainConfig)}
     for key, value in values.items():
         if key in NANOGPT_ONLY:

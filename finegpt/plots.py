@@ -114,8 +114,8 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
 class LossPlot:
     """A loss / learning-rate plot that redraws in place while training runs.
 
-    `plot = LossPlot(); plot.show()` then `plot.add(step, train_loss=..., val_loss=..., lr=...)`
-    from a training callback. In a notebook the figure is replaced in the same output area; outside
+    `plot = LossPlot().show()`, then `train(..., callback=plot.log)`, or `plot.add(step, train_loss=...,
+    val_loss=..., lr=...)` by hand. In a notebook the figure is replaced in the same output area; outside
     one, `show` and `add` only record the points.
     """
 
@@ -160,6 +160,14 @@ class LossPlot:
         self._calls += 1
         if self._handle is not None and (self._calls % self.every == 0 or "val_loss" in metrics):
             self._handle.update(self.figure())
+
+    def log(self, row: dict) -> None:
+        """A training callback: takes the rows `finegpt.train.train` emits (train rows with 'loss' and
+        'lr', eval rows with 'train/loss' and 'val/loss') and plots them."""
+        if "val/loss" in row:
+            self.add(row["iter"], val_loss=row["val/loss"])
+        elif "loss" in row:
+            self.add(row["iter"], train_loss=row["loss"], lr=row.get("lr"))
 
     def final(self):
         """Redraw once with every point (call after training)."""

@@ -128,3 +128,10 @@ def test_malformed_override_is_refused(arg):
 def test_wrong_type_override_is_refused():
     with pytest.raises(FinegptError, match=r"^batch_size='big': must be an int. Write e.g. batch_size=12"):
         build_configs(parse_overrides(["--batch_size=big"]))
+
+
+def test_config_files_take_nanogpt_train_py_defaults_for_unset_model_keys(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("n_layer = 4\n")
+    model, _, _ = build_configs(load_config_file(path))
+    assert (model.n_layer, model.n_embd, model.bias, model.vocab_size) == (4, 768, False, 50304)
