@@ -191,7 +191,8 @@ def cmd_memory(args, extra) -> int:
         out["max_micro_batch"] = memory.max_micro_batch(model_cfg, run, gpu)
         if out["max_micro_batch"]:
             p = memory.plan(model_cfg, run, tokens_per_step, gpu)
-            out["plan"] = {"batch_size": p.batch_size, "gradient_accumulation_steps": p.gradient_accumulation_steps}
+            out["plan"] = {"batch_size": p.batch_size, "gradient_accumulation_steps": p.gradient_accumulation_steps,
+                           "tokens_per_step": p.tokens_per_step}
         out["hours"] = memory.train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
         out["mfu_assumed"] = memory.default_mfu(gpu)
     if args.json:
@@ -204,7 +205,8 @@ def cmd_memory(args, extra) -> int:
           f"{tokens / params:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)")
     if run.gpu:
         if "plan" in out:
-            print(f"largest micro-batch with 10 % headroom: {out['max_micro_batch']}; same tokens per step: "
+            same = "same" if out["plan"]["tokens_per_step"] == tokens_per_step else "about the same"
+            print(f"largest micro-batch with 10 % headroom: {out['max_micro_batch']}; {same} tokens per step: "
                   f"--batch_size={out['plan']['batch_size']} "
                   f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
         else:

@@ -1,6 +1,7 @@
 """Matplotlib figures for the notebooks: one function per figure, each returning a Figure.
 
-Entry points: param_bars, attention_heatmap, length_histogram, memory_bars, LossPlot.
+Entry points: param_bars, attention_heatmap, length_histogram, memory_bars, timing_lines, token_probs,
+LossPlot.
 Figures are built with `matplotlib.figure.Figure`, not pyplot, so a notebook shows each one
 exactly once (as the cell's value or through `display`) and nothing piles up in pyplot's state.
 """
@@ -108,6 +109,35 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
     ax.set_title(title)
     fig.legend(fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     ax.set_xlim(0, max(sum(v for v in t.values() if v > 0) for _, t, _ in rows) / GIB * 1.25 + 0.01)
+    return fig
+
+
+def timing_lines(x: list, series: dict[str, list[float]], xlabel: str, ylabel: str = "seconds",
+                 title: str = "") -> Figure:
+    """One line per series over the same x, with markers: e.g. generation time with and without a KV cache."""
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(x, ys, marker="o", label=name, color=["#4c72b0", "#c44e52", "#55a868", "#8172b2"][i % 4])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=9)
+    return fig
+
+
+def token_probs(labels: list[str], probs: dict[str, list[float]], title: str = "Next-token probabilities") -> Figure:
+    """Grouped bars: the probability of each candidate token under several settings (e.g. temperatures)."""
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(probs))
+    for i, (name, ps) in enumerate(probs.items()):
+        ax.bar([j + i * width for j in range(len(labels))], ps, width=width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [repr(s)[1:-1] for s in labels], fontsize=9)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    ax.legend(fontsize=9)
     return fig
 
 

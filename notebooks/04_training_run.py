@@ -63,7 +63,7 @@ if SMOKE:
     train_cfg = TrainConfig(out_dir="out-04-smoke", data_dir=str(data_dir), batch_size=32, gradient_accumulation_steps=1,
                             max_iters=120, eval_interval=40, eval_iters=5, log_interval=10, learning_rate=3e-3,
                             min_lr=3e-4, warmup_iters=10, lr_decay_iters=120, device="cpu", dtype="float32",
-                            deterministic=True)
+                            deterministic=True, keep_checkpoints=20)
 else:
     GPU = next((k for k, g in M.GPUS.items() if g == M.gpu_from_device_name(torch.cuda.get_device_name())), "T4")
     session = M.session_plan(GPU)
@@ -78,7 +78,7 @@ else:
                             gradient_accumulation_steps=session.gradient_accumulation_steps, max_iters=iters,
                             eval_interval=max(50, iters // 8), eval_iters=20, log_interval=10, learning_rate=lr,
                             min_lr=lr / 10, warmup_iters=max(10, iters // 20), lr_decay_iters=iters,
-                            dtype={"fp16": "float16", "bf16": "bfloat16"}[session.dtype])
+                            dtype={"fp16": "float16", "bf16": "bfloat16"}[session.dtype], keep_checkpoints=20)
     display(Markdown(f"Plan for the {M.GPUS[GPU].name}: " + "; ".join(session.notes)))
 meta = load_meta(data_dir)
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size

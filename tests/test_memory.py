@@ -164,3 +164,13 @@ def test_ddp_per_rank_estimate_matches_each_gloo_rank(tmp_path, bucket_view):
         for phase in ("train", "optimizer", "eval"):
             assert predicted.peaks[phase] == pytest.approx(measured[phase], rel=0.01), phase
     assert predicted.terms["DDP buckets"] == 4 * count_params(cfg, non_embedding=False)
+
+
+def test_plan_prefers_an_exact_split_of_the_effective_batch():
+    from finegpt.memory import RunConfig, max_micro_batch, plan
+
+    cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640, block_size=1024, bias=False)
+    run = RunConfig(batch_size=32, gradient_accumulation_steps=16, dtype="bf16", gpu="4090")
+    assert max_micro_batch(cfg, run, "4090") == 19
+    p = plan(cfg, run, 32 * 16 * 1024, "4090")
+    assert (p.batch_size, p.gradient_accumulation_steps, p.tokens_per_step) == (16, 32, 524_288)

@@ -57,3 +57,14 @@ def test_loss_plot_log_reads_the_rows_the_training_loop_emits():
                 {"iter": 5, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "dt_s": 0.1}]:
         plot.log(row)
     assert plot.points == {"train_loss": [(5, 4.0)], "val_loss": [(0, 5.5)], "lr": [(5, 1e-3)]}
+
+
+def test_timing_lines_draws_one_line_per_series():
+    ax = plots.timing_lines([1, 2, 3], {"cache": [0.1, 0.2, 0.3], "no cache": [0.1, 0.4, 0.9]}, "tokens").axes[0]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.1, 0.2, 0.3], [0.1, 0.4, 0.9]]
+
+
+def test_token_probs_draws_a_bar_per_token_and_setting():
+    ax = plots.token_probs(["a", "\n"], {"T=1": [0.6, 0.4], "T=2": [0.55, 0.45]}).axes[0]
+    assert [round(p.get_height(), 2) for p in ax.patches] == [0.6, 0.4, 0.55, 0.45]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "\\n"]

@@ -89,8 +89,12 @@ def plan(model_cfg: ModelConfig, run: RunConfig, target_tokens_per_step: int, gp
     seqs = max(1, math.ceil(target_tokens_per_step / model_cfg.block_size / run.world_size))
     if power_of_two:
         b_max = 2 ** int(math.log2(b_max))
-    G = math.ceil(seqs / b_max)
-    B = math.ceil(seqs / G)  # the smallest micro-batch that keeps G steps: less memory, same tokens
+    exact = max(b for b in range(1, b_max + 1) if seqs % b == 0)
+    if 2 * exact >= b_max:  # an exact split of the target, if it costs at most half the micro-batch
+        B, G = exact, seqs // exact
+    else:
+        G = math.ceil(seqs / b_max)
+        B = math.ceil(seqs / G)  # the smallest micro-batch that keeps G steps: less memory, ~same tokens
     peak = estimate(model_cfg, replace(run, batch_size=B, gradient_accumulation_steps=G)).peak_gib
     return BatchPlan(B, G, B * G * run.world_size * model_cfg.block_size, peak)
 

@@ -2,6 +2,7 @@
 
 `torchrun --standalone --nproc_per_node=N -m finegpt train ...` sets RANK / WORLD_SIZE / LOCAL_RANK;
 without them training runs in one process. Entry points: setup, wrap_model, no_sync, all_mean, teardown.
+FSDP2 sharding lives in finegpt.train.fsdp.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int
     return gradient_accumulation_steps // world_size
 
 
-def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
-    """DDP around the (maybe compiled) model. FSDP2 wrapping slots in here when fsdp=True."""
+def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False,
+               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """DDP around the (maybe compiled) model, or with fsdp=True FSDP2's fully_shard in place. FSDP2
+    swaps in new (sharded) parameters: build the optimizer afterwards, or use fsdp.shard."""
     if not d.enabled:
         return model
     if fsdp:
-        raise bad("fsdp", fsdp, "FSDP2 is not available in this version of finegpt", "Use DDP (fsdp=False)")
+        from finegpt.train.fsdp import shard_model
+
+        shard_model(model, device, dtype)
+        return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index if device.index is not None else d.local_rank] if device.type == "cuda" else None
@@ -64,7 +70,13 @@ def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool
 
 
 def no_sync(model: torch.nn.Module, last_micro_step: bool):
-    """Skip DDP's gradient all-reduce on all but the last micro-step of an accumulation."""
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP2) on all but the last micro-step of
+    an accumulation. FSDP2 then holds full-size gradients until the last micro-step: fewer messages,
+    more memory."""
+    root = getattr(model, "_orig_mod", model)
+    if hasattr(root, "set_requires_gradient_sync"):  # an FSDP2 module
+        root.set_requires_gradient_sync(last_micro_step)
+        return nullcontext()
     if last_micro_step or not hasattr(model, "no_sync"):
         return nullcontext()
     return model.no_sync()

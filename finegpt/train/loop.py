@@ -123,6 +123,29 @@ def _to_device(batch, device: torch.device):
     return tuple(t.to(device) for t in batch)
 
 
+class _Prefetch:
+    """Training batches fetched one micro-step ahead, so the host's work overlaps the device's.
+    get_batch(step) is a pure function of step: fetching early changes nothing the model sees.
+    busy_s: host seconds spent fetching (window reads + copy), to report the data path's share."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+        self.ahead, self.busy_s = None, 0.0
+
+    def _fetch(self, step: int):
+        t = time.perf_counter()
+        batch = _to_device(self.loader.get_batch(step), self.device)
+        self.busy_s += time.perf_counter() - t
+        return step, batch
+
+    def get(self, step: int):
+        ahead, self.ahead = self.ahead, None
+        return (ahead if ahead is not None and ahead[0] == step else self._fetch(step))[1]
+
+    def prefetch(self, step: int) -> None:
+        self.ahead = self._fetch(step)
+
+
 @torch.no_grad()
 def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d=distributed.Dist()) -> dict:
     """Mean loss over the same eval_iters batches of each split (averaged over ranks under DDP)."""
@@ -180,15 +203,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, over
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True.
 
-    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s"} every log_interval steps, and
+    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share"} every log_interval
+    steps (data_share: the part of dt_s the host spent fetching batches), and
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
     """
     cfg = train_cfg
     out_dir = Path(cfg.out_dir)
     data_dir = cfg.resolved_data_dir()
-    if cfg.fsdp:  # distributed.wrap_model is where fully_shard will go
-        raise bad("fsdp", cfg.fsdp, "FSDP2 sharding is not part of this version", "Run without fsdp (DDP shards nothing "
-                  "but works for models that fit one GPU)")
     # fp32 weights + AdamW's two moments: 12 bytes per parameter
     check_out_dir(out_dir, cfg.init_from, overwrite, 12 * count_params(model_cfg, non_embedding=False))
     check_data_dir(data_dir)
@@ -234,9 +255,16 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                                            device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16))
     iter_num, best_val_loss = 0, float("inf")
+    sharded, dcp_dir = cfg.fsdp and d.enabled, None  # FSDP2 under torchrun; one process has nothing to shard
     if ckpt is not None:
         model.load_state_dict(clean_state_dict(ckpt["model"]))
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("dcp"):  # an FSDP run: its optimizer state lives in the DCP shards
+            dcp_dir = resolve_checkpoint(out_dir).parent / ckpt["dcp"]
+        if dcp_dir is None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        elif not sharded:
+            from finegpt.train.fsdp import load_sharded
+            load_sharded(model, optimizer, dcp_dir)
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
@@ -249,7 +277,11 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
     raw_model = model
     if cfg.compile:
         model = torch.compile(model)
-    model = distributed.wrap_model(model, d, device, cfg.fsdp)
+    if sharded:  # fully_shard swaps in DTensor parameters: the optimizer is rebuilt over them
+        from finegpt.train import fsdp
+        optimizer, scaler = fsdp.shard(raw_model, optimizer, device, dtype, dcp_dir), fsdp.sharded_scaler(scaler)
+    else:
+        model = distributed.wrap_model(model, d, device)
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
     trackers = _open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
@@ -271,15 +303,18 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
             callback(dict(row))
 
     def checkpoint_now():
-        state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
+        state = {"scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
                  "iter_num": iter_num, "best_val_loss": best_val_loss, "config": config_dict(model_cfg, cfg),
                  "data": {"data_dir": data_dir, "tokenizer": getattr(tokenizer, "name", str(tokenizer)),
                           "vocab_size": meta_vocab}}
+        if sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
+            return fsdp.save_sharded(raw_model, optimizer, state, out_dir, cfg.keep_checkpoints, d.is_main)
+        state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict())
         return save_checkpoint(state, out_dir, cfg.keep_checkpoints)
 
     model.train()
     start_iter = iter_num
+    batches = _Prefetch(loaders["train"], device)
     t0 = time.time()
     try:
         while True:
@@ -296,20 +331,21 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                     emit({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"], "lr": lr})
                 if (losses["val"] < best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
                     best_val_loss = min(best_val_loss, losses["val"])
-                    if iter_num > start_iter and d.is_main:  # the resume point is already on disk
-                        last_ckpt = checkpoint_now()
-                        print(f"saved checkpoint iter {iter_num} to {last_ckpt}", flush=True)
+                    if iter_num > start_iter and (d.is_main or sharded):  # the resume point is already on disk
+                        last_ckpt = checkpoint_now() or last_ckpt
+                        _log(d, f"saved checkpoint iter {iter_num} to {last_ckpt}")
                 distributed.barrier(d)
-                t0 = time.time()  # eval time is not training time
+                t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
             if cfg.eval_only or iter_num >= cfg.max_iters:
                 break
 
             loss_sum = torch.zeros((), device=device)
             for k in range(gas):
-                X, Y = _to_device(loaders["train"].get_batch(iter_num * gas + k), device)
+                X, Y = batches.get(iter_num * gas + k)
                 with distributed.no_sync(model, k == gas - 1), ctx:
                     _, loss = model(X, Y)
                     loss = loss / gas  # the step's gradient is the mean over its micro-batches
+                batches.prefetch(iter_num * gas + k + 1)  # while the GPU runs the forward (CUDA is asynchronous)
                 scaler.scale(loss).backward()
                 loss_sum += loss.detach().float()
             lossf = distributed.all_mean(loss_sum, d).item()
@@ -329,9 +365,11 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                 mfu = fpt * tokens_per_iter * cfg.log_interval / dt_s / (peak * d.world_size) if peak else None
                 row = {"iter": iter_num, "loss": lossf, "lr": lr,
                        "tokens_per_s": tokens_per_iter * cfg.log_interval / max(dt_s, 1e-9), "mfu": mfu,
-                       "dt_s": dt_s / cfg.log_interval}
+                       "dt_s": dt_s / cfg.log_interval, "data_share": batches.busy_s / max(dt_s, 1e-9)}
+                batches.busy_s = 0.0
                 print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
-                      + (f", mfu {100 * mfu:.1f}%" if mfu is not None else ""), flush=True)
+                      + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
+                      + f", data {100 * row['data_share']:.1f}%", flush=True)
                 emit(row)
     finally:
         if trackers is not None:
