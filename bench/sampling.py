@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--n_head", type=int, default=6)
     ap.add_argument("--n_embd", type=int, default=384)
     ap.add_argument("--block_size", type=int, default=1024)
+    ap.add_argument("--vocab_size", type=int, default=50304, help="50304: GPT-2 BPE; 320: the bytes tokenizer")
     ap.add_argument("--lengths", default="128,512,1024", help="new tokens per run, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no_write", action="store_true", help="don't append to docs/benchmarks.md")
@@ -51,9 +52,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size)
+    cfg = ModelConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
+                      vocab_size=args.vocab_size)
     model = GPT(cfg).eval()
-    idx = torch.tensor([[50256]])  # one EOT token, as an empty prompt starts
+    idx = torch.tensor([[min(50256, args.vocab_size - 1)]])  # one token, as an empty prompt starts from EOT
     model.generate(idx, 8, temperature=0, use_cache=True)  # warm-up: first-call allocations
     model.generate(idx, 8, temperature=0, use_cache=False)
 
@@ -72,7 +74,9 @@ def main() -> None:
     lines += [f"| {n} | {full:.1f} | {cache:.1f} | {ratio:.1f}x |" for n, full, cache, ratio in rows]
     machine = (f"{cpu_name()}, {args.threads} threads (of {os.cpu_count()} cores, load average "
                f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, Python {platform.python_version()}")
-    command = "python bench/sampling.py" + (f" --threads {args.threads}" if args.threads != 2 else "")
+    defaults = {a.dest: a.default for a in ap._actions}
+    command = " ".join(["python bench/sampling.py"] + [f"--{k} {v}" for k, v in vars(args).items()
+                                                        if k != "no_write" and v != defaults[k]])
     section = "\n".join([f"## Sampling: {title}", "",
                          f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ",
                          f"Machine: {machine}", "", *lines, "",

@@ -1,13 +1,14 @@
 """Training tokens/s on CPU: finegpt's train() against a plain nanoGPT-style loop, same configs, same shards.
 
-    python bench/train_throughput.py                # 3 configs, 3 interleaved repeats each, 2 threads
+    python bench/train_throughput.py                # 3 configs, 5 interleaved repeats each, 1 thread
     python bench/train_throughput.py --no_write     # print the table only
 
 The reference loop is written here the way a typical nanoGPT-style script does it: eager, for-loop
 AdamW (no fused or foreach kernels), a fresh np.memmap and torch.from_numpy per batch of random
 windows. Both loops train the same GPT on the same shards; runs alternate (finegpt, reference,
-finegpt, ...) so a noisy machine slows both alike, and the table reports medians. Appends to
-docs/benchmarks.md.
+reference, finegpt, ...) so a noisy machine slows both alike, and the table reports medians. One
+thread by default: on a shared machine, OpenMP threads that wait for each other add more noise than
+they save. Appends to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -132,10 +133,10 @@ def cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each loop per config")
-    ap.add_argument("--iters", type=int, default=10, help="timed iterations per run")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations at the start of each run")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved runs of each loop per config")
+    ap.add_argument("--iters", type=int, default=8, help="timed iterations per run")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed iterations at the start of each run")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no_write", action="store_true", help="don't append to docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,6 +160,8 @@ def main() -> None:
                     print(f"  {label} | {name} run {r + 1}: {runs[name][-1]['iter_s'] * 1e3:.1f} ms/iter", flush=True)
             tokens_per_iter = batch_size * gas * model_cfg.block_size
             med = {k: {m: statistics.median(x[m] for x in v) for m in ("iter_s", "data_share")} for k, v in runs.items()}
+            # each finegpt run against the reference run next to it in time: load drifts less within a pair
+            med["ratio"] = statistics.median(r["iter_s"] / f["iter_s"] for f, r in zip(runs["finegpt"], runs["reference"]))
             results.append((label, model_cfg, tokens_per_iter, med))
 
     lines = ["| config | params | tokens/iter | finegpt tokens/s | reference tokens/s | finegpt / reference "
@@ -167,20 +170,21 @@ def main() -> None:
         f, r = med["finegpt"], med["reference"]
         params_m = GPT(model_cfg).get_num_params(non_embedding=False) / 1e6
         lines.append(f"| {label} | {params_m:.2f}M | {tokens_per_iter:,} | {tokens_per_iter / f['iter_s']:,.0f} | "
-                     f"{tokens_per_iter / r['iter_s']:,.0f} | {r['iter_s'] / f['iter_s']:.2f}x | "
+                     f"{tokens_per_iter / r['iter_s']:,.0f} | {med['ratio']:.2f}x | "
                      f"{100 * f['data_share']:.2f} % | {100 * r['data_share']:.2f} % |")
     machine = (f"{cpu_name()}, {args.threads} threads (of {os.cpu_count()} cores; load average "
                f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
                f"Python {platform.python_version()}")
-    flags = [f"--{k} {v}" for k, v, d in (("repeats", args.repeats, 3), ("iters", args.iters, 10),
-                                          ("warmup", args.warmup, 3), ("threads", args.threads, 2)) if v != d]
+    flags = [f"--{k} {v}" for k, v, d in (("repeats", args.repeats, 5), ("iters", args.iters, 8),
+                                          ("warmup", args.warmup, 2), ("threads", args.threads, 1)) if v != d]
     command = " ".join(["python bench/train_throughput.py", *flags])
     section = "\n".join([
         "## Training throughput on CPU: finegpt's train() vs a plain nanoGPT-style loop", "",
         f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ", f"Machine: {machine}", "",
         f"fp32, grad clip 1.0, same GPT and same shards (random tokens) for both. Each loop ran {args.repeats} "
         f"times per config, alternating; each run times {args.iters} iterations after {args.warmup} warm-up ones. "
-        "Cells are medians (per-iteration time within a run, then across runs). finegpt's figures come from "
+        "Cells are medians (per-iteration time within a run, then across runs); the ratio is the median over "
+        "the pairs of adjacent runs of reference time / finegpt time. finegpt's figures come from "
         "its own logged rows (`dt_s`, `data_share`), so they include its per-iteration logging and "
         "metrics.jsonl write. Data share: host time spent producing batches (window reads, int64 "
         "conversion, copy) over the iteration's wall time.", "",

@@ -59,7 +59,8 @@ def add_prepare(sub) -> None:
                    help="shakespeare | fineweb | fineweb-edu | a path or glob of .txt / .jsonl / .parquet files")
     p.add_argument("--name", default=None, help="FineWeb config, e.g. sample-10BT (default), sample-100BT, CC-MAIN-2024-10")
     p.add_argument("--data_files", default=None, help="read --source fineweb's schema from these local parquet files instead")
-    p.add_argument("--tokenizer", default="bytes", choices=["bytes", "gpt2"])
+    p.add_argument("--tokenizer", default=None, choices=["bytes", "gpt2"],
+                   help="default: bytes for shakespeare, gpt2 for everything else")
     p.add_argument("--tokens", default=None, help="token budget, EOTs included, e.g. 2e9; stops exactly there")
     p.add_argument("--out", default="data/shakespeare", help="output directory for the shards")
     p.add_argument("--shard_tokens", default="1e8", help="tokens per shard (default 1e8)")

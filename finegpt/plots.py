@@ -166,12 +166,13 @@ class LossPlot:
         ax.set_xlabel("iteration")
         ax.set_ylabel("cross-entropy loss")
         ax.set_title(self.title)
+        has_loss = any(self.points[k] for k in ("train_loss", "val_loss"))
         if self.points["lr"]:
-            ax2 = ax.twinx()
+            ax2 = ax.twinx() if has_loss else ax  # a schedule alone gets the main axis
             ax2.plot(*zip(*self.points["lr"]), color="#8c8c8c", linestyle="--", linewidth=1, label="learning rate")
             ax2.set_ylabel("learning rate", color="#8c8c8c")
             ax2.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        if any(self.points[k] for k in ("train_loss", "val_loss")):
+        if has_loss:
             ax.legend(loc="upper right", fontsize=9)
         return fig
 

@@ -28,7 +28,7 @@ MEMORY_DEFAULTS = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch
                        activation_checkpointing=False, optimizer="adamw_fused", gpu="T4", tokens=1e9)
 # the report's terms outside the training step's peak: they make the other two peaks
 _NOT_TRAIN = ("gradients (this step)", "optimizer-step temporaries", "eval forward (no grad)")
-_PERSISTENT = ("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered block weights")
+_PERSISTENT = ("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
 
 
 def peak_terms(report) -> dict[str, int]:
@@ -138,7 +138,7 @@ def memory_html(view: MemoryView) -> str:
         f"<div style='display:flex;height:100%'>{segs}</div>"
         f"<div title='GPU memory' style='position:absolute;left:{cap:.3f}%;top:-4px;height:34px;border-left:3px solid black'></div></div>"
         f"<div style='font-size:11px;line-height:1.6'>{legend} (GiB; black line: the GPU)</div>"
-        "<pre class='finegpt-memory-lines' style='font-size:12px;white-space:pre-wrap'>"
+        "<pre class='finegpt-memory-lines' style='font-size:12px;line-height:1.4;white-space:pre-wrap'>"
         + html.escape("\n".join(view.lines)) + "</pre></div>")
 
 

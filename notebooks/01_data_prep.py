@@ -17,6 +17,11 @@ import sys
 if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
 
+# %% [markdown]
+# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
+# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
+# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+
 # %% tags=["parameters"]
 SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
 
@@ -131,6 +136,9 @@ assert lengths == [d["token_count"] for d in docs]  # our GPT-2 tokens agree wit
 print(f"{len(lengths)} documents: median {np.median(lengths):,.0f} tokens, mean {np.mean(lengths):,.0f}, "
       f"max {max(lengths):,}")
 
+# %% [markdown]
+# Most documents are a few hundred to a few thousand tokens; a few are very long. The dashed line is the median.
+
 # %%
 plots.length_histogram(lengths, title="Document lengths, GPT-2 tokens")
 
@@ -195,6 +203,9 @@ print("magic", header[0], "| version", header[1], "| tokens", header[2], "| voca
 assert (header[0], header[1], header[2]) == (20240520, 1, info["num_tokens"]) and info["tokenizer"] == "gpt2"
 assert first.stat().st_size == 256 * 4 + 2 * info["num_tokens"]  # header + 2 bytes per token
 
+# %% [markdown]
+# The header checks out. Now the tokens themselves: EOT marks where each document starts.
+
 # %%
 eots = np.flatnonzero(tokens == tok.eot)
 assert eots[0] == 0  # every document starts with EOT
@@ -231,6 +242,9 @@ guide_disk = {
 for k, v in guide_disk.items():
     print(f"{k:30s} {v / 1e9:8,.0f} GB")
 print(f"{'total':30s} {sum(guide_disk.values()) / 1e9:8,.0f} GB")
+
+# %% [markdown]
+# Against that, streaming keeps nothing but the shards of the token budget you actually train on.
 
 # %%
 budget_full = M.session_plan("T4").tokens  # what a T4 session trains on (notebook 03)

@@ -17,6 +17,11 @@ import sys
 if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
 
+# %% [markdown]
+# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
+# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
+# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+
 # %% tags=["parameters"]
 SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
 
@@ -84,8 +89,15 @@ for name, n in parts.items():
     print(f"{name:20s} {n:>12,}  {n / n_full:6.1%}")
 assert sum(parts.values()) == n_full
 
+# %% [markdown]
+# The same as a picture:
+
 # %%
 plots.param_bars(parts, "GPT-2 small (12 layers, 768 wide)")
+
+# %% [markdown]
+# The MLPs hold about twice as much as the attention layers (8·C² vs 4·C² per block). A quick rule of thumb for
+# the total, checked against the exact count:
 
 # %%
 C, L, V = gpt2_small.n_embd, gpt2_small.n_layer, gpt2_small.vocab_size
@@ -149,6 +161,9 @@ idx = torch.tensor([tok.encode(t)[:8] for t in texts], device=device)  # (B, T)
 model = GPT(gpt2_small).to(device).eval()
 print("input ids", tuple(idx.shape))
 
+# %% [markdown]
+# Forward hooks let us watch a module without changing it: each one records its module's output shape.
+
 # %%
 watched = ["transformer.wte", "transformer.wpe", "transformer.h.0.ln_1", "transformer.h.0.attn",
            "transformer.h.0.mlp", "transformer.h.0", f"transformer.h.{gpt2_small.n_layer - 1}",
@@ -208,6 +223,9 @@ with torch.no_grad():
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
 assert torch.allclose(weights @ v, fused, atol=1e-5)
 print(f"T={T} tokens, {H} heads; by-hand attention matches scaled_dot_product_attention")
+
+# %% [markdown]
+# The weights of head 0 as a heatmap, one row per token:
 
 # %%
 labels = [tok.decode([t]) for t in ids[0].tolist()]

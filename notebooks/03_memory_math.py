@@ -17,6 +17,11 @@ import sys
 if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
 
+# %% [markdown]
+# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
+# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
+# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+
 # %% tags=["parameters"]
 SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
 
@@ -192,6 +197,9 @@ table = pd.DataFrame({"predicted MiB": {k: v / 2**20 for k, v in predicted.items
 table["error"] = (table["predicted MiB"] / table["measured MiB"] - 1).map("{:+.1%}".format)
 table.round(1)
 
+# %% [markdown]
+# The training and optimizer-step peaks are the ones that decide whether a run fits:
+
 # %%
 worst = max(abs(predicted[k] / measured[k] - 1) for k in ("train", "optimizer"))
 print(f"largest error on the training and optimizer peaks: {worst:.2%}")
@@ -208,6 +216,9 @@ assert worst < 0.05
 checks = M.check_guide()
 pd.set_option("display.max_colwidth", 90)
 pd.DataFrame([c.to_dict() for c in checks])[["holds", "claim", "guide", "computed"]]
+
+# %% [markdown]
+# How many of the guide's claims fail?
 
 # %%
 # NBVAL_CHECK_OUTPUT

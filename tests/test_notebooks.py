@@ -55,7 +55,7 @@ def test_notebook_follows_the_course_anatomy(name):
         nxt = NAMES[NAMES.index(name) + 1]
         assert f"({nxt}.ipynb)" in nb.cells[-1].source
     markdown = sum(c.cell_type == "markdown" for c in nb.cells)
-    assert markdown >= 0.45 * len(nb.cells)
+    assert markdown >= 0.5 * len(nb.cells)  # prose first
     assert not re.search(r"/(work|tmp)/", text), "no machine paths in notebooks"
 
 
@@ -65,7 +65,7 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
         shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
     shutil.copy(NOTEBOOKS / "conftest.py", tmp_path)
     env = {**os.environ, "FINEGPT_SMOKE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                              "--rootdir", str(tmp_path), str(tmp_path)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

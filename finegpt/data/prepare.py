@@ -223,7 +223,7 @@ def _clear(out: Path, keep: set[str]) -> None:
             p.unlink()
 
 
-def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str = "bytes", tokens=None, *,
+def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str | None = None, tokens=None, *,
             name: str | None = None, data_files=None, text_column: str = "text", shard_tokens=100_000_000,
             val_fraction: float = 0.1, val_tokens=None, workers: int | None = None, shuffle_buffer: int = 0,
             seed: int = 1337, overwrite: bool = False, progress: bool = True) -> dict:
@@ -235,7 +235,8 @@ def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str 
     Rerunning the same command after a crash or kill resumes from manifest.json.
     """
     out = Path(out)
-    tok = get_tokenizer(tokenizer)
+    # bytes suit the small offline corpus (like nanoGPT's shakespeare_char); GPT-2 BPE everything else
+    tok = get_tokenizer(tokenizer or ("bytes" if source == "shakespeare" else "gpt2"))
     budget = None if tokens is None else _as_count("tokens", tokens)
     shard_tokens = _as_count("shard_tokens", shard_tokens)
     if shard_tokens >= 2**31:

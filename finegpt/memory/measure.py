@@ -10,6 +10,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from torch._guards import active_fake_mode
+from torch.distributed.tensor import DTensor
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -25,7 +27,9 @@ class LiveBytes(TorchDispatchMode):
     """Bytes of every storage created under this mode and still alive, and the peak of that.
 
     Frees are noticed lazily (a weak reference expires), so they are collected before each op
-    runs: the peak is then the live set right after the op that allocated it."""
+    runs: the peak is then the live set right after the op that allocated it. FSDP2 frees and
+    re-allocates gathered weights with storage.resize_, which no dispatch mode sees, so resize_ is
+    watched too; DTensor ops are let through to run as local ops, which are counted."""
 
     def __init__(self):
         super().__init__()
@@ -33,16 +37,41 @@ class LiveBytes(TorchDispatchMode):
         self.now_bytes = 0
         self.peak_bytes = 0
         self.history: list | None = None  # set to [] to record (op, live bytes after it)
+        self._fake_on_entry = None
 
     def reset_peak(self) -> None:
         self._collect()
         self.peak_bytes = self.now_bytes
+
+    def __enter__(self):
+        self._fake_on_entry = active_fake_mode()  # DTensor's shape propagation runs in a fake mode of its own
+        self._resize = torch.UntypedStorage.resize_
+
+        def resize_(storage, size):
+            before = storage.nbytes()
+            self._resize(storage, size)
+            ref = StorageWeakRef(storage)
+            if ref.cdata in self.live:
+                self.live[ref.cdata] = (self.live[ref.cdata][0], storage.nbytes())
+                self.now_bytes += storage.nbytes() - before
+                self.peak_bytes = max(self.peak_bytes, self.now_bytes)
+
+        torch.UntypedStorage.resize_ = resize_
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.UntypedStorage.resize_ = self._resize
+        return super().__exit__(*exc)
 
     def _collect(self) -> None:
         for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
             self.now_bytes -= self.live.pop(key)[1]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(issubclass(t, DTensor) for t in types):
+            return NotImplemented  # DTensor runs its local ops, which come back through this mode
+        if active_fake_mode() is not self._fake_on_entry:
+            return func(*args, **(kwargs or {}))
         self._collect()
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
@@ -169,9 +198,6 @@ def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: i
     torch.manual_seed(seed)
     fake = device == "fake"
     device_type = "cpu" if fake else torch.device(device).type
-    if run.world_size > 1 and run.sharding == "fsdp" and device_type != "cuda":
-        raise NotImplementedError("FSDP's DTensor ops run below LiveBytes' dispatch mode, so the CPU tracker "
-                                  "cannot see them; measure FSDP on CUDA, where the allocator's stats count all")
     if device_type == "cuda":
         tracker, modes = _CudaBytes(torch.device(device)), [nullcontext()]
     else:

@@ -89,11 +89,10 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         "optimizer-step temporaries": _shard(t.optimizer_temp_bytes(cfg, run), run, "zero1", "zero2", "fsdp"),
         "eval forward (no grad)": 0,
     }
-    if run.sharding == "fsdp" and run.world_size > 1:  # two blocks' full weights gathered (current + prefetch)
-        block_params = (t.param_breakdown(cfg)["attention"] + t.param_breakdown(cfg)["mlp"]) // L
-        terms["FSDP gathered block weights"] = 2 * block_params * t.param_size(run)
-    persistent = sum(terms[k] for k in ("weights", "buffers", "optimizer states", "DDP buckets",
-                                        "FSDP gathered block weights") if k in terms)
+    if run.sharding == "fsdp" and run.world_size > 1:  # alive in forward, backward and eval; not in the step
+        terms["FSDP gathered weights"] = t.fsdp_gathered_bytes(cfg, run)
+    gathered = terms.get("FSDP gathered weights", 0)
+    persistent = sum(terms[k] for k in ("weights", "buffers", "optimizer states", "DDP buckets"))
     ckpt = run.activation_checkpointing
     copies_kept = t.autocast_copy_bytes(cfg, run, blocks=0 if ckpt else L)  # saved for backward
     acts = terms["activations (all layers)"] + terms["final norm + embeddings"] + terms["batch (x, y, positions)"]
@@ -104,7 +103,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     if ckpt:  # one block recomputed (with its autocast copies) while all checkpoints are held
         stages.append(t.autocast_copy_bytes(cfg, run, blocks=1) + acts + n * sum(layer.values())
                       + (cfg.vocab_size * cfg.n_embd * t.param_size(run) if G == 1 else 0))
-    train = persistent + terms["gradients (previous micro-step)"] + max(stages)
+    train = persistent + gathered + terms["gradients (previous micro-step)"] + max(stages)
     optimizer = persistent + grads + terms["optimizer-step temporaries"]
     a, r = t.act_size(run), t.resid_size(run)
     mlp_stage = r * cfg.n_embd + (2 if run.dtype == "pure_bf16" else 4) * cfg.n_embd + 8 * a * cfg.n_embd
@@ -112,7 +111,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     # no grad: the autocast cache still holds every copy until the autocast context exits
     terms["eval forward (no grad)"] = n_eval * (a * cfg.vocab_size + max(mlp_stage, head_stage)) \
         + t.batch_bytes(cfg, n_eval) + terms["autocast 16-bit weight copies"]
-    eval_ = persistent + terms["eval forward (no grad)"]
+    eval_ = persistent + gathered + terms["eval forward (no grad)"]
     peaks = {"train": train, "optimizer": optimizer, "eval": eval_}
     phase = max(peaks, key=peaks.get)
     peak = peaks[phase]

@@ -68,8 +68,8 @@ def optimizer_temp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = None) -> int:
     # autocast caches a 16-bit copy of every matmul weight (and bias): 2 * (12LC^2 + VC + biases);
     # `blocks` counts how many blocks' copies are alive (checkpointing frees them; lm_head's stays)
-    if run.dtype not in ("bf16", "fp16"):
-        return 0
+    if run.dtype not in ("bf16", "fp16") or fsdp_param_size(run) == 2:
+        return 0  # fp32, or FSDP2 already gathers 16-bit weights: nothing for autocast to cast
     parts = param_breakdown(cfg)
     blocks = cfg.n_layer if blocks is None else blocks
     per_block = (parts["attention"] + parts["mlp"]) // cfg.n_layer
@@ -86,6 +86,24 @@ def ddp_bucket_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def grads_in_buckets(run: RunConfig) -> bool:
     return run.world_size > 1 and run.sharding == "ddp" and run.gradient_as_bucket_view
+
+
+def fsdp_param_size(run: RunConfig) -> int:
+    # FSDP2's MixedPrecisionPolicy (finegpt.train.fsdp) gathers 16-bit weights on GPU; CPU stays fp32
+    sharded = run.world_size > 1 and run.sharding == "fsdp"
+    return 2 if sharded and run.device == "cuda" and run.dtype != "fp32" else param_size(run)
+
+
+def fsdp_gathered_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # FSDP2 gathers weights whole while they work. At the start of backward (and in eval) that is the
+    # root's (embeddings / tied lm_head, ln_f: the root is not resharded after forward) and one block's
+    # (the last, prefetched for its backward): (V*C + T*C + ln_f + one block) * gathered element size
+    if run.world_size == 1 or run.sharding != "fsdp":
+        return 0
+    parts, ln_f = param_breakdown(cfg), cfg.n_embd * (1 + int(cfg.bias))
+    block = (parts["attention"] + parts["mlp"] + parts["layernorm"] - ln_f) // cfg.n_layer
+    root = parts["token_embedding"] + parts["position_embedding"] + ln_f
+    return (root + block) * fsdp_param_size(run)
 
 
 # ---- activations saved for backward, per layer per token ------------------------------------

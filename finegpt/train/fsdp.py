@@ -50,6 +50,8 @@ def shard(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torc
     names = _by_name(model)
     full_state = get_optimizer_state_dict(model, optimizer) if optimizer.state else None  # keyed by name
     group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+    for t in [*model.parameters(), *model.buffers()]:  # every rank shards rank 0's weights, as DDP would
+        dist.broadcast(t.data, src=0)
     shard_model(model, device, dtype)
     params = dict(model.named_parameters())  # the same names, now DTensor shards
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in group]}
@@ -81,7 +83,7 @@ def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dcp_d
     also one process without FSDP)."""
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
-    dcp.load(state, checkpoint_id=str(dcp_dir))
+    dcp.load(state, checkpoint_id=str(dcp_dir), no_dist=not dist.is_initialized())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 

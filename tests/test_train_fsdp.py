@@ -1,0 +1,85 @@
+"""FSDP2 on CPU with gloo: 2 sharded processes train like 1 process, and their DCP checkpoint resumes
+on 2 processes or on 1, and loads for sampling."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from finegpt.train import load_checkpoint, load_model
+from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, overrides
+
+K = 4  # optimizer steps compared
+B = 4  # micro-batch per process
+SETTINGS = {**TINY_MODEL, **TINY_TRAIN, "eval_interval": K, "eval_iters": 2, "data_dir": "data"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finegpt"]
+
+
+def run(cmd: list[str], cwd) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def metrics(out_dir) -> tuple[dict, dict]:
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return ({r["step"]: r["loss"] for r in rows if "loss" in r}, {r["step"]: r["val/loss"] for r in rows if "val/loss" in r})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """1 process x 2B with accumulation 2 for K+1 steps; 2 FSDP processes x B with accumulation 4
+    (2 micro-steps each, the first without gradient sync) for K; a copy of the FSDP run at K."""
+    root = tmp_path_factory.mktemp("fsdp")
+    make_data(root / "data")
+    run([sys.executable, "-m", "finegpt", "train", *overrides({**SETTINGS, "batch_size": 2 * B, "gradient_accumulation_steps": 2,
+                                                             "max_iters": K + 1, "out_dir": "single"})], root)
+    run([*TORCHRUN, "train", *overrides({**SETTINGS, "batch_size": B, "gradient_accumulation_steps": 4, "max_iters": K,
+                                         "fsdp": True, "out_dir": "fsdp"})], root)
+    shutil.copytree(root / "fsdp", root / "fsdp_at_k")
+    return root
+
+
+def test_fsdp_two_processes_match_one_process(runs):
+    single_train, single_val = metrics(runs / "single")
+    fsdp_train, fsdp_val = metrics(runs / "fsdp")
+    assert sorted(fsdp_train) == list(range(1, K + 1))
+    for step, loss in fsdp_train.items():
+        assert loss == pytest.approx(single_train[step], rel=1e-5), step
+    for step in (0, K):
+        assert fsdp_val[step] == pytest.approx(single_val[step], rel=1e-5), step
+    single_at_k = load_checkpoint(runs / "single" / f"ckpt_{K:07d}.pt")["model"]
+    fsdp_weights = load_checkpoint(runs / "fsdp")["model"]  # gathered whole on rank 0
+    assert fsdp_weights.keys() == single_at_k.keys()
+    for name, w in fsdp_weights.items():
+        torch.testing.assert_close(w, single_at_k[name], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_checkpoint_is_dcp_shards_beside_full_weights(runs):
+    ckpt = load_checkpoint(runs / "fsdp")
+    assert ckpt["iter_num"] == K and ckpt["dcp"] == f"dcp_{K:07d}" and ckpt["optimizer"] == {}
+    assert (runs / "fsdp" / ckpt["dcp"] / ".metadata").is_file()
+    assert not list((runs / "fsdp").glob("*.tmp"))
+    model, _ = load_model(runs / "fsdp")
+    assert model(torch.zeros(1, 3, dtype=torch.long))[0].shape == (1, 3, model.config.vocab_size)
+
+
+def test_fsdp_resume_on_two_processes_reproduces_next_loss(runs):
+    run([*TORCHRUN, "train", "--resume", "--out_dir=fsdp", f"--max_iters={K + 1}"], runs)
+    single_train, single_val = metrics(runs / "single")
+    fsdp_train, fsdp_val = metrics(runs / "fsdp")
+    assert fsdp_train[K + 1] == pytest.approx(single_train[K + 1], rel=1e-5)
+    assert fsdp_val[K + 1] == pytest.approx(single_val[K + 1], rel=1e-5)
+
+
+def test_fsdp_checkpoint_resumed_on_one_process_reproduces_next_loss(runs):
+    run([sys.executable, "-m", "finegpt", "train", "--resume", "--out_dir=fsdp_at_k", f"--max_iters={K + 1}",
+         f"--batch_size={2 * B}", "--gradient_accumulation_steps=2"], runs)
+    single_train, _ = metrics(runs / "single")
+    resumed, _ = metrics(runs / "fsdp_at_k")
+    assert resumed[K + 1] == pytest.approx(single_train[K + 1], rel=1e-5)
