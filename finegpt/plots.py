@@ -23,6 +23,22 @@ TERM_COLOURS = [
 _FALLBACK = ["#64b5cd", "#8c8c8c", "#b07aa1", "#9c755f", "#76b7b2"]
 
 
+def _show_figures_in_ipython() -> None:
+    """Let a notebook display a pyplot-free Figure (returned by a cell, or through `display`) as a PNG."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(
+            Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=90))
+
+
+_show_figures_in_ipython()
+
+
 def term_colour(name: str, i: int = 0) -> str:
     low = name.lower()
     return next((colour for key, colour in TERM_COLOURS if key in low), _FALLBACK[i % len(_FALLBACK)])

@@ -104,7 +104,8 @@ def test_fineweb_names_map_to_the_hub_datasets():
 def test_shuffle_buffer_permutes_documents_within_windows(tmp_path):
     docs = [f"document number {i}\n" for i in range(50)]
     (tmp_path / "in.jsonl").write_text("".join(f'{{"text": "{d[:-1]}"}}\n' for d in docs))
-    prepare(str(tmp_path / "in.jsonl"), tmp_path / "s", tokens=10_000, val_tokens=0, shuffle_buffer=8, progress=False)
+    prepare(str(tmp_path / "in.jsonl"), tmp_path / "s", "bytes", tokens=10_000, val_tokens=0, shuffle_buffer=8,
+            progress=False)
     stream = bytes(all_tokens(tmp_path / "s")).replace(b"\x00", b"")
     seen = [int(t.split()[-1]) for t in bytes(all_tokens(tmp_path / "s").astype(np.uint8)).split(b"\x00") if t]
     assert sorted(seen) == list(range(50)) and seen != list(range(50))

@@ -118,9 +118,13 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     reserved = int(peak * RESERVED_FACTOR)
     nccl = int(NCCL_8GPU_BYTES * (run.world_size - 1) / 7) if run.world_size > 1 else 0
     notes = []
-    if run.world_size > 1 and run.sharding != "ddp":
+    if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
-                     f"world_size) and not yet checked against a measurement; DDP's are")
+                     f"world_size) and not yet checked against a measurement; DDP's and FSDP's are")
+    if run.world_size > 1 and run.sharding == "fsdp" and G > 1:
+        notes.append("fsdp with gradient accumulation: finegpt train skips the reduce-scatter on all but the "
+                     "last micro-step, so full-size gradients (N x the weights' element size) are held between "
+                     "micro-steps; this figure counts sharded ones")
     if run.compile:
         notes.append("compile=True: this is the eager figure, an upper bound; torch.compile fuses the "
                      "logits and activation terms by an amount not yet calibrated on a GPU")

@@ -82,6 +82,6 @@ def run_from_settings(values: dict, gpu: str | None = None):
     run = RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
                     dtype=dtype, activation_checkpointing=train_cfg.activation_checkpointing,
                     eval_batch_size=train_cfg.eval_batch_size, compile=train_cfg.compile,
-                    sharding="fsdp" if train_cfg.fsdp else "ddp", gpu=gpu,
+                    sharding=extra.pop("sharding", "fsdp" if train_cfg.fsdp else "ddp"), gpu=gpu,
                     **{k: v for k, v in extra.items() if k in known})
     return model_cfg, run, train_cfg, notes

@@ -1,0 +1,63 @@
+"""Per-rank memory under DDP and FSDP2: each of 2 gloo ranks measures its own peaks with
+finegpt.memory.measure and they match estimate()'s per-rank figures."""
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from finegpt.config import ModelConfig
+from finegpt.memory import RunConfig, estimate, measure
+
+CFG = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=512, dropout=0.0, bias=True)
+RUNS = {f"{sharding}_g{G}": RunConfig(batch_size=4, gradient_accumulation_steps=G, dtype="fp32", device="cpu",
+                                      world_size=2, sharding=sharding)
+        for sharding in ("ddp", "fsdp") for G in (1, 2)}
+SLACK_BYTES = 1024  # 0-d tensors (loss, grad norm, Adam's step counts) the model leaves out
+
+
+def _rank(rank: int, store_path: str, queue) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        queue.put((rank, {name: measure(CFG, run, device="cpu") for name, run in RUNS.items()}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """{rank: {run name: measured peaks}}: each rank measures only itself."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    store = tmp_path_factory.mktemp("ranks") / "store"
+    procs = [ctx.Process(target=_rank, args=(r, str(store), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return results
+
+
+@pytest.mark.parametrize("name", ["ddp_g1", "ddp_g2"])
+def test_ddp_per_rank_peaks_match_estimate(measured, name):
+    predicted = estimate(CFG, RUNS[name]).peaks
+    for rank in (0, 1):
+        for phase in ("train", "optimizer", "eval"):
+            assert 0 <= measured[rank][name][phase] - predicted[phase] <= SLACK_BYTES, (rank, phase)
+
+
+@pytest.mark.parametrize("name", ["fsdp_g1", "fsdp_g2"])
+def test_fsdp_per_rank_train_and_eval_peaks_match_estimate(measured, name):
+    predicted = estimate(CFG, RUNS[name]).peaks
+    for rank in (0, 1):
+        for phase in ("train", "eval"):
+            assert 0 <= measured[rank][name][phase] - predicted[phase] <= SLACK_BYTES, (rank, phase)
+
+
+def test_fsdp_optimizer_step_holds_half_of_ddps_weights_grads_and_states(measured):
+    ddp, fsdp = estimate(CFG, RUNS["ddp_g1"]), estimate(CFG, RUNS["fsdp_g1"])
+    assert 2 * fsdp.peaks["optimizer"] == ddp.peaks["optimizer"] - ddp.terms["DDP buckets"]  # (4N + 4N + 8N) / 2
+    for rank in (0, 1):
+        assert 0 <= measured[rank]["fsdp_g1"]["optimizer"] - fsdp.peaks["optimizer"] <= SLACK_BYTES, rank
