@@ -1,8 +1,9 @@
 """One-shot GPU check: MFU of GPT-2 124M with and without torch.compile, predicted vs measured memory,
 and KV-cache vs full-recompute sampling speed. Writes docs/gpu_results.md.
 
-    python bench/gpu_check.py             # on a CUDA machine; about 5 minutes, at most --budget_s (480)
+    python bench/gpu_check.py             # on a CUDA machine; no section starts after --budget_s (480 s)
     python bench/gpu_check.py --dry-run   # every section on CPU with a tiny model, in seconds; writes nothing
+                                          # unless --out is given
 
 Without a CUDA GPU the plain command says so, writes nothing and exits 0. MFU comes from finegpt's own
 train() on random-token shards, against the dense peak in finegpt.memory's GPU table; memory reuses
@@ -35,6 +36,7 @@ from finegpt.model import GPT  # noqa: E402
 from finegpt.train import train  # noqa: E402
 
 GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, dropout=0.0, bias=False)
+GAS = 4  # gradient accumulation steps in the MFU runs: the loop syncs with the host once per step
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=320, dropout=0.0, bias=False)
 MEMORY_LABELS = {  # rows of memory_validation.GPU_GRID, the compiled one last (it costs a compile)
     "bf16": ["124M bf16 B=8", "124M bf16 B=16", "guide 10L/640 bf16 B=16", "124M bf16 B=8 compiled"],
@@ -74,14 +76,15 @@ def micro_batch(model_cfg: ModelConfig, dtype: str, device: str, tiny: bool) -> 
         return 4
     gpu = memory.gpu_from_device_name(torch.cuda.get_device_name()) or \
         memory.custom_gpu(torch.cuda.get_device_properties(0).total_memory / 2**30)
-    run = memory.RunConfig(batch_size=1, dtype={"bfloat16": "bf16", "float16": "fp16"}[dtype])
+    run = memory.RunConfig(batch_size=1, gradient_accumulation_steps=GAS,
+                           dtype={"bfloat16": "bf16", "float16": "fp16"}[dtype])
     return max(1, min(16, memory.max_micro_batch(model_cfg, run, gpu)))
 
 
 def mfu_run(model_cfg, data_dir: Path, out_dir: Path, device: str, dtype: str, batch_size: int, compiled: bool,
             iters: int, warmup: int) -> dict:
     cfg = TrainConfig(out_dir=str(out_dir), data_dir=str(data_dir), batch_size=batch_size,
-                      gradient_accumulation_steps=4, max_iters=warmup + iters, eval_interval=10**6, eval_iters=1,
+                      gradient_accumulation_steps=GAS, max_iters=warmup + iters, eval_interval=10**6, eval_iters=1,
                       log_interval=1, always_save_checkpoint=False, warmup_iters=0, decay_lr=False,
                       device=device, dtype=dtype, compile=compiled, seed=1)
     if device == "cuda":
@@ -93,7 +96,7 @@ def mfu_run(model_cfg, data_dir: Path, out_dir: Path, device: str, dtype: str, b
     rows = [r for r in result["history"] if "dt_s" in r]
     timed = rows[warmup:]
     mfus = [r["mfu"] for r in timed if r["mfu"] is not None]
-    return {"batch_size": batch_size, "tokens_per_iter": 4 * batch_size * model_cfg.block_size,
+    return {"batch_size": batch_size, "tokens_per_iter": GAS * batch_size * model_cfg.block_size,
             "first_iter_s": rows[0]["dt_s"], "iter_s": statistics.median(r["dt_s"] for r in timed),
             "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
             "mfu": statistics.median(mfus) if mfus else None,
@@ -108,6 +111,7 @@ def mfu_section(model_cfg, device, dtype, tiny, root: Path, compiled: bool) -> l
     tokenizer = "bytes" if tiny else "gpt2"
     data_dir = root / tokenizer if (root / tokenizer / "meta.json").exists() else make_shards(root, tokenizer)
     B = micro_batch(model_cfg, dtype, device, tiny)
+    label = "torch.compile" if compiled else "eager"
     iters, warmup = (20, 10) if compiled else (20, 5)
     if tiny:
         iters, warmup = 3, 1
@@ -118,12 +122,12 @@ def mfu_section(model_cfg, device, dtype, tiny, root: Path, compiled: bool) -> l
         except torch.OutOfMemoryError:
             if B == 1:
                 raise
-            B //= 2  # the memory model's pick did not fit: say so in the row, and halve
+            label += f" (batch_size={B} ran out of memory)"  # the memory model's pick did not fit: say so
+            B //= 2
             print(f"out of memory; retrying with batch_size={B}", flush=True)
     mfu = "n/a (no peak for this device)" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
     peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-    label = "torch.compile" if compiled else "eager"
-    return [f"| {label} | {r['batch_size']} x 4 x {model_cfg.block_size} | {r['tokens_per_s']:,.0f} | {mfu} | "
+    return [f"| {label} | {r['batch_size']} x {GAS} x {model_cfg.block_size} | {r['tokens_per_s']:,.0f} | {mfu} | "
             f"{r['iter_s'] * 1e3:.1f} | {r['first_iter_s']:.1f} | {100 * r['data_share']:.2f} % | {peak} | "
             f"{r['loss']:.3f} |"]
 
@@ -218,8 +222,16 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out) if args.out else (None if args.device == "cpu" else
                                           Path(__file__).resolve().parents[1] / "docs" / "gpu_results.md")
+    threads = torch.get_num_threads()
     if args.device == "cpu":
         torch.set_num_threads(1)  # tiny models run fastest on one thread
+    try:
+        return run_checks(args, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_checks(args, out: Path | None) -> int:
     dtype = "bfloat16" if args.device == "cpu" or torch.cuda.is_bf16_supported() else "float16"
     model_cfg = ModelConfig(**(TINY if args.tiny else GPT2_124M))
     started = time.perf_counter()
@@ -251,10 +263,12 @@ def main(argv=None) -> int:
             "mfu": ("MFU = 6N + 12·L·C·T FLOPs per token (nanoGPT's estimate) x tokens/s / the dense 16-bit peak "
                     "of this GPU in finegpt.memory's table. Median over the timed iterations, after warm-up "
                     "ones (compilation happens in the first). Data share: host time fetching batches / "
-                    "iteration time. Gradient accumulation 4, as nanoGPT's default loop syncs once per step."),
+                    "iteration time. The batch is the largest micro-batch (up to 16) finegpt.memory fits on this GPU."),
             "memory": ("From bench/memory_validation.py: measured / predicted peak MiB allocated in each phase "
-                       "(torch.cuda.max_memory_allocated around a steady-state step)."),
-            "sampling": "Random weights: this measures speed only.",
+                       "(on CUDA, torch.cuda.max_memory_allocated around a steady-state step); configs the "
+                       "model predicts would not fit are left out."),
+            "sampling": ("Random weights: this measures speed only. float32 matmuls run as TF32 on GPUs that "
+                         "have it (the training loop enables it)."),
         }
         for i, (kind, title, fn) in enumerate(sections):
             elapsed = time.perf_counter() - started

@@ -150,7 +150,7 @@ def token_probs(labels: list[str], probs: dict[str, list[float]], title: str = "
     width = 0.8 / max(1, len(probs))
     for i, (name, ps) in enumerate(probs.items()):
         ax.bar([j + i * width for j in range(len(labels))], ps, width=width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [repr(s)[1:-1] for s in labels], fontsize=9)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [repr(s)[1:-1].replace(" ", "␣") for s in labels], fontsize=9)
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend(fontsize=9)

@@ -27,6 +27,7 @@ SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when
 
 # %%
 import itertools
+import json
 import os
 import re
 import shutil
@@ -172,8 +173,11 @@ else:
     GPU = next((k for k, g in M.GPUS.items() if g == M.gpu_from_device_name(torch.cuda.get_device_name())), "T4")
     session = M.session_plan(GPU)  # the model and token budget notebook 04 trains
     source, out, budget, shard_tokens = dict(source="fineweb", name="sample-10BT"), DATA / "fineweb-10BT", session.tokens + 5_000_000, 100_000_000
-stats = prepare(**source, out=out, tokenizer="gpt2", tokens=budget, shard_tokens=shard_tokens,
-                val_tokens=budget // 10 if SMOKE else 5_000_000, workers=0 if SMOKE else None, overwrite=SMOKE)
+if not SMOKE and (out / "stats.json").exists():  # prepared by an earlier run of this notebook
+    stats = json.loads((out / "stats.json").read_text())
+else:
+    stats = prepare(**source, out=out, tokenizer="gpt2", tokens=budget, shard_tokens=shard_tokens,
+                    val_tokens=budget // 10 if SMOKE else 5_000_000, workers=0 if SMOKE else None, overwrite=SMOKE)
 print(f"{stats['tokens']:,} tokens from {stats['documents']:,} documents in {len(stats['shards'])} shards, "
       f"{stats['tokens_per_s']:,} tokens/s")
 

@@ -34,6 +34,7 @@ from IPython.display import Markdown, display
 
 from finegpt.config import ModelConfig
 from finegpt.data import get_tokenizer
+from finegpt.memory.guide import BIAS, GUIDE_TABLE
 from finegpt.model import GPT, count_params, param_breakdown
 from finegpt import plots
 
@@ -61,6 +62,7 @@ gpt2_small
 # The check below builds all the layers and counts their tensors; the two counts must agree.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 with torch.device("meta"):
     meta_model = GPT(gpt2_small)
 assert meta_model.get_num_params(non_embedding=False) == count_params(gpt2_small, non_embedding=False)
@@ -112,38 +114,37 @@ display(Markdown(
 # ## 3. How many parameters does the guide's model really have?
 #
 # The guide we check in this course gives a table of configurations with a "model size" for each.
-# The claimed sizes below are quoted from the guide; the counted columns are computed.
+# `finegpt.memory.guide.GUIDE_TABLE` quotes its rows; the counted columns are computed (with `bias=False`,
+# nanoGPT's default, as the guide's configs do not set it).
 
 # %%
-guide_rows = [  # (GPU row, claimed size, n_layer, n_head, n_embd), quoted from the guide
-    ("80 GB", "~350M", 12, 12, 768),
-    ("48 GB", "~250-300M", 12, 12, 672),
-    ("24 GB", "~160-200M", 10, 10, 640),
-    ("16-20 GB", "~125M", 8, 8, 512),
-    ("<16 GB", "~84M", 6, 6, 384),
-]
+# NBVAL_CHECK_OUTPUT
 print(f"{'row':9s} {'claimed':>10s} {'L/H/C':>11s} {'nanoGPT count':>14s} {'all':>8s} {'embedding share':>16s}")
 counted = {}
-for row, claim, n_layer, n_head, n_embd in guide_rows:
-    cfg = ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50304)
+for row, _, (lo, hi), n_layer, n_head, n_embd, *_ in GUIDE_TABLE:
+    cfg = ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024, vocab_size=50304, bias=BIAS)
     counted[row] = count_params(cfg)
     share = param_breakdown(cfg)["token_embedding"] / count_params(cfg, non_embedding=False)
+    claim = f"~{lo / 1e6:.0f}M" + (f"-{hi / 1e6:.0f}M" if hi != lo else "")
     print(f"{row:9s} {claim:>10s} {f'{n_layer}/{n_head}/{n_embd}':>11s} {counted[row] / 1e6:13.1f}M "
           f"{count_params(cfg, non_embedding=False) / 1e6:7.1f}M {share:16.0%}")
+assert all(count_params(ModelConfig(n_layer=L, n_head=H, n_embd=C, bias=BIAS), non_embedding=False) < lo
+           for _, _, (lo, _), L, H, C, *_ in GUIDE_TABLE)  # every claimed size is too big
 
 # %% [markdown]
 # Every row is off, and always in the same direction: too big. The 80 GB row claims GPT-2 *medium*
 # (350M) but 12 layers × 768 is GPT-2 *small*:
 
 # %%
+claimed_80 = GUIDE_TABLE[0][2][0]
 display(Markdown(
-    f"- 12/12/768 has **{counted['80 GB'] / 1e6:.0f}M** parameters, not ~350M "
-    f"({350e6 / counted['80 GB']:.1f}× too many claimed). GPT-2 medium is 24 layers × 1024.\n"
+    f"- 12/12/768 has **{counted['80 GB'] / 1e6:.0f}M** parameters, not ~{claimed_80 / 1e6:.0f}M "
+    f"({claimed_80 / counted['80 GB']:.1f}× too many claimed). GPT-2 medium is 24 layers × 1024.\n"
     f"- the guide's \"best config for a 24 GB GPU\", 10/10/640, has **{counted['24 GB'] / 1e6:.0f}M**, "
     f"not ~160M: about half.\n"
     f"- the embedding's share grows as models shrink, so scaling `n_layer` and `n_embd` down shrinks the "
     f"model less than 12·L·C² suggests."))
-medium = ModelConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50304)
+medium = ModelConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50304, bias=BIAS)
 assert 340e6 < count_params(medium) < 360e6  # GPT-2 medium really is ~350M
 assert 120e6 < counted["80 GB"] < 130e6
 

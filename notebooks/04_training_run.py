@@ -26,7 +26,6 @@ if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (abou
 SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
 
 # %%
-import json
 import math
 import os
 import time
@@ -86,6 +85,7 @@ else:
                             dtype={"fp16": "float16", "bf16": "bfloat16"}[session.dtype], keep_checkpoints=20)
     display(Markdown(f"Plan for the {M.GPUS[GPU].name}: " + "; ".join(session.notes)))
 meta = load_meta(data_dir)
+model_cfg = replace(model_cfg, vocab_size=-(-meta["vocab_size"] // 64) * 64)  # the tokenizer's, padded to 64
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size
 print(model_cfg)
 print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} tokens "
@@ -97,8 +97,7 @@ print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_c
 # %%
 run = M.RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
                   dtype="fp32" if SMOKE else session.dtype, device=device, gpu=None if SMOKE else GPU)
-vocab = -(-meta["vocab_size"] // 64) * 64  # the model pads the tokenizer's vocabulary to a multiple of 64
-report = M.estimate(replace(model_cfg, vocab_size=vocab), run)
+report = M.estimate(model_cfg, run)
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
       + ("" if SMOKE else f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[GPU].name}; "
                           f"about {session.minutes:.0f} minutes at {session.mfu:.0%} MFU"))
@@ -133,7 +132,7 @@ lr_plot.figure()
 # checkpoint and before the second.
 
 # %%
-stop_at = train_cfg.eval_interval + train_cfg.eval_interval // 2
+stop_at = train_cfg.eval_interval + 2 * train_cfg.log_interval  # after the first checkpoint
 history = []
 
 
@@ -190,7 +189,8 @@ plot.final()
 train_s = time.time() - t0
 again = {r["iter"]: r["loss"] for r in resumed_rows if "loss" in r and r["iter"] in first_try}
 print("iterations run twice:", {it: (round(first_try[it], 4), round(loss, 4)) for it, loss in again.items()})
-assert again and all(math.isclose(first_try[it], loss, rel_tol=1e-4) for it, loss in again.items())
+tolerance = 1e-4 if SMOKE else 1e-2  # GPU kernels may sum in a different order from run to run
+assert again and all(math.isclose(first_try[it], loss, rel_tol=tolerance) for it, loss in again.items())
 
 # %% [markdown]
 # ## 6. How fast was it, and how well did it use the hardware?

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-from IPython.display import Markdown, display
 
 from finegpt import plots, widgets
 from finegpt.config import ModelConfig, TrainConfig

@@ -31,7 +31,12 @@ def refresh(py: Path, timeout_s: int = 600) -> float:
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     for cell in nb.cells:  # keep diffs to what a reader sees
         cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:  # static viewers show only this text
+                data["text/plain"] = "[interactive widget: run the notebook to use it]"
     nb.metadata.pop("widgets", None)
+    nb.metadata.get("jupytext", {}).pop("text_representation", None)  # as `jupytext --sync` writes it
     nbformat.write(nb, py.with_suffix(".ipynb"))
     return time.perf_counter() - t0
 

@@ -33,7 +33,9 @@ def test_gpt2_size_on_cpu_is_refused():
 
 def test_dry_run_runs_every_section_on_cpu(tmp_path):
     out = tmp_path / "results.md"
+    threads = torch.get_num_threads()
     assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads
     text = out.read_text()
     for title in ("## MFU: finegpt's train() on random tokens", "## Memory: predicted vs measured peak",
                   "## Sampling: KV cache vs full recompute", "## MFU with torch.compile"):

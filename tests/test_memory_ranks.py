@@ -49,15 +49,20 @@ def test_ddp_per_rank_peaks_match_estimate(measured, name):
 
 
 @pytest.mark.parametrize("name", ["fsdp_g1", "fsdp_g2"])
-def test_fsdp_per_rank_train_and_eval_peaks_match_estimate(measured, name):
+def test_fsdp_per_rank_peaks_match_estimate(measured, name):
     predicted = estimate(CFG, RUNS[name]).peaks
     for rank in (0, 1):
-        for phase in ("train", "eval"):
+        for phase in ("train", "optimizer", "eval"):
             assert 0 <= measured[rank][name][phase] - predicted[phase] <= SLACK_BYTES, (rank, phase)
 
 
-def test_fsdp_optimizer_step_holds_half_of_ddps_weights_grads_and_states(measured):
+def test_fsdp_optimizer_step_holds_half_of_ddps_weights_grads_and_states():
     ddp, fsdp = estimate(CFG, RUNS["ddp_g1"]), estimate(CFG, RUNS["fsdp_g1"])
     assert 2 * fsdp.peaks["optimizer"] == ddp.peaks["optimizer"] - ddp.terms["DDP buckets"]  # (4N + 4N + 8N) / 2
-    for rank in (0, 1):
-        assert 0 <= measured[rank]["fsdp_g1"]["optimizer"] - fsdp.peaks["optimizer"] <= SLACK_BYTES, rank
+
+
+def test_fsdp_accumulation_holds_full_size_gradients_between_micro_steps():
+    """finegpt train skips the reduce-scatter on non-final micro-steps: 4N unsharded, not 4N / 2."""
+    g1, g2 = estimate(CFG, RUNS["fsdp_g1"]), estimate(CFG, RUNS["fsdp_g2"])
+    assert g2.terms["gradients (previous micro-step)"] == 4 * 136_960
+    assert g2.peaks["train"] - g1.peaks["train"] == 4 * 136_960

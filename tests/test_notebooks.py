@@ -1,6 +1,7 @@
 """The five notebooks: each .py / .ipynb pair in sync, each with the course's anatomy, and all five
 running offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared)."""
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,19 @@ def test_ipynb_has_the_same_cells_as_its_py_source(name):
     py, ipynb = NOTEBOOKS / f"{name}.py", NOTEBOOKS / f"{name}.ipynb"
     assert py.is_file() and ipynb.is_file()
     assert cells(ipynb) == cells(py), f"run `jupytext --sync notebooks/{name}.py` then `python notebooks/refresh.py {name[:2]}`"
+
+
+def test_jupytext_sync_changes_nothing(tmp_path):
+    """What CI's `jupytext --sync` + `git diff --exit-code` checks, on a copy."""
+    for name in NAMES:
+        for suffix in (".py", ".ipynb"):
+            shutil.copy2(NOTEBOOKS / f"{name}{suffix}", tmp_path)
+    shutil.copy2(NOTEBOOKS / "jupytext.toml", tmp_path)
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", *sorted(str(p) for p in tmp_path.glob("*.py"))],
+                   check=True, capture_output=True)
+    for name in NAMES:
+        assert (tmp_path / f"{name}.py").read_text() == (NOTEBOOKS / f"{name}.py").read_text()
+        assert json.loads((tmp_path / f"{name}.ipynb").read_text()) == json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
 
 
 @pytest.mark.parametrize("name", NAMES)

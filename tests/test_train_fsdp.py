@@ -9,6 +9,8 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from finegpt.train import load_checkpoint, load_model
 from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, overrides
@@ -83,3 +85,43 @@ def test_fsdp_checkpoint_resumed_on_one_process_reproduces_next_loss(runs):
     single_train, _ = metrics(runs / "single")
     resumed, _ = metrics(runs / "fsdp_at_k")
     assert resumed[K + 1] == pytest.approx(single_train[K + 1], rel=1e-5)
+
+
+def _scaler_rank(rank: int, store_path: str, queue) -> None:
+    """One optimizer step under FSDP2 + a loss-scaling GradScaler, with an inf in rank 1's shard only."""
+    from finegpt.config import ModelConfig
+    from finegpt.model import GPT
+    from finegpt.train import fsdp
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=64, dropout=0.0))
+        optimizer = fsdp.shard(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu"), torch.device("cpu"),
+                               torch.float32)
+        scaler = fsdp.sharded_scaler(torch.amp.GradScaler("cpu", init_scale=1024.0))
+        x = torch.randint(64, (2, 16), generator=torch.Generator().manual_seed(1))
+        _, loss = model(x, x)
+        scaler.scale(loss).backward()
+        wte = model.transformer.wte.weight
+        if rank == 1:
+            wte.grad.to_local()[0, 0] = float("inf")  # the overflow only this rank's shard sees
+        before = wte.to_local().clone()
+        scaler.step(optimizer)
+        scaler.update()
+        queue.put((rank, (torch.equal(before, wte.to_local()), scaler.get_scale())))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_overflow_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_scaler_rank, args=(r, str(tmp_path / "store"), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == {0: (True, 512.0), 1: (True, 512.0)}  # weights untouched, scale halved, on both

@@ -16,11 +16,14 @@ TINY = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=320
 
 @pytest.fixture(scope="module")
 def tiny():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 1-layer model: threads only add contention on shared CI cores
     torch.manual_seed(0)
-    return GPT(TINY).eval(), get_tokenizer("bytes")
+    yield GPT(TINY).eval(), get_tokenizer("bytes")
+    torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("temperature", [0.0, 0.8, 2.0])
+@pytest.mark.parametrize("temperature", [0.0, 1.5])
 @pytest.mark.parametrize("top_k,top_p", [(0, 1.0), (5, 1.0), (0, 0.5), (50, 0.9)])
 @pytest.mark.parametrize("prompt", ["", "To be"])
 def test_sample_view_equals_generate_text_with_off_switches_mapped(tiny, temperature, top_k, top_p, prompt):

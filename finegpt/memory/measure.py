@@ -156,7 +156,9 @@ def train_step(model, optimizer, scaler, get_batch, run: RunConfig, device_type:
     G = run.gradient_accumulation_steps
     if tracker:
         tracker.reset_peak()
-    for _ in range(G):
+    for k in range(G):
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2, as finegpt train: reduce-scatter on the last only
+            model.set_requires_gradient_sync(k == G - 1)
         x, y = get_batch(run.batch_size)
         with autocast(run, device_type):
             logits, loss = model(x, y)

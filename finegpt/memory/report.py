@@ -78,7 +78,9 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         "weights": weights,
         "buffers": t.buffer_bytes(cfg, run),
         "optimizer states": states,
-        "gradients (previous micro-step)": grads if G > 1 else 0,
+        # FSDP2 skips the reduce-scatter on all but the last micro-step: full-size (unsharded) grads are held
+        "gradients (previous micro-step)": (t.grad_bytes(cfg, run) if run.sharding == "fsdp" and run.world_size > 1
+                                            else grads) if G > 1 else 0,
         "DDP buckets": t.ddp_bucket_bytes(cfg, run),
         "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run),
         "activations (all layers)": L * (n * per_layer_tokens + t.per_layer_fixed_bytes(cfg, run)),
@@ -121,10 +123,6 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
                      f"world_size) and not yet checked against a measurement; DDP's and FSDP's are")
-    if run.world_size > 1 and run.sharding == "fsdp" and G > 1:
-        notes.append("fsdp with gradient accumulation: finegpt train skips the reduce-scatter on all but the "
-                     "last micro-step, so full-size gradients (N x the weights' element size) are held between "
-                     "micro-steps; this figure counts sharded ones")
     if run.compile:
         notes.append("compile=True: this is the eager figure, an upper bound; torch.compile fuses the "
                      "logits and activation terms by an amount not yet calibrated on a GPU")

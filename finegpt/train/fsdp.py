@@ -71,7 +71,7 @@ def sharded_scaler(scaler: torch.amp.GradScaler) -> torch.amp.GradScaler:
         return scaler
     from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
-    sharded = ShardedGradScaler("cuda")
+    sharded = ShardedGradScaler(getattr(scaler, "_device", "cuda"))
     sharded.load_state_dict(scaler.state_dict())
     return sharded
 
