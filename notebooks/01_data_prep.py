@@ -54,8 +54,8 @@ print(f"SMOKE={SMOKE}: {'a local FineWeb-schema file made from Shakespeare, offl
 # %% [markdown]
 # ## 1. What is FineWeb?
 #
-# FineWeb (Penedo et al., 2024, by Hugging Face) is English web text from 96 Common Crawl snapshots,
-# filtered and deduplicated. It is published as parquet files on the Hugging Face Hub under
+# FineWeb (Penedo et al., 2024, by Hugging Face) is English web text from Common Crawl's snapshots since
+# 2013, filtered and deduplicated. It is published as parquet files on the Hugging Face Hub under
 # `HuggingFaceFW/fineweb`, in *configs*: one per crawl (`CC-MAIN-2024-10`, ...), the whole thing
 # (`default`), and random samples of fixed size. FineWeb-Edu (`HuggingFaceFW/fineweb-edu`) is the subset
 # an educational-quality classifier kept. The sizes below are the dataset card's (GPT-2 tokens, parquet

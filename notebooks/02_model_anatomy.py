@@ -260,7 +260,7 @@ assert torch.allclose(weights.sum(-1), torch.ones(1, H, T, device=device))  # ev
 gpt2_vocab = tok.vocab_size
 padded = -(-gpt2_vocab // 64) * 64
 extra = (padded - gpt2_vocab) * gpt2_small.n_embd
-assert padded == gpt2_small.vocab_size == 50304
+assert padded == gpt2_small.vocab_size == 50304 and 29 * 1733 == gpt2_vocab  # 50257 has no factor of 2
 print(f"{gpt2_vocab} -> {padded}: {padded - gpt2_vocab} unused rows, {extra:,} extra parameters "
       f"({extra / n_full:.3%} of the model)")
 

@@ -254,7 +254,10 @@ print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best
-# use of a fixed number of minutes on this GPU (a Colab T4 by default)?
+# use of a fixed number of minutes on this GPU (a Colab T4 by default)? `session_plan` gives each model of a
+# small ladder the tokens that the minutes buy, and picks the one closest to Chinchilla's 20 tokens per
+# parameter, counting the transformer blocks only: with a 50k vocabulary the embedding is most of a small
+# model's parameters, while the blocks decide how well it writes.
 
 # %%
 session = M.session_plan(GPU)
@@ -262,7 +265,8 @@ display(Markdown(
     f"On a {M.GPUS[session.gpu].name}: a {session.model['n_layer']}-layer, {session.model['n_embd']}-wide model "
     f"({session.params / 1e6:.1f}M parameters), batch_size={session.batch_size} × "
     f"gradient_accumulation_steps={session.gradient_accumulation_steps} at block_size={session.model['block_size']}, "
-    f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter), "
+    f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter, "
+    f"{getattr(session, 'tokens_per_body_param', session.tokens_per_param):g} per non-embedding parameter), "
     f"peak {session.peak_gib:.1f} GiB, about **{session.minutes:.0f} minutes** at an assumed {session.mfu:.0%} MFU."))
 
 # %% [markdown]

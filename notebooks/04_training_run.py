@@ -50,13 +50,13 @@ print(f"SMOKE={SMOKE}, device={device}")
 # %% [markdown]
 # ## 1. Which model, batch and run length does this machine get?
 #
-# On a GPU we take notebook 03's `session_plan` for the detected card: it chooses, among a ladder of model
-# sizes, the one whose token budget for a fixed number of minutes comes closest to the compute-optimal
-# 20 tokens per parameter, at a micro-batch that fits with headroom. On a Colab T4 it uses fp16 with a
+# On a GPU we take notebook 03's `session_plan` for the detected card: among a ladder of model sizes, the
+# one whose token budget for a fixed number of minutes comes closest to the compute-optimal 20 tokens per
+# (non-embedding) parameter, at a micro-batch that fits with headroom. On a Colab T4 it uses fp16 with a
 # gradient scaler (the T4 has no bf16). The data is the FineWeb shards notebook 01 wrote.
 #
 # In smoke mode (CPU, no network) we train a tiny model on Shakespeare, one byte per token (vocabulary
-# 256 bytes + EOT), for a few seconds: the same code, a thousand times smaller.
+# 256 bytes + EOT), for a few seconds: the same code on a much smaller scale.
 
 # %%
 if SMOKE:

@@ -75,6 +75,7 @@ def test_notebook_follows_the_course_anatomy(name):
 
 def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
     """Copies of the notebooks run in a temp folder, so nothing is left in the repository."""
+    pytest.importorskip("nbval")
     for name in NAMES:
         shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
     shutil.copy(NOTEBOOKS / "conftest.py", tmp_path)

@@ -1,4 +1,4 @@
-"""Training: the loop (AMP, gradient accumulation, LR schedule, eval), crash-safe checkpoints, DDP.
+"""Training: the loop (AMP, gradient accumulation, LR schedule, eval), crash-safe checkpoints, DDP and FSDP2.
 
 Entry points: train, load_checkpoint, load_model, save_checkpoint, train_from_cli.
 """
