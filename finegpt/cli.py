@@ -192,7 +192,8 @@ def cmd_memory(args, extra) -> int:
         out["max_micro_batch"] = memory.max_micro_batch(model_cfg, run, gpu)
         if out["max_micro_batch"]:
             p = memory.plan(model_cfg, run, tokens_per_step, gpu)
-            out["plan"] = {"batch_size": p.batch_size, "gradient_accumulation_steps": p.gradient_accumulation_steps,
+            out["plan"] = {"batch_size": p.batch_size,  # accumulation as `finegpt train` counts it: all ranks
+                           "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
                            "tokens_per_step": p.tokens_per_step}
         out["hours"] = memory.train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
         out["mfu_assumed"] = memory.default_mfu(gpu)
@@ -212,7 +213,8 @@ def cmd_memory(args, extra) -> int:
                   f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
         else:
             print("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
-        print(f"time on one {memory.get_gpu(run.gpu).name}: {out['hours']:.1f} h at {out['mfu_assumed']:.0%} MFU")
+        gpus = f"{run.world_size} x " if run.world_size > 1 else "one "
+        print(f"time on {gpus}{memory.get_gpu(run.gpu).name}: {out['hours']:.1f} h at {out['mfu_assumed']:.0%} MFU")
     return 0
 
 

@@ -65,8 +65,8 @@ if SMOKE:
         prepare("shakespeare", out=data_dir, tokenizer="bytes", progress=False)
     model_cfg = ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0)
     train_cfg = TrainConfig(out_dir="out-04-smoke", data_dir=str(data_dir), batch_size=32, gradient_accumulation_steps=1,
-                            max_iters=120, eval_interval=40, eval_iters=5, log_interval=10, learning_rate=3e-3,
-                            min_lr=3e-4, warmup_iters=10, lr_decay_iters=120, device="cpu", dtype="float32",
+                            max_iters=200, eval_interval=50, eval_iters=5, log_interval=10, learning_rate=3e-3,
+                            min_lr=3e-4, warmup_iters=10, lr_decay_iters=200, device="cpu", dtype="float32",
                             deterministic=True, keep_checkpoints=20)
 else:
     GPU = next((k for k, g in M.GPUS.items() if g == M.gpu_from_device_name(torch.cuda.get_device_name())), "T4")

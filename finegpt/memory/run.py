@@ -79,7 +79,11 @@ def run_from_settings(values: dict, gpu: str | None = None):
 
         dtype = "bf16" if gpu is None or get_gpu(gpu).bf16 else "fp16"
     known = {f.name for f in fields(RunConfig)}
-    run = RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+    from finegpt.train.distributed import local_accumulation
+
+    # finegpt train's gradient_accumulation_steps is the total, split across ranks; RunConfig's is per rank
+    per_rank = local_accumulation(train_cfg.gradient_accumulation_steps, int(extra.get("world_size", 1)))
+    run = RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=per_rank,
                     dtype=dtype, activation_checkpointing=train_cfg.activation_checkpointing,
                     eval_batch_size=train_cfg.eval_batch_size, compile=train_cfg.compile,
                     sharding=extra.pop("sharding", "fsdp" if train_cfg.fsdp else "ddp"), gpu=gpu,
