@@ -126,8 +126,9 @@ def ddp_table():
                 cells, _ = row(label, cfg, run, measured)
                 lines.append("| " + " | ".join([cells[0], str(rank)] + cells[1:]) + " |")
                 print(lines[-1], flush=True)
-    lines += ["", "ZeRO-1/2 and FSDP per-rank figures are analytic (weights, grads, states divided by the "
-              "world size, plus two gathered blocks for FSDP) and not yet checked against a measurement."]
+    lines += ["", "FSDP per-rank figures (shards plus the gathered root and one block) are checked against each "
+              "gloo rank's measured peak by tests/test_memory_ranks.py. ZeRO-1/2 figures are analytic (weights, "
+              "grads, states divided by the world size) and not yet checked against a measurement."]
     return lines
 
 
