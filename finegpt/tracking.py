@@ -51,7 +51,7 @@ class WandbTracker:
 
         self.wandb = wandb
         self.run = wandb.init(project=train_cfg.wandb_project, name=train_cfg.wandb_run_name,
-                              config=config, dir=str(out_dir), reinit="finish_previous")
+                              config=config, dir=str(out_dir), reinit=True)  # finish a run left open
 
     def log(self, step: int, metrics: dict) -> None:
         self.run.log({k: _plain(v) for k, v in metrics.items() if _plain(v) is not None}, step=int(step))

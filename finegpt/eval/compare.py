@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from finegpt.errors import bad
 from finegpt.eval.gpt2 import check_baseline, load_gpt2
-from finegpt.eval.hellaswag import hellaswag
+from finegpt.eval.hellaswag import hellaswag, resolve
 from finegpt.eval.loss import DEFAULT_EVAL_TOKENS, evaluate, shard_info
 
 
@@ -22,6 +22,8 @@ def compare(ckpt: str | None = None, baseline: str | None = None, data_dir: str 
         raise bad("ckpt", None, "nothing to evaluate", "Pass --ckpt out/ and/or --baseline gpt2")
     if baseline:
         check_baseline(baseline)
+    if hellaswag_path is not None:
+        hellaswag_path = resolve(hellaswag_path)  # a missing file fails now, not after the val pass
     device = pick_device(device)
     models = []  # (label, tokenizer name, GPT or None: a baseline is loaded only after the checks)
     if ckpt:

@@ -37,7 +37,7 @@ def _hf_model(name: str):
         from transformers import GPT2LMHeadModel  # lazy: an optional dependency
     except ImportError as e:
         raise bad("baseline", name, "needs the transformers package",
-                  "Install it with `pip install transformers` (or `pip install finegpt[eval]`)") from e
+                  "Install it with `pip install transformers` (or `pip install finegpt[extras]`)") from e
     try:
         return GPT2LMHeadModel.from_pretrained(name)
     except (OSError, ValueError) as e:
