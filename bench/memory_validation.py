@@ -20,7 +20,7 @@ import torch
 
 from finegpt.config import ModelConfig
 from finegpt.memory import RunConfig, estimate
-from finegpt.memory.measure import measure
+from finegpt.memory.measurement import measure
 
 MIB = 2 ** 20
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)
@@ -113,7 +113,7 @@ def grid_table(grid, device, base=None, tokens_note=""):
 def ddp_table():
     import tempfile
 
-    from finegpt.memory.measure import measure_ranks
+    from finegpt.memory.measurement import measure_ranks
 
     lines = ["| config | rank | train MiB measured / predicted | optimizer step | eval | peak error |",
              "|---|---|---|---|---|---|"]

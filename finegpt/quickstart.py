@@ -15,11 +15,12 @@ import torch
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.errors import bad
 
-# A byte-level model like nanoGPT's shakespeare_char, shrunk to fit ~3 minutes on 2 CPU cores.
-QUICKSTART_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, bias=False)
-QUICKSTART_TRAIN = dict(batch_size=32, gradient_accumulation_steps=1, max_iters=1500, learning_rate=2e-3,
-                        min_lr=2e-4, warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=250,
-                        eval_iters=20, log_interval=50, device="cpu", dtype="float32", compile=False,
+# A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
+# 3000 steps x 1024 tokens, about 2 minutes on 2 idle cores (docs/benchmarks.md has the CPU tokens/s).
+QUICKSTART_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
+QUICKSTART_TRAIN = dict(batch_size=16, gradient_accumulation_steps=1, max_iters=3000, learning_rate=2e-3,
+                        min_lr=2e-4, warmup_iters=100, weight_decay=0.1, beta2=0.99, eval_interval=500,
+                        eval_iters=20, log_interval=250, device="cpu", dtype="float32", compile=False,
                         keep_checkpoints=1)
 PROMPT = "ROMEO:\n"
 

@@ -36,7 +36,7 @@ from finegpt import memory as M
 from finegpt import plots, widgets
 from finegpt.config import ModelConfig
 from finegpt.memory.guide import GUIDE_TABLE
-from finegpt.memory.measure import measure
+from finegpt.memory import measure
 from finegpt.model import count_params
 
 if SMOKE is None:

@@ -7,5 +7,8 @@ _cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_cache)
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One thread per test process: pytest-xdist runs one process per core, and tiny models gain nothing from
+# more threads while oversubscribed OpenMP threads spin against each other (a 40x slowdown, measured).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")

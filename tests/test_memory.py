@@ -155,7 +155,7 @@ def test_cli_recommend_gives_one_row_per_gpu(capsys):
 
 @pytest.mark.parametrize("bucket_view", [False, True])
 def test_ddp_per_rank_estimate_matches_each_gloo_rank(tmp_path, bucket_view):
-    from finegpt.memory.measure import measure_ranks
+    from finegpt.memory.measurement import measure_ranks
 
     cfg = ModelConfig(**TINY)
     run = RunConfig(batch_size=4, dtype="fp32", device="cpu", world_size=2, gradient_as_bucket_view=bucket_view)
@@ -174,3 +174,10 @@ def test_plan_prefers_an_exact_split_of_the_effective_batch():
     assert max_micro_batch(cfg, run, "4090") == 19
     p = plan(cfg, run, 32 * 16 * 1024, "4090")
     assert (p.batch_size, p.gradient_accumulation_steps, p.tokens_per_step) == (16, 32, 524_288)
+
+
+def test_measure_stays_callable_after_its_module_is_imported():
+    import finegpt.memory as M
+    import finegpt.memory.measurement  # noqa: F401  (a submodule import must not shadow the function)
+
+    assert callable(M.measure) and M.measure.__module__ == "finegpt.memory"

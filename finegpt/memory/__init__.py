@@ -15,8 +15,8 @@ from finegpt.memory.solve import (BatchPlan, Recommendation, SessionPlan, best_d
 
 
 def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
-    """One real training step's peak bytes per phase; see finegpt.memory.measure (imports torch)."""
-    from finegpt.memory.measure import measure as _measure
+    """One real training step's peak bytes per phase; see finegpt.memory.measurement (imports torch)."""
+    from finegpt.memory.measurement import measure as _measure
 
     return _measure(model_cfg, run, device, seed)
 
