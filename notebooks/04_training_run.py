@@ -223,6 +223,23 @@ display(Markdown(
 assert val_loss < uniform
 
 # %% [markdown]
+# ## 8. Is it as good as GPT-2?
+#
+# The popular guide says people's small FineWeb models "often beat original GPT-2". The only fair check
+# scores both models on the same held-out tokens: `finegpt.eval.compare` loads OpenAI's GPT-2 (124M) into
+# finegpt's own `GPT` class and measures both on this run's validation shard, token for token. It needs
+# the network (GPT-2's weights are 500 MB), so smoke mode skips it. From a terminal:
+# `finegpt eval --ckpt out-04 --baseline gpt2`.
+
+# %%
+if SMOKE:
+    print("smoke mode: offline, so the GPT-2 comparison is skipped (its weights are a download)")
+else:
+    from finegpt.eval.compare import compare, format_table
+
+    print(format_table(compare(ckpt=str(train_cfg.out_dir), baseline="gpt2", tokens=2**20)))
+
+# %% [markdown]
 # What does the model write now? (Notebook 05 is all about sampling.)
 
 # %%

@@ -158,3 +158,19 @@ def test_rerun_of_a_finished_job_is_refused(tmp_path):
     prepare(str(tmp_path / "a.txt"), tmp_path / "o", val_tokens=10, progress=False)
     with pytest.raises(FinegptError, match=r"already holds this prepared data\. Pass --overwrite"):
         prepare(str(tmp_path / "a.txt"), tmp_path / "o", val_tokens=10, progress=False)
+
+
+def test_missing_gpt2_bpe_files_fail_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.txt"
+    src.write_text("hello world\n")
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty-cache"), "no_proxy": "*",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no download either
+    out = subprocess.run([sys.executable, "-m", "finegpt", "prepare", "--source", str(src), "--out",
+                          str(tmp_path / "out"), "--no_progress"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]  # one line, no traceback
+    assert "error: tokenizer='gpt2': tiktoken could not load the GPT-2 BPE files" in out.stderr
+    assert not (tmp_path / "out").exists()

@@ -237,6 +237,7 @@ def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str 
     out = Path(out)
     # bytes suit the small offline corpus (like nanoGPT's shakespeare_char); GPT-2 BPE everything else
     tok = get_tokenizer(tokenizer or ("bytes" if source == "shakespeare" else "gpt2"))
+    tok.encode("")  # load the tokenizer's files now: a missing BPE file fails before anything is written
     budget = None if tokens is None else _as_count("tokens", tokens)
     shard_tokens = _as_count("shard_tokens", shard_tokens)
     if shard_tokens >= 2**31:
