@@ -20,16 +20,7 @@ import torch
 
 from finegpt.config import ModelConfig
 from finegpt.model import GPT
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from machine import cpu_name  # bench/machine.py: a script sees its own folder
 
 
 def timed_generate(model, idx, n_tokens: int, use_cache: bool):

@@ -29,6 +29,7 @@ import torch
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.data.shards import HEADER_BYTES, write_meta, write_shard
 from finegpt.model import GPT
+from machine import cpu_name  # bench/machine.py: a script sees its own folder
 from finegpt.train import train
 
 CONFIGS = [  # (label, model, batch_size, gradient_accumulation_steps, tokenizer)
@@ -124,16 +125,6 @@ def run_reference(model_cfg: ModelConfig, data_dir: Path, batch_size: int, gas: 
 
 
 # ---- the table -------------------------------------------------------------------------------------
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
