@@ -170,7 +170,7 @@ display(Markdown(
 if SMOKE:
     source, out, budget, shard_tokens = dict(source="fineweb", data_files=str(fixture)), DATA / "fineweb-smoke" / "shards", 300_000, 100_000
 else:
-    GPU = next((k for k, g in M.GPUS.items() if g == M.gpu_from_device_name(torch.cuda.get_device_name())), "T4")
+    GPU = M.detected_gpu_key(default="T4")  # this card's preset; the lab's T4 if it has none
     session = M.session_plan(GPU)  # the model and token budget notebook 04 trains
     source, out, budget, shard_tokens = dict(source="fineweb", name="sample-10BT"), DATA / "fineweb-10BT", session.tokens + 5_000_000, 100_000_000
 if not SMOKE and (out / "stats.json").exists():  # prepared by an earlier run of this notebook

@@ -42,8 +42,7 @@ from finegpt.model import count_params
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
-detected = M.gpu_from_device_name(torch.cuda.get_device_name()) if device == "cuda" else None
-GPU = next((k for k, g in M.GPUS.items() if g == detected), "T4")  # this machine's GPU, else a Colab T4
+GPU = M.detected_gpu_key(default="T4") if device == "cuda" else "T4"  # this machine's GPU, else a Colab T4
 GiB = M.GIB
 print(f"SMOKE={SMOKE}, device={device}, GPU preset for the examples: {GPU} ({M.GPUS[GPU].memory_gib} GiB)")
 
@@ -268,6 +267,11 @@ display(Markdown(
     f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter, "
     f"{getattr(session, 'tokens_per_body_param', session.tokens_per_param):g} per non-embedding parameter), "
     f"peak {session.peak_gib:.1f} GiB, about **{session.minutes:.0f} minutes** at an assumed {session.mfu:.0%} MFU."))
+LAB_MINUTES = 90  # one lab session: notebooks 01 -> 05 in full mode
+display(Markdown(
+    f"Of a {LAB_MINUTES}-minute lab that leaves {LAB_MINUTES - session.minutes:.0f} minutes for installing, for "
+    f"notebook 01 to stream and tokenize the {session.tokens / 1e6:.0f}M tokens (prepare's tokenizer speed on 2 "
+    f"cores is in docs/benchmarks.md; the download usually dominates), and for notebooks 02, 03 and 05."))
 
 # %% [markdown]
 # ## Try it

@@ -69,7 +69,7 @@ if SMOKE:
                             min_lr=3e-4, warmup_iters=10, lr_decay_iters=200, device="cpu", dtype="float32",
                             deterministic=True, keep_checkpoints=20)
 else:
-    GPU = next((k for k, g in M.GPUS.items() if g == M.gpu_from_device_name(torch.cuda.get_device_name())), "T4")
+    GPU = M.detected_gpu_key(default="T4")  # this card's preset; the lab's T4 if it has none
     session = M.session_plan(GPU)
     data_dir = Path("data/fineweb-10BT")  # written by notebook 01; prepared here if 01 was skipped
     if not (data_dir / "meta.json").exists():

@@ -181,3 +181,11 @@ def test_measure_stays_callable_after_its_module_is_imported():
     import finegpt.memory.measurement  # noqa: F401  (a submodule import must not shadow the function)
 
     assert callable(M.measure) and M.measure.__module__ == "finegpt.memory"
+
+
+def test_detected_gpu_key_falls_back_to_the_default_without_cuda():
+    from finegpt.memory import detected_gpu_key, gpu_from_device_name
+
+    assert detected_gpu_key(default="T4") == "T4"  # the test machines have no CUDA GPU
+    assert gpu_from_device_name("Tesla T4") is GPUS["T4"]
+    assert gpu_from_device_name("NVIDIA A100-SXM4-80GB").memory_gib > gpu_from_device_name("NVIDIA A100-SXM4-40GB").memory_gib

@@ -5,7 +5,7 @@ estimate() sums named terms (terms.py) into the train / optimizer-step / eval pe
 """
 
 from finegpt.model import count_params
-from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, get_gpu, gpu_from_device_name, peak_flops
+from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
 from finegpt.memory.guide import check_guide, format_checks
 from finegpt.memory.report import GIB, MemoryReport, estimate
 from finegpt.memory.run import RunConfig, run_from_settings
@@ -36,6 +36,6 @@ def device_peak_tflops(device, dtype) -> float | None:
 
 __all__ = ["GIB", "GPUS", "BatchPlan", "Gpu", "MemoryReport", "Recommendation", "RunConfig", "SessionPlan",
            "best_dtype", "check_guide", "chinchilla_tokens", "count_params", "custom_gpu", "default_mfu", "device_peak_tflops",
-           "estimate", "fits", "flops_per_token", "format_checks", "get_gpu", "gpu_from_device_name",
+           "estimate", "fits", "flops_per_token", "format_checks", "get_gpu", "gpu_from_device_name", "detected_gpu_key",
            "max_micro_batch", "measure", "peak_flops", "plan", "recommend", "recommend_all", "run_from_settings",
            "session_plan", "tokens_per_run", "train_time_s"]

@@ -1,6 +1,7 @@
 """GPU presets: memory as PyTorch reports it, bf16 support, dense peak TFLOPS from the datasheets.
 
-Entry points: GPUS, Gpu, get_gpu(name) (did-you-mean on typos), gpu_from_device_name, peak_flops.
+Entry points: GPUS, Gpu, get_gpu(name) (did-you-mean on typos), gpu_from_device_name, detected_gpu_key,
+peak_flops.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def gpu_from_device_name(device_name: str) -> Gpu | None:
             if alias.lower() in device_name.lower() and (best is None or len(alias) > best[0]):
                 best = (len(alias), gpu)  # the longest alias wins: 'A100-SXM4-40GB' over 'A100'
     return best[1] if best else None
+
+
+def detected_gpu_key(default: str = "T4") -> str:
+    """The preset key of this machine's CUDA GPU (torch.cuda.get_device_name()), or `default` when
+    there is no CUDA GPU or no preset matches it: the notebooks plan for the lab's T4 then."""
+    import torch
+
+    gpu = gpu_from_device_name(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+    return next((key for key, g in GPUS.items() if g == gpu), default)
 
 
 def peak_flops(device_name_or_gpu: str | Gpu, dtype: str = "bf16") -> float | None:
