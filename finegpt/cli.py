@@ -179,42 +179,8 @@ def cmd_memory(args, extra) -> int:
         return 0
     values = {**(load_config_file(args.config) if args.config else {}), **parse_overrides(extra)}
     model_cfg, run, train_cfg, notes = memory.run_from_settings(values, gpu=args.gpu)
-    report = memory.estimate(model_cfg, run)
-    T = model_cfg.block_size
-    tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * T
-    tokens = tokens_per_step * train_cfg.max_iters
-    params = memory.count_params(model_cfg, non_embedding=False)
-    out = {"report": report.to_dict(), "params": params, "tokens_per_step": tokens_per_step,
-           "tokens_per_run": tokens, "tokens_per_param": tokens / params,
-           "chinchilla_tokens": memory.chinchilla_tokens(model_cfg)}
-    if run.gpu:
-        gpu = memory.get_gpu(run.gpu)
-        out["max_micro_batch"] = memory.max_micro_batch(model_cfg, run, gpu)
-        if out["max_micro_batch"]:
-            p = memory.plan(model_cfg, run, tokens_per_step, gpu)
-            out["plan"] = {"batch_size": p.batch_size,  # accumulation as `finegpt train` counts it: all ranks
-                           "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
-                           "tokens_per_step": p.tokens_per_step}
-        out["hours"] = memory.train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
-        out["mfu_assumed"] = memory.default_mfu(gpu)
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    print("\n".join(notes + [f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={T}, "
-                             f"{params / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
-                             f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}", str(report)]))
-    print(f"tokens per step {tokens_per_step:,}; per run ({train_cfg.max_iters:,} iters) {tokens / 1e9:.2f}B = "
-          f"{tokens / params:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)")
-    if run.gpu:
-        if "plan" in out:
-            same = "same" if out["plan"]["tokens_per_step"] == tokens_per_step else "about the same"
-            print(f"largest micro-batch with 10 % headroom: {out['max_micro_batch']}; {same} tokens per step: "
-                  f"--batch_size={out['plan']['batch_size']} "
-                  f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
-        else:
-            print("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
-        gpus = f"{run.world_size} x " if run.world_size > 1 else "one "
-        print(f"time on {gpus}{memory.get_gpu(run.gpu).name}: {out['hours']:.1f} h at {out['mfu_assumed']:.0%} MFU")
+    summary = memory.fit_summary(model_cfg, run, train_cfg.max_iters)
+    print(json.dumps(summary) if args.json else "\n".join(notes + [memory.format_fit_summary(model_cfg, run, summary)]))
     return 0
 
 

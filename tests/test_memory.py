@@ -189,3 +189,16 @@ def test_detected_gpu_key_falls_back_to_the_default_without_cuda():
     assert detected_gpu_key(default="T4") == "T4"  # the test machines have no CUDA GPU
     assert gpu_from_device_name("Tesla T4") is GPUS["T4"]
     assert gpu_from_device_name("NVIDIA A100-SXM4-80GB").memory_gib > gpu_from_device_name("NVIDIA A100-SXM4-40GB").memory_gib
+
+
+def test_fit_summary_counts_accumulation_as_finegpt_train_does(tmp_path):
+    from finegpt.memory import fit_summary, run_from_settings
+
+    values = {"n_layer": 12, "n_head": 12, "n_embd": 768, "batch_size": 16, "gradient_accumulation_steps": 32,
+              "max_iters": 1000, "world_size": 4}
+    model_cfg, run, train_cfg, _ = run_from_settings(values, gpu="4090")
+    assert run.gradient_accumulation_steps == 8  # per rank: 32 in total over 4 ranks
+    out = fit_summary(model_cfg, run, train_cfg.max_iters)
+    assert out["tokens_per_step"] == 16 * 32 * 1024 == out["plan"]["tokens_per_step"]
+    assert out["plan"]["batch_size"] * out["plan"]["gradient_accumulation_steps"] * 1024 == out["tokens_per_step"]
+    assert out["tokens_per_run"] == 1000 * out["tokens_per_step"]

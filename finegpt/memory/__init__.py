@@ -10,8 +10,9 @@ from finegpt.memory.guide import check_guide, format_checks
 from finegpt.memory.report import GIB, MemoryReport, estimate
 from finegpt.memory.run import RunConfig, run_from_settings
 from finegpt.memory.solve import (BatchPlan, Recommendation, SessionPlan, best_dtype, chinchilla_tokens,
-                                  default_mfu, fits, flops_per_token, max_micro_batch, plan, recommend,
-                                  recommend_all, session_plan, tokens_per_run, train_time_s)
+                                  default_mfu, fit_summary, fits, flops_per_token, format_fit_summary,
+                                  max_micro_batch, plan, recommend, recommend_all, session_plan, tokens_per_run,
+                                  train_time_s)
 
 
 def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
@@ -36,6 +37,6 @@ def device_peak_tflops(device, dtype) -> float | None:
 
 __all__ = ["GIB", "GPUS", "BatchPlan", "Gpu", "MemoryReport", "Recommendation", "RunConfig", "SessionPlan",
            "best_dtype", "check_guide", "chinchilla_tokens", "count_params", "custom_gpu", "default_mfu", "device_peak_tflops",
-           "estimate", "fits", "flops_per_token", "format_checks", "get_gpu", "gpu_from_device_name", "detected_gpu_key",
+           "estimate", "fit_summary", "fits", "flops_per_token", "format_fit_summary", "format_checks", "get_gpu", "gpu_from_device_name", "detected_gpu_key",
            "max_micro_batch", "measure", "peak_flops", "plan", "recommend", "recommend_all", "run_from_settings",
            "session_plan", "tokens_per_run", "train_time_s"]

@@ -245,3 +245,52 @@ def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float 
                        p.gradient_accumulation_steps, iters, tokens, count_params(cfg),
                        round(tokens / count_params(cfg), 1), round(tokens / _body_params(cfg), 1),
                        round(p.peak_gib, 2), round(minutes, 1), mfu, notes)
+
+
+# ---- one config, every answer: what `finegpt memory` prints ------------------------------------
+
+def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
+    """The memory report, tokens per step and per run, and with run.gpu: the largest micro-batch, the
+    micro-batch + accumulation that keep the tokens per step, and hours. Plain data (JSON-ready).
+    Accumulation in the plan is counted as `finegpt train` counts it: over all ranks."""
+    report = estimate(model_cfg, run)
+    tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
+    tokens = tokens_per_run(max_iters, run.batch_size, run.gradient_accumulation_steps, model_cfg.block_size,
+                            run.world_size)
+    params = count_params(model_cfg, non_embedding=False)
+    out = {"report": report.to_dict(), "params": params, "tokens_per_step": tokens_per_step, "max_iters": max_iters,
+           "tokens_per_run": tokens, "tokens_per_param": tokens / params,
+           "chinchilla_tokens": chinchilla_tokens(model_cfg)}
+    if run.gpu:
+        gpu = get_gpu(run.gpu)
+        out["max_micro_batch"] = max_micro_batch(model_cfg, run, gpu)
+        if out["max_micro_batch"]:
+            p = plan(model_cfg, run, tokens_per_step, gpu)
+            out["plan"] = {"batch_size": p.batch_size,
+                           "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
+                           "tokens_per_step": p.tokens_per_step}
+        out["hours"] = train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
+        out["mfu_assumed"] = default_mfu(gpu)
+    return out
+
+
+def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str:
+    """fit_summary as the lines `finegpt memory` prints."""
+    tokens = out["tokens_per_run"]
+    lines = [f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={model_cfg.block_size}, "
+             f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
+             f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}",
+             str(estimate(model_cfg, run)),
+             f"tokens per step {out['tokens_per_step']:,}; per run ({out['max_iters']:,} iters) {tokens / 1e9:.2f}B = "
+             f"{out['tokens_per_param']:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)"]
+    if run.gpu:
+        if "plan" in out:
+            same = "same" if out["plan"]["tokens_per_step"] == out["tokens_per_step"] else "about the same"
+            lines.append(f"largest micro-batch with {HEADROOM:.0%} headroom: {out['max_micro_batch']}; {same} tokens "
+                         f"per step: --batch_size={out['plan']['batch_size']} "
+                         f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
+        else:
+            lines.append("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
+        gpus = f"{run.world_size} x " if run.world_size > 1 else "one "
+        lines.append(f"time on {gpus}{get_gpu(run.gpu).name}: {out['hours']:.1f} h at {out['mfu_assumed']:.0%} MFU")
+    return "\n".join(lines)
