@@ -1,7 +1,7 @@
 """The training loop: nanoGPT's train.py as a function, with exact resume and DDP.
 
 train(model_cfg, train_cfg, callback=None) -> {"history", "final_val_loss", "best_val_loss", "checkpoint", ...}.
-Pieces a notebook can use alone: pick_device, pick_dtype, get_lr, estimate_loss, flops_per_token.
+Pieces a notebook can use alone: pick_device, pick_dtype, get_lr, estimate_loss.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from finegpt import memory
 from finegpt.config import ModelConfig, TrainConfig, config_dict
 from finegpt.errors import FinegptError, bad
 from finegpt.model import GPT, count_params
@@ -71,20 +72,9 @@ def get_lr(it: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def flops_per_token(model_cfg: ModelConfig, n_params: int) -> int:
-    """6N for the matmuls forward + backward, plus 12·L·C·T for attention (nanoGPT's estimate_mfu)."""
-    return 6 * n_params + 12 * model_cfg.n_layer * model_cfg.n_embd * model_cfg.block_size
-
-
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
     """This GPU's dense peak FLOP/s from finegpt.memory's table, or None when unknown (CPU, MPS)."""
-    if device.type != "cuda":
-        return None
-    try:
-        from finegpt import memory
-        tflops = memory.device_peak_tflops(device, dtype)
-    except Exception:  # an unknown GPU, or a memory module without the table: no MFU, not a crash
-        return None
+    tflops = memory.device_peak_tflops(device, dtype)
     return None if tflops is None else tflops * 1e12
 
 
@@ -286,7 +276,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
 
     trackers = _open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     tokens_per_iter = gas * d.world_size * cfg.batch_size * model_cfg.block_size
-    fpt = flops_per_token(model_cfg, raw_model.get_num_params())
+    fpt = memory.flops_per_token(model_cfg)  # 6N + 12·L·C·T, nanoGPT's estimate_mfu
     peak = peak_flops(device, dtype)
     _log(d, f"{raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
             f"{device} {str(dtype).replace('torch.', '')} | world_size {d.world_size}")
