@@ -26,28 +26,9 @@ def format_gib(nbytes: float) -> str:
 MEMORY_DEFAULTS = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=12,
                        gradient_accumulation_steps=40, dtype="fp16", attention="flash",
                        activation_checkpointing=False, optimizer="adamw_fused", gpu="T4", tokens=1e9)
-# the report's terms outside the training step's peak: they make the other two peaks
-_NOT_TRAIN = ("gradients (this step)", "optimizer-step temporaries", "eval forward (no grad)")
-_PERSISTENT = ("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
-
-
 def peak_terms(report) -> dict[str, int]:
     """The named terms that add up to the report's peak, exactly, for the stacked bar."""
-    t, phase = report.terms, report.peak_phase
-    if hasattr(report, "phase_terms"):
-        return dict(report.phase_terms[phase])
-    base = {k: t[k] for k in _PERSISTENT if t.get(k)}
-    if phase == "optimizer":
-        parts = {**base, "gradients (this step)": t["gradients (this step)"],
-                 "optimizer-step temporaries": t["optimizer-step temporaries"]}
-    elif phase == "eval":
-        parts = {**base, "eval forward (no grad)": t["eval forward (no grad)"]}
-    else:
-        parts = {**base, **{k: v for k, v in t.items() if k not in _NOT_TRAIN and k not in base}}
-        if sum(parts.values()) != report.peak_bytes:  # the peak came at another moment of backward
-            parts = {**base, "gradients (previous micro-step)": t.get("gradients (previous micro-step)", 0)}
-            parts["activations (recomputed block, checkpoints)"] = report.peak_bytes - sum(parts.values())
-    return {k: v for k, v in parts.items() if v}
+    return dict(report.phase_terms[report.peak_phase])
 
 
 @dataclass

@@ -46,6 +46,11 @@ from finegpt import plots
 from finegpt.data import get_tokenizer, iter_documents, load_meta, prepare, read_shard
 from finegpt.data.sources import FINEWEB_COLUMNS
 
+# %% [markdown]
+# The parameters cell only records what you asked for; here `None` becomes a decision. `N_DOCS` is how
+# many documents sections 2–4 look at: enough for a stable median, few enough to keep in memory as a list.
+
+# %%
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 N_DOCS = 300 if SMOKE else 2000  # documents to look at and measure
@@ -73,6 +78,10 @@ for name, (tokens, size) in FINEWEB_CONFIGS.items():
     print(f"{name:22s} {tokens / 1e9:>8,.0f}B tokens   " + (f"{size / 1e9:6.1f} GB parquet" if size else ""))
 print("columns:", ", ".join(FINEWEB_COLUMNS))
 print("licence:", LICENCE)
+
+# %% [markdown]
+# For a course the samples are the configs to use: each is a random draw from all the crawls, so the
+# 10B-token sample reads like the whole dataset rather than like a single year of the web.
 
 # %% [markdown]
 # Every row is one web page: its `text`, an `id`, the crawl (`dump`) and `url` it came from, a `date`,
@@ -108,6 +117,12 @@ def shakespeare_as_fineweb(path: Path) -> Path:
     return path
 
 
+# %% [markdown]
+# With the fixture written, the streaming line is the same in both modes: `load_dataset(..., streaming=True)`,
+# then `islice` to take the first `N_DOCS` rows. The assert checks that the fixture really has FineWeb's
+# columns, in FineWeb's order, so everything below runs unchanged on the real dataset.
+
+# %%
 if SMOKE:
     fixture = shakespeare_as_fineweb(DATA / "fineweb-smoke" / "shakespeare.parquet")
     stream = load_dataset("parquet", data_files=str(fixture), split="train", streaming=True)
@@ -118,12 +133,20 @@ print(f"streamed {len(docs)} documents; columns: {list(docs[0])}")
 assert list(docs[0]) == list(FINEWEB_COLUMNS)
 
 # %% [markdown]
+# Nothing beyond those rows was read: `islice` stops the iterator after `N_DOCS` rows, and a streaming
+# dataset fetches only the parquet files those rows live in. `docs` is now a plain list of dicts.
+
+# %% [markdown]
 # Three documents, their metadata and the start of their text:
 
 # %%
 for d in docs[:3]:
     print(f"{d['url']}  ({d['dump']}, {d['token_count']} tokens, language {d['language']} {d['language_score']:.2f})")
     print("   ", d["text"][:160].replace("\n", " "), "...\n")
+
+# %% [markdown]
+# Look at `token_count`: even three neighbouring rows differ a lot in length. Section 3 measures that
+# spread over all `N_DOCS` documents.
 
 # %% [markdown]
 # ## 3. How long is a document, in tokens?
@@ -138,10 +161,19 @@ print(f"{len(lengths)} documents: median {np.median(lengths):,.0f} tokens, mean 
       f"max {max(lengths):,}")
 
 # %% [markdown]
+# Compare the mean with the median: when the mean is the larger, a few long documents pull it up. That is
+# a long tail, and the histogram shows it better than three numbers do.
+
+# %% [markdown]
 # Most documents are a few hundred to a few thousand tokens; a few are very long. The dashed line is the median.
 
 # %%
 plots.length_histogram(lengths, title="Document lengths, GPT-2 tokens")
+
+# %% [markdown]
+# Why the lengths matter for training: `finegpt` concatenates documents into one token stream, so a long
+# document spans many training windows of `block_size` tokens, and short ones share a window with their
+# neighbours, separated by EOT.
 
 # %% [markdown]
 # ## 4. How many bytes of text does a token cover?
@@ -156,6 +188,9 @@ display(Markdown(
     f"**{bytes_per_token:.2f} bytes per token**. "
     + ("Shakespeare's verse, with its short lines and old spellings, packs less text per token than modern web "
        "prose does." if SMOKE else "That is typical of English web text.")))
+
+# %% [markdown]
+# Keep this ratio in mind: section 7 uses it to turn token counts into gigabytes of text.
 
 # %% [markdown]
 # ## 5. How do we turn documents into training shards?
@@ -173,6 +208,13 @@ else:
     GPU = M.detected_gpu_key(default="T4")  # this card's preset; the lab's T4 if it has none
     session = M.session_plan(GPU)  # the model and token budget notebook 04 trains
     source, out, budget, shard_tokens = dict(source="fineweb", name="sample-10BT"), DATA / "fineweb-10BT", session.tokens + 5_000_000, 100_000_000
+
+# %% [markdown]
+# Now `prepare` does the work. In smoke mode it runs in this process (`workers=0`) and overwrites the
+# previous run; in full mode it uses every core, and a finished earlier run (its `stats.json`) is reused so
+# that rerunning the notebook does not stream the data again.
+
+# %%
 if not SMOKE and (out / "stats.json").exists():  # prepared by an earlier run of this notebook
     stats = json.loads((out / "stats.json").read_text())
 else:
@@ -180,6 +222,10 @@ else:
                     val_tokens=budget // 10 if SMOKE else 5_000_000, workers=0 if SMOKE else None, overwrite=SMOKE)
 print(f"{stats['tokens']:,} tokens from {stats['documents']:,} documents in {len(stats['shards'])} shards, "
       f"{stats['tokens_per_s']:,} tokens/s")
+
+# %% [markdown]
+# The tokens/s figure is this machine's tokenizing speed. Dividing a full-mode budget by it gives a lower
+# bound on how long preparing takes here; streaming from the Hub can make it slower.
 
 # %% [markdown]
 # The directory now holds the shards and a `meta.json` that names the tokenizer and lists every shard:
@@ -191,6 +237,10 @@ for s in meta["shards"]:
     print(f"{s['file']}  {s['split']:5s} {s['tokens']:>11,} tokens")
 print("tokenizer:", meta["tokenizer"], "| vocab:", meta["vocab_size"], "| EOT:", meta["eot"], "| dtype:", meta["dtype"])
 assert sum(s["tokens"] for s in meta["shards"]) == budget
+
+# %% [markdown]
+# Notice that the validation shard comes first, and that the last train shard is shorter than the others:
+# `prepare` stops exactly at the budget instead of rounding up to a full shard.
 
 # %% [markdown]
 # ## 6. Does a shard give back exactly what went in?
@@ -224,6 +274,10 @@ for start, end, original in zip(eots[:-1], eots[1:], stream_docs):
 print(f"round trip ok: the first {checked} documents decode to the stream's text")
 
 # %% [markdown]
+# This is the check worth making before a long run: if decoding differed by a single character, the model
+# would be trained on text you never meant to give it.
+
+# %% [markdown]
 # ## 7. Should I `save_to_disk` sample-100BT, as the guide says, or stream?
 #
 # The guide's recipe is `load_dataset('HuggingFaceFW/fineweb', name='sample-100BT', split='train')`, then
@@ -246,6 +300,10 @@ guide_disk = {
 for k, v in guide_disk.items():
     print(f"{k:30s} {v / 1e9:8,.0f} GB")
 print(f"{'total':30s} {sum(guide_disk.values()) / 1e9:8,.0f} GB")
+
+# %% [markdown]
+# The two Arrow copies are bigger than the parquet download because Arrow stores the text uncompressed,
+# and neither is what training reads: only the token shards are.
 
 # %% [markdown]
 # Against that, streaming keeps nothing but the shards of the token budget you actually train on.

@@ -38,6 +38,11 @@ from finegpt.memory.guide import BIAS, GUIDE_TABLE
 from finegpt.model import GPT, count_params, param_breakdown
 from finegpt import plots
 
+# %% [markdown]
+# The parameters cell only records what you asked for; here `None` becomes a decision. The fixed seed
+# makes the random weights below, and so every number printed from them, the same on every run.
+
+# %%
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
@@ -55,6 +60,10 @@ print(f"SMOKE={SMOKE}, device={device}")
 # %%
 gpt2_small = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)
 gpt2_small
+
+# %% [markdown]
+# Notice `vocab_size=50304`, not the tokenizer's 50257: section 6 explains why. `dropout` and `bias` are
+# the config's other fields; `bias` adds a few parameters, which the Try-it list asks you to count.
 
 # %% [markdown]
 # `finegpt` counts parameters from the config alone, with no tensors at all. We can still build the
@@ -80,6 +89,10 @@ assert meta_model.lm_head.weight is meta_model.transformer.wte.weight
 print("lm_head.weight is wte.weight:", meta_model.lm_head.weight is meta_model.transformer.wte.weight)
 
 # %% [markdown]
+# Tying saves a whole V × C matrix: an untied output layer would add as many parameters again as the
+# token embedding, and section 2 shows how large a share that is.
+
+# %% [markdown]
 # ## 2. Where do the parameters live?
 #
 # Per block: attention has 4·C² weights (q, k, v and the output projection), the MLP 8·C²
@@ -90,6 +103,10 @@ parts = param_breakdown(gpt2_small)
 for name, n in parts.items():
     print(f"{name:20s} {n:>12,}  {n / n_full:6.1%}")
 assert sum(parts.values()) == n_full
+
+# %% [markdown]
+# Notice that `lm_head` shows 0: its weight is the token embedding's, counted once. The layer norms'
+# share rounds to nothing; the blocks' matrices and the embedding are the whole story.
 
 # %% [markdown]
 # The same as a picture:
@@ -109,6 +126,10 @@ display(Markdown(
     f"{abs(by_hand - n_full) / n_full:.1%} of the exact {n_full / 1e6:.1f}M (the rest is biases, "
     f"norms and positions). The token embedding alone is **{parts['token_embedding'] / n_full:.0%}** "
     f"of the model: small GPTs spend a large share of their parameters on the vocabulary."))
+
+# %% [markdown]
+# The rule is worth remembering: with 12·L·C² + V·C you can size a config in your head before building
+# anything, which is exactly what the next section does to the guide's table.
 
 # %% [markdown]
 # ## 3. How many parameters does the guide's model really have?
@@ -149,6 +170,10 @@ assert 340e6 < count_params(medium) < 360e6  # GPT-2 medium really is ~350M
 assert 120e6 < counted["80 GB"] < 130e6
 
 # %% [markdown]
+# Why it matters: weights, gradients and optimizer state all scale with the parameter count, and notebook
+# 03 computes them from it. A size that is wrong makes every memory term built on it wrong too.
+
+# %% [markdown]
 # ## 4. What shape does each tensor have in one forward pass?
 #
 # We push a batch of B = 2 sequences of T = 8 tokens through the model and record the output shape of
@@ -163,6 +188,9 @@ model = GPT(gpt2_small).to(device).eval()
 print("input ids", tuple(idx.shape))
 
 # %% [markdown]
+# Each row is one text cut to its first 8 tokens. The model never sees characters, only these ids.
+
+# %% [markdown]
 # Forward hooks let us watch a module without changing it: each one records its module's output shape.
 
 # %%
@@ -173,6 +201,12 @@ shapes = []  # (module, output shape) in the order the forward pass runs them
 modules = dict(model.named_modules())
 hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape))))
          for name in watched]
+
+# %% [markdown]
+# Registering does nothing yet. The hooks fire during the forward pass below; removing them afterwards
+# lets later cells run the model unwatched.
+
+# %%
 with torch.no_grad():
     logits, _ = model(idx)
 for h in hooks:
@@ -200,6 +234,11 @@ assert torch.allclose(by_hand_logits, logits, atol=1e-5)
 print("logits", tuple(by_hand_logits.shape), "match the model's")
 
 # %% [markdown]
+# Two lines per block are the whole transformer: attention mixes information across positions, the MLP
+# transforms each position on its own, and each *adds* its result to the residual stream `x` instead of
+# replacing it.
+
+# %% [markdown]
 # ## 5. What does attention look at?
 #
 # Inside a block, every token makes a query q, a key k and a value v. Token i reads from token j with
@@ -217,6 +256,14 @@ with torch.no_grad():
     h0 = model.transformer.wte(ids) + model.transformer.wpe(torch.arange(ids.size(1), device=device))
     q, k, v = attn.c_attn(model.transformer.h[0].ln_1(h0)).split(attn.n_embd, dim=2)  # 3 x (1, T, C)
     q, k, v = (t.view(1, -1, H, hs).transpose(1, 2) for t in (q, k, v))  # (1, H, T, hs)
+print("q, k, v:", tuple(q.shape), "each: (batch, heads, tokens, head size)")
+
+# %% [markdown]
+# Now the attention itself: scores, the causal mask, and a softmax over each row. The last line asks
+# PyTorch's fused kernel for the same product of weights and values.
+
+# %%
+with torch.no_grad():
     scores = q @ k.transpose(-2, -1) / hs**0.5  # (1, H, T, T)
     T = ids.size(1)
     scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=device).triu(1), float("-inf"))
@@ -226,11 +273,19 @@ assert torch.allclose(weights @ v, fused, atol=1e-5)
 print(f"T={T} tokens, {H} heads; by-hand attention matches scaled_dot_product_attention")
 
 # %% [markdown]
+# The match is within 1e-5, not exact: the fused kernel adds in a different order, and floating-point
+# sums depend on the order.
+
+# %% [markdown]
 # The weights of head 0 as a heatmap, one row per token:
 
 # %%
 labels = [tok.decode([t]) for t in ids[0].tolist()]
 plots.attention_heatmap(weights[0, 0].cpu().numpy(), labels, "Block 0, head 0 (untrained weights)")
+
+# %% [markdown]
+# How to read it: row i is where token i looks. Its coloured cells are the i + 1 tokens it may see, and
+# they sum to 1.
 
 # %% [markdown]
 # Above the diagonal everything is zero: the future is masked. With untrained weights the scores
@@ -248,6 +303,10 @@ print(f"mean |weight - 1/(i+1)|: {gap.mean().item():.3f}, largest: {gap.max().it
 assert torch.allclose(weights.sum(-1), torch.ones(1, H, T, device=device))  # every row is a distribution
 
 # %% [markdown]
+# A small score spread means near-uniform weights: the softmax of nearly equal numbers is nearly flat.
+# The last line checks that every row really is a probability distribution.
+
+# %% [markdown]
 # ## 6. Why is the vocabulary 50304 and not 50257?
 #
 # GPT-2's tokenizer has 50257 tokens. GPUs multiply matrices in tiles, and a dimension that is a
@@ -263,6 +322,10 @@ extra = (padded - gpt2_vocab) * gpt2_small.n_embd
 assert padded == gpt2_small.vocab_size == 50304 and 29 * 1733 == gpt2_vocab  # 50257 has no factor of 2
 print(f"{gpt2_vocab} -> {padded}: {padded - gpt2_vocab} unused rows, {extra:,} extra parameters "
       f"({extra / n_full:.3%} of the model)")
+
+# %% [markdown]
+# So padding costs a negligible share of the parameters (printed above). The only question is whether it
+# buys speed.
 
 # %% [markdown]
 # How much does it matter for speed? Time the output layer's matmul, (B·T, C) × (C, V), for both sizes
@@ -289,6 +352,10 @@ rows = 256 if SMOKE else 8 * 1024  # B·T
 t_odd, t_pad = time_matmul(gpt2_vocab, rows), time_matmul(padded, rows)
 print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms   "
       f"(padded / unpadded = {t_pad / t_odd:.2f}) on {device}")
+
+# %% [markdown]
+# Whatever your ratio, the padded layer did more multiply-adds. A ratio at or below 1 means the hardware
+# rewarded the alignment; on a GPU's tiled kernels that is where the padding pays off.
 
 # %% [markdown]
 # ## Try it

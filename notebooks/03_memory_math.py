@@ -39,6 +39,12 @@ from finegpt.memory.guide import GUIDE_TABLE
 from finegpt.memory import measure
 from finegpt.model import count_params
 
+# %% [markdown]
+# The parameters cell only records what you asked for; here `None` becomes a decision. `GPU` is the preset
+# the examples use: this machine's card when it has one, else a Colab T4, so a run without a GPU shows
+# the numbers a Colab student will see.
+
+# %%
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
@@ -62,6 +68,10 @@ report = M.estimate(gpt2, run)
 print(report)
 
 # %% [markdown]
+# Notice which terms are the largest: not the weights, which back-of-envelope rules count, but the terms
+# that grow with the batch. The next cells check the small ones by hand and explain the big one.
+
+# %% [markdown]
 # The first terms are the *persistent state*, there for the whole run. Each is a multiple of the
 # parameter count N, and we can check them by hand: fp32 weights take 4 bytes per parameter, AdamW keeps
 # two fp32 moments (8 bytes), and the gradients another 4.
@@ -72,6 +82,10 @@ assert report.terms["weights"] == 4 * N
 assert report.terms["optimizer states"] == 8 * N
 assert report.terms["gradients (this step)"] == 4 * N
 print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / GiB:.2f} GiB, grads {4 * N / GiB:.2f} GiB")
+
+# %% [markdown]
+# These three terms do not depend on the batch at all: no micro-batch, however small, gets the peak
+# below their sum.
 
 # %% [markdown]
 # ## 2. Why are the logits the biggest term?
@@ -94,6 +108,10 @@ display(Markdown(
     f"({acts / GiB:.2f} GiB). Many memory calculators leave this term out."))
 
 # %% [markdown]
+# So `batch_size` and `block_size` move the peak the most: both multiply n, and the logits term is
+# n × V bytes times a constant.
+
+# %% [markdown]
 # A picture of the peak as the micro-batch grows: everything that scales with the batch grows, while
 # the weights and optimizer state stay put. The black tick is the GPU's memory.
 
@@ -103,6 +121,11 @@ for b in (1, 4, 8, 12):
     r = M.estimate(gpt2, M.RunConfig(batch_size=b, gradient_accumulation_steps=40, dtype=dtype, gpu=GPU))
     rows.append((f"batch_size={b}", widgets.peak_terms(r), r.memory_bytes))
 plots.memory_bars(rows, f"GPT-2 small, T=1024, {dtype}, on a {M.GPUS[GPU].name}")
+
+# %% [markdown]
+# Every term that grows, grows in proportion to the micro-batch, so peak memory is a fixed part plus a
+# slope times `batch_size`. Because the peak only ever grows with the batch, `max_micro_batch` below can
+# bisect on it.
 
 # %% [markdown]
 # ## 3. Does my configuration fit? The calculator
@@ -126,6 +149,11 @@ print("\n".join(view.lines))
 assert view.report.peak_bytes == report.peak_bytes and view.verdict == ("fits" if report.fits else "OOM")
 
 # %% [markdown]
+# The text adds what the bar cannot: *reserved* memory (PyTorch's allocator keeps freed blocks for reuse),
+# what `nvidia-smi` would show, and a batch plan. When the verdict is OOM, that plan lowers `batch_size`
+# and raises the accumulation to keep the tokens per step.
+
+# %% [markdown]
 # Is the calculator quick enough to feel live? Time a redraw for a few slider positions:
 
 # %%
@@ -136,6 +164,10 @@ for b in (2, 6, 12):
 ui.controls["batch_size"].value = 12
 print(f"slowest redraw: {max(redraw_s) * 1e3:.1f} ms")
 assert max(redraw_s) < 0.1
+
+# %% [markdown]
+# A tenth of a second is about where a slider stops feeling instant; the assert keeps that promise in
+# the tests, since the redraw is only arithmetic and a plot.
 
 # %% [markdown]
 # ## 4. What is the largest micro-batch, and how do I keep my effective batch?
@@ -154,6 +186,10 @@ print(f"largest micro-batch on the {M.GPUS[GPU].name}: {b_max}")
 print(f"nanoGPT's {target:,} tokens/step -> batch_size={p.batch_size} x gradient_accumulation_steps="
       f"{p.gradient_accumulation_steps} = {p.tokens_per_step:,} tokens/step, peak {p.peak_gib:.2f} GiB")
 assert p.batch_size <= b_max and p.tokens_per_step >= target
+
+# %% [markdown]
+# The plan reaches nanoGPT's tokens per step with a smaller micro-batch and more accumulation steps: the
+# same optimizer step, built from more, smaller forward and backward passes.
 
 # %% [markdown]
 # ## 5. How long will training take?
@@ -175,6 +211,10 @@ display(Markdown(
     f"or {tokens / p.tokens_per_step:,.0f} optimizer steps of {p.tokens_per_step:,} tokens."))
 
 # %% [markdown]
+# The MFU here is an assumption, not a measurement, and the hours scale with its inverse. Notebook 04
+# measures the MFU of your own run, so you can redo this sum with a real number.
+
+# %% [markdown]
 # ## 6. Is the prediction right? Predicted vs measured on this machine
 #
 # `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
@@ -189,6 +229,12 @@ if device == "cuda":
 else:
     m_cfg = ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=320, bias=False)
     m_run = M.RunConfig(batch_size=8, gradient_accumulation_steps=2, dtype="fp32", device="cpu")
+
+# %% [markdown]
+# Now the real thing. This is the only cell in the notebook that builds a model and runs it; the table
+# puts each phase's predicted peak next to the measured one.
+
+# %%
 measured = measure(m_cfg, m_run, device)
 predicted = M.estimate(m_cfg, m_run).peaks
 table = pd.DataFrame({"predicted MiB": {k: v / 2**20 for k, v in predicted.items()},
@@ -204,6 +250,10 @@ worst = max(abs(predicted[k] / measured[k] - 1) for k in ("train", "optimizer"))
 print(f"largest error on the training and optimizer peaks: {worst:.2%}")
 if device == "cpu":  # validated on CPU to within 1 %; on a GPU this cell reports, it does not judge
     assert worst < 0.05
+
+# %% [markdown]
+# An error as small as the one printed is what makes sections 3–5 trustworthy: the calculator runs the
+# same formulas this cell just checked against real allocations.
 
 # %% [markdown]
 # ## 7. Is the guide's table right?
@@ -237,6 +287,9 @@ for vram, gpu_key, _, L, H, C, (b_lo, _), _, _, T in GUIDE_TABLE:
 plots.memory_bars(guide_rows, "The guide's table, eager PyTorch")
 
 # %% [markdown]
+# Bars that cross the black tick are rows whose batch size does not fit on the card the guide names.
+
+# %% [markdown]
 # ## 8. What should I train on my GPU?
 #
 # `recommend` picks, for each GPU preset, the largest model of a fixed ladder (the guide's shapes, GPT-2
@@ -250,6 +303,11 @@ recs["params"] = (recs["params"] / 1e6).round(1).astype(str) + "M"
 recs["chinchilla_tokens"] = (recs["chinchilla_tokens"] / 1e9).round(2).astype(str) + "B"
 print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size", "gradient_accumulation_steps",
             "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
+
+# %% [markdown]
+# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row: bigger cards
+# spend their memory on bigger micro-batches and fewer accumulation steps, not on a different optimizer
+# step. The model is capped by the ladder, so the largest cards all get its largest model.
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best
@@ -267,11 +325,20 @@ display(Markdown(
     f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter, "
     f"{getattr(session, 'tokens_per_body_param', session.tokens_per_param):g} per non-embedding parameter), "
     f"peak {session.peak_gib:.1f} GiB, about **{session.minutes:.0f} minutes** at an assumed {session.mfu:.0%} MFU."))
+
+# %% [markdown]
+# Training is not the only thing a lab's clock must cover:
+
+# %%
 LAB_MINUTES = 90  # one lab session: notebooks 01 -> 05 in full mode
 display(Markdown(
     f"Of a {LAB_MINUTES}-minute lab that leaves {LAB_MINUTES - session.minutes:.0f} minutes for installing, for "
     f"notebook 01 to stream and tokenize the {session.tokens / 1e6:.0f}M tokens (prepare's tokenizer speed on 2 "
     f"cores is in docs/benchmarks.md; the download usually dominates), and for notebooks 02, 03 and 05."))
+
+# %% [markdown]
+# If that leftover is too tight for your class, pass fewer `train_minutes` to `session_plan`: a shorter
+# session buys fewer tokens, and the plan may pick a smaller model to stay near 20 tokens per parameter.
 
 # %% [markdown]
 # ## Try it

@@ -42,6 +42,11 @@ from finegpt.data import get_tokenizer, load_meta, prepare
 from finegpt.sample import generate_text
 from finegpt.train import get_lr, load_checkpoint, train
 
+# %% [markdown]
+# The parameters cell only records what you asked for; here `None` becomes a decision, and `device`
+# follows it: smoke mode trains on the CPU even when a GPU is present.
+
+# %%
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
@@ -84,12 +89,22 @@ else:
                             min_lr=lr / 10, warmup_iters=max(10, iters // 20), lr_decay_iters=iters,
                             dtype={"fp16": "float16", "bf16": "bfloat16"}[session.dtype], keep_checkpoints=20)
     display(Markdown(f"Plan for the {M.GPUS[GPU].name}: " + "; ".join(session.notes)))
+
+# %% [markdown]
+# Whichever branch ran, the vocabulary comes from the data: the tokenizer's size from `meta.json`,
+# rounded up to a multiple of 64 as notebook 02 explained.
+
+# %%
 meta = load_meta(data_dir)
 model_cfg = replace(model_cfg, vocab_size=-(-meta["vocab_size"] // 64) * 64)  # the tokenizer's, padded to 64
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size
 print(model_cfg)
 print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} tokens "
       f"of {meta['tokens']['train']:,} prepared ({meta['tokenizer']} tokenizer)")
+
+# %% [markdown]
+# Compare the two token counts. When the run reads fewer tokens than were prepared, as here, it never
+# sees a training token twice, so its training loss is already an honest estimate.
 
 # %% [markdown]
 # How much memory will it take, and how long? The same estimate as in notebook 03:
@@ -101,6 +116,10 @@ report = M.estimate(model_cfg, run)
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
       + ("" if SMOKE else f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[GPU].name}; "
                           f"about {session.minutes:.0f} minutes at {session.mfu:.0%} MFU"))
+
+# %% [markdown]
+# On a GPU the line also gives the verdict against the card and the planned minutes. On a CPU there is
+# no card to fit, but the number shows how little memory a tiny model needs.
 
 # %% [markdown]
 # ## 2. How does the learning rate change during the run?
@@ -118,10 +137,20 @@ def lr_by_hand(it, c=train_cfg):
 
 schedule = [get_lr(it, train_cfg) for it in range(train_cfg.max_iters + 1)]
 assert all(math.isclose(lr_by_hand(it), schedule[it]) for it in range(train_cfg.max_iters + 1))
+
+# %% [markdown]
+# The check passed at every iteration of the run. Now the curve: look for the short ramp at the start and
+# the long cosine after it.
+
+# %%
 lr_plot = plots.LossPlot("Learning-rate schedule")
 for it in range(0, train_cfg.max_iters + 1, max(1, train_cfg.max_iters // 200)):
     lr_plot.add(it, lr=schedule[it])
 lr_plot.figure()
+
+# %% [markdown]
+# The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in both modes, so the last
+# iterations still learn a little.
 
 # %% [markdown]
 # ## 3. Does the loss go down? Train with a live plot
@@ -143,12 +172,21 @@ def interrupt_midway(row):
         raise KeyboardInterrupt
 
 
+# %% [markdown]
+# `interrupt_midway` is an ordinary callback: it keeps each row, redraws the plot, and pulls the plug once
+# the run passes `stop_at`. `overwrite=True` starts from scratch even if an earlier run left a checkpoint.
+
+# %%
 plot = plots.LossPlot(f"Training ({'smoke: Shakespeare bytes' if SMOKE else 'FineWeb'})").show()
 t0 = time.time()
 try:
     train(model_cfg, train_cfg, callback=interrupt_midway, overwrite=True)
 except KeyboardInterrupt:
     print(f"interrupted at iter {history[-1]['iter']} after {time.time() - t0:.0f} s")
+
+# %% [markdown]
+# Read the log: a checkpoint was saved at the first evaluation, and training went on a little before the
+# interrupt. Those last iterations are lost, unless the checkpoint holds everything needed to redo them.
 
 # %% [markdown]
 # ## 4. What did the checkpoint save?
@@ -164,6 +202,10 @@ print("files:", sorted(p.name for p in out_dir.iterdir()))
 print("keys:", sorted(ckpt))
 print(f"saved at iter {ckpt['iter_num']}, best val loss {ckpt['best_val_loss']:.4f}")
 assert ckpt["iter_num"] == train_cfg.eval_interval
+
+# %% [markdown]
+# Beyond the weights, `optimizer` holds AdamW's two moments per parameter (twice the weights' size) and
+# `rng` the random generators' state. Without them a resumed run would take different steps.
 
 # %% [markdown]
 # ## 5. Does a resumed run continue exactly where it stopped?
@@ -187,10 +229,20 @@ t0 = time.time()
 result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting)
 plot.final()
 train_s = time.time() - t0
+
+# %% [markdown]
+# Now compare the iterations that ran twice: once before the interrupt, and again after resuming from
+# the checkpoint.
+
+# %%
 again = {r["iter"]: r["loss"] for r in resumed_rows if "loss" in r and r["iter"] in first_try}
 print("iterations run twice:", {it: (round(first_try[it], 4), round(loss, 4)) for it, loss in again.items()})
 tolerance = 1e-4 if SMOKE else 1e-2  # GPU kernels may sum in a different order from run to run
 assert again and all(math.isclose(first_try[it], loss, rel_tol=tolerance) for it, loss in again.items())
+
+# %% [markdown]
+# Equal losses show that the checkpoint was enough: nothing else survived the interrupt. On a GPU the
+# tolerance is looser only because its kernels may add numbers in a different order.
 
 # %% [markdown]
 # ## 6. How fast was it, and how well did it use the hardware?
@@ -208,6 +260,10 @@ if not SMOKE:
     print(f"planned: {session.minutes:.0f} min at {session.mfu:.0%} MFU; this run trained for {train_s / 60:.1f} min")
 
 # %% [markdown]
+# Tokens per second is the number to compare between settings on the same machine. MFU is the one to
+# compare across machines, because it divides by each card's own peak.
+
+# %% [markdown]
 # ## 7. What is the validation loss, and is it good?
 #
 # The loss is the average cross-entropy of the next token on held-out text, in nats. A model that knows
@@ -221,6 +277,11 @@ display(Markdown(
     f"Validation loss after {result['iter_num']} iterations: **{val_loss:.3f}** (perplexity {math.exp(val_loss):.1f}); "
     f"guessing uniformly over {meta['vocab_size']:,} tokens scores {uniform:.3f} (perplexity {meta['vocab_size']:,})."))
 assert val_loss < uniform
+
+# %% [markdown]
+# Compare losses only between runs with the same tokenizer: a byte model and a GPT-2-token model predict
+# different units, so their losses sit on different scales. Within one run, train and val losses close
+# together mean the model is not yet memorising its training text.
 
 # %% [markdown]
 # ## 8. Is it as good as GPT-2?
@@ -240,12 +301,20 @@ else:
     print(format_table(compare(ckpt=str(train_cfg.out_dir), baseline="gpt2", tokens=2**20)))
 
 # %% [markdown]
+# Scoring both models on the same tokens is the whole point: a loss measured on other text says nothing
+# about which model is better.
+
+# %% [markdown]
 # What does the model write now? (Notebook 05 is all about sampling.)
 
 # %%
 tok = get_tokenizer(meta["tokenizer"])
 prompt = "ROMEO:" if SMOKE else "The meaning of life is"
 print(generate_text(result["model"], tok, prompt, max_new_tokens=200 if SMOKE else 100, temperature=0.8, seed=1337)[0])
+
+# %% [markdown]
+# Look at what a short run learns first: the shape of the text (names in capitals followed by a colon,
+# line breaks, punctuation) comes before real words do.
 
 # %% [markdown]
 # ## Try it

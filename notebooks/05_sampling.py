@@ -39,6 +39,11 @@ from finegpt.sample import generate_text, load_for_sampling
 from finegpt.train import train
 from finegpt.train.checkpoint import step_checkpoints
 
+# %% [markdown]
+# The parameters cell only records what you asked for; here `None` becomes a decision, and `device`
+# follows it: smoke mode samples on the CPU even when a GPU is present.
+
+# %%
 if SMOKE is None:
     SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
 device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
@@ -63,8 +68,18 @@ if not (out_dir / "ckpt.pt").exists():
                       max_iters=80, eval_interval=40, eval_iters=5, log_interval=40, learning_rate=3e-3, min_lr=3e-4,
                       warmup_iters=10, lr_decay_iters=80, device="cpu", dtype="float32", keep_checkpoints=20),
           overwrite=True)
+
+# %% [markdown]
+# Either way `out_dir` now holds a checkpoint. `load_for_sampling` rebuilds the model from the config saved
+# inside it, and picks the tokenizer that the checkpoint's data record names.
+
+# %%
 model, tok, label = load_for_sampling(out_dir, device=device)
 print(f"{label}: {model.get_num_params() / 1e6:.2f}M parameters, {tok.name} tokenizer, block_size {model.config.block_size}")
+
+# %% [markdown]
+# Notice `block_size`: the model never looks further back than that many tokens, however long the text it
+# writes.
 
 # %% [markdown]
 # ## 2. How does the model pick the next token?
@@ -83,10 +98,21 @@ prompt = "ROMEO:\nWhat" if tok.name == "bytes" else "The capital of France is"
 ids = torch.tensor([tok.encode(prompt)], device=device)  # (1, T)
 with torch.no_grad():
     logits = model(ids, last_only=True)[0][0, -1].float()  # (V,): scores for the next token
+
+# %% [markdown]
+# `last_only=True` asks for the scores at the last position only: that is all sampling needs, and it
+# skips the wide output layer for every earlier position. Now the eight best candidates at three
+# temperatures:
+
+# %%
 top = torch.topk(logits, 8).indices
 labels = [tok.decode([i]) for i in top.tolist()]
 probs = {f"T={t}": torch.softmax(logits / t, dim=-1)[top].tolist() for t in (0.5, 1.0, 2.0)}
 plots.token_probs(labels, probs, f"Next token after {prompt!r}")
+
+# %% [markdown]
+# Temperature reorders nothing: the same tokens stay in the same order, and only the gaps between their
+# probabilities shrink (T > 1) or grow (T < 1).
 
 # %% [markdown]
 # Top-p by hand: sort the probabilities, add them up, and keep tokens until the sum reaches p.
@@ -98,11 +124,21 @@ p = torch.softmax(logits, dim=-1)
 sorted_p = p.sort(descending=True).values
 nucleus = int((sorted_p.cumsum(0) - sorted_p < 0.9).sum())  # tokens needed to cover 90 % of the mass
 print(f"top-p=0.9 keeps {nucleus} of {len(p)} tokens; top-1 has probability {sorted_p[0].item():.2f}")
+
+# %% [markdown]
+# The nucleus is small when the model is confident and large when it is not: top-p adapts its cut to the
+# distribution, while top-k always keeps k. Now the sampler's own checks:
+
+# %%
 g = torch.Generator(device=device).manual_seed(0)
 draws = {int(sample_next(logits[None], 1.0, top_k=5, generator=g)) for _ in range(200)}
 assert draws <= set(torch.topk(logits, 5).indices.tolist())
 assert int(sample_next(logits[None], 0.0)) == int(logits.argmax())  # temperature 0 is greedy
 print(f"200 draws with top_k=5 used {len(draws)} distinct tokens, all among the top 5")
+
+# %% [markdown]
+# These are the sampler's contract: top-k never returns a token outside the k best, and temperature 0 is
+# exactly greedy decoding (the argmax).
 
 # %% [markdown]
 # ## 3. What does the model write? Try the controls
@@ -115,10 +151,18 @@ ui = widgets.sample_ui(model, tok, prompt=prompt, max_new_tokens=200 if SMOKE el
 ui
 
 # %% [markdown]
+# The widget's callback is the same `sample_view` that the next cell calls, so the printed text is what
+# the widget shows at its default settings.
+
+# %% [markdown]
 # The default sample, as plain text:
 
 # %%
 print(widgets.sample_view(model, tok, prompt, max_new_tokens=200 if SMOKE else 100))
+
+# %% [markdown]
+# Run the cell again and the text is identical: sampling is random, but a fixed seed fixes the random
+# generator, so a sample can be reproduced and compared.
 
 # %% [markdown]
 # ## 4. Why is the KV cache faster, and is it exact?
@@ -144,6 +188,11 @@ def time_generate(n_new: int, use_cache: bool) -> tuple[float, list[int]]:
     return time.perf_counter() - t0, out[0].tolist()
 
 
+# %% [markdown]
+# `time_generate` decodes greedily (temperature 0), so both paths must produce the same tokens, and the
+# loop asserts it. The lengths stay inside one context window, where the cache never has to be cropped.
+
+# %%
 room = timed.config.block_size - len(tok.encode(prompt))  # stay inside one context window
 lengths = [room // 4, room // 2, room]
 cached, uncached = [], []
@@ -156,12 +205,20 @@ print(f"{lengths[-1]} new tokens: {uncached[-1] * 1e3:.0f} ms without the cache,
       f"({uncached[-1] / cached[-1]:.1f}x)")
 
 # %% [markdown]
+# The ratio is printed for the longest length, where the cache saves the most: the work it avoids grows
+# with every token already written.
+
+# %% [markdown]
 # Plotted: without a cache the work grows with the square of the length, with it in proportion to the length.
 # On a small CPU model fixed per-token costs blur this; on a GPU with a long context the gap is wide.
 
 # %%
 plots.timing_lines(lengths, {"KV cache": cached, "no cache": uncached}, "new tokens",
                    title=f"Greedy generation on {device}, same tokens both ways")
+
+# %% [markdown]
+# Read the shapes, not single points: with a long enough context the uncached line bends upward while
+# the cached one stays close to straight.
 
 # %% [markdown]
 # ## 5. How do samples change as training goes on?
@@ -177,6 +234,10 @@ for path in (early, late):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     print(f"--- iter {ckpt['iter_num']} (val loss {ckpt['best_val_loss']:.3f}) ---")
     print(generate_text(m, tok, prompt, max_new_tokens=150 if SMOKE else 80, temperature=0.8, seed=1337)[0], "\n")
+
+# %% [markdown]
+# Same prompt, same seed, same settings: every difference between the two samples is what training added
+# between those iterations, and the lower val loss measures the same progress as a number.
 
 # %% [markdown]
 # ## 6. Can the same `generate` drive OpenAI's GPT-2?
@@ -206,6 +267,10 @@ else:
     gpt2 = load_gpt2("gpt2", device=device)
 print(generate_text(gpt2, get_tokenizer("gpt2"), "The meaning of life is", max_new_tokens=40, temperature=0.8,
                     seed=1337)[0])
+
+# %% [markdown]
+# In smoke mode this GPT-2 has random weights, so it strings together random whole tokens from GPT-2's
+# vocabulary, where our byte model's noise was letters. In full mode the same line prints real GPT-2 text.
 
 # %% [markdown]
 # ## Try it

@@ -48,12 +48,21 @@ def test_ddp_per_rank_peaks_match_estimate(measured, name):
             assert 0 <= measured[rank][name][phase] - predicted[phase] <= SLACK_BYTES, (rank, phase)
 
 
+# The root module's full-size fp32 gradient (the input of the last reduce-scatter of backward) is freed
+# when gloo completes that collective. About one run in six, that happens only after
+# the optimizer step has begun, so the step's measured peak is the estimate plus those bytes.
+ROOT_FULL_GRAD_BYTES = 4 * (CFG.vocab_size * CFG.n_embd + CFG.block_size * CFG.n_embd + 2 * CFG.n_embd)
+
+
 @pytest.mark.parametrize("name", ["fsdp_g1", "fsdp_g2"])
 def test_fsdp_per_rank_peaks_match_estimate(measured, name):
     predicted = estimate(CFG, RUNS[name]).peaks
     for rank in (0, 1):
         for phase in ("train", "optimizer", "eval"):
-            assert 0 <= measured[rank][name][phase] - predicted[phase] <= SLACK_BYTES, (rank, phase)
+            extra = measured[rank][name][phase] - predicted[phase]
+            if phase == "optimizer" and extra > SLACK_BYTES:
+                extra -= ROOT_FULL_GRAD_BYTES  # the late free described above
+            assert 0 <= extra <= SLACK_BYTES, (rank, phase)
 
 
 def test_fsdp_optimizer_step_holds_half_of_ddps_weights_grads_and_states():

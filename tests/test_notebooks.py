@@ -26,7 +26,7 @@ def cells(path: Path) -> list[tuple[str, str, tuple]]:
 def test_ipynb_has_the_same_cells_as_its_py_source(name):
     py, ipynb = NOTEBOOKS / f"{name}.py", NOTEBOOKS / f"{name}.ipynb"
     assert py.is_file() and ipynb.is_file()
-    assert cells(ipynb) == cells(py), f"run `jupytext --sync notebooks/{name}.py` then `python notebooks/refresh.py {name[:2]}`"
+    assert cells(ipynb) == cells(py), f"run `jupytext --sync notebooks/{name}.py` then `python tools/refresh_notebooks.py {name[:2]}`"
 
 
 def test_jupytext_sync_changes_nothing(tmp_path):
@@ -47,7 +47,7 @@ def test_ipynb_carries_the_outputs_of_a_clean_run(name):
     nb = jupytext.read(NOTEBOOKS / f"{name}.ipynb")
     code = [c for c in nb.cells if c.cell_type == "code"]
     counts = [c.get("execution_count") for c in code]
-    assert counts == list(range(1, len(code) + 1)), "execute top to bottom once: python notebooks/refresh.py"
+    assert counts == list(range(1, len(code) + 1)), "execute top to bottom once: python tools/refresh_notebooks.py"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
 
@@ -69,7 +69,7 @@ def test_notebook_follows_the_course_anatomy(name):
         nxt = NAMES[NAMES.index(name) + 1]
         assert f"({nxt}.ipynb)" in nb.cells[-1].source
     markdown = sum(c.cell_type == "markdown" for c in nb.cells)
-    assert markdown >= 0.5 * len(nb.cells)  # prose first
+    assert markdown >= 0.6 * len(nb.cells)  # prose first: about two thirds of the cells explain
     assert not re.search(r"/(work|tmp)/", text), "no machine paths in notebooks"
 
 
@@ -78,7 +78,7 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
     pytest.importorskip("nbval")
     for name in NAMES:
         shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
-    shutil.copy(NOTEBOOKS / "conftest.py", tmp_path)
+    shutil.copy(Path(__file__).with_name("nbval_conftest.py"), tmp_path / "conftest.py")
     env = {**os.environ, "FINEGPT_SMOKE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",

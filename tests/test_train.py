@@ -156,3 +156,18 @@ def test_flops_per_token_is_nanogpt_estimate_and_cpu_has_no_mfu():
     gpt2 = ModelConfig()  # bias=True: nanoGPT's count is 123,689,472
     assert flops_per_token(gpt2) == 6 * 123_689_472 + 12 * 12 * 768 * 1024
     assert peak_flops(torch.device("cpu"), torch.float32) is None
+
+
+def test_overwrite_replaces_the_earlier_runs_checkpoints_and_log(tmp_path, data_dir):
+    import json
+
+    from finegpt.train.checkpoint import step_checkpoints
+
+    out = tmp_path / "out"
+    model_cfg, first = cfgs(data_dir, out, max_iters=6, eval_interval=2, keep_checkpoints=5)
+    train(model_cfg, first)
+    assert [p.name for p in step_checkpoints(out)] == ["ckpt_0000006.pt", "ckpt_0000004.pt", "ckpt_0000002.pt"]
+    train(model_cfg, replace(first, max_iters=3, eval_interval=3), overwrite=True)
+    assert [p.name for p in step_checkpoints(out)] == ["ckpt_0000003.pt"]
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["step"] for row in logged) == 3

@@ -25,6 +25,7 @@ class MemoryReport:
     terms: dict[str, int]
     activations_per_layer: dict[str, int]  # one layer's saved activations, by component
     peaks: dict[str, int]  # 'train', 'optimizer', 'eval' (allocated, per rank)
+    phase_terms: dict[str, dict[str, int]]  # for each peak, the terms alive at that moment: they sum to it
     peak_bytes: int
     peak_phase: str
     reserved_bytes: int
@@ -93,27 +94,37 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     }
     if run.sharding == "fsdp" and run.world_size > 1:  # alive in forward, backward and eval; not in the step
         terms["FSDP gathered weights"] = t.fsdp_gathered_bytes(cfg, run)
-    gathered = terms.get("FSDP gathered weights", 0)
-    persistent = sum(terms[k] for k in ("weights", "buffers", "optimizer states", "DDP buckets"))
+    persistent = {k: terms[k] for k in ("weights", "buffers", "optimizer states", "DDP buckets",
+                                        "FSDP gathered weights") if k in terms}
     ckpt = run.activation_checkpointing
-    copies_kept = t.autocast_copy_bytes(cfg, run, blocks=0 if ckpt else L)  # saved for backward
-    acts = terms["activations (all layers)"] + terms["final norm + embeddings"] + terms["batch (x, y, positions)"]
-    forward_end = terms["autocast 16-bit weight copies"] + acts + n * t.logits_forward_bytes(cfg, run)
-    backward_start = copies_kept + acts + terms["logits + cross-entropy"]
-    backward_end = grads if G == 1 else 0  # every grad allocated, every activation freed
-    stages = [forward_end, backward_start, backward_end]
+    acts = {k: terms[k] for k in ("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")}
+    # the moments of a training step when memory can peak; each is a dict of the terms alive then
+    stages = [
+        {"autocast 16-bit weight copies": terms["autocast 16-bit weight copies"], **acts,  # end of forward
+         "logits (forward)": n * t.logits_forward_bytes(cfg, run)},
+        {"autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=0 if ckpt else L),  # backward
+         **acts, "logits + cross-entropy": terms["logits + cross-entropy"]},  # starts: copies kept for it
+        {"gradients (this step)": grads if G == 1 else 0},  # every grad allocated, every activation freed
+    ]
     if ckpt:  # one block recomputed (with its autocast copies) while all checkpoints are held
-        stages.append(t.autocast_copy_bytes(cfg, run, blocks=1) + acts + n * sum(layer.values())
-                      + (cfg.vocab_size * cfg.n_embd * t.param_size(run) if G == 1 else 0))
-    train = persistent + gathered + terms["gradients (previous micro-step)"] + max(stages)
-    optimizer = persistent + grads + terms["optimizer-step temporaries"]
+        stages.append({"autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=1), **acts,
+                       "activations (recomputed block)": n * sum(layer.values()),
+                       "LM head gradient": cfg.vocab_size * cfg.n_embd * t.param_size(run) if G == 1 else 0})
+    phase_terms = {
+        "train": {**persistent, "gradients (previous micro-step)": terms["gradients (previous micro-step)"],
+                  **max(stages, key=lambda stage: sum(stage.values()))},
+        "optimizer": {**{k: v for k, v in persistent.items() if k != "FSDP gathered weights"},
+                      "gradients (this step)": grads, "optimizer-step temporaries": terms["optimizer-step temporaries"]},
+    }
+    train, optimizer = (sum(phase_terms[k].values()) for k in ("train", "optimizer"))
     a, r = t.act_size(run), t.resid_size(run)
     mlp_stage = r * cfg.n_embd + (2 if run.dtype == "pure_bf16" else 4) * cfg.n_embd + 8 * a * cfg.n_embd
     head_stage = r * cfg.n_embd + t.logits_eval_bytes(cfg, run) - a * cfg.vocab_size
     # no grad: the autocast cache still holds every copy until the autocast context exits
     terms["eval forward (no grad)"] = n_eval * (a * cfg.vocab_size + max(mlp_stage, head_stage)) \
         + t.batch_bytes(cfg, n_eval) + terms["autocast 16-bit weight copies"]
-    eval_ = persistent + gathered + terms["eval forward (no grad)"]
+    phase_terms["eval"] = {**persistent, "eval forward (no grad)": terms["eval forward (no grad)"]}
+    eval_ = sum(phase_terms["eval"].values())
     peaks = {"train": train, "optimizer": optimizer, "eval": eval_}
     phase = max(peaks, key=peaks.get)
     peak = peaks[phase]
@@ -123,11 +134,15 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
                      f"world_size) and not yet checked against a measurement; DDP's and FSDP's are")
+    if run.sharding == "fsdp" and run.world_size > 1:
+        notes.append("sharding=fsdp: for a moment the optimizer step can also hold the root module's full-size "
+                     "gradient (embeddings, final norm), freed when backward's last reduce-scatter completes")
     if run.compile:
         notes.append("compile=True: this is the eager figure, an upper bound; torch.compile fuses the "
                      "logits and activation terms by an amount not yet calibrated on a GPU")
     report = MemoryReport(terms=terms, activations_per_layer={k: v * n for k, v in layer.items()},
-                          peaks=peaks, peak_bytes=peak, peak_phase=phase, reserved_bytes=reserved,
+                          peaks=peaks, phase_terms={k: {n: b for n, b in v.items() if b} for k, v in phase_terms.items()},
+                          peak_bytes=peak, peak_phase=phase, reserved_bytes=reserved,
                           nvidia_smi_bytes=reserved + CUDA_CONTEXT_BYTES + nccl, notes=notes)
     if run.gpu is not None:
         gpu = get_gpu(run.gpu)

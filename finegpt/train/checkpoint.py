@@ -10,6 +10,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,16 @@ def step_checkpoints(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     found = [(int(m.group(1)), p) for p in out_dir.glob("ckpt_*.pt") if (m := _STEP_NAME.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
+
+
+def clear_run(out_dir: str | Path) -> None:
+    """Remove an earlier run's checkpoints, pointer and metrics log: a scratch run is replacing it."""
+    out_dir = Path(out_dir)
+    for path in [*step_checkpoints(out_dir), out_dir / "ckpt.pt", out_dir / "latest", out_dir / "metrics.jsonl"]:
+        path.unlink(missing_ok=True)
+    for shards in out_dir.glob("dcp_*"):
+        if shards.is_dir():
+            shutil.rmtree(shards)
 
 
 def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:

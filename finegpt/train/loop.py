@@ -22,7 +22,7 @@ from finegpt.config import ModelConfig, TrainConfig, config_dict
 from finegpt.errors import FinegptError, bad
 from finegpt.model import GPT, count_params
 from finegpt.train import distributed
-from finegpt.train.checkpoint import (clean_state_dict, load_checkpoint, resolve_checkpoint, rng_state,
+from finegpt.train.checkpoint import (clean_state_dict, clear_run, load_checkpoint, resolve_checkpoint, rng_state,
                                       save_checkpoint, set_rng_state)
 
 
@@ -274,6 +274,8 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
         model = distributed.wrap_model(model, d, device)
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
+    if cfg.init_from == "scratch" and d.is_main:  # every check passed: an earlier run here is replaced
+        clear_run(out_dir)
     trackers = _open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     tokens_per_iter = gas * d.world_size * cfg.batch_size * model_cfg.block_size
     fpt = memory.flops_per_token(model_cfg)  # 6N + 12·L·C·T, nanoGPT's estimate_mfu

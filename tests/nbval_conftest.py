@@ -1,4 +1,5 @@
-"""`pytest --nbval-lax notebooks/` runs the notebooks in smoke mode: tiny, offline, CPU."""
+"""The environment the notebooks run in under nbval (copied in as conftest.py by tests/test_notebooks.py)
+and in tools/refresh_notebooks.py: smoke mode, tiny, offline, CPU."""
 
 import os
 from pathlib import Path
@@ -10,6 +11,6 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # tiny models on shared CI cores: one thread per kernel avoids threads spinning against each other
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-_cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache"
+_cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache"  # beside the repo, if there
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_cache)
