@@ -14,13 +14,12 @@ import datetime
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 
 from finegpt.config import ModelConfig
 from finegpt.model import GPT
-from machine import cpu_name  # bench/machine.py: a script sees its own folder
+from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
 
 def timed_generate(model, idx, n_tokens: int, use_cache: bool):
@@ -77,10 +76,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_write:
-        path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(("\n" if path.exists() and path.stat().st_size else "# Benchmarks\n\n") + section)
-        print(f"appended to {path.relative_to(path.parents[1])}")
+        append_to_benchmarks(section)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.data.shards import HEADER_BYTES, write_meta, write_shard
 from finegpt.model import GPT
-from machine import cpu_name  # bench/machine.py: a script sees its own folder
+from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 from finegpt.train import train
 
 CONFIGS = [  # (label, model, batch_size, gradient_accumulation_steps, tokenizer)
@@ -199,10 +199,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_write:
-        path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        with open(path, "a", encoding="utf-8") as f:  # other benches append here too
-            f.write(("\n" if path.exists() and path.stat().st_size else "# Benchmarks\n\n") + section)
-        print(f"appended to {path.relative_to(path.parents[1])}")
+        append_to_benchmarks(section)
 
 
 if __name__ == "__main__":

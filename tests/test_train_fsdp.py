@@ -1,10 +1,7 @@
 """FSDP2 on CPU with gloo: 2 sharded processes train like 1 process, and their DCP checkpoint resumes
 on 2 processes or on 1, and loads for sampling."""
 
-import json
-import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -13,24 +10,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from finegpt.train import load_checkpoint, load_model
-from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, overrides
+from train_fixtures import TINY_MODEL, TINY_TRAIN, TORCHRUN, assert_same_training, make_data, metrics, overrides, run
 
 K = 4  # optimizer steps compared
 B = 4  # micro-batch per process
 SETTINGS = {**TINY_MODEL, **TINY_TRAIN, "eval_interval": K, "eval_iters": 2, "data_dir": "data"}
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finegpt"]
-
-
-def run(cmd: list[str], cwd) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def metrics(out_dir) -> tuple[dict, dict]:
-    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    return ({r["step"]: r["loss"] for r in rows if "loss" in r}, {r["step"]: r["val/loss"] for r in rows if "val/loss" in r})
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +32,7 @@ def runs(tmp_path_factory):
 
 
 def test_fsdp_two_processes_match_one_process(runs):
-    single_train, single_val = metrics(runs / "single")
-    fsdp_train, fsdp_val = metrics(runs / "fsdp")
-    assert sorted(fsdp_train) == list(range(1, K + 1))
-    for step, loss in fsdp_train.items():
-        assert loss == pytest.approx(single_train[step], rel=1e-5), step
-    for step in (0, K):
-        assert fsdp_val[step] == pytest.approx(single_val[step], rel=1e-5), step
-    single_at_k = load_checkpoint(runs / "single" / f"ckpt_{K:07d}.pt")["model"]
-    fsdp_weights = load_checkpoint(runs / "fsdp")["model"]  # gathered whole on rank 0
-    assert fsdp_weights.keys() == single_at_k.keys()
-    for name, w in fsdp_weights.items():
-        torch.testing.assert_close(w, single_at_k[name], rtol=1e-4, atol=1e-5)
+    assert_same_training(runs / "single", runs / "fsdp", K)  # FSDP's checkpoint holds the gathered weights
 
 
 def test_fsdp_checkpoint_is_dcp_shards_beside_full_weights(runs):
