@@ -64,29 +64,56 @@ def machine(device: str) -> str:
     if device != "cuda":
         return f"CPU only ({platform.machine()}), {cpu}"
     props = torch.cuda.get_device_properties(0)
-    return (f"{props.name} ({props.total_memory / 2**30:.1f} GiB, compute capability {props.major}.{props.minor}), "
-            f"CUDA {torch.version.cuda}, {cpu}")
+    return (
+        f"{props.name} ({props.total_memory / 2**30:.1f} GiB, compute capability {props.major}.{props.minor}), "
+        f"CUDA {torch.version.cuda}, {cpu}"
+    )
 
 
 # ---- MFU: finegpt's train() on random tokens ------------------------------------------------------
+
 
 def micro_batch(model_cfg: ModelConfig, dtype: str, device: str, tiny: bool) -> int:
     """The largest micro-batch (up to 16) the memory model fits in 90 % of this GPU."""
     if tiny or device != "cuda":
         return 4
-    gpu = memory.gpu_from_device_name(torch.cuda.get_device_name()) or \
-        memory.custom_gpu(torch.cuda.get_device_properties(0).total_memory / 2**30)
-    run = memory.RunConfig(batch_size=1, gradient_accumulation_steps=GAS,
-                           dtype={"bfloat16": "bf16", "float16": "fp16"}[dtype])
+    gpu = memory.gpu_from_device_name(torch.cuda.get_device_name()) or memory.custom_gpu(
+        torch.cuda.get_device_properties(0).total_memory / 2**30
+    )
+    run = memory.RunConfig(
+        batch_size=1, gradient_accumulation_steps=GAS, dtype={"bfloat16": "bf16", "float16": "fp16"}[dtype]
+    )
     return max(1, min(16, memory.max_micro_batch(model_cfg, run, gpu)))
 
 
-def mfu_run(model_cfg, data_dir: Path, out_dir: Path, device: str, dtype: str, batch_size: int, compiled: bool,
-            iters: int, warmup: int) -> dict:
-    cfg = TrainConfig(out_dir=str(out_dir), data_dir=str(data_dir), batch_size=batch_size,
-                      gradient_accumulation_steps=GAS, max_iters=warmup + iters, eval_interval=10**6, eval_iters=1,
-                      log_interval=1, always_save_checkpoint=False, warmup_iters=0, decay_lr=False,
-                      device=device, dtype=dtype, compile=compiled, seed=1)
+def mfu_run(
+    model_cfg,
+    data_dir: Path,
+    out_dir: Path,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    compiled: bool,
+    iters: int,
+    warmup: int,
+) -> dict:
+    cfg = TrainConfig(
+        out_dir=str(out_dir),
+        data_dir=str(data_dir),
+        batch_size=batch_size,
+        gradient_accumulation_steps=GAS,
+        max_iters=warmup + iters,
+        eval_interval=10**6,
+        eval_iters=1,
+        log_interval=1,
+        always_save_checkpoint=False,
+        warmup_iters=0,
+        decay_lr=False,
+        device=device,
+        dtype=dtype,
+        compile=compiled,
+        seed=1,
+    )
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -96,13 +123,18 @@ def mfu_run(model_cfg, data_dir: Path, out_dir: Path, device: str, dtype: str, b
     rows = [r for r in result["history"] if "dt_s" in r]
     timed = rows[warmup:]
     mfus = [r["mfu"] for r in timed if r["mfu"] is not None]
-    return {"batch_size": batch_size, "tokens_per_iter": GAS * batch_size * model_cfg.block_size,
-            "first_iter_s": rows[0]["dt_s"], "iter_s": statistics.median(r["dt_s"] for r in timed),
-            "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
-            "mfu": statistics.median(mfus) if mfus else None,
-            "data_share": statistics.median(r["data_share"] for r in timed),
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-            "wall_s": time.perf_counter() - t0, "loss": rows[-1]["loss"]}
+    return {
+        "batch_size": batch_size,
+        "tokens_per_iter": GAS * batch_size * model_cfg.block_size,
+        "first_iter_s": rows[0]["dt_s"],
+        "iter_s": statistics.median(r["dt_s"] for r in timed),
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
+        "mfu": statistics.median(mfus) if mfus else None,
+        "data_share": statistics.median(r["data_share"] for r in timed),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+        "wall_s": time.perf_counter() - t0,
+        "loss": rows[-1]["loss"],
+    }
 
 
 def mfu_section(model_cfg, device, dtype, tiny, root: Path, compiled: bool) -> list[str]:
@@ -127,16 +159,22 @@ def mfu_section(model_cfg, device, dtype, tiny, root: Path, compiled: bool) -> l
             print(f"out of memory; retrying with batch_size={B}", flush=True)
     mfu = "n/a (no peak for this device)" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
     peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-    return [f"| {label} | {r['batch_size']} x {GAS} x {model_cfg.block_size} | {r['tokens_per_s']:,.0f} | {mfu} | "
-            f"{r['iter_s'] * 1e3:.1f} | {r['first_iter_s']:.1f} | {100 * r['data_share']:.2f} % | {peak} | "
-            f"{r['loss']:.3f} |"]
+    return [
+        f"| {label} | {r['batch_size']} x {GAS} x {model_cfg.block_size} | {r['tokens_per_s']:,.0f} | {mfu} | "
+        f"{r['iter_s'] * 1e3:.1f} | {r['first_iter_s']:.1f} | {100 * r['data_share']:.2f} % | {peak} | "
+        f"{r['loss']:.3f} |"
+    ]
 
 
-MFU_HEAD = ["| loop | batch (B x grad acc x T) | tokens/s | MFU | ms/iter | first iter s (compile) | data share "
-            "| peak GiB allocated | last loss |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+MFU_HEAD = [
+    "| loop | batch (B x grad acc x T) | tokens/s | MFU | ms/iter | first iter s (compile) | data share "
+    "| peak GiB allocated | last loss |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
 
 
 # ---- memory: bench/memory_validation.py on this device --------------------------------------------
+
 
 def memory_section(device: str, dtype: str, tiny: bool, compiled: bool) -> list[str]:
     import memory_validation as mv
@@ -162,12 +200,15 @@ def memory_section(device: str, dtype: str, tiny: bool, compiled: bool) -> list[
 
 # ---- sampling: GPT.generate with and without the KV cache -----------------------------------------
 
+
 def sampling_section(model_cfg, device: str, dtype: str, tiny: bool) -> list[str]:
     lengths = (16, 32) if tiny else (128, 512)
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device).eval()
-    lines = ["| weights | new tokens | full recompute tokens/s | KV cache tokens/s | speed-up | same tokens |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| weights | new tokens | full recompute tokens/s | KV cache tokens/s | speed-up | same tokens |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for weights in ("float32", dtype):
         model.to(getattr(torch, weights))
         idx = torch.tensor([[model_cfg.vocab_size - 65]], device=device)  # one fixed start token
@@ -184,13 +225,16 @@ def sampling_section(model_cfg, device: str, dtype: str, tiny: bool) -> list[str
                     torch.cuda.synchronize()
                 secs[use_cache] = time.perf_counter() - t0
             same = "yes" if torch.equal(out[False], out[True]) else "no (16-bit/TF32 rounding differs by path)"
-            lines.append(f"| {weights} | {n} | {n / secs[False]:,.0f} | {n / secs[True]:,.0f} | "
-                         f"{secs[False] / secs[True]:.1f}x | {same} |")
+            lines.append(
+                f"| {weights} | {n} | {n / secs[False]:,.0f} | {n / secs[True]:,.0f} | "
+                f"{secs[False] / secs[True]:.1f}x | {same} |"
+            )
             print(lines[-1], flush=True)
     return lines
 
 
 # ---- the report -----------------------------------------------------------------------------------
+
 
 def write(path: Path | None, parts: list[str]) -> None:
     if path is None:
@@ -208,20 +252,24 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="same as --device cpu --tiny --compile_backend eager")
     ap.add_argument("--compile_backend", default="inductor", help="torch.compile backend for the compiled run")
     ap.add_argument("--budget_s", type=float, default=480, help="skip the sections that would start after this")
-    ap.add_argument("--out", default=None, help="where to write (default docs/gpu_results.md on CUDA, "
-                                                 "nowhere on CPU)")
+    ap.add_argument("--out", default=None, help="where to write (default docs/gpu_results.md on CUDA, nowhere on CPU)")
     args = ap.parse_args(argv)
     if args.dry_run:
         args.device, args.tiny, args.compile_backend = "cpu", True, "eager"
     if args.device == "cuda" and not torch.cuda.is_available():
-        print(f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__}); nothing measured, nothing "
-              "written. Run it where a GPU is, or check the script on CPU with --dry-run.")
+        print(
+            f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__}); nothing measured, nothing "
+            "written. Run it where a GPU is, or check the script on CPU with --dry-run."
+        )
         return 0
     if args.device == "cpu" and not args.tiny:
         print("gpu_check: GPT-2 124M on CPU would take hours; use --tiny (or --dry-run) on CPU.")
         return 2
-    out = Path(args.out) if args.out else (None if args.device == "cpu" else
-                                          Path(__file__).resolve().parents[1] / "docs" / "gpu_results.md")
+    out = (
+        Path(args.out)
+        if args.out
+        else (None if args.device == "cpu" else Path(__file__).resolve().parents[1] / "docs" / "gpu_results.md")
+    )
     threads = torch.get_num_threads()
     if args.device == "cpu":
         torch.set_num_threads(1)  # tiny models run fastest on one thread
@@ -236,39 +284,68 @@ def run_checks(args, out: Path | None) -> int:
     model_cfg = ModelConfig(**(TINY if args.tiny else GPT2_124M))
     started = time.perf_counter()
     command = "python bench/gpu_check.py" + (" --dry-run" if args.dry_run else "")
-    parts = ["# GPU check", "",
-             f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ",
-             f"Machine: {machine(args.device)}", "",
-             f"Model: {'a tiny 2-layer GPT (dry run)' if args.tiny else 'GPT-2 124M'} "
-             f"({GPT(model_cfg).get_num_params() / 1e6:.2f}M parameters without position embeddings), "
-             f"T={model_cfg.block_size}, {dtype} autocast, fused AdamW, flash attention (SDPA).", ""]
+    parts = [
+        "# GPU check",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Machine: {machine(args.device)}",
+        "",
+        f"Model: {'a tiny 2-layer GPT (dry run)' if args.tiny else 'GPT-2 124M'} "
+        f"({GPT(model_cfg).get_num_params() / 1e6:.2f}M parameters without position embeddings), "
+        f"T={model_cfg.block_size}, {dtype} autocast, fused AdamW, flash attention (SDPA).",
+        "",
+    ]
     write(out, parts)
 
     with tempfile.TemporaryDirectory() as tmp, compile_backend(args.compile_backend):
         root = Path(tmp)
         sections = [
-            ("mfu", "## MFU: finegpt's train() on random tokens", lambda: mfu_section(
-                model_cfg, args.device, dtype, args.tiny, root, compiled=False)),
-            ("memory", "## Memory: predicted vs measured peak", lambda: memory_section(
-                args.device, dtype, args.tiny, compiled=False)),
-            ("sampling", "## Sampling: KV cache vs full recompute (batch 1, greedy)", lambda: sampling_section(
-                model_cfg, args.device, dtype, args.tiny)),
-            ("mfu", "## MFU with torch.compile", lambda: mfu_section(
-                model_cfg, args.device, dtype, args.tiny, root, compiled=True)),
+            (
+                "mfu",
+                "## MFU: finegpt's train() on random tokens",
+                lambda: mfu_section(model_cfg, args.device, dtype, args.tiny, root, compiled=False),
+            ),
+            (
+                "memory",
+                "## Memory: predicted vs measured peak",
+                lambda: memory_section(args.device, dtype, args.tiny, compiled=False),
+            ),
+            (
+                "sampling",
+                "## Sampling: KV cache vs full recompute (batch 1, greedy)",
+                lambda: sampling_section(model_cfg, args.device, dtype, args.tiny),
+            ),
+            (
+                "mfu",
+                "## MFU with torch.compile",
+                lambda: mfu_section(model_cfg, args.device, dtype, args.tiny, root, compiled=True),
+            ),
         ]
         if not args.tiny:
-            sections.append(("memory", "## Memory with torch.compile", lambda: memory_section(
-                args.device, dtype, args.tiny, compiled=True)))
+            sections.append(
+                (
+                    "memory",
+                    "## Memory with torch.compile",
+                    lambda: memory_section(args.device, dtype, args.tiny, compiled=True),
+                )
+            )
         notes = {
-            "mfu": ("MFU = 6N + 12·L·C·T FLOPs per token (nanoGPT's estimate) x tokens/s / the dense 16-bit peak "
-                    "of this GPU in finegpt.memory's table. Median over the timed iterations, after warm-up "
-                    "ones (compilation happens in the first). Data share: host time fetching batches / "
-                    "iteration time. The batch is the largest micro-batch (up to 16) finegpt.memory fits on this GPU."),
-            "memory": ("From bench/memory_validation.py: measured / predicted peak MiB allocated in each phase "
-                       "(on CUDA, torch.cuda.max_memory_allocated around a steady-state step); configs the "
-                       "model predicts would not fit are left out."),
-            "sampling": ("Random weights: this measures speed only. float32 matmuls run as TF32 on GPUs that "
-                         "have it (the training loop enables it)."),
+            "mfu": (
+                "MFU = 6N + 12·L·C·T FLOPs per token (nanoGPT's estimate) x tokens/s / the dense 16-bit peak "
+                "of this GPU in finegpt.memory's table. Median over the timed iterations, after warm-up "
+                "ones (compilation happens in the first). Data share: host time fetching batches / "
+                "iteration time. The batch is the largest micro-batch (up to 16) finegpt.memory fits on this GPU."
+            ),
+            "memory": (
+                "From bench/memory_validation.py: measured / predicted peak MiB allocated in each phase "
+                "(on CUDA, torch.cuda.max_memory_allocated around a steady-state step); configs the "
+                "model predicts would not fit are left out."
+            ),
+            "sampling": (
+                "Random weights: this measures speed only. float32 matmuls run as TF32 on GPUs that "
+                "have it (the training loop enables it)."
+            ),
         }
         for i, (kind, title, fn) in enumerate(sections):
             elapsed = time.perf_counter() - started
@@ -280,8 +357,16 @@ def run_checks(args, out: Path | None) -> int:
             lines = fn()
             head = MFU_HEAD if kind == "mfu" else []
             note = notes[kind] if title in {s[1] for s in sections[:3]} else ""
-            parts += [title, "", *([note, ""] if note else []), *head, *lines, "",
-                      f"({time.perf_counter() - t0:.0f} s)", ""]
+            parts += [
+                title,
+                "",
+                *([note, ""] if note else []),
+                *head,
+                *lines,
+                "",
+                f"({time.perf_counter() - t0:.0f} s)",
+                "",
+            ]
             write(out, parts)
             if i == 0:
                 print("\n".join(head + lines), flush=True)

@@ -22,7 +22,7 @@ from finegpt.config import ModelConfig
 from finegpt.memory import RunConfig, estimate
 from finegpt.memory.measurement import measure
 
-MIB = 2 ** 20
+MIB = 2**20
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)
 
 CPU_GRID = [  # (label, model overrides, run settings)
@@ -39,7 +39,11 @@ CPU_GRID = [  # (label, model overrides, run settings)
     ("bf16 grad acc 2", {}, dict(dtype="bf16", gradient_accumulation_steps=2)),
     ("fp32 checkpointing", {}, dict(dtype="fp32", activation_checkpointing=True)),
     ("bf16 checkpointing", {}, dict(dtype="bf16", activation_checkpointing=True)),
-    ("bf16 checkpointing + grad acc 2", {}, dict(dtype="bf16", activation_checkpointing=True, gradient_accumulation_steps=2)),
+    (
+        "bf16 checkpointing + grad acc 2",
+        {},
+        dict(dtype="bf16", activation_checkpointing=True, gradient_accumulation_steps=2),
+    ),
     ("fp32 math checkpointing", {}, dict(dtype="fp32", attention="math", activation_checkpointing=True)),
     ("fp32 adamw foreach", {}, dict(dtype="fp32", optimizer="adamw_foreach")),
     ("bf16 adamw foreach", {}, dict(dtype="bf16", optimizer="adamw_foreach")),
@@ -74,8 +78,11 @@ GPU_GRID = [
     ("350M bf16 B=8", GPT2_MEDIUM, dict(dtype="bf16", batch_size=8)),
     ("guide 10L/640 bf16 B=16", dict(GPT2, n_layer=10, n_head=10, n_embd=640), dict(dtype="bf16", batch_size=16)),
     ("124M bf16 B=8 compiled", GPT2, dict(dtype="bf16", batch_size=8, compile=True)),
-    ("guide 10L/640 bf16 B=16 compiled", dict(GPT2, n_layer=10, n_head=10, n_embd=640),
-     dict(dtype="bf16", batch_size=16, compile=True)),
+    (
+        "guide 10L/640 bf16 B=16 compiled",
+        dict(GPT2, n_layer=10, n_head=10, n_embd=640),
+        dict(dtype="bf16", batch_size=16, compile=True),
+    ),
 ]
 
 
@@ -115,10 +122,15 @@ def ddp_table():
 
     from finegpt.memory.measurement import measure_ranks
 
-    lines = ["| config | rank | train MiB measured / predicted | optimizer step | eval | peak error |",
-             "|---|---|---|---|---|---|"]
-    for label, kw in [("DDP fp32", {}), ("DDP fp32 gradient_as_bucket_view", dict(gradient_as_bucket_view=True)),
-                      ("DDP bf16 grad acc 2", dict(dtype="bf16", gradient_accumulation_steps=2))]:
+    lines = [
+        "| config | rank | train MiB measured / predicted | optimizer step | eval | peak error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, kw in [
+        ("DDP fp32", {}),
+        ("DDP fp32 gradient_as_bucket_view", dict(gradient_as_bucket_view=True)),
+        ("DDP bf16 grad acc 2", dict(dtype="bf16", gradient_accumulation_steps=2)),
+    ]:
         cfg = ModelConfig(**TINY)
         run = RunConfig(**{"batch_size": 4, "dtype": "fp32", "device": "cpu", "world_size": 2, **kw})
         with tempfile.TemporaryDirectory() as d:
@@ -126,9 +138,12 @@ def ddp_table():
                 cells, _ = row(label, cfg, run, measured)
                 lines.append("| " + " | ".join([cells[0], str(rank)] + cells[1:]) + " |")
                 print(lines[-1], flush=True)
-    lines += ["", "FSDP per-rank figures (shards plus the gathered root and one block) are checked against each "
-              "gloo rank's measured peak by tests/test_memory_ranks.py. ZeRO-1/2 figures are analytic (weights, "
-              "grads, states divided by the world size) and not yet checked against a measurement."]
+    lines += [
+        "",
+        "FSDP per-rank figures (shards plus the gathered root and one block) are checked against each "
+        "gloo rank's measured peak by tests/test_memory_ranks.py. ZeRO-1/2 figures are analytic (weights, "
+        "grads, states divided by the world size) and not yet checked against a measurement.",
+    ]
     return lines
 
 
@@ -148,10 +163,10 @@ def compile_table():
     from finegpt.model import GPT
 
     lines = ["| config | eager forward+backward MiB | compiled MiB | compiled / eager |", "|---|---|---|---|"]
-    for label, kw, B in [("2L/4H/64, T=64, V=4096, fp32", dict(n_layer=2, n_head=4, n_embd=64, block_size=64,
-                                                                  vocab_size=4096), 8),
-                         ("4L/4H/128, T=128, V=8192, fp32", dict(n_layer=4, n_head=4, n_embd=128, block_size=128,
-                                                                    vocab_size=8192), 8)]:
+    for label, kw, B in [
+        ("2L/4H/64, T=64, V=4096, fp32", dict(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=4096), 8),
+        ("4L/4H/128, T=128, V=8192, fp32", dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=8192), 8),
+    ]:
         cfg = ModelConfig(**kw)
         peaks = []
         for compiled in (False, True):
@@ -161,9 +176,10 @@ def compile_table():
             x = torch.randint(cfg.vocab_size, (B, cfg.block_size))
             y = torch.randint(cfg.vocab_size, (B, cfg.block_size))
 
-            def step():
+            def step(step_model=step_model, x=x, y=y):
                 logits, loss = step_model(x, y)
                 loss.backward()
+
             step()  # compiles
             model.zero_grad(set_to_none=True)
             peaks.append(profiler_peak_bytes(step))
@@ -192,36 +208,70 @@ def main() -> int:
     torch.set_num_threads(min(4, torch.get_num_threads()))
     started = time.time()
     cmd = "python bench/memory_validation.py" + (" --gpu" if args.gpu else "")
-    doc = ["# Memory model validation", "",
-           "`finegpt.memory.estimate()` (no tensors) against a real training step of finegpt's GPT: two steps "
-           "of nanoGPT's loop (the first creates the optimizer state), then two eval batches. Each cell is "
-           "measured / predicted peak allocated MiB in that phase, and the prediction's error.", "",
-           f"Command: `{cmd}`  ", f"Date: {datetime.date.today()}  ", f"Machine: {machine()}", ""]
+    doc = [
+        "# Memory model validation",
+        "",
+        "`finegpt.memory.estimate()` (no tensors) against a real training step of finegpt's GPT: two steps "
+        "of nanoGPT's loop (the first creates the optimizer state), then two eval batches. Each cell is "
+        "measured / predicted peak allocated MiB in that phase, and the prediction's error.",
+        "",
+        f"Command: `{cmd}`  ",
+        f"Date: {datetime.date.today()}  ",
+        f"Machine: {machine()}",
+        "",
+    ]
 
     print("CPU grid (live-storage tracker)")
     lines, worst_cpu = grid_table(CPU_GRID, "cpu", TINY)
-    doc += ["## CPU: tiny models, every knob", "",
+    doc += (
+        [
+            "## CPU: tiny models, every knob",
+            "",
             f"Base model {TINY}, batch_size=4 unless stated. Measured with `LiveBytes`, a TorchDispatchMode "
             "that tracks live storages. "
-            f"{len(CPU_GRID)} configs; largest error {worst_cpu:.2%}.", ""] + lines + [""]
-    doc += ["Not in the grid: flash attention with dropout > 0 on CPU. PyTorch's CPU SDPA falls back to its "
-            "math kernel when dropout is on, while CUDA's flash kernel keeps no T x T matrix; the model "
-            "predicts the CUDA kernel. On CPU, dropout masks are kept in the input's dtype; on CUDA as bool "
-            "(RunConfig(device=...) selects which).", ""]
+            f"{len(CPU_GRID)} configs; largest error {worst_cpu:.2%}.",
+            "",
+        ]
+        + lines
+        + [""]
+    )
+    doc += [
+        "Not in the grid: flash attention with dropout > 0 on CPU. PyTorch's CPU SDPA falls back to its "
+        "math kernel when dropout is on, while CUDA's flash kernel keeps no T x T matrix; the model "
+        "predicts the CUDA kernel. On CPU, dropout masks are kept in the input's dtype; on CUDA as bool "
+        "(RunConfig(device=...) selects which).",
+        "",
+    ]
 
     print("FakeTensorMode: big configs, no memory spent")
     lines, worst_fake = grid_table(FAKE_GRID, "fake")
-    doc += ["## Big configs under FakeTensorMode (CPU semantics, nothing allocated)", "",
-            f"Largest error {worst_fake:.2%}.", ""] + lines + [""]
+    doc += (
+        [
+            "## Big configs under FakeTensorMode (CPU semantics, nothing allocated)",
+            "",
+            f"Largest error {worst_fake:.2%}.",
+            "",
+        ]
+        + lines
+        + [""]
+    )
 
     print("DDP on gloo: each rank measures its own peaks")
     doc += ["## Per rank under DDP (2 processes, gloo, CPU)", "", *ddp_table(), ""]
 
     print("torch.compile (inductor, CPU) vs eager")
-    doc += ["## torch.compile vs eager on CPU (inductor), forward + backward", "",
+    doc += (
+        [
+            "## torch.compile vs eager on CPU (inductor), forward + backward",
+            "",
             "A proxy until a GPU measures it: the profiler's memory timeline sees the buffers of the compiled "
             "step. Peak bytes above the starting point (weights already allocated). estimate() reports the "
-            "eager figure, flagged as an upper bound, when compile=True.", ""] + compile_table() + [""]
+            "eager figure, flagged as an upper bound, when compile=True.",
+            "",
+        ]
+        + compile_table()
+        + [""]
+    )
     speed = speed_line()
     doc += ["## Speed", "", speed, ""]
 
@@ -231,18 +281,30 @@ def main() -> int:
             return 2
         print("GPU grid (torch.cuda.max_memory_allocated)")
         lines, worst_gpu = grid_table(GPU_GRID, "cuda")
-        doc += ["## GPU (CUDA caching allocator)", "",
-                f"Largest error {worst_gpu:.2%}. Compiled configs compare against the eager prediction.", ""] + lines + [""]
+        doc += (
+            [
+                "## GPU (CUDA caching allocator)",
+                "",
+                f"Largest error {worst_gpu:.2%}. Compiled configs compare against the eager prediction.",
+                "",
+            ]
+            + lines
+            + [""]
+        )
     doc += [f"Total time {time.time() - started:.0f} s."]
     out = Path(args.out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text("\n".join(doc) + "\n", encoding="utf-8")
     tmp.replace(out)
     print(f"wrote {out}")
-    summary = [f"## Memory model: predicted vs measured peak ({datetime.date.today()})", "",
-               f"Command: `{cmd}`; machine: {machine()}.", "",
-               f"- CPU grid, {len(CPU_GRID)} configs: largest error {worst_cpu:.2%}",
-               f"- FakeTensorMode, {len(FAKE_GRID)} big configs (124M, the guide's 10L/640): largest error {worst_fake:.2%}"]
+    summary = [
+        f"## Memory model: predicted vs measured peak ({datetime.date.today()})",
+        "",
+        f"Command: `{cmd}`; machine: {machine()}.",
+        "",
+        f"- CPU grid, {len(CPU_GRID)} configs: largest error {worst_cpu:.2%}",
+        f"- FakeTensorMode, {len(FAKE_GRID)} big configs (124M, the guide's 10L/640): largest error {worst_fake:.2%}",
+    ]
     if args.gpu:
         summary.append(f"- CUDA, {len(GPU_GRID)} configs: largest error {worst_gpu:.2%}")
     summary += [f"- {speed}", "", "Tables: [memory_validation.md](memory_validation.md).", ""]

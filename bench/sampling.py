@@ -16,10 +16,10 @@ import platform
 import time
 
 import torch
+from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
 from finegpt.config import ModelConfig
 from finegpt.model import GPT
-from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
 
 def timed_generate(model, idx, n_tokens: int, use_cache: bool):
@@ -42,8 +42,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
-                      vocab_size=args.vocab_size)
+    cfg = ModelConfig(
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        block_size=args.block_size,
+        vocab_size=args.vocab_size,
+    )
     model = GPT(cfg).eval()
     idx = torch.tensor([[min(50256, args.vocab_size - 1)]])  # one token, as an empty prompt starts from EOT
     model.generate(idx, 8, temperature=0, use_cache=True)  # warm-up: first-call allocations
@@ -58,21 +63,37 @@ def main() -> None:
         print(f"  {n} new tokens: full {full_s:.1f} s, cache {cache_s:.1f} s", flush=True)
 
     params_m = model.get_num_params() / 1e6
-    title = (f"KV-cache vs full-recompute generation, {cfg.n_layer}L/{cfg.n_embd}/{cfg.n_head}H, "
-             f"block {cfg.block_size}, vocab {cfg.vocab_size} ({params_m:.1f}M params), fp32, batch 1, greedy")
+    title = (
+        f"KV-cache vs full-recompute generation, {cfg.n_layer}L/{cfg.n_embd}/{cfg.n_head}H, "
+        f"block {cfg.block_size}, vocab {cfg.vocab_size} ({params_m:.1f}M params), fp32, batch 1, greedy"
+    )
     lines = ["| new tokens | full recompute tokens/s | KV cache tokens/s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {n} | {full:.1f} | {cache:.1f} | {ratio:.1f}x |" for n, full, cache, ratio in rows]
-    machine = (f"{cpu_name()}, {args.threads} threads (of {os.cpu_count()} cores, load average "
-               f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, Python {platform.python_version()}")
+    machine = (
+        f"{cpu_name()}, {args.threads} threads (of {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, Python {platform.python_version()}"
+    )
     defaults = {a.dest: a.default for a in ap._actions}
-    command = " ".join(["python bench/sampling.py"] + [f"--{k} {v}" for k, v in vars(args).items()
-                                                        if k != "no_write" and v != defaults[k]])
-    section = "\n".join([f"## Sampling: {title}", "",
-                         f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ",
-                         f"Machine: {machine}", "", *lines, "",
-                         "Both paths produce the same tokens (checked). Full recompute runs the whole "
-                         "context through the model for every new token, so its cost per token grows with "
-                         "the length; the cache runs one token per step.", ""])
+    command = " ".join(
+        ["python bench/sampling.py"]
+        + [f"--{k} {v}" for k, v in vars(args).items() if k != "no_write" and v != defaults[k]]
+    )
+    section = "\n".join(
+        [
+            f"## Sampling: {title}",
+            "",
+            f"Command: `{command}`  ",
+            f"Date: {datetime.date.today().isoformat()}  ",
+            f"Machine: {machine}",
+            "",
+            *lines,
+            "",
+            "Both paths produce the same tokens (checked). Full recompute runs the whole "
+            "context through the model for every new token, so its cost per token grows with "
+            "the length; the cache runs one token per step.",
+            "",
+        ]
+    )
     print()
     print(section)
     if not args.no_write:

@@ -25,21 +25,28 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.data.shards import HEADER_BYTES, write_meta, write_shard
 from finegpt.model import GPT
-from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 from finegpt.train import train
 
 CONFIGS = [  # (label, model, batch_size, gradient_accumulation_steps, tokenizer)
     ("tiny 2L/64, T=64, B=16, bytes vocab", dict(n_layer=2, n_head=2, n_embd=64, block_size=64), 16, 1, "bytes"),
-    ("baby 4L/128, T=128, B=8, grad acc 2, bytes vocab", dict(n_layer=4, n_head=4, n_embd=128, block_size=128), 8, 2,
-     "bytes"),
+    (
+        "baby 4L/128, T=128, B=8, grad acc 2, bytes vocab",
+        dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
+        8,
+        2,
+        "bytes",
+    ),
     ("4L/256, T=128, B=4, GPT-2 vocab", dict(n_layer=4, n_head=4, n_embd=256, block_size=128), 4, 1, "gpt2"),
 ]
-TOKENIZERS = {"bytes": SimpleNamespace(name="bytes", vocab_size=257, eot=256),
-              "gpt2": SimpleNamespace(name="gpt2", vocab_size=50257, eot=50256)}
+TOKENIZERS = {
+    "bytes": SimpleNamespace(name="bytes", vocab_size=257, eot=256),
+    "gpt2": SimpleNamespace(name="gpt2", vocab_size=50257, eot=50256),
+}
 
 
 def make_shards(root: Path, tokenizer: str, train_tokens: int = 2_000_000, val_tokens: int = 50_000) -> Path:
@@ -64,21 +71,39 @@ def model_config(model_kw: dict, tokenizer: str) -> ModelConfig:
 
 # ---- finegpt: the real train() ---------------------------------------------------------------------
 
-def run_finegpt(model_cfg: ModelConfig, data_dir: Path, out_dir: Path, batch_size: int, gas: int, iters: int,
-                warmup: int) -> dict:
-    cfg = TrainConfig(out_dir=str(out_dir), data_dir=str(data_dir), batch_size=batch_size,
-                      gradient_accumulation_steps=gas, max_iters=warmup + iters, eval_interval=10**6, eval_iters=1,
-                      log_interval=1, always_save_checkpoint=False, warmup_iters=0, decay_lr=False,
-                      device="cpu", dtype="float32", seed=1)
+
+def run_finegpt(
+    model_cfg: ModelConfig, data_dir: Path, out_dir: Path, batch_size: int, gas: int, iters: int, warmup: int
+) -> dict:
+    cfg = TrainConfig(
+        out_dir=str(out_dir),
+        data_dir=str(data_dir),
+        batch_size=batch_size,
+        gradient_accumulation_steps=gas,
+        max_iters=warmup + iters,
+        eval_interval=10**6,
+        eval_iters=1,
+        log_interval=1,
+        always_save_checkpoint=False,
+        warmup_iters=0,
+        decay_lr=False,
+        device="cpu",
+        dtype="float32",
+        seed=1,
+    )
     cpu_s = []  # process CPU time at each logged iteration: a busy machine delays it less than wall time
     result = train(model_cfg, cfg, overwrite=True, callback=lambda row: cpu_s.append(time.process_time()))
     rows = [r for r in result["history"] if "dt_s" in r]
-    cpu_iter_s = [b - a for a, b in zip(cpu_s[1:], cpu_s[2:])][warmup - 1:]  # cpu_s[0] is the eval at iter 0
-    return {"iter_s": statistics.median(r["dt_s"] for r in rows[warmup:]), "cpu_iter_s": statistics.median(cpu_iter_s),
-            "data_share": statistics.median(r["data_share"] for r in rows[warmup:])}
+    cpu_iter_s = [b - a for a, b in zip(cpu_s[1:], cpu_s[2:])][warmup - 1 :]  # cpu_s[0] is the eval at iter 0
+    return {
+        "iter_s": statistics.median(r["dt_s"] for r in rows[warmup:]),
+        "cpu_iter_s": statistics.median(cpu_iter_s),
+        "data_share": statistics.median(r["data_share"] for r in rows[warmup:]),
+    }
 
 
 # ---- reference: a plain nanoGPT-style loop -----------------------------------------------------------
+
 
 def run_reference(model_cfg: ModelConfig, data_dir: Path, batch_size: int, gas: int, iters: int, warmup: int) -> dict:
     block_size = model_cfg.block_size
@@ -88,15 +113,17 @@ def run_reference(model_cfg: ModelConfig, data_dir: Path, batch_size: int, gas: 
     def get_batch():
         data = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES)  # re-opened per batch, as nanoGPT
         ix = torch.randint(len(data) - block_size, (batch_size,))
-        x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix])
-        y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix])
+        x = torch.stack([torch.from_numpy(data[i : i + block_size].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + block_size].astype(np.int64)) for i in ix])
         return x, y
 
     torch.manual_seed(1)
     model = GPT(model_cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), foreach=False, fused=False)
     model.train()
     iter_s, cpu_iter_s, data_s = [], [], []
@@ -120,11 +147,15 @@ def run_reference(model_cfg: ModelConfig, data_dir: Path, batch_size: int, gas: 
             cpu_iter_s.append(time.process_time() - c0)
             data_s.append(fetch_s / dt)
     assert np.isfinite(lossf)
-    return {"iter_s": statistics.median(iter_s), "cpu_iter_s": statistics.median(cpu_iter_s),
-            "data_share": statistics.median(data_s)}
+    return {
+        "iter_s": statistics.median(iter_s),
+        "cpu_iter_s": statistics.median(cpu_iter_s),
+        "data_share": statistics.median(data_s),
+    }
 
 
 # ---- the table -------------------------------------------------------------------------------------
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -148,54 +179,86 @@ def main() -> None:
                 order = ("finegpt", "reference") if r % 2 == 0 else ("reference", "finegpt")  # ABBA: drift hits both
                 for name in order:
                     if name == "finegpt":
-                        runs[name].append(run_finegpt(model_cfg, data_dir, root / "out", batch_size, gas,
-                                                      args.iters, args.warmup))
+                        runs[name].append(
+                            run_finegpt(model_cfg, data_dir, root / "out", batch_size, gas, args.iters, args.warmup)
+                        )
                     else:
                         runs[name].append(run_reference(model_cfg, data_dir, batch_size, gas, args.iters, args.warmup))
                     run = runs[name][-1]
-                    print(f"  {label} | {name} run {r + 1}: {run['iter_s'] * 1e3:.1f} ms/iter wall, "
-                          f"{run['cpu_iter_s'] * 1e3:.1f} ms/iter CPU", flush=True)
+                    print(
+                        f"  {label} | {name} run {r + 1}: {run['iter_s'] * 1e3:.1f} ms/iter wall, "
+                        f"{run['cpu_iter_s'] * 1e3:.1f} ms/iter CPU",
+                        flush=True,
+                    )
             tokens_per_iter = batch_size * gas * model_cfg.block_size
-            med = {k: {m: statistics.median(x[m] for x in v) for m in ("iter_s", "cpu_iter_s", "data_share")}
-                   for k, v in runs.items()}
+            med = {
+                k: {m: statistics.median(x[m] for x in v) for m in ("iter_s", "cpu_iter_s", "data_share")}
+                for k, v in runs.items()
+            }
             # each finegpt run against the reference run next to it in time: load drifts less within a pair
             for m in ("iter_s", "cpu_iter_s"):
                 med[m] = statistics.median(r[m] / f[m] for f, r in zip(runs["finegpt"], runs["reference"]))
             results.append((label, model_cfg, tokens_per_iter, med))
 
-    lines = ["| config | params | tokens/iter | finegpt tokens/s (CPU s) | reference tokens/s (CPU s) "
-             "| finegpt / reference (CPU s) | finegpt / reference (wall s) | finegpt data share "
-             "| reference data share |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| config | params | tokens/iter | finegpt tokens/s (CPU s) | reference tokens/s (CPU s) "
+        "| finegpt / reference (CPU s) | finegpt / reference (wall s) | finegpt data share "
+        "| reference data share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, model_cfg, tokens_per_iter, med in results:
         f, r = med["finegpt"], med["reference"]
         params_m = GPT(model_cfg).get_num_params(non_embedding=False) / 1e6
-        lines.append(f"| {label} | {params_m:.2f}M | {tokens_per_iter:,} | {tokens_per_iter / f['cpu_iter_s']:,.0f} | "
-                     f"{tokens_per_iter / r['cpu_iter_s']:,.0f} | {med['cpu_iter_s']:.2f}x | {med['iter_s']:.2f}x | "
-                     f"{100 * f['data_share']:.2f} % | {100 * r['data_share']:.2f} % |")
-    machine = (f"{cpu_name()}, {args.threads} thread{'s' if args.threads > 1 else ''} (of {os.cpu_count()} cores; load average "
-               f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
-               f"Python {platform.python_version()}")
-    flags = [f"--{k} {v}" for k, v, d in (("repeats", args.repeats, 5), ("iters", args.iters, 8),
-                                          ("warmup", args.warmup, 2), ("threads", args.threads, 1)) if v != d]
+        lines.append(
+            f"| {label} | {params_m:.2f}M | {tokens_per_iter:,} | {tokens_per_iter / f['cpu_iter_s']:,.0f} | "
+            f"{tokens_per_iter / r['cpu_iter_s']:,.0f} | {med['cpu_iter_s']:.2f}x | {med['iter_s']:.2f}x | "
+            f"{100 * f['data_share']:.2f} % | {100 * r['data_share']:.2f} % |"
+        )
+    machine = (
+        f"{cpu_name()}, {args.threads} thread{'s' if args.threads > 1 else ''} (of {os.cpu_count()} "
+        f"cores; load average "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )
+    flags = [
+        f"--{k} {v}"
+        for k, v, d in (
+            ("repeats", args.repeats, 5),
+            ("iters", args.iters, 8),
+            ("warmup", args.warmup, 2),
+            ("threads", args.threads, 1),
+        )
+        if v != d
+    ]
     command = " ".join(["python bench/train_throughput.py", *flags])
-    section = "\n".join([
-        "## Training throughput on CPU: finegpt's train() vs a plain nanoGPT-style loop", "",
-        f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ", f"Machine: {machine}", "",
-        f"fp32, grad clip 1.0, same GPT and same shards (random tokens) for both. Each loop ran {args.repeats} "
-        f"times per config, alternating; each run times {args.iters} iterations after {args.warmup} warm-up ones. "
-        "Tokens/s are per second of process CPU time (one thread), which a busy machine inflates far less "
-        "than wall time; the wall-time ratio is shown beside it. Cells are medians (per-iteration time within "
-        "a run, then across runs); the ratios are medians over the pairs of adjacent runs of reference time / "
-        "finegpt time. finegpt's figures come from "
-        "its own logged rows (`dt_s`, `data_share`), so they include its per-iteration logging and "
-        "metrics.jsonl write. Data share: host time spent producing batches (window reads, int64 "
-        "conversion, copy) over the iteration's wall time.", "",
-        *lines, "",
-        "The reference is eager PyTorch with for-loop AdamW (PyTorch's CPU default), a fresh np.memmap and "
-        "torch.stack of torch.from_numpy windows per batch, and loss.item() every iteration. finegpt uses "
-        "fused AdamW (one kernel over all parameters), BatchLoader (windows drawn from a step-seeded RNG, "
-        "one int64 array per batch) and fetches the next micro-batch while the current one computes, which "
-        "on a GPU overlaps the host's work with the device's (on a CPU both share the same cores).", ""])
+    section = "\n".join(
+        [
+            "## Training throughput on CPU: finegpt's train() vs a plain nanoGPT-style loop",
+            "",
+            f"Command: `{command}`  ",
+            f"Date: {datetime.date.today().isoformat()}  ",
+            f"Machine: {machine}",
+            "",
+            f"fp32, grad clip 1.0, same GPT and same shards (random tokens) for both. Each loop ran {args.repeats} "
+            f"times per config, alternating; each run times {args.iters} iterations after {args.warmup} warm-up ones. "
+            "Tokens/s are per second of process CPU time (one thread), which a busy machine inflates far less "
+            "than wall time; the wall-time ratio is shown beside it. Cells are medians (per-iteration time within "
+            "a run, then across runs); the ratios are medians over the pairs of adjacent runs of reference time / "
+            "finegpt time. finegpt's figures come from "
+            "its own logged rows (`dt_s`, `data_share`), so they include its per-iteration logging and "
+            "metrics.jsonl write. Data share: host time spent producing batches (window reads, int64 "
+            "conversion, copy) over the iteration's wall time.",
+            "",
+            *lines,
+            "",
+            "The reference is eager PyTorch with for-loop AdamW (PyTorch's CPU default), a fresh np.memmap and "
+            "torch.stack of torch.from_numpy windows per batch, and loss.item() every iteration. finegpt uses "
+            "fused AdamW (one kernel over all parameters), BatchLoader (windows drawn from a step-seeded RNG, "
+            "one int64 array per batch) and fetches the next micro-batch while the current one computes, which "
+            "on a GPU overlaps the host's work with the device's (on a CPU both share the same cores).",
+            "",
+        ]
+    )
     print()
     print(section)
     if not args.no_write:

@@ -11,8 +11,8 @@ import sys
 
 from finegpt.errors import FinegptError
 
-
 # ---- quickstart -------------------------------------------------------------------------------
+
 
 def add_quickstart(sub) -> None:
     p = sub.add_parser("quickstart", help="offline demo: Shakespeare bytes -> tiny GPT on CPU -> text")
@@ -31,13 +31,17 @@ def cmd_quickstart(args, extra) -> int:
 
 # ---- train ------------------------------------------------------------------------------------
 
+
 def add_train(sub) -> None:
     from finegpt.config import MODEL_KEYS, TRAIN_KEYS
 
-    p = sub.add_parser("train", help="train a GPT on prepared shards (torchrun-ready)",
-                       description="Settings come from an optional nanoGPT-style config file, then --key=value.",
-                       epilog=f"keys: {', '.join(sorted(MODEL_KEYS | TRAIN_KEYS))}. Several GPUs or processes: "
-                              "torchrun --standalone --nproc_per_node=N -m finegpt train ...")
+    p = sub.add_parser(
+        "train",
+        help="train a GPT on prepared shards (torchrun-ready)",
+        description="Settings come from an optional nanoGPT-style config file, then --key=value.",
+        epilog=f"keys: {', '.join(sorted(MODEL_KEYS | TRAIN_KEYS))}. Several GPUs or processes: "
+        "torchrun --standalone --nproc_per_node=N -m finegpt train ...",
+    )
     p.add_argument("config", nargs="?", default=None, help="config file of `key = value` lines")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a checkpoint")
@@ -53,21 +57,37 @@ def cmd_train(args, extra) -> int:
 
 # ---- prepare ----------------------------------------------------------------------------------
 
+
 def add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="documents -> token shards (Shakespeare, FineWeb, local txt/jsonl/parquet)")
-    p.add_argument("--source", default="shakespeare",
-                   help="shakespeare | fineweb | fineweb-edu | a path or glob of .txt / .jsonl / .parquet files")
-    p.add_argument("--name", default=None, help="FineWeb config, e.g. sample-10BT (default), sample-100BT, CC-MAIN-2024-10")
-    p.add_argument("--data_files", default=None, help="read --source fineweb's schema from these local parquet files instead")
-    p.add_argument("--tokenizer", default=None, choices=["bytes", "gpt2"],
-                   help="default: bytes for shakespeare, gpt2 for everything else")
+    p.add_argument(
+        "--source",
+        default="shakespeare",
+        help="shakespeare | fineweb | fineweb-edu | a path or glob of .txt / .jsonl / .parquet files",
+    )
+    p.add_argument(
+        "--name", default=None, help="FineWeb config, e.g. sample-10BT (default), sample-100BT, CC-MAIN-2024-10"
+    )
+    p.add_argument(
+        "--data_files", default=None, help="read --source fineweb's schema from these local parquet files instead"
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        choices=["bytes", "gpt2"],
+        help="default: bytes for shakespeare, gpt2 for everything else",
+    )
     p.add_argument("--tokens", default=None, help="token budget, EOTs included, e.g. 2e9; stops exactly there")
     p.add_argument("--out", default="data/shakespeare", help="output directory for the shards")
     p.add_argument("--shard_tokens", default="1e8", help="tokens per shard (default 1e8)")
-    p.add_argument("--val_fraction", type=float, default=0.1, help="share of the budget held out as val (at most one shard)")
+    p.add_argument(
+        "--val_fraction", type=float, default=0.1, help="share of the budget held out as val (at most one shard)"
+    )
     p.add_argument("--val_tokens", default=None, help="held-out val tokens, overriding --val_fraction")
     p.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: all cores; 0 for bytes)")
-    p.add_argument("--shuffle_buffer", type=int, default=0, help="shuffle documents within windows of this many (0: off)")
+    p.add_argument(
+        "--shuffle_buffer", type=int, default=0, help="shuffle documents within windows of this many (0: off)"
+    )
     p.add_argument("--seed", type=int, default=1337, help="the shuffle's seed")
     p.add_argument("--text_column", default="text", help="the column / JSON field holding the text")
     p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
@@ -80,20 +100,40 @@ def cmd_prepare(args, extra) -> int:
 
     from finegpt.data import prepare
 
-    stats = prepare(args.source, args.out, args.tokenizer, args.tokens, name=args.name, data_files=args.data_files,
-                    text_column=args.text_column, shard_tokens=args.shard_tokens, val_fraction=args.val_fraction,
-                    val_tokens=args.val_tokens, workers=args.workers, shuffle_buffer=args.shuffle_buffer,
-                    seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"]), "out": args.out}))
+    stats = prepare(
+        args.source,
+        args.out,
+        args.tokenizer,
+        args.tokens,
+        name=args.name,
+        data_files=args.data_files,
+        text_column=args.text_column,
+        shard_tokens=args.shard_tokens,
+        val_fraction=args.val_fraction,
+        val_tokens=args.val_tokens,
+        workers=args.workers,
+        shuffle_buffer=args.shuffle_buffer,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(
+        json.dumps(
+            {k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"]), "out": args.out}
+        )
+    )
     return 0
 
 
 # ---- sample -----------------------------------------------------------------------------------
 
+
 def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint and/or a GPT-2 baseline")
     p.add_argument("--ckpt", default=None, help="checkpoint file or out dir (default: out, unless --baseline)")
-    p.add_argument("--baseline", default=None, help="also (or only) sample GPT-2: gpt2, gpt2-medium, ... or a local dir")
+    p.add_argument(
+        "--baseline", default=None, help="also (or only) sample GPT-2: gpt2, gpt2-medium, ... or a local dir"
+    )
     p.add_argument("--prompt", default="", help="start text; FILE:path reads it from a file; empty starts a document")
     p.add_argument("--num_samples", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=200)
@@ -102,7 +142,9 @@ def add_sample(sub) -> None:
     p.add_argument("--top_p", type=float, default=None, help="nucleus sampling, in (0, 1]")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="auto")
-    p.add_argument("--no_cache", action="store_true", help="recompute the whole context every token (slow; for comparison)")
+    p.add_argument(
+        "--no_cache", action="store_true", help="recompute the whole context every token (slow; for comparison)"
+    )
     p.set_defaults(func=cmd_sample)
 
 
@@ -115,8 +157,18 @@ def cmd_sample(args, extra) -> int:
     sources += [("baseline", args.baseline)] if args.baseline else []
     for kind, name in sources:
         model, tokenizer, label = load_for_sampling(**{kind: name}, device=args.device)
-        texts = generate_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k,
-                              args.top_p, args.seed, use_cache=not args.no_cache, num_samples=args.num_samples)
+        texts = generate_text(
+            model,
+            tokenizer,
+            prompt,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.seed,
+            use_cache=not args.no_cache,
+            num_samples=args.num_samples,
+        )
         for i, text in enumerate(texts):
             print(f"===== {label} | sample {i + 1}/{len(texts)} =====\n{text}")
     return 0
@@ -124,14 +176,19 @@ def cmd_sample(args, extra) -> int:
 
 # ---- eval -------------------------------------------------------------------------------------
 
+
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="val loss / perplexity of a checkpoint beside GPT-2, and HellaSwag")
     p.add_argument("--ckpt", default=None, help="checkpoint file or out dir")
     p.add_argument("--baseline", default=None, help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a local dir")
     p.add_argument("--data_dir", default=None, help="shards to score on (default: the checkpoint's)")
     p.add_argument("--split", default="val", choices=["val", "train"])
-    p.add_argument("--tokens", type=lambda s: int(float(s)), default=2**20,
-                   help="tokens to score, from the split's start (default 1048576)")
+    p.add_argument(
+        "--tokens",
+        type=lambda s: int(float(s)),
+        default=2**20,
+        help="tokens to score, from the split's start (default 1048576)",
+    )
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--hellaswag", default=None, metavar="val|PATH", help="also run HellaSwag: 'val' downloads it")
     p.add_argument("--hellaswag_limit", type=int, default=None, help="only the first N HellaSwag examples")
@@ -145,8 +202,17 @@ def cmd_eval(args, extra) -> int:
 
     from finegpt.eval.compare import compare, format_table
 
-    rows = compare(args.ckpt, args.baseline, args.data_dir, args.split, args.tokens, args.batch_size,
-                   args.hellaswag, args.hellaswag_limit, args.device)
+    rows = compare(
+        args.ckpt,
+        args.baseline,
+        args.data_dir,
+        args.split,
+        args.tokens,
+        args.batch_size,
+        args.hellaswag,
+        args.hellaswag_limit,
+        args.device,
+    )
     if args.json:
         print("\n".join(json.dumps(r) for r in rows))
         return 0
@@ -157,6 +223,7 @@ def cmd_eval(args, extra) -> int:
 
 
 # ---- memory and recommend -----------------------------------------------------------------------
+
 
 def add_memory(sub) -> None:
     p = sub.add_parser("memory", help="peak GPU memory of a config, term by term, and whether it fits a GPU")
@@ -197,17 +264,24 @@ def cmd_recommend(args, extra) -> int:
 
     from finegpt import memory
 
-    rows = [memory.recommend(args.gpu, block_size=args.block_size)] if args.gpu else \
-        memory.recommend_all(block_size=args.block_size)
+    rows = (
+        [memory.recommend(args.gpu, block_size=args.block_size)]
+        if args.gpu
+        else memory.recommend_all(block_size=args.block_size)
+    )
     if args.json:
         print("\n".join(json.dumps(r.to_dict()) for r in rows))
         return 0
-    print(f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
-          f"{'tokens/step':>12}{'peak GiB':>10}{'Chinchilla tokens':>19}{'hours':>8}")
+    print(
+        f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
+        f"{'tokens/step':>12}{'peak GiB':>10}{'Chinchilla tokens':>19}{'hours':>8}"
+    )
     for r in rows:
-        print(f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
-              f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.tokens_per_step:>12,}"
-              f"{r.peak_gib:>10.1f}{r.chinchilla_tokens / 1e9:>18.2f}B{r.hours_chinchilla:>8.1f}")
+        print(
+            f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
+            f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.tokens_per_step:>12,}"
+            f"{r.peak_gib:>10.1f}{r.chinchilla_tokens / 1e9:>18.2f}B{r.hours_chinchilla:>8.1f}"
+        )
     print("eager PyTorch, bias=False, 10 % headroom; hours for the Chinchilla tokens at the assumed MFU")
     return 0
 

@@ -53,8 +53,12 @@ class ModelConfig:
         _positive_int("block_size", self.block_size, "GPT-2 uses 1024")
         _positive_int("vocab_size", self.vocab_size, "GPT-2 uses 50304, bytes 320")
         if self.n_embd % self.n_head:
-            raise bad("n_embd", self.n_embd, f"not divisible by n_head={self.n_head}",
-                      head_suggestion(self.n_embd, self.n_head))
+            raise bad(
+                "n_embd",
+                self.n_embd,
+                f"not divisible by n_head={self.n_head}",
+                head_suggestion(self.n_embd, self.n_head),
+            )
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", self.dropout, "must be in [0, 1)", "Use 0.0 for pretraining, 0.1-0.2 for small data")
         if not isinstance(self.bias, bool):
@@ -116,9 +120,14 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name, example in [("batch_size", "12 for 124M on 40 GB"), ("gradient_accumulation_steps", "e.g. 40"),
-                              ("max_iters", "e.g. 5000"), ("eval_interval", "e.g. 250"),
-                              ("log_interval", "e.g. 10"), ("eval_iters", "e.g. 200")]:
+        for name, example in [
+            ("batch_size", "12 for 124M on 40 GB"),
+            ("gradient_accumulation_steps", "e.g. 40"),
+            ("max_iters", "e.g. 5000"),
+            ("eval_interval", "e.g. 250"),
+            ("log_interval", "e.g. 10"),
+            ("eval_iters", "e.g. 200"),
+        ]:
             _positive_int(name, getattr(self, name), example)
         for name in ("warmup_iters", "lr_decay_iters", "eval_batch_size", "keep_checkpoints"):
             value = getattr(self, name)
@@ -127,8 +136,12 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise bad("learning_rate", self.learning_rate, "must be > 0", "Use 6e-4 for ~100M models")
         if not 0 <= self.min_lr <= self.learning_rate:
-            raise bad("min_lr", self.min_lr, f"must be between 0 and learning_rate={self.learning_rate}",
-                      "Use about learning_rate / 10")
+            raise bad(
+                "min_lr",
+                self.min_lr,
+                f"must be between 0 and learning_rate={self.learning_rate}",
+                "Use about learning_rate / 10",
+            )
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, getattr(self, name), "must be in [0, 1)", "Use beta1=0.9, beta2=0.95")
@@ -152,8 +165,16 @@ NANOGPT_ONLY = {
     "wandb_mode": "set WANDB_MODE in the environment instead",
 }
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
 
 
 def _literal(node: ast.AST, where: str):
@@ -164,8 +185,10 @@ def _literal(node: ast.AST, where: str):
         return _OPS[type(node.op)](_literal(node.left, where), _literal(node.right, where))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
         return _OPS[type(node.op)](_literal(node.operand, where))
-    raise FinegptError(f"{where}: only literal values are allowed (numbers, strings, True/False, "
-                       f"arithmetic). Replace the expression with its value.")
+    raise FinegptError(
+        f"{where}: only literal values are allowed (numbers, strings, True/False, "
+        f"arithmetic). Replace the expression with its value."
+    )
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -177,8 +200,9 @@ def load_config_file(path: str | Path) -> dict:
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
-        raise FinegptError(f"config={str(path)!r}: line {e.lineno} is not valid Python syntax. "
-                           f"Write one `key = value` per line.") from e
+        raise FinegptError(
+            f"config={str(path)!r}: line {e.lineno} is not valid Python syntax. Write one `key = value` per line."
+        ) from e
     values = {}
     for stmt in tree.body:
         where = f"config={str(path)!r} line {stmt.lineno}"
@@ -223,7 +247,9 @@ def _coerce(key: str, value, default):
     return value
 
 
-def build_configs(values: dict, model_defaults: ModelConfig | None = None) -> tuple[ModelConfig, TrainConfig, list[str]]:
+def build_configs(
+    values: dict, model_defaults: ModelConfig | None = None
+) -> tuple[ModelConfig, TrainConfig, list[str]]:
     """Split a flat dict of settings into (ModelConfig, TrainConfig, notes). Unknown keys raise.
 
     Unset model keys take nanoGPT's train.py defaults, which a config file overrides: the same as

@@ -16,8 +16,8 @@ from torch.utils.checkpoint import checkpoint
 
 from finegpt.config import ModelConfig
 
-
 # ---- parameter counts, from the config alone (no tensors) -----------------------------------
+
 
 def param_breakdown(cfg: ModelConfig) -> dict[str, int]:
     """Parameters per component. The LM head is tied to the token embedding, so it adds none."""
@@ -44,6 +44,7 @@ def count_params(cfg: ModelConfig, non_embedding: bool = True) -> int:
 
 # ---- the model ------------------------------------------------------------------------------
 
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
 
@@ -66,14 +67,13 @@ class KVCache:
 
     def append(self, k, v):
         T = k.size(2)
-        self.k[:, :, self.pos:self.pos + T] = k
-        self.v[:, :, self.pos:self.pos + T] = v
+        self.k[:, :, self.pos : self.pos + T] = k
+        self.v[:, :, self.pos : self.pos + T] = v
         self.pos += T
-        return self.k[:, :, :self.pos], self.v[:, :, :self.pos]
+        return self.k[:, :, : self.pos], self.v[:, :, : self.pos]
 
 
 class CausalSelfAttention(nn.Module):
-
     def __init__(self, config: ModelConfig, attention: str = "flash"):
         super().__init__()
         assert config.n_embd % config.n_head == 0
@@ -107,8 +107,9 @@ class CausalSelfAttention(nn.Module):
             else:  # a chunk after a prefix: query i sees keys up to past + i
                 mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
                 causal = False
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                               dropout_p=self.dropout if self.training else 0.0)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+            )
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, H, T, T)
             att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
@@ -119,7 +120,6 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
@@ -148,19 +148,20 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-
     def __init__(self, config: ModelConfig, attention: str = "flash"):
         super().__init__()
         if attention not in ("flash", "math"):
             raise ValueError(f"attention={attention!r}: not supported. Use 'flash' or 'math'.")
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config, attention) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config, attention) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
         self.activation_checkpointing = False  # recompute each block in backward to save memory
@@ -188,8 +189,10 @@ class GPT(nn.Module):
         B, T = idx.size()
         past = caches[0].pos if caches else 0
         if past + T > self.config.block_size:
-            raise ValueError(f"sequence length {past + T} > block_size={self.config.block_size}. "
-                             f"Crop the input to the last {self.config.block_size} tokens.")
+            raise ValueError(
+                f"sequence length {past + T} > block_size={self.config.block_size}. "
+                f"Crop the input to the last {self.config.block_size} tokens."
+            )
         pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
@@ -206,8 +209,9 @@ class GPT(nn.Module):
             x = x[:, [-1], :]  # (B, 1, C): generation needs only the next token's logits
         return self.lm_head(x), None
 
-    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str,
-                             fused: bool | None = None):
+    def configure_optimizers(
+        self, weight_decay: float, learning_rate: float, betas, device_type: str, fused: bool | None = None
+    ):
         """AdamW with nanoGPT's groups: 2-D tensors (matmuls, embeddings) decay, biases and norms don't.
         fused=None uses the fused kernel where this PyTorch has one for the device."""
         params = [p for p in self.parameters() if p.requires_grad]
@@ -225,8 +229,16 @@ class GPT(nn.Module):
         return [KVCache(batch_size, H, self.config.block_size, C // H, device, dtype) for _ in self.transformer.h]
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None):
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ):
         """Append max_new_tokens to idx (B, T). temperature=0 is greedy. With use_cache the keys and
         values of earlier tokens are kept, so each step runs one token through the model instead of
         the whole context. Past block_size, both paths see the same last-block_size-token window."""
@@ -245,8 +257,13 @@ class GPT(nn.Module):
         return idx
 
 
-def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | None = None):
+def sample_next(
+    logits,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+):
     """logits (B, V) -> next ids (B, 1). Order as in HF: temperature, then top-k, then top-p."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)

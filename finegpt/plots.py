@@ -16,9 +16,19 @@ from matplotlib.figure import Figure
 GIB = 1024**3
 # one colour per memory term (matched by substring, first match wins), stable across figures and widgets
 TERM_COLOURS = [
-    ("autocast", "#8172b2"), ("temporaries", "#937860"), ("weights", "#4c72b0"), ("optimizer", "#c44e52"),
-    ("gradients", "#55a868"), ("activations", "#ccb974"), ("logits", "#dd8452"), ("eval", "#e8a070"),
-    ("ddp", "#da8bc3"), ("fsdp", "#da8bc3"), ("final norm", "#64b5cd"), ("batch", "#8c8c8c"), ("buffers", "#b0b0b0"),
+    ("autocast", "#8172b2"),
+    ("temporaries", "#937860"),
+    ("weights", "#4c72b0"),
+    ("optimizer", "#c44e52"),
+    ("gradients", "#55a868"),
+    ("activations", "#ccb974"),
+    ("logits", "#dd8452"),
+    ("eval", "#e8a070"),
+    ("ddp", "#da8bc3"),
+    ("fsdp", "#da8bc3"),
+    ("final norm", "#64b5cd"),
+    ("batch", "#8c8c8c"),
+    ("buffers", "#b0b0b0"),
 ]
 _FALLBACK = ["#64b5cd", "#8c8c8c", "#b07aa1", "#9c755f", "#76b7b2"]
 
@@ -33,7 +43,8 @@ def _show_figures_in_ipython() -> None:
     shell = get_ipython()
     if shell is not None:
         shell.display_formatter.formatters["image/png"].for_type(
-            Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=90))
+            Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=90)
+        )
 
 
 _show_figures_in_ipython()
@@ -60,8 +71,13 @@ def param_bars(parts: dict[str, int], title: str = "Parameters per component") -
     ax = fig.subplots()
     bars = ax.barh(names[::-1], values[::-1], color="#4c72b0")
     for bar, v in zip(bars, values[::-1]):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {_human(v)} ({v / total:.0%})",
-                va="center", fontsize=9)
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {_human(v)} ({v / total:.0%})",
+            va="center",
+            fontsize=9,
+        )
     ax.set_xlim(0, max(values) * 1.35)
     ax.xaxis.set_major_formatter(lambda v, _: _human(v))
     ax.set_xlabel("parameters")
@@ -108,13 +124,19 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
     fig = Figure(figsize=(8, 0.55 * len(rows) + 2.4), layout="constrained")
     ax = fig.subplots()
     seen = set()
-    for y, (label, terms, capacity) in enumerate(rows[::-1]):
+    for y, (_label, terms, capacity) in enumerate(rows[::-1]):
         left = 0.0
         for i, (name, value) in enumerate(terms.items()):
             if value <= 0:
                 continue
-            ax.barh(y, value / GIB, left=left, color=term_colour(name, i), edgecolor="white",
-                    label=None if name in seen else name)
+            ax.barh(
+                y,
+                value / GIB,
+                left=left,
+                color=term_colour(name, i),
+                edgecolor="white",
+                label=None if name in seen else name,
+            )
             seen.add(name)
             left += value / GIB
         if capacity:
@@ -128,8 +150,9 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
     return fig
 
 
-def timing_lines(x: list, series: dict[str, list[float]], xlabel: str, ylabel: str = "seconds",
-                 title: str = "") -> Figure:
+def timing_lines(
+    x: list, series: dict[str, list[float]], xlabel: str, ylabel: str = "seconds", title: str = ""
+) -> Figure:
     """One line per series over the same x, with markers: e.g. generation time with and without a KV cache."""
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
@@ -150,7 +173,9 @@ def token_probs(labels: list[str], probs: dict[str, list[float]], title: str = "
     width = 0.8 / max(1, len(probs))
     for i, (name, ps) in enumerate(probs.items()):
         ax.bar([j + i * width for j in range(len(labels))], ps, width=width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], [repr(s)[1:-1].replace(" ", "␣") for s in labels], fontsize=9)
+    ax.set_xticks(
+        [j + 0.4 - width / 2 for j in range(len(labels))], [repr(s)[1:-1].replace(" ", "␣") for s in labels], fontsize=9
+    )
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend(fontsize=9)
@@ -174,8 +199,10 @@ class LossPlot:
     def figure(self) -> Figure:
         fig = Figure(figsize=(8, 3.4), layout="constrained")
         ax = fig.subplots()
-        for key, style in (("train_loss", dict(color="#4c72b0", linewidth=1)),
-                           ("val_loss", dict(color="#c44e52", marker="o", linewidth=2))):
+        for key, style in (
+            ("train_loss", dict(color="#4c72b0", linewidth=1)),
+            ("val_loss", dict(color="#c44e52", marker="o", linewidth=2)),
+        ):
             pts = self.points[key]
             if pts:
                 ax.plot(*zip(*pts), label=f"{key.replace('_', ' ')} {pts[-1][1]:.3f}", **style)
@@ -195,6 +222,7 @@ class LossPlot:
     def show(self):
         try:
             from IPython.display import display
+
             self._handle = display(self.figure(), display_id=True)
         except ImportError:
             self._handle = None

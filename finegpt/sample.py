@@ -24,16 +24,21 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-                   num_samples: int = 1) -> None:
+def check_sampling(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, num_samples: int = 1
+) -> None:
     """One-line errors for settings generate() would misread or crash on."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise bad("max_new_tokens", max_new_tokens, "must be an integer >= 1", "Use e.g. --max_new_tokens 200")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise bad("num_samples", num_samples, "must be an integer >= 1", "Use e.g. --num_samples 3")
     if not isinstance(temperature, (int, float)) or not temperature >= 0:
-        raise bad("temperature", temperature, "must be >= 0",
-                  "Use 0 for greedy, 0.8 for focused text, 1.0 for the model's own distribution")
+        raise bad(
+            "temperature",
+            temperature,
+            "must be >= 0",
+            "Use 0 for greedy, 0.8 for focused text, 1.0 for the model's own distribution",
+        )
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
         raise bad("top_k", top_k, "must be an integer >= 0", "Use e.g. 200, or 0 to switch top-k off")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
@@ -59,9 +64,18 @@ def only_real_tokens(model, vocab_size: int):
         handle.remove()
 
 
-def generate_text(model, tokenizer, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8,
-                  top_k: int | None = 200, top_p: float | None = None, seed: int | None = 1337,
-                  use_cache: bool = True, num_samples: int = 1) -> list[str]:
+def generate_text(
+    model,
+    tokenizer,
+    prompt: str = "",
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    top_p: float | None = None,
+    seed: int | None = 1337,
+    use_cache: bool = True,
+    num_samples: int = 1,
+) -> list[str]:
     """num_samples continuations of prompt, each returned with the prompt in front. An empty prompt
     starts from the end-of-text token, as documents do in the shards. temperature=0 is greedy; the
     same seed and settings give the same text."""
@@ -77,8 +91,15 @@ def generate_text(model, tokenizer, prompt: str = "", max_new_tokens: int = 200,
     model.eval()
     try:
         with only_real_tokens(model, tokenizer.vocab_size):
-            out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None,
-                                 top_p=top_p, use_cache=use_cache, generator=generator)
+            out = model.generate(
+                idx,
+                max_new_tokens,
+                temperature=temperature,
+                top_k=top_k or None,
+                top_p=top_p,
+                use_cache=use_cache,
+                generator=generator,
+            )
     finally:
         model.train(was_training)
     keep = len(start) if not prompt else 0  # drop the start token, keep a real prompt

@@ -50,8 +50,9 @@ class WandbTracker:
         import wandb  # lazy: an optional dependency
 
         self.wandb = wandb
-        self.run = wandb.init(project=train_cfg.wandb_project, name=train_cfg.wandb_run_name,
-                              config=config, dir=str(out_dir), reinit=True)  # finish a run left open
+        self.run = wandb.init(
+            project=train_cfg.wandb_project, name=train_cfg.wandb_run_name, config=config, dir=str(out_dir), reinit=True
+        )  # finish a run left open
 
     def log(self, step: int, metrics: dict) -> None:
         self.run.log({k: _plain(v) for k, v in metrics.items() if _plain(v) is not None}, step=int(step))
@@ -82,8 +83,10 @@ class TensorboardTracker:
         self.writer.close()
 
 
-_INSTALL = {"wandb": "pip install wandb, then `wandb login` (or set WANDB_MODE=offline)",
-            "tensorboard": "pip install tensorboard"}
+_INSTALL = {
+    "wandb": "pip install wandb, then `wandb login` (or set WANDB_MODE=offline)",
+    "tensorboard": "pip install tensorboard",
+}
 
 
 class Trackers:
@@ -97,8 +100,12 @@ class Trackers:
         return [t.name for t in self.trackers]
 
     def _drop(self, tracker, what: str, err: Exception) -> None:
-        warnings.warn(f"{tracker.name} tracking stopped ({what}: {type(err).__name__}: {err}); "
-                      f"training continues and metrics.jsonl is still written.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{tracker.name} tracking stopped ({what}: {type(err).__name__}: {err}); "
+            f"training continues and metrics.jsonl is still written.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         self.trackers.remove(tracker)
 
     def log(self, step: int, metrics: dict) -> None:
@@ -128,8 +135,12 @@ def _try_open(name: str, make):
         return make()
     except Exception as err:  # noqa: BLE001 -- ImportError, no login, no network: all the same to training
         hint = f" To use it: {_INSTALL[name]}." if isinstance(err, ImportError) else ""
-        warnings.warn(f"{name} tracking disabled ({type(err).__name__}: {err}).{hint} "
-                      f"Training continues; metrics go to metrics.jsonl.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{name} tracking disabled ({type(err).__name__}: {err}).{hint} "
+            f"Training continues; metrics go to metrics.jsonl.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
 
 

@@ -23,9 +23,22 @@ def format_gib(nbytes: float) -> str:
 
 # ---- the memory calculator --------------------------------------------------------------------
 
-MEMORY_DEFAULTS = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=12,
-                       gradient_accumulation_steps=40, dtype="fp16", attention="flash",
-                       activation_checkpointing=False, optimizer="adamw_fused", gpu="T4", tokens=1e9)
+MEMORY_DEFAULTS = dict(
+    n_layer=12,
+    n_head=12,
+    n_embd=768,
+    block_size=1024,
+    batch_size=12,
+    gradient_accumulation_steps=40,
+    dtype="fp16",
+    attention="flash",
+    activation_checkpointing=False,
+    optimizer="adamw_fused",
+    gpu="T4",
+    tokens=1e9,
+)
+
+
 def peak_terms(report) -> dict[str, int]:
     """The named terms that add up to the report's peak, exactly, for the stacked bar."""
     return dict(report.phase_terms[report.peak_phase])
@@ -57,11 +70,18 @@ def memory_view(**settings) -> MemoryView:
     s = {**MEMORY_DEFAULTS, **settings}
     view = MemoryView(settings=s)
     try:
-        cfg = ModelConfig(n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"],
-                          bias=False)
-        run = M.RunConfig(batch_size=s["batch_size"], gradient_accumulation_steps=s["gradient_accumulation_steps"],
-                          dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"],
-                          activation_checkpointing=bool(s["activation_checkpointing"]), gpu=s["gpu"])
+        cfg = ModelConfig(
+            n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"], bias=False
+        )
+        run = M.RunConfig(
+            batch_size=s["batch_size"],
+            gradient_accumulation_steps=s["gradient_accumulation_steps"],
+            dtype=s["dtype"],
+            attention=s["attention"],
+            optimizer=s["optimizer"],
+            activation_checkpointing=bool(s["activation_checkpointing"]),
+            gpu=s["gpu"],
+        )
         report = M.estimate(cfg, run)
         gpu = M.get_gpu(s["gpu"])
         view.report, view.verdict = report, ("fits" if report.fits else "OOM")
@@ -73,18 +93,27 @@ def memory_view(**settings) -> MemoryView:
         view.hours = M.train_time_s(cfg, int(s["tokens"]), gpu, run.dtype) / 3600
     except FinegptError as e:
         view.error = str(e)
-        view.html = f"<div class='finegpt-memory'><b class='finegpt-error' style='color:#c44e52'>{html.escape(str(e))}</b></div>"
+        view.html = (
+            "<div class='finegpt-memory'><b class='finegpt-error' style='color:#c44e52'>"
+            f"{html.escape(str(e))}</b></div>"
+        )
         return view
     n_params = M.count_params(cfg)
     b = view.plan
     view.lines = [
-        f"model: {n_params / 1e6:.1f}M parameters (nanoGPT's count), {M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token",
-        f"peak {format_gib(report.peak_bytes)} GiB allocated ({report.peak_phase}), reserved {format_gib(report.reserved_bytes)} GiB, "
-        f"nvidia-smi about {format_gib(report.nvidia_smi_bytes)} GiB; {gpu.name}: {format_gib(report.memory_bytes)} GiB -> {view.verdict}",
+        f"model: {n_params / 1e6:.1f}M parameters (nanoGPT's count), "
+        f"{M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token",
+        f"peak {format_gib(report.peak_bytes)} GiB allocated ({report.peak_phase}), reserved "
+        f"{format_gib(report.reserved_bytes)} GiB, "
+        f"nvidia-smi about {format_gib(report.nvidia_smi_bytes)} GiB; {gpu.name}: "
+        f"{format_gib(report.memory_bytes)} GiB -> {view.verdict}",
         f"largest micro-batch with 10% headroom: {view.max_batch_size}"
-        + (f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
-           f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)" if b else
-           ": nothing fits, try activation checkpointing or a smaller model"),
+        + (
+            f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
+            f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)"
+            if b
+            else ": nothing fits, try activation checkpointing or a smaller model"
+        ),
         f"{view.tokens_per_step:,} tokens/step; {s['tokens']:.3g} tokens = {view.iters:,} steps = {view.hours:.2f} h "
         f"at {M.default_mfu(gpu):.0%} MFU ({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
     ]
@@ -103,54 +132,103 @@ def memory_html(view: MemoryView) -> str:
     segs = "".join(
         f"<div title='{html.escape(k)}: {format_gib(v)} GiB' style='width:{100 * v / scale:.3f}%;"
         f"background:{term_colour(k, i)}'></div>"
-        for i, (k, v) in enumerate(parts.items()))
+        for i, (k, v) in enumerate(parts.items())
+    )
     cap = 100 * r.memory_bytes / scale
     legend = " ".join(
         f"<span style='white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;background:"
         f"{term_colour(k, i)}'></span> "
-        f"{html.escape(k)} {format_gib(v)}</span>" for i, (k, v) in enumerate(parts.items()))
+        f"{html.escape(k)} {format_gib(v)}</span>"
+        for i, (k, v) in enumerate(parts.items())
+    )
     colour = "#55a868" if view.verdict == "fits" else "#c44e52"
     return (
         "<div class='finegpt-memory' style='font-family:sans-serif;max-width:760px'>"
         f"<div style='font-size:15px'>peak <b><span class='finegpt-peak-gib'>{format_gib(r.peak_bytes)}</span> GiB</b> "
         f"allocated ({r.peak_phase} phase), about {format_gib(r.nvidia_smi_bytes)} GiB in nvidia-smi, on the "
-        f"{html.escape(r.gpu)} with <span class='finegpt-gpu-gib'>{format_gib(r.memory_bytes)}</span> GiB: <b class='finegpt-verdict' style='color:{colour}'>{view.verdict}</b></div>"
+        f"{html.escape(r.gpu)} with <span class='finegpt-gpu-gib'>{format_gib(r.memory_bytes)}</span> "
+        f"GiB: <b class='finegpt-verdict' style='color:{colour}'>{view.verdict}</b></div>"
         "<div style='position:relative;height:26px;margin:6px 0;background:#eee'>"
         f"<div style='display:flex;height:100%'>{segs}</div>"
-        f"<div title='GPU memory' style='position:absolute;left:{cap:.3f}%;top:-4px;height:34px;border-left:3px solid black'></div></div>"
+        f"<div title='GPU memory' "
+        f"style='position:absolute;left:{cap:.3f}%;top:-4px;height:34px;border-left:3px solid black'></div></div>"
         f"<div style='font-size:11px;line-height:1.6'>{legend} (GiB; black line: the GPU)</div>"
         "<pre class='finegpt-memory-lines' style='font-size:12px;line-height:1.4;white-space:pre-wrap'>"
-        + html.escape("\n".join(view.lines)) + "</pre></div>")
+        + html.escape("\n".join(view.lines))
+        + "</pre></div>"
+    )
 
 
 def memory_ui(**defaults):
     """Sliders and dropdowns for the model, batch and run; redraws the bar and verdict on each change.
     The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
     import ipywidgets as w
+
     from finegpt.memory import GPUS
     from finegpt.memory.run import DTYPES, OPTIMIZERS
 
     d = {**MEMORY_DEFAULTS, **defaults}
     style, layout = {"description_width": "190px"}, w.Layout(width="520px")
-    ints = dict(n_layer=(1, 48, 1), n_head=(1, 32, 1), n_embd=(64, 2048, 64), batch_size=(1, 128, 1),
-                gradient_accumulation_steps=(1, 128, 1))
-    controls = {k: w.IntSlider(value=d[k], min=lo, max=hi, step=st, description=k, continuous_update=False,
-                               style=style, layout=layout) for k, (lo, hi, st) in ints.items()}
-    controls["block_size"] = w.SelectionSlider(options=[64, 128, 256, 512, 1024, 2048, 4096], value=d["block_size"],
-                                               description="block_size", continuous_update=False, style=style, layout=layout)
-    controls["tokens"] = w.FloatLogSlider(value=d["tokens"], base=10, min=7, max=11, step=0.1, description="tokens (budget)",
-                                          readout_format=".2e", continuous_update=False, style=style, layout=layout)
-    dropdowns = dict(dtype=list(DTYPES), attention=["flash", "math"],
-                     activation_checkpointing=[("off", False), ("on", True)], optimizer=list(OPTIMIZERS),
-                     gpu=[(f"{k} ({g.memory_gib:g} GiB)", k) for k, g in GPUS.items()])
+    ints = dict(
+        n_layer=(1, 48, 1),
+        n_head=(1, 32, 1),
+        n_embd=(64, 2048, 64),
+        batch_size=(1, 128, 1),
+        gradient_accumulation_steps=(1, 128, 1),
+    )
+    controls = {
+        k: w.IntSlider(
+            value=d[k], min=lo, max=hi, step=st, description=k, continuous_update=False, style=style, layout=layout
+        )
+        for k, (lo, hi, st) in ints.items()
+    }
+    controls["block_size"] = w.SelectionSlider(
+        options=[64, 128, 256, 512, 1024, 2048, 4096],
+        value=d["block_size"],
+        description="block_size",
+        continuous_update=False,
+        style=style,
+        layout=layout,
+    )
+    controls["tokens"] = w.FloatLogSlider(
+        value=d["tokens"],
+        base=10,
+        min=7,
+        max=11,
+        step=0.1,
+        description="tokens (budget)",
+        readout_format=".2e",
+        continuous_update=False,
+        style=style,
+        layout=layout,
+    )
+    dropdowns = dict(
+        dtype=list(DTYPES),
+        attention=["flash", "math"],
+        activation_checkpointing=[("off", False), ("on", True)],
+        optimizer=list(OPTIMIZERS),
+        gpu=[(f"{k} ({g.memory_gib:g} GiB)", k) for k, g in GPUS.items()],
+    )
     for k, options in dropdowns.items():
         controls[k] = w.Dropdown(options=options, value=d[k], description=k, style=style, layout=layout)
     for k, c in controls.items():
         c.add_class(f"finegpt-{k}")  # stable hooks for a browser test
     out = w.HTML()
     out.add_class("finegpt-memory-output")
-    order = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "tokens",
-             "dtype", "attention", "activation_checkpointing", "optimizer", "gpu"]
+    order = [
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "block_size",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "tokens",
+        "dtype",
+        "attention",
+        "activation_checkpointing",
+        "optimizer",
+        "gpu",
+    ]
     box = w.VBox([w.HBox([w.VBox([controls[k] for k in order[:7]]), w.VBox([controls[k] for k in order[7:]])]), out])
 
     def update(_=None):
@@ -166,19 +244,36 @@ def memory_ui(**defaults):
     update()
     return box
 
+
 # ---- sampling ---------------------------------------------------------------------------------
 
 SAMPLE_DEFAULTS = dict(prompt="", temperature=0.8, top_k=200, top_p=1.0, max_new_tokens=200, seed=1337)
 
 
-def sample_view(model, tokenizer, prompt: str = "", temperature: float = 0.8, top_k: int = 200,
-                top_p: float = 1.0, max_new_tokens: int = 200, seed: int = 1337) -> str:
+def sample_view(
+    model,
+    tokenizer,
+    prompt: str = "",
+    temperature: float = 0.8,
+    top_k: int = 200,
+    top_p: float = 1.0,
+    max_new_tokens: int = 200,
+    seed: int = 1337,
+) -> str:
     """One sample as text, or the one-line error for bad settings. top_k=0 and top_p=1 mean off."""
     from finegpt.sample import generate_text
 
     try:
-        return generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_k=top_k or None, top_p=None if top_p >= 1.0 else top_p, seed=seed)[0]
+        return generate_text(
+            model,
+            tokenizer,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k or None,
+            top_p=None if top_p >= 1.0 else top_p,
+            seed=seed,
+        )[0]
     except FinegptError as e:
         return f"error: {e}"
 
@@ -190,23 +285,43 @@ def sample_ui(model, tokenizer, **defaults):
 
     d = {**SAMPLE_DEFAULTS, **defaults}
     style, layout = {"description_width": "120px"}, w.Layout(width="480px")
-    prompt = w.Textarea(value=d["prompt"], description="prompt", placeholder="empty: start a new document",
-                        style=style, layout=w.Layout(width="480px", height="60px"))
-    temperature = w.FloatSlider(value=d["temperature"], min=0.0, max=2.0, step=0.05, description="temperature",
-                                style=style, layout=layout)
-    top_k = w.IntSlider(value=d["top_k"], min=0, max=min(1000, tokenizer.vocab_size), description="top_k (0 off)",
-                        style=style, layout=layout)
-    top_p = w.FloatSlider(value=d["top_p"], min=0.05, max=1.0, step=0.05, description="top_p (1 off)",
-                          style=style, layout=layout)
-    max_new = w.IntSlider(value=d["max_new_tokens"], min=1, max=min(1000, 4 * model.config.block_size),
-                          description="max_new_tokens", style=style, layout=layout)
+    prompt = w.Textarea(
+        value=d["prompt"],
+        description="prompt",
+        placeholder="empty: start a new document",
+        style=style,
+        layout=w.Layout(width="480px", height="60px"),
+    )
+    temperature = w.FloatSlider(
+        value=d["temperature"], min=0.0, max=2.0, step=0.05, description="temperature", style=style, layout=layout
+    )
+    top_k = w.IntSlider(
+        value=d["top_k"],
+        min=0,
+        max=min(1000, tokenizer.vocab_size),
+        description="top_k (0 off)",
+        style=style,
+        layout=layout,
+    )
+    top_p = w.FloatSlider(
+        value=d["top_p"], min=0.05, max=1.0, step=0.05, description="top_p (1 off)", style=style, layout=layout
+    )
+    max_new = w.IntSlider(
+        value=d["max_new_tokens"],
+        min=1,
+        max=min(1000, 4 * model.config.block_size),
+        description="max_new_tokens",
+        style=style,
+        layout=layout,
+    )
     seed = w.IntText(value=d["seed"], description="seed", style=style, layout=w.Layout(width="240px"))
     button = w.Button(description="Generate", button_style="primary")
     out = w.HTML()
 
     def generate(_=None):
-        text = sample_view(model, tokenizer, prompt.value, temperature.value, top_k.value, top_p.value,
-                           max_new.value, seed.value)
+        text = sample_view(
+            model, tokenizer, prompt.value, temperature.value, top_k.value, top_p.value, max_new.value, seed.value
+        )
         out.value = f"<pre style='white-space: pre-wrap' class='finegpt-sample'>{html.escape(text)}</pre>"
 
     button.on_click(generate)

@@ -32,11 +32,11 @@ import time
 import torch
 from IPython.display import Markdown, display
 
+from finegpt import plots
 from finegpt.config import ModelConfig
 from finegpt.data import get_tokenizer
 from finegpt.memory.guide import BIAS, GUIDE_TABLE
 from finegpt.model import GPT, count_params, param_breakdown
-from finegpt import plots
 
 # %% [markdown]
 # The parameters cell only records what you asked for; here `None` becomes a decision. The fixed seed

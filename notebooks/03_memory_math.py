@@ -35,8 +35,8 @@ from IPython.display import Markdown, display
 from finegpt import memory as M
 from finegpt import plots, widgets
 from finegpt.config import ModelConfig
-from finegpt.memory.guide import GUIDE_TABLE
 from finegpt.memory import measure
+from finegpt.memory.guide import GUIDE_TABLE
 from finegpt.model import count_params
 
 # %% [markdown]

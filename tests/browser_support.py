@@ -21,8 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SERVER_START_S = 90  # JupyterLab's first start on two busy cores
 
 
@@ -56,14 +63,25 @@ def free_port() -> int:
 
 def kernel_env(tmp: Path) -> dict:
     """The notebooks' smoke mode (tiny, offline, CPU), with Jupyter's state kept inside `tmp`."""
-    env = {**os.environ, "FINEGPT_SMOKE": "1", "CUDA_VISIBLE_DEVICES": "", "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env = {
+        **os.environ,
+        "FINEGPT_SMOKE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
     # every cell stays in the page (a locator finds the widget however far down it is); no news pop-up
-    for plugin, settings in [("notebook-extension/tracker", '{"windowingMode": "none"}'),
-                             ("apputils-extension/notification", '{"fetchNews": "false"}')]:
+    for plugin, settings in [
+        ("notebook-extension/tracker", '{"windowingMode": "none"}'),
+        ("apputils-extension/notification", '{"fetchNews": "false"}'),
+    ]:
         path = tmp / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(settings)
@@ -76,8 +94,9 @@ class Server:
     def __init__(self, cmd: list[str], cwd: Path, env: dict, ready_pattern: str):
         self.lines: list[str] = []
         self.ready, self.matched = threading.Event(), False
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         pattern = re.compile(ready_pattern)
 
         def read():
@@ -113,11 +132,22 @@ class Server:
 def jupyter_lab(root_dir: Path, tmp: Path):
     """JupyterLab on 127.0.0.1 with a token; yields (server, base_url, token)."""
     port, token = free_port(), secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.allow_root=True",
-           f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.allow_root=True",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     server = Server(cmd, root_dir, kernel_env(tmp), rf"http://127\.0\.0\.1:{port}/lab")
     try:
         server.wait_ready()
@@ -146,8 +176,12 @@ def open_browser(tmp: Path, width: int = 1280, height: int = 1000):
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": width, "height": height})
+            str(tmp / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
@@ -164,12 +198,21 @@ def estimate_text(**settings) -> tuple[str, str] | str:
 
     s = {**MEMORY_DEFAULTS, **settings}
     try:
-        cfg = ModelConfig(n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"],
-                          bias=False)
-        report = M.estimate(cfg, M.RunConfig(
-            batch_size=s["batch_size"], gradient_accumulation_steps=s["gradient_accumulation_steps"], dtype=s["dtype"],
-            attention=s["attention"], optimizer=s["optimizer"], activation_checkpointing=s["activation_checkpointing"],
-            gpu=s["gpu"]))
+        cfg = ModelConfig(
+            n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"], bias=False
+        )
+        report = M.estimate(
+            cfg,
+            M.RunConfig(
+                batch_size=s["batch_size"],
+                gradient_accumulation_steps=s["gradient_accumulation_steps"],
+                dtype=s["dtype"],
+                attention=s["attention"],
+                optimizer=s["optimizer"],
+                activation_checkpointing=s["activation_checkpointing"],
+                gpu=s["gpu"],
+            ),
+        )
     except FinegptError as e:
         return str(e)
     return f"{report.peak_bytes / M.GIB:.2f}", "fits" if report.fits else "OOM"

@@ -7,9 +7,9 @@ import shutil
 import jupytext
 import nbformat
 import pytest
+from browser_support import ROOT, estimate_text, jupyter_lab, open_browser, require_browser, voila
 
 from finegpt.widgets import MEMORY_DEFAULTS
-from browser_support import ROOT, estimate_text, jupyter_lab, open_browser, require_browser, voila
 
 NOTEBOOKS = ROOT / "notebooks"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -66,7 +66,8 @@ RUN_ALL = """async () => {
   const app = window.jupyterapp, panel = app.shell.currentWidget;
   await panel.context.ready;
   await panel.sessionContext.ready;
-  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('cells still running after 240 s')), 240000));
+  const timeout = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('cells still running after 240 s')), 240000));
   const ok = await Promise.race([app.commands.execute('notebook:run-all-cells'), timeout]);
   const errors = [];
   for (const cell of panel.content.model.cells)
@@ -122,8 +123,10 @@ def test_calculator_page_in_voila_redraws_exactly_what_estimate_returns(tmp_path
     assert (shown[0][1], shown[2][1], shown[-1][1]) == (("14.00", "OOM"), ("12.02", "fits"), ("13.78", "OOM"))
 
 
-BROKEN = ("import finegpt.widgets as _w\n_real = _w.memory_view\n"
-          "_w.memory_view = lambda **s: _real(**{**s, 'batch_size': 12})  # a callback that ignores the batch slider")
+BROKEN = (
+    "import finegpt.widgets as _w\n_real = _w.memory_view\n"
+    "_w.memory_view = lambda **s: _real(**{**s, 'batch_size': 12})  # a callback that ignores the batch slider"
+)
 
 
 def test_a_callback_that_ignores_a_slider_fails_the_browser_check(tmp_path):
@@ -140,5 +143,6 @@ def test_calculator_ipynb_has_the_same_cells_as_its_py_source():
     def cells(path):
         return [(c.cell_type, c.source.strip()) for c in jupytext.read(path).cells]
 
-    assert cells(NOTEBOOKS / "calculator.ipynb") == cells(NOTEBOOKS / "calculator.py"), \
+    assert cells(NOTEBOOKS / "calculator.ipynb") == cells(NOTEBOOKS / "calculator.py"), (
         "run `jupytext --sync notebooks/calculator.py`"
+    )

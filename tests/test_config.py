@@ -64,11 +64,18 @@ def test_bad_model_values(kwargs, field):
         ModelConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"batch_size": 0}, "batch_size"), ({"learning_rate": 0.0}, "learning_rate"),
-    ({"min_lr": 1.0}, "min_lr"), ({"device": "tpu"}, "device"), ({"dtype": "fp8"}, "dtype"),
-    ({"beta2": 1.0}, "beta2"), ({"warmup_iters": -1}, "warmup_iters"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"min_lr": 1.0}, "min_lr"),
+        ({"device": "tpu"}, "device"),
+        ({"dtype": "fp8"}, "dtype"),
+        ({"beta2": 1.0}, "beta2"),
+        ({"warmup_iters": -1}, "warmup_iters"),
+    ],
+)
 def test_bad_train_values(kwargs, field):
     with pytest.raises(FinegptError, match=rf"^{field}="):
         TrainConfig(**kwargs)
@@ -112,11 +119,17 @@ def test_nanogpt_only_keys_are_accepted_with_a_note():
 
 
 def test_overrides_parse_literals_and_coerce_types():
-    values = parse_overrides(["--batch_size=8", "--learning_rate=1e-3", "--max_iters=2e3", "--out_dir=out-x",
-                              "--compile=True"])
+    values = parse_overrides(
+        ["--batch_size=8", "--learning_rate=1e-3", "--max_iters=2e3", "--out_dir=out-x", "--compile=True"]
+    )
     model, train, _ = build_configs(values)
-    assert (train.batch_size, train.learning_rate, train.max_iters, train.out_dir, train.compile) == \
-        (8, 1e-3, 2000, "out-x", True)
+    assert (train.batch_size, train.learning_rate, train.max_iters, train.out_dir, train.compile) == (
+        8,
+        1e-3,
+        2000,
+        "out-x",
+        True,
+    )
 
 
 @pytest.mark.parametrize("arg", ["batch_size=8", "--batch_size"])

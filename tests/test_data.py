@@ -44,8 +44,15 @@ def test_shard_roundtrips_header_and_tokens(tmp_path):
     ids = np.array([50256, 15496, 995, 50256, 0, 7], dtype=np.int64)
     assert write_shard(tmp_path / "s.bin", ids, tok) == 6
     header, tokens = read_shard(tmp_path / "s.bin")
-    assert header == {"magic": 20240520, "version": 1, "num_tokens": 6, "vocab_size": 50257, "eot": 50256,
-                      "tokenizer": "gpt2", "dtype": "uint16"}
+    assert header == {
+        "magic": 20240520,
+        "version": 1,
+        "num_tokens": 6,
+        "vocab_size": 50257,
+        "eot": 50256,
+        "tokenizer": "gpt2",
+        "dtype": "uint16",
+    }
     assert tokens.tolist() == ids.tolist()
     assert (tmp_path / "s.bin").stat().st_size == 1024 + 2 * 6
     assert not list(tmp_path.glob("*.tmp"))
@@ -83,7 +90,7 @@ def test_prepare_shakespeare_puts_eot_before_every_play_and_holds_out_val(tmp_pa
     stream = np.concatenate([np.asarray(s) for s in val.shards + train.shards])
     starts = np.flatnonzero(stream == 256)
     assert len(starts) == 38 and starts[0] == 0
-    assert bytes(stream[1:starts[1]].astype(np.uint8)).decode() == plays[0]
+    assert bytes(stream[1 : starts[1]].astype(np.uint8)).decode() == plays[0]
     assert (train.vocab_size, train.tokenizer, train.eot) == (257, "bytes", 256)
 
 
@@ -121,11 +128,13 @@ def test_windows_cross_shard_boundaries_in_stream_order(data_dir):
     assert len(loader.shards) > 10  # shard_tokens=1000
     stream = np.concatenate([np.asarray(s) for s in loader.shards])
     for start in (0, 990, 1995, loader.num_tokens - 17):
-        assert loader._window(start, 17).tolist() == stream[start:start + 17].tolist()
+        assert loader._window(start, 17).tolist() == stream[start : start + 17].tolist()
 
 
 def test_loader_errors_name_the_fix(data_dir, tmp_path):
-    with pytest.raises(FinegptError, match=r"data_dir='.*nowhere': no such directory\. Run `finegpt prepare --out .*nowhere`"):
+    with pytest.raises(
+        FinegptError, match=r"data_dir='.*nowhere': no such directory\. Run `finegpt prepare --out .*nowhere`"
+    ):
         BatchLoader(tmp_path / "nowhere", "train", 1, 8)
     with pytest.raises(FinegptError, match=r"block_size=4000: the val split of .* holds only 2000 tokens"):
         BatchLoader(data_dir, "val", 1, 4000)
@@ -144,10 +153,13 @@ def test_prepare_refuses_non_empty_out_without_overwrite(tmp_path, capsys):
     assert load_meta(out)["tokens"]["val"] > 0
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"ok text\n\xff\xfe bad", r"invalid UTF-8 at byte 8 \(byte 0xff\)"),
-    (b"", "has no documents with text"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"ok text\n\xff\xfe bad", r"invalid UTF-8 at byte 8 \(byte 0xff\)"),
+        (b"", "has no documents with text"),
+    ],
+)
 def test_bad_txt_input_is_refused_before_anything_is_written(tmp_path, content, match):
     (tmp_path / "in.txt").write_bytes(content)
     out = tmp_path / "out"
@@ -161,7 +173,9 @@ def test_bad_txt_input_is_refused_before_anything_is_written(tmp_path, content, 
 
 def test_bad_jsonl_input_gives_clear_errors(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"body": "x"}\n')
-    with pytest.raises(FinegptError, match=r"text_column='text': missing from line 1 of .*a.jsonl \(it has \['body'\]\)"):
+    with pytest.raises(
+        FinegptError, match=r"text_column='text': missing from line 1 of .*a.jsonl \(it has \['body'\]\)"
+    ):
         prepare(str(tmp_path / "a.jsonl"), tmp_path / "o1", progress=False)
     (tmp_path / "b.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
     with pytest.raises(FinegptError, match=r"invalid UTF-8 at line 2"):
@@ -169,13 +183,16 @@ def test_bad_jsonl_input_gives_clear_errors(tmp_path):
     assert not (tmp_path / "o2" / "meta.json").exists()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"tokens": 0}, r"tokens=0: must be a whole number > 0"),
-    ({"tokens": -5}, r"tokens=-5: must be a whole number > 0"),
-    ({"tokens": 100, "val_tokens": 100}, r"val_tokens=100: leaves no train tokens"),
-    ({"source": "no/such/*.parquet"}, r"source='no/such/\*.parquet': matches no files"),
-    ({"source": "fineweb"}, r"tokens=None: fineweb holds trillions of tokens"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"tokens": 0}, r"tokens=0: must be a whole number > 0"),
+        ({"tokens": -5}, r"tokens=-5: must be a whole number > 0"),
+        ({"tokens": 100, "val_tokens": 100}, r"val_tokens=100: leaves no train tokens"),
+        ({"source": "no/such/*.parquet"}, r"source='no/such/\*.parquet': matches no files"),
+        ({"source": "fineweb"}, r"tokens=None: fineweb holds trillions of tokens"),
+    ],
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, match):
     with pytest.raises(FinegptError, match=match):
         prepare(**{"out": tmp_path / "out", "progress": False, **kwargs})

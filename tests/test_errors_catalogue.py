@@ -14,14 +14,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import TINY_MODEL, english_text, make_data, one_torch_thread, overrides  # noqa: F401
 
 from finegpt.cli import main
 from finegpt.errors import FinegptError
-from train_fixtures import TINY_MODEL, english_text, make_data, one_torch_thread, overrides  # noqa: F401
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-TINY = " ".join(overrides({**TINY_MODEL, "batch_size": 2, "gradient_accumulation_steps": 1, "device": "cpu",
-                           "max_iters": 1, "eval_iters": 1}))
+TINY = " ".join(
+    overrides(
+        {
+            **TINY_MODEL,
+            "batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "device": "cpu",
+            "max_iters": 1,
+            "eval_iters": 1,
+        }
+    )
+)
 
 # (area, input, field the message must start with). Inputs starting with "finegpt " run the CLI in the
 # workspace below; the others are Python expressions evaluated with finegpt's config and memory names.
@@ -78,8 +88,20 @@ def workspace(tmp_path_factory):
     try:
         (root / "story.txt").write_text(english_text(8000))
         make_data(root / "data", n_train=6000, n_val=1000)
-        assert main(["train", "--data_dir=data", "--out_dir=run", "--eval_interval=1", "--keep_checkpoints=2",
-                     "--dtype=float32", *TINY.replace("--max_iters=1", "--max_iters=2").split()]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--data_dir=data",
+                    "--out_dir=run",
+                    "--eval_interval=1",
+                    "--keep_checkpoints=2",
+                    "--dtype=float32",
+                    *TINY.replace("--max_iters=1", "--max_iters=2").split(),
+                ]
+            )
+            == 0
+        )
         shutil.copytree(root / "run", root / "broken")  # a copy: its ckpt.pt is no longer the step file's twin
         (root / "broken" / "ckpt.pt").write_bytes((root / "run" / "ckpt.pt").read_bytes()[:4096])
         (root / "pickled").mkdir()
@@ -101,8 +123,11 @@ def workspace(tmp_path_factory):
 
 
 def tree_hashes(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
@@ -111,8 +136,12 @@ def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     from finegpt.memory import RunConfig, estimate
     from finegpt.train.distributed import local_accumulation
 
-    names = {"ModelConfig": ModelConfig, "RunConfig": RunConfig, "estimate": estimate,
-             "local_accumulation": local_accumulation}
+    names = {
+        "ModelConfig": ModelConfig,
+        "RunConfig": RunConfig,
+        "estimate": estimate,
+        "local_accumulation": local_accumulation,
+    }
     cwd = os.getcwd()
     os.chdir(root)
     capsys.readouterr()
@@ -167,27 +196,36 @@ def test_cli_process_exits_2_with_one_line_and_no_traceback(tmp_path):
     cmd = [sys.executable, "-m", "finegpt", "train", "--n_embd=640", "--n_head=12"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stderr == ("error: n_embd=640: not divisible by n_head=12. "
-                           "Use n_head 8, 10, 16 or 20, or n_embd 648.\n")
+    assert done.stderr == (
+        "error: n_embd=640: not divisible by n_head=12. Use n_head 8, 10, 16 or 20, or n_embd 648.\n"
+    )
     debug = subprocess.run([*cmd, "--debug"], cwd=tmp_path, capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
 def render_doc(rows) -> str:
-    head = ["# Reliability: what finegpt says when the input is wrong", "",
-            "Every bad input below gives one line naming the field and the fix; the CLI exits with code 2",
-            "and shows no traceback (add `--debug` to see it), and no existing file is changed. Checkpoints are",
-            "written to a temp file, fsynced and renamed; a run killed at any step resumes bit for bit",
-            "(`tests/test_train_kill.py`); a truncated checkpoint is reported with the previous good one, and a",
-            "checkpoint carrying pickled code is refused.", "",
-            "Generated from the table in `tests/test_errors_catalogue.py` by",
-            "`FINEGPT_WRITE_DOCS=1 python -m pytest tests/test_errors_catalogue.py -k doc`; the test fails when",
-            "this file and the table disagree. The commands run inside a scratch directory holding prepared",
-            "bytes-tokenizer shards (`data/`), a finished tiny run (`run/`), a copy with a truncated",
-            "`ckpt.pt` (`broken/`), a checkpoint with a pickled payload (`pickled/`) and broken shard copies.", "",
-            "| # | area | input | message |", "|---|---|---|---|"]
-    body = [f"| {i} | {area} | `{inp.replace(TINY, '<tiny model>')}` | {msg.replace('|', '&#124;')} |"
-            for i, (area, inp, msg) in enumerate(rows, 1)]
+    head = [
+        "# Reliability: what finegpt says when the input is wrong",
+        "",
+        "Every bad input below gives one line naming the field and the fix; the CLI exits with code 2",
+        "and shows no traceback (add `--debug` to see it), and no existing file is changed. Checkpoints are",
+        "written to a temp file, fsynced and renamed; a run killed at any step resumes bit for bit",
+        "(`tests/test_train_kill.py`); a truncated checkpoint is reported with the previous good one, and a",
+        "checkpoint carrying pickled code is refused.",
+        "",
+        "Generated from the table in `tests/test_errors_catalogue.py` by",
+        "`FINEGPT_WRITE_DOCS=1 python -m pytest tests/test_errors_catalogue.py -k doc`; the test fails when",
+        "this file and the table disagree. The commands run inside a scratch directory holding prepared",
+        "bytes-tokenizer shards (`data/`), a finished tiny run (`run/`), a copy with a truncated",
+        "`ckpt.pt` (`broken/`), a checkpoint with a pickled payload (`pickled/`) and broken shard copies.",
+        "",
+        "| # | area | input | message |",
+        "|---|---|---|---|",
+    ]
+    body = [
+        f"| {i} | {area} | `{inp.replace(TINY, '<tiny model>')}` | {msg.replace('|', '&#124;')} |"
+        for i, (area, inp, msg) in enumerate(rows, 1)
+    ]
     return "\n".join(head + body) + "\n"
 
 
@@ -200,5 +238,6 @@ def test_reliability_doc_matches_catalogue(workspace, capsys):
     text = render_doc(rows)
     if os.environ.get("FINEGPT_WRITE_DOCS") == "1":
         DOC.write_text(text)
-    assert DOC.is_file() and DOC.read_text() == text, \
+    assert DOC.is_file() and DOC.read_text() == text, (
         "docs/reliability.md is out of date; regenerate it with FINEGPT_WRITE_DOCS=1 (see the module docstring)"
+    )

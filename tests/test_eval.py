@@ -25,11 +25,20 @@ def tiny_gpt(vocab_size=320, block_size=32, seed=0):
 
 # ---- GPT-2 weights ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=48, vocab_size=100, bos_token_id=0,
-                                  eos_token_id=0, initializer_range=0.2)  # big weights: tanh GELU differs visibly
+    cfg = transformers.GPT2Config(
+        n_layer=2,
+        n_head=4,
+        n_embd=64,
+        n_positions=48,
+        vocab_size=100,
+        bos_token_id=0,
+        eos_token_id=0,
+        initializer_range=0.2,
+    )  # big weights: tanh GELU differs visibly
     torch.manual_seed(0)
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     path = tmp_path_factory.mktemp("hf_gpt2")
@@ -81,14 +90,17 @@ def test_missing_transformers_says_how_to_install(monkeypatch):
 
 # ---- val loss -----------------------------------------------------------------------------------
 
+
 def make_shards(data_dir, tokenizer_name="bytes", val_tokens=1000, seed=0):
     tok = get_tokenizer(tokenizer_name)
     rng = np.random.default_rng(seed)
     data_dir.mkdir(parents=True, exist_ok=True)
     val = rng.integers(0, tok.vocab_size, val_tokens)
     train = rng.integers(0, tok.vocab_size, 2000)
-    shards = [{"file": name, "split": split, "tokens": write_shard(data_dir / name, tokens, tok)}
-              for name, split, tokens in [("val_000000.bin", "val", val), ("train_000001.bin", "train", train)]]
+    shards = [
+        {"file": name, "split": split, "tokens": write_shard(data_dir / name, tokens, tok)}
+        for name, split, tokens in [("val_000000.bin", "val", val), ("train_000001.bin", "train", train)]
+    ]
     write_meta(data_dir, tok, shards)
     return val
 
@@ -99,7 +111,7 @@ def test_val_loss_is_sequential_windows_and_states_token_count(tmp_path):
     result = evaluate(model, tmp_path / "data", tokens=200, batch_size=3, tokenizer="bytes")
     # 200 tokens in windows of 32: 6 windows = 192 scored tokens, back to back from the start
     assert result["tokens"] == 192 and result["block_size"] == 32 and result["split"] == "val"
-    rows = torch.from_numpy(val[:6 * 32 + 1].astype(np.int64))
+    rows = torch.from_numpy(val[: 6 * 32 + 1].astype(np.int64))
     x, y = rows[:-1].view(6, 32), rows[1:].view(6, 32)
     with torch.no_grad():
         logits, _ = model(x)
@@ -133,15 +145,31 @@ def test_model_vocab_smaller_than_shards_is_refused(tmp_path):
 # ---- HellaSwag ----------------------------------------------------------------------------------
 
 EXAMPLES = [
-    {"ctx": "A man is sitting on a roof. he", "label": 3,
-     "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
-                 "is holding a rubik's cube.", "starts pulling up roofing on a roof."]},
-    {"ctx": "The cat", "label": 0,
-     "endings": ["sleeps.", "is a dog that barks loudly at night.", "x", "runs away fast."]},
-    {"ctx": "She opens the oven and", "label": 1,
-     "endings": ["sings.", "takes out the bread.", "flies to the moon with a spoon.", "the the the"]},
-    {"ctx": "To tie a tie, first", "label": 2,
-     "endings": ["eat.", "jump over the fence twice.", "drape it around your neck.", "no"]},
+    {
+        "ctx": "A man is sitting on a roof. he",
+        "label": 3,
+        "endings": [
+            "is using wrap to wrap a pair of skis.",
+            "is ripping level tiles off.",
+            "is holding a rubik's cube.",
+            "starts pulling up roofing on a roof.",
+        ],
+    },
+    {
+        "ctx": "The cat",
+        "label": 0,
+        "endings": ["sleeps.", "is a dog that barks loudly at night.", "x", "runs away fast."],
+    },
+    {
+        "ctx": "She opens the oven and",
+        "label": 1,
+        "endings": ["sings.", "takes out the bread.", "flies to the moon with a spoon.", "the the the"],
+    },
+    {
+        "ctx": "To tie a tie, first",
+        "label": 2,
+        "endings": ["eat.", "jump over the fence twice.", "drape it around your neck.", "no"],
+    },
 ]
 
 
@@ -154,7 +182,7 @@ def direct_scores(model, tok, example):
         ids = torch.tensor([ctx + end])
         with torch.no_grad():
             logits, _ = model(ids)
-        logp = F.log_softmax(logits[0, :-1, :tok.vocab_size], dim=-1)
+        logp = F.log_softmax(logits[0, :-1, : tok.vocab_size], dim=-1)
         picked = logp[torch.arange(len(ctx) - 1, len(ids[0]) - 1), torch.tensor(end)]
         sums.append(picked.sum().item())
         means.append(picked.mean().item())
@@ -189,12 +217,18 @@ def test_missing_hellaswag_file_is_one_line_error(tmp_path):
 
 # ---- the CLI: one command scores a checkpoint; samples it ---------------------------------------
 
+
 def write_checkpoint(out_dir, model, data_dir):
     from finegpt.config import config_dict
     from finegpt.train.checkpoint import save_checkpoint
 
-    ckpt = {"model": model.state_dict(), "iter_num": 0, "best_val_loss": 9.9, "config": config_dict(model.config),
-            "data": {"data_dir": str(data_dir), "tokenizer": "bytes", "vocab_size": 257}}
+    ckpt = {
+        "model": model.state_dict(),
+        "iter_num": 0,
+        "best_val_loss": 9.9,
+        "config": config_dict(model.config),
+        "data": {"data_dir": str(data_dir), "tokenizer": "bytes", "vocab_size": 257},
+    }
     save_checkpoint(ckpt, out_dir)
 
 
@@ -208,8 +242,12 @@ def test_cli_eval_and_sample_a_checkpoint(tmp_path, capsys):
     row = json.loads(capsys.readouterr().out)
     expected = evaluate(model, tmp_path / "data", tokens=200, batch_size=8)
     assert row["tokens"] == 192 and row["loss"] == pytest.approx(expected["loss"], abs=1e-6)
-    assert main(["sample", "--ckpt", str(tmp_path / "out"), "--prompt", "Hi", "--max_new_tokens", "5",
-                 "--temperature", "0"]) == 0
+    assert (
+        main(
+            ["sample", "--ckpt", str(tmp_path / "out"), "--prompt", "Hi", "--max_new_tokens", "5", "--temperature", "0"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"===== {tmp_path / 'out'} | sample 1/1 ====="
     assert out.splitlines()[1].startswith("Hi")

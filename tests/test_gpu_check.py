@@ -37,8 +37,12 @@ def test_dry_run_runs_every_section_on_cpu(tmp_path):
     assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
     assert torch.get_num_threads() == threads
     text = out.read_text()
-    for title in ("## MFU: finegpt's train() on random tokens", "## Memory: predicted vs measured peak",
-                  "## Sampling: KV cache vs full recompute", "## MFU with torch.compile"):
+    for title in (
+        "## MFU: finegpt's train() on random tokens",
+        "## Memory: predicted vs measured peak",
+        "## Sampling: KV cache vs full recompute",
+        "## MFU with torch.compile",
+    ):
         assert title in text
     assert "Command: `python bench/gpu_check.py --dry-run`" in text
     assert "| eager | 4 x 4 x 32 |" in text and "| torch.compile | 4 x 4 x 32 |" in text

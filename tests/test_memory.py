@@ -8,8 +8,22 @@ import torch
 from finegpt.cli import main
 from finegpt.config import ModelConfig
 from finegpt.errors import FinegptError
-from finegpt.memory import (GPUS, RunConfig, check_guide, estimate, fits, flops_per_token, get_gpu,
-                            max_micro_batch, measure, peak_flops, plan, recommend, session_plan, tokens_per_run)
+from finegpt.memory import (
+    GPUS,
+    RunConfig,
+    check_guide,
+    estimate,
+    fits,
+    flops_per_token,
+    get_gpu,
+    max_micro_batch,
+    measure,
+    peak_flops,
+    plan,
+    recommend,
+    session_plan,
+    tokens_per_run,
+)
 from finegpt.model import count_params
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)  # V >> C, as in real GPTs
@@ -61,9 +75,18 @@ def test_fake_tensor_measurement_equals_the_real_one_without_allocating():
 
 
 def test_report_names_every_term_and_the_peak_is_the_max_of_three_phases():
-    report = estimate(ModelConfig(n_layer=12, n_head=12, n_embd=768, bias=False), RunConfig(batch_size=12, gpu="A100-40"))
-    assert {"weights", "optimizer states", "autocast 16-bit weight copies", "activations (all layers)",
-            "logits + cross-entropy", "optimizer-step temporaries", "DDP buckets"} <= set(report.terms)
+    report = estimate(
+        ModelConfig(n_layer=12, n_head=12, n_embd=768, bias=False), RunConfig(batch_size=12, gpu="A100-40")
+    )
+    assert {
+        "weights",
+        "optimizer states",
+        "autocast 16-bit weight copies",
+        "activations (all layers)",
+        "logits + cross-entropy",
+        "optimizer-step temporaries",
+        "DDP buckets",
+    } <= set(report.terms)
     assert set(report.activations_per_layer) == {"residual", "norms", "attention", "mlp", "dropout"}
     assert report.peak_bytes == max(report.peaks.values())
     assert report.reserved_bytes > report.peak_bytes and report.nvidia_smi_bytes > report.reserved_bytes
@@ -122,13 +145,16 @@ def test_peak_flops_maps_device_names():
     assert peak_flops("Some Future GPU") is None
 
 
-@pytest.mark.parametrize("make,words", [
-    (lambda: ModelConfig(n_embd=640, n_head=12), ["n_embd=640", "n_head"]),
-    (lambda: RunConfig(batch_size=0), ["batch_size=0", "Use batch_size >= 1"]),
-    (lambda: get_gpu("4900"), ["gpu='4900'", "Did you mean 4090"]),
-    (lambda: RunConfig(dtype="bf16", gpu="T4"), ["dtype='bf16'", "fp16"]),
-    (lambda: RunConfig(world_size=0), ["world_size=0", "world_size=1"]),
-])
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (lambda: ModelConfig(n_embd=640, n_head=12), ["n_embd=640", "n_head"]),
+        (lambda: RunConfig(batch_size=0), ["batch_size=0", "Use batch_size >= 1"]),
+        (lambda: get_gpu("4900"), ["gpu='4900'", "Did you mean 4090"]),
+        (lambda: RunConfig(dtype="bf16", gpu="T4"), ["dtype='bf16'", "fp16"]),
+        (lambda: RunConfig(world_size=0), ["world_size=0", "world_size=1"]),
+    ],
+)
 def test_bad_input_names_the_field_and_the_fix(make, words):
     with pytest.raises(FinegptError) as e:
         make()
@@ -137,8 +163,10 @@ def test_bad_input_names_the_field_and_the_fix(make, words):
 
 def test_cli_memory_answers_whether_the_guide_config_fits(tmp_path, capsys):
     cfg = tmp_path / "guide.py"
-    cfg.write_text("batch_size=32; gradient_accumulation_steps=16; block_size=1024\n"
-                   "n_layer=10; n_head=10; n_embd=640; dropout=0.0; max_iters=50000\n")
+    cfg.write_text(
+        "batch_size=32; gradient_accumulation_steps=16; block_size=1024\n"
+        "n_layer=10; n_head=10; n_embd=640; dropout=0.0; max_iters=50000\n"
+    )
     assert main(["memory", str(cfg), "--gpu", "4090"]) == 0
     assert "OUT OF MEMORY" in capsys.readouterr().out
     assert main(["memory", str(cfg), "--gpu", "4090", "--batch_size=8", "--json"]) == 0
@@ -188,14 +216,24 @@ def test_detected_gpu_key_falls_back_to_the_default_without_cuda():
 
     assert detected_gpu_key(default="T4") == "T4"  # the test machines have no CUDA GPU
     assert gpu_from_device_name("Tesla T4") is GPUS["T4"]
-    assert gpu_from_device_name("NVIDIA A100-SXM4-80GB").memory_gib > gpu_from_device_name("NVIDIA A100-SXM4-40GB").memory_gib
+    assert (
+        gpu_from_device_name("NVIDIA A100-SXM4-80GB").memory_gib
+        > gpu_from_device_name("NVIDIA A100-SXM4-40GB").memory_gib
+    )
 
 
 def test_fit_summary_counts_accumulation_as_finegpt_train_does(tmp_path):
     from finegpt.memory import fit_summary, run_from_settings
 
-    values = {"n_layer": 12, "n_head": 12, "n_embd": 768, "batch_size": 16, "gradient_accumulation_steps": 32,
-              "max_iters": 1000, "world_size": 4}
+    values = {
+        "n_layer": 12,
+        "n_head": 12,
+        "n_embd": 768,
+        "batch_size": 16,
+        "gradient_accumulation_steps": 32,
+        "max_iters": 1000,
+        "world_size": 4,
+    }
     model_cfg, run, train_cfg, _ = run_from_settings(values, gpu="4090")
     assert run.gradient_accumulation_steps == 8  # per rank: 32 in total over 4 ranks
     out = fit_summary(model_cfg, run, train_cfg.max_iters)

@@ -10,9 +10,13 @@ from finegpt.config import ModelConfig
 from finegpt.memory import RunConfig, estimate, measure
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=512, dropout=0.0, bias=True)
-RUNS = {f"{sharding}_g{G}": RunConfig(batch_size=4, gradient_accumulation_steps=G, dtype="fp32", device="cpu",
-                                      world_size=2, sharding=sharding)
-        for sharding in ("ddp", "fsdp") for G in (1, 2)}
+RUNS = {
+    f"{sharding}_g{G}": RunConfig(
+        batch_size=4, gradient_accumulation_steps=G, dtype="fp32", device="cpu", world_size=2, sharding=sharding
+    )
+    for sharding in ("ddp", "fsdp")
+    for G in (1, 2)
+}
 SLACK_BYTES = 1024  # 0-d tensors (loss, grad norm, Adam's step counts) the model leaves out
 
 

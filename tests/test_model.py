@@ -23,8 +23,17 @@ def test_breakdown_matches_the_tensors(bias):
     parts = param_breakdown(cfg)
     by_name = {"token_embedding": 0, "position_embedding": 0, "attention": 0, "mlp": 0, "layernorm": 0}
     for name, p in model.named_parameters():  # the tied lm_head is listed once, as wte
-        key = ("token_embedding" if "wte" in name else "position_embedding" if "wpe" in name else
-               "attention" if ".attn." in name else "mlp" if ".mlp." in name else "layernorm")
+        key = (
+            "token_embedding"
+            if "wte" in name
+            else "position_embedding"
+            if "wpe" in name
+            else "attention"
+            if ".attn." in name
+            else "mlp"
+            if ".mlp." in name
+            else "layernorm"
+        )
         by_name[key] += p.numel()
     assert by_name == {k: v for k, v in parts.items() if k in by_name}
     assert model.get_num_params() == count_params(cfg)
@@ -93,8 +102,10 @@ def test_seeded_sampling_is_reproducible_and_top_k_1_is_greedy():
     torch.manual_seed(0)
     model = GPT(TINY).eval()
     prompt = torch.randint(0, 64, (1, 4))
-    runs = [model.generate(prompt, 20, temperature=0.9, top_k=8, top_p=0.9,
-                           generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    runs = [
+        model.generate(prompt, 20, temperature=0.9, top_k=8, top_p=0.9, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
     assert torch.equal(*runs)
     greedy = model.generate(prompt, 20, temperature=0)
     assert torch.equal(model.generate(prompt, 20, temperature=1.0, top_k=1), greedy)

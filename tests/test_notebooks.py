@@ -26,7 +26,9 @@ def cells(path: Path) -> list[tuple[str, str, tuple]]:
 def test_ipynb_has_the_same_cells_as_its_py_source(name):
     py, ipynb = NOTEBOOKS / f"{name}.py", NOTEBOOKS / f"{name}.ipynb"
     assert py.is_file() and ipynb.is_file()
-    assert cells(ipynb) == cells(py), f"run `jupytext --sync notebooks/{name}.py` then `python tools/refresh_notebooks.py {name[:2]}`"
+    assert cells(ipynb) == cells(py), (
+        f"run `jupytext --sync notebooks/{name}.py` then `python tools/refresh_notebooks.py {name[:2]}`"
+    )
 
 
 def test_jupytext_sync_changes_nothing(tmp_path):
@@ -35,11 +37,16 @@ def test_jupytext_sync_changes_nothing(tmp_path):
         for suffix in (".py", ".ipynb"):
             shutil.copy2(NOTEBOOKS / f"{name}{suffix}", tmp_path)
     shutil.copy2(NOTEBOOKS / "jupytext.toml", tmp_path)
-    subprocess.run([sys.executable, "-m", "jupytext", "--sync", *sorted(str(p) for p in tmp_path.glob("*.py"))],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "jupytext", "--sync", *sorted(str(p) for p in tmp_path.glob("*.py"))],
+        check=True,
+        capture_output=True,
+    )
     for name in NAMES:
         assert (tmp_path / f"{name}.py").read_text() == (NOTEBOOKS / f"{name}.py").read_text()
-        assert json.loads((tmp_path / f"{name}.ipynb").read_text()) == json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+        assert json.loads((tmp_path / f"{name}.ipynb").read_text()) == json.loads(
+            (NOTEBOOKS / f"{name}.ipynb").read_text()
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -79,9 +86,31 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
     for name in NAMES:
         shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
     shutil.copy(Path(__file__).with_name("nbval_conftest.py"), tmp_path / "conftest.py")
-    env = {**os.environ, "FINEGPT_SMOKE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
-                             "--rootdir", str(tmp_path), str(tmp_path)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "FINEGPT_SMOKE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -53,8 +53,10 @@ def test_loss_plot_records_points_and_draws_them_outside_a_notebook():
 
 def test_loss_plot_log_reads_the_rows_the_training_loop_emits():
     plot = plots.LossPlot()
-    for row in [{"iter": 0, "train/loss": 5.6, "val/loss": 5.5, "lr": 0.0},
-                {"iter": 5, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "dt_s": 0.1}]:
+    for row in [
+        {"iter": 0, "train/loss": 5.6, "val/loss": 5.5, "lr": 0.0},
+        {"iter": 5, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 100.0, "mfu": None, "dt_s": 0.1},
+    ]:
         plot.log(row)
     assert plot.points == {"train_loss": [(5, 4.0)], "val_loss": [(0, 5.5)], "lr": [(5, 1e-3)]}
 

@@ -87,14 +87,17 @@ def test_generate_text_restores_training_mode(model):
     model.eval()
 
 
-@pytest.mark.parametrize("setting, message", [
-    (dict(temperature=-0.5), "temperature=-0.5: must be >= 0."),
-    (dict(top_p=0.0), "top_p=0.0: must be in (0, 1]."),
-    (dict(top_p=1.5), "top_p=1.5: must be in (0, 1]."),
-    (dict(top_k=-1), "top_k=-1: must be an integer >= 0."),
-    (dict(max_new_tokens=0), "max_new_tokens=0: must be an integer >= 1."),
-    (dict(num_samples=0), "num_samples=0: must be an integer >= 1."),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (dict(temperature=-0.5), "temperature=-0.5: must be >= 0."),
+        (dict(top_p=0.0), "top_p=0.0: must be in (0, 1]."),
+        (dict(top_p=1.5), "top_p=1.5: must be in (0, 1]."),
+        (dict(top_k=-1), "top_k=-1: must be an integer >= 0."),
+        (dict(max_new_tokens=0), "max_new_tokens=0: must be an integer >= 1."),
+        (dict(num_samples=0), "num_samples=0: must be an integer >= 1."),
+    ],
+)
 def test_bad_settings_give_one_line_errors(model, setting, message):
     kw = dict(prompt="x", max_new_tokens=3, temperature=1.0, top_k=None, top_p=None) | setting
     with pytest.raises(FinegptError) as err:

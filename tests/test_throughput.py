@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  # noqa: F401
 
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.data import BatchLoader
 from finegpt.model import GPT
 from finegpt.train import train
 from finegpt.train.loop import _Prefetch, peak_flops
-from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,15 @@ def test_prefetched_batch_is_the_batch_of_its_step(data_dir):
 
 
 def test_logged_rows_report_the_data_path_share_of_each_step(data_dir, tmp_path):
-    cfg = TrainConfig(**{**TINY_TRAIN, "data_dir": str(data_dir), "out_dir": str(tmp_path / "out"),
-                         "max_iters": 4, "eval_interval": 100})
+    cfg = TrainConfig(
+        **{
+            **TINY_TRAIN,
+            "data_dir": str(data_dir),
+            "out_dir": str(tmp_path / "out"),
+            "max_iters": 4,
+            "eval_interval": 100,
+        }
+    )
     rows = [r for r in train(ModelConfig(**TINY_MODEL), cfg)["history"] if "dt_s" in r]
     assert [r["iter"] for r in rows] == [1, 2, 3, 4]
     # a generous bound: fetching a 8 x 33 window batch is far cheaper than a forward + backward
@@ -50,9 +57,14 @@ def test_adamw_is_fused_where_pytorch_has_the_kernel(device_type, fused):
     assert bool(optimizer.defaults["foreach"]) is (not fused)
 
 
-@pytest.mark.parametrize("name,dtype,tflops", [("NVIDIA A100-SXM4-80GB", torch.bfloat16, 312.0),
-                                               ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989.4),
-                                               ("Tesla T4", torch.float16, 65.0)])
+@pytest.mark.parametrize(
+    "name,dtype,tflops",
+    [
+        ("NVIDIA A100-SXM4-80GB", torch.bfloat16, 312.0),
+        ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989.4),
+        ("Tesla T4", torch.float16, 65.0),
+    ],
+)
 def test_mfu_peak_comes_from_the_gpu_table(monkeypatch, name, dtype, tflops):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert peak_flops(torch.device("cuda:0"), dtype) == tflops * 1e12

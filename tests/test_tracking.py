@@ -11,8 +11,11 @@ import pytest
 from finegpt.config import TrainConfig
 from finegpt.tracking import open_trackers
 
-METRICS = [(0, {"train/loss": 4.5, "lr": 1e-3}), (10, {"train/loss": 3.25, "lr": 5e-4}),
-           (20, {"train/loss": 2.0, "val/loss": 2.5, "lr": 2.5e-4})]
+METRICS = [
+    (0, {"train/loss": 4.5, "lr": 1e-3}),
+    (10, {"train/loss": 3.25, "lr": 5e-4}),
+    (20, {"train/loss": 2.0, "val/loss": 2.5, "lr": 2.5e-4}),
+]
 
 
 def log_all(trackers):
@@ -70,8 +73,8 @@ def wandb_records(path):
         if block - pos % block < 7:  # block trailer padding
             pos += block - pos % block
             continue
-        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
-        chunks += data[pos + 7:pos + 7 + length]
+        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
+        chunks += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             record = pb.Record()

@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  # noqa: F401
 
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.errors import FinegptError
 from finegpt.train import get_lr, load_checkpoint, load_model, save_checkpoint, train
-from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,9 @@ def data_dir(tmp_path_factory):
 
 
 def cfgs(data_dir, out_dir, **train_kw):
-    return ModelConfig(**TINY_MODEL), TrainConfig(**{**TINY_TRAIN, "data_dir": str(data_dir),
-                                                     "out_dir": str(out_dir), **train_kw})
+    return ModelConfig(**TINY_MODEL), TrainConfig(
+        **{**TINY_TRAIN, "data_dir": str(data_dir), "out_dir": str(out_dir), **train_kw}
+    )
 
 
 def train_losses(result) -> dict:
@@ -74,6 +75,7 @@ def test_truncated_checkpoint_is_refused_and_previous_offered(data_dir, tmp_path
 class _RunsCode:
     def __reduce__(self):
         import os
+
         return (os.system, ("echo pwned > pwned.txt",))
 
 
@@ -101,7 +103,9 @@ def test_eval_only_reports_losses_without_training(data_dir, tmp_path):
     before = load_checkpoint(tmp_path / "out")
     result = train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_only=True, init_from="resume"))
     assert [set(row) for row in result["history"]] == [{"iter", "train/loss", "val/loss", "lr"}]
-    assert all(torch.equal(a, b) for a, b in zip(before["model"].values(), load_checkpoint(tmp_path / "out")["model"].values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(before["model"].values(), load_checkpoint(tmp_path / "out")["model"].values())
+    )
 
 
 def test_lr_schedule_warms_up_then_decays_to_min_lr():
@@ -139,7 +143,8 @@ def test_cli_trains_from_nanogpt_style_config_file_with_overrides(data_dir, tmp_
     (tmp_path / "tiny.py").write_text(
         "# a nanoGPT-style config\nout_dir = 'out-tiny'\nwandb_mode = 'offline'\n"
         "n_layer = 2\nn_head = 2\nn_embd = 16 * 2\nblock_size = 32\nbatch_size = 4\n"
-        "gradient_accumulation_steps = 1\nmax_iters = 100\neval_interval = 2\neval_iters = 1\ndevice = 'cpu'\n")
+        "gradient_accumulation_steps = 1\nmax_iters = 100\neval_interval = 2\neval_iters = 1\ndevice = 'cpu'\n"
+    )
     assert main(["train", "tiny.py", f"--data_dir={data_dir}", "--max_iters=2"]) == 0
     out = capsys.readouterr().out
     assert "note: wandb_mode is read by nanoGPT's train.py only" in out

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_fixtures import TINY_MODEL, TINY_TRAIN, TORCHRUN, assert_same_training, make_data, metrics, overrides, run
 
 from finegpt.train import load_checkpoint, load_model
-from train_fixtures import TINY_MODEL, TINY_TRAIN, TORCHRUN, assert_same_training, make_data, metrics, overrides, run
 
 K = 4  # optimizer steps compared
 B = 4  # micro-batch per process
@@ -23,10 +23,41 @@ def runs(tmp_path_factory):
     (2 micro-steps each, the first without gradient sync) for K; a copy of the FSDP run at K."""
     root = tmp_path_factory.mktemp("fsdp")
     make_data(root / "data")
-    run([sys.executable, "-m", "finegpt", "train", *overrides({**SETTINGS, "batch_size": 2 * B, "gradient_accumulation_steps": 2,
-                                                             "max_iters": K + 1, "out_dir": "single"})], root)
-    run([*TORCHRUN, "train", *overrides({**SETTINGS, "batch_size": B, "gradient_accumulation_steps": 4, "max_iters": K,
-                                         "fsdp": True, "out_dir": "fsdp"})], root)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "finegpt",
+            "train",
+            *overrides(
+                {
+                    **SETTINGS,
+                    "batch_size": 2 * B,
+                    "gradient_accumulation_steps": 2,
+                    "max_iters": K + 1,
+                    "out_dir": "single",
+                }
+            ),
+        ],
+        root,
+    )
+    run(
+        [
+            *TORCHRUN,
+            "train",
+            *overrides(
+                {
+                    **SETTINGS,
+                    "batch_size": B,
+                    "gradient_accumulation_steps": 4,
+                    "max_iters": K,
+                    "fsdp": True,
+                    "out_dir": "fsdp",
+                }
+            ),
+        ],
+        root,
+    )
     shutil.copytree(root / "fsdp", root / "fsdp_at_k")
     return root
 
@@ -53,8 +84,20 @@ def test_fsdp_resume_on_two_processes_reproduces_next_loss(runs):
 
 
 def test_fsdp_checkpoint_resumed_on_one_process_reproduces_next_loss(runs):
-    run([sys.executable, "-m", "finegpt", "train", "--resume", "--out_dir=fsdp_at_k", f"--max_iters={K + 1}",
-         f"--batch_size={2 * B}", "--gradient_accumulation_steps=2"], runs)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "finegpt",
+            "train",
+            "--resume",
+            "--out_dir=fsdp_at_k",
+            f"--max_iters={K + 1}",
+            f"--batch_size={2 * B}",
+            "--gradient_accumulation_steps=2",
+        ],
+        runs,
+    )
     single_train, _ = metrics(runs / "single")
     resumed, _ = metrics(runs / "fsdp_at_k")
     assert resumed[K + 1] == pytest.approx(single_train[K + 1], rel=1e-5)
@@ -71,8 +114,9 @@ def _scaler_rank(rank: int, store_path: str, queue) -> None:
     try:
         torch.manual_seed(0)
         model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=64, dropout=0.0))
-        optimizer = fsdp.shard(model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu"), torch.device("cpu"),
-                               torch.float32)
+        optimizer = fsdp.shard(
+            model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu"), torch.device("cpu"), torch.float32
+        )
         scaler = fsdp.sharded_scaler(torch.amp.GradScaler("cpu", init_scale=1024.0))
         x = torch.randint(64, (2, 16), generator=torch.Generator().manual_seed(1))
         _, loss = model(x, x)

@@ -7,20 +7,33 @@ import subprocess
 import sys
 
 import torch
-
-from finegpt.train import load_checkpoint
 from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, overrides
 
+from finegpt.train import load_checkpoint
+
 MAX_ITERS = 24
-SETTINGS = {**TINY_MODEL, **TINY_TRAIN, "max_iters": MAX_ITERS, "eval_interval": 3, "eval_iters": 1,
-            "keep_checkpoints": 2, "dropout": 0.1}  # dropout: the RNG state must come back too
+SETTINGS = {
+    **TINY_MODEL,
+    **TINY_TRAIN,
+    "max_iters": MAX_ITERS,
+    "eval_interval": 3,
+    "eval_iters": 1,
+    "keep_checkpoints": 2,
+    "dropout": 0.1,
+}  # dropout: the RNG state must come back too
 
 
 def finegpt_train(args: list[str], cwd, kill_at: int | None = None) -> int:
     """Run `python -m finegpt train ...`; with kill_at, SIGKILL it once it reports that iteration."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "finegpt", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finegpt", "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)

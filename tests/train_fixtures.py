@@ -24,15 +24,25 @@ def make_data(data_dir: Path, n_train: int = 40_000, n_val: int = 6_000) -> Path
 
     source = data_dir.parent / f"{data_dir.name}.txt"
     source.write_text(english_text(n_train + n_val), encoding="utf-8")
-    prepare(str(source), out=data_dir, tokenizer="bytes", tokens=n_train + n_val, val_tokens=n_val,
-            progress=False)
+    prepare(str(source), out=data_dir, tokenizer="bytes", tokens=n_train + n_val, val_tokens=n_val, progress=False)
     return data_dir
 
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, bias=True)
-TINY_TRAIN = dict(batch_size=8, gradient_accumulation_steps=2, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2,
-                  lr_decay_iters=40, eval_iters=2, log_interval=1, device="cpu", dtype="float32",
-                  deterministic=True, seed=7)
+TINY_TRAIN = dict(
+    batch_size=8,
+    gradient_accumulation_steps=2,
+    learning_rate=3e-3,
+    min_lr=3e-4,
+    warmup_iters=2,
+    lr_decay_iters=40,
+    eval_iters=2,
+    log_interval=1,
+    device="cpu",
+    dtype="float32",
+    deterministic=True,
+    seed=7,
+)
 
 
 def overrides(values: dict) -> list[str]:
@@ -63,7 +73,10 @@ def run(cmd: list[str], cwd) -> str:
 def metrics(out_dir) -> tuple[dict, dict]:
     """({step: train loss}, {step: val loss}) from a run's metrics.jsonl."""
     rows = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
-    return ({r["step"]: r["loss"] for r in rows if "loss" in r}, {r["step"]: r["val/loss"] for r in rows if "val/loss" in r})
+    return (
+        {r["step"]: r["loss"] for r in rows if "loss" in r},
+        {r["step"]: r["val/loss"] for r in rows if "val/loss" in r},
+    )
 
 
 def assert_same_training(single_dir, multi_dir, steps: int) -> None:

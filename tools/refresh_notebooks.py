@@ -8,7 +8,6 @@ The notebooks run in order in one fresh temporary folder, as a student runs them
 samples from 04's checkpoint), and never from files an earlier refresh left behind.
 """
 
-import os
 import sys
 import tempfile
 import time

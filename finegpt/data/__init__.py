@@ -9,5 +9,14 @@ from finegpt.data.shards import load_meta, read_shard, write_shard
 from finegpt.data.sources import iter_batches, iter_documents, resolve_source
 from finegpt.data.tokenizers import get_tokenizer
 
-__all__ = ["BatchLoader", "get_tokenizer", "iter_batches", "iter_documents", "load_meta", "prepare", "read_shard", "resolve_source",
-           "write_shard"]
+__all__ = [
+    "BatchLoader",
+    "get_tokenizer",
+    "iter_batches",
+    "iter_documents",
+    "load_meta",
+    "prepare",
+    "read_shard",
+    "resolve_source",
+    "write_shard",
+]

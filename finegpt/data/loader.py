@@ -22,8 +22,16 @@ class BatchLoader:
     So 2 ranks x B rows see exactly what 1 rank x 2B rows sees, and resuming needs only the step.
     """
 
-    def __init__(self, data_dir, split: str, batch_size: int, block_size: int, seed: int = 1337,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        data_dir,
+        split: str,
+        batch_size: int,
+        block_size: int,
+        seed: int = 1337,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if split not in ("train", "val"):
             raise bad("split", split, "unknown split", "Use train or val")
         for field, value in (("batch_size", batch_size), ("block_size", block_size), ("world_size", world_size)):
@@ -38,11 +46,17 @@ class BatchLoader:
         self.split, self.batch_size, self.block_size = split, batch_size, block_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.shards = [read_shard(self.data_dir / s["file"])[1] for s in meta["shards"] if s["split"] == split]
-        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])  # shard i holds stream positions offsets[i]:offsets[i+1]
+        self.offsets = np.cumsum(
+            [0] + [len(s) for s in self.shards]
+        )  # shard i holds stream positions offsets[i]:offsets[i+1]
         self.num_tokens = int(self.offsets[-1])
         if self.num_tokens < block_size + 1:
-            raise bad("block_size", block_size, f"the {split} split of {self.data_dir} holds only {self.num_tokens} tokens, "
-                      f"fewer than block_size + 1", "Use a smaller block_size, or prepare more data (--tokens, val_fraction)")
+            raise bad(
+                "block_size",
+                block_size,
+                f"the {split} split of {self.data_dir} holds only {self.num_tokens} tokens, fewer than block_size + 1",
+                "Use a smaller block_size, or prepare more data (--tokens, val_fraction)",
+            )
         self._split_id = zlib.crc32(split.encode())  # stable across processes, unlike hash()
 
     def starts(self, step: int) -> np.ndarray:
@@ -54,13 +68,13 @@ class BatchLoader:
         """`length` tokens from stream position `start`, crossing shard boundaries when needed."""
         i = int(np.searchsorted(self.offsets, start, side="right")) - 1
         local = start - int(self.offsets[i])
-        piece = self.shards[i][local:local + length]
+        piece = self.shards[i][local : local + length]
         if len(piece) == length:
             return piece
         parts, got = [piece], len(piece)
         while got < length:
             i += 1
-            parts.append(self.shards[i][:length - got])
+            parts.append(self.shards[i][: length - got])
             got += len(parts[-1])
         return np.concatenate(parts)
 
@@ -69,7 +83,7 @@ class BatchLoader:
         import torch
 
         B, T = self.batch_size, self.block_size
-        ix = self.starts(step)[self.rank * B:(self.rank + 1) * B]
+        ix = self.starts(step)[self.rank * B : (self.rank + 1) * B]
         rows = np.empty((B, T + 1), dtype=np.int64)
         for b, start in enumerate(ix):
             rows[b] = self._window(int(start), T + 1)
@@ -78,5 +92,7 @@ class BatchLoader:
         return x, y
 
     def __repr__(self) -> str:
-        return (f"BatchLoader({str(self.data_dir)!r}, {self.split!r}, batch_size={self.batch_size}, "
-                f"block_size={self.block_size}, tokens={self.num_tokens:,}, tokenizer={self.tokenizer!r})")
+        return (
+            f"BatchLoader({str(self.data_dir)!r}, {self.split!r}, batch_size={self.batch_size}, "
+            f"block_size={self.block_size}, tokens={self.num_tokens:,}, tokenizer={self.tokenizer!r})"
+        )

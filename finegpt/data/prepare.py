@@ -32,18 +32,21 @@ BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default va
 
 # ---- the worker side: top-level functions, so they pickle under spawn -----------------------------
 
+
 def _watch_parent() -> None:
     """Exit when the parent dies (even by SIGKILL), so killed runs leave no orphaned workers."""
     parent = multiprocessing.parent_process()
     if parent is not None:
-        threading.Thread(target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+        threading.Thread(
+            target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True
+        ).start()
 
 
 def _init_worker(tokenizer_name: str) -> None:
     _watch_parent()
     tok = get_tokenizer(tokenizer_name)
     if tok.name == "gpt2":
-        tok.enc  # load the BPE files now, while the parent opens the source
+        _ = tok.enc  # load the BPE files now, while the parent opens the source
 
 
 def encode_chunk(texts, tokenizer_name: str):
@@ -63,12 +66,13 @@ def encode_chunk(texts, tokenizer_name: str):
     for d in ids:
         if len(d):
             tokens[p] = tok.eot
-            tokens[p + 1:p + 1 + len(d)] = d
+            tokens[p + 1 : p + 1 + len(d)] = d
             p += len(d) + 1
     return tokens, lens, text_bytes
 
 
 # ---- the main side ---------------------------------------------------------------------------------
+
 
 def _byte_lengths(texts) -> np.ndarray:
     import pyarrow.compute as pc
@@ -84,7 +88,9 @@ def _as_count(field: str, value, allow_zero: bool = False):
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise bad(field, value, "must be a whole number " + (">= 0" if allow_zero else "> 0"), f"For example {field}=2e9")
+        raise bad(
+            field, value, "must be a whole number " + (">= 0" if allow_zero else "> 0"), f"For example {field}=2e9"
+        )
     return int(count)
 
 
@@ -140,8 +146,9 @@ def _chunks(batches, first_index: int):
 def _start_pool(tokenizer_name: str, workers: int):
     if workers == 0:
         return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(tokenizer_name,))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(tokenizer_name,)
+    )
     for _ in range(workers):  # start them now: they load the tokenizer while the source opens
         pool.submit(int)
     return pool
@@ -164,7 +171,9 @@ def _encoded(chunks, tokenizer_name: str, pool, workers: int):
             index, future = pending.popleft()
             yield index, future.result()
     except BrokenProcessPool:
-        get_tokenizer(tokenizer_name).enc if tokenizer_name == "gpt2" else None  # raises the readable error, if that was it
+        get_tokenizer(
+            tokenizer_name
+        ).enc if tokenizer_name == "gpt2" else None  # raises the readable error, if that was it
         raise
 
 
@@ -211,22 +220,41 @@ def _make_writable(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise bad("out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out") from e
+        raise bad(
+            "out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out"
+        ) from e
 
 
 def _clear(out: Path, keep: set[str]) -> None:
     """Remove this tool's files that a finished manifest doesn't list (stale shards, temp files)."""
     for p in out.iterdir():
-        ours = (p.suffix == ".bin" and p.name.startswith(("train_", "val_"))) or p.name.endswith(".tmp") \
+        ours = (
+            (p.suffix == ".bin" and p.name.startswith(("train_", "val_")))
+            or p.name.endswith(".tmp")
             or p.name in (META, MANIFEST, STATS)
+        )
         if ours and p.name not in keep and p.is_file():
             p.unlink()
 
 
-def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str | None = None, tokens=None, *,
-            name: str | None = None, data_files=None, text_column: str = "text", shard_tokens=100_000_000,
-            val_fraction: float = 0.1, val_tokens=None, workers: int | None = None, shuffle_buffer: int = 0,
-            seed: int = 1337, overwrite: bool = False, progress: bool = True) -> dict:
+def prepare(
+    source: str = "shakespeare",
+    out="data/shakespeare",
+    tokenizer: str | None = None,
+    tokens=None,
+    *,
+    name: str | None = None,
+    data_files=None,
+    text_column: str = "text",
+    shard_tokens=100_000_000,
+    val_fraction: float = 0.1,
+    val_tokens=None,
+    workers: int | None = None,
+    shuffle_buffer: int = 0,
+    seed: int = 1337,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Tokenize `source` into `<out>/{val,train}_NNNNNN.bin` + meta.json + stats.json; returns the stats.
 
     tokens: the budget, counting EOTs; the output stops exactly there (or when the source ends).
@@ -241,15 +269,28 @@ def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str 
     budget = None if tokens is None else _as_count("tokens", tokens)
     shard_tokens = _as_count("shard_tokens", shard_tokens)
     if shard_tokens >= 2**31:
-        raise bad("shard_tokens", shard_tokens, "too large for the int32 count in the header", "Use at most 2e9 (default 1e8)")
+        raise bad(
+            "shard_tokens", shard_tokens, "too large for the int32 count in the header", "Use at most 2e9 (default 1e8)"
+        )
     if not 0 <= val_fraction < 1:
         raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
     shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
-    workers = (0 if tok.name == "bytes" else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1) if workers is None else _as_count("workers", workers, allow_zero=True)
+    workers = (
+        (
+            0
+            if tok.name == "bytes"
+            else len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+        if workers is None
+        else _as_count("workers", workers, allow_zero=True)
+    )
     spec = resolve_source(source, name, data_files, text_column)
     if spec["kind"] == "hf" and not spec["data_files"] and budget is None:
-        raise bad("tokens", None, f"{source} holds trillions of tokens, so a budget is needed", "Pass e.g. --tokens 1e9")
+        raise bad(
+            "tokens", None, f"{source} holds trillions of tokens, so a budget is needed", "Pass e.g. --tokens 1e9"
+        )
 
     t_start = time.time()
     pool = _start_pool(tok.name, workers)
@@ -271,16 +312,36 @@ def prepare(source: str = "shakespeare", out="data/shakespeare", tokenizer: str 
         batches.close()
         val_tokens = _as_count("val_tokens", val_tokens, allow_zero=True)
         if budget is not None and val_tokens >= budget:
-            raise bad("val_tokens", val_tokens, f"leaves no train tokens in a budget of {budget}",
-                      "Use a smaller val_tokens or val_fraction")
+            raise bad(
+                "val_tokens",
+                val_tokens,
+                f"leaves no train tokens in a budget of {budget}",
+                "Use a smaller val_tokens or val_fraction",
+            )
 
-        job = {**spec, "tokenizer": tok.name, "tokens": budget, "val_tokens": val_tokens, "shard_tokens": shard_tokens,
-               "shuffle_buffer": shuffle_buffer, "seed": seed if shuffle_buffer else None}
+        job = {
+            **spec,
+            "tokenizer": tok.name,
+            "tokens": budget,
+            "val_tokens": val_tokens,
+            "shard_tokens": shard_tokens,
+            "shuffle_buffer": shuffle_buffer,
+            "seed": seed if shuffle_buffer else None,
+        }
         manifest = _check_out(out, job, overwrite)
         _make_writable(out)
         if manifest is None:
-            manifest = {"job": job, "finished": False, "shards": [], "pos": 0, "doc": 0, "offset": 0,
-                        "documents": 0, "text_bytes": 0, "elapsed_s": 0.0}
+            manifest = {
+                "job": job,
+                "finished": False,
+                "shards": [],
+                "pos": 0,
+                "doc": 0,
+                "offset": 0,
+                "documents": 0,
+                "text_bytes": 0,
+                "elapsed_s": 0.0,
+            }
         _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
         atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         return _run(out, tok, job, manifest, pool, workers, progress, t_start)
@@ -298,8 +359,15 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
     split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
     buf = np.empty(end - pos, dtype=token_dtype(tok.vocab_size))
     fill = 0
-    bar = tqdm(total=budget, initial=pos, unit="tok", unit_scale=True, desc=f"prepare {job['source']}",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=budget,
+        initial=pos,
+        unit="tok",
+        unit_scale=True,
+        desc=f"prepare {job['source']}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     docs_done, doc_pos = m["documents"], m["doc"]
 
     def finish_shard(doc: int, offset: int) -> None:
@@ -310,15 +378,17 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
         atomic_write_text(out / MANIFEST, json.dumps(m, indent=1) + "\n")  # after the shard: a shard never counts early
 
     done = budget is not None and pos >= budget
-    encoded = _encoded(_chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers)
-    for first, (tokens, lens, text_bytes) in ([] if done else encoded):
+    encoded = _encoded(
+        _chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers
+    )
+    for first, (tokens, lens, text_bytes) in [] if done else encoded:
         ends = np.cumsum(lens)  # doc ends within this chunk's tokens
         starts = ends - lens
         c = skip
         skip = 0
         while c < len(tokens):
             take = min(end - pos - fill, len(tokens) - c)
-            buf[fill:fill + take] = tokens[c:c + take]
+            buf[fill : fill + take] = tokens[c : c + take]
             new = (starts >= c) & (starts < c + take) & (lens > 0)  # docs whose first token (their EOT) lands now
             m["documents"] += int(new.sum())
             m["text_bytes"] += int(text_bytes[new].sum())
@@ -344,22 +414,37 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
         pos += fill
     bar.close()
     if not any(s["split"] == "train" for s in m["shards"]):
-        raise bad("val_tokens", val_tokens, f"the source ended after {pos} tokens, all of them in the val split",
-                  f"Use --val_tokens below {pos} or a smaller --val_fraction")
+        raise bad(
+            "val_tokens",
+            val_tokens,
+            f"the source ended after {pos} tokens, all of them in the val split",
+            f"Use --val_tokens below {pos} or a smaller --val_fraction",
+        )
     m["elapsed_s"] = elapsed0 + time.time() - t0
     return _finish(out, tok, job, m)
 
 
 def _finish(out: Path, tok, job: dict, m: dict) -> dict:
     tokens = sum(s["tokens"] for s in m["shards"])
-    stats = {"source": job["source"], "name": job["name"], "tokenizer": tok.name, "documents": m["documents"],
-             "tokens": tokens, "tokens_by_split": {s: sum(d["tokens"] for d in m["shards"] if d["split"] == s) for s in ("train", "val")},
-             "text_bytes": m["text_bytes"], "bytes_per_token": round(m["text_bytes"] / max(tokens - m["documents"], 1), 4),
-             "elapsed_s": round(m["elapsed_s"], 3), "tokens_per_s": round(tokens / max(m["elapsed_s"], 1e-9)),
-             "budget": job["tokens"], "shards": m["shards"]}
+    stats = {
+        "source": job["source"],
+        "name": job["name"],
+        "tokenizer": tok.name,
+        "documents": m["documents"],
+        "tokens": tokens,
+        "tokens_by_split": {s: sum(d["tokens"] for d in m["shards"] if d["split"] == s) for s in ("train", "val")},
+        "text_bytes": m["text_bytes"],
+        "bytes_per_token": round(m["text_bytes"] / max(tokens - m["documents"], 1), 4),
+        "elapsed_s": round(m["elapsed_s"], 3),
+        "tokens_per_s": round(tokens / max(m["elapsed_s"], 1e-9)),
+        "budget": job["tokens"],
+        "shards": m["shards"],
+    }
     atomic_write_text(out / STATS, json.dumps(stats, indent=1) + "\n")
     m["finished"] = True
     atomic_write_text(out / MANIFEST, json.dumps(m, indent=1) + "\n")
-    job_info = {k: job[k] for k in ("source", "name", "data_files", "files", "val_tokens", "shard_tokens", "shuffle_buffer")}
+    job_info = {
+        k: job[k] for k in ("source", "name", "data_files", "files", "val_tokens", "shard_tokens", "shuffle_buffer")
+    }
     write_meta(out, tok, m["shards"], job=job_info)  # last: its presence means the data is complete
     return stats

@@ -57,7 +57,7 @@ def make_header(num_tokens: int, tokenizer) -> np.ndarray:
     header[4] = tokenizer.eot
     name = tokenizer.name.encode("utf-8")[:NAME_BYTES]
     header[5] = len(name)
-    header.view(np.uint8)[NAME_SLOT * 4:NAME_SLOT * 4 + len(name)] = np.frombuffer(name, dtype=np.uint8)
+    header.view(np.uint8)[NAME_SLOT * 4 : NAME_SLOT * 4 + len(name)] = np.frombuffer(name, dtype=np.uint8)
     return header
 
 
@@ -67,11 +67,19 @@ def write_shard(path, tokens, tokenizer) -> int:
     dtype = token_dtype(tokenizer.vocab_size)
     tokens = np.asarray(tokens)
     if tokens.size and (tokens.min() < 0 or tokens.max() >= tokenizer.vocab_size):
-        raise bad("tokens", f"[{tokens.min()}..{tokens.max()}]", f"outside the {tokenizer.name} vocab of {tokenizer.vocab_size}",
-                  "Pass ids from the same tokenizer")
+        raise bad(
+            "tokens",
+            f"[{tokens.min()}..{tokens.max()}]",
+            f"outside the {tokenizer.name} vocab of {tokenizer.vocab_size}",
+            "Pass ids from the same tokenizer",
+        )
     if tokens.size >= 2**31:
-        raise bad("shard_tokens", tokens.size, "too many tokens for one shard (the header count is int32)",
-                  "Use shard_tokens < 2**31")
+        raise bad(
+            "shard_tokens",
+            tokens.size,
+            "too many tokens for one shard (the header count is int32)",
+            "Use shard_tokens < 2**31",
+        )
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(make_header(tokens.size, tokenizer).tobytes())
@@ -89,34 +97,62 @@ def read_shard(path):
         raise bad("shard", str(path), "no such file", "Rerun finegpt prepare for this data directory")
     size_bytes = path.stat().st_size
     if size_bytes < HEADER_BYTES:
-        raise bad("shard", str(path), f"only {size_bytes} bytes, shorter than the {HEADER_BYTES}-byte header",
-                  "The file is truncated; rerun finegpt prepare")
+        raise bad(
+            "shard",
+            str(path),
+            f"only {size_bytes} bytes, shorter than the {HEADER_BYTES}-byte header",
+            "The file is truncated; rerun finegpt prepare",
+        )
     header = np.fromfile(path, dtype=np.int32, count=HEADER_INTS)
     if header[0] != MAGIC:
-        raise bad("shard", str(path), f"magic number {header[0]} is not {MAGIC}", "This is not a finegpt/llm.c token shard")
+        raise bad(
+            "shard", str(path), f"magic number {header[0]} is not {MAGIC}", "This is not a finegpt/llm.c token shard"
+        )
     if header[1] not in (1, 2):
-        raise bad("shard", str(path), f"unsupported version {header[1]}", "Versions 1 (uint16) and 2 (uint32) are supported")
+        raise bad(
+            "shard", str(path), f"unsupported version {header[1]}", "Versions 1 (uint16) and 2 (uint32) are supported"
+        )
     dtype = np.uint16 if header[1] == 1 else np.uint32
     num_tokens = int(header[2])
     expected_bytes = HEADER_BYTES + num_tokens * np.dtype(dtype).itemsize
     if size_bytes != expected_bytes:
-        raise bad("shard", str(path), f"{size_bytes} bytes but its header promises {expected_bytes} ({num_tokens} tokens)",
-                  "The file is truncated or damaged; rerun finegpt prepare")
+        raise bad(
+            "shard",
+            str(path),
+            f"{size_bytes} bytes but its header promises {expected_bytes} ({num_tokens} tokens)",
+            "The file is truncated or damaged; rerun finegpt prepare",
+        )
     name_len = int(header[5])
-    name = header.view(np.uint8)[NAME_SLOT * 4:NAME_SLOT * 4 + name_len].tobytes().decode("utf-8", errors="replace")
-    info = {"magic": int(header[0]), "version": int(header[1]), "num_tokens": num_tokens,
-            "vocab_size": int(header[3]) or None, "eot": int(header[4]) if header[3] else None,  # llm.c leaves these 0
-            "tokenizer": name or None, "dtype": np.dtype(dtype).name}
-    tokens = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,)) if num_tokens else np.zeros(0, dtype)
+    name = header.view(np.uint8)[NAME_SLOT * 4 : NAME_SLOT * 4 + name_len].tobytes().decode("utf-8", errors="replace")
+    info = {
+        "magic": int(header[0]),
+        "version": int(header[1]),
+        "num_tokens": num_tokens,
+        "vocab_size": int(header[3]) or None,
+        "eot": int(header[4]) if header[3] else None,  # llm.c leaves these 0
+        "tokenizer": name or None,
+        "dtype": np.dtype(dtype).name,
+    }
+    tokens = (
+        np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
+        if num_tokens
+        else np.zeros(0, dtype)
+    )
     return info, tokens
 
 
 def write_meta(data_dir, tokenizer, shards: list[dict], **extra) -> dict:
     """meta.json: tokenizer, vocab size, EOT, and every shard with its split and token count."""
-    meta = {"format": "finegpt-shards-1", "tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size,
-            "eot": tokenizer.eot, "dtype": np.dtype(token_dtype(tokenizer.vocab_size)).name,
-            "tokens": {s: sum(d["tokens"] for d in shards if d["split"] == s) for s in ("train", "val")},
-            "shards": shards, **extra}
+    meta = {
+        "format": "finegpt-shards-1",
+        "tokenizer": tokenizer.name,
+        "vocab_size": tokenizer.vocab_size,
+        "eot": tokenizer.eot,
+        "dtype": np.dtype(token_dtype(tokenizer.vocab_size)).name,
+        "tokens": {s: sum(d["tokens"] for d in shards if d["split"] == s) for s in ("train", "val")},
+        "shards": shards,
+        **extra,
+    }
     atomic_write_text(Path(data_dir) / META, json.dumps(meta, indent=1) + "\n")
     return meta
 
@@ -130,9 +166,19 @@ def load_meta(data_dir) -> dict:
     path = data_dir / META
     if not path.is_file():
         if (data_dir / "manifest.json").is_file():
-            raise bad("data_dir", str(data_dir), "its prepare has not finished", "Rerun the same `finegpt prepare` command to resume it")
+            raise bad(
+                "data_dir",
+                str(data_dir),
+                "its prepare has not finished",
+                "Rerun the same `finegpt prepare` command to resume it",
+            )
         raise bad("data_dir", str(data_dir), "holds no meta.json, so no prepared shards", fix)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise bad("data_dir", str(data_dir), f"meta.json is not valid JSON ({e.msg})", "Rerun finegpt prepare with --overwrite") from e
+        raise bad(
+            "data_dir",
+            str(data_dir),
+            f"meta.json is not valid JSON ({e.msg})",
+            "Rerun finegpt prepare with --overwrite",
+        ) from e

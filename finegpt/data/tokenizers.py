@@ -59,9 +59,13 @@ class GPT2Tokenizer:
         try:
             return tiktoken.get_encoding("gpt2")
         except Exception as e:  # offline without a cache: a network error from tiktoken's download
-            raise bad("tokenizer", "gpt2", f"tiktoken could not load the GPT-2 BPE files ({type(e).__name__})",
-                      "Connect once to the internet, or set TIKTOKEN_CACHE_DIR to a folder holding them, "
-                      "or use --tokenizer bytes") from e
+            raise bad(
+                "tokenizer",
+                "gpt2",
+                f"tiktoken could not load the GPT-2 BPE files ({type(e).__name__})",
+                "Connect once to the internet, or set TIKTOKEN_CACHE_DIR to a folder holding them, "
+                "or use --tokenizer bytes",
+            ) from e
 
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)
@@ -96,7 +100,9 @@ _CACHE: dict[str, object] = {}
 def get_tokenizer(name: str):
     """The tokenizer called `name` ("gpt2" or "bytes"), built once per process."""
     if name not in TOKENIZERS:
-        raise bad("tokenizer", name, "unknown tokenizer", "Use gpt2 (GPT-2 BPE, needs tiktoken's files) or bytes (offline)")
+        raise bad(
+            "tokenizer", name, "unknown tokenizer", "Use gpt2 (GPT-2 BPE, needs tiktoken's files) or bytes (offline)"
+        )
     if name not in _CACHE:
         _CACHE[name] = GPT2Tokenizer() if name == "gpt2" else BytesTokenizer()
     return _CACHE[name]

@@ -10,9 +10,17 @@ from finegpt.eval.hellaswag import hellaswag, resolve
 from finegpt.eval.loss import DEFAULT_EVAL_TOKENS, evaluate, shard_info
 
 
-def compare(ckpt: str | None = None, baseline: str | None = None, data_dir: str | None = None, split: str = "val",
-            tokens: int | None = DEFAULT_EVAL_TOKENS, batch_size: int = 8, hellaswag_path: str | None = None,
-            hellaswag_limit: int | None = None, device: str = "auto") -> list[dict]:
+def compare(
+    ckpt: str | None = None,
+    baseline: str | None = None,
+    data_dir: str | None = None,
+    split: str = "val",
+    tokens: int | None = DEFAULT_EVAL_TOKENS,
+    batch_size: int = 8,
+    hellaswag_path: str | None = None,
+    hellaswag_limit: int | None = None,
+    device: str = "auto",
+) -> list[dict]:
     """One row per model: {'model', 'tokenizer', 'loss', 'perplexity', 'tokens', ...[, 'acc', 'acc_norm']}.
     data_dir defaults to the checkpoint's own data. Every check runs before any weights are downloaded."""
     from finegpt.data import get_tokenizer
@@ -42,9 +50,13 @@ def compare(ckpt: str | None = None, baseline: str | None = None, data_dir: str 
         shards = shard_info(data_dir)
         for label, tokenizer, _ in models:
             if tokenizer and tokenizer != shards["tokenizer"]:
-                raise bad("tokenizer", tokenizer, f"{label} reads {tokenizer} tokens but the shards in "
-                          f"{str(data_dir)!r} were tokenized with {shards['tokenizer']}",
-                          f"Score it on shards made with `finegpt prepare --tokenizer {tokenizer}`")
+                raise bad(
+                    "tokenizer",
+                    tokenizer,
+                    f"{label} reads {tokenizer} tokens but the shards in "
+                    f"{str(data_dir)!r} were tokenized with {shards['tokenizer']}",
+                    f"Score it on shards made with `finegpt prepare --tokenizer {tokenizer}`",
+                )
     rows = []
     for label, tokenizer, model in models:
         model = model if model is not None else load_gpt2(baseline, device)
@@ -52,8 +64,9 @@ def compare(ckpt: str | None = None, baseline: str | None = None, data_dir: str 
         if data_dir:
             row |= evaluate(model, data_dir, split=split, tokens=tokens, batch_size=batch_size, tokenizer=tokenizer)
         if hellaswag_path is not None:
-            hs = hellaswag(model, get_tokenizer(tokenizer or "gpt2"), hellaswag_path, limit=hellaswag_limit,
-                           batch_size=batch_size)
+            hs = hellaswag(
+                model, get_tokenizer(tokenizer or "gpt2"), hellaswag_path, limit=hellaswag_limit, batch_size=batch_size
+            )
             row |= {"hellaswag_examples": hs["examples"], "acc": hs["acc"], "acc_norm": hs["acc_norm"]}
         rows.append(row)
     return rows
@@ -61,13 +74,20 @@ def compare(ckpt: str | None = None, baseline: str | None = None, data_dir: str 
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table; the token count is stated with the losses it belongs to."""
-    cols = [("model", "model", "{}"), ("tokenizer", "tokenizer", "{}"), ("loss", "val loss", "{:.4f}"),
-            ("perplexity", "perplexity", "{:.2f}"), ("tokens", "tokens", "{:,}"),
-            ("acc", "hellaswag acc", "{:.4f}"), ("acc_norm", "acc_norm", "{:.4f}"),
-            ("hellaswag_examples", "examples", "{:,}")]
+    cols = [
+        ("model", "model", "{}"),
+        ("tokenizer", "tokenizer", "{}"),
+        ("loss", "val loss", "{:.4f}"),
+        ("perplexity", "perplexity", "{:.2f}"),
+        ("tokens", "tokens", "{:,}"),
+        ("acc", "hellaswag acc", "{:.4f}"),
+        ("acc_norm", "acc_norm", "{:.4f}"),
+        ("hellaswag_examples", "examples", "{:,}"),
+    ]
     cols = [c for c in cols if any(c[0] in r for r in rows)]
-    cells = [[head for _, head, _ in cols]] + [[fmt.format(r[key]) if key in r else "-" for key, _, fmt in cols]
-                                             for r in rows]
+    cells = [[head for _, head, _ in cols]] + [
+        [fmt.format(r[key]) if key in r else "-" for key, _, fmt in cols] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])

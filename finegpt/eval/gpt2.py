@@ -27,8 +27,12 @@ TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "ml
 
 def check_baseline(name: str) -> None:
     if name not in GPT2_SIZES and not Path(name).is_dir():
-        raise bad("baseline", name, "is not a GPT-2 model",
-                  f"Use one of {', '.join(GPT2_SIZES)}, or a directory written by save_pretrained")
+        raise bad(
+            "baseline",
+            name,
+            "is not a GPT-2 model",
+            f"Use one of {', '.join(GPT2_SIZES)}, or a directory written by save_pretrained",
+        )
 
 
 def _hf_model(name: str):
@@ -36,15 +40,22 @@ def _hf_model(name: str):
     try:
         from transformers import GPT2LMHeadModel  # lazy: an optional dependency
     except ImportError as e:
-        raise bad("baseline", name, "needs the transformers package",
-                  "Install it with `pip install transformers` (or `pip install finegpt[extras]`)") from e
+        raise bad(
+            "baseline",
+            name,
+            "needs the transformers package",
+            "Install it with `pip install transformers` (or `pip install finegpt[extras]`)",
+        ) from e
     try:
         return GPT2LMHeadModel.from_pretrained(name)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
-        raise bad("baseline", name, f"could not load the weights ({first})",
-                  "Go online once so Hugging Face caches them, or pass a directory written by "
-                  "save_pretrained") from e
+        raise bad(
+            "baseline",
+            name,
+            f"could not load the weights ({first})",
+            "Go online once so Hugging Face caches them, or pass a directory written by save_pretrained",
+        ) from e
 
 
 def load_gpt2(name: str = "gpt2", device="cpu") -> GPT:
@@ -55,10 +66,18 @@ def load_gpt2(name: str = "gpt2", device="cpu") -> GPT:
     hf = _hf_model(name)
     c = hf.config
     if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
-        raise bad("baseline", name, f"uses activation {c.activation_function!r}",
-                  "Use an OpenAI GPT-2 checkpoint (gelu_new)")
-    cfg = ModelConfig(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.n_positions,
-                      vocab_size=-(-c.vocab_size // 64) * 64, dropout=0.0, bias=True)
+        raise bad(
+            "baseline", name, f"uses activation {c.activation_function!r}", "Use an OpenAI GPT-2 checkpoint (gelu_new)"
+        )
+    cfg = ModelConfig(
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_embd=c.n_embd,
+        block_size=c.n_positions,
+        vocab_size=-(-c.vocab_size // 64) * 64,
+        dropout=0.0,
+        bias=True,
+    )
     model = GPT(cfg)
     if c.activation_function != "gelu":  # GPT-2 used the tanh approximation of GELU
         for block in model.transformer.h:
@@ -75,8 +94,12 @@ def load_gpt2(name: str = "gpt2", device="cpu") -> GPT:
                 padded = value.mean(dim=0, keepdim=True).expand(cfg.vocab_size - value.size(0), -1)
                 value = torch.cat([value, padded])  # (50304, C)
             if ours[key].shape != value.shape:
-                raise bad("baseline", name, f"{key} has shape {tuple(value.shape)}, expected "
-                          f"{tuple(ours[key].shape)}", "Use an OpenAI GPT-2 checkpoint")
+                raise bad(
+                    "baseline",
+                    name,
+                    f"{key} has shape {tuple(value.shape)}, expected {tuple(ours[key].shape)}",
+                    "Use an OpenAI GPT-2 checkpoint",
+                )
             ours[key].copy_(value)
     del hf
     return model.to(device).eval()

@@ -41,14 +41,22 @@ def resolve(path: str | Path) -> Path:
                 urllib.request.urlretrieve(url, tmp)
             except OSError as e:
                 tmp.unlink(missing_ok=True)
-                raise bad("hellaswag", str(path), f"could not download {url} ({e})",
-                          "Download it when online and pass the file's path") from e
+                raise bad(
+                    "hellaswag",
+                    str(path),
+                    f"could not download {url} ({e})",
+                    "Download it when online and pass the file's path",
+                ) from e
             os.replace(tmp, local)
         return local
     local = Path(path)
     if not local.is_file():
-        raise bad("hellaswag", str(path), "no such file",
-                  f"Pass the path of a HellaSwag jsonl (e.g. {URL.format(split='val')}), or 'val' to download it")
+        raise bad(
+            "hellaswag",
+            str(path),
+            "no such file",
+            f"Pass the path of a HellaSwag jsonl (e.g. {URL.format(split='val')}), or 'val' to download it",
+        )
     return local
 
 
@@ -62,8 +70,12 @@ def load_examples(path: Path, limit: int | None = None) -> list[dict]:
                 ex = json.loads(line)
                 examples.append({"ctx": ex["ctx"], "endings": list(ex["endings"]), "label": int(ex["label"])})
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise bad("hellaswag", f"{path}:{n}", "is not a HellaSwag example (needs ctx, endings, label)",
-                          "Use the official jsonl format") from e
+                raise bad(
+                    "hellaswag",
+                    f"{path}:{n}",
+                    "is not a HellaSwag example (needs ctx, endings, label)",
+                    "Use the official jsonl format",
+                ) from e
             if limit is not None and len(examples) == limit:
                 break
     return examples
@@ -87,8 +99,8 @@ def score_rows(model, rows: list[tuple[list[int], int]], vocab_size: int) -> lis
     idx = torch.zeros(len(rows), T, dtype=torch.long)
     mask = torch.zeros(len(rows), T, dtype=torch.bool)  # True where a target is an ending token
     for r, (ids, n_end) in enumerate(rows):
-        idx[r, :len(ids)] = torch.tensor(ids)
-        mask[r, len(ids) - n_end:len(ids)] = True  # right padding: causal attention never sees it
+        idx[r, : len(ids)] = torch.tensor(ids)
+        mask[r, len(ids) - n_end : len(ids)] = True  # right padding: causal attention never sees it
     idx, mask = idx.to(device), mask.to(device)
     with autocast_for(device):
         logits, _ = model(idx)  # (R, T, V)
@@ -99,8 +111,9 @@ def score_rows(model, rows: list[tuple[list[int], int]], vocab_size: int) -> lis
     return [(s, int(n)) for s, n in zip(sums.tolist(), m.sum(dim=1).tolist())]
 
 
-def hellaswag(model, tokenizer, path: str | Path = "val", limit: int | None = None, batch_size: int = 8,
-              details: bool = False) -> dict:
+def hellaswag(
+    model, tokenizer, path: str | Path = "val", limit: int | None = None, batch_size: int = 8, details: bool = False
+) -> dict:
     """Accuracy over the examples of `path` (first `limit` only if given), batch_size examples
     (4 x batch_size rows) per forward pass. details=True adds per-example scores and picks."""
     examples = load_examples(resolve(path), limit)
@@ -111,23 +124,35 @@ def hellaswag(model, tokenizer, path: str | Path = "val", limit: int | None = No
     out, correct, correct_norm = [], 0, 0
     try:
         for first in range(0, len(examples), batch_size):
-            chunk = examples[first:first + batch_size]
+            chunk = examples[first : first + batch_size]
             rows = [row for ex in chunk for row in render(ex, tokenizer, model.config.block_size)]
             scores = score_rows(model, rows, tokenizer.vocab_size)
             at = 0
             for ex in chunk:
-                mine, at = scores[at:at + len(ex["endings"])], at + len(ex["endings"])
+                mine, at = scores[at : at + len(ex["endings"])], at + len(ex["endings"])
                 sums = [s for s, _ in mine]
                 means = [s / n for s, n in mine]
                 pred, pred_norm = sums.index(max(sums)), means.index(max(means))
                 correct += pred == ex["label"]
                 correct_norm += pred_norm == ex["label"]
-                out.append({"label": ex["label"], "sum_logprob": sums, "mean_logprob": means,
-                            "pred": pred, "pred_norm": pred_norm})
+                out.append(
+                    {
+                        "label": ex["label"],
+                        "sum_logprob": sums,
+                        "mean_logprob": means,
+                        "pred": pred,
+                        "pred_norm": pred_norm,
+                    }
+                )
     finally:
         model.train(was_training)
-    result = {"examples": len(examples), "acc": correct / len(examples), "acc_norm": correct_norm / len(examples),
-              "correct": correct, "correct_norm": correct_norm}
+    result = {
+        "examples": len(examples),
+        "acc": correct / len(examples),
+        "acc_norm": correct_norm / len(examples),
+        "correct": correct,
+        "correct_norm": correct_norm,
+    }
     if details:
         result["details"] = out
     return result

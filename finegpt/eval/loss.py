@@ -32,12 +32,20 @@ def check_compatible(model, data_dir, tokenizer: str | None) -> dict:
     """One-line errors for a model that cannot be scored on these shards."""
     info = shard_info(data_dir)
     if tokenizer is not None and tokenizer != info["tokenizer"]:
-        raise bad("tokenizer", tokenizer, f"the model reads {tokenizer} tokens but the shards in {str(data_dir)!r} "
-                  f"were tokenized with {info['tokenizer']}",
-                  f"Score it on shards made with `finegpt prepare --tokenizer {tokenizer}`")
+        raise bad(
+            "tokenizer",
+            tokenizer,
+            f"the model reads {tokenizer} tokens but the shards in {str(data_dir)!r} "
+            f"were tokenized with {info['tokenizer']}",
+            f"Score it on shards made with `finegpt prepare --tokenizer {tokenizer}`",
+        )
     if model.config.vocab_size < info["vocab_size"]:
-        raise bad("vocab_size", model.config.vocab_size, f"smaller than the {info['vocab_size']} tokens of the "
-                  f"{info['tokenizer']} shards in {str(data_dir)!r}", "Score the model on shards of its own tokenizer")
+        raise bad(
+            "vocab_size",
+            model.config.vocab_size,
+            f"smaller than the {info['vocab_size']} tokens of the {info['tokenizer']} shards in {str(data_dir)!r}",
+            "Score the model on shards of its own tokenizer",
+        )
     return info
 
 
@@ -53,8 +61,12 @@ def _stream(data_dir, split: str, max_tokens: int | None) -> np.ndarray:
             shards.append(read_shard(Path(data_dir) / s["file"])[1])
             have += len(shards[-1])
     if have < 2:
-        raise bad("split", split, f"no {split} tokens in {str(data_dir)!r}",
-                  "Use split='val' or 'train', or prepare more data")
+        raise bad(
+            "split",
+            split,
+            f"no {split} tokens in {str(data_dir)!r}",
+            "Use split='val' or 'train', or prepare more data",
+        )
     return shards[0] if len(shards) == 1 else np.concatenate(shards)[:max_tokens]
 
 
@@ -66,8 +78,15 @@ def autocast_for(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model, data_dir, split: str = "val", tokens: int | None = DEFAULT_EVAL_TOKENS, batch_size: int = 8,
-             tokenizer: str | None = None, block_size: int | None = None) -> dict:
+def evaluate(
+    model,
+    data_dir,
+    split: str = "val",
+    tokens: int | None = DEFAULT_EVAL_TOKENS,
+    batch_size: int = 8,
+    tokenizer: str | None = None,
+    block_size: int | None = None,
+) -> dict:
     """Mean next-token loss over the first `tokens` predicted tokens of `split` (None: all of it),
     in back-to-back windows of block_size (default: the model's). Logits of padded vocab rows are
     left out, so models with different padding are scored on the same footing.
@@ -88,16 +107,22 @@ def evaluate(model, data_dir, split: str = "val", tokens: int | None = DEFAULT_E
     total_nats, total_tokens = 0.0, 0
     try:
         for first in range(0, n_windows, batch_size):
-            rows = np.stack([stream[w * T:w * T + T + 1] for w in range(first, min(first + batch_size, n_windows))])
+            rows = np.stack([stream[w * T : w * T + T + 1] for w in range(first, min(first + batch_size, n_windows))])
             rows = torch.from_numpy(rows.astype(np.int64)).to(device)  # (B, T + 1)
             x, y = rows[:, :-1], rows[:, 1:]  # (B, T)
             with autocast_for(device):
                 logits, _ = model(x)  # (B, T, V)
-            logits = logits[..., :info["vocab_size"]].float()  # real tokens only
+            logits = logits[..., : info["vocab_size"]].float()  # real tokens only
             total_nats += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
             total_tokens += y.numel()
     finally:
         model.train(was_training)
     loss = total_nats / total_tokens
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": total_tokens, "split": split,
-            "block_size": T, "tokenizer": info["tokenizer"]}
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "tokens": total_tokens,
+        "split": split,
+        "block_size": T,
+        "tokenizer": info["tokenizer"],
+    }

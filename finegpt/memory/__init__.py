@@ -4,15 +4,30 @@ estimate() sums named terms (terms.py) into the train / optimizer-step / eval pe
 (measure.py, imports torch) runs one real step; solvers, presets and the guide check build on them.
 """
 
-from finegpt.model import count_params
 from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
 from finegpt.memory.guide import check_guide, format_checks
 from finegpt.memory.report import GIB, MemoryReport, estimate
 from finegpt.memory.run import RunConfig, run_from_settings
-from finegpt.memory.solve import (BatchPlan, Recommendation, SessionPlan, best_dtype, chinchilla_tokens,
-                                  default_mfu, fit_summary, fits, flops_per_token, format_fit_summary,
-                                  max_micro_batch, plan, recommend, recommend_all, session_plan, tokens_per_run,
-                                  train_time_s)
+from finegpt.memory.solve import (
+    BatchPlan,
+    Recommendation,
+    SessionPlan,
+    best_dtype,
+    chinchilla_tokens,
+    default_mfu,
+    fit_summary,
+    fits,
+    flops_per_token,
+    format_fit_summary,
+    max_micro_batch,
+    plan,
+    recommend,
+    recommend_all,
+    session_plan,
+    tokens_per_run,
+    train_time_s,
+)
+from finegpt.model import count_params
 
 
 def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
@@ -35,8 +50,39 @@ def device_peak_tflops(device, dtype) -> float | None:
     return None if flops is None else flops / 1e12
 
 
-__all__ = ["GIB", "GPUS", "BatchPlan", "Gpu", "MemoryReport", "Recommendation", "RunConfig", "SessionPlan",
-           "best_dtype", "check_guide", "chinchilla_tokens", "count_params", "custom_gpu", "default_mfu", "device_peak_tflops",
-           "estimate", "fit_summary", "fits", "flops_per_token", "format_fit_summary", "format_checks", "get_gpu", "gpu_from_device_name", "detected_gpu_key",
-           "max_micro_batch", "measure", "peak_flops", "plan", "recommend", "recommend_all", "run_from_settings",
-           "session_plan", "tokens_per_run", "train_time_s"]
+__all__ = [
+    "GIB",
+    "GPUS",
+    "BatchPlan",
+    "Gpu",
+    "MemoryReport",
+    "Recommendation",
+    "RunConfig",
+    "SessionPlan",
+    "best_dtype",
+    "check_guide",
+    "chinchilla_tokens",
+    "count_params",
+    "custom_gpu",
+    "default_mfu",
+    "device_peak_tflops",
+    "estimate",
+    "fit_summary",
+    "fits",
+    "flops_per_token",
+    "format_fit_summary",
+    "format_checks",
+    "get_gpu",
+    "gpu_from_device_name",
+    "detected_gpu_key",
+    "max_micro_batch",
+    "measure",
+    "peak_flops",
+    "plan",
+    "recommend",
+    "recommend_all",
+    "run_from_settings",
+    "session_plan",
+    "tokens_per_run",
+    "train_time_s",
+]

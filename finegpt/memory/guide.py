@@ -54,8 +54,10 @@ def _memory(cfg: ModelConfig, gpu_key: str, batch_size: int, what: str, claim: s
     run = RunConfig(batch_size=batch_size, dtype="bf16" if gpu.bf16 else "fp16", gpu=gpu_key)
     r = estimate(cfg, run)
     b_max = max_micro_batch(cfg, run, gpu)
-    computed = (f"{r.peak_gib:.1f} GiB allocated, ~{r.nvidia_smi_bytes / GIB:.1f} GiB in nvidia-smi (eager, "
-                f"{r.peak_phase} peak); largest micro-batch with 10 % headroom: {b_max}")
+    computed = (
+        f"{r.peak_gib:.1f} GiB allocated, ~{r.nvidia_smi_bytes / GIB:.1f} GiB in nvidia-smi (eager, "
+        f"{r.peak_phase} peak); largest micro-batch with 10 % headroom: {b_max}"
+    )
     return Check(f"{what}: fits a {gpu.name} at batch_size={batch_size}", claim, computed, bool(r.fits))
 
 
@@ -67,9 +69,14 @@ def check_guide(mfu: float | None = None) -> list[Check]:
         what = f"table {vram} ({L}L/{H}H/{C})"
         checks.append(_params(cfg, claimed, what))
         eff = (b_lo * g_lo, b_hi * g_hi)
-        checks.append(Check(f"{what}: effective batch = batch_size x grad_acc", f"{e_lo}-{e_hi} sequences",
-                            f"{eff[0]}-{eff[1]} sequences = {eff[0] * T:,}-{eff[1] * T:,} tokens",
-                            eff[0] <= e_lo and e_hi <= eff[1]))
+        checks.append(
+            Check(
+                f"{what}: effective batch = batch_size x grad_acc",
+                f"{e_lo}-{e_hi} sequences",
+                f"{eff[0]}-{eff[1]} sequences = {eff[0] * T:,}-{eff[1] * T:,} tokens",
+                eff[0] <= e_lo and e_hi <= eff[1],
+            )
+        )
         checks.append(_memory(cfg, gpu_key, b_lo, what, f"recommended for {vram}"))  # its smallest batch
 
     # "best config for a 24 GB GPU"
@@ -78,21 +85,43 @@ def check_guide(mfu: float | None = None) -> list[Check]:
     checks.append(_params(cfg, (160e6, 160e6), what))
     checks.append(_memory(cfg, "4090", 32, what, "~20-22 GB on one 4090, 'comfortably'"))
     tokens = tokens_per_run(50_000, 32, 16, 1024)
-    checks.append(Check(f"{what}: tokens in 50k iters x 32 x 16 x 1024", "~83B",
-                        f"{tokens / 1e9:.1f}B", abs(tokens - 83e9) < 0.1 * 83e9))
-    checks.append(Check(f"{what}: tokens per optimizer step", "512 x 1024 ~ 0.5M",
-                        f"{32 * 16 * 1024:,}", 32 * 16 * 1024 == 524_288))
+    checks.append(
+        Check(
+            f"{what}: tokens in 50k iters x 32 x 16 x 1024",
+            "~83B",
+            f"{tokens / 1e9:.1f}B",
+            abs(tokens - 83e9) < 0.1 * 83e9,
+        )
+    )
+    checks.append(
+        Check(
+            f"{what}: tokens per optimizer step", "512 x 1024 ~ 0.5M", f"{32 * 16 * 1024:,}", 32 * 16 * 1024 == 524_288
+        )
+    )
     mfu_4090 = default_mfu("4090") if mfu is None else mfu
     hours = train_time_s(cfg, tokens, "4090", "bf16", mfu_4090) / 3600
-    checks.append(Check(f"{what}: hours on one 4090 at {mfu_4090:.0%} MFU", "(not stated)",
-                        f"{hours:.0f} h ({hours / 24:.1f} days)", True))
+    checks.append(
+        Check(
+            f"{what}: hours on one 4090 at {mfu_4090:.0%} MFU",
+            "(not stated)",
+            f"{hours:.0f} h ({hours / 24:.1f} days)",
+            True,
+        )
+    )
     tpp = tokens / count_params(cfg, non_embedding=False)
-    checks.append(Check(f"{what}: tokens per parameter", "(implied: plenty)",
-                        f"{tpp:.0f} (Chinchilla-optimal is ~20)", True))
+    checks.append(
+        Check(f"{what}: tokens per parameter", "(implied: plenty)", f"{tpp:.0f} (Chinchilla-optimal is ~20)", True)
+    )
     fifty = 50e9 / count_params(cfg, non_embedding=False)
-    checks.append(Check("rule 4: at least 50B tokens for this model", "50B+",
-                        f"{fifty:.0f} tokens/param, {fifty / 20:.0f}x Chinchilla-optimal "
-                        f"({20 * count_params(cfg, non_embedding=False) / 1e9:.1f}B)", False))
+    checks.append(
+        Check(
+            "rule 4: at least 50B tokens for this model",
+            "50B+",
+            f"{fifty:.0f} tokens/param, {fifty / 20:.0f}x Chinchilla-optimal "
+            f"({20 * count_params(cfg, non_embedding=False) / 1e9:.1f}B)",
+            False,
+        )
+    )
 
     # "200M+ model (if you have 24 GB+)"
     cfg = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=BIAS)
@@ -101,8 +130,14 @@ def check_guide(mfu: float | None = None) -> list[Check]:
     checks.append(_memory(cfg, "4090", 32, what, "'many people train this on a single 4090'"))
     tokens = tokens_per_run(60_000, 32, 16, 1024)
     hours = train_time_s(cfg, tokens, "4090", "bf16", mfu_4090) / 3600
-    checks.append(Check(f"{what}: 60k iters on one 4090 at {mfu_4090:.0%} MFU", "(not stated)",
-                        f"{tokens / 1e9:.1f}B tokens, {hours:.0f} h ({hours / 24:.1f} days)", True))
+    checks.append(
+        Check(
+            f"{what}: 60k iters on one 4090 at {mfu_4090:.0%} MFU",
+            "(not stated)",
+            f"{tokens / 1e9:.1f}B tokens, {hours:.0f} h ({hours / 24:.1f} days)",
+            True,
+        )
+    )
     return checks
 
 

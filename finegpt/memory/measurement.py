@@ -128,11 +128,13 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: str):
         raise NotImplementedError(f"measuring sharding={run.sharding!r} is not implemented; ddp and fsdp are")
     device_type = torch.device(device).type
     if run.optimizer.startswith("adamw"):
-        optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type,
-                                               fused=run.optimizer == "adamw_fused")
+        optimizer = model.configure_optimizers(
+            0.1, 6e-4, (0.9, 0.95), device_type, fused=run.optimizer == "adamw_fused"
+        )
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=6e-4, foreach=True,
-                                    momentum=0.9 if run.optimizer == "sgd_momentum" else 0.0)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=6e-4, foreach=True, momentum=0.9 if run.optimizer == "sgd_momentum" else 0.0
+        )
     scaler = torch.amp.GradScaler(device_type, enabled=run.dtype == "fp16")
     if run.compile:
         model = torch.compile(model)
@@ -214,7 +216,7 @@ def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: i
         x = torch.randint(V, (B, T), device=dev)  # (B, T)
         return x, torch.randint(V, (B, T), device=dev)
 
-    with modes[0], (modes[1] if len(modes) > 1 else nullcontext()):
+    with modes[0], modes[1] if len(modes) > 1 else nullcontext():
         model, optimizer, scaler = build(model_cfg, run, dev)
         train_step(model, optimizer, scaler, get_batch, run, device_type)
         peaks = train_step(model, optimizer, scaler, get_batch, run, device_type, tracker)
@@ -244,8 +246,9 @@ def measure_ranks(model_cfg: ModelConfig, run: RunConfig, store_path: str) -> li
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_rank_worker, args=(r, model_cfg, run, store_path, queue))
-             for r in range(run.world_size)]
+    procs = [
+        ctx.Process(target=_rank_worker, args=(r, model_cfg, run, store_path, queue)) for r in range(run.world_size)
+    ]
     for p in procs:
         p.start()
     results = dict(queue.get(timeout=300) for _ in procs)

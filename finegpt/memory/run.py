@@ -42,10 +42,19 @@ class RunConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fix = "Use world_size=1 for one GPU" if name == "world_size" else f"Use {name} >= 1"
                 raise bad(name, value, "must be an integer >= 1", fix)
-        if isinstance(self.eval_batch_size, bool) or not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 0:
+        if (
+            isinstance(self.eval_batch_size, bool)
+            or not isinstance(self.eval_batch_size, int)
+            or self.eval_batch_size < 0
+        ):
             raise bad("eval_batch_size", self.eval_batch_size, "must be an integer >= 0", "Use 0 to mean batch_size")
-        for name, allowed in (("device", ("cuda", "cpu")), ("dtype", DTYPES), ("attention", ATTENTIONS), ("optimizer", OPTIMIZERS),
-                              ("sharding", SHARDINGS)):
+        for name, allowed in (
+            ("device", ("cuda", "cpu")),
+            ("dtype", DTYPES),
+            ("attention", ATTENTIONS),
+            ("optimizer", OPTIMIZERS),
+            ("sharding", SHARDINGS),
+        ):
             if getattr(self, name) not in allowed:
                 raise bad(name, getattr(self, name), "is not supported", f"Use one of {', '.join(allowed)}")
         if self.gpu is not None:
@@ -53,8 +62,12 @@ class RunConfig:
 
             gpu = get_gpu(self.gpu)  # unknown names raise with a did-you-mean
             if self.dtype in ("bf16", "pure_bf16") and not gpu.bf16:
-                raise bad("dtype", self.dtype, f"the {gpu.name} has no bf16 support",
-                          "Use dtype=fp16 (autocast with a GradScaler) or fp32")
+                raise bad(
+                    "dtype",
+                    self.dtype,
+                    f"the {gpu.name} has no bf16 support",
+                    "Use dtype=fp16 (autocast with a GradScaler) or fp32",
+                )
 
     @property
     def eval_micro_batch(self) -> int:
@@ -83,9 +96,15 @@ def run_from_settings(values: dict, gpu: str | None = None):
 
     # finegpt train's gradient_accumulation_steps is the total, split across ranks; RunConfig's is per rank
     per_rank = local_accumulation(train_cfg.gradient_accumulation_steps, int(extra.get("world_size", 1)))
-    run = RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=per_rank,
-                    dtype=dtype, activation_checkpointing=train_cfg.activation_checkpointing,
-                    eval_batch_size=train_cfg.eval_batch_size, compile=train_cfg.compile,
-                    sharding=extra.pop("sharding", "fsdp" if train_cfg.fsdp else "ddp"), gpu=gpu,
-                    **{k: v for k, v in extra.items() if k in known})
+    run = RunConfig(
+        batch_size=train_cfg.batch_size,
+        gradient_accumulation_steps=per_rank,
+        dtype=dtype,
+        activation_checkpointing=train_cfg.activation_checkpointing,
+        eval_batch_size=train_cfg.eval_batch_size,
+        compile=train_cfg.compile,
+        sharding=extra.pop("sharding", "fsdp" if train_cfg.fsdp else "ddp"),
+        gpu=gpu,
+        **{k: v for k, v in extra.items() if k in known},
+    )
     return model_cfg, run, train_cfg, notes

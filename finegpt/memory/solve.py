@@ -41,6 +41,7 @@ def best_dtype(gpu: str | Gpu) -> str:
 
 # ---- memory ---------------------------------------------------------------------------------
 
+
 def fits(model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = HEADROOM) -> bool:
     """True when nvidia-smi's figure (reserved + context + NCCL) stays under (1 - headroom) of the card."""
     gpu = get_gpu(gpu if gpu is not None else run.gpu or _no_gpu())
@@ -51,8 +52,9 @@ def _no_gpu():
     raise bad("gpu", None, "no GPU given", "Pass gpu='4090' (or any key of GPUS, or custom:<GiB>)")
 
 
-def max_micro_batch(model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None,
-                    headroom: float = HEADROOM, limit: int = 4096) -> int:
+def max_micro_batch(
+    model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = HEADROOM, limit: int = 4096
+) -> int:
     """The largest batch_size that fits (eval batch scaled along when it is 0), or 0 if none does."""
     gpu = get_gpu(gpu if gpu is not None else run.gpu or _no_gpu())
     ok = lambda b: fits(model_cfg, replace(run, batch_size=b), gpu, headroom)  # noqa: E731
@@ -76,16 +78,26 @@ class BatchPlan:
     peak_gib: float
 
 
-def plan(model_cfg: ModelConfig, run: RunConfig, target_tokens_per_step: int, gpu: str | Gpu | None = None,
-         headroom: float = HEADROOM, power_of_two: bool = False) -> BatchPlan:
+def plan(
+    model_cfg: ModelConfig,
+    run: RunConfig,
+    target_tokens_per_step: int,
+    gpu: str | Gpu | None = None,
+    headroom: float = HEADROOM,
+    power_of_two: bool = False,
+) -> BatchPlan:
     """Micro-batch and gradient accumulation that reach target tokens per optimizer step (all ranks).
     power_of_two: round the micro-batch down to a power of two (tidier numbers, a little less memory)."""
     if not target_tokens_per_step > 0:
         raise bad("target_tokens_per_step", target_tokens_per_step, "must be > 0", "Use e.g. 524288 (0.5M)")
     b_max = max_micro_batch(model_cfg, run, gpu, headroom)
     if b_max == 0:
-        raise bad("batch_size", 1, f"does not fit even at 1 on this GPU ({estimate(model_cfg, replace(run, batch_size=1)).peak_gib:.1f} GiB)",
-                  "Turn on activation_checkpointing, use a smaller model or block_size, or a bigger GPU")
+        raise bad(
+            "batch_size",
+            1,
+            f"does not fit even at 1 on this GPU ({estimate(model_cfg, replace(run, batch_size=1)).peak_gib:.1f} GiB)",
+            "Turn on activation_checkpointing, use a smaller model or block_size, or a bigger GPU",
+        )
     seqs = max(1, math.ceil(target_tokens_per_step / model_cfg.block_size / run.world_size))
     if power_of_two:
         b_max = 2 ** int(math.log2(b_max))
@@ -101,18 +113,26 @@ def plan(model_cfg: ModelConfig, run: RunConfig, target_tokens_per_step: int, gp
 
 # ---- compute and time -----------------------------------------------------------------------
 
+
 def flops_per_token(model_cfg: ModelConfig) -> int:
     # 6N (forward 2N + backward 4N, nanoGPT's N) + 12*L*C*T for attention scores: nanoGPT's estimate_mfu
     return 6 * count_params(model_cfg) + 12 * model_cfg.n_layer * model_cfg.n_embd * model_cfg.block_size
 
 
-def tokens_per_run(max_iters: int, batch_size: int, gradient_accumulation_steps: int, block_size: int,
-                   world_size: int = 1) -> int:
+def tokens_per_run(
+    max_iters: int, batch_size: int, gradient_accumulation_steps: int, block_size: int, world_size: int = 1
+) -> int:
     return max_iters * batch_size * gradient_accumulation_steps * block_size * world_size
 
 
-def train_time_s(model_cfg: ModelConfig, tokens: int, gpu: str | Gpu, dtype: str = "bf16",
-                 mfu: float | None = None, world_size: int = 1) -> float:
+def train_time_s(
+    model_cfg: ModelConfig,
+    tokens: int,
+    gpu: str | Gpu,
+    dtype: str = "bf16",
+    mfu: float | None = None,
+    world_size: int = 1,
+) -> float:
     """tokens * FLOPs/token / (peak * MFU * GPUs)."""
     g = get_gpu(gpu)
     mfu = default_mfu(g) if mfu is None else mfu
@@ -153,8 +173,9 @@ class Recommendation:
         return asdict(self)
 
 
-def recommend(gpu: str | Gpu, block_size: int = 1024, min_micro_batch: int = 8,
-              vocab_size: int = 50304) -> Recommendation:
+def recommend(
+    gpu: str | Gpu, block_size: int = 1024, min_micro_batch: int = 8, vocab_size: int = 50304
+) -> Recommendation:
     """The largest candidate model that fits this GPU at micro-batch >= min_micro_batch (eager,
     bias=False, 10 % headroom), with the accumulation that reaches 0.5M tokens per step."""
     g = get_gpu(gpu)
@@ -169,9 +190,21 @@ def recommend(gpu: str | Gpu, block_size: int = 1024, min_micro_batch: int = 8,
     p = plan(cfg, RunConfig(batch_size=1, dtype=dtype), TARGET_TOKENS_PER_STEP, g)
     tokens = chinchilla_tokens(cfg)
     key = next(k for k, v in GPUS.items() if v == g) if g in GPUS.values() else g.name
-    return Recommendation(key, cfg.n_layer, cfg.n_head, cfg.n_embd, count_params(cfg), dtype, p.batch_size,
-                          p.gradient_accumulation_steps, p.tokens_per_step, round(p.peak_gib, 2), g.memory_gib,
-                          tokens, round(train_time_s(cfg, tokens, g, dtype) / 3600, 2))
+    return Recommendation(
+        key,
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.n_embd,
+        count_params(cfg),
+        dtype,
+        p.batch_size,
+        p.gradient_accumulation_steps,
+        p.tokens_per_step,
+        round(p.peak_gib, 2),
+        g.memory_gib,
+        tokens,
+        round(train_time_s(cfg, tokens, g, dtype) / 3600, 2),
+    )
 
 
 def recommend_all(**kw) -> list[Recommendation]:
@@ -208,8 +241,14 @@ class SessionPlan:
         return asdict(self)
 
 
-def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float | None = None,
-                 block_size: int = 512, tokens_per_step: int = 131_072, vocab_size: int = 50304) -> SessionPlan:
+def session_plan(
+    gpu: str | Gpu = "T4",
+    train_minutes: float = 45.0,
+    mfu: float | None = None,
+    block_size: int = 512,
+    tokens_per_step: int = 131_072,
+    vocab_size: int = 50304,
+) -> SessionPlan:
     """Model size, token budget and micro-batch for a training budget of train_minutes on one GPU.
 
     Compute C = peak * MFU * seconds; each candidate gets the tokens C affords, and the one whose
@@ -237,17 +276,32 @@ def session_plan(gpu: str | Gpu = "T4", train_minutes: float = 45.0, mfu: float 
             best = (score, cfg, p, iters, tokens)
     _, cfg, p, iters, tokens = best
     minutes = train_time_s(cfg, tokens, g, dtype, mfu) / 60
-    notes = [f"MFU {mfu:.0%} of {g.tflops_16bit:g} TFLOPS ({dtype}) is assumed, not measured; "
-             f"the training log prints the real MFU: rescale max_iters by real/assumed"]
+    notes = [
+        f"MFU {mfu:.0%} of {g.tflops_16bit:g} TFLOPS ({dtype}) is assumed, not measured; "
+        f"the training log prints the real MFU: rescale max_iters by real/assumed"
+    ]
     if not g.bf16:
         notes.append(f"{g.name} has no bf16: fp16 autocast with a GradScaler")
-    return SessionPlan(next((k for k, v in GPUS.items() if v == g), g.name), asdict(cfg), dtype, p.batch_size,
-                       p.gradient_accumulation_steps, iters, tokens, count_params(cfg),
-                       round(tokens / count_params(cfg), 1), round(tokens / _body_params(cfg), 1),
-                       round(p.peak_gib, 2), round(minutes, 1), mfu, notes)
+    return SessionPlan(
+        next((k for k, v in GPUS.items() if v == g), g.name),
+        asdict(cfg),
+        dtype,
+        p.batch_size,
+        p.gradient_accumulation_steps,
+        iters,
+        tokens,
+        count_params(cfg),
+        round(tokens / count_params(cfg), 1),
+        round(tokens / _body_params(cfg), 1),
+        round(p.peak_gib, 2),
+        round(minutes, 1),
+        mfu,
+        notes,
+    )
 
 
 # ---- one config, every answer: what `finegpt memory` prints ------------------------------------
+
 
 def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
     """The memory report, tokens per step and per run, and with run.gpu: the largest micro-batch, the
@@ -255,20 +309,29 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
     Accumulation in the plan is counted as `finegpt train` counts it: over all ranks."""
     report = estimate(model_cfg, run)
     tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
-    tokens = tokens_per_run(max_iters, run.batch_size, run.gradient_accumulation_steps, model_cfg.block_size,
-                            run.world_size)
+    tokens = tokens_per_run(
+        max_iters, run.batch_size, run.gradient_accumulation_steps, model_cfg.block_size, run.world_size
+    )
     params = count_params(model_cfg, non_embedding=False)
-    out = {"report": report.to_dict(), "params": params, "tokens_per_step": tokens_per_step, "max_iters": max_iters,
-           "tokens_per_run": tokens, "tokens_per_param": tokens / params,
-           "chinchilla_tokens": chinchilla_tokens(model_cfg)}
+    out = {
+        "report": report.to_dict(),
+        "params": params,
+        "tokens_per_step": tokens_per_step,
+        "max_iters": max_iters,
+        "tokens_per_run": tokens,
+        "tokens_per_param": tokens / params,
+        "chinchilla_tokens": chinchilla_tokens(model_cfg),
+    }
     if run.gpu:
         gpu = get_gpu(run.gpu)
         out["max_micro_batch"] = max_micro_batch(model_cfg, run, gpu)
         if out["max_micro_batch"]:
             p = plan(model_cfg, run, tokens_per_step, gpu)
-            out["plan"] = {"batch_size": p.batch_size,
-                           "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
-                           "tokens_per_step": p.tokens_per_step}
+            out["plan"] = {
+                "batch_size": p.batch_size,
+                "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
+                "tokens_per_step": p.tokens_per_step,
+            }
         out["hours"] = train_time_s(model_cfg, tokens, gpu, run.dtype, world_size=run.world_size) / 3600
         out["mfu_assumed"] = default_mfu(gpu)
     return out
@@ -277,18 +340,22 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
 def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str:
     """fit_summary as the lines `finegpt memory` prints."""
     tokens = out["tokens_per_run"]
-    lines = [f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={model_cfg.block_size}, "
-             f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
-             f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}",
-             str(estimate(model_cfg, run)),
-             f"tokens per step {out['tokens_per_step']:,}; per run ({out['max_iters']:,} iters) {tokens / 1e9:.2f}B = "
-             f"{out['tokens_per_param']:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)"]
+    lines = [
+        f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={model_cfg.block_size}, "
+        f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
+        f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}",
+        str(estimate(model_cfg, run)),
+        f"tokens per step {out['tokens_per_step']:,}; per run ({out['max_iters']:,} iters) {tokens / 1e9:.2f}B = "
+        f"{out['tokens_per_param']:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)",
+    ]
     if run.gpu:
         if "plan" in out:
             same = "same" if out["plan"]["tokens_per_step"] == out["tokens_per_step"] else "about the same"
-            lines.append(f"largest micro-batch with {HEADROOM:.0%} headroom: {out['max_micro_batch']}; {same} tokens "
-                         f"per step: --batch_size={out['plan']['batch_size']} "
-                         f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}")
+            lines.append(
+                f"largest micro-batch with {HEADROOM:.0%} headroom: {out['max_micro_batch']}; {same} tokens "
+                f"per step: --batch_size={out['plan']['batch_size']} "
+                f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}"
+            )
         else:
             lines.append("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
         gpus = f"{run.world_size} x " if run.world_size > 1 else "one "

@@ -11,8 +11,8 @@ from finegpt.config import ModelConfig
 from finegpt.memory.run import RunConfig
 from finegpt.model import count_params, param_breakdown
 
-
 # ---- element sizes --------------------------------------------------------------------------
+
 
 def param_size(run: RunConfig) -> int:
     return 2 if run.dtype == "pure_bf16" else 4  # autocast keeps fp32 master weights
@@ -32,6 +32,7 @@ def mask_size(run: RunConfig, elem: int) -> int:
 
 # ---- persistent state -----------------------------------------------------------------------
 
+
 def weight_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # N * 4 (fp32 master weights; tied lm_head counted once), N * 2 for pure bf16
     return count_params(cfg, non_embedding=False) * param_size(run)
@@ -39,7 +40,7 @@ def weight_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def buffer_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # math attention registers a bool causal mask T*T per layer
-    return cfg.n_layer * cfg.block_size ** 2 if run.attention == "math" else 0
+    return cfg.n_layer * cfg.block_size**2 if run.attention == "math" else 0
 
 
 def grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -108,6 +109,7 @@ def fsdp_gathered_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 # ---- activations saved for backward, per layer per token ------------------------------------
 
+
 def residual_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the residual stream saved as ln_1 and ln_2 inputs: 2 * C * (4 fp32 / autocast, 2 pure bf16)
     return 2 * cfg.n_embd * resid_size(run)
@@ -151,9 +153,13 @@ def dropout_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def layer_act_bytes(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
     """Per layer per token, by component."""
-    return {"residual": residual_act_bytes(cfg, run), "norms": norm_act_bytes(cfg, run),
-            "attention": attention_act_bytes(cfg, run), "mlp": mlp_act_bytes(cfg, run),
-            "dropout": dropout_act_bytes(cfg, run)}
+    return {
+        "residual": residual_act_bytes(cfg, run),
+        "norms": norm_act_bytes(cfg, run),
+        "attention": attention_act_bytes(cfg, run),
+        "mlp": mlp_act_bytes(cfg, run),
+        "dropout": dropout_act_bytes(cfg, run),
+    }
 
 
 def checkpoint_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -163,7 +169,7 @@ def checkpoint_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def per_layer_fixed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # per layer, independent of batch: math attention's inverted causal mask (T*T bool) saved by masked_fill
-    return cfg.block_size ** 2 if run.attention == "math" and not run.activation_checkpointing else 0
+    return cfg.block_size**2 if run.attention == "math" and not run.activation_checkpointing else 0
 
 
 def head_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -4,8 +4,17 @@ Entry points: train, load_checkpoint, load_model, save_checkpoint, train_from_cl
 """
 
 from finegpt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from finegpt.train.loop import estimate_loss, get_lr, pick_device, pick_dtype, train
 from finegpt.train.launch import train_from_cli
+from finegpt.train.loop import estimate_loss, get_lr, pick_device, pick_dtype, train
 
-__all__ = ["train", "load_checkpoint", "load_model", "save_checkpoint", "train_from_cli",
-           "estimate_loss", "get_lr", "pick_device", "pick_dtype"]
+__all__ = [
+    "train",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "train_from_cli",
+    "estimate_loss",
+    "get_lr",
+    "pick_device",
+    "pick_dtype",
+]

@@ -23,14 +23,20 @@ _STEP_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
 # ---- RNG states as plain data ------------------------------------------------------------------
 
+
 def rng_state() -> dict:
     """Every RNG a training step can touch, as tensors / ints / lists (weights_only can load them)."""
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "state": list(mt), "gauss": gauss},
     }
     if torch.cuda.is_available():
@@ -41,8 +47,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
@@ -50,6 +57,7 @@ def set_rng_state(state: dict) -> None:
 
 
 # ---- writing -----------------------------------------------------------------------------------
+
 
 def _fsync_dir(path: Path) -> None:
     try:  # makes the rename itself durable; not possible on every OS (Windows)
@@ -120,14 +128,19 @@ def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
 
 # ---- reading -----------------------------------------------------------------------------------
 
+
 def resolve_checkpoint(path_or_out_dir: str | Path) -> Path:
     """A checkpoint file, or in a directory: ckpt.pt, else the file `latest` names, else the newest step file."""
     path = Path(path_or_out_dir)
     if path.is_file():
         return path
     if not path.is_dir():
-        raise bad("checkpoint", str(path), "no such file or directory",
-                  "Pass a checkpoint file or the out_dir of a training run")
+        raise bad(
+            "checkpoint",
+            str(path),
+            "no such file or directory",
+            "Pass a checkpoint file or the out_dir of a training run",
+        )
     if (path / "ckpt.pt").is_file():
         return path / "ckpt.pt"
     latest = path / "latest"
@@ -136,8 +149,12 @@ def resolve_checkpoint(path_or_out_dir: str | Path) -> Path:
     steps = step_checkpoints(path)
     if steps:
         return steps[0]
-    raise bad("out_dir", str(path), "holds no checkpoint (no ckpt.pt)",
-              "Train first (finegpt train), or point at the out_dir of an earlier run")
+    raise bad(
+        "out_dir",
+        str(path),
+        "holds no checkpoint (no ckpt.pt)",
+        "Train first (finegpt train), or point at the out_dir of an earlier run",
+    )
 
 
 def _load_raw(path: Path, map_location) -> dict:
@@ -165,18 +182,28 @@ def load_checkpoint(path_or_out_dir: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = _load_raw(path, map_location)
     except pickle.UnpicklingError as e:  # weights_only refuses anything beyond tensors and plain data
-        raise bad("checkpoint", str(path), "holds pickled Python objects, which can run code when loaded, "
-                  "so finegpt refuses it", "Use a checkpoint written by finegpt, or re-save one you trust "
-                  "with plain data only (state dicts, numbers, strings)") from e
+        raise bad(
+            "checkpoint",
+            str(path),
+            "holds pickled Python objects, which can run code when loaded, so finegpt refuses it",
+            "Use a checkpoint written by finegpt, or re-save one you trust "
+            "with plain data only (state dicts, numbers, strings)",
+        ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         prev = previous_good(path)
-        offer = (f"The previous good checkpoint is {str(prev)!r}: move the broken file aside and "
-                 f"resume, or load that one" if prev else
-                 "No earlier good checkpoint is beside it; train again from scratch")
+        offer = (
+            f"The previous good checkpoint is {str(prev)!r}: move the broken file aside and resume, or load that one"
+            if prev
+            else "No earlier good checkpoint is beside it; train again from scratch"
+        )
         raise bad("checkpoint", str(path), "is truncated or corrupt (could not be read)", offer) from e
     if not isinstance(ckpt, dict) or not {"model", "iter_num", "config"} <= set(ckpt):
-        raise bad("checkpoint", str(path), "is not a finegpt checkpoint (no model / iter_num / config)",
-                  "Use a file written by finegpt train")
+        raise bad(
+            "checkpoint",
+            str(path),
+            "is not a finegpt checkpoint (no model / iter_num / config)",
+            "Use a file written by finegpt train",
+        )
     return ckpt
 
 
@@ -186,7 +213,7 @@ def clean_state_dict(state: dict) -> dict:
     for key, value in state.items():
         for prefix in ("_orig_mod.", "module."):
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[key] = value
     return out
 
@@ -201,6 +228,8 @@ def load_model(path_or_out_dir: str | Path, device="cpu"):
     try:
         model.load_state_dict(clean_state_dict(ckpt["model"]))
     except RuntimeError as e:
-        raise FinegptError(f"checkpoint={str(path_or_out_dir)!r}: its weights do not match its config "
-                           f"({str(e).splitlines()[0]}). Use an unmodified finegpt checkpoint.") from e
+        raise FinegptError(
+            f"checkpoint={str(path_or_out_dir)!r}: its weights do not match its config "
+            f"({str(e).splitlines()[0]}). Use an unmodified finegpt checkpoint."
+        ) from e
     return model.to(device).eval(), ckpt

@@ -39,21 +39,29 @@ def setup(backend: str = "auto", device_type: str = "cpu") -> Dist:
         raise bad("backend", backend, "is not supported", "Use backend='auto', 'nccl' (GPU) or 'gloo' (CPU)")
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return Dist(rank=dist.get_rank(), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                world_size=dist.get_world_size(), enabled=True)
+    return Dist(
+        rank=dist.get_rank(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world_size=dist.get_world_size(),
+        enabled=True,
+    )
 
 
 def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int:
     """Each rank runs its share of the micro-steps, so tokens per step do not change with N."""
     if gradient_accumulation_steps % world_size:
-        raise bad("gradient_accumulation_steps", gradient_accumulation_steps,
-                  f"not divisible by the {world_size} processes",
-                  f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}")
+        raise bad(
+            "gradient_accumulation_steps",
+            gradient_accumulation_steps,
+            f"not divisible by the {world_size} processes",
+            f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}",
+        )
     return gradient_accumulation_steps // world_size
 
 
-def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False,
-               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def wrap_model(
+    model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False, dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
     """DDP around the (maybe compiled) model, or with fsdp=True FSDP2's fully_shard in place. FSDP2
     swaps in new (sharded) parameters: build the optimizer afterwards, or use fsdp.shard."""
     if not d.enabled:

@@ -13,8 +13,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     get_state_dict, set_optimizer_state_dict, set_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    get_state_dict,
+    set_optimizer_state_dict,
+    set_state_dict,
+)
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from finegpt.train.checkpoint import _fsync_dir, save_checkpoint, step_checkpoints
@@ -42,8 +48,13 @@ def _by_name(model: torch.nn.Module) -> dict[int, str]:
     return {id(p): name for name, p in model.named_parameters()}
 
 
-def shard(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, dtype: torch.dtype,
-          dcp_dir: Path | None = None) -> torch.optim.Optimizer:
+def shard(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    dtype: torch.dtype,
+    dcp_dir: Path | None = None,
+) -> torch.optim.Optimizer:
     """Shard `model` in place and return an optimizer of the same kind and groups over the shards.
     State the old optimizer held (a resumed DDP / one-process checkpoint) is carried over, split
     across ranks; with dcp_dir, weights and optimizer state come from that FSDP checkpoint instead."""
@@ -54,8 +65,10 @@ def shard(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torc
         dist.broadcast(t.data, src=0)
     shard_model(model, device, dtype)
     params = dict(model.named_parameters())  # the same names, now DTensor shards
-    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in group]}
-              for g, group in zip(optimizer.param_groups, group_names)]
+    groups = [
+        {**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in group]}
+        for g, group in zip(optimizer.param_groups, group_names)
+    ]
     sharded = type(optimizer)(groups)
     if dcp_dir is not None:
         load_sharded(model, sharded, dcp_dir)
@@ -78,6 +91,7 @@ def sharded_scaler(scaler: torch.amp.GradScaler) -> torch.amp.GradScaler:
 
 # ---- checkpoints -------------------------------------------------------------------------------
 
+
 def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dcp_dir: Path) -> None:
     """Weights and optimizer state from a DCP directory, resharded to this run's ranks (any number,
     also one process without FSDP)."""
@@ -91,8 +105,9 @@ def _dcp_name(iter_num: int) -> str:
     return f"dcp_{iter_num:07d}"
 
 
-def save_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, out_dir: Path,
-                 keep: int, is_main: bool) -> Path | None:
+def save_sharded(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, out_dir: Path, keep: int, is_main: bool
+) -> Path | None:
     """Called on every rank. Each writes its shards into <out_dir>/dcp_NNNNNNN.tmp, renamed whole once
     all are done; then rank 0 writes the usual ckpt file whose `dcp` names that directory and whose
     `model` is the full weights (gathered to CPU), so load_model works as for any run. Returns

@@ -26,8 +26,9 @@ def resolve_settings(config_file: str | None, overrides: list[str], resume: bool
     return values
 
 
-def train_from_cli(config_file: str | None, overrides: list[str], resume: bool = False,
-                   overwrite: bool = False) -> dict:
+def train_from_cli(
+    config_file: str | None, overrides: list[str], resume: bool = False, overwrite: bool = False
+) -> dict:
     from finegpt.train.loop import train
 
     values = resolve_settings(config_file, overrides, resume)

@@ -22,11 +22,18 @@ from finegpt.config import ModelConfig, TrainConfig, config_dict
 from finegpt.errors import FinegptError, bad
 from finegpt.model import GPT, count_params
 from finegpt.train import distributed
-from finegpt.train.checkpoint import (clean_state_dict, clear_run, load_checkpoint, resolve_checkpoint, rng_state,
-                                      save_checkpoint, set_rng_state)
-
+from finegpt.train.checkpoint import (
+    clean_state_dict,
+    clear_run,
+    load_checkpoint,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 # ---- device, precision, schedule -----------------------------------------------------------------
+
 
 def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto': CUDA, else Apple MPS, else CPU. Under torchrun each process takes cuda:LOCAL_RANK."""
@@ -80,6 +87,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
 
 # ---- data and the model's vocab ----------------------------------------------------------------------
 
+
 def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_dir: str) -> ModelConfig:
     """The tokenizer's vocab rounded up to a multiple of 64 (50257 -> 50304, 257 -> 320), unless the
     config asks for another size; a model vocab smaller than the shards' cannot embed their tokens."""
@@ -87,9 +95,12 @@ def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_di
     if model_cfg.vocab_size == ModelConfig.vocab_size:  # nanoGPT's default: not a choice the user made
         return replace(model_cfg, vocab_size=padded)
     if model_cfg.vocab_size < data_vocab:
-        raise bad("vocab_size", model_cfg.vocab_size,
-                  f"smaller than the {data_vocab} tokens of the {tokenizer!r} shards in {data_dir!r}",
-                  f"Use vocab_size={padded} (leave it unset to get that), or prepare data with a smaller tokenizer")
+        raise bad(
+            "vocab_size",
+            model_cfg.vocab_size,
+            f"smaller than the {data_vocab} tokens of the {tokenizer!r} shards in {data_dir!r}",
+            f"Use vocab_size={padded} (leave it unset to get that), or prepare data with a smaller tokenizer",
+        )
     return model_cfg
 
 
@@ -137,8 +148,9 @@ class _Prefetch:
 
 
 @torch.no_grad()
-def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d=distributed.Dist()) -> dict:
+def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d: distributed.Dist | None = None) -> dict:
     """Mean loss over the same eval_iters batches of each split (averaged over ranks under DDP)."""
+    d = d or distributed.Dist()
     out = {}
     model.eval()
     for split in ("train", "val"):
@@ -155,6 +167,7 @@ def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d=distribu
 
 # ---- checks that must pass before any expensive work -------------------------------------------------
 
+
 def check_out_dir(out_dir: Path, init_from: str, overwrite: bool, checkpoint_bytes: int = 0) -> None:
     """out_dir must be writable, and a scratch run must not replace an earlier run's checkpoints.
     Nothing is created here: a run that fails a later check leaves no empty directory behind."""
@@ -162,18 +175,30 @@ def check_out_dir(out_dir: Path, init_from: str, overwrite: bool, checkpoint_byt
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise bad("out_dir", str(out_dir), f"{str(existing)!r} is a file, not a directory",
-                  "Choose another --out_dir")
+        raise bad("out_dir", str(out_dir), f"{str(existing)!r} is a file, not a directory", "Choose another --out_dir")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise bad("out_dir", str(out_dir), f"cannot be written ({str(existing)!r} is read-only)",
-                  "Choose a directory you can write to, e.g. --out_dir=out")
+        raise bad(
+            "out_dir",
+            str(out_dir),
+            f"cannot be written ({str(existing)!r} is read-only)",
+            "Choose a directory you can write to, e.g. --out_dir=out",
+        )
     free_bytes = shutil.disk_usage(existing).free
     if free_bytes < 2 * checkpoint_bytes:  # a new checkpoint is written beside the previous one
-        raise bad("out_dir", str(out_dir), f"has {free_bytes / 2**30:.2f} GiB free, but a checkpoint takes "
-                  f"{checkpoint_bytes / 2**30:.2f} GiB and two must fit", "Free some disk space or pick another --out_dir")
+        raise bad(
+            "out_dir",
+            str(out_dir),
+            f"has {free_bytes / 2**30:.2f} GiB free, but a checkpoint takes "
+            f"{checkpoint_bytes / 2**30:.2f} GiB and two must fit",
+            "Free some disk space or pick another --out_dir",
+        )
     if init_from == "scratch" and not overwrite and (out_dir / "ckpt.pt").exists():
-        raise bad("out_dir", str(out_dir), "already holds a checkpoint from an earlier run",
-                  "Continue it with --resume, start over with --overwrite, or pick a new --out_dir")
+        raise bad(
+            "out_dir",
+            str(out_dir),
+            "already holds a checkpoint from an earlier run",
+            "Continue it with --resume, start over with --overwrite, or pick a new --out_dir",
+        )
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -189,6 +214,7 @@ def _log(d: distributed.Dist, msg: str) -> None:
 
 # ---- the loop --------------------------------------------------------------------------------------
 
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, overwrite: bool = False) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True.
@@ -203,7 +229,9 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, over
     # fp32 weights + AdamW's two moments: 12 bytes per parameter
     check_out_dir(out_dir, cfg.init_from, overwrite, 12 * count_params(model_cfg, non_embedding=False))
     check_data_dir(data_dir)
-    device_type = "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device_type = (
+        "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     d = distributed.setup(cfg.backend, device_type)
     try:
         return _train(model_cfg, cfg, d, out_dir, data_dir, callback)
@@ -241,8 +269,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
     np.random.seed(cfg.seed + d.rank)
     model = GPT(model_cfg).to(device)
     model.activation_checkpointing = cfg.activation_checkpointing
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
-                                           device.type)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16))
     iter_num, best_val_loss = 0, float("inf")
     sharded, dcp_dir = cfg.fsdp and d.enabled, None  # FSDP2 under torchrun; one process has nothing to shard
@@ -254,6 +281,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
             optimizer.load_state_dict(ckpt["optimizer"])
         elif not sharded:
             from finegpt.train.fsdp import load_sharded
+
             load_sharded(model, optimizer, dcp_dir)
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
@@ -269,6 +297,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
         model = torch.compile(model)
     if sharded:  # fully_shard swaps in DTensor parameters: the optimizer is rebuilt over them
         from finegpt.train import fsdp
+
         optimizer, scaler = fsdp.shard(raw_model, optimizer, device, dtype, dcp_dir), fsdp.sharded_scaler(scaler)
     else:
         model = distributed.wrap_model(model, d, device)
@@ -280,8 +309,11 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
     tokens_per_iter = gas * d.world_size * cfg.batch_size * model_cfg.block_size
     fpt = memory.flops_per_token(model_cfg)  # 6N + 12·L·C·T, nanoGPT's estimate_mfu
     peak = peak_flops(device, dtype)
-    _log(d, f"{raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
-            f"{device} {str(dtype).replace('torch.', '')} | world_size {d.world_size}")
+    _log(
+        d,
+        f"{raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
+        f"{device} {str(dtype).replace('torch.', '')} | world_size {d.world_size}",
+    )
 
     history, last_ckpt, final_val = [], None, None
     if (out_dir / "ckpt.pt").exists():
@@ -295,10 +327,18 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
             callback(dict(row))
 
     def checkpoint_now():
-        state = {"scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
-                 "iter_num": iter_num, "best_val_loss": best_val_loss, "config": config_dict(model_cfg, cfg),
-                 "data": {"data_dir": data_dir, "tokenizer": getattr(tokenizer, "name", str(tokenizer)),
-                          "vocab_size": meta_vocab}}
+        state = {
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "iter_num": iter_num,
+            "best_val_loss": best_val_loss,
+            "config": config_dict(model_cfg, cfg),
+            "data": {
+                "data_dir": data_dir,
+                "tokenizer": getattr(tokenizer, "name", str(tokenizer)),
+                "vocab_size": meta_vocab,
+            },
+        }
         if sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
             return fsdp.save_sharded(raw_model, optimizer, state, out_dir, cfg.keep_checkpoints, d.is_main)
         state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict())
@@ -355,26 +395,43 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                 dt_s = time.time() - t0
                 t0 = time.time()
                 mfu = fpt * tokens_per_iter * cfg.log_interval / dt_s / (peak * d.world_size) if peak else None
-                row = {"iter": iter_num, "loss": lossf, "lr": lr,
-                       "tokens_per_s": tokens_per_iter * cfg.log_interval / max(dt_s, 1e-9), "mfu": mfu,
-                       "dt_s": dt_s / cfg.log_interval, "data_share": batches.busy_s / max(dt_s, 1e-9)}
+                row = {
+                    "iter": iter_num,
+                    "loss": lossf,
+                    "lr": lr,
+                    "tokens_per_s": tokens_per_iter * cfg.log_interval / max(dt_s, 1e-9),
+                    "mfu": mfu,
+                    "dt_s": dt_s / cfg.log_interval,
+                    "data_share": batches.busy_s / max(dt_s, 1e-9),
+                }
                 batches.busy_s = 0.0
-                print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
-                      + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
-                      + f", data {100 * row['data_share']:.1f}%", flush=True)
+                print(
+                    f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
+                    + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
+                    + f", data {100 * row['data_share']:.1f}%",
+                    flush=True,
+                )
                 emit(row)
     finally:
         if trackers is not None:
             trackers.close()
-    return {"history": history, "final_val_loss": final_val, "best_val_loss": best_val_loss,
-            "checkpoint": str(last_ckpt) if last_ckpt else None, "iter_num": iter_num,
-            "model_config": asdict(model_cfg), "model": raw_model}
+    return {
+        "history": history,
+        "final_val_loss": final_val,
+        "best_val_loss": best_val_loss,
+        "checkpoint": str(last_ckpt) if last_ckpt else None,
+        "iter_num": iter_num,
+        "model_config": asdict(model_cfg),
+        "model": raw_model,
+    }
 
 
 def diverged(loss: float, iter_num: int, last_ckpt) -> FinegptError:
     where = f"Last good checkpoint: {str(last_ckpt)!r}" if last_ckpt else "No checkpoint was saved yet"
-    return FinegptError(f"loss={loss}: training diverged at iter {iter_num}. {where}. Lower learning_rate "
-                        f"or raise warmup_iters, then resume from it with --resume.")
+    return FinegptError(
+        f"loss={loss}: training diverged at iter {iter_num}. {where}. Lower learning_rate "
+        f"or raise warmup_iters, then resume from it with --resume."
+    )
 
 
 def _open_trackers(cfg, out_dir, config):
