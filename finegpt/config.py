@@ -67,6 +67,7 @@ class ModelConfig:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+SAMPLINGS = ("epoch", "random")  # every window once per epoch, in a seeded order; nanoGPT's random windows
 
 
 @dataclass
@@ -94,6 +95,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 40
     batch_size: int = 12
     eval_batch_size: int = 0  # 0 means batch_size
+    sampling: str = "epoch"  # 'epoch': each window once per epoch (llm.c); 'random': nanoGPT's random windows
     # AdamW
     learning_rate: float = 6e-4
     max_iters: int = 600000
@@ -149,6 +151,8 @@ class TrainConfig:
             raise bad("device", self.device, "is not a known device", f"Use one of {', '.join(DEVICES)} or cuda:N")
         if self.dtype not in DTYPES:
             raise bad("dtype", self.dtype, "is not a known dtype", f"Use one of {', '.join(DTYPES)}")
+        if self.sampling not in SAMPLINGS:
+            raise bad("sampling", self.sampling, "is not a sampler", f"Use one of {', '.join(SAMPLINGS)}")
         if self.init_from not in ("scratch", "resume"):
             raise bad("init_from", self.init_from, "is not supported", "Use 'scratch' or 'resume'")
 

@@ -105,17 +105,41 @@ def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_di
 
 
 def _loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
-    """Training batches, plus fixed eval batches: eval batch k is the same at every eval."""
+    """Training batches with cfg.sampling, plus fixed eval batches: eval batch k is the same at every eval,
+    and the epoch sampler makes the eval windows distinct as long as the split holds them."""
     from finegpt.data import BatchLoader
 
     data_dir = cfg.resolved_data_dir()
     eval_b = cfg.eval_batch_size or cfg.batch_size
     kw = dict(rank=d.rank, world_size=d.world_size)
     return {
-        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, **kw),
-        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, **kw),
-        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, **kw),
+        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, sampling=cfg.sampling, **kw),
+        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, sampling="epoch", **kw),
+        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, sampling="epoch", **kw),
     }
+
+
+def _reads(cfg: TrainConfig, loaders: dict, tokens_read: int):
+    """finegpt.data.budget's ReadBudget of the train split after tokens_read tokens."""
+    from finegpt.data.budget import read_budget
+
+    prepared = {"train": loaders["train"].num_tokens, "val": loaders["eval_val"].num_tokens}
+    return read_budget(tokens_read, prepared, loaders["train"].block_size, cfg.sampling)
+
+
+def _log_data_plan(cfg: TrainConfig, loaders: dict, tokens_per_iter: int, d: distributed.Dist) -> None:
+    """Before training: what the run will read of its prepared data, what the val loss scores, and a
+    warning naming the `finegpt prepare` that covers the run when it reads more than was prepared."""
+    from finegpt.data.budget import eval_summary, over_budget_warning
+
+    _log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
+    if cfg.eval_only:
+        return
+    budget = _reads(cfg, loaders, cfg.max_iters * tokens_per_iter)
+    _log(d, f"data: {budget.summary()}")
+    warning = over_budget_warning(budget, loaders["train"].meta, cfg.resolved_data_dir())
+    if warning is not None:
+        _log(d, warning)
 
 
 def _to_device(batch, device: torch.device):
@@ -219,8 +243,9 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, over
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True.
 
-    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share"} every log_interval
-    steps (data_share: the part of dt_s the host spent fetching batches), and
+    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share", "tokens_read",
+    "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
+    fetching batches; epoch: tokens read / one pass over the train split), and
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
     """
     cfg = train_cfg
@@ -314,6 +339,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
         f"{raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
         f"{device} {str(dtype).replace('torch.', '')} | world_size {d.world_size}",
     )
+    _log_data_plan(cfg, loaders, tokens_per_iter, d)
 
     history, last_ckpt, final_val = [], None, None
     if (out_dir / "ckpt.pt").exists():
@@ -404,11 +430,13 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                     "dt_s": dt_s / cfg.log_interval,
                     "data_share": batches.busy_s / max(dt_s, 1e-9),
                 }
+                reads = _reads(cfg, loaders, iter_num * tokens_per_iter)
+                row.update(tokens_read=reads.tokens_read, distinct_tokens=reads.distinct_tokens, epoch=reads.epochs)
                 batches.busy_s = 0.0
                 print(
                     f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
                     + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
-                    + f", data {100 * row['data_share']:.1f}%",
+                    + f", data {100 * row['data_share']:.1f}%, epoch {row['epoch']:.2f}",
                     flush=True,
                 )
                 emit(row)
