@@ -253,9 +253,10 @@ def main() -> None:
             "",
             "The reference is eager PyTorch with for-loop AdamW (PyTorch's CPU default), a fresh np.memmap and "
             "torch.stack of torch.from_numpy windows per batch, and loss.item() every iteration. finegpt uses "
-            "fused AdamW (one kernel over all parameters), BatchLoader (windows drawn from a step-seeded RNG, "
-            "one int64 array per batch) and fetches the next micro-batch while the current one computes, which "
-            "on a GPU overlaps the host's work with the device's (on a CPU both share the same cores).",
+            "fused AdamW (one kernel over all parameters), BatchLoader (each window once per epoch, in a seeded "
+            "order looked up from the step number; one int64 array per batch) and fetches the next micro-batch "
+            "while the current one computes, which on a GPU overlaps the host's work with the device's (on a CPU "
+            "both share the same cores).",
             "",
         ]
     )

@@ -114,15 +114,18 @@ def test_step_k_after_a_restart_equals_step_k_in_one_run(data_dir):
 def test_blocked_order_reads_every_window_once_per_epoch_a_block_at_a_time():
     order = EpochOrder(1000, seed=3, salt=9, block_windows=64)  # 16 blocks, the last one of 40 windows
     for epoch in (0, 1):
-        ids = order(np.arange(epoch * 1000, (epoch + 1) * 1000))
+        ids = order(epoch * 1000, 1000)
         assert sorted(ids.tolist()) == list(range(1000))
         blocks = ids // 64
         assert (np.diff(blocks) != 0).sum() == 15  # each block read whole before the next begins
-    assert order(np.arange(1000)).tolist() != order(np.arange(1000, 2000)).tolist()
+        one_by_one = np.concatenate([order(p, 1) for p in range(epoch * 1000, (epoch + 1) * 1000)])
+        assert one_by_one.tolist() == ids.tolist()
+    assert order(0, 1000).tolist() != order(1000, 1000).tolist()
     restarted = EpochOrder(1000, seed=3, salt=9, block_windows=64)
-    assert restarted(np.array([1500, 3, 999])).tolist() == order(np.array([1500, 3, 999])).tolist()
+    assert [restarted(p, 1)[0] for p in (1500, 3, 999)] == [order(p, 1)[0] for p in (1500, 3, 999)]
+    assert order(990, 20).tolist() == np.concatenate([order(990, 10), order(1000, 10)]).tolist()  # across epochs
     whole = EpochOrder(1000, seed=3, salt=9)  # one block: a full permutation
-    assert sorted(whole(np.arange(1000)).tolist()) == list(range(1000))
+    assert sorted(whole(0, 1000).tolist()) == list(range(1000))
 
 
 def test_random_windows_stay_nanogpts_and_are_a_pure_function_of_step(data_dir):

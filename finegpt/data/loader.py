@@ -36,18 +36,22 @@ class EpochOrder:
         self.n_windows, self.seed, self.salt, self.block_windows = n_windows, seed, salt, block_windows
         self.n_blocks = -(-n_windows // block_windows)
         self._blocks: dict = {}  # (epoch, block) -> that block's order; the two most recent are kept
+        self._order_of: tuple = (None, None)  # (epoch, its block order)
 
     def _block_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(blocks in reading order, their sizes, where each one ends in the epoch)."""
-        order = np.random.default_rng([self.seed, self.salt, epoch]).permutation(self.n_blocks)
-        sizes = np.minimum(self.block_windows, self.n_windows - order * self.block_windows)
-        return order, sizes, np.cumsum(sizes)
+        if self._order_of[0] != epoch:
+            order = np.random.default_rng([self.seed, self.salt, epoch]).permutation(self.n_blocks)
+            sizes = np.minimum(self.block_windows, self.n_windows - order * self.block_windows)
+            self._order_of = (epoch, (order, sizes, np.cumsum(sizes)))
+        return self._order_of[1]
 
     def _shuffled_block(self, epoch: int, block: int) -> np.ndarray:
         key = (epoch, block)
         if key not in self._blocks:
             first = block * self.block_windows
-            ids = np.arange(first, min(first + self.block_windows, self.n_windows), dtype=np.uint32)
+            dtype = np.uint32 if self.n_windows <= 2**32 else np.int64  # half the memory where ids fit
+            ids = np.arange(first, min(first + self.block_windows, self.n_windows), dtype=dtype)
             np.random.default_rng([self.seed, self.salt, epoch, block]).shuffle(ids)
             if len(self._blocks) >= 2:  # reads move forward: only the block before is worth keeping
                 self._blocks.pop(next(iter(self._blocks)))
@@ -57,20 +61,18 @@ class EpochOrder:
     def epoch(self, position: int) -> int:
         return position // self.n_windows
 
-    def __call__(self, positions: np.ndarray) -> np.ndarray:
-        """Window ids (int64) read at these positions."""
-        positions = np.asarray(positions, dtype=np.int64)
-        epochs, within_epoch = np.divmod(positions, self.n_windows)
-        ids = np.empty(len(positions), dtype=np.int64)
-        for epoch in np.unique(epochs):
-            at = np.flatnonzero(epochs == epoch)
-            order, sizes, ends = self._block_order(int(epoch))
-            slot = np.searchsorted(ends, within_epoch[at], side="right")  # which block of the epoch
-            offset = within_epoch[at] - (ends[slot] - sizes[slot])
-            for s in np.unique(slot):
-                here = slot == s
-                ids[at[here]] = self._shuffled_block(int(epoch), int(order[s]))[offset[here]]
-        return ids
+    def __call__(self, first: int, count: int) -> np.ndarray:
+        """Window ids (int64) read at positions first .. first + count - 1."""
+        pieces = []
+        while count > 0:  # usually once: a run of positions leaves its block only at the block's end
+            epoch, within = divmod(first, self.n_windows)
+            order, sizes, ends = self._block_order(epoch)
+            slot = int(np.searchsorted(ends, within, side="right"))
+            offset = within - int(ends[slot] - sizes[slot])
+            take = min(count, int(sizes[slot]) - offset)
+            pieces.append(self._shuffled_block(epoch, int(order[slot]))[offset : offset + take])
+            first, count = first + take, count - take
+        return np.concatenate(pieces).astype(np.int64)  # int64: ids x block_size must not wrap
 
 
 class BatchLoader:
@@ -147,7 +149,7 @@ class BatchLoader:
             return starts if rank is None else starts[rank * B : (rank + 1) * B]
         first = step * self.rows_per_step + (0 if rank is None else rank * B)
         rows = self.rows_per_step if rank is None else B
-        return self.order(np.arange(first, first + rows)) * self.block_size
+        return self.order(first, rows) * self.block_size
 
     def _window(self, start: int, length: int) -> np.ndarray:
         """`length` tokens from stream position `start`, crossing shard boundaries when needed."""
