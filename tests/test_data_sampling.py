@@ -171,6 +171,8 @@ def test_read_budget_counts_reads_distinct_tokens_and_epochs():
     shakespeare = {"job": {"source": "shakespeare"}, "tokenizer": "bytes", "tokens": prepared}
     assert over_budget_warning(half, shakespeare, "data") is None
     assert "The embedded Shakespeare has no more" in over_budget_warning(twice_and_half, shakespeare, "data")
+    by_hand = {"tokenizer": "gpt2", "tokens": prepared}
+    assert "prepare 5282 tokens (`finegpt prepare --tokens ...`)" in over_budget_warning(twice_and_half, by_hand, "d")
 
 
 def test_eval_windows_are_distinct_and_say_how_much_of_val_they_score(data_dir):
@@ -214,3 +216,20 @@ def test_resume_across_an_epoch_boundary_repeats_the_uninterrupted_run(tmp_path,
     assert last["tokens_read"] == 10 * 16 * 32 and last["epoch"] == pytest.approx(5120 / (93 * 32))
     if sampling == "epoch":
         assert last["distinct_tokens"] == 93 * 32
+
+
+def test_resuming_a_checkpoint_from_before_the_epoch_sampler_keeps_random_windows(tmp_path):
+    from finegpt.train.checkpoint import save_checkpoint
+    from finegpt.train.launch import resolve_settings
+
+    data = make_data(tmp_path / "data", n_train=3_000, n_val=1_000)
+    out = tmp_path / "out"
+    train(
+        ModelConfig(**TINY_MODEL),
+        TrainConfig(**{**TINY_TRAIN, "data_dir": str(data), "out_dir": str(out)}, max_iters=1),
+    )
+    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)["sampling"] == "epoch"
+    ckpt = load_checkpoint(out)
+    del ckpt["config"]["train"]["sampling"]
+    save_checkpoint(ckpt, out, keep=1)
+    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)["sampling"] == "random"

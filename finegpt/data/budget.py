@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finegpt.config import SAMPLINGS
+from finegpt.data.loader import BatchLoader
 from finegpt.errors import bad
 
 
@@ -119,8 +120,11 @@ def over_budget_warning(budget: ReadBudget, meta: dict, data_dir) -> str | None:
     """A one-line warning when the run reads more tokens than one pass over the prepared data, else None."""
     if budget.covered:
         return None
-    if (meta.get("job") or {}).get("source", "shakespeare") == "shakespeare":  # prepared whole by default
+    source = (meta.get("job") or {}).get("source")
+    if source == "shakespeare":  # prepared whole unless a budget cut it
         more = "The embedded Shakespeare has no more: prepare a larger --source to read each token once"
+    elif source is None:  # shards written by hand: no command to repeat
+        more = f"To read each once, prepare {budget.prepare_tokens} tokens (`finegpt prepare --tokens ...`)"
     else:
         command = prepare_command(meta, data_dir, budget.prepare_tokens)
         more = f"To read each once, run `{command}` (a source that ends sooner stops there)"
@@ -172,8 +176,6 @@ def measure_coverage(loader, tokens_read: int, chunk_tokens: int = 2**22) -> dic
 def coverage_table(data_dir, block_size: int, tokens_read: int | None = None, seed: int = 1337) -> list[dict]:
     """measure_coverage for both samplers on the train split of data_dir; by default the reads equal the
     stream, where random windows leave about 1/e unseen and the epoch sampler none."""
-    from finegpt.data.loader import BatchLoader
-
     rows = []
     for sampling in SAMPLINGS:
         loader = BatchLoader(data_dir, "train", 1024, block_size, seed=seed, sampling=sampling)

@@ -21,6 +21,8 @@ def resolve_settings(config_file: str | None, overrides: list[str], resume: bool
         out_dir = values.get("out_dir", "out")
         saved = load_checkpoint(out_dir)["config"]
         base = {k: v for k, v in saved.get("train", {}).items() if k in TRAIN_KEYS}
+        if "train" in saved:  # checkpoints from before the epoch sampler drew random windows
+            base.setdefault("sampling", "random")
         base.update(saved["model"])
         values = {**base, **values}
     return values
