@@ -171,7 +171,7 @@ def memory_timeline_figure(timeline, report=None, title: str = "One training ste
     ax.plot([i], [live[i]], "o", color="#c44e52")
     ax.annotate(
         f"measured peak {live[i]:,.2f} MiB\n({timeline.peak_phase}, after {timeline.ops[i].split('.')[1]})",
-        (i, live[i]), (0.02, 0.86), textcoords="axes fraction", fontsize=8, color="#c44e52",
+        (i, live[i]), (0.02, 0.7), textcoords="axes fraction", fontsize=8, color="#c44e52",
         arrowprops=dict(arrowstyle="->", color="#c44e52"),
     )  # fmt: skip
     if report is not None:
@@ -179,7 +179,7 @@ def memory_timeline_figure(timeline, report=None, title: str = "One training ste
         predicted = report.peaks[phase] / MIB
         ax.axhline(predicted, color="#c44e52", ls="--", lw=1)
         label = f"estimate(): {predicted:,.2f} MiB ({predicted / live[i] - 1:+.2%})"
-        ax.text(len(live) * 0.99, predicted * 0.97, label, ha="right", va="top", fontsize=8, color="#c44e52")
+        ax.text(len(live) * 0.01, predicted, label, va="bottom", fontsize=8, color="#c44e52")
         bottom = 0.0
         for k, (name, b) in enumerate(report.phase_terms[phase].items()):
             side.bar(0, b / MIB, bottom=bottom, color=term_colour(name, k), edgecolor="white", label=name)

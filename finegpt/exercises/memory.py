@@ -113,7 +113,8 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
          "cross-entropy works in fp32: 2 + 4 + 4 + 4 = 14 bytes per score"),
         (autocast and per == 8, "autocast runs cross-entropy in fp32: only the logits are 16-bit, 2 + 4 + 4 + 4"),
         (dtype == "fp32" and per == 14, "in fp32 each of the four tensors takes 4 bytes per score: 16"),
-        (dtype == "pure_bf16" and per == 16, "pure bf16 makes all four tensors bf16: 2 bytes each, 8 per score"),
+        (dtype == "pure_bf16" and per in (14, 16), "pure bf16 makes all four tensors bf16, cross-entropy too: 2 bytes "
+         "each, 8 per score"),
     ]  # fmt: skip
     for matches, hint in hints:
         if matches:
