@@ -391,12 +391,10 @@ print("q, k, v:", tuple(q.shape), "each: (batch, heads, tokens, head size)")
 
 # %% [markdown]
 # Aim for y = softmax(q·kᵀ / √hs + M)·v, where M[i, j] = -inf for j > i (the future) and 0 elsewhere, and
-# the softmax runs over the keys (the last dimension). `masked_fill` and `torch.ones(T, T).triu(1)` help.
+# the softmax runs over the keys (the last dimension). `masked_fill`, `torch.ones(T, T).triu(1)` and
+# `k.size(-1) ** 0.5` (that is √hs) help.
 
 # %%
-import math
-
-
 def causal_self_attention(q, k, v):  # (B, H, T, hs) each -> (B, H, T, hs)
     raise NotImplementedError  # your code here
 

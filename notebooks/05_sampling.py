@@ -298,13 +298,10 @@ kv_cache_diagram(model.config, pos=len(tok.encode(prompt)))
 # %% [markdown]
 # Aim for the module's own forward, for one token: q, k, v = attn.c_attn(x).split(C, dim=2), each viewed as
 # (B, 1, H, hs) and transposed to (B, H, 1, hs); the new k and v appended after the cache along time
-# (dim 2); `F.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged back to (B, 1, C);
-# then `attn.c_proj`. `attn.n_head` is H.
+# (dim 2); `torch.nn.functional.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged
+# back to (B, 1, C); then `attn.c_proj`. `attn.n_head` is H.
 
 # %%
-from torch.nn import functional as F
-
-
 def decode_step(attn, x, past_k, past_v):
     raise NotImplementedError  # your code here
 

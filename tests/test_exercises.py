@@ -62,6 +62,22 @@ def test_solution_notebooks_are_synced_pairs_that_show_their_checks_passing(path
     assert printed.count("✓ ") == len(re.findall(r"^check_\w+\(", path.read_text(), re.M))
 
 
+def test_jupytext_sync_of_the_solutions_changes_nothing(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    for path in SOLUTIONS.iterdir():
+        shutil.copy2(path, tmp_path)
+    pys = sorted(str(p) for p in tmp_path.glob("*.py"))
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", *pys], check=True, capture_output=True)
+    for path in SOLUTIONS.glob("*.py"):
+        assert (tmp_path / path.name).read_text() == path.read_text()
+        ipynb = path.with_suffix(".ipynb")
+        assert json.loads((tmp_path / ipynb.name).read_text()) == json.loads(ipynb.read_text())
+
+
 def test_every_checker_has_a_solution_and_a_gap_in_a_notebook():
     solved = "".join(p.read_text() for p in SOLUTIONS.glob("*.py"))
     lessons = "".join(p.read_text() for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))

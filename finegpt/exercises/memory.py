@@ -82,8 +82,6 @@ def _step_mistakes() -> dict:
 
 # ---- 3.2 the logits and the cross-entropy ---------------------------------------------------------
 
-PER_SCORE = {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}  # bytes per logit at the start of backward
-
 
 @checker("logits + cross-entropy bytes")
 def check_logits_bytes(logits_bytes):
@@ -98,7 +96,7 @@ def check_logits_bytes(logits_bytes):
 
 
 def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> None:
-    per = got / (B * T * V)  # bytes per score the student counted
+    per, want_per = got / (B * T * V), want / (B * T * V)  # bytes per score: theirs, estimate()'s
     setting = f"batch_size={B}, block_size={T}, vocab_size={V}, dtype={dtype!r}"
     autocast = dtype in ("bf16", "fp16")
     if got == want // T:
@@ -107,7 +105,7 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
     hints = [
         (per == alone, "that is the logits alone; at the start of backward cross-entropy also holds its "
          "log-softmax, and the gradients of both are being made: 4 tensors of n × V"),
-        (per == PER_SCORE[dtype] / 2, "that is the end of the forward (logits + log-softmax); at the start of "
+        (per == want_per / 2, "that is the end of the forward (logits + log-softmax); at the start of "
          "backward their two gradients are alive too"),
         (autocast and per == 16, "under autocast the logits leave the matmul in 16-bit (2 bytes); only "
          "cross-entropy works in fp32: 2 + 4 + 4 + 4 = 14 bytes per score"),
@@ -119,7 +117,7 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
     for matches, hint in hints:
         if matches:
             raise Hint(hint)
-    raise Hint(f"for {setting}: expected {want:,} bytes ({PER_SCORE[dtype]} per score), got {got:,} ({per:g})")
+    raise Hint(f"for {setting}: expected {want:,} bytes ({want_per:g} per score), got {got:,} ({per:g})")
 
 
 # ---- 3.3 the largest micro-batch ------------------------------------------------------------------

@@ -110,10 +110,10 @@ def check_optimizer_step(optimizer_step):
         ref = copy.deepcopy(model)
         ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
         expected, seen = _watch(ref, ref_opt), _watch(model, opt)
+        loss = attempt(optimizer_step, model, opt, batches.__getitem__, G, CLIP)
         run = RunConfig(batch_size=B, gradient_accumulation_steps=G, dtype="fp32", device="cpu")
         micro = iter(batches)  # train_step asks for batch_size rows, G times
         train_step(ref, ref_opt, torch.amp.GradScaler("cpu", enabled=False), lambda b, m=micro: next(m), run, "cpu")
-        loss = attempt(optimizer_step, model, opt, batches.__getitem__, G, CLIP)
         if len(seen["grads"]) != 1:
             raise Hint(f"optimizer.step() ran {len(seen['grads'])} times: step once, after the last micro-batch")
         if not torch.allclose(seen["grads"][0], expected["grads"][0], rtol=1e-4, atol=1e-7):
