@@ -171,7 +171,7 @@ def memory_timeline_figure(timeline, report=None, title: str = "One training ste
     ax.plot([i], [live[i]], "o", color="#c44e52")
     ax.annotate(
         f"measured peak {live[i]:,.2f} MiB\n({timeline.peak_phase}, after {timeline.ops[i].split('.')[1]})",
-        (i, live[i]), (0.02, 0.7), textcoords="axes fraction", fontsize=8, color="#c44e52",
+        (i, live[i]), (0.25, 0.03), textcoords="axes fraction", fontsize=8, color="#c44e52", va="bottom",
         arrowprops=dict(arrowstyle="->", color="#c44e52"),
     )  # fmt: skip
     if report is not None:
