@@ -1,8 +1,8 @@
 """Regenerate the committed notebooks: sync each py:percent source into its .ipynb, run it in
 smoke mode (tiny, offline, CPU) and save the outputs, so GitHub and Colab show plots and tables.
 
-    python tools/refresh_notebooks.py            # all five
-    python tools/refresh_notebooks.py 03 05      # some
+    python tools/refresh_notebooks.py            # all five, then their solutions
+    python tools/refresh_notebooks.py 03 05      # some (each with its solutions notebook)
 
 The notebooks run in order in one fresh temporary folder, as a student runs them in one place (05
 samples from 04's checkpoint), and never from files an earlier refresh left behind.
@@ -23,7 +23,7 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 
 
 def sources(prefixes: list[str]) -> list[Path]:
-    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")) + sorted(NOTEBOOKS.glob("solutions/[0-9][0-9]_*.py"))
     return [p for p in paths if not prefixes or any(p.name.startswith(x) for x in prefixes)]
 
 

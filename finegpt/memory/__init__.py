@@ -1,7 +1,8 @@
 """finegpt.memory: how much GPU memory, compute and time a training run needs, predicted and measured.
 
 estimate() sums named terms (terms.py) into the train / optimizer-step / eval peaks; measure()
-(measure.py, imports torch) runs one real step; solvers, presets and the guide check build on them.
+(measurement.py, imports torch) runs one real step and memory_timeline() (timeline.py) records it op by
+op; solvers, presets and the guide check build on them.
 """
 
 from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
@@ -35,6 +36,13 @@ def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
     from finegpt.memory.measurement import measure as _measure
 
     return _measure(model_cfg, run, device, seed)
+
+
+def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
+    """One training step's live bytes op by op, phases marked; see finegpt.memory.timeline (imports torch)."""
+    from finegpt.memory.timeline import memory_timeline as _timeline
+
+    return _timeline(model_cfg, run, device, seed)
 
 
 def device_peak_tflops(device, dtype) -> float | None:
@@ -77,6 +85,7 @@ __all__ = [
     "detected_gpu_key",
     "max_micro_batch",
     "measure",
+    "memory_timeline",
     "peak_flops",
     "plan",
     "recommend",
