@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from finegpt.data.shards import META, atomic_write_text, token_dtype, write_meta, write_shard
+from finegpt.data.shards import META, token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source
 from finegpt.data.tokenizers import get_tokenizer
 from finegpt.errors import bad
+from finegpt.files import atomic_write_text
 
 MANIFEST, STATS = "manifest.json", "stats.json"
 CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance

@@ -23,7 +23,8 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from finegpt.train.checkpoint import _fsync_dir, save_checkpoint, step_checkpoints
+from finegpt.files import fsync_dir
+from finegpt.train.checkpoint import save_checkpoint, step_checkpoints
 
 
 def mixed_precision(device: torch.device, dtype: torch.dtype) -> MixedPrecisionPolicy:
@@ -128,7 +129,7 @@ def save_sharded(
         if final.exists():  # the same iteration written again (a resumed run): replace it whole
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
         path = save_checkpoint({**state, "model": full, "optimizer": {}, "dcp": name}, out_dir, keep)
         kept = {_dcp_name(int(p.stem.split("_")[1])) for p in step_checkpoints(out_dir)} | {name}
         for old in out_dir.glob("dcp_*"):
