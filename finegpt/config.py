@@ -15,7 +15,6 @@ from pathlib import Path
 
 from finegpt.errors import FinegptError, bad
 
-
 GIB = 2**30  # bytes in a GiB, as PyTorch's memory stats and nvidia-smi count
 
 

@@ -11,9 +11,8 @@ import html
 import time
 from dataclasses import dataclass, field
 
+from finegpt.config import GIB
 from finegpt.errors import FinegptError
-
-GIB = 1024**3
 
 
 def format_gib(nbytes: float) -> str:
@@ -65,7 +64,7 @@ def memory_view(**settings) -> MemoryView:
     """Estimate the settings' peak memory on the GPU, the largest micro-batch, a batch plan keeping the
     tokens per step, and the hours for `tokens`. Bad settings give the one-line error instead."""
     from finegpt import memory as M
-    from finegpt.config import ModelConfig
+    from finegpt.config import ModelConfig, TrainConfig
 
     s = {**MEMORY_DEFAULTS, **settings}
     view = MemoryView(settings=s)
@@ -73,14 +72,13 @@ def memory_view(**settings) -> MemoryView:
         cfg = ModelConfig(
             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"], bias=False
         )
-        run = M.RunConfig(
+        train_cfg = TrainConfig(
             batch_size=s["batch_size"],
             gradient_accumulation_steps=s["gradient_accumulation_steps"],
-            dtype=s["dtype"],
-            attention=s["attention"],
-            optimizer=s["optimizer"],
             activation_checkpointing=bool(s["activation_checkpointing"]),
-            gpu=s["gpu"],
+        )  # dtype, attention and optimizer are the memory model's names (pure_bf16 and the others: what-ifs)
+        run = M.run_config(
+            train_cfg, gpu=s["gpu"], dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"]
         )
         report = M.estimate(cfg, run)
         gpu = M.get_gpu(s["gpu"])

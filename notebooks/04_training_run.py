@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from finegpt import memory as M
 from finegpt import plots
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, padded_vocab
 from finegpt.data import get_tokenizer, load_meta, prepare
 from finegpt.sample import generate_text
 from finegpt.train import get_lr, load_checkpoint, train
@@ -96,7 +96,7 @@ else:
 
 # %%
 meta = load_meta(data_dir)
-model_cfg = replace(model_cfg, vocab_size=-(-meta["vocab_size"] // 64) * 64)  # the tokenizer's, padded to 64
+model_cfg = replace(model_cfg, vocab_size=padded_vocab(meta["vocab_size"]))  # the tokenizer's, padded to 64
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size
 print(model_cfg)
 print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} tokens "
@@ -110,8 +110,7 @@ print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_c
 # How much memory will it take, and how long? The same estimate as in notebook 03:
 
 # %%
-run = M.RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-                  dtype="fp32" if SMOKE else session.dtype, device=device, gpu=None if SMOKE else GPU)
+run = M.run_config(train_cfg, gpu=None if SMOKE else GPU, device=device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
       + ("" if SMOKE else f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[GPU].name}; "

@@ -6,7 +6,6 @@ Entry points: write_shard, read_shard, write_meta, load_meta.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
