@@ -2,7 +2,7 @@
 nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
 
 Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs; the arithmetic
-every room shares: GIB, padded_vocab, local_accumulation.
+every room shares: GIB, padded_vocab, local_accumulation; WHAT_IF, the memory model's knobs the trainer lacks.
 """
 
 from __future__ import annotations
@@ -16,6 +16,17 @@ from pathlib import Path
 from finegpt.errors import FinegptError, bad
 
 GIB = 2**30  # bytes in a GiB, as PyTorch's memory stats and nvidia-smi count
+
+
+# The memory model's knobs that the trainer does not run: `finegpt memory` answers "what if I ...?" with them
+# (RunConfig fields), `finegpt train` has no such settings.
+WHAT_IF = {
+    "attention": "math: an explicit T x T softmax per head (the trainer runs flash: SDPA)",
+    "optimizer": "adamw_foreach, sgd_momentum or sgd (the trainer runs adamw_fused)",
+    "sharding": "zero1 or zero2, analytic only (the trainer runs ddp, or fsdp with fsdp=True)",
+    "gradient_as_bucket_view": "True: DDP's grads as views into its buckets (the trainer keeps DDP's default)",
+    "dtype": "pure_bf16: bf16 weights, no fp32 master copy (the trainer autocasts over fp32 weights)",
+}
 
 
 def padded_vocab(vocab_size: int, multiple: int = 64) -> int:

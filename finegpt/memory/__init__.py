@@ -1,7 +1,7 @@
 """finegpt.memory: how much GPU memory, compute and time a training run needs, predicted and measured.
 
 estimate() (report.py) sums named terms (terms.py) into the train / optimizer-step / eval peaks of a
-RunConfig, which run_config() derives from the TrainConfig `finegpt train` runs (run.py); measure()
+RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py); measure()
 (measurement.py, imports torch) runs finegpt.step's real step; presets (gpus.py), solvers (solve.py) and
 the guide check (guide.py) build on them.
 """

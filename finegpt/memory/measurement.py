@@ -1,7 +1,7 @@
 """Measure one real training step of finegpt's GPT: peak bytes allocated per phase.
 
 Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), measure_ranks, LiveBytes.
-The step is finegpt.step's, the one `finegpt train` runs; this module only reads the peaks between its
+The step is finegpt.step's, the one the trainer runs; this module only reads the peaks between its
 phases. On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
 "fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all.
 """
@@ -121,7 +121,7 @@ class _RandomBatches:
 
 def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.Parts:
     """The model, optimizer and scaler as finegpt.step builds them for a run, wrapped for run.world_size
-    ranks of an initialized process group. Knobs finegpt train does not run (WHAT_IF) are passed through."""
+    ranks of an initialized process group. Knobs the trainer does not run (WHAT_IF) are passed through."""
     if run.world_size > 1 and run.sharding not in ("ddp", "fsdp"):
         raise NotImplementedError(f"measuring sharding={run.sharding!r} is not implemented; ddp and fsdp are")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.float32}

@@ -67,6 +67,7 @@ def _shard(nbytes: int, run: RunConfig, *kinds: str) -> int:
     return -(-nbytes // run.world_size) if run.sharding in kinds else nbytes
 
 
+# long function: the terms and the stages of a step in one place; split along them is planned
 def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     """Per-rank peak allocated bytes of one training step (train, optimizer step, eval)."""
     cfg, L, T = model_cfg, model_cfg.n_layer, model_cfg.block_size

@@ -1,15 +1,15 @@
 """`RunConfig`: one training run as the memory model sees it (per rank), and `run_config`, the one place
-that derives it from the TrainConfig `finegpt train` runs.
+that derives it from the TrainConfig the trainer runs.
 
 Entry points: RunConfig (validated on construction; bad values raise one actionable line), run_config,
-run_from_settings (a config file's flat dict -> the configs), WHAT_IF.
+run_from_settings (a config file's flat dict -> the configs). The what-if knobs: finegpt.config.WHAT_IF.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finegpt.config import TrainConfig, build_configs, local_accumulation
+from finegpt.config import WHAT_IF, TrainConfig, build_configs, local_accumulation
 from finegpt.errors import bad
 
 DTYPES = ("fp32", "bf16", "fp16", "pure_bf16")  # fp16/bf16: autocast over fp32 weights; pure_bf16: bf16 weights
@@ -18,21 +18,13 @@ OPTIMIZERS = ("adamw_fused", "adamw_foreach", "sgd_momentum", "sgd")
 SHARDINGS = ("ddp", "zero1", "zero2", "fsdp")
 # TrainConfig.dtype spells these the torch way
 TORCH_DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-# Knobs the memory model answers but `finegpt train` does not run: "what if I ..." questions only.
-WHAT_IF = {
-    "attention": "'math' (explicit softmax, a T x T matrix per head); finegpt train runs 'flash' (SDPA)",
-    "optimizer": "adamw_foreach, sgd_momentum or sgd; finegpt train runs adamw_fused",
-    "sharding": "zero1 or zero2 (analytic only); finegpt train runs ddp, or fsdp with fsdp=True",
-    "gradient_as_bucket_view": "True (DDP's grads as views into its buckets); finegpt train keeps DDP's default",
-    "dtype": "'pure_bf16' (bf16 weights, no fp32 master copy); finegpt train autocasts over fp32 weights",
-}
 
 
 @dataclass
 class RunConfig:
     """One run's memory-relevant settings, per rank. block_size and dropout come from the ModelConfig.
     Build it from a TrainConfig with run_config(); fields marked what-if are in WHAT_IF: the memory
-    model answers them (and finegpt.memory.measure runs them), but `finegpt train` does not."""
+    model answers them (and finegpt.memory.measure runs them), but the trainer does not."""
 
     batch_size: int = 12  # micro-batch per GPU (nanoGPT's batch_size)
     gradient_accumulation_steps: int = 1  # per rank; TrainConfig's is the total over ranks
@@ -85,7 +77,7 @@ class RunConfig:
 
 
 def run_config(train_cfg: TrainConfig, world_size: int = 1, gpu: str | None = None, **what_if) -> RunConfig:
-    """The run `finegpt train` makes of train_cfg on each of world_size ranks, for the memory model.
+    """The run the trainer makes of train_cfg on each of world_size ranks, for the memory model.
     dtype 'auto' is what the trainer picks on a GPU: bf16 where the GPU has it, else fp16.
     what_if: RunConfig fields the trainer does not run (WHAT_IF), or device='cpu' for CPU validation."""
     unknown = sorted(set(what_if) - {*WHAT_IF, "device"})

@@ -306,7 +306,7 @@ def session_plan(
 def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
     """The memory report, tokens per step and per run, and with run.gpu: the largest micro-batch, the
     micro-batch + accumulation that keep the tokens per step, and hours. Plain data (JSON-ready).
-    Accumulation in the plan is counted as `finegpt train` counts it: over all ranks."""
+    Accumulation in the plan is counted as the trainer counts it: over all ranks."""
     report = estimate(model_cfg, run)
     tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
     tokens = tokens_per_run(

@@ -90,7 +90,7 @@ def grads_in_buckets(run: RunConfig) -> bool:
 
 
 def fsdp_param_size(run: RunConfig) -> int:
-    # FSDP2's MixedPrecisionPolicy (finegpt.train.fsdp) gathers 16-bit weights on GPU; CPU stays fp32
+    # FSDP2's MixedPrecisionPolicy (finegpt.step.mixed_precision) gathers 16-bit weights on GPU; CPU stays fp32
     sharded = run.world_size > 1 and run.sharding == "fsdp"
     return 2 if sharded and run.device == "cuda" and run.dtype != "fp32" else param_size(run)
 
