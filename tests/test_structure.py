@@ -91,3 +91,19 @@ def test_the_length_check_counts_lines_and_reads_the_why_comment():
     body = "def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
     assert long_functions(body) == [f"f ({MAX_FUNCTION_LINES + 1} lines)"]
     assert long_functions(f"{WHY_LONG} one table, row by row\n{body}") == []
+
+
+def test_the_picture_in_architecture_md_shows_these_layers():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    picture = doc.split("## The rooms and the one direction of imports")[1].split("```")[1]
+    rows = []
+    for line in picture.splitlines():
+        words = line.split()
+        rooms = set()
+        for word in words:
+            if word not in LAYER:
+                break
+            rooms.add(word)
+        if rooms:
+            rows.append(rooms)
+    assert rows[::-1] == [layer for layer in LAYERS if layer != {"__main__"}]
