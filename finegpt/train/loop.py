@@ -197,6 +197,8 @@ def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist
 
 @dataclass
 class Run:
+    """One run's settings, parts, counters and logs, and what it does at an eval and a log line."""
+
     cfg: TrainConfig
     model_cfg: ModelConfig
     d: distributed.Dist
