@@ -150,7 +150,11 @@ def test_cli_trains_from_nanogpt_style_config_file_with_overrides(data_dir, tmp_
     assert "note: wandb_mode is read by nanoGPT's train.py only" in out
     ckpt = load_checkpoint(tmp_path / "out-tiny")
     assert ckpt["iter_num"] == 2 and ckpt["config"]["model"]["n_embd"] == 32
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: reads.append(a[0]) or real_load(*a, **kw))
     assert main(["train", "--resume", "--out_dir=out-tiny", "--max_iters=4"]) == 0
+    assert len(reads) == 1  # the checkpoint is read once: for its settings and for the weights
     assert load_checkpoint(tmp_path / "out-tiny")["iter_num"] == 4
 
 
