@@ -37,6 +37,14 @@ def test_short_cpu_run_lowers_val_loss(data_dir, tmp_path):
     assert result["model_config"]["vocab_size"] == 320  # bytes: 257 padded to a multiple of 64
 
 
+def test_the_loop_runs_the_step_finegpt_memory_measures(data_dir, tmp_path, monkeypatch):
+    from train_fixtures import spy_on_step
+
+    calls = spy_on_step(monkeypatch)
+    train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
+    assert calls == ["eval_loss"] * 2 + ["forward_backward", "optimizer_step"] * 2 + ["eval_loss"] * 2
+
+
 def test_resume_gives_same_next_losses(data_dir, tmp_path):
     full = train(*cfgs(data_dir, tmp_path / "full", max_iters=12, eval_interval=6))
     first = train(*cfgs(data_dir, tmp_path / "split", max_iters=6, eval_interval=6))
