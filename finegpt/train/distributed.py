@@ -2,7 +2,8 @@
 
 `torchrun --standalone --nproc_per_node=N -m finegpt train ...` sets RANK / WORLD_SIZE / LOCAL_RANK;
 without them training runs in one process. Entry points: setup, all_mean, barrier, teardown. Wrapping the
-model (DDP, FSDP2) and skipping the sync between micro-steps are finegpt.step's; FSDP checkpoints finegpt.train.fsdp.
+model (DDP, FSDP2) and skipping the sync between micro-steps are finegpt.step's; FSDP checkpoints are
+finegpt.train.fsdp's.
 """
 
 from __future__ import annotations
