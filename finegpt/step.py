@@ -141,7 +141,7 @@ def build(
     if device.type != "cpu":  # .to() would copy, and cannot swap the fake tensors finegpt.memory measures with
         model = model.to(device)
     model.activation_checkpointing = activation_checkpointing
-    if optimizer.startswith("adamw"):  # fused where PyTorch has the kernel for the device, else foreach
+    if optimizer in ("adamw_fused", "adamw_foreach"):  # fused: where PyTorch has the kernel for the device
         fused = None if optimizer == "adamw_fused" else False
         opt = model.configure_optimizers(weight_decay, learning_rate, betas, device.type, fused=fused)
     elif optimizer in ("sgd_momentum", "sgd"):
