@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, padded_vocab
 from finegpt.data.shards import HEADER_BYTES, write_meta, write_shard
 from finegpt.model import GPT
 from finegpt.train import train
@@ -65,7 +65,7 @@ def make_shards(root: Path, tokenizer: str, train_tokens: int = 2_000_000, val_t
 
 
 def model_config(model_kw: dict, tokenizer: str) -> ModelConfig:
-    vocab = -(-TOKENIZERS[tokenizer].vocab_size // 64) * 64  # padded as train() pads it
+    vocab = padded_vocab(TOKENIZERS[tokenizer].vocab_size)  # as train() pads it
     return ModelConfig(**model_kw, vocab_size=vocab, dropout=0.0, bias=True)
 
 

@@ -226,7 +226,18 @@ def cmd_eval(args, extra) -> int:
 
 
 def add_memory(sub) -> None:
-    p = sub.add_parser("memory", help="peak GPU memory of a config, term by term, and whether it fits a GPU")
+    from finegpt.config import WHAT_IF
+
+    p = sub.add_parser(
+        "memory",
+        help="peak GPU memory of a config, term by term, and whether it fits a GPU",
+        description="Settings come from an optional nanoGPT-style config file, then --key=value: the keys of "
+        "`finegpt train` (gradient_accumulation_steps is the total over all GPUs, as there), and --world_size=N "
+        "for N GPUs (per-GPU figures).",
+        epilog="What-if keys, answered by the memory model only (`finegpt train` does not run them): "
+        + "; ".join(f"--{k}={v}" for k, v in WHAT_IF.items())
+        + ".",
+    )
     p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file (key = value lines)")
     p.add_argument("--gpu", default=None, help="a preset (T4, 3090, 4090, A100-80, H100, ...) or custom:<GiB>")
     p.add_argument("--json", action="store_true", help="print one JSON object")

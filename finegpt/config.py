@@ -1,7 +1,8 @@
 """Configs: `ModelConfig` and `TrainConfig` with nanoGPT's names and defaults, validation,
 nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
 
-Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs.
+Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs; the arithmetic
+every room shares: GIB, padded_vocab, local_accumulation; WHAT_IF, the memory model's knobs the trainer lacks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,40 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from finegpt.errors import FinegptError, bad
+
+GIB = 2**30  # bytes in a GiB, as PyTorch's memory stats and nvidia-smi count
+
+
+# The memory model's knobs that the trainer does not run: `finegpt memory` answers "what if I ...?" with them
+# (RunConfig fields), `finegpt train` has no such settings.
+WHAT_IF = {
+    "attention": "math: an explicit T x T softmax per head (the trainer runs flash: SDPA)",
+    "optimizer": "adamw_foreach, sgd_momentum or sgd (the trainer runs adamw_fused)",
+    "sharding": "zero1 or zero2, analytic only (the trainer runs ddp, or fsdp with fsdp=True)",
+    "gradient_as_bucket_view": "True: DDP's grads as views into its buckets (the trainer keeps DDP's default)",
+    "dtype": "pure_bf16: bf16 weights, no fp32 master copy (the trainer autocasts over fp32 weights)",
+}
+
+
+def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
+    """A tokenizer's vocab rounded up to a multiple of 64 (50257 -> 50304, 257 -> 320): the LM head's
+    matmul runs faster on a dimension that is a multiple of 64 (nanoGPT's note); the extra rows never train."""
+    return -(-vocab_size // multiple) * multiple
+
+
+def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int:
+    """Micro-steps per rank: TrainConfig counts gradient accumulation over all ranks, so tokens per
+    optimizer step do not change with the number of processes; each rank runs its share."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise bad("world_size", world_size, "must be an integer >= 1", "Use world_size=1 for one GPU")
+    if gradient_accumulation_steps % world_size:
+        raise bad(
+            "gradient_accumulation_steps",
+            gradient_accumulation_steps,
+            f"not divisible by the {world_size} processes",
+            f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}",
+        )
+    return gradient_accumulation_steps // world_size
 
 
 def _positive_int(name: str, value, example: str) -> None:
@@ -33,7 +68,7 @@ def head_suggestion(n_embd: int, n_head: int) -> str:
 
 @dataclass
 class ModelConfig:
-    """nanoGPT's GPTConfig. vocab_size 50304 is GPT-2's 50257 padded up to a multiple of 64."""
+    """nanoGPT's GPTConfig. vocab_size 50304 is GPT-2's 50257 padded up to a multiple of 64 (padded_vocab)."""
 
     n_layer: int = 12
     n_head: int = 12
@@ -91,7 +126,8 @@ class TrainConfig:
     wandb_project: str = "finegpt"
     wandb_run_name: str = "run"
     tensorboard: bool = False
-    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps; the
+    # accumulation is counted over all ranks (each runs local_accumulation(...) of it), batch_size per rank
     gradient_accumulation_steps: int = 40
     batch_size: int = 12
     eval_batch_size: int = 0  # 0 means batch_size

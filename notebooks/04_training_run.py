@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from finegpt import memory as M
 from finegpt import plots
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, padded_vocab
 from finegpt.data import get_tokenizer, load_meta, prepare
 from finegpt.sample import generate_text
 from finegpt.train import get_lr, load_checkpoint, train
@@ -96,7 +96,7 @@ else:
 
 # %%
 meta = load_meta(data_dir)
-model_cfg = replace(model_cfg, vocab_size=-(-meta["vocab_size"] // 64) * 64)  # the tokenizer's, padded to 64
+model_cfg = replace(model_cfg, vocab_size=padded_vocab(meta["vocab_size"]))  # the tokenizer's, padded to 64
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size
 print(model_cfg)
 print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} tokens "
@@ -110,8 +110,7 @@ print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_c
 # How much memory will it take, and how long? The same estimate as in notebook 03:
 
 # %%
-run = M.RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-                  dtype="fp32" if SMOKE else session.dtype, device=device, gpu=None if SMOKE else GPU)
+run = M.run_config(train_cfg, gpu=None if SMOKE else GPU, device=device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
       + ("" if SMOKE else f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[GPU].name}; "
@@ -125,19 +124,22 @@ print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase
 # ## 2. How does the learning rate change during the run?
 #
 # nanoGPT's schedule: a linear warmup (large early updates would wreck the random initial weights), then
-# a cosine decay down to `min_lr`. `finegpt.train.get_lr` gives the rate of every iteration (exercise 4.1
-# below asks you to write it).
+# a cosine decay down to `min_lr`. Here it is written out by hand, checked against `finegpt.train.get_lr`.
 
 # %%
+def lr_by_hand(it, c=train_cfg):
+    if it < c.warmup_iters:
+        return c.learning_rate * (it + 1) / (c.warmup_iters + 1)
+    progress = min(1.0, (it - c.warmup_iters) / (c.lr_decay_iters - c.warmup_iters))
+    return c.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
+
+
 schedule = [get_lr(it, train_cfg) for it in range(train_cfg.max_iters + 1)]
-w = train_cfg.warmup_iters
-print(f"iteration 0: {schedule[0]:.2e}, iteration {w}: {schedule[w]:.2e}, iteration {train_cfg.max_iters}: "
-      f"{schedule[-1]:.2e}")
-assert max(schedule) == schedule[w] == train_cfg.learning_rate  # the peak is where warmup ends
+assert all(math.isclose(lr_by_hand(it), schedule[it]) for it in range(train_cfg.max_iters + 1))
 
 # %% [markdown]
-# The rate starts small, peaks exactly when warmup ends, and falls from there. Now the curve: look for the
-# short ramp at the start and the long cosine after it.
+# The check passed at every iteration of the run. Now the curve: look for the short ramp at the start and
+# the long cosine after it.
 
 # %%
 lr_plot = plots.LossPlot("Learning-rate schedule")
@@ -148,65 +150,6 @@ lr_plot.figure()
 # %% [markdown]
 # The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in both modes, so the last
 # iterations still learn a little.
-
-# %% [markdown]
-# ### Exercise 4.1 · The learning-rate schedule
-#
-# Write `lr_at(it, cfg)`: the learning rate of iteration `it` for a `TrainConfig` `cfg`, as `get_lr` gives
-# it. It reads `cfg.learning_rate`, `cfg.min_lr`, `cfg.warmup_iters`, `cfg.lr_decay_iters` and
-# `cfg.decay_lr` (False: the rate is constant).
-
-# %% [markdown]
-# Aim for three pieces. Warmup, it < warmup_iters: learning_rate · (it + 1) / (warmup_iters + 1), so
-# iteration 0 already moves. Decay, up to lr_decay_iters: min_lr + ½(1 + cos(π·r))·(learning_rate − min_lr)
-# with r = (it − warmup_iters) / (lr_decay_iters − warmup_iters). After that: min_lr.
-
-# %%
-def lr_at(it, cfg):
-    raise NotImplementedError  # your code here
-
-
-# %% [markdown]
-# The check compares with `get_lr` at every iteration of three configs (with warmup, without, and
-# `decay_lr=False`), and names warmup off by one either way, no floor after `lr_decay_iters`, a decay to 0
-# instead of `min_lr`, a linear decay, and a decay that starts before warmup ends. Worked solutions:
-# [solutions/04_training_run_solutions.ipynb](solutions/04_training_run_solutions.ipynb).
-
-# %%
-from finegpt.exercises import check_lr_schedule
-
-check_lr_schedule(lr_at)
-
-# %% [markdown]
-# ### Exercise 4.2 · One optimizer step, with gradient accumulation and clipping
-#
-# The rate feeds an optimizer step, and `train` runs one per iteration. Write
-# `optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip)`: run
-# `gradient_accumulation_steps` micro-batches (`x, y = get_batch(k)`, each (B, T); `_, loss = model(x, y)`)
-# forward and backward, clip the gradients' norm to `grad_clip`, step once, zero the gradients, and
-# return the step's loss, the mean over the micro-batches.
-
-# %% [markdown]
-# Aim for gradients that equal one big batch's: divide each micro-batch's loss by the number of
-# micro-batches before `backward()`, so the gradients that add up in `.grad` are a mean. Clip once, with
-# `torch.nn.utils.clip_grad_norm_`, after the last backward; `optimizer.zero_grad(set_to_none=True)` after
-# the step.
-
-# %%
-def optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip):
-    raise NotImplementedError  # your code here
-
-
-# %% [markdown]
-# The check runs your step and finegpt's own on copies of a tiny GPT, once with gradients under the clip
-# and once over it, and compares the gradients `optimizer.step()` sees. It names a loss not divided by the
-# number of micro-batches, `zero_grad` inside the loop, no clipping or clipping every micro-batch,
-# `clip_grad_value_`, several steps, gradients left after the step, and the sum returned instead of the mean.
-
-# %%
-from finegpt.exercises import check_optimizer_step
-
-check_optimizer_step(optimizer_step)
 
 # %% [markdown]
 # ## 3. Does the loss go down? Train with a live plot

@@ -132,9 +132,8 @@ def tree_hashes(root: Path) -> dict:
 
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     """(exit code, stderr) of a CLI case; (2, 'error: ' + message) for a Python expression that raises."""
-    from finegpt.config import ModelConfig
+    from finegpt.config import ModelConfig, local_accumulation
     from finegpt.memory import RunConfig, estimate
-    from finegpt.train.distributed import local_accumulation
 
     names = {
         "ModelConfig": ModelConfig,

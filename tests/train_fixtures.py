@@ -96,3 +96,14 @@ def assert_same_training(single_dir, multi_dir, steps: int) -> None:
     assert multi_weights.keys() == single_at_k.keys()
     for name, w in multi_weights.items():  # Adam magnifies float noise in near-zero gradients
         torch.testing.assert_close(w, single_at_k[name], rtol=1e-4, atol=1e-5)
+
+
+def spy_on_step(monkeypatch) -> list[str]:
+    """Record each call of finegpt.step's phases (the functions the trainer's loop calls)."""
+    from finegpt import step
+
+    calls = []
+    for name in ("forward_backward", "optimizer_step", "eval_loss"):
+        real = getattr(step, name)
+        monkeypatch.setattr(step, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    return calls

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from finegpt.data.shards import META, atomic_write_text, token_dtype, write_meta, write_shard
+from finegpt.data.shards import META, token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source
 from finegpt.data.tokenizers import get_tokenizer
 from finegpt.errors import bad
+from finegpt.files import atomic_write_text
 
 MANIFEST, STATS = "manifest.json", "stats.json"
 CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance
@@ -275,17 +276,7 @@ def prepare(
     if not 0 <= val_fraction < 1:
         raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
     shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
-    workers = (
-        (
-            0
-            if tok.name == "bytes"
-            else len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-        if workers is None
-        else _as_count("workers", workers, allow_zero=True)
-    )
+    workers = _default_workers(tok.name) if workers is None else _as_count("workers", workers, allow_zero=True)
     spec = resolve_source(source, name, data_files, text_column)
     if spec["kind"] == "hf" and not spec["data_files"] and budget is None:
         raise bad(
@@ -295,21 +286,9 @@ def prepare(
     t_start = time.time()
     pool = _start_pool(tok.name, workers)
     try:
-        # Read the source before touching the output: an empty source or a missing column fails here.
-        batches = iter_batches(spec)
-        for batch in batches:
-            if len(batch) and _byte_lengths(batch).max() > 0:
-                break
-        else:
-            raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        expected_tokens = _expected_tokens(spec, source, tok.name, budget, size_needed=val_tokens is None)
         if val_tokens is None:
-            if budget is None:  # a first pass over the bytes, only for local sources
-                size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
-                expected_tokens = size_bytes / BYTES_PER_TOKEN_GUESS[tok.name]
-            else:
-                expected_tokens = budget
             val_tokens = min(round(val_fraction * expected_tokens), shard_tokens)
-        batches.close()
         val_tokens = _as_count("val_tokens", val_tokens, allow_zero=True)
         if budget is not None and val_tokens >= budget:
             raise bad(
@@ -318,7 +297,6 @@ def prepare(
                 f"leaves no train tokens in a budget of {budget}",
                 "Use a smaller val_tokens or val_fraction",
             )
-
         job = {
             **spec,
             "tokenizer": tok.name,
@@ -330,24 +308,54 @@ def prepare(
         }
         manifest = _check_out(out, job, overwrite)
         _make_writable(out)
-        if manifest is None:
-            manifest = {
-                "job": job,
-                "finished": False,
-                "shards": [],
-                "pos": 0,
-                "doc": 0,
-                "offset": 0,
-                "documents": 0,
-                "text_bytes": 0,
-                "elapsed_s": 0.0,
-            }
+        manifest = manifest or _new_manifest(job)
         _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
         atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         return _run(out, tok, job, manifest, pool, workers, progress, t_start)
     finally:
         if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _default_workers(tokenizer_name: str) -> int:
+    """All cores this process may use for BPE; none for bytes, which is cheaper than pickling the text."""
+    if tokenizer_name == "bytes":
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _expected_tokens(spec: dict, source: str, tokenizer_name: str, budget: int | None, size_needed: bool):
+    """The budget, or without one (when size_needed) the source's size guessed from its bytes: a first pass,
+    local sources only. Reading the source here, before touching the output, makes an empty source or a
+    missing column fail early."""
+    batches = iter_batches(spec)
+    try:
+        for batch in batches:
+            if len(batch) and _byte_lengths(batch).max() > 0:
+                break
+        else:
+            raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        if budget is not None or not size_needed:
+            return budget
+        size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
+        return size_bytes / BYTES_PER_TOKEN_GUESS[tokenizer_name]
+    finally:
+        batches.close()
+
+
+def _new_manifest(job: dict) -> dict:
+    """Progress of a fresh prepare: written after every shard, so a rerun resumes where it stopped."""
+    return {
+        "job": job,
+        "finished": False,
+        "shards": [],
+        "pos": 0,
+        "doc": 0,
+        "offset": 0,
+        "documents": 0,
+        "text_bytes": 0,
+        "elapsed_s": 0.0,
+    }
 
 
 def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float) -> dict:

@@ -1,17 +1,17 @@
 """Token shards on disk: a 256 x int32 header (llm.c's layout plus vocab, EOT, tokenizer name), then tokens.
 
-Entry points: write_shard, read_shard, write_meta, load_meta, atomic_write_text.
+Entry points: write_shard, read_shard, write_meta, load_meta.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from finegpt.errors import bad
+from finegpt.files import atomic_write, atomic_write_text
 
 MAGIC = 20240520  # llm.c's shard magic
 HEADER_INTS = 256
@@ -23,29 +23,6 @@ META = "meta.json"
 def token_dtype(vocab_size: int):
     """uint16 while every id fits (version 1, as llm.c), else uint32 (version 2)."""
     return np.uint16 if vocab_size <= 2**16 else np.uint32
-
-
-def _fsync_rename(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # make the rename itself durable; not every filesystem lets you open a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write to `<path>.tmp`, fsync, rename: a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_rename(tmp, path)
 
 
 def make_header(num_tokens: int, tokenizer) -> np.ndarray:
@@ -80,13 +57,8 @@ def write_shard(path, tokens, tokenizer) -> int:
             "too many tokens for one shard (the header count is int32)",
             "Use shard_tokens < 2**31",
         )
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(make_header(tokens.size, tokenizer).tobytes())
-        f.write(tokens.astype(dtype, copy=False).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_rename(tmp, path)
+    header = make_header(tokens.size, tokenizer)
+    atomic_write(path, lambda f: (f.write(header.tobytes()), f.write(tokens.astype(dtype, copy=False).tobytes())))
     return int(tokens.size)
 
 

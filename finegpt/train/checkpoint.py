@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from finegpt.errors import FinegptError, bad
+from finegpt.files import atomic_write
 
 _STEP_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
@@ -59,29 +60,6 @@ def set_rng_state(state: dict) -> None:
 # ---- writing -----------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    try:  # makes the rename itself durable; not possible on every OS (Windows)
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    """write(f) into <path>.tmp, fsync, rename over path: a crash leaves the old file or the new one."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def step_checkpoints(out_dir: str | Path) -> list[Path]:
     """The ckpt_NNNNNNN.pt files in out_dir, newest first."""
     out_dir = Path(out_dir)
@@ -107,20 +85,19 @@ def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
         stale.unlink(missing_ok=True)
     newest = out_dir / "ckpt.pt"
     if keep == 0:  # only ckpt.pt
-        _atomic_write_bytes(newest, lambda f: torch.save(ckpt, f))
-        _atomic_write_bytes(out_dir / "latest", lambda f: f.write(b"ckpt.pt\n"))
-        _fsync_dir(out_dir)
+        atomic_write(newest, lambda f: torch.save(ckpt, f), sync_dir=False)
+        atomic_write(out_dir / "latest", lambda f: f.write(b"ckpt.pt\n"))
         return newest
     step_path = out_dir / f"ckpt_{ckpt['iter_num']:07d}.pt"
-    _atomic_write_bytes(step_path, lambda f: torch.save(ckpt, f))
+    atomic_write(step_path, lambda f: torch.save(ckpt, f), sync_dir=False)
     tmp = newest.with_name("ckpt.pt.tmp")
     try:  # ckpt.pt is a second name for the step file: no second copy on disk
         os.link(step_path, tmp)
-    except OSError:
-        _atomic_write_bytes(tmp, lambda f: f.write(step_path.read_bytes()))
-    os.replace(tmp, newest)
-    _atomic_write_bytes(out_dir / "latest", lambda f: f.write(f"{step_path.name}\n".encode()))
-    _fsync_dir(out_dir)
+    except OSError:  # a filesystem without hard links: a copy
+        atomic_write(newest, lambda f: f.write(step_path.read_bytes()), sync_dir=False)
+    else:
+        os.replace(tmp, newest)
+    atomic_write(out_dir / "latest", lambda f: f.write(f"{step_path.name}\n".encode()))
     for old in step_checkpoints(out_dir)[keep:]:
         old.unlink(missing_ok=True)
     return newest
