@@ -124,22 +124,19 @@ print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase
 # ## 2. How does the learning rate change during the run?
 #
 # nanoGPT's schedule: a linear warmup (large early updates would wreck the random initial weights), then
-# a cosine decay down to `min_lr`. Here it is written out by hand, checked against `finegpt.train.get_lr`.
+# a cosine decay down to `min_lr`. `finegpt.train.get_lr` gives the rate of every iteration (exercise 4.1
+# below asks you to write it).
 
 # %%
-def lr_by_hand(it, c=train_cfg):
-    if it < c.warmup_iters:
-        return c.learning_rate * (it + 1) / (c.warmup_iters + 1)
-    progress = min(1.0, (it - c.warmup_iters) / (c.lr_decay_iters - c.warmup_iters))
-    return c.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
-
-
 schedule = [get_lr(it, train_cfg) for it in range(train_cfg.max_iters + 1)]
-assert all(math.isclose(lr_by_hand(it), schedule[it]) for it in range(train_cfg.max_iters + 1))
+w = train_cfg.warmup_iters
+print(f"iteration 0: {schedule[0]:.2e}, iteration {w}: {schedule[w]:.2e}, iteration {train_cfg.max_iters}: "
+      f"{schedule[-1]:.2e}")
+assert max(schedule) == schedule[w] == train_cfg.learning_rate  # the peak is where warmup ends
 
 # %% [markdown]
-# The check passed at every iteration of the run. Now the curve: look for the short ramp at the start and
-# the long cosine after it.
+# The rate starts small, peaks exactly when warmup ends, and falls from there. Now the curve: look for the
+# short ramp at the start and the long cosine after it.
 
 # %%
 lr_plot = plots.LossPlot("Learning-rate schedule")
@@ -150,6 +147,65 @@ lr_plot.figure()
 # %% [markdown]
 # The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in both modes, so the last
 # iterations still learn a little.
+
+# %% [markdown]
+# ### Exercise 4.1 · The learning-rate schedule
+#
+# Write `lr_at(it, cfg)`: the learning rate of iteration `it` for a `TrainConfig` `cfg`, as `get_lr` gives
+# it. It reads `cfg.learning_rate`, `cfg.min_lr`, `cfg.warmup_iters`, `cfg.lr_decay_iters` and
+# `cfg.decay_lr` (False: the rate is constant).
+
+# %% [markdown]
+# Aim for three pieces. Warmup, it < warmup_iters: learning_rate · (it + 1) / (warmup_iters + 1), so
+# iteration 0 already moves. Decay, up to lr_decay_iters: min_lr + ½(1 + cos(π·r))·(learning_rate − min_lr)
+# with r = (it − warmup_iters) / (lr_decay_iters − warmup_iters). After that: min_lr.
+
+# %%
+def lr_at(it, cfg):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `get_lr` at every iteration of three configs (with warmup, without, and
+# `decay_lr=False`), and names warmup off by one either way, no floor after `lr_decay_iters`, a decay to 0
+# instead of `min_lr`, a linear decay, and a decay that starts before warmup ends. Worked solutions:
+# [solutions/04_training_run_solutions.ipynb](solutions/04_training_run_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_lr_schedule
+
+check_lr_schedule(lr_at)
+
+# %% [markdown]
+# ### Exercise 4.2 · One optimizer step, with gradient accumulation and clipping
+#
+# The rate feeds an optimizer step, and `train` runs one per iteration. Write
+# `optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip)`: run
+# `gradient_accumulation_steps` micro-batches (`x, y = get_batch(k)`, each (B, T); `_, loss = model(x, y)`)
+# forward and backward, clip the gradients' norm to `grad_clip`, step once, zero the gradients, and
+# return the step's loss, the mean over the micro-batches.
+
+# %% [markdown]
+# Aim for gradients that equal one big batch's: divide each micro-batch's loss by the number of
+# micro-batches before `backward()`, so the gradients that add up in `.grad` are a mean. Clip once, with
+# `torch.nn.utils.clip_grad_norm_`, after the last backward; `optimizer.zero_grad(set_to_none=True)` after
+# the step.
+
+# %%
+def optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check runs your step and finegpt's own on copies of a tiny GPT, once with gradients under the clip
+# and once over it, and compares the gradients `optimizer.step()` sees. It names a loss not divided by the
+# number of micro-batches, `zero_grad` inside the loop, no clipping or clipping every micro-batch,
+# `clip_grad_value_`, several steps, gradients left after the step, and the sum returned instead of the mean.
+
+# %%
+from finegpt.exercises import check_optimizer_step
+
+check_optimizer_step(optimizer_step)
 
 # %% [markdown]
 # ## 3. Does the loss go down? Train with a live plot
