@@ -317,3 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training says where it saved; prepare resumes on a rerun
+        if debug:
+            raise
+        resume = ": rerun the same command to resume" if args.command == "prepare" else ""
+        print(str(e) or f"interrupted{resume}.", file=sys.stderr)
+        return getattr(e, "exit_code", 130)

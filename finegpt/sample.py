@@ -14,8 +14,11 @@ from finegpt.errors import bad
 
 
 def pick_device(device: str = "auto") -> str:
-    """'auto' -> cuda, then mps, then cpu."""
+    """'auto' -> cuda, then mps, then cpu. A device this machine lacks is one line, not a traceback."""
     if device != "auto":
+        from finegpt.train import pick_device as check  # the training loop's rules, one place
+
+        check(device)
         return device
     if torch.cuda.is_available():
         return "cuda"

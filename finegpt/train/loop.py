@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,51 +18,22 @@ import torch
 
 from finegpt import memory
 from finegpt.config import ModelConfig, TrainConfig, config_dict
-from finegpt.errors import FinegptError, bad
-from finegpt.model import GPT, count_params
+from finegpt.errors import FinegptError
+from finegpt.model import GPT
 from finegpt.train import distributed
 from finegpt.train.checkpoint import (
     clean_state_dict,
-    clear_run,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from finegpt.train.interrupt import GracefulStop
+from finegpt.train.preflight import model_vocab, pick_device, pick_dtype, preflight
+from finegpt.train.rundir import RunFolder
 
-# ---- device, precision, schedule -----------------------------------------------------------------
-
-
-def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto': CUDA, else Apple MPS, else CPU. Under torchrun each process takes cuda:LOCAL_RANK."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise bad("device", device, "CUDA is not available on this machine", "Use device='cpu' or 'auto'")
-    return torch.device(device)
-
-
-def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """'auto': bf16 on GPUs that have it (Ampere+), fp16 + GradScaler on older ones (T4), fp32 elsewhere.
-    MPS stays fp32: autocast there covers too few ops to be worth the surprises."""
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    chosen = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    if device.type == "cpu" and chosen == torch.float16:
-        raise bad("dtype", dtype, "float16 autocast is a GPU feature", "Use dtype='float32' or 'bfloat16' on CPU")
-    if device.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise bad("dtype", dtype, "this GPU has no bfloat16", "Use dtype='float16' (with a GradScaler) or 'auto'")
-    return chosen
+# ---- schedule ----------------------------------------------------------------------------------------
 
 
 def get_lr(it: int, cfg: TrainConfig) -> float:
@@ -85,23 +55,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
     return None if tflops is None else tflops * 1e12
 
 
-# ---- data and the model's vocab ----------------------------------------------------------------------
-
-
-def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_dir: str) -> ModelConfig:
-    """The tokenizer's vocab rounded up to a multiple of 64 (50257 -> 50304, 257 -> 320), unless the
-    config asks for another size; a model vocab smaller than the shards' cannot embed their tokens."""
-    padded = -(-data_vocab // 64) * 64
-    if model_cfg.vocab_size == ModelConfig.vocab_size:  # nanoGPT's default: not a choice the user made
-        return replace(model_cfg, vocab_size=padded)
-    if model_cfg.vocab_size < data_vocab:
-        raise bad(
-            "vocab_size",
-            model_cfg.vocab_size,
-            f"smaller than the {data_vocab} tokens of the {tokenizer!r} shards in {data_dir!r}",
-            f"Use vocab_size={padded} (leave it unset to get that), or prepare data with a smaller tokenizer",
-        )
-    return model_cfg
+# ---- data ----------------------------------------------------------------------------------------------
 
 
 def _loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
@@ -165,48 +119,6 @@ def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d: distrib
     return out
 
 
-# ---- checks that must pass before any expensive work -------------------------------------------------
-
-
-def check_out_dir(out_dir: Path, init_from: str, overwrite: bool, checkpoint_bytes: int = 0) -> None:
-    """out_dir must be writable, and a scratch run must not replace an earlier run's checkpoints.
-    Nothing is created here: a run that fails a later check leaves no empty directory behind."""
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise bad("out_dir", str(out_dir), f"{str(existing)!r} is a file, not a directory", "Choose another --out_dir")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"cannot be written ({str(existing)!r} is read-only)",
-            "Choose a directory you can write to, e.g. --out_dir=out",
-        )
-    free_bytes = shutil.disk_usage(existing).free
-    if free_bytes < 2 * checkpoint_bytes:  # a new checkpoint is written beside the previous one
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"has {free_bytes / 2**30:.2f} GiB free, but a checkpoint takes "
-            f"{checkpoint_bytes / 2**30:.2f} GiB and two must fit",
-            "Free some disk space or pick another --out_dir",
-        )
-    if init_from == "scratch" and not overwrite and (out_dir / "ckpt.pt").exists():
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            "already holds a checkpoint from an earlier run",
-            "Continue it with --resume, start over with --overwrite, or pick a new --out_dir",
-        )
-
-
-def check_data_dir(data_dir: str) -> None:
-    from finegpt.data import load_meta
-
-    load_meta(data_dir)  # a missing directory or an unfinished prepare fails here, with the command to run
-
-
 def _log(d: distributed.Dist, msg: str) -> None:
     if d.is_main:
         print(msg, flush=True)
@@ -217,29 +129,30 @@ def _log(d: distributed.Dist, msg: str) -> None:
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, overwrite: bool = False) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
-    A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True.
+    A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
+    new run is built beside the old one, which it replaces only once it has finished. Ctrl-C / SIGTERM
+    finish the step, save, and raise TrainingInterrupted (a KeyboardInterrupt) saying how to resume.
 
     Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share"} every log_interval
     steps (data_share: the part of dt_s the host spent fetching batches), and
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
     """
     cfg = train_cfg
-    out_dir = Path(cfg.out_dir)
-    data_dir = cfg.resolved_data_dir()
-    # fp32 weights + AdamW's two moments: 12 bytes per parameter
-    check_out_dir(out_dir, cfg.init_from, overwrite, 12 * count_params(model_cfg, non_embedding=False))
-    check_data_dir(data_dir)
+    preflight(model_cfg, cfg, overwrite)  # every check that can fail, before the run folder is touched
     device_type = (
         "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
-    d = distributed.setup(cfg.backend, device_type)
-    try:
-        return _train(model_cfg, cfg, d, out_dir, data_dir, callback)
-    finally:
-        distributed.teardown(d)
+    with RunFolder(Path(cfg.out_dir), cfg.init_from, overwrite) as run:  # lock, owner; --overwrite stages
+        with GracefulStop(run.last_good, run.resume_hint()) as stop:
+            d = distributed.setup(cfg.backend, device_type)
+            try:
+                result = _train(model_cfg, cfg, d, run.work_dir, cfg.resolved_data_dir(), callback, stop)
+            finally:
+                distributed.teardown(d)
+        return run.finish(result)
 
 
-def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
+def _train(model_cfg, cfg, d, out_dir, data_dir, callback, stop) -> dict:
     gas = distributed.local_accumulation(cfg.gradient_accumulation_steps, d.world_size)
     device = pick_device(cfg.device, d.local_rank)
     dtype = pick_dtype(device, cfg.dtype)
@@ -303,8 +216,6 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
         model = distributed.wrap_model(model, d, device)
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
-    if cfg.init_from == "scratch" and d.is_main:  # every check passed: an earlier run here is replaced
-        clear_run(out_dir)
     trackers = _open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     tokens_per_iter = gas * d.world_size * cfg.batch_size * model_cfg.block_size
     fpt = memory.flops_per_token(model_cfg)  # 6N + 12·L·C·T, nanoGPT's estimate_mfu
@@ -345,9 +256,10 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
         return save_checkpoint(state, out_dir, cfg.keep_checkpoints)
 
     model.train()
-    start_iter = iter_num
+    start_iter = saved_at = iter_num
     batches = _Prefetch(loaders["train"], device)
     t0 = time.time()
+    stop.arm()
     try:
         while True:
             lr = get_lr(iter_num, cfg)
@@ -364,7 +276,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                 if (losses["val"] < best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
                     best_val_loss = min(best_val_loss, losses["val"])
                     if iter_num > start_iter and (d.is_main or sharded):  # the resume point is already on disk
-                        last_ckpt = checkpoint_now() or last_ckpt
+                        last_ckpt, saved_at = checkpoint_now() or last_ckpt, iter_num
                         _log(d, f"saved checkpoint iter {iter_num} to {last_ckpt}")
                 distributed.barrier(d)
                 t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
@@ -412,6 +324,10 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                     flush=True,
                 )
                 emit(row)
+            if stop.requested(d, device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
+                if iter_num > saved_at and (d.is_main or sharded):
+                    last_ckpt = checkpoint_now() or last_ckpt
+                raise stop.stopped(iter_num, last_ckpt)
     finally:
         if trackers is not None:
             trackers.close()
