@@ -96,3 +96,64 @@ def assert_same_training(single_dir, multi_dir, steps: int) -> None:
     assert multi_weights.keys() == single_at_k.keys()
     for name, w in multi_weights.items():  # Adam magnifies float noise in near-zero gradients
         torch.testing.assert_close(w, single_at_k[name], rtol=1e-4, atol=1e-5)
+
+
+# ---- hostile situations: child processes, file snapshots, the CLI in-process --------------------------
+
+
+def file_hashes(root, skip=(".lock",)) -> dict:
+    """{relative path: sha256} of every file under root. The lock file is left out: it names whichever
+    process last locked the folder."""
+    import hashlib
+
+    root = Path(root)
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def spawn(command: list[str], cwd, **kw) -> subprocess.Popen:
+    """`python -m finegpt <command>` as a child process whose stdout is read line by line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "finegpt", *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def read_until(proc: subprocess.Popen, prefix: str) -> list[str]:
+    """Read the child's stdout until a line starts with prefix (the condition a test waits on)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    proc.wait()
+    raise AssertionError(f"no line starting {prefix!r}; rc {proc.returncode}:\n{''.join(lines)}{proc.stderr.read()}")
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """(exit code, the rest of stdout, stderr) once the child has exited."""
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def run_cli(args: list[str], cwd, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of `finegpt <args>` run in this process, in cwd."""
+    from finegpt.cli import main
+
+    before = os.getcwd()
+    os.chdir(cwd)
+    capsys.readouterr()
+    try:
+        rc = main(args)
+    finally:
+        os.chdir(before)
+    return rc, capsys.readouterr().err
