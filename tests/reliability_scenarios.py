@@ -107,7 +107,7 @@ SCENARIOS = {
         2,
         "error: out_dir='<out>': the file system refused a file this large (File too large): the checkpoint of "
         "iter <iter> needs about <need> and <free> is free, so it was not saved and no partial file is left. "
-        "Free at least <more> (or lower keep_checkpoints), then resume from '<out>/ckpt.pt' with "
+        "Raise the file size limit or use another disk, then resume from '<out>/ckpt.pt' with "
         "`finegpt train --resume --out_dir=<out>`.",
         "test_interrupts.py::test_a_save_that_finds_no_space_leaves_no_temp_file_and_names_the_space_needed",
     ),

@@ -144,19 +144,22 @@ def no_space(out_dir: Path, ckpt: dict, err: OSError) -> FinegptError:
     """The one line for a save that found no room; the previous checkpoint and `latest` are untouched."""
     need = state_bytes(ckpt)
     free = shutil.disk_usage(out_dir).free
-    what = "the file system refused a file this large" if err.errno == errno.EFBIG else "the disk is full"
     last = _last_good(out_dir)
     then = (
         f"then resume from {str(last)!r} with `finegpt train --resume --out_dir={out_dir}`"
         if last
         else "then start the run again"
     )
+    if err.errno == errno.EFBIG:  # a per-file limit (ulimit -f, FAT32's 4 GiB), not a full disk
+        what, fix = "the file system refused a file this large", "Raise the file size limit or use another disk"
+    else:
+        what, fix = "the disk is full", f"Free at least {human_bytes(max(need - free, 0))} (or lower keep_checkpoints)"
     return bad(
         "out_dir",
         str(out_dir),
         f"{what} ({err.strerror}): the checkpoint of iter {ckpt['iter_num']} needs about {human_bytes(need)} "
         f"and {human_bytes(free)} is free, so it was not saved and no partial file is left",
-        f"Free at least {human_bytes(max(need - free, 0))} (or lower keep_checkpoints), {then}",
+        f"{fix}, {then}",
     )
 
 
