@@ -113,7 +113,7 @@ SCENARIOS = {
     ),
     "preflight_keep": (
         "disk",
-        "a tmpfs with room for two checkpoints, and keep_checkpoints=3",
+        "a tmpfs with room for three checkpoints of the model, and keep_checkpoints=3 (four at a save)",
         "refuses before anything is written; keep_checkpoints=1 then fits and trains",
         2,
         "error: out_dir='<out>': has <free> free, but keep_checkpoints=3 needs <need> (checkpoints of about "

@@ -183,12 +183,16 @@ def check_splits(data_dir, meta: dict, block_size: int) -> None:
                 "Rerun `finegpt prepare` with --val_fraction 0.1 (or --val_tokens N) and --overwrite",
             )
         if have < block_size + 1:
-            more = "--val_fraction or --val_tokens" if split == "val" else "--tokens"
+            more = (
+                "rerun `finegpt prepare` with a larger --val_fraction or --val_tokens"
+                if split == "val"
+                else ("prepare more data (a larger source or --tokens)")
+            )
             raise bad(
                 "block_size",
                 block_size,
                 f"the {split} split of {data_dir} holds only {have} tokens, fewer than block_size + 1",
-                f"Use block_size <= {max(have - 1, 1)}, or rerun `finegpt prepare` with a larger {more}",
+                f"Use block_size <= {max(have - 1, 1)}, or {more}",
             )
 
 
