@@ -152,7 +152,8 @@ def preflight(model_cfg: ModelConfig, cfg: TrainConfig, overwrite: bool) -> Mode
     from finegpt.data.shards import check_splits
 
     out_dir = Path(cfg.out_dir)
-    folders.check_unlocked(rundir.lock_target(out_dir), "out_dir")  # a second process fails at once
+    if int(os.environ.get("RANK", "0")) == 0:  # a second run fails at once; rank 0 of this one takes the lock
+        folders.check_unlocked(rundir.lock_target(out_dir), "out_dir")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     distributed.local_accumulation(cfg.gradient_accumulation_steps, world_size)
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
