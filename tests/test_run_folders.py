@@ -240,3 +240,39 @@ def test_memory_check_refuses_a_batch_the_card_cannot_hold(tmp_path, data, capsy
     assert rc == 2
     assert_scenario("memory", err, b=512)
     assert not (tmp_path / "big").exists()
+
+
+def test_a_commit_cut_short_is_finished_by_the_next_command(tmp_path, monkeypatch):
+    """The stage is marked complete before anything moves, so a crash halfway through the moves (here:
+    os.replace failing on its third call) leaves a folder that recover() brings to the committed state."""
+    from finegpt import folders
+
+    target = tmp_path / "out"
+    target.mkdir()
+    for name, text in {"old.bin": "old", "shared.bin": "old", "meta.json": "old", "notes.txt": "mine"}.items():
+        (target / name).write_text(text)
+    stage = folders.fresh_stage(target)
+    for name in ("shared.bin", "new.bin", "meta.json"):
+        (stage / name).write_text("new")
+    stale = lambda name: name.endswith((".bin", ".json"))  # noqa: E731 -- the tool's own files
+    real_replace, calls = os.replace, []
+
+    def crash_on_third(src, dst):
+        calls.append(src)
+        if len(calls) == 3:
+            raise OSError("the machine went down")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(folders.os, "replace", crash_on_third)
+    with pytest.raises(OSError, match="went down"):
+        folders.commit(stage, target, "prepare", stale, first_removed=("meta.json",))
+    monkeypatch.setattr(folders.os, "replace", real_replace)
+    assert not (target / "meta.json").exists()  # the index went first: no reader pairs it with a mix
+    assert folders.recover(target, "prepare", stale, first_removed=("meta.json",))
+    assert {p.name: p.read_text() for p in target.iterdir()} == {
+        "shared.bin": "new",
+        "new.bin": "new",
+        "meta.json": "new",
+        "notes.txt": "mine",
+    }
+    assert not folders.recover(target, "prepare", stale)  # nothing left to finish

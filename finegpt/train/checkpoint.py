@@ -170,16 +170,6 @@ def step_checkpoints(out_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def clear_run(out_dir: str | Path) -> None:
-    """Remove an earlier run's checkpoints, pointer and metrics log: a scratch run is replacing it."""
-    out_dir = Path(out_dir)
-    for path in [*step_checkpoints(out_dir), out_dir / "ckpt.pt", out_dir / "latest", out_dir / "metrics.jsonl"]:
-        path.unlink(missing_ok=True)
-    for shards in out_dir.glob("dcp_*"):
-        if shards.is_dir():
-            shutil.rmtree(shards)
-
-
 def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
     """Write ckpt for iteration ckpt['iter_num']; keep the last `keep` step files; return ckpt.pt's path.
     Out of space: a one-line error naming the space needed; every earlier checkpoint is left as it was."""
