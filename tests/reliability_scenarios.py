@@ -44,7 +44,7 @@ SCENARIOS = {
     ),
     "overwrite_quickstart_killed": (
         "overwrite",
-        "`finegpt quickstart` rerun and killed (SIGKILL) while it trains",
+        "`finegpt quickstart` rerun and killed (SIGKILL) once it has prepared its data again",
         "the earlier quickstart's data, checkpoints and logs are byte-identical",
         -9,
         "",

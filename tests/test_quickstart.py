@@ -45,7 +45,7 @@ def test_quickstart_rerun_killed_midway_keeps_the_earlier_output(first, capsys):
     root = first[0]
     before = file_hashes(root / "qs")
     child = spawn(["quickstart", "--out=qs", "--max_iters=100000"], root)
-    read_until(child, "2/3 training")  # the data prepared again beside the old, training starting
+    read_until(child, "    38 plays")  # the data prepared again, beside the old
     child.kill()
     assert child.wait() == -signal.SIGKILL
     child.communicate()

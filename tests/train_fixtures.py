@@ -114,8 +114,16 @@ def file_hashes(root, skip=(".lock",)) -> dict:
     }
 
 
-def spawn(command: list[str], cwd, **kw) -> subprocess.Popen:
-    """`python -m finegpt <command>` as a child process whose stdout is read line by line."""
+def spawn(command: list[str], cwd, preexec_fn=None) -> subprocess.Popen:
+    """`python -m finegpt <command>` as a child process whose stdout is read line by line. Ctrl-C reaches it
+    as at a terminal, even when this process ignores SIGINT (as a test worker may)."""
+    import signal
+
+    def preexec():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "finegpt", *command],
@@ -124,7 +132,7 @@ def spawn(command: list[str], cwd, **kw) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **kw,
+        preexec_fn=preexec,
     )
 
 

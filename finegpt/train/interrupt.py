@@ -36,7 +36,9 @@ class GracefulStop:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+            for sig in SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup`, or `&` in a script: keep ignoring it
+                    self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
