@@ -44,7 +44,11 @@ def add_train(sub) -> None:
     )
     p.add_argument("config", nargs="?", default=None, help="config file of `key = value` lines")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in out_dir, once the new one finishes (kept until then)",
+    )
     p.set_defaults(func=cmd_train, accepts_overrides=True)
 
 
@@ -90,7 +94,9 @@ def add_prepare(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=1337, help="the shuffle's seed")
     p.add_argument("--text_column", default="text", help="the column / JSON field holding the text")
-    p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the shards in --out, once the new ones are complete"
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
@@ -328,3 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training says where it saved; prepare resumes on a rerun
+        if debug:
+            raise
+        resume = ": rerun the same command to resume" if args.command == "prepare" else ""
+        print(str(e) or f"interrupted{resume}.", file=sys.stderr)
+        return getattr(e, "exit_code", 130)

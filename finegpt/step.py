@@ -23,18 +23,22 @@ from finegpt.model import GPT
 
 
 def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto': CUDA, else Apple MPS, else CPU. Under torchrun each process takes cuda:LOCAL_RANK."""
+    """'auto': CUDA, else Apple MPS, else CPU. Under torchrun each process takes cuda:LOCAL_RANK.
+    A device this machine lacks is one line, not a traceback."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    asked = device
     if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
+        device = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if device == "cuda":
         device = f"cuda:{local_rank}"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise bad("device", device, "CUDA is not available on this machine", "Use device='cpu' or 'auto'")
+        raise bad("device", asked, "CUDA is not available on this machine", "Use device='cpu' or 'auto'")
+    index = device.split(":")[1] if device.startswith("cuda:") else ""
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        n = torch.cuda.device_count()
+        raise bad("device", asked, f"this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}", "Use 'cuda'")
+    if device == "mps" and not has_mps:
+        raise bad("device", asked, "Apple MPS is not available on this machine", "Use device='cpu' or 'auto'")
     return torch.device(device)
 
 

@@ -28,6 +28,7 @@ SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when
 # %%
 import math
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -229,13 +230,15 @@ def interrupt_midway(row):
 
 # %% [markdown]
 # `interrupt_midway` is an ordinary callback: it keeps each row, redraws the plot, and pulls the plug once
-# the run passes `stop_at`. `overwrite=True` starts from scratch even if an earlier run left a checkpoint.
+# the run passes `stop_at`. The lesson starts from an empty folder, so it first deletes its own earlier run
+# (`overwrite=True` would keep that run until the new one finishes, and this one is about to be interrupted).
 
 # %%
 plot = plots.LossPlot(f"Training ({'smoke: Shakespeare bytes' if SMOKE else 'FineWeb'})").show()
+shutil.rmtree(train_cfg.out_dir, ignore_errors=True)  # this notebook's own earlier run, if any
 t0 = time.time()
 try:
-    train(model_cfg, train_cfg, callback=interrupt_midway, overwrite=True)
+    train(model_cfg, train_cfg, callback=interrupt_midway)
 except KeyboardInterrupt:
     print(f"interrupted at iter {history[-1]['iter']} after {time.time() - t0:.0f} s")
 

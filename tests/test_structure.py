@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegpt"
 # Lowest first. A room may import only rooms on lower layers; docs/architecture.md draws this.
 LAYERS = [
     {"errors", "files"},
-    {"config"},
+    {"config", "folders"},
     {"data", "model", "tracking"},
     {"step"},
     {"memory"},
@@ -19,7 +19,7 @@ LAYERS = [
     {"eval"},
     {"sample"},
     {"plots"},
-    {"widgets", "quickstart"},
+    {"widgets", "quickstart", "diagrams", "exercises"},
     {"cli"},
     {"__main__"},
 ]

@@ -128,7 +128,7 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
 
 def test_scratch_run_refuses_out_dir_with_checkpoint_unless_overwrite(data_dir, tmp_path):
     train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
-    with pytest.raises(FinegptError, match="already holds a checkpoint.*--resume"):
+    with pytest.raises(FinegptError, match=r"holds files of an earlier run \(ckpt\.pt, .*--resume"):
         train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
     assert train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2), overwrite=True)["iter_num"] == 2
 
@@ -139,7 +139,7 @@ def test_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(FinegptError, match=r"out_dir=.*GiB free, but a checkpoint takes"):
+    with pytest.raises(FinegptError, match=r"out_dir=.*: has 1 KiB free, but keep_checkpoints=3 needs 1\.\d MiB"):
         train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
     assert not (tmp_path / "out").exists()
 

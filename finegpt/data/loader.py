@@ -116,7 +116,7 @@ class BatchLoader:
         self.tokenizer, self.vocab_size, self.eot = meta["tokenizer"], meta["vocab_size"], meta["eot"]
         self.split, self.batch_size, self.block_size = split, batch_size, block_size
         self.seed, self.rank, self.world_size, self.sampling = seed, rank, world_size, sampling
-        self.shards = [read_shard(self.data_dir / s["file"])[1] for s in meta["shards"] if s["split"] == split]
+        self.shards = [read_shard(self.data_dir / s["file"], meta)[1] for s in meta["shards"] if s["split"] == split]
         # shard i holds stream positions offsets[i]:offsets[i+1]
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         self.num_tokens = int(self.offsets[-1])

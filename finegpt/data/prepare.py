@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from finegpt.data.shards import META, token_dtype, write_meta, write_shard
-from finegpt.data.sources import iter_batches, resolve_source
+from finegpt import folders
+from finegpt.data import outfolder
+from finegpt.data.outfolder import MANIFEST, STATS
+from finegpt.data.shards import token_dtype, write_meta, write_shard
+from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
 from finegpt.data.tokenizers import get_tokenizer
 from finegpt.errors import bad
 from finegpt.files import atomic_write_text
 
-MANIFEST, STATS = "manifest.json", "stats.json"
 CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance
 BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default val split when no budget is given
 
@@ -188,56 +190,6 @@ def _shard_after(pos: int, val_tokens: int, shard_tokens: int, budget: int | Non
     return "train", i, min(end, budget) if budget else end
 
 
-def _check_out(out: Path, job: dict, overwrite: bool):
-    """-> the manifest to resume from, or None for a fresh start. Refuses a non-empty dir unless told."""
-    if out.exists() and not out.is_dir():
-        raise bad("out", str(out), "exists and is not a directory", "Choose a folder for the shards with --out")
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if not entries:
-        return None
-    manifest = None
-    if (out / MANIFEST).is_file():
-        try:
-            manifest = json.loads((out / MANIFEST).read_text())
-        except json.JSONDecodeError:
-            manifest = None
-    if manifest and manifest.get("job") == job and not (out / META).is_file():
-        return manifest
-    if overwrite:
-        return None
-    if manifest and manifest.get("job") == job:
-        why = "already holds this prepared data"
-    elif manifest and not (out / META).is_file():
-        why = "holds an unfinished prepare of a different job"
-    else:
-        why = f"is not empty ({len(entries)} entries, e.g. {entries[0]})"
-    raise bad("out", str(out), why, "Pass --overwrite to replace it, or choose another --out")
-
-
-def _make_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-probe.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise bad(
-            "out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out"
-        ) from e
-
-
-def _clear(out: Path, keep: set[str]) -> None:
-    """Remove this tool's files that a finished manifest doesn't list (stale shards, temp files)."""
-    for p in out.iterdir():
-        ours = (
-            (p.suffix == ".bin" and p.name.startswith(("train_", "val_")))
-            or p.name.endswith(".tmp")
-            or p.name in (META, MANIFEST, STATS)
-        )
-        if ours and p.name not in keep and p.is_file():
-            p.unlink()
-
-
 def prepare(
     source: str = "shakespeare",
     out="data/shakespeare",
@@ -261,9 +213,12 @@ def prepare(
     tokens: the budget, counting EOTs; the output stops exactly there (or when the source ends).
     val_tokens: the first tokens of the stream, held out; default val_fraction of the budget (without a
     budget, of the source's size estimated from its bytes), at most one shard.
-    Rerunning the same command after a crash or kill resumes from manifest.json.
+    Rerunning the same command after a crash or kill resumes from manifest.json, unless a source file
+    changed since (then it refuses; overwrite=True starts over). With overwrite=True the new shards are
+    built in `<out>/overwrite.partial/` and replace the old ones only once complete.
     """
-    out = Path(out)
+    out = folders.check_path("out", out, "--out data/shakespeare")
+    folders.check_unlocked(out, "out")  # a second prepare into the same folder fails at once
     # bytes suit the small offline corpus (like nanoGPT's shakespeare_char); GPT-2 BPE everything else
     tok = get_tokenizer(tokenizer or ("bytes" if source == "shakespeare" else "gpt2"))
     tok.encode("")  # load the tokenizer's files now: a missing BPE file fails before anything is written
@@ -306,15 +261,34 @@ def prepare(
             "shuffle_buffer": shuffle_buffer,
             "seed": seed if shuffle_buffer else None,
         }
-        manifest = _check_out(out, job, overwrite)
-        _make_writable(out)
-        manifest = manifest or _new_manifest(job)
-        _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
-        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        return _run(out, tok, job, manifest, pool, workers, progress, t_start)
+
+        def write(work: Path, manifest: dict) -> dict:
+            return _run(work, tok, job, manifest, pool, workers, progress, t_start)
+
+        return _into_folder(out, job, spec, overwrite, write)
     finally:
         if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write) -> dict:
+    """Under out's lock: resume an unfinished job, start one, or (overwrite) start one beside the old shards.
+    write(work, manifest) writes into `work`; a staged result replaces out's old one only once complete."""
+    work, manifest = outfolder.plan_output(out, job, spec, overwrite)  # refuses before anything is written
+    outfolder.make_writable(out)
+    with folders.FolderLock(out, "out", "finegpt prepare"):
+        if outfolder.recover_output(out):  # an earlier overwrite was cut short while replacing: finish it
+            work, manifest = outfolder.plan_output(out, job, spec, overwrite)
+        if work != out and manifest is None:
+            folders.fresh_stage(out)
+        outfolder.make_writable(work)
+        manifest = manifest or _new_manifest(job, spec)
+        outfolder.clear_stale(work, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
+        atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        stats = write(work, manifest)
+        if work != out:
+            outfolder.commit_output(work, out)
+        return stats
 
 
 def _default_workers(tokenizer_name: str) -> int:
@@ -343,10 +317,12 @@ def _expected_tokens(spec: dict, source: str, tokenizer_name: str, budget: int |
         batches.close()
 
 
-def _new_manifest(job: dict) -> dict:
-    """Progress of a fresh prepare: written after every shard, so a rerun resumes where it stopped."""
+def _new_manifest(job: dict, spec: dict) -> dict:
+    """Progress of a fresh prepare: written after every shard, so a rerun resumes where it stopped; the
+    sources' fingerprint lets that rerun notice files that changed in between."""
     return {
         "job": job,
+        "sources": source_fingerprint(spec),
         "finished": False,
         "shards": [],
         "pos": 0,

@@ -1,6 +1,6 @@
 """Token shards on disk: a 256 x int32 header (llm.c's layout plus vocab, EOT, tokenizer name), then tokens.
 
-Entry points: write_shard, read_shard, write_meta, load_meta.
+Entry points: write_shard, read_shard, write_meta, load_meta, check_shard, check_splits.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def write_shard(path, tokens, tokenizer) -> int:
     return int(tokens.size)
 
 
-def read_shard(path):
-    """(header dict, np.memmap of the tokens). Raises a one-line error on a foreign or truncated file."""
+def read_shard(path, meta: dict | None = None):
+    """(header dict, np.memmap of the tokens). Raises a one-line error on a foreign or truncated file,
+    and, given its dataset's meta.json, on a shard whose tokenizer, vocab or EOT differ from it."""
     path = Path(path)
     if not path.is_file():
         raise bad("shard", str(path), "no such file", "Rerun finegpt prepare for this data directory")
@@ -105,12 +106,66 @@ def read_shard(path):
         "tokenizer": name or None,
         "dtype": np.dtype(dtype).name,
     }
+    if meta is not None:
+        check_shard(path, info, meta)
     tokens = (
         np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
         if num_tokens
         else np.zeros(0, dtype)
     )
     return info, tokens
+
+
+def check_shard(path, info: dict, meta: dict) -> None:
+    """A shard must belong to its dataset: a shard of another tokenizer would index past the embedding
+    (an IndexError on CPU, a device-side assert on a GPU)."""
+    want = (meta.get("tokenizer"), meta.get("vocab_size"), meta.get("eot"), meta.get("dtype"))
+    have = (info["tokenizer"], info["vocab_size"], info["eot"], info["dtype"])
+    entry = next((s for s in meta.get("shards", []) if s["file"] == Path(path).name), None)
+    if have != want:
+        raise bad(
+            "shard",
+            str(path),
+            f"holds {have[0]!r} tokens (vocab {have[1]}, EOT {have[2]}, {have[3]}) but meta.json beside it "
+            f"says {want[0]!r} (vocab {want[1]}, EOT {want[2]}, {want[3]}): it comes from another dataset",
+            "Put back this dataset's own shard, or rerun `finegpt prepare` for it with --overwrite",
+        )
+    if entry is not None and entry["tokens"] != info["num_tokens"]:
+        raise bad(
+            "shard",
+            str(path),
+            f"holds {info['num_tokens']} tokens but meta.json lists {entry['tokens']}: it comes from another run",
+            "Put back this dataset's own shard, or rerun `finegpt prepare` for it with --overwrite",
+        )
+
+
+def check_splits(data_dir, meta: dict, block_size: int) -> None:
+    """Every shard checked against meta.json; each split must hold a window of block_size + 1 tokens.
+    An empty val split (prepared with val_fraction 0) gets advice that can fix it."""
+    data_dir = Path(data_dir)
+    for s in meta["shards"]:
+        read_shard(data_dir / s["file"], meta)
+    for split in ("train", "val"):
+        have = meta["tokens"].get(split, 0)
+        if have == 0 and split == "val":
+            raise bad(
+                "data_dir",
+                str(data_dir),
+                "has no val split (it was prepared with val_fraction 0), and training needs one to evaluate",
+                "Rerun `finegpt prepare` with --val_fraction 0.1 (or --val_tokens N) and --overwrite",
+            )
+        if have < block_size + 1:
+            more = (
+                "rerun `finegpt prepare` with a larger --val_fraction or --val_tokens"
+                if split == "val"
+                else ("prepare more data (a larger source or --tokens)")
+            )
+            raise bad(
+                "block_size",
+                block_size,
+                f"the {split} split of {data_dir} holds only {have} tokens, fewer than block_size + 1",
+                f"Use block_size <= {max(have - 1, 1)}, or {more}",
+            )
 
 
 def write_meta(data_dir, tokenizer, shards: list[dict], **extra) -> dict:

@@ -4,6 +4,7 @@ torchrun (DDP, FSDP2). Entry points: train, load_checkpoint, load_model, save_ch
 
 from finegpt.step import pick_device, pick_dtype  # re-exported: notebooks used them from here
 from finegpt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from finegpt.train.interrupt import TrainingInterrupted
 from finegpt.train.launch import train_from_cli
 from finegpt.train.loop import estimate_loss, get_lr, train
 
@@ -17,4 +18,5 @@ __all__ = [
     "get_lr",
     "pick_device",
     "pick_dtype",
+    "TrainingInterrupted",
 ]

@@ -3,36 +3,38 @@
 train(model_cfg, train_cfg, callback=None) -> {"history", "final_val_loss", "best_val_loss", "checkpoint", ...}.
 It reads as train.py does: checks, device, resume point, data, model, then the loop (learning rate,
 eval + checkpoint, one step, log). The step itself is finegpt.step's, the one finegpt.memory measures.
-Pieces a notebook can use alone: get_lr, estimate_loss, model_vocab.
+Every check runs first (finegpt.train.preflight); the run folder is locked and owned (rundir), and
+Ctrl-C / SIGTERM save before stopping (interrupt). Pieces a notebook can use alone: get_lr, estimate_loss,
+model_vocab.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from finegpt import memory, step
-from finegpt.config import GIB, ModelConfig, TrainConfig, config_dict, local_accumulation, padded_vocab
-from finegpt.errors import FinegptError, bad
-from finegpt.model import count_params
+from finegpt.config import ModelConfig, TrainConfig, config_dict, local_accumulation
+from finegpt.errors import FinegptError
 from finegpt.tracking import open_trackers
 from finegpt.train import distributed, fsdp
 from finegpt.train.checkpoint import (
     clean_state_dict,
-    clear_run,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from finegpt.train.interrupt import GracefulStop
+from finegpt.train.preflight import model_vocab, preflight
+from finegpt.train.rundir import RunFolder
 
 # ---- schedule, data, eval --------------------------------------------------------------------------
 
@@ -48,22 +50,6 @@ def get_lr(it: int, cfg: TrainConfig) -> float:
     decay_ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
-
-
-def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_dir: str) -> ModelConfig:
-    """The tokenizer's vocab padded to a multiple of 64 (50257 -> 50304, 257 -> 320), unless the config
-    asks for another size; a model vocab smaller than the shards' cannot embed their tokens."""
-    padded = padded_vocab(data_vocab)
-    if model_cfg.vocab_size == ModelConfig.vocab_size:  # nanoGPT's default: not a choice the user made
-        return replace(model_cfg, vocab_size=padded)
-    if model_cfg.vocab_size < data_vocab:
-        raise bad(
-            "vocab_size",
-            model_cfg.vocab_size,
-            f"smaller than the {data_vocab} tokens of the {tokenizer!r} shards in {data_dir!r}",
-            f"Use vocab_size={padded} (leave it unset to get that), or prepare data with a smaller tokenizer",
-        )
-    return model_cfg
 
 
 def make_loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
@@ -113,48 +99,6 @@ def estimate_loss(parts: step.Parts, loaders: dict, eval_iters: int, d: distribu
     }
 
 
-# ---- checks that must pass before any expensive work -------------------------------------------------
-
-
-def check_out_dir(out_dir: Path, init_from: str, overwrite: bool, checkpoint_bytes: int = 0) -> None:
-    """out_dir must be writable, and a scratch run must not replace an earlier run's checkpoints.
-    Nothing is created here: a run that fails a later check leaves no empty directory behind."""
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise bad("out_dir", str(out_dir), f"{str(existing)!r} is a file, not a directory", "Choose another --out_dir")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"cannot be written ({str(existing)!r} is read-only)",
-            "Choose a directory you can write to, e.g. --out_dir=out",
-        )
-    free_bytes = shutil.disk_usage(existing).free
-    if free_bytes < 2 * checkpoint_bytes:  # a new checkpoint is written beside the previous one
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"has {free_bytes / GIB:.2f} GiB free, but a checkpoint takes {checkpoint_bytes / GIB:.2f} GiB "
-            "and two must fit",
-            "Free some disk space or pick another --out_dir",
-        )
-    if init_from == "scratch" and not overwrite and (out_dir / "ckpt.pt").exists():
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            "already holds a checkpoint from an earlier run",
-            "Continue it with --resume, start over with --overwrite, or pick a new --out_dir",
-        )
-
-
-def check_data_dir(data_dir: str) -> None:
-    from finegpt.data import load_meta
-
-    load_meta(data_dir)  # a missing directory or an unfinished prepare fails here, with the command to run
-
-
 def diverged(loss: float, iter_num: int, last_ckpt) -> FinegptError:
     where = f"Last good checkpoint: {str(last_ckpt)!r}" if last_ckpt else "No checkpoint was saved yet"
     return FinegptError(
@@ -194,12 +138,12 @@ def resumed_model(ckpt: dict, model_cfg: ModelConfig, d: distributed.Dist) -> Mo
     return saved_cfg
 
 
-def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist, sharded: bool):
+def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist, sharded: bool, out_dir: Path):
     """A resumed run's weights, optimizer state, loss scale and RNG, into parts before step.wrap; returns
     (iter_num, best_val_loss, dcp_dir). An FSDP run's optimizer state lives in its DCP shards (dcp_dir):
     read here unless this run is sharded too, then after step.wrap. The checkpoint is emptied: its host
     copy of the weights is freed."""
-    dcp_dir = resolve_checkpoint(cfg.out_dir).parent / ckpt["dcp"] if ckpt.get("dcp") else None
+    dcp_dir = resolve_checkpoint(out_dir).parent / ckpt["dcp"] if ckpt.get("dcp") else None
     parts.raw_model.load_state_dict(clean_state_dict(ckpt["model"]))
     if dcp_dir is None:
         parts.optimizer.load_state_dict(ckpt["optimizer"])
@@ -228,10 +172,12 @@ class Run:
     d: distributed.Dist
     parts: step.Parts
     data: dict  # {"data_dir", "tokenizer", "vocab_size"}, saved in every checkpoint
+    out_dir: Path  # where checkpoints go: cfg.out_dir, or the folder an --overwrite run is built in
     sharded: bool = False  # FSDP2: every rank writes its shards of each checkpoint
     iter_num: int = 0
     best_val_loss: float = float("inf")
     last_ckpt: Path | None = None
+    saved_at: int = 0  # the iteration of the newest checkpoint on disk
     final_val: float | None = None
     history: list = field(default_factory=list)
     trackers: object = None
@@ -258,10 +204,10 @@ class Run:
         }
         if self.sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
             return fsdp.save_sharded(
-                parts.raw_model, parts.optimizer, state, cfg.out_dir, cfg.keep_checkpoints, self.d.is_main
+                parts.raw_model, parts.optimizer, state, self.out_dir, cfg.keep_checkpoints, self.d.is_main
             )
         state.update(model=parts.raw_model.state_dict(), optimizer=parts.optimizer.state_dict())
-        return save_checkpoint(state, cfg.out_dir, cfg.keep_checkpoints)
+        return save_checkpoint(state, self.out_dir, cfg.keep_checkpoints)
 
     def evaluate(self, loaders: dict, lr: float, may_save: bool) -> None:
         """Both splits' losses, logged; a checkpoint when val improved, or always with always_save_checkpoint.
@@ -277,7 +223,7 @@ class Run:
         if (losses["val"] < self.best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
             self.best_val_loss = min(self.best_val_loss, losses["val"])
             if may_save and (d.is_main or self.sharded):
-                self.last_ckpt = self.save() or self.last_ckpt
+                self.last_ckpt, self.saved_at = self.save() or self.last_ckpt, self.iter_num
                 _log(d, f"saved checkpoint iter {self.iter_num} to {self.last_ckpt}")
         distributed.barrier(d)
 
@@ -330,9 +276,11 @@ def train(
     checkpoint: dict | None = None,
 ) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
-    A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True. checkpoint: the
-    resume point when the caller has read it already (`finegpt train --resume` does, for its settings);
-    it is emptied once restored, so its host copy of the weights is freed.
+    A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
+    new run is built beside the old one, which it replaces only once it has finished. Ctrl-C / SIGTERM
+    finish the step, save, and raise TrainingInterrupted (a KeyboardInterrupt) saying how to resume.
+    checkpoint: the resume point when the caller has read it already (`finegpt train --resume` does, for
+    its settings); it is emptied once restored, so its host copy of the weights is freed.
 
     Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share", "tokens_read",
     "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
@@ -340,21 +288,24 @@ def train(
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
     """
     cfg = train_cfg
-    # fp32 weights + AdamW's two moments: 12 bytes per parameter
-    check_out_dir(Path(cfg.out_dir), cfg.init_from, overwrite, 12 * count_params(model_cfg, non_embedding=False))
-    check_data_dir(cfg.resolved_data_dir())
+    checkpoint = preflight(model_cfg, cfg, overwrite, checkpoint)  # every check, before the run folder is touched
     device_type = (
         "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
-    d = distributed.setup(cfg.backend, device_type)
-    try:
-        return _train(model_cfg, cfg, d, callback, checkpoint)
-    finally:
-        distributed.teardown(d)
+    with RunFolder(Path(cfg.out_dir), cfg.init_from, overwrite) as run:  # lock, owner; --overwrite stages
+        if run.recovered:  # an --overwrite cut short was finished just now: the checkpoint read may be the old one
+            checkpoint = None
+        with GracefulStop(run.last_good, run.resume_hint()) as stop:
+            d = distributed.setup(cfg.backend, device_type)
+            try:
+                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop)
+            finally:
+                distributed.teardown(d)
+        return run.finish(result)
 
 
-def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt: dict | None) -> dict:
-    out_dir = Path(cfg.out_dir)
+def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop) -> dict:
+    """train() inside its locked run folder: out_dir is where this run writes (run.work_dir)."""
     device, dtype = setup_device(cfg, d)
     if cfg.init_from == "resume":
         ckpt = ckpt or load_checkpoint(out_dir, map_location="cpu")  # read once: weights, state and settings
@@ -381,28 +332,27 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
     sharded = cfg.fsdp and d.enabled  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
     if cfg.init_from == "resume":
-        iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded)
+        iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded, out_dir)
     parallel = ("fsdp" if sharded else "ddp") if d.enabled else None
     parts = step.wrap(parts, compile=cfg.compile, parallel=parallel)
     if sharded and dcp_dir is not None:  # weights and optimizer state from the shards, resharded to this run
         fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
 
-    if cfg.init_from == "scratch" and d.is_main:  # every check passed: an earlier run here is replaced
-        clear_run(out_dir)
-    run = Run(cfg, model_cfg, d, parts, data, sharded, iter_num, best_val_loss, callback=callback)
+    run = Run(cfg, model_cfg, d, parts, data, out_dir, sharded, iter_num, best_val_loss, callback=callback)
     if (out_dir / "ckpt.pt").exists():
         run.last_ckpt = out_dir / "ckpt.pt"
     run.trackers = open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     try:
-        _loop(run, loaders, gas)
+        _loop(run, loaders, gas, stop)
     finally:
         if run.trackers is not None:
             run.trackers.close()
     return run.result()
 
 
-def _loop(run: Run, loaders: dict, gas: int) -> None:
-    """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters."""
+def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
+    """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
+    or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
     cfg, d, parts = run.cfg, run.d, run.parts
     tokens_per_iter = gas * d.world_size * cfg.batch_size * run.model_cfg.block_size
     name = step.gpu_name(parts.device)
@@ -415,6 +365,8 @@ def _loop(run: Run, loaders: dict, gas: int) -> None:
     log_data_plan(cfg, loaders, tokens_per_iter, d)
     batches = step.Prefetch(loaders["train"], parts.device)
     start_iter, t0 = run.iter_num, time.time()
+    run.saved_at = start_iter  # the resume point is already on disk
+    stop.arm()
     while True:
         lr = get_lr(run.iter_num, cfg)
         for group in parts.optimizer.param_groups:
@@ -437,3 +389,7 @@ def _loop(run: Run, loaders: dict, gas: int) -> None:
             budget = reads(cfg, loaders, run.iter_num * tokens_per_iter)
             run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * cfg.log_interval, peak_flops, budget)
             batches.busy_s = 0.0
+        if stop.requested(d, parts.device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
+            if run.iter_num > run.saved_at and (d.is_main or run.sharded):
+                run.last_ckpt = run.save() or run.last_ckpt
+            raise stop.stopped(run.iter_num, run.last_ckpt)
