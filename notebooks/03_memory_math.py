@@ -107,10 +107,10 @@ def optimizer_step_bytes(cfg, optimizer, dtype):
 
 
 # %% [markdown]
-# The check compares with `estimate(cfg, run).peaks["optimizer"]` for a tiny GPT and GPT-2 small, all four
-# optimizers and three dtypes, and names the term you missed: the gradients, AdamW's second moment, the
-# foreach temporaries (or temporaries for fused), pure bf16's 2 bytes, or the position embedding left out of
-# N. Worked solutions: [solutions/03_memory_math_solutions.ipynb](solutions/03_memory_math_solutions.ipynb).
+# The check compares with `estimate(cfg, run).peaks["optimizer"]`, less the prefetched next batch that is alive
+# then too, for a tiny GPT and GPT-2 small, all four optimizers and three dtypes, and names the term you
+# missed: the gradients, AdamW's second moment, the foreach temporaries (or temporaries for fused), pure
+# bf16's 2 bytes, or the position embedding left out of N. Worked solutions: [solutions/03_memory_math_solutions.ipynb](solutions/03_memory_math_solutions.ipynb).
 
 # %%
 from finegpt.exercises import check_optimizer_step_bytes

@@ -228,8 +228,8 @@ def test_resuming_a_checkpoint_from_before_the_epoch_sampler_keeps_random_window
         ModelConfig(**TINY_MODEL),
         TrainConfig(**{**TINY_TRAIN, "data_dir": str(data), "out_dir": str(out)}, max_iters=1),
     )
-    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)["sampling"] == "epoch"
+    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)[0]["sampling"] == "epoch"
     ckpt = load_checkpoint(out)
     del ckpt["config"]["train"]["sampling"]
     save_checkpoint(ckpt, out, keep=1)
-    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)["sampling"] == "random"
+    assert resolve_settings(None, [f"--out_dir={out}"], resume=True)[0]["sampling"] == "random"

@@ -2,7 +2,7 @@
 accumulation and clipping.
 
 check_lr_schedule(lr_at), check_optimizer_step(optimizer_step).
-References: finegpt.train.get_lr, and the training step finegpt.memory.measurement.train_step runs.
+References: finegpt.train.get_lr, and finegpt.step's forward_backward + optimizer_step (the trainer's step).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import math
 
 import torch
 
+from finegpt import step
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.exercises.check import Hint, attempt, checker
-from finegpt.memory.measurement import train_step
-from finegpt.memory.run import RunConfig
 from finegpt.model import GPT
 from finegpt.train import get_lr
 
@@ -103,6 +102,24 @@ def _watch(model, optimizer):
     return seen
 
 
+class _Fixed:
+    """The G micro-batches as a loader; the step prefetches one past the last, which it never uses."""
+
+    def __init__(self, batches: list):
+        self.batches = batches
+
+    def get_batch(self, k: int):
+        return self.batches[k % len(self.batches)]
+
+
+def _reference_step(model, optimizer, batches: list) -> None:
+    """finegpt's own step (finegpt.step, as the trainer runs it) over the same micro-batches, in fp32."""
+    cpu = torch.device("cpu")
+    parts = step.Parts(model, model, optimizer, torch.amp.GradScaler("cpu", enabled=False), cpu, torch.float32)
+    step.forward_backward(parts, step.Prefetch(_Fixed(batches), cpu), 0, G)
+    step.optimizer_step(parts, CLIP)
+
+
 @checker("optimizer step")
 def check_optimizer_step(optimizer_step):
     for scale in (0.1, 10.0):  # gradients under, then over, the clip
@@ -111,9 +128,7 @@ def check_optimizer_step(optimizer_step):
         ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
         expected, seen = _watch(ref, ref_opt), _watch(model, opt)
         loss = attempt(optimizer_step, model, opt, batches.__getitem__, G, CLIP)
-        run = RunConfig(batch_size=B, gradient_accumulation_steps=G, dtype="fp32", device="cpu")
-        micro = iter(batches)  # train_step asks for batch_size rows, G times
-        train_step(ref, ref_opt, torch.amp.GradScaler("cpu", enabled=False), lambda b, m=micro: next(m), run, "cpu")
+        _reference_step(ref, ref_opt, batches)
         if len(seen["grads"]) != 1:
             raise Hint(f"optimizer.step() ran {len(seen['grads'])} times: step once, after the last micro-batch")
         if not torch.allclose(seen["grads"][0], expected["grads"][0], rtol=1e-4, atol=1e-7):

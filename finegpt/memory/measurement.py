@@ -109,7 +109,7 @@ class _CudaBytes:
         return torch.cuda.max_memory_reserved(self.device)
 
 
-class _RandomBatches:
+class RandomBatches:
     """A loader of random (x, y) int64 batches of shape (B, T), made where the step would read them (host)."""
 
     def __init__(self, model_cfg: ModelConfig, batch_size: int):
@@ -141,7 +141,7 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.
 def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker) -> dict:
     """Two training steps (the first creates the optimizer state), then an eval pass: finegpt.step's own
     functions, with the tracker read at the boundaries of the second step's phases."""
-    batches = step.Prefetch(_RandomBatches(model_cfg, run.batch_size), parts.device)
+    batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
     G = run.gradient_accumulation_steps
     step.forward_backward(parts, batches, 0, G)
     step.optimizer_step(parts)
@@ -152,7 +152,7 @@ def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker) -
     step.optimizer_step(parts)
     peaks["optimizer"] = tracker.peak_bytes
     tracker.reset_peak()
-    step.eval_loss(parts, _RandomBatches(model_cfg, run.eval_micro_batch), EVAL_ITERS)
+    step.eval_loss(parts, RandomBatches(model_cfg, run.eval_micro_batch), EVAL_ITERS)
     peaks["eval"] = tracker.peak_bytes
     return peaks
 

@@ -2,8 +2,9 @@
 forward, backward and optimizer phases marked, measured on the CPU (or under FakeTensorMode).
 
 Entry point: memory_timeline(model_cfg, run, device="cpu"|"fake", seed=0) -> Timeline.
-It runs the step `measure()` runs (measurement.build + measurement.train_step) under the same LiveBytes
-tracker with its history on, so its peak is measure()'s training-step peak, to the byte.
+It runs the step `measure()` runs (measurement.build, then finegpt.step's forward_backward and
+optimizer_step) under the same LiveBytes tracker with its history on, so its peak is measure()'s
+training-step peak, to the byte.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from finegpt import step
 from finegpt.config import ModelConfig
-from finegpt.memory.measurement import LiveBytes, build, train_step
+from finegpt.memory.measurement import LiveBytes, RandomBatches, build
 from finegpt.memory.run import RunConfig
 
 
@@ -44,20 +46,15 @@ class Timeline:
 
 def memory_timeline(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> Timeline:
     """Record the second of two training steps op by op. Phase boundaries come from hooks on the real
-    objects: a micro-step's forward starts when it fetches its batch and ends when the model returns the
-    loss; its backward ends when the last gradient is accumulated; the optimizer phase (unscale, clip,
-    step, zero_grad) runs from there to the end."""
+    objects: a micro-step's forward starts when the model is called and ends when it returns the loss; its
+    backward (during which the next batch is prefetched) ends when the last gradient is accumulated; the
+    optimizer phase (unscale, clip, step, zero_grad) runs from there to the end."""
     if device not in ("cpu", "fake"):
         raise ValueError(f"device={device!r}: the timeline is measured on 'cpu' or 'fake'. Use one of those.")
     torch.manual_seed(seed)
     tracker, marks = LiveBytes(), []  # marks: (event, index of the next op in the history)
     now = lambda: len(tracker.history) if tracker.history is not None else 0  # noqa: E731
-    T, V = model_cfg.block_size, model_cfg.vocab_size
-
-    def get_batch(B):
-        marks.append(("forward", now()))
-        x = torch.randint(V, (B, T))  # (B, T)
-        return x, torch.randint(V, (B, T))
+    G = run.gradient_accumulation_steps
 
     if device == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -66,16 +63,21 @@ def memory_timeline(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu",
     else:
         fake = nullcontext()
     with fake, tracker:
-        model, optimizer, scaler = build(model_cfg, run, "cpu")
+        parts = build(model_cfg, run, torch.device("cpu"))
+        model = parts.raw_model
+        model.register_forward_pre_hook(lambda module, args: marks.append(("forward", now())))
         model.register_forward_hook(lambda module, args, out: marks.append(("backward", now())))
         for p in model.parameters():
             p.register_post_accumulate_grad_hook(lambda p: marks.append(("grad", now())))
-        train_step(model, optimizer, scaler, get_batch, run, "cpu")
+        batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
+        step.forward_backward(parts, batches, 0, G)
+        step.optimizer_step(parts)
         marks.clear()
         tracker.history = []
         start_bytes = tracker.now_bytes
-        train_step(model, optimizer, scaler, get_batch, run, "cpu")
-        del model, optimizer
+        step.forward_backward(parts, batches, G, G)
+        step.optimizer_step(parts)
+        del parts, model, batches
     live = [b for _, b in tracker.history]
     return Timeline(live, [op for op, _ in tracker.history], _phases(marks, len(live)), start_bytes)
 
@@ -90,6 +92,7 @@ def _phases(marks: list[tuple[str, int]], n_ops: int) -> list[tuple[str, int, in
         elif event == "backward":
             starts.append((f"backward {k}", at))
     starts.append(("optimizer", max(at for event, at in marks if event == "grad")))  # after the last gradient
+    starts[0] = (starts[0][0], 0)  # the step's first ops (its loss accumulator) open the first forward
     if k == 1:  # one micro-step: plain names
         starts = [(name.split()[0], at) for name, at in starts]
     ends = [at for _, at in starts[1:]] + [n_ops]
