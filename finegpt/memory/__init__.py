@@ -1,32 +1,46 @@
 """finegpt.memory: how much GPU memory, compute and time a training run needs, predicted and measured.
 
-estimate() sums named terms (terms.py) into the train / optimizer-step / eval peaks; measure()
-(measure.py, imports torch) runs one real step; solvers, presets and the guide check build on them.
+estimate() sums named terms (terms.py) into the train / optimizer-step / eval / iter-0 eval peaks, adds
+what nvidia-smi shows as a low-high range and gives a three-way verdict (report.py); measure()
+(measurement.py, imports torch) runs real steps; calibration.json holds what was measured; solvers,
+presets, the one planner (plan_budget) and the guide check build on them.
 """
 
-from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
-from finegpt.memory.guide import check_guide, format_checks
-from finegpt.memory.report import GIB, MemoryReport, estimate
+from finegpt.memory.gpus import (
+    GPUS,
+    MFU_RANGES,
+    Gpu,
+    custom_gpu,
+    detected_gpu_key,
+    get_gpu,
+    gpu_from_device_name,
+    mfu_range,
+    peak_flops,
+)
+from finegpt.memory.guide import check_guide, format_checks, guide_verdicts
+from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
 from finegpt.memory.run import RunConfig, run_from_settings
 from finegpt.memory.solve import (
     BatchPlan,
+    BudgetPlan,
     Recommendation,
     SessionPlan,
     best_dtype,
     chinchilla_tokens,
     default_mfu,
-    fit_summary,
     fits,
     flops_per_token,
-    format_fit_summary,
     max_micro_batch,
     plan,
+    plan_budget,
     recommend,
     recommend_all,
     session_plan,
     tokens_per_run,
+    train_time_range_s,
     train_time_s,
 )
+from finegpt.memory.summary import fit_summary, format_fit_summary, side_by_side
 from finegpt.model import count_params
 
 
@@ -53,7 +67,17 @@ def device_peak_tflops(device, dtype) -> float | None:
 __all__ = [
     "GIB",
     "GPUS",
+    "MFU_RANGES",
     "BatchPlan",
+    "BudgetPlan",
+    "Verdict",
+    "bar_segments",
+    "eager_and_compiled",
+    "guide_verdicts",
+    "mfu_range",
+    "plan_budget",
+    "side_by_side",
+    "train_time_range_s",
     "Gpu",
     "MemoryReport",
     "Recommendation",

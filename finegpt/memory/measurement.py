@@ -1,7 +1,8 @@
 """Measure one real training step of finegpt's GPT: peak bytes allocated per phase.
 
 Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), LiveBytes, train_step.
-On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
+On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages (the
+profiler's allocation events for a compiled step, see profiled.py);
 "fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all.
 """
 
@@ -137,6 +138,7 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: str):
         )
     scaler = torch.amp.GradScaler(device_type, enabled=run.dtype == "fp16")
     if run.compile:
+        torch._dynamo.reset()  # a fresh compile per run, as in a new process (and no recompile limit)
         model = torch.compile(model)
     if run.world_size > 1 and run.sharding == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -151,20 +153,26 @@ def autocast(run: RunConfig, device_type: str):
     return nullcontext()
 
 
-def train_step(model, optimizer, scaler, get_batch, run: RunConfig, device_type: str, tracker=None) -> dict:
+def train_step(
+    model, optimizer, scaler, get_batch, run: RunConfig, device_type: str, tracker=None, held: dict | None = None
+) -> dict:
     """nanoGPT's loop body: G micro-steps of forward + backward, then clip, step, zero_grad.
-    `logits` stays bound through backward and into the next forward, as in nanoGPT's train.py."""
+    As in nanoGPT's train.py (and finegpt's), the last micro-step's logits and batch stay bound through
+    the optimizer step, the next eval and the next forward: pass the same `held` dict to every step."""
     peaks = {}
     G = run.gradient_accumulation_steps
+    held = {} if held is None else held
     if tracker:
         tracker.reset_peak()
     for k in range(G):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2, as finegpt train: reduce-scatter on the last only
             model.set_requires_gradient_sync(k == G - 1)
         x, y = get_batch(run.batch_size)
+        held.update(x=x, y=y)  # the loop rebinds X, Y here, freeing the previous batch
         with autocast(run, device_type):
             logits, loss = model(x, y)
             loss = loss / G
+        held["logits"] = logits  # ... and `_` (the logits) here, freeing the previous ones
         scaler.scale(loss).backward()
     del logits, loss, x, y
     if tracker:
@@ -196,7 +204,8 @@ def eval_step(model, get_batch, run: RunConfig, device_type: str, tracker=None) 
 
 def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> dict:
     """Peak bytes allocated per phase ('train', 'optimizer', 'eval') and overall ('peak') in the
-    second of two training steps (the first creates the optimizer state), then an eval pass.
+    second of two training steps (the first creates the optimizer state), then an eval pass; and
+    'first_eval', the iteration-0 eval before any step (no optimizer state, no held logits).
     device "fake": the CPU step under FakeTensorMode, allocating nothing. With run.world_size > 1,
     call it on every rank of an initialized process group: each rank measures its own peaks."""
     torch.manual_seed(seed)
@@ -204,6 +213,11 @@ def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: i
     device_type = "cpu" if fake else torch.device(device).type
     if device_type == "cuda":
         tracker, modes = _CudaBytes(torch.device(device)), [nullcontext()]
+    elif run.compile and not fake:  # inductor's buffers are invisible to a dispatch mode: read the allocator
+        from finegpt.memory.profiled import ProfiledBytes
+
+        tracker = ProfiledBytes()
+        modes = [nullcontext(), tracker]
     else:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -216,14 +230,20 @@ def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: i
         x = torch.randint(V, (B, T), device=dev)  # (B, T)
         return x, torch.randint(V, (B, T), device=dev)
 
+    held = {}  # what the loop keeps bound between steps (see train_step)
     with modes[0], modes[1] if len(modes) > 1 else nullcontext():
         model, optimizer, scaler = build(model_cfg, run, dev)
-        train_step(model, optimizer, scaler, get_batch, run, device_type)
-        peaks = train_step(model, optimizer, scaler, get_batch, run, device_type, tracker)
+        if run.compile:  # compiles the eval graph outside the measured eval
+            eval_step(model, get_batch, run, device_type)
+        first_eval = eval_step(model, get_batch, run, device_type, tracker)  # iter 0: no optimizer state yet
+        train_step(model, optimizer, scaler, get_batch, run, device_type, held=held)
+        peaks = train_step(model, optimizer, scaler, get_batch, run, device_type, tracker, held=held)
         peaks.update(eval_step(model, get_batch, run, device_type, tracker))
+        peaks["first_eval"] = first_eval["eval"]
         if device_type == "cuda":
             peaks["reserved"] = tracker.reserved_bytes
         del model, optimizer
+        held.clear()
     peaks["peak"] = max(peaks[p] for p in PHASES)
     return peaks
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finegpt.config import TRAIN_KEYS, build_configs, load_config_file, parse_overrides
+from finegpt.config import TRAIN_KEYS, build_configs, config_file_settings, parse_overrides
 
 
-def resolve_settings(config_file: str | None, overrides: list[str], resume: bool) -> dict:
-    """Flat settings: the resumed checkpoint's train settings (when resuming), the file, then --key=value."""
-    values = load_config_file(config_file) if config_file else {}
-    values.update(parse_overrides(overrides))
+def resolve_settings(config_file: str | None, overrides: list[str], resume: bool) -> tuple[dict, list[str]]:
+    """Flat settings: the resumed checkpoint's train settings (when resuming), the file (over nanoGPT
+    train.py's defaults: compile=True), then --key=value; and the notes saying which defaults applied."""
+    overrides = parse_overrides(overrides)
+    values, notes = config_file_settings(config_file, overrides) if config_file else (dict(overrides), [])
     if resume:
         values["init_from"] = "resume"
     if values.get("init_from") == "resume":
@@ -23,7 +24,7 @@ def resolve_settings(config_file: str | None, overrides: list[str], resume: bool
         base = {k: v for k, v in saved.get("train", {}).items() if k in TRAIN_KEYS}
         base.update(saved["model"])
         values = {**base, **values}
-    return values
+    return values, notes
 
 
 def train_from_cli(
@@ -31,8 +32,9 @@ def train_from_cli(
 ) -> dict:
     from finegpt.train.loop import train
 
-    values = resolve_settings(config_file, overrides, resume)
+    values, file_notes = resolve_settings(config_file, overrides, resume)
     model_cfg, train_cfg, notes = build_configs(values)
+    notes = file_notes + notes
     for note in notes:
         print(note)
     if config_file:
