@@ -117,7 +117,7 @@ def measure_both(ctx, label: str, model_kw: dict, batch_size: int, modes=(False,
         cells = [label, "compiled" if compiled else "eager"]
         for phase in ("train", "optimizer", "eval", "first_eval"):
             err = (report.peaks[phase] - measured[phase]) / measured[phase]
-            cells.append(f"{measured[phase] / MIB:,.0f} / {report.peaks[phase] / MIB:,.0f} ({err:+.1%})")
+            cells.append(f"{measured[phase] / MIB:,.1f} / {report.peaks[phase] / MIB:,.1f} ({err:+.1%})")
         extra = {}
         if ctx.device == "cuda":
             used, reserved = _used_bytes(), torch.cuda.memory_reserved()
@@ -146,6 +146,8 @@ MEMORY_HEAD = [
 def guide_section(ctx) -> list[str]:
     model, b, label = (TINY, 4, "tiny (dry run)") if ctx.tiny else (GUIDE_24GB, 32, "guide 24 GB: 10L/640, B=32")
     lines = MEMORY_HEAD + measure_both(ctx, label, model, b)
+    if ctx.tiny:
+        lines += ["", "Dry run: the compiled rows use dynamo's eager backend, not inductor, so they match eager."]
     if ctx.device == "cuda":
         gpu = memory.get_gpu("4090")
         for _, _, run, _, extra in ctx.results["memory"][-2:]:
