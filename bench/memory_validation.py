@@ -254,27 +254,9 @@ def section(title: str, intro: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", intro, "", *lines, ""]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gpu", action="store_true", help="also run the CUDA grid")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "memory_validation.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(min(4, torch.get_num_threads()))
-    started = time.time()
-    cmd = "python bench/memory_validation.py" + (" --gpu" if args.gpu else "")
-    doc = [
-        "# Memory model validation",
-        "",
-        "`finegpt.memory.estimate()` (no tensors) against real training steps of finegpt's GPT as nanoGPT's loop "
-        "runs them: an eval at iteration 0 (no optimizer state yet), two steps (the first creates the optimizer "
-        "state; the last micro-step's logits and batch stay bound afterwards), then two eval batches. Each "
-        "cell is measured / predicted peak allocated MiB in that phase, and the prediction's error.",
-        "",
-        f"Command: `{cmd}`  ",
-        f"Date: {datetime.date.today()}  ",
-        f"Machine: {machine()}",
-        "",
-    ]
+def cpu_sections() -> tuple[list[str], dict[str, float]]:
+    """The CPU grids' sections (eager, eval phase, two trackers, compiled) and their worst errors."""
+    doc = []
     print("CPU grid, eager (live-storage tracker)")
     lines, worst_cpu, _ = grid_table(CPU_GRID, "cpu", TINY)
     doc += section(
@@ -322,6 +304,33 @@ def main() -> int:
         "activations), a moment the model does not list; with GPT-2's vocab the start of backward is the peak.",
         lines + ["", calibrate_compiled(rows)],
     )
+    return doc, {"eager": worst_cpu, "eval": worst_eval, "compiled": worst_compiled}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="also run the CUDA grid")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "memory_validation.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(min(4, torch.get_num_threads()))
+    started = time.time()
+    cmd = "python bench/memory_validation.py" + (" --gpu" if args.gpu else "")
+    doc = [
+        "# Memory model validation",
+        "",
+        "`finegpt.memory.estimate()` (no tensors) against real training steps of finegpt's GPT as nanoGPT's loop "
+        "runs them: an eval at iteration 0 (no optimizer state yet), two steps (the first creates the optimizer "
+        "state; the last micro-step's logits and batch stay bound afterwards), then two eval batches. Each "
+        "cell is measured / predicted peak allocated MiB in that phase, and the prediction's error.",
+        "",
+        f"Command: `{cmd}`  ",
+        f"Date: {datetime.date.today()}  ",
+        f"Machine: {machine()}",
+        "",
+    ]
+    doc_cpu, worst = cpu_sections()
+    doc += doc_cpu
+    worst_cpu, worst_eval, worst_compiled = worst["eager"], worst["eval"], worst["compiled"]
     print("FakeTensorMode: big configs, no memory spent")
     lines, worst_fake, _ = grid_table(FAKE_GRID, "fake")
     doc += section(
