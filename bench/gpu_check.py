@@ -1,14 +1,15 @@
-"""One-shot GPU check: MFU of GPT-2 124M with and without torch.compile, predicted vs measured memory,
-and KV-cache vs full-recompute sampling speed. Writes docs/gpu_results.md.
+"""One-shot GPU check, most valuable first: the CUDA context and allocator overheads; eager vs compiled
+peaks of the guide's 24 GB config and of GPT-2 124M (vocab 50304); tokens/s and MFU, eager and
+compiled; the eager grid; sampling speed. Writes docs/gpu_results.md and, from what it measured only,
+finegpt/memory/calibration.json (the compiled coefficients, the overheads, this GPU's MFU).
 
-    python bench/gpu_check.py             # on a CUDA machine; no section starts after --budget_s (480 s)
+    python bench/gpu_check.py             # on a CUDA machine; a section starts only if it fits --budget_s (270)
     python bench/gpu_check.py --dry-run   # every section on CPU with a tiny model, in seconds; writes nothing
-                                          # unless --out is given
+                                          # unless --out is given, and never the calibration
 
-Without a CUDA GPU the plain command says so, writes nothing and exits 0. MFU comes from finegpt's own
-train() on random-token shards, against the dense peak in finegpt.memory's GPU table; memory reuses
-bench/memory_validation.py; sampling uses GPT.generate. The file is rewritten after every section, so
-a run stopped early keeps what it measured.
+Without a CUDA GPU the plain command says so, writes nothing and exits 0. Both files are rewritten after
+every section, and a section that fails is reported and skipped, so a run stopped early or a section
+that breaks keeps everything else.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import argparse
 import contextlib
 import datetime
 import functools
-import io
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -31,17 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benches: memory_validation, train_throughput
 
 from finegpt import memory  # noqa: E402
-from finegpt.config import ModelConfig, TrainConfig  # noqa: E402
-from finegpt.model import GPT  # noqa: E402
-from finegpt.train import train  # noqa: E402
+from finegpt.config import ModelConfig  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, dropout=0.0, bias=False)
-GAS = 4  # gradient accumulation steps in the MFU runs: the loop syncs with the host once per step
+GUIDE_24GB = dict(GPT2_124M, n_layer=10, n_head=10, n_embd=640)
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=320, dropout=0.0, bias=False)
-MEMORY_LABELS = {  # rows of memory_validation.GPU_GRID, the compiled one last (it costs a compile)
-    "bf16": ["124M bf16 B=8", "124M bf16 B=16", "guide 10L/640 bf16 B=16", "124M bf16 B=8 compiled"],
-    "fp16": ["124M fp16 B=8", "124M fp16 B=16"],
-}
+GAS = 4  # gradient accumulation steps in the speed runs: the loop syncs with the host once per step
+MIB, GIB = 2**20, 2**30
 
 
 @contextlib.contextmanager
@@ -65,175 +62,205 @@ def machine(device: str) -> str:
         return f"CPU only ({platform.machine()}), {cpu}"
     props = torch.cuda.get_device_properties(0)
     return (
-        f"{props.name} ({props.total_memory / 2**30:.1f} GiB, compute capability {props.major}.{props.minor}), "
+        f"{props.name} ({props.total_memory / GIB:.1f} GiB, compute capability {props.major}.{props.minor}), "
         f"CUDA {torch.version.cuda}, {cpu}"
     )
 
 
-# ---- MFU: finegpt's train() on random tokens ------------------------------------------------------
+def _used_bytes() -> int:
+    """What nvidia-smi shows for the card: total - free (the whole card: other processes count too)."""
+    free, total = torch.cuda.mem_get_info()
+    return total - free
 
 
-def micro_batch(model_cfg: ModelConfig, dtype: str, device: str, tiny: bool) -> int:
-    """The largest micro-batch (up to 16) the memory model fits in 90 % of this GPU."""
-    if tiny or device != "cuda":
-        return 4
-    gpu = memory.gpu_from_device_name(torch.cuda.get_device_name()) or memory.custom_gpu(
-        torch.cuda.get_device_properties(0).total_memory / 2**30
-    )
-    run = memory.RunConfig(
-        batch_size=1, gradient_accumulation_steps=GAS, dtype={"bfloat16": "bf16", "float16": "fp16"}[dtype]
-    )
-    return max(1, min(16, memory.max_micro_batch(model_cfg, run, gpu)))
+# ---- overheads: what the allocator does not count --------------------------------------------------
 
 
-def mfu_run(
-    model_cfg,
-    data_dir: Path,
-    out_dir: Path,
-    device: str,
-    dtype: str,
-    batch_size: int,
-    compiled: bool,
-    iters: int,
-    warmup: int,
-) -> dict:
-    cfg = TrainConfig(
-        out_dir=str(out_dir),
-        data_dir=str(data_dir),
-        batch_size=batch_size,
-        gradient_accumulation_steps=GAS,
-        max_iters=warmup + iters,
-        eval_interval=10**6,
-        eval_iters=1,
-        log_interval=1,
-        always_save_checkpoint=False,
-        warmup_iters=0,
-        decay_lr=False,
-        device=device,
-        dtype=dtype,
-        compile=compiled,
-        seed=1,
-    )
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # one log line per iteration
-        result = train(model_cfg, cfg, overwrite=True)
-    rows = [r for r in result["history"] if "dt_s" in r]
-    timed = rows[warmup:]
-    mfus = [r["mfu"] for r in timed if r["mfu"] is not None]
-    return {
-        "batch_size": batch_size,
-        "tokens_per_iter": GAS * batch_size * model_cfg.block_size,
-        "first_iter_s": rows[0]["dt_s"],
-        "iter_s": statistics.median(r["dt_s"] for r in timed),
-        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
-        "mfu": statistics.median(mfus) if mfus else None,
-        "data_share": statistics.median(r["data_share"] for r in timed),
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-        "wall_s": time.perf_counter() - t0,
-        "loss": rows[-1]["loss"],
-    }
-
-
-def mfu_section(model_cfg, device, dtype, tiny, root: Path, compiled: bool) -> list[str]:
-    from train_throughput import make_shards
-
-    tokenizer = "bytes" if tiny else "gpt2"
-    data_dir = root / tokenizer if (root / tokenizer / "meta.json").exists() else make_shards(root, tokenizer)
-    B = micro_batch(model_cfg, dtype, device, tiny)
-    label = "torch.compile" if compiled else "eager"
-    iters, warmup = (20, 10) if compiled else (20, 5)
-    if tiny:
-        iters, warmup = 3, 1
-    while True:
-        try:
-            r = mfu_run(model_cfg, data_dir, root / "out", device, dtype, B, compiled, iters, warmup)
-            break
-        except torch.OutOfMemoryError:
-            if B == 1:
-                raise
-            label += f" (batch_size={B} ran out of memory)"  # the memory model's pick did not fit: say so
-            B //= 2
-            print(f"out of memory; retrying with batch_size={B}", flush=True)
-    mfu = "n/a (no peak for this device)" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
-    peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-    return [
-        f"| {label} | {r['batch_size']} x {GAS} x {model_cfg.block_size} | {r['tokens_per_s']:,.0f} | {mfu} | "
-        f"{r['iter_s'] * 1e3:.1f} | {r['first_iter_s']:.1f} | {100 * r['data_share']:.2f} % | {peak} | "
-        f"{r['loss']:.3f} |"
-    ]
-
-
-MFU_HEAD = [
-    "| loop | batch (B x grad acc x T) | tokens/s | MFU | ms/iter | first iter s (compile) | data share "
-    "| peak GiB allocated | last loss |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-]
-
-
-# ---- memory: bench/memory_validation.py on this device --------------------------------------------
-
-
-def memory_section(device: str, dtype: str, tiny: bool, compiled: bool) -> list[str]:
-    import memory_validation as mv
-
-    if tiny:
-        grid = [g for g in mv.CPU_GRID if g[0] in ("fp32 flash", "bf16 flash")]
-        lines, worst = mv.grid_table(grid, "cpu", mv.TINY)
-        return lines + ["", f"Largest error {worst:.2%} (tiny model, CPU live-storage tracker)."]
-    wanted = MEMORY_LABELS["bf16" if dtype == "bfloat16" else "fp16"]
-    total_bytes = torch.cuda.get_device_properties(0).total_memory
-    grid = []
-    for label, model_kw, run_kw in mv.GPU_GRID:
-        if label not in wanted or bool(run_kw.get("compile")) != compiled:
-            continue
-        predicted = memory.estimate(ModelConfig(**model_kw), memory.RunConfig(**{"batch_size": 4, **run_kw})).peak_bytes
-        if predicted < 0.85 * total_bytes:  # what would not fit is not measured
-            grid.append((label, model_kw, run_kw))
-    lines, worst = mv.grid_table(grid, "cuda")
-    if compiled:
-        return lines + ["", "Compiled steps compare against the eager prediction, which is an upper bound for them."]
-    return lines + ["", f"Largest error {worst:.2%}."]
-
-
-# ---- sampling: GPT.generate with and without the KV cache -----------------------------------------
-
-
-def sampling_section(model_cfg, device: str, dtype: str, tiny: bool) -> list[str]:
-    lengths = (16, 32) if tiny else (128, 512)
-    torch.manual_seed(0)
-    model = GPT(model_cfg).to(device).eval()
+def overhead_section(ctx) -> list[str]:
+    if ctx.device != "cuda":
+        return ["No CUDA device (dry run): nothing to measure."]
     lines = [
-        "| weights | new tokens | full recompute tokens/s | KV cache tokens/s | speed-up | same tokens |",
-        "|---|---:|---:|---:|---:|---|",
+        "| moment | total - free (nvidia-smi) GiB | reserved GiB | allocated GiB | outside the allocator GiB |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for weights in ("float32", dtype):
-        model.to(getattr(torch, weights))
-        idx = torch.tensor([[model_cfg.vocab_size - 65]], device=device)  # one fixed start token
-        model.generate(idx, 4, temperature=0, use_cache=True)  # warm-up: first-call allocations, kernels
-        model.generate(idx, 4, temperature=0, use_cache=False)
-        for n in lengths:
-            out, secs = {}, {}
-            for use_cache in (False, True):
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                out[use_cache] = model.generate(idx, n, temperature=0, use_cache=use_cache)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                secs[use_cache] = time.perf_counter() - t0
-            same = "yes" if torch.equal(out[False], out[True]) else "no (16-bit/TF32 rounding differs by path)"
-            lines.append(
-                f"| {weights} | {n} | {n / secs[False]:,.0f} | {n / secs[True]:,.0f} | "
-                f"{secs[False] / secs[True]:.1f}x | {same} |"
-            )
-            print(lines[-1], flush=True)
+    a = torch.zeros(1, device="cuda")  # creates the CUDA context
+    for label in ("CUDA context created", "after a bf16 matmul (cuBLAS handle and workspace)"):
+        if label.startswith("after"):
+            a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+            a = a @ a
+        torch.cuda.synchronize()
+        used, reserved, allocated = _used_bytes(), torch.cuda.memory_reserved(), torch.cuda.memory_allocated()
+        ctx.results["overhead"][label] = used - reserved
+        gib = [f"{b / GIB:.3f}" for b in (used, reserved, allocated, used - reserved)]
+        lines.append(f"| {label} | " + " | ".join(gib) + " |")
+    del a
+    torch.cuda.empty_cache()
+    return lines + ["", "The memory sections below measure the same after real steps (kernels loaded)."]
+
+
+# ---- memory: eager vs compiled peaks, predicted vs measured ------------------------------------------
+
+
+def measure_both(ctx, label: str, model_kw: dict, batch_size: int, modes=(False, True)) -> list[str]:
+    """measure() eager and compiled, with what nvidia-smi shows afterwards against the predicted range."""
+    from finegpt.memory.measurement import measure
+
+    cfg = ModelConfig(**model_kw)
+    lines = []
+    for compiled in modes:
+        run = memory.RunConfig(batch_size=batch_size, dtype=ctx.dtype_key, compile=compiled, device=ctx.run_device)
+        if ctx.device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        measured = measure(cfg, run, device=ctx.device)
+        report = memory.estimate(cfg, run)
+        cells = [label, "compiled" if compiled else "eager"]
+        for phase in ("train", "optimizer", "eval", "first_eval"):
+            err = (report.peaks[phase] - measured[phase]) / measured[phase]
+            cells.append(f"{measured[phase] / MIB:,.1f} / {report.peaks[phase] / MIB:,.1f} ({err:+.1%})")
+        extra = {}
+        if ctx.device == "cuda":
+            used, reserved = _used_bytes(), torch.cuda.memory_reserved()
+            extra = {"context_bytes": used - reserved, "reserved_factor": reserved / measured["peak"], "smi": used}
+            low, high = report.nvidia_smi_range
+            cells += [
+                f"{extra['reserved_factor']:.3f}",
+                f"{extra['context_bytes'] / GIB:.2f}",
+                f"{used / GIB:.2f} ({low / GIB:.2f}-{high / GIB:.2f})",
+            ]
+        else:
+            cells += ["n/a", "n/a", "n/a"]
+        ctx.results["memory"].append((label, cfg, run, measured, extra))
+        lines.append("| " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
     return lines
 
 
-# ---- the report -----------------------------------------------------------------------------------
+MEMORY_HEAD = [
+    "| config | mode | train MiB measured / predicted | optimizer step | eval | iter-0 eval | reserved / allocated "
+    "| outside the allocator GiB | nvidia-smi GiB measured (predicted range) |",
+    "|---|---|---|---|---|---|---:|---:|---|",
+]
+
+
+def guide_section(ctx) -> list[str]:
+    model, b, label = (TINY, 4, "tiny (dry run)") if ctx.tiny else (GUIDE_24GB, 32, "guide 24 GB: 10L/640, B=32")
+    lines = MEMORY_HEAD + measure_both(ctx, label, model, b)
+    if ctx.tiny:
+        lines += ["", "Dry run: the compiled rows use dynamo's eager backend, not inductor, so they match eager."]
+    if ctx.device == "cuda":
+        gpu = memory.get_gpu("4090")
+        for _, _, run, _, extra in ctx.results["memory"][-2:]:
+            mode = "compiled" if run.compile else "eager"
+            fits = extra["smi"] <= gpu.memory_gib * GIB
+            lines.append(
+                f"\n{mode}: {extra['smi'] / GIB:.1f} GiB in use on this card at the end; a {gpu.name} has "
+                f"{gpu.memory_gib} GiB: {'fits' if fits else 'does not fit'} (its context may differ)."
+            )
+    return lines
+
+
+def gpt2_section(ctx) -> list[str]:
+    model, b, label = (TINY, 8, "tiny B=8 (dry run)") if ctx.tiny else (GPT2_124M, 16, "GPT-2 124M, B=16")
+    return MEMORY_HEAD + measure_both(ctx, label, model, b)
+
+
+def eager_grid_section(ctx) -> list[str]:
+    if ctx.tiny:
+        return MEMORY_HEAD + measure_both(ctx, "tiny fp32", TINY, 4, modes=(False,))
+    import memory_validation as mv
+
+    lines = list(MEMORY_HEAD)
+    for label, model_kw, run_kw in mv.GPU_GRID:
+        if run_kw.get("compile") or run_kw["dtype"] != ctx.dtype_key or label.startswith("guide"):
+            continue
+        if time.perf_counter() - ctx.started > ctx.budget_s - 15:
+            lines.append(f"| {label} | skipped: out of budget |")
+            continue
+        lines += measure_both(ctx, label, model_kw, run_kw["batch_size"], modes=(False,))
+    return lines
+
+
+# ---- speed: finegpt's train() on random tokens -----------------------------------------------------
+
+
+def speed_section(ctx, compiled: bool) -> list[str]:
+    from gpu_speed import mfu_run
+
+    model_cfg = ModelConfig(**(TINY if ctx.tiny else GPT2_124M))
+    batch_size = 4 if ctx.tiny else 16
+    r = mfu_run(model_cfg, ctx, batch_size, GAS, compiled)
+    ctx.results["mfu"]["compiled" if compiled else "eager"] = r["mfu"]
+    mfu = "n/a (no peak for this device)" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
+    peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+    return [
+        "| loop | batch (B x grad acc x T) | tokens/s | MFU | ms/iter | first iter s (compile) | data share "
+        "| peak GiB allocated | last loss |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {'torch.compile' if compiled else 'eager'} | {batch_size} x {GAS} x {model_cfg.block_size} | "
+        f"{r['tokens_per_s']:,.0f} | {mfu} | {r['iter_s'] * 1e3:.1f} | {r['first_iter_s']:.1f} | "
+        f"{100 * r['data_share']:.2f} % | {peak} | {r['loss']:.3f} |",
+    ]
+
+
+def sampling_section(ctx) -> list[str]:
+    from gpu_speed import sampling_rows
+
+    return sampling_rows(ModelConfig(**(TINY if ctx.tiny else GPT2_124M)), ctx.device, ctx.torch_dtype, ctx.tiny)
+
+
+# ---- calibration: only what was measured -------------------------------------------------------------
+
+
+def calibration_updates(results: dict, device_name: str, gpu_key: str | None, date: str) -> dict:
+    """The sections of calibration.json this run measured: the compiled coefficients fitted to the compiled
+    peaks, the context and reserve seen after eager and compiled steps, and this GPU's MFU. Nothing else."""
+    from finegpt.memory.calibrate import fit_compiled
+
+    updates, source = {}, f"python bench/gpu_check.py on {device_name}, {date}"
+    compiled = [(cfg, run, m) for _, cfg, run, m, _ in results["memory"] if run.compile]
+    fitted = fit_compiled(compiled) if compiled else {}
+    if fitted:
+        measured = {label: m["peak"] for label, _, run, m, _ in results["memory"] if run.compile}
+        updates["compiled"] = {**fitted, "status": f"GPU-measured ({device_name}, {date})", "source": source}
+        updates["compiled"]["measured_peak_bytes"] = measured
+    overheads = {}
+    for mode in ("eager", "compiled"):
+        extras = [e for _, _, run, _, e in results["memory"] if e and run.compile == (mode == "compiled")]
+        if extras:
+            overheads[f"cuda_context_gib_{mode}"] = round(max(e["context_bytes"] for e in extras) / GIB, 3)
+            overheads[f"reserved_factor_{mode}"] = round(max(e["reserved_factor"] for e in extras), 3)
+    if overheads:
+        updates["overheads"] = {**overheads, "source": source}
+    mfu = {k: round(v, 4) for k, v in results["mfu"].items() if v is not None}
+    if mfu and gpu_key:
+        updates["mfu"] = {
+            gpu_key: {**mfu, "model": f"GPT-2 124M, 16 x {GAS} x 1024, finegpt train()", "source": source}
+        }
+    return updates
+
+
+# ---- the run ------------------------------------------------------------------------------------------
+
+NOTES = {
+    "overhead": "nvidia-smi's figure is the card's total - free (torch.cuda.mem_get_info); the caching allocator's "
+    "reserved memory is part of it, and the rest (CUDA context, loaded kernels, cuBLAS handles) is outside it.",
+    "memory": "finegpt.memory.measure on this GPU (torch.cuda.max_memory_allocated per phase) against "
+    "finegpt.memory.estimate: measured / predicted MiB (error). After each run, reserved / allocated is the "
+    "allocator's reserve, and total - free - reserved what the CUDA context and kernels take.",
+    "speed": "finegpt's train() on random tokens: MFU = (6N + 12LCT) FLOPs per token x tokens/s / the dense 16-bit "
+    "peak of this GPU in finegpt.memory's table, median over the steps after warm-up.",
+    "sampling": "Random weights: this measures speed only.",
+}
+SECTIONS = [  # (kind, title, estimated seconds on an H100-class GPU, function): most valuable first
+    ("overhead", "Overheads: CUDA context, cuBLAS, allocator", 10, overhead_section),
+    ("memory", "Memory: the guide's 24 GB config (10L/640, B=32), eager vs torch.compile", 100, guide_section),
+    ("memory", "Memory: GPT-2 124M at vocab 50304 (B=16), eager vs torch.compile", 90, gpt2_section),
+    ("speed", "Speed: tokens/s and MFU, eager", 30, lambda ctx: speed_section(ctx, False)),
+    ("speed", "Speed: tokens/s and MFU, torch.compile", 60, lambda ctx: speed_section(ctx, True)),
+    ("memory", "Memory: the eager grid", 30, eager_grid_section),
+    ("sampling", "Sampling: KV cache vs full recompute (batch 1, greedy)", 15, sampling_section),
+]
 
 
 def write(path: Path | None, parts: list[str]) -> None:
@@ -245,14 +272,97 @@ def write(path: Path | None, parts: list[str]) -> None:
     tmp.replace(path)
 
 
+def run_section(ctx, kind: str, title: str, estimate_s: float, fn) -> list[str]:
+    """One section's markdown; a section that would not fit the budget is skipped, one that fails says why."""
+    elapsed = time.perf_counter() - ctx.started
+    if elapsed + (0 if ctx.tiny else estimate_s) > ctx.budget_s:
+        return [f"## {title}", "", f"Skipped: {elapsed:.0f} s had passed (budget {ctx.budget_s:.0f} s).", ""]
+    print(f"## {title}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        lines = fn(ctx)
+    except Exception as e:  # one broken section must not lose the others
+        last = traceback.format_exc().strip().splitlines()[-1]
+        lines = [f"Failed after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: {e}".splitlines()[0], "", last]
+        print("\n".join(lines), flush=True)
+    finally:
+        if ctx.device == "cuda":
+            torch.cuda.empty_cache()
+    return [f"## {title}", "", NOTES[kind], "", *lines, "", f"({time.perf_counter() - t0:.0f} s)", ""]
+
+
+def calibrate(ctx, args, device_name: str, gpu_key: str | None) -> str:
+    """Write what this GPU run has measured so far to the calibration file; returns the sections written."""
+    if ctx.device != "cuda" or ctx.tiny or not args.calibration:
+        return ""
+    updates = calibration_updates(ctx.results, device_name, gpu_key, datetime.date.today().isoformat())
+    if not updates:
+        return ""
+    from finegpt.memory.calibrate import write as write_calibration
+
+    write_calibration(updates, args.calibration)
+    return ", ".join(updates)
+
+
+def run_checks(args, out: Path | None) -> int:
+    from types import SimpleNamespace
+
+    cuda = args.device == "cuda"
+    dtype = "bfloat16" if not cuda or torch.cuda.is_bf16_supported() else "float16"
+    device_name = torch.cuda.get_device_name() if cuda else "CPU"
+    gpu = memory.gpu_from_device_name(device_name) if cuda else None
+    gpu_key = memory.gpus.preset_key(gpu) if gpu else None
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = SimpleNamespace(
+            device=args.device, run_device=args.device, tiny=args.tiny, torch_dtype=dtype, root=Path(tmp),
+            dtype_key={"bfloat16": "bf16", "float16": "fp16"}[dtype], budget_s=args.budget_s,
+            started=time.perf_counter(), results={"overhead": {}, "memory": [], "mfu": {}},
+        )  # fmt: skip
+        command = "python bench/gpu_check.py" + (" --dry-run" if args.dry_run else "")
+        parts = [
+            "# GPU check",
+            "",
+            f"Command: `{command}`  ",
+            f"Date: {datetime.date.today().isoformat()}  ",
+            f"Machine: {machine(args.device)}",
+            "",
+            f"Models: {'a tiny 2-layer GPT (dry run)' if args.tiny else 'the guide 24 GB config and GPT-2 124M'}, "
+            f"{dtype} autocast, fused AdamW, flash attention (SDPA). Preset: {gpu_key or 'none'}.",
+            "",
+        ]
+        write(out, parts)
+        written = ""
+        with compile_backend(args.compile_backend):
+            for kind, title, estimate_s, fn in SECTIONS:
+                parts += run_section(ctx, kind, title, estimate_s, fn)
+                write(out, parts)
+                written = calibrate(ctx, args, device_name, gpu_key) or written
+    if written:
+        parts += [
+            "## Calibration",
+            "",
+            f"Wrote {written} to `finegpt/memory/calibration.json`: measured values only.",
+            "",
+        ]
+    parts.append(f"Total time {time.perf_counter() - ctx.started:.0f} s.")
+    write(out, parts)
+    print(f"gpu_check: done in {time.perf_counter() - ctx.started:.0f} s" + (f"; wrote {out}" if out else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    ap.add_argument("--tiny", action="store_true", help="a 2-layer model and short runs instead of GPT-2 124M")
+    ap.add_argument("--tiny", action="store_true", help="a 2-layer model and short runs instead of the real configs")
     ap.add_argument("--dry-run", action="store_true", help="same as --device cpu --tiny --compile_backend eager")
-    ap.add_argument("--compile_backend", default="inductor", help="torch.compile backend for the compiled run")
-    ap.add_argument("--budget_s", type=float, default=480, help="skip the sections that would start after this")
+    ap.add_argument("--compile_backend", default="inductor", help="torch.compile backend for the compiled runs")
+    ap.add_argument("--budget_s", type=float, default=270, help="a section starts only if it fits in this many seconds")
     ap.add_argument("--out", default=None, help="where to write (default docs/gpu_results.md on CUDA, nowhere on CPU)")
+    ap.add_argument(
+        "--calibration",
+        default=str(ROOT / "finegpt" / "memory" / "calibration.json"),
+        help="the calibration file to update from what a GPU run measured ('' to leave it alone)",
+    )
     args = ap.parse_args(argv)
     if args.dry_run:
         args.device, args.tiny, args.compile_backend = "cpu", True, "eager"
@@ -265,11 +375,7 @@ def main(argv=None) -> int:
     if args.device == "cpu" and not args.tiny:
         print("gpu_check: GPT-2 124M on CPU would take hours; use --tiny (or --dry-run) on CPU.")
         return 2
-    out = (
-        Path(args.out)
-        if args.out
-        else (None if args.device == "cpu" else Path(__file__).resolve().parents[1] / "docs" / "gpu_results.md")
-    )
+    out = Path(args.out) if args.out else (None if args.device == "cpu" else ROOT / "docs" / "gpu_results.md")
     threads = torch.get_num_threads()
     if args.device == "cpu":
         torch.set_num_threads(1)  # tiny models run fastest on one thread
@@ -277,103 +383,6 @@ def main(argv=None) -> int:
         return run_checks(args, out)
     finally:
         torch.set_num_threads(threads)
-
-
-def run_checks(args, out: Path | None) -> int:
-    dtype = "bfloat16" if args.device == "cpu" or torch.cuda.is_bf16_supported() else "float16"
-    model_cfg = ModelConfig(**(TINY if args.tiny else GPT2_124M))
-    started = time.perf_counter()
-    command = "python bench/gpu_check.py" + (" --dry-run" if args.dry_run else "")
-    parts = [
-        "# GPU check",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
-        f"Machine: {machine(args.device)}",
-        "",
-        f"Model: {'a tiny 2-layer GPT (dry run)' if args.tiny else 'GPT-2 124M'} "
-        f"({GPT(model_cfg).get_num_params() / 1e6:.2f}M parameters without position embeddings), "
-        f"T={model_cfg.block_size}, {dtype} autocast, fused AdamW, flash attention (SDPA).",
-        "",
-    ]
-    write(out, parts)
-
-    with tempfile.TemporaryDirectory() as tmp, compile_backend(args.compile_backend):
-        root = Path(tmp)
-        sections = [
-            (
-                "mfu",
-                "## MFU: finegpt's train() on random tokens",
-                lambda: mfu_section(model_cfg, args.device, dtype, args.tiny, root, compiled=False),
-            ),
-            (
-                "memory",
-                "## Memory: predicted vs measured peak",
-                lambda: memory_section(args.device, dtype, args.tiny, compiled=False),
-            ),
-            (
-                "sampling",
-                "## Sampling: KV cache vs full recompute (batch 1, greedy)",
-                lambda: sampling_section(model_cfg, args.device, dtype, args.tiny),
-            ),
-            (
-                "mfu",
-                "## MFU with torch.compile",
-                lambda: mfu_section(model_cfg, args.device, dtype, args.tiny, root, compiled=True),
-            ),
-        ]
-        if not args.tiny:
-            sections.append(
-                (
-                    "memory",
-                    "## Memory with torch.compile",
-                    lambda: memory_section(args.device, dtype, args.tiny, compiled=True),
-                )
-            )
-        notes = {
-            "mfu": (
-                "MFU = 6N + 12·L·C·T FLOPs per token (nanoGPT's estimate) x tokens/s / the dense 16-bit peak "
-                "of this GPU in finegpt.memory's table. Median over the timed iterations, after warm-up "
-                "ones (compilation happens in the first). Data share: host time fetching batches / "
-                "iteration time. The batch is the largest micro-batch (up to 16) finegpt.memory fits on this GPU."
-            ),
-            "memory": (
-                "From bench/memory_validation.py: measured / predicted peak MiB allocated in each phase "
-                "(on CUDA, torch.cuda.max_memory_allocated around a steady-state step); configs the "
-                "model predicts would not fit are left out."
-            ),
-            "sampling": (
-                "Random weights: this measures speed only. float32 matmuls run as TF32 on GPUs that "
-                "have it (the training loop enables it)."
-            ),
-        }
-        for i, (kind, title, fn) in enumerate(sections):
-            elapsed = time.perf_counter() - started
-            if elapsed > args.budget_s:
-                parts += [title, "", f"Skipped: {elapsed:.0f} s had passed (budget {args.budget_s:.0f} s).", ""]
-                continue
-            print(title, flush=True)
-            t0 = time.perf_counter()
-            lines = fn()
-            head = MFU_HEAD if kind == "mfu" else []
-            note = notes[kind] if title in {s[1] for s in sections[:3]} else ""
-            parts += [
-                title,
-                "",
-                *([note, ""] if note else []),
-                *head,
-                *lines,
-                "",
-                f"({time.perf_counter() - t0:.0f} s)",
-                "",
-            ]
-            write(out, parts)
-            if i == 0:
-                print("\n".join(head + lines), flush=True)
-    parts.append(f"Total time {time.perf_counter() - started:.0f} s.")
-    write(out, parts)
-    print(f"gpu_check: done in {time.perf_counter() - started:.0f} s" + (f"; wrote {out}" if out else ""))
-    return 0
 
 
 if __name__ == "__main__":

@@ -236,10 +236,11 @@ def add_memory(sub) -> None:
 
     p = sub.add_parser(
         "memory",
-        help="peak GPU memory of a config, term by term, and whether it fits a GPU",
+        help="peak GPU memory of a config, term by term, eager and compiled, and whether it fits a GPU",
         description="Settings come from an optional nanoGPT-style config file, then --key=value: the keys of "
         "`finegpt train` (gradient_accumulation_steps is the total over all GPUs, as there), and --world_size=N "
-        "for N GPUs (per-GPU figures).",
+        "for N GPUs (per-GPU figures). A config file compiles unless it says compile=False (nanoGPT's train.py "
+        "default); the output shows the eager and the compiled peak side by side, each with its verdict.",
         epilog="What-if keys, answered by the memory model only (`finegpt train` does not run them): "
         + "; ".join(f"--{k}={v}" for k, v in WHAT_IF.items())
         + ".",
@@ -251,27 +252,60 @@ def add_memory(sub) -> None:
     p.set_defaults(func=cmd_memory, accepts_overrides=True)
 
 
+def format_guide_verdicts(verdicts: dict, gpu: str) -> str:
+    """guide_verdicts as the lines `finegpt memory --guide` starts with."""
+    from finegpt import memory
+
+    g = memory.get_gpu(gpu)
+    lines = [f"the guide's 24 GB config (10L/10H/640, batch_size=32, T=1024) on one {g.name} ({g.memory_gib} GiB):"]
+    for mode, v in verdicts.items():
+        low, high = v["nvidia_smi_gib"]
+        why = "widest uncertainty" if v["status"] == "tight" else "largest term"
+        extra = f" [{v['compiled_status']}]" if v["compiled_status"] else ""
+        lines.append(
+            f"  {mode:<9}peak {v['peak_gib']:5.1f} GiB, nvidia-smi {low:.1f}-{high:.1f} GiB: {v['label']} "
+            f"({why}: {v['deciding']}){extra}"
+        )
+    return "\n".join(lines)
+
+
 def cmd_memory(args, extra) -> int:
     import json
 
     from finegpt import memory
-    from finegpt.config import load_config_file, parse_overrides
+    from finegpt.config import config_file_settings, parse_overrides
 
     if args.guide:
-        checks = memory.check_guide()
-        print(json.dumps([c.to_dict() for c in checks]) if args.json else memory.format_checks(checks))
+        gpu = args.gpu or "4090"
+        verdicts, checks = memory.guide_verdicts(gpu), memory.check_guide()
+        if args.json:
+            print(json.dumps({"guide_24gb": verdicts, "checks": [c.to_dict() for c in checks]}))
+        else:
+            print(format_guide_verdicts(verdicts, gpu) + "\n\n" + memory.format_checks(checks))
         return 0
-    values = {**(load_config_file(args.config) if args.config else {}), **parse_overrides(extra)}
-    model_cfg, run, train_cfg, notes = memory.run_from_settings(values, gpu=args.gpu)
+    overrides = parse_overrides(extra)
+    values, notes = config_file_settings(args.config, overrides) if args.config else (overrides, [])
+    model_cfg, run, train_cfg, more = memory.run_from_settings(values, gpu=args.gpu)
     summary = memory.fit_summary(model_cfg, run, train_cfg.max_iters)
-    print(json.dumps(summary) if args.json else "\n".join(notes + [memory.format_fit_summary(model_cfg, run, summary)]))
+    summary["notes"] = notes + more
+    print(
+        json.dumps(summary)
+        if args.json
+        else "\n".join(notes + more + [memory.format_fit_summary(model_cfg, run, summary)])
+    )
     return 0
 
 
 def add_recommend(sub) -> None:
-    p = sub.add_parser("recommend", help="a model and batch for each GPU (the corrected guide table)")
+    p = sub.add_parser(
+        "recommend", help="the model each GPU trains Chinchilla-optimally in a budget (the corrected guide table)"
+    )
     p.add_argument("--gpu", default=None, help="one preset only (default: all)")
     p.add_argument("--block_size", type=int, default=1024)
+    p.add_argument(
+        "--hours", type=float, default=None, help="training budget (default: a day; the T4: its lab session)"
+    )
+    p.add_argument("--compile", action="store_true", help="plan for torch.compile (default: eager)")
     p.add_argument("--json", action="store_true", help="print one JSON object per GPU")
     p.set_defaults(func=cmd_recommend)
 
@@ -280,26 +314,31 @@ def cmd_recommend(args, extra) -> int:
     import json
 
     from finegpt import memory
+    from finegpt.memory.solve import HEADROOM
 
-    rows = (
-        [memory.recommend(args.gpu, block_size=args.block_size)]
-        if args.gpu
-        else memory.recommend_all(block_size=args.block_size)
-    )
+    kw = dict(block_size=args.block_size, hours=args.hours, compiled=args.compile)
+    rows = [memory.recommend(args.gpu, **kw)] if args.gpu else memory.recommend_all(**kw)
     if args.json:
         print("\n".join(json.dumps(r.to_dict()) for r in rows))
         return 0
     print(
         f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
-        f"{'tokens/step':>12}{'peak GiB':>10}{'Chinchilla tokens':>19}{'hours':>8}"
+        f"{'peak GiB':>10}{'smi GiB':>9}{'budget h':>10}{'Chinchilla h':>14}{'MFU':>10}"
     )
     for r in rows:
+        fast, slow = r.hours_chinchilla
+        lo, hi = r.mfu_range
         print(
             f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
-            f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.tokens_per_step:>12,}"
-            f"{r.peak_gib:>10.1f}{r.chinchilla_tokens / 1e9:>18.2f}B{r.hours_chinchilla:>8.1f}"
+            f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.peak_gib:>10.1f}"
+            f"{r.nvidia_smi_gib:>9.1f}{r.budget_hours:>10.2f}{f'{fast:.1f}-{slow:.1f}':>14}{f'{lo:.0%}-{hi:.0%}':>10}"
         )
-    print("eager PyTorch, bias=False, 10 % headroom; hours for the Chinchilla tokens at the assumed MFU")
+    mode = "compiled" if args.compile else "eager"
+    print(
+        f"{mode}, bias=False, 0.5M tokens per step; the model whose tokens in the budget (at the low MFU) come "
+        f"closest to 20 per non-embedding parameter, that fits with {HEADROOM:.0%} headroom over the "
+        "high end of nvidia-smi (smi GiB); Chinchilla h: 20 tokens per parameter at the high-low MFU"
+    )
     return 0
 
 

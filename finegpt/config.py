@@ -1,8 +1,9 @@
 """Configs: `ModelConfig` and `TrainConfig` with nanoGPT's names and defaults, validation,
 nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
 
-Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs; the arithmetic
-every room shares: GIB, padded_vocab, local_accumulation; WHAT_IF, the memory model's knobs the trainer lacks.
+Entry points: ModelConfig, TrainConfig, load_config_file, config_file_settings (nanogpt_defaults),
+parse_overrides, build_configs; the arithmetic every room shares: GIB, padded_vocab, local_accumulation;
+WHAT_IF, the memory model's knobs the trainer lacks.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class TrainConfig:
     backend: str = "auto"  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     device: str = "auto"
     dtype: str = "auto"  # bf16 where supported, else fp16 with a GradScaler; fp32 on CPU
-    compile: bool = False
+    compile: bool = False  # nanoGPT's train.py says True, and so do config files (NANOGPT_TRAIN_DEFAULTS)
     activation_checkpointing: bool = False
     fsdp: bool = False
     seed: int = 1337
@@ -305,8 +306,35 @@ def _check_lines(source: str, path: Path) -> None:
             )
 
 
+# A nanoGPT config file overrides nanoGPT's train.py, whose defaults differ from TrainConfig's in one key:
+# train.py compiles the model. So a file that does not set compile runs compiled, here as there.
+# TrainConfig() itself stays eager: the quickstart and the CPU notebooks would spend minutes compiling a toy.
+NANOGPT_TRAIN_DEFAULTS = {"compile": True}
+
+
+def nanogpt_defaults(values: dict, path: str | Path) -> tuple[dict, list[str]]:
+    """The NANOGPT_TRAIN_DEFAULTS that the settings of config file `path` (with its overrides, and a resumed
+    run's saved settings) leave unset, and a note for each, saying so and how to turn it off."""
+    unset = {key: value for key, value in NANOGPT_TRAIN_DEFAULTS.items() if key not in values}
+    notes = [
+        f"note: {key}={value} (nanoGPT's train.py default, which config files follow; {Path(path).name} "
+        f"does not set {key}: add {key}={not value} or --{key}={not value} to change it)"
+        for key, value in unset.items()
+    ]
+    return unset, notes
+
+
+def config_file_settings(path: str | Path, overrides: dict | None = None) -> tuple[dict, list[str]]:
+    """A config file's values over nanoGPT train.py's defaults (NANOGPT_TRAIN_DEFAULTS), then overrides;
+    and a note for each default that applies, so the output says so and how to turn it off."""
+    values = {**load_config_file(path), **(overrides or {})}
+    defaults, notes = nanogpt_defaults(values, path)
+    return {**defaults, **values}, notes
+
+
 def load_config_file(path: str | Path) -> dict:
-    """Read `key = value` lines of a nanoGPT config file into a dict, safely (no exec)."""
+    """Read `key = value` lines of a nanoGPT config file into a dict, safely (no exec). Only what the file
+    says: config_file_settings adds nanoGPT train.py's defaults (compile=True)."""
     path = Path(path)
     if not path.is_file():
         raise bad("config", str(path), "no such file", "Check the path, or pass settings as --key=value")

@@ -33,9 +33,11 @@ MEMORY_DEFAULTS = dict(
     attention="flash",
     activation_checkpointing=False,
     optimizer="adamw_fused",
+    compile=False,
     gpu="T4",
     tokens=1e9,
 )
+VERDICT_COLOURS = {"fits": "#55a868", "tight": "#dd8452", "out of memory": "#c44e52"}
 
 
 def peak_terms(report) -> dict[str, int]:
@@ -50,19 +52,19 @@ class MemoryView:
     settings: dict
     error: str | None = None
     report: object = None
-    verdict: str = ""  # 'fits' or 'OOM' (estimate's own verdict), '' without a GPU
+    verdict: str = ""  # estimate's verdict label ('fits', 'tight (inside the uncertainty)', 'out of memory')
     max_batch_size: int = 0
     plan: object = None  # finegpt.memory.BatchPlan keeping tokens per step, or None
     tokens_per_step: int = 0
     iters: int = 0
-    hours: float = 0.0
+    hours: tuple[float, float] = (0.0, 0.0)  # (fast, slow), from the card's MFU range
     lines: list[str] = field(default_factory=list)
     html: str = ""
 
 
 def memory_view(**settings) -> MemoryView:
-    """Estimate the settings' peak memory on the GPU, the largest micro-batch, a batch plan keeping the
-    tokens per step, and the hours for `tokens`. Bad settings give the one-line error instead."""
+    """Estimate the settings' peak memory on the GPU, the verdict, the largest micro-batch, a batch plan
+    keeping the tokens per step, and the hours for `tokens`. Bad settings give the one-line error instead."""
     from finegpt import memory as M
     from finegpt.config import ModelConfig, TrainConfig
 
@@ -76,19 +78,22 @@ def memory_view(**settings) -> MemoryView:
             batch_size=s["batch_size"],
             gradient_accumulation_steps=s["gradient_accumulation_steps"],
             activation_checkpointing=bool(s["activation_checkpointing"]),
+            compile=bool(s["compile"]),
         )  # dtype, attention and optimizer are the memory model's names (pure_bf16 and the others: what-ifs)
         run = M.run_config(
             train_cfg, gpu=s["gpu"], dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"]
         )
         report = M.estimate(cfg, run)
         gpu = M.get_gpu(s["gpu"])
-        view.report, view.verdict = report, ("fits" if report.fits else "OOM")
+        view.report, view.verdict = report, report.verdict.label
         view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
         view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
         if view.max_batch_size:
             view.plan = M.plan(cfg, run, view.tokens_per_step, gpu)
         view.iters = -(-int(s["tokens"]) // view.tokens_per_step)
-        view.hours = M.train_time_s(cfg, int(s["tokens"]), gpu, run.dtype) / 3600
+        view.hours = tuple(
+            x / 3600 for x in M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.dtype, compiled=run.compile)
+        )
     except FinegptError as e:
         view.error = str(e)
         view.html = (
@@ -96,61 +101,78 @@ def memory_view(**settings) -> MemoryView:
             f"{html.escape(str(e))}</b></div>"
         )
         return view
-    n_params = M.count_params(cfg)
-    b = view.plan
-    view.lines = [
-        f"model: {n_params / 1e6:.1f}M parameters (nanoGPT's count), "
-        f"{M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token",
-        f"peak {format_gib(report.peak_bytes)} GiB allocated ({report.peak_phase}), reserved "
-        f"{format_gib(report.reserved_bytes)} GiB, "
-        f"nvidia-smi about {format_gib(report.nvidia_smi_bytes)} GiB; {gpu.name}: "
-        f"{format_gib(report.memory_bytes)} GiB -> {view.verdict}",
-        f"largest micro-batch with 10% headroom: {view.max_batch_size}"
-        + (
-            f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
-            f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)"
-            if b
-            else ": nothing fits, try activation checkpointing or a smaller model"
-        ),
-        f"{view.tokens_per_step:,} tokens/step; {s['tokens']:.3g} tokens = {view.iters:,} steps = {view.hours:.2f} h "
-        f"at {M.default_mfu(gpu):.0%} MFU ({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
-    ]
+    view.lines = _memory_lines(view, cfg, run, gpu)
     view.html = memory_html(view)
     return view
 
 
+def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
+    from finegpt import memory as M
+    from finegpt.memory.solve import HEADROOM
+
+    r, b, (lo, hi) = view.report, view.plan, M.mfu_range(gpu, run.compile)
+    low, high = r.nvidia_smi_range
+    mode = f"compiled, {r.compiled_status}" if run.compile else "eager"
+    return [
+        f"model: {M.count_params(cfg) / 1e6:.1f}M parameters (nanoGPT's count), "
+        f"{M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token; {mode}",
+        f"peak {format_gib(r.peak_bytes)} GiB allocated ({r.peak_phase}); nvidia-smi {format_gib(low)}-"
+        f"{format_gib(high)} GiB; {gpu.name}: {format_gib(r.memory_bytes)} GiB -> {r.verdict}",
+        f"largest micro-batch with {HEADROOM:.0%} headroom over the high end: {view.max_batch_size}"
+        + (
+            f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
+            f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)"
+            if b
+            else ": nothing fits, try activation checkpointing, compile or a smaller model"
+        ),
+        f"{view.tokens_per_step:,} tokens/step; {view.settings['tokens']:.3g} tokens = {view.iters:,} steps = "
+        f"{view.hours[0]:.2f}-{view.hours[1]:.2f} h at {hi:.0%}-{lo:.0%} MFU "
+        f"({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
+    ]
+
+
 def memory_html(view: MemoryView) -> str:
-    """A stacked bar of the peak's terms against the GPU's usable memory, the verdict and the plan."""
+    """A stacked bar against the GPU's memory: the peak's terms, then what nvidia-smi adds (its low end),
+    then the low-to-high uncertainty (hatched). finegpt.memory.bar_segments gives the pieces, so the bar
+    crosses the black line exactly when the verdict is not 'fits'. Then the verdict and the plan."""
+    from finegpt.memory import bar_segments
     from finegpt.plots import term_colour
 
     r = view.report
-    parts = peak_terms(r)
-    parts["allocator slack + CUDA context"] = r.nvidia_smi_bytes - r.peak_bytes  # what nvidia-smi adds
-    scale = max(r.memory_bytes, r.nvidia_smi_bytes) * 1.04
+    segments = bar_segments(r)
+    scale = max(r.memory_bytes, r.nvidia_smi_range[1]) * 1.04
+
+    def style(kind: str, name: str, i: int) -> str:
+        if kind == "uncertain":
+            return "background:repeating-linear-gradient(45deg,#bbb 0 4px,#eee 4px 8px)"
+        return f"background:{'#999' if kind == 'overhead' else term_colour(name, i)}"
+
     segs = "".join(
-        f"<div title='{html.escape(k)}: {format_gib(v)} GiB' style='width:{100 * v / scale:.3f}%;"
-        f"background:{term_colour(k, i)}'></div>"
-        for i, (k, v) in enumerate(parts.items())
+        f"<div title='{html.escape(k)}: {format_gib(v)} GiB' style='width:{100 * v / scale:.3f}%;{style(kind, k, i)}'>"
+        "</div>"
+        for i, (k, v, kind) in enumerate(segments)
+    )
+    legend = " ".join(
+        f"<span style='white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;"
+        f"{style(kind, k, i)}'></span> {html.escape(k)} {format_gib(v)}</span>"
+        for i, (k, v, kind) in enumerate(segments)
     )
     cap = 100 * r.memory_bytes / scale
-    legend = " ".join(
-        f"<span style='white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;background:"
-        f"{term_colour(k, i)}'></span> "
-        f"{html.escape(k)} {format_gib(v)}</span>"
-        for i, (k, v) in enumerate(parts.items())
-    )
-    colour = "#55a868" if view.verdict == "fits" else "#c44e52"
+    colour = VERDICT_COLOURS[r.verdict.status]
+    low, high = r.nvidia_smi_range
     return (
         "<div class='finegpt-memory' style='font-family:sans-serif;max-width:760px'>"
         f"<div style='font-size:15px'>peak <b><span class='finegpt-peak-gib'>{format_gib(r.peak_bytes)}</span> GiB</b> "
-        f"allocated ({r.peak_phase} phase), about {format_gib(r.nvidia_smi_bytes)} GiB in nvidia-smi, on the "
+        f"allocated ({r.peak_phase} phase), {format_gib(low)}-{format_gib(high)} GiB in nvidia-smi, on the "
         f"{html.escape(r.gpu)} with <span class='finegpt-gpu-gib'>{format_gib(r.memory_bytes)}</span> "
-        f"GiB: <b class='finegpt-verdict' style='color:{colour}'>{view.verdict}</b></div>"
+        f"GiB: <b class='finegpt-verdict' style='color:{colour}'>{view.verdict}</b> "
+        f"<span class='finegpt-deciding'>({html.escape(r.verdict.deciding)})</span></div>"
         "<div style='position:relative;height:26px;margin:6px 0;background:#eee'>"
         f"<div style='display:flex;height:100%'>{segs}</div>"
         f"<div title='GPU memory' "
         f"style='position:absolute;left:{cap:.3f}%;top:-4px;height:34px;border-left:3px solid black'></div></div>"
-        f"<div style='font-size:11px;line-height:1.6'>{legend} (GiB; black line: the GPU)</div>"
+        f"<div style='font-size:11px;line-height:1.6'>{legend} (GiB; grey: nvidia-smi's extras, low end; "
+        "hatched: low to high; black line: the GPU)</div>"
         "<pre class='finegpt-memory-lines' style='font-size:12px;line-height:1.4;white-space:pre-wrap'>"
         + html.escape("\n".join(view.lines))
         + "</pre></div>"
@@ -203,6 +225,7 @@ def _memory_controls(d: dict) -> dict:
         attention=["flash", "math"],
         activation_checkpointing=[("off", False), ("on", True)],
         optimizer=list(OPTIMIZERS),
+        compile=[("off (eager)", False), ("on (torch.compile)", True)],
         gpu=[(f"{k} ({g.memory_gib:g} GiB)", k) for k, g in GPUS.items()],
     )
     for k, options in dropdowns.items():
@@ -214,7 +237,7 @@ def _memory_controls(d: dict) -> dict:
 
 MEMORY_LAYOUT = [  # the calculator's two columns: the model and batch, then the run
     ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "tokens"],
-    ["dtype", "attention", "activation_checkpointing", "optimizer", "gpu"],
+    ["dtype", "attention", "activation_checkpointing", "optimizer", "compile", "gpu"],
 ]
 
 

@@ -190,7 +190,7 @@ def open_browser(tmp: Path, width: int = 1280, height: int = 1000):
 
 def estimate_text(**settings) -> tuple[str, str] | str:
     """What the calculator must show for `settings` (over its defaults), from `finegpt.memory.estimate`
-    itself: (peak GiB with two decimals, 'fits' or 'OOM'), or the one-line error for bad settings."""
+    itself: (peak GiB with two decimals, the verdict's label), or the one-line error for bad settings."""
     from finegpt import memory as M
     from finegpt.config import ModelConfig
     from finegpt.errors import FinegptError
@@ -210,12 +210,13 @@ def estimate_text(**settings) -> tuple[str, str] | str:
                 attention=s["attention"],
                 optimizer=s["optimizer"],
                 activation_checkpointing=s["activation_checkpointing"],
+                compile=s["compile"],
                 gpu=s["gpu"],
             ),
         )
     except FinegptError as e:
         return str(e)
-    return f"{report.peak_bytes / M.GIB:.2f}", "fits" if report.fits else "OOM"
+    return f"{report.peak_bytes / M.GIB:.2f}", report.verdict.label
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
-"""bench/gpu_check.py: without CUDA it exits 0 and writes nothing; --dry-run runs every section on CPU."""
+"""bench/gpu_check.py: without CUDA it exits 0 and writes nothing; --dry-run runs every section on CPU and
+never touches the calibration; what a GPU run measured becomes calibration updates, and nothing else does."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import torch
+
+from finegpt.config import ModelConfig
+from finegpt.memory import RunConfig, estimate
+from finegpt.memory import calibration as cal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import gpu_check  # noqa: E402
@@ -19,11 +25,11 @@ def snapshot(path: Path):
 
 def test_without_cuda_it_says_so_exits_zero_and_writes_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before = snapshot(DEFAULT_OUT)
+    before = snapshot(DEFAULT_OUT), snapshot(cal.PATH)
     assert gpu_check.main([]) == 0
     assert gpu_check.main(["--out", str(tmp_path / "results.md")]) == 0
     assert "no CUDA GPU on this machine" in capsys.readouterr().out
-    assert snapshot(DEFAULT_OUT) == before
+    assert (snapshot(DEFAULT_OUT), snapshot(cal.PATH)) == before
     assert list(tmp_path.iterdir()) == []
 
 
@@ -31,23 +37,57 @@ def test_gpt2_size_on_cpu_is_refused():
     assert gpu_check.main(["--device", "cpu"]) == 2
 
 
-def test_dry_run_runs_every_section_on_cpu(tmp_path):
-    out = tmp_path / "results.md"
+def test_dry_run_runs_every_section_on_cpu_and_leaves_the_calibration_alone(tmp_path):
+    out, calibration = tmp_path / "results.md", tmp_path / "calibration.json"
     threads = torch.get_num_threads()
-    assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
+    assert gpu_check.main(["--dry-run", "--out", str(out), "--calibration", str(calibration)]) == 0
     assert torch.get_num_threads() == threads
     text = out.read_text()
-    for title in (
-        "## MFU: finegpt's train() on random tokens",
-        "## Memory: predicted vs measured peak",
-        "## Sampling: KV cache vs full recompute",
-        "## MFU with torch.compile",
-    ):
-        assert title in text
+    for _, title, _, _ in gpu_check.SECTIONS:
+        assert f"## {title}" in text
     assert "Command: `python bench/gpu_check.py --dry-run`" in text
+    assert "| tiny (dry run) | eager |" in text and "| tiny (dry run) | compiled |" in text
     assert "| eager | 4 x 4 x 32 |" in text and "| torch.compile | 4 x 4 x 32 |" in text
-    assert "| fp32 flash |" in text and "| bf16 flash |" in text
     assert "| float32 | 16 |" in text and "| bfloat16 | 32 |" in text
-    assert "Skipped" not in text and text.rstrip().splitlines()[-1].startswith("Total time")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md"]  # no temp file left behind
+    assert "Skipped" not in text and "Failed" not in text and text.rstrip().splitlines()[-1].startswith("Total time")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md"]  # no temp file, no calibration written
     assert torch.compile.__module__ == "torch"  # the eager-backend swap is undone
+
+
+def test_a_failing_section_is_reported_and_the_rest_still_run(tmp_path, monkeypatch):
+    def broken(ctx):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    sections = list(gpu_check.SECTIONS)
+    sections[1] = (sections[1][0], sections[1][1], sections[1][2], broken)
+    monkeypatch.setattr(gpu_check, "SECTIONS", sections)
+    out = tmp_path / "results.md"
+    assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Failed after" in text and "illegal memory access" in text
+    assert f"## {sections[-1][1]}" in text and text.rstrip().splitlines()[-1].startswith("Total time")
+
+
+def test_a_gpu_run_calibrates_only_what_it_measured(tmp_path):
+    cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640, bias=False)
+    run = RunConfig(batch_size=32, dtype="bf16", compile=True)
+    predicted = estimate(cfg, run).peaks
+    one_copy = 32 * 1024 * 50304 * 2
+    measured = {**predicted, "train": predicted["train"] + one_copy, "peak": predicted["train"] + one_copy}
+    extra = {"context_bytes": int(0.9 * 2**30), "reserved_factor": 1.08, "smi": 0}
+    results = {"overhead": {}, "memory": [("guide", cfg, run, measured, extra)], "mfu": {"compiled": 0.31}}
+    updates = gpu_check.calibration_updates(results, "NVIDIA H200", "H200", "2026-12-01")
+    assert updates["compiled"]["logits_train_copies"] == 4.0 and updates["compiled"]["logits_eval_copies"] == 2.0
+    assert updates["compiled"]["status"] == "GPU-measured (NVIDIA H200, 2026-12-01)"
+    overheads = updates["overheads"]
+    assert overheads["cuda_context_gib_compiled"] == 0.9 and "cuda_context_gib_eager" not in overheads
+    assert updates["mfu"]["H200"]["compiled"] == 0.31 and "eager" not in updates["mfu"]["H200"]
+    assert gpu_check.calibration_updates({"overhead": {}, "memory": [], "mfu": {}}, "x", None, "d") == {}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(cal.load()))
+    from finegpt.memory.calibrate import write
+
+    write(updates, path)
+    with cal.use(path):
+        assert estimate(cfg, run).peaks["train"] - predicted["train"] == one_copy
+        assert estimate(cfg, run).compiled_status.startswith("GPU-measured")

@@ -152,6 +152,7 @@ def test_cli_trains_from_nanogpt_style_config_file_with_overrides(data_dir, tmp_
         "# a nanoGPT-style config\nout_dir = 'out-tiny'\nwandb_mode = 'offline'\n"
         "n_layer = 2\nn_head = 2\nn_embd = 16 * 2\nblock_size = 32\nbatch_size = 4\n"
         "gradient_accumulation_steps = 1\nmax_iters = 100\neval_interval = 2\neval_iters = 1\ndevice = 'cpu'\n"
+        "compile = False\n"
     )
     assert main(["train", "tiny.py", f"--data_dir={data_dir}", "--max_iters=2"]) == 0
     out = capsys.readouterr().out

@@ -80,6 +80,7 @@ def _estimate(s):
         attention=s["attention"],
         optimizer=s["optimizer"],
         activation_checkpointing=s["activation_checkpointing"],
+        compile=s["compile"],
         gpu=s["gpu"],
     )
     return cfg, run, M.estimate(cfg, run)
@@ -100,6 +101,9 @@ GRID = [
         dict(optimizer="sgd", gpu="4090", dtype="pure_bf16", batch_size=8),
         dict(optimizer="sgd_momentum", gpu="V100-16", n_embd=512, n_head=8, n_layer=8),
         dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=1, gradient_accumulation_steps=1),
+        dict(compile=True),
+        dict(compile=True, n_layer=10, n_head=10, n_embd=640, batch_size=32, gpu="4090", dtype="bf16"),
+        dict(compile=True, batch_size=16, gpu="4080", dtype="bf16", n_layer=8, n_head=8, n_embd=512),
     ]
 ]
 
@@ -110,17 +114,22 @@ def test_memory_view_shows_exactly_what_estimate_returns(s):
     view = widgets.memory_view(**s)
     assert view.error is None
     assert view.report.peak_bytes == report.peak_bytes and view.report.terms == report.terms
-    assert view.verdict == ("fits" if report.fits else "OOM")
+    assert view.verdict == report.verdict.label and report.verdict.deciding in view.html
     assert f"<span class='finegpt-peak-gib'>{report.peak_bytes / 2**30:.2f}</span>" in view.html
     assert f">{view.verdict}</b>" in view.html
     assert sum(widgets.peak_terms(report).values()) == report.peak_bytes
+    # the bar ends where the verdict's range does: its solid part at the low end, the hatched part at the high
+    segments = M.bar_segments(report)
+    assert sum(v for _, v, kind in segments if kind != "uncertain") == report.verdict.low_bytes
+    assert sum(v for _, v, _ in segments) == report.verdict.high_bytes
     assert view.max_batch_size == M.max_micro_batch(cfg, run, s["gpu"])
     tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
     assert view.tokens_per_step == tokens_per_step
     if view.max_batch_size:
         assert view.plan == M.plan(cfg, run, tokens_per_step, s["gpu"])
         assert view.plan.batch_size <= view.max_batch_size
-    assert view.hours == pytest.approx(M.train_time_s(cfg, int(s["tokens"]), s["gpu"], run.dtype) / 3600)
+    seconds = M.train_time_range_s(cfg, int(s["tokens"]), s["gpu"], run.dtype, compiled=run.compile)
+    assert view.hours == pytest.approx(tuple(x / 3600 for x in seconds))
 
 
 @pytest.mark.parametrize(
@@ -148,6 +157,7 @@ def test_memory_ui_redraws_on_every_control_within_100_ms():
         ("dtype", "fp32"),
         ("activation_checkpointing", True),
         ("optimizer", "sgd"),
+        ("compile", True),
         ("gpu", "4090"),
         ("tokens", 1e10),
     ]:

@@ -1,42 +1,56 @@
 """finegpt.memory: how much GPU memory, compute and time a training run needs, predicted and measured.
 
-estimate() (report.py) sums named terms (terms.py) into the train / optimizer-step / eval peaks of a
-RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py); measure()
-(measurement.py, imports torch) runs finegpt.step's real step and memory_timeline() (timeline.py) records it
-op by op; presets (gpus.py), solvers (solve.py) and the guide check (guide.py) build on them.
+estimate() (report.py) sums named terms (terms.py) into the train / optimizer-step / eval / iter-0 eval peaks
+of a RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py), adds what nvidia-smi
+shows as a low-high range and gives a three-way verdict; measure() (measurement.py, imports torch) runs
+finegpt.step's real step and memory_timeline() (timeline.py) records it op by op; calibration.json holds what
+was measured; presets (gpus.py), solvers and the one planner, plan_budget (solve.py), and the guide check
+(guide.py) build on them.
 """
 
-from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
-from finegpt.memory.guide import check_guide, format_checks
-from finegpt.memory.report import GIB, MemoryReport, estimate
+from finegpt.memory.gpus import (
+    GPUS,
+    MFU_RANGES,
+    Gpu,
+    custom_gpu,
+    detected_gpu_key,
+    get_gpu,
+    gpu_from_device_name,
+    mfu_range,
+    peak_flops,
+)
+from finegpt.memory.guide import check_guide, format_checks, guide_verdicts
+from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
 from finegpt.memory.run import WHAT_IF, RunConfig, run_config, run_from_settings
 from finegpt.memory.solve import (
     BatchPlan,
+    BudgetPlan,
     Recommendation,
     SessionPlan,
     best_dtype,
     chinchilla_tokens,
     default_mfu,
-    fit_summary,
     fits,
     flops_per_token,
-    format_fit_summary,
     max_micro_batch,
     plan,
+    plan_budget,
     recommend,
     recommend_all,
     session_plan,
     tokens_per_run,
+    train_time_range_s,
     train_time_s,
 )
+from finegpt.memory.summary import fit_summary, format_fit_summary, side_by_side
 from finegpt.model import count_params
 
 
-def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
+def measure(model_cfg, run, device: str = "cpu", seed: int = 0, **kw) -> dict:
     """One real training step's peak bytes per phase; see finegpt.memory.measurement (imports torch)."""
     from finegpt.memory.measurement import measure as _measure
 
-    return _measure(model_cfg, run, device, seed)
+    return _measure(model_cfg, run, device, seed, **kw)
 
 
 def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
@@ -49,8 +63,18 @@ def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
 __all__ = [
     "GIB",
     "GPUS",
+    "MFU_RANGES",
     "WHAT_IF",
     "BatchPlan",
+    "BudgetPlan",
+    "Verdict",
+    "bar_segments",
+    "eager_and_compiled",
+    "guide_verdicts",
+    "mfu_range",
+    "plan_budget",
+    "side_by_side",
+    "train_time_range_s",
     "Gpu",
     "MemoryReport",
     "Recommendation",

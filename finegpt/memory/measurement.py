@@ -2,8 +2,9 @@
 
 Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), measure_ranks, LiveBytes.
 The step is finegpt.step's, the one the trainer runs; this module only reads the peaks between its
-phases. On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
-"fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all.
+phases. On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages (the
+profiler's allocation events for a compiled step, see profiled.py); "fake" runs the same step under
+FakeTensorMode, so a 1B model costs no memory at all.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from finegpt import step
 from finegpt.config import ModelConfig
 from finegpt.memory.run import RunConfig
 
-PHASES = ("train", "optimizer", "eval")
+PHASES = ("train", "optimizer", "eval", "first_eval")
 EVAL_ITERS = 2  # estimate_loss's peak is its second batch: the first one's logits are still bound
 
 
@@ -135,50 +136,79 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.
         optimizer=run.optimizer,
     )
     parallel = run.sharding if run.world_size > 1 else None
+    if run.compile:  # a fresh compile per run, as in a new process: past 8 compiles dynamo silently runs eager
+        torch._dynamo.reset()
     return step.wrap(parts, compile=run.compile, parallel=parallel, bucket_view=run.gradient_as_bucket_view)
 
 
-def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker) -> dict:
-    """Two training steps (the first creates the optimizer state), then an eval pass: finegpt.step's own
-    functions, with the tracker read at the boundaries of the second step's phases."""
+def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker, evals: bool = True) -> dict:
+    """The loop's order: the iteration-0 eval (no optimizer state yet, nothing prefetched), two training
+    steps (the first creates the optimizer state), then an eval pass; finegpt.step's own functions, with
+    the tracker read at the boundaries of the phases. evals=False: the two training steps only."""
+    peaks, eval_batches = {}, RandomBatches(model_cfg, run.eval_micro_batch)
+    if evals:
+        if run.compile:  # compile the eval graph before the measured eval (compiling is not the step)
+            step.eval_loss(parts, eval_batches, 1)
+        tracker.reset_peak()
+        step.eval_loss(parts, eval_batches, EVAL_ITERS)
+        peaks["first_eval"] = tracker.peak_bytes
     batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
     G = run.gradient_accumulation_steps
     step.forward_backward(parts, batches, 0, G)
     step.optimizer_step(parts)
     tracker.reset_peak()
     step.forward_backward(parts, batches, G, G)
-    peaks = {"train": tracker.peak_bytes}
+    peaks["train"] = tracker.peak_bytes
     tracker.reset_peak()
     step.optimizer_step(parts)
     peaks["optimizer"] = tracker.peak_bytes
-    tracker.reset_peak()
-    step.eval_loss(parts, RandomBatches(model_cfg, run.eval_micro_batch), EVAL_ITERS)
-    peaks["eval"] = tracker.peak_bytes
+    if evals:
+        tracker.reset_peak()
+        step.eval_loss(parts, eval_batches, EVAL_ITERS)
+        peaks["eval"] = tracker.peak_bytes
     return peaks
 
 
-def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> dict:
-    """Peak bytes allocated per phase ('train', 'optimizer', 'eval') and overall ('peak') in the
-    second of two training steps, then an eval pass. device "fake": the CPU step under
-    FakeTensorMode, allocating nothing. With run.world_size > 1, call it on every rank of an
-    initialized process group: each rank measures its own peaks."""
+def _tracker(dev: torch.device, run: RunConfig, fake: bool):
+    """What reads the peaks, and the modes to run the step under: the CUDA allocator's stats; on CPU the
+    profiler's allocation events for a compiled step (inductor's buffers are invisible to a dispatch mode,
+    and dynamo does not compile under one); else LiveBytes, under FakeTensorMode for device 'fake'."""
+    if dev.type == "cuda":
+        return _CudaBytes(dev), [nullcontext()]
+    if run.compile and not fake:
+        from finegpt.memory.profiled import ProfiledBytes
+
+        tracker = ProfiledBytes()
+        return tracker, [nullcontext(), tracker]
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    tracker = LiveBytes()
+    return tracker, [FakeTensorMode() if fake else nullcontext(), tracker]
+
+
+def measure(
+    model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0, *, tracker=None, evals: bool = True
+) -> dict:
+    """Peak bytes allocated per phase and overall ('peak'): 'first_eval', the iteration-0 eval before any
+    step (no optimizer state, no prefetched batch); 'train' and 'optimizer' of the second of two training
+    steps; 'eval', the eval pass after them (evals=False: the training phases only). device "fake": the
+    CPU step under FakeTensorMode, allocating nothing. tracker: a CPU tracker to read instead of the
+    default (LiveBytes, or ProfiledBytes when compiled), entered around the run. With run.world_size > 1,
+    call it on every rank of an initialized process group: each rank measures its own peaks."""
     torch.manual_seed(seed)
     fake = device == "fake"
     dev = torch.device("cpu" if fake else device)
-    if dev.type == "cuda":
-        tracker, modes = _CudaBytes(dev), [nullcontext()]
+    if tracker is None:
+        tracker, modes = _tracker(dev, run, fake)
     else:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        tracker = LiveBytes()
-        modes = [FakeTensorMode() if fake else nullcontext(), tracker]
+        modes = [nullcontext(), tracker]
     with modes[0], modes[1] if len(modes) > 1 else nullcontext():
         parts = build(model_cfg, run, dev)
-        peaks = _peaks(parts, run, model_cfg, tracker)
+        peaks = _peaks(parts, run, model_cfg, tracker, evals)
         if dev.type == "cuda":
             peaks["reserved"] = tracker.reserved_bytes
         del parts
-    peaks["peak"] = max(peaks[p] for p in PHASES)
+    peaks["peak"] = max(peaks[p] for p in PHASES if p in peaks)
     return peaks
 
 

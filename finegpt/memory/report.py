@@ -1,170 +1,231 @@
-"""`estimate(model_cfg, run)`: peak GPU memory from the config alone, as named terms and three peaks.
+"""`estimate(model_cfg, run)`: peak GPU memory from the config alone, as named terms, four peaks, what
+nvidia-smi adds as a low-high range, and a three-way verdict naming the term that decides it.
 
-Pure Python, no tensors, well under a millisecond. Entry points: estimate, MemoryReport.
+Pure Python, no tensors, well under a millisecond. Entry points: estimate, MemoryReport, Verdict,
+eager_and_compiled, bar_segments.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
 from finegpt.memory import terms as t
+from finegpt.memory.calibration import compiled_status
 from finegpt.memory.gpus import get_gpu
 from finegpt.memory.run import RunConfig
 
-RESERVED_FACTOR = 1.10  # caching allocator: reserved is 1.05-1.2x allocated in eager, static shapes
-CUDA_CONTEXT_BYTES = int(0.4 * GIB)  # CUDA context + kernels, outside the allocator: 0.3-0.5 GiB
-NCCL_8GPU_BYTES = 3 * GIB  # NCCL buffers per GPU seen with 8-GPU DDP; scaled down for fewer ranks
+PHASES = ("train", "optimizer", "eval", "first_eval")
+# the terms torch.compile changes: their CPU-inductor calibration is part of the uncertainty
+COMPILED_TERMS = (
+    "logits + cross-entropy",
+    "logits (forward)",
+    "activations (all layers)",
+    "final norm + embeddings",
+    "eval forward (no grad)",
+)
+VERDICT_LABELS = {"fits": "fits", "tight": "tight (inside the uncertainty)", "out of memory": "out of memory"}
+
+
+@dataclass
+class Verdict:
+    """fits: even the high end of what nvidia-smi will show is under the card's memory; out of memory:
+    even the low end is over; tight: the card sits inside the range, and `deciding` names the widest
+    uncertain term. For fits / out of memory, `deciding` is the peak's largest term."""
+
+    status: str  # 'fits' | 'tight' | 'out of memory'
+    low_bytes: int
+    high_bytes: int
+    memory_bytes: int
+    deciding: str
+
+    @property
+    def label(self) -> str:
+        return VERDICT_LABELS[self.status]
+
+    def __str__(self) -> str:
+        why = "widest uncertainty" if self.status == "tight" else "largest term"
+        return (
+            f"{self.label}: needs {self.low_bytes / GIB:.1f}-{self.high_bytes / GIB:.1f} GiB of "
+            f"{self.memory_bytes / GIB:.1f} ({why}: {self.deciding})"
+        )
 
 
 @dataclass
 class MemoryReport:
-    """Bytes per named term, the three peaks (allocated), and what nvidia-smi would show."""
+    """Bytes per named term, the four peaks (allocated), what nvidia-smi adds, and the verdict."""
 
     terms: dict[str, int]
     activations_per_layer: dict[str, int]  # one layer's saved activations, by component
-    peaks: dict[str, int]  # 'train', 'optimizer', 'eval' (allocated, per rank)
+    peaks: dict[str, int]  # 'train', 'optimizer', 'eval', 'first_eval' (allocated, per rank)
     phase_terms: dict[str, dict[str, int]]  # for each peak, the terms alive at that moment: they sum to it
     peak_bytes: int
     peak_phase: str
-    reserved_bytes: int
-    nvidia_smi_bytes: int
+    overheads: dict[str, tuple[int, int]]  # outside the peak: (low, high) bytes each
+    compiled: bool = False
+    compiled_status: str = ""  # how the compiled terms were calibrated (compile=True only)
     gpu: str | None = None
     memory_bytes: int | None = None  # the card's total as PyTorch reports it
-    fits: bool | None = None
+    verdict: Verdict | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def peak_gib(self) -> float:
         return self.peak_bytes / GIB
 
+    @property
+    def nvidia_smi_range(self) -> tuple[int, int]:
+        return self.peak_bytes + sum(lo for lo, _ in self.overheads.values()), self.peak_bytes + sum(
+            hi for _, hi in self.overheads.values()
+        )
+
+    @property
+    def nvidia_smi_bytes(self) -> int:
+        return self.nvidia_smi_range[1]  # the high end: what a plan must leave room for
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self.peak_bytes + self.overheads["allocator reserve"][1]
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.verdict is None else self.verdict.status == "fits"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.update(nvidia_smi_range=list(self.nvidia_smi_range), fits=self.fits)
+        if self.verdict is not None:
+            out["verdict"]["label"] = self.verdict.label
+        return out
 
     def __str__(self) -> str:
-        lines = [f"{'term':<34}{'GiB':>9}"]
-        lines += [f"  {name:<32}{b / GIB:>9.3f}" for name, b in self.terms.items() if b]
+        lines = [f"{'term':<40}{'GiB':>9}"]
+        lines += [f"  {name:<38}{b / GIB:>9.3f}" for name, b in self.terms.items() if b]
         lines.append("activations per layer, by component:")
-        lines += [f"  {name:<32}{b / GIB:>9.3f}" for name, b in self.activations_per_layer.items() if b]
+        lines += [f"  {name:<38}{b / GIB:>9.3f}" for name, b in self.activations_per_layer.items() if b]
         lines.append("peaks (allocated):")
         lines += [
-            f"  {name:<32}{b / GIB:>9.3f}" + ("  <- peak" if name == self.peak_phase else "")
+            f"  {name:<38}{b / GIB:>9.3f}" + ("  <- peak" if name == self.peak_phase else "")
             for name, b in self.peaks.items()
         ]
-        lines.append(f"  {'reserved (x' + str(RESERVED_FACTOR) + ')':<32}{self.reserved_bytes / GIB:>9.3f}")
-        lines.append(f"  {'nvidia-smi (+context, NCCL)':<32}{self.nvidia_smi_bytes / GIB:>9.3f}")
-        if self.gpu:
-            verdict = "fits" if self.fits else "OUT OF MEMORY"
-            lines.append(
-                f"{self.gpu} ({self.memory_bytes / GIB:.1f} GiB): {verdict}, needs about "
-                f"{self.nvidia_smi_bytes / GIB:.1f} GiB as nvidia-smi counts it"
-            )
+        lines.append("outside the peak, low-high:")
+        lines += [f"  {name:<38}{lo / GIB:>9.3f} - {hi / GIB:.3f}" for name, (lo, hi) in self.overheads.items() if hi]
+        low, high = self.nvidia_smi_range
+        lines.append(f"  {'nvidia-smi':<38}{low / GIB:>9.3f} - {high / GIB:.3f}")
+        if self.compiled:
+            lines.append(f"compile=True: the compiled terms are {self.compiled_status}")
+        if self.verdict is not None:
+            lines.append(f"{self.gpu} ({self.memory_bytes / GIB:.1f} GiB): {self.verdict}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def _shard(nbytes: int, run: RunConfig, *kinds: str) -> int:
-    return -(-nbytes // run.world_size) if run.sharding in kinds else nbytes
-
-
-# long function: the terms and the stages of a step in one place; split along them is planned
-def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
-    """Per-rank peak allocated bytes of one training step (train, optimizer step, eval)."""
-    cfg, L, T = model_cfg, model_cfg.n_layer, model_cfg.block_size
-    n, n_eval = run.batch_size * T, run.eval_micro_batch * T
-    G = run.gradient_accumulation_steps
-    weights = _shard(t.weight_bytes(cfg, run), run, "fsdp")
-    # under DDP with gradient_as_bucket_view the grads cost nothing beyond the buckets
-    grads = 0 if t.grads_in_buckets(run) else _shard(t.grad_bytes(cfg, run), run, "zero2", "fsdp")
-    states = _shard(t.optimizer_state_bytes(cfg, run), run, "zero1", "zero2", "fsdp")
-    layer = t.layer_act_bytes(cfg, run)
-    per_layer_tokens = t.checkpoint_act_bytes(cfg, run) if run.activation_checkpointing else sum(layer.values())
-    terms = {
-        "weights": weights,
-        "buffers": t.buffer_bytes(cfg, run),
-        "optimizer states": states,
-        # FSDP2 skips the reduce-scatter on all but the last micro-step: full-size (unsharded) grads are held
-        "gradients (previous micro-step)": (
-            t.grad_bytes(cfg, run) if run.sharding == "fsdp" and run.world_size > 1 else grads
-        )
-        if G > 1
-        else 0,
-        "DDP buckets": t.ddp_bucket_bytes(cfg, run),
-        "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run),
-        "activations (all layers)": L * (n * per_layer_tokens + t.per_layer_fixed_bytes(cfg, run)),
-        "final norm + embeddings": n * t.head_act_bytes(cfg, run),
-        "logits + cross-entropy": n * t.logits_train_bytes(cfg, run),
-        "batch (x, y, positions)": t.batch_bytes(cfg, n),
-        "next batch (prefetched)": t.prefetched_batch_bytes(n),
-        "gradients (this step)": grads,
-        "optimizer-step temporaries": _shard(t.optimizer_temp_bytes(cfg, run), run, "zero1", "zero2", "fsdp"),
-        "eval forward (no grad)": 0,
-    }
-    if run.sharding == "fsdp" and run.world_size > 1:  # alive in forward, backward and eval; not in the step
-        terms["FSDP gathered weights"] = t.fsdp_gathered_bytes(cfg, run)
-    persistent = {
-        k: terms[k]
-        for k in ("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
-        if k in terms
-    }
+def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
+    """Every named term once, in bytes per rank (0 where the run does not have it)."""
     ckpt = run.activation_checkpointing
-    acts = {k: terms[k] for k in ("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")}
-    prefetched = {"next batch (prefetched)": terms["next batch (prefetched)"]}  # fetched after the forward
-    # the moments of a training step when memory can peak; each is a dict of the terms alive then
-    stages = [
-        {
-            "autocast 16-bit weight copies": terms["autocast 16-bit weight copies"],
-            **acts,  # end of forward
-            "logits (forward)": n * t.logits_forward_bytes(cfg, run),
-        },
-        {
-            "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=0 if ckpt else L),  # backward
-            **acts,
+    return {
+        "weights": t.weight_bytes(cfg, run),
+        "buffers": t.buffer_bytes(cfg, run),
+        "optimizer states": t.optimizer_state_bytes(cfg, run),
+        "DDP buckets": t.ddp_bucket_bytes(cfg, run),
+        "FSDP gathered weights": t.fsdp_gathered_bytes(cfg, run),
+        "gradients (previous micro-step)": t.held_grad_bytes(cfg, run),
+        "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run),
+        "autocast copies kept for backward": t.autocast_copy_bytes(cfg, run, blocks=0) if ckpt else 0,
+        "activations (all layers)": t.activation_bytes(cfg, run),
+        "final norm + embeddings": t.head_bytes(cfg, run),
+        "batch (x, y, positions)": t.batch_bytes(cfg, t.train_tokens(cfg, run)),
+        "logits (forward)": t.logits_forward_bytes(cfg, run),
+        "logits + cross-entropy": t.logits_train_bytes(cfg, run),
+        "logits still bound (last micro-step)": t.bound_logits_bytes(cfg, run),
+        "batch still bound (x, y)": t.bound_batch_bytes(cfg, run),
+        "next batch (prefetched)": t.prefetched_batch_bytes(cfg, run),
+        "gradients (this step)": t.grad_bytes(cfg, run),
+        "optimizer-step temporaries": t.optimizer_temp_bytes(cfg, run),
+        "eval forward (no grad)": t.eval_forward_bytes(cfg, run),
+        "activations (recomputed block)": t.recomputed_block_bytes(cfg, run),
+        "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
+        "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
+    }
+
+
+def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
+    """For each peak, the names of the terms alive at that moment (values from T), in finegpt.step's order:
+    a micro-step fetches its batch, runs forward, prefetches the next batch, runs backward; its logits and
+    batch stay bound until the next micro-step rebinds them or forward_backward returns."""
+    pick = lambda *names: {k: T[k] for k in names}  # noqa: E731
+    persistent = pick("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
+    acts = pick("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")
+    prefetched = pick("next batch (prefetched)")
+    single = run.gradient_accumulation_steps == 1
+    copies_kept = (
+        "autocast copies kept for backward" if run.activation_checkpointing else "autocast 16-bit weight copies"
+    )
+    # from the 2nd micro-step on, the previous micro-step's logits are bound until this forward returns
+    previous_logits = {} if single else pick("logits still bound (last micro-step)")
+    stages = [  # the moments of a training step when memory can peak
+        {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
+        {**pick(copies_kept, "logits + cross-entropy"), **acts, **prefetched},  # start of backward
+        {  # end of backward: the grads, this micro-step's logits and batch still bound
+            "gradients (this step)": T["gradients (this step)"] if single else 0,
+            **pick("logits still bound (last micro-step)", "batch still bound (x, y)"),
             **prefetched,
-            "logits + cross-entropy": terms["logits + cross-entropy"],
-        },  # starts: copies kept for it
-        {"gradients (this step)": grads if G == 1 else 0, **prefetched},  # every grad allocated, activations freed
+        },
     ]
-    if ckpt:  # one block recomputed (with its autocast copies) while all checkpoints are held
+    if run.activation_checkpointing:  # one block recomputed while every checkpoint is held
         stages.append(
             {
-                "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=1),
+                **pick("autocast copies (recomputed block)", "activations (recomputed block)"),
                 **acts,
                 **prefetched,
-                "activations (recomputed block)": n * sum(layer.values()),
-                "LM head gradient": cfg.vocab_size * cfg.n_embd * t.param_size(run) if G == 1 else 0,
+                "LM head gradient": T["LM head gradient"] if single else 0,
             }
         )
-    phase_terms = {
+    no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
+    return {
         "train": {
             **persistent,
-            "gradients (previous micro-step)": terms["gradients (previous micro-step)"],
-            **max(stages, key=lambda stage: sum(stage.values())),
+            **pick("gradients (previous micro-step)"),
+            **max(stages, key=lambda s: sum(s.values())),
         },
-        "optimizer": {
-            **{k: v for k, v in persistent.items() if k != "FSDP gathered weights"},
-            "gradients (this step)": grads,
-            "optimizer-step temporaries": terms["optimizer-step temporaries"],
-            **prefetched,
-        },
+        # forward_backward has returned: its logits and batch are freed, the prefetched batch is not
+        "optimizer": {**no_gather, **pick("gradients (this step)", "optimizer-step temporaries"), **prefetched},
+        "eval": {**persistent, **prefetched, **pick("eval forward (no grad)")},
+        # iter 0: no step has run, so no optimizer state and nothing prefetched
+        "first_eval": {**pick("weights", "buffers", "DDP buckets", "FSDP gathered weights", "eval forward (no grad)")},
     }
-    train, optimizer = (sum(phase_terms[k].values()) for k in ("train", "optimizer"))
-    a, r = t.act_size(run), t.resid_size(run)
-    mlp_stage = r * cfg.n_embd + (2 if run.dtype == "pure_bf16" else 4) * cfg.n_embd + 8 * a * cfg.n_embd
-    head_stage = r * cfg.n_embd + t.logits_eval_bytes(cfg, run) - a * cfg.vocab_size
-    # no grad: the autocast cache still holds every copy until the autocast context exits
-    terms["eval forward (no grad)"] = (
-        n_eval * (a * cfg.vocab_size + max(mlp_stage, head_stage))
-        + t.batch_bytes(cfg, n_eval)
-        + terms["autocast 16-bit weight copies"]
-    )
-    phase_terms["eval"] = {**persistent, **prefetched, "eval forward (no grad)": terms["eval forward (no grad)"]}
-    eval_ = sum(phase_terms["eval"].values())
-    peaks = {"train": train, "optimizer": optimizer, "eval": eval_}
-    phase = max(peaks, key=peaks.get)
-    peak = peaks[phase]
-    reserved = int(peak * RESERVED_FACTOR)
-    nccl = int(NCCL_8GPU_BYTES * (run.world_size - 1) / 7) if run.world_size > 1 else 0
+
+
+def _overheads(run: RunConfig, peak_bytes: int, phase_terms: dict[str, int]) -> dict[str, tuple[int, int]]:
+    lo_factor, hi_factor = t.reserve_factor_range(run)
+    compiled_part = sum(v for k, v in phase_terms.items() if k in COMPILED_TERMS) if run.compile else 0
+    nccl = t.nccl_bytes(run)
+    return {
+        "allocator reserve": (int(peak_bytes * (lo_factor - 1)), int(peak_bytes * (hi_factor - 1))),
+        "CUDA context": t.cuda_context_range(run),
+        "cuBLAS workspaces": t.cublas_workspace_range(run),
+        "NCCL buffers": (nccl, nccl),
+        "compiled terms (CPU-inductor calibrated)": (0, t.compiled_uncertainty_bytes(compiled_part)),
+    }
+
+
+def _verdict(report: MemoryReport) -> Verdict:
+    low, high = report.nvidia_smi_range
+    if high <= report.memory_bytes:
+        status = "fits"
+    elif low > report.memory_bytes:
+        status = "out of memory"
+    else:
+        status = "tight"
+    if status == "tight":
+        deciding = max(report.overheads, key=lambda k: report.overheads[k][1] - report.overheads[k][0])
+    else:
+        alive = report.phase_terms[report.peak_phase]
+        deciding = max(alive, key=alive.get)
+    return Verdict(status, low, high, report.memory_bytes, deciding)
+
+
+def _notes(run: RunConfig) -> list[str]:
     notes = []
     if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(
@@ -176,24 +237,53 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
             "sharding=fsdp: for a moment the optimizer step can also hold the root module's full-size "
             "gradient (embeddings, final norm), freed when backward's last reduce-scatter completes"
         )
-    if run.compile:
-        notes.append(
-            "compile=True: this is the eager figure, an upper bound; torch.compile fuses the "
-            "logits and activation terms by an amount not yet calibrated on a GPU"
-        )
+    return notes
+
+
+def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
+    """Per-rank peak allocated bytes of one training step (train, optimizer step, eval, the iter-0 eval),
+    what nvidia-smi adds (low-high), and with run.gpu the verdict."""
+    T = _terms(model_cfg, run)
+    phases = {k: {n: b for n, b in v.items() if b} for k, v in _phases(T, run).items()}
+    peaks = {k: sum(v.values()) for k, v in phases.items()}
+    phase = max(PHASES, key=peaks.get)
     report = MemoryReport(
-        terms=terms,
-        activations_per_layer={k: v * n for k, v in layer.items()},
+        terms=T,
+        activations_per_layer={
+            k: v * t.train_tokens(model_cfg, run) for k, v in t.layer_act_bytes(model_cfg, run).items()
+        },
         peaks=peaks,
-        phase_terms={k: {n: b for n, b in v.items() if b} for k, v in phase_terms.items()},
-        peak_bytes=peak,
+        phase_terms=phases,
+        peak_bytes=peaks[phase],
         peak_phase=phase,
-        reserved_bytes=reserved,
-        nvidia_smi_bytes=reserved + CUDA_CONTEXT_BYTES + nccl,
-        notes=notes,
+        overheads=_overheads(run, peaks[phase], phases[phase]),
+        compiled=run.compile,
+        compiled_status=compiled_status() if run.compile else "",
+        notes=_notes(run),
     )
     if run.gpu is not None:
         gpu = get_gpu(run.gpu)
         report.gpu, report.memory_bytes = gpu.name, int(gpu.memory_gib * GIB)
-        report.fits = report.nvidia_smi_bytes <= report.memory_bytes
+        report.verdict = _verdict(report)
     return report
+
+
+def eager_and_compiled(model_cfg: ModelConfig, run: RunConfig) -> dict[str, MemoryReport]:
+    """The same run estimated both ways, for a side-by-side view: {'eager': ..., 'compiled': ...}."""
+    return {
+        "eager": estimate(model_cfg, replace(run, compile=False)),
+        "compiled": estimate(model_cfg, replace(run, compile=True)),
+    }
+
+
+def bar_segments(report: MemoryReport) -> list[tuple[str, int, str]]:
+    """(label, bytes, kind) left to right for a bar against the GPU line: the peak's terms ('allocated'),
+    the low end of each overhead ('overhead'), then the low-to-high uncertainty ('uncertain'). The
+    'allocated' + 'overhead' segments end at the verdict's low bytes and the bar at its high bytes, so a
+    plot drawn from them agrees with the verdict."""
+    segments = [(k, v, "allocated") for k, v in report.phase_terms[report.peak_phase].items()]
+    segments += [(k, lo, "overhead") for k, (lo, _) in report.overheads.items() if lo]
+    spread = sum(hi - lo for lo, hi in report.overheads.values())
+    if spread:
+        segments.append(("uncertainty (low to high)", spread, "uncertain"))
+    return segments

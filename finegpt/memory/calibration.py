@@ -1,0 +1,93 @@
+"""What finegpt.memory has measured, read back from calibration.json beside this file.
+
+The memory and time model is formulas with cited defaults (terms.py, gpus.py, report.py). A few
+numbers in it can only be measured: how many V-wide tensors a compiled step keeps, the CUDA context,
+the caching allocator's reserve, the MFU a GPU reaches. bench/memory_validation.py (CPU inductor) and
+bench/gpu_check.py (a GPU) write what they measured to calibration.json; the model reads it here.
+A measured overhead or MFU widens its cited low-high range to include the measurement.
+Entry points: active(), load(path), reload(), use(calibration), compiled_coefficient(name),
+compiled_status(); calibrate.py writes the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from finegpt.errors import bad
+
+PATH = Path(__file__).with_name("calibration.json")
+CPU_ONLY = "CPU-inductor calibrated, GPU pending"
+# What a compiled step keeps, before anything was measured (terms.py explains each)
+COMPILED_DEFAULTS = {"logits_train_copies": 3.0, "logits_eval_copies": 2.0}
+
+_active: dict | None = None
+
+
+def load(path: str | Path = PATH) -> dict:
+    """calibration.json as a dict with sections 'compiled', 'overheads', 'mfu' (missing ones empty)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise bad("calibration", str(path), f"cannot be read ({e})", "Restore it with `git checkout`") from None
+    for section in ("compiled", "overheads", "mfu"):
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise bad("calibration", str(path), f"section {section!r} is not an object", "Restore the file")
+    return data
+
+
+def reload() -> dict:
+    """Read calibration.json again (after a bench rewrote it)."""
+    global _active
+    _active = load()
+    return _active
+
+
+def active() -> dict:
+    """The calibration the model uses now: calibration.json, unless use() swapped in another."""
+    global _active
+    if _active is None:
+        _active = load()
+    return _active
+
+
+@contextlib.contextmanager
+def use(calibration: dict | str | Path):
+    """Estimate with another calibration for a while: a dict like load()'s, or a path to one."""
+    global _active
+    before = active()
+    _active = load(calibration) if isinstance(calibration, (str, Path)) else calibration
+    try:
+        yield _active
+    finally:
+        _active = before
+
+
+def compiled_coefficient(name: str) -> float:
+    """A compiled-step coefficient (e.g. 'logits_train_copies'): the calibrated value or the default."""
+    return float(active()["compiled"].get(name, COMPILED_DEFAULTS[name]))
+
+
+def compiled_status() -> str:
+    """'CPU-inductor calibrated, GPU pending' until a GPU measurement has replaced it."""
+    return active()["compiled"].get("status", CPU_ONLY)
+
+
+def measured_overhead(name: str) -> float | None:
+    """A GPU-measured overhead ('cuda_context_gib', 'reserved_factor_eager', ...), or None."""
+    value = active()["overheads"].get(name)
+    return None if value is None else float(value)
+
+
+def measured_mfu(gpu_key: str, compiled: bool) -> float | None:
+    """The MFU bench/gpu_check.py measured on this preset (eager or compiled), or None."""
+    value = active()["mfu"].get(gpu_key, {}).get("compiled" if compiled else "eager")
+    return None if value is None else float(value)
+
+
+def widen(low_high: tuple[float, float], measured: float | None) -> tuple[float, float]:
+    """A cited (low, high) range, widened to include a measurement when there is one."""
+    low, high = low_high
+    return low_high if measured is None else (min(low, measured), max(high, measured))

@@ -1,0 +1,112 @@
+"""One config, every answer: what `finegpt memory` prints. The run as configured, its eager and compiled
+peaks side by side (each with its verdict and the term that decides it), tokens, the largest micro-batch,
+a plan that keeps the tokens per step, and hours as a range. Entry points: fit_summary, format_fit_summary,
+side_by_side.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import ModelConfig
+from finegpt.memory.gpus import get_gpu, mfu_range
+from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
+from finegpt.memory.run import RunConfig
+from finegpt.memory.solve import HEADROOM, chinchilla_tokens, max_micro_batch, plan, tokens_per_run, train_time_range_s
+from finegpt.model import count_params
+
+
+def _mode(report: MemoryReport) -> dict:
+    """A report's headline as plain data: its peak, nvidia-smi range and verdict."""
+    out = {
+        "peak_bytes": report.peak_bytes,
+        "peak_gib": round(report.peak_gib, 3),
+        "peak_phase": report.peak_phase,
+        "nvidia_smi_range_gib": [round(b / GIB, 3) for b in report.nvidia_smi_range],
+        "compiled_status": report.compiled_status,
+    }
+    if report.verdict is not None:
+        v = report.verdict
+        out["verdict"] = {"status": v.status, "label": v.label, "deciding": v.deciding, "text": str(v)}
+    return out
+
+
+def side_by_side(model_cfg: ModelConfig, run: RunConfig) -> dict[str, dict]:
+    """{'eager': ..., 'compiled': ...}: each mode's peak, nvidia-smi range and verdict (with run.gpu)."""
+    return {mode: _mode(r) for mode, r in eager_and_compiled(model_cfg, run).items()}
+
+
+def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
+    """The memory report of the run as configured, eager and compiled side by side, tokens per step and
+    per run, and with run.gpu: the largest micro-batch, the micro-batch + accumulation that keep the
+    tokens per step, and hours (fast, slow). Plain data (JSON-ready). Accumulation in the plan is
+    counted as the trainer counts it: over all ranks."""
+    report = estimate(model_cfg, run)
+    tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
+    tokens = tokens_per_run(
+        max_iters, run.batch_size, run.gradient_accumulation_steps, model_cfg.block_size, run.world_size
+    )
+    params = count_params(model_cfg, non_embedding=False)
+    out = {
+        "report": report.to_dict(),
+        "compile": run.compile,
+        **side_by_side(model_cfg, run),
+        "params": params,
+        "tokens_per_step": tokens_per_step,
+        "max_iters": max_iters,
+        "tokens_per_run": tokens,
+        "tokens_per_param": tokens / params,
+        "chinchilla_tokens": chinchilla_tokens(model_cfg),
+    }
+    if run.gpu:
+        gpu = get_gpu(run.gpu)
+        out["max_micro_batch"] = max_micro_batch(model_cfg, run, gpu)
+        if out["max_micro_batch"]:
+            p = plan(model_cfg, run, tokens_per_step, gpu)
+            out["plan"] = {
+                "batch_size": p.batch_size,
+                "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
+                "tokens_per_step": p.tokens_per_step,
+            }
+        seconds = train_time_range_s(model_cfg, tokens, gpu, run.dtype, run.world_size, run.compile)
+        out["hours"] = [s / 3600 for s in seconds]
+        out["mfu_range"] = list(mfu_range(gpu, run.compile))
+    return out
+
+
+def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str:
+    """fit_summary as the lines `finegpt memory` prints."""
+    tokens = out["tokens_per_run"]
+    mode = "compiled" if run.compile else "eager"
+    lines = [
+        f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={model_cfg.block_size}, "
+        f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
+        f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}, compile={run.compile}",
+        str(estimate(model_cfg, run)),
+        "eager and compiled side by side:",
+    ]
+    for name in ("eager", "compiled"):
+        m = out[name]
+        verdict = f" -> {m['verdict']['text']}" if "verdict" in m else ""
+        mark = "  <- this run" if name == mode else ""
+        lines.append(f"  {name:<9}peak {m['peak_gib']:.1f} GiB ({m['peak_phase']}){verdict}{mark}")
+    if out["compiled"]["compiled_status"]:
+        lines.append(f"  (compiled terms: {out['compiled']['compiled_status']})")
+    lines.append(
+        f"tokens per step {out['tokens_per_step']:,}; per run ({out['max_iters']:,} iters) {tokens / 1e9:.2f}B = "
+        f"{out['tokens_per_param']:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)"
+    )
+    if run.gpu:
+        if "plan" in out:
+            same = "same" if out["plan"]["tokens_per_step"] == out["tokens_per_step"] else "about the same"
+            lines.append(
+                f"largest micro-batch ({mode}, {HEADROOM:.0%} headroom over the high end): {out['max_micro_batch']}; "
+                f"{same} tokens per step: --batch_size={out['plan']['batch_size']} "
+                f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}"
+            )
+        else:
+            lines.append("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
+        gpus = f"{run.world_size} x " if run.world_size > 1 else "one "
+        (fast, slow), (lo, hi) = out["hours"], out["mfu_range"]
+        lines.append(
+            f"time on {gpus}{get_gpu(run.gpu).name}: {fast:.1f}-{slow:.1f} h at {hi:.0%}-{lo:.0%} MFU ({mode})"
+        )
+    return "\n".join(lines)

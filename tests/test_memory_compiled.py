@@ -1,0 +1,143 @@
+"""torch.compile in the memory model: a compiled CPU step measured through the allocator matches the
+compiled terms; the calibration file drives them; overheads are ranges and the verdict has three ways."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from finegpt.cli import main
+from finegpt.config import ModelConfig, config_file_settings
+from finegpt.memory import GIB, RunConfig, bar_segments, custom_gpu, estimate
+from finegpt.memory import calibration as cal
+from finegpt.memory.calibrate import fit_compiled, write
+from finegpt.memory.measurement import LiveBytes, measure
+from finegpt.memory.profiled import ProfiledBytes
+
+# one layer, 32 wide, but GPT-2's padded vocab: the logits dominate, as in the guide's configs
+LOGITS_HEAVY = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=32, vocab_size=50304)
+TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _steps(tracker, cfg, run, eval_too=True):
+    """measure()'s sequence (the iter-0 eval, a step, a measured step, an eval) under any tracker."""
+    return measure(cfg, run, tracker=tracker, evals=eval_too)
+
+
+@pytest.mark.parametrize("run_kw", [dict(dtype="fp32"), dict(dtype="bf16", attention="math")])
+def test_profiler_tracker_agrees_with_the_dispatch_tracker_on_eager_steps(run_kw):
+    run = RunConfig(batch_size=4, device="cpu", **run_kw)
+    live, profiled = _steps(LiveBytes(), TINY, run), _steps(ProfiledBytes(), TINY, run)
+    for phase in ("train", "optimizer", "eval", "first_eval"):
+        assert abs(profiled[phase] - live[phase]) <= 64, phase  # intra-op scratch the profiler also sees
+
+
+def test_a_compiled_cpu_step_matches_the_compiled_terms_within_5_percent():
+    """Inductor on CPU at vocab 50304, bf16: the compiled step keeps 3 V-wide bf16 tensors at the start of
+    backward where eager keeps 14 bytes per logit. The training step only (the eval phases are in
+    bench/memory_validation.py's grid): one cold compile, about a minute."""
+    run = RunConfig(batch_size=8, dtype="bf16", device="cpu", compile=True)
+    measured, predicted = _steps(ProfiledBytes(), LOGITS_HEAVY, run, eval_too=False), estimate(LOGITS_HEAVY, run)
+    for phase in ("train", "optimizer"):
+        assert predicted.peaks[phase] == pytest.approx(measured[phase], rel=0.05), phase
+    eager = estimate(LOGITS_HEAVY, replace(run, compile=False))
+    assert measured["train"] < 0.55 * eager.peaks["train"]  # the fused loss keeps no fp32 logits
+    assert predicted.terms["logits + cross-entropy"] == 3 * 8 * 32 * 50304 * 2
+
+
+def test_fitting_the_compiled_coefficients_recovers_what_the_measurements_say():
+    run = RunConfig(batch_size=8, dtype="bf16", device="cpu", compile=True)
+    r, logits_bytes = estimate(LOGITS_HEAVY, run), 8 * 32 * 50304 * 2
+    measured = {"train": r.peaks["train"] + logits_bytes // 2, "eval": r.peaks["eval"]}  # half a copy more
+    assert fit_compiled([(LOGITS_HEAVY, run, measured)]) == {"logits_train_copies": 3.5, "logits_eval_copies": 2.0}
+
+
+def test_the_calibration_file_loads_and_changing_it_changes_the_estimate(tmp_path):
+    shipped = cal.load()
+    assert shipped["compiled"]["status"] == "CPU-inductor calibrated, GPU pending"
+    run = RunConfig(batch_size=8, dtype="bf16", compile=True, gpu="4090")
+    before = estimate(LOGITS_HEAVY, run)
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(shipped))
+    write({"compiled": {"logits_train_copies": 4.0, "status": "GPU-measured"}, "overheads": {}}, path)
+    with cal.use(path):
+        after = estimate(LOGITS_HEAVY, run)
+    assert after.peaks["train"] - before.peaks["train"] == 8 * 32 * 50304 * 2  # one more bf16 logits copy
+    assert (
+        after.compiled_status == "GPU-measured" and after.overheads["compiled terms (CPU-inductor calibrated)"][1] == 0
+    )
+    assert estimate(LOGITS_HEAVY, run).peaks == before.peaks  # use() put the shipped file back
+
+
+def test_a_measured_overhead_widens_its_cited_range():
+    run = RunConfig(batch_size=8, dtype="bf16", gpu="4090")
+    cited = estimate(LOGITS_HEAVY, run).overheads["CUDA context"]
+    with cal.use({"compiled": {}, "overheads": {"cuda_context_gib_eager": 1.25}, "mfu": {}}):
+        measured = estimate(LOGITS_HEAVY, run).overheads["CUDA context"]
+    assert cited == (int(0.3 * GIB), int(0.8 * GIB)) and measured == (cited[0], int(1.25 * GIB))
+
+
+def test_the_verdict_has_three_ways_and_names_what_decides_it():
+    cfg, run = ModelConfig(n_layer=10, n_head=10, n_embd=640, bias=False), RunConfig(batch_size=32, dtype="bf16")
+    low, high = estimate(cfg, run).nvidia_smi_range
+    verdicts = {
+        name: estimate(cfg, replace(run, gpu=f"custom:{gib}")).verdict
+        for name, gib in (("fits", high / GIB + 0.1), ("tight", (low + high) / 2 / GIB), ("oom", low / GIB - 0.1))
+    }
+    assert verdicts["fits"].status == "fits" and verdicts["fits"].deciding == "logits + cross-entropy"
+    assert verdicts["tight"].label == "tight (inside the uncertainty)"
+    assert verdicts["tight"].deciding == "allocator reserve"  # the widest range: 5-20 % of 30 GiB
+    assert verdicts["oom"].status == "out of memory" and "needs" in str(verdicts["oom"])
+
+
+@pytest.mark.parametrize("gib", [10, 20, 30, 40])
+def test_the_bar_and_the_verdict_agree(gib):
+    report = estimate(
+        ModelConfig(n_layer=10, n_head=10, n_embd=640, bias=False),
+        RunConfig(batch_size=32, dtype="bf16", compile=True, gpu=custom_gpu(gib)),
+    )
+    segments = bar_segments(report)
+    solid = sum(v for _, v, kind in segments if kind != "uncertain")
+    end = sum(v for _, v, _ in segments)
+    expected = "fits" if end <= report.memory_bytes else "out of memory" if solid > report.memory_bytes else "tight"
+    assert report.verdict.status == expected
+    assert [k for _, _, k in segments] == sorted(
+        [k for _, _, k in segments], key=["allocated", "overhead", "uncertain"].index
+    )
+
+
+def test_config_files_compile_unless_they_say_otherwise_and_say_so(tmp_path, capsys):
+    plain, eager = tmp_path / "plain.py", tmp_path / "eager.py"
+    plain.write_text("n_layer = 2\n")
+    eager.write_text("n_layer = 2\ncompile = False\n")
+    values, notes = config_file_settings(plain)
+    assert values["compile"] is True and "nanoGPT's train.py default" in notes[0]
+    assert config_file_settings(eager) == ({"n_layer": 2, "compile": False}, [])
+    assert config_file_settings(plain, {"compile": False}) == ({"compile": False, "n_layer": 2}, [])
+    assert main(["memory", str(plain), "--gpu", "4090"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("note: compile=True") and "compile=True" in out.splitlines()[1]
+
+
+def test_a_resumed_run_keeps_its_saved_compile_over_the_config_files_default(tmp_path):
+    from finegpt.config import TrainConfig, config_dict
+    from finegpt.train.checkpoint import save_checkpoint
+    from finegpt.train.launch import resolve_settings
+
+    out, plain = tmp_path / "out", tmp_path / "plain.py"
+    plain.write_text(f"out_dir = {str(out)!r}\n")
+    saved = config_dict(TINY, TrainConfig(out_dir=str(out), compile=False))
+    save_checkpoint({"model": {}, "iter_num": 3, "config": saved}, out, keep=1)
+    values, ckpt, notes = resolve_settings(str(plain), [], resume=True)
+    assert values["compile"] is False and notes == [] and ckpt["iter_num"] == 3  # the run goes on as it ran
+    values, _, notes = resolve_settings(str(plain), [], resume=False)
+    assert values["compile"] is True and notes[0].startswith("note: compile=True")  # a new run: the default
