@@ -214,6 +214,20 @@ def test_resume_refuses_shards_of_another_tokenizer_than_the_checkpoints(tmp_pat
 # ---- 7. checks that can run before the run folder is touched --------------------------------------------
 
 
+def test_memory_check_judges_compiled_runs_once_a_gpu_has_calibrated_them():
+    from finegpt.config import ModelConfig, TrainConfig
+    from finegpt.errors import FinegptError
+    from finegpt.memory import GIB
+    from finegpt.memory import calibration as cal
+    from finegpt.train.preflight import check_memory
+
+    gpt2, cfg = ModelConfig(vocab_size=50304), TrainConfig(batch_size=64, compile=True)
+    check_memory(gpt2, cfg, torch.device("cuda:0"), torch.bfloat16, total_bytes=24 * GIB)  # CPU-only: silent
+    measured = {"compiled": {"status": "GPU-measured (H200)"}, "overheads": {}, "mfu": {}}
+    with cal.use(measured), pytest.raises(FinegptError, match="batch_size=64"):
+        check_memory(gpt2, cfg, torch.device("cuda:0"), torch.bfloat16, total_bytes=24 * GIB)
+
+
 def test_memory_check_refuses_a_batch_the_card_cannot_hold(tmp_path, data, capsys):
     from finegpt.config import ModelConfig, TrainConfig
     from finegpt.errors import FinegptError
