@@ -11,14 +11,14 @@ import time
 
 import torch
 
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig
 from finegpt.model import GPT
 
 
 def mfu_run(model_cfg: ModelConfig, ctx, batch_size: int, gas: int, compiled: bool) -> dict:
     """train() for a few steps; medians over the steps after warm-up (compilation happens in the first).
     On out of memory the micro-batch halves and the label says so."""
-    from train_throughput import make_shards
+    from train_throughput import make_shards, timing_config
 
     from finegpt.train import train
 
@@ -28,23 +28,8 @@ def mfu_run(model_cfg: ModelConfig, ctx, batch_size: int, gas: int, compiled: bo
     )
     iters, warmup = ((3, 1) if ctx.tiny else (20, 10)) if compiled else ((3, 1) if ctx.tiny else (20, 5))
     while True:
-        cfg = TrainConfig(
-            out_dir=str(ctx.root / "out"),
-            data_dir=str(data_dir),
-            batch_size=batch_size,
-            gradient_accumulation_steps=gas,
-            max_iters=warmup + iters,
-            eval_interval=10**6,
-            eval_iters=1,
-            log_interval=1,
-            always_save_checkpoint=False,
-            warmup_iters=0,
-            decay_lr=False,
-            device=ctx.device,
-            dtype=ctx.torch_dtype,
-            compile=compiled,
-            seed=1,
-        )
+        kw = dict(device=ctx.device, dtype=ctx.torch_dtype, compile=compiled)
+        cfg = timing_config(data_dir, ctx.root / "out", batch_size, gas, warmup + iters, **kw)
         if ctx.device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()

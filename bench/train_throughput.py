@@ -72,25 +72,30 @@ def model_config(model_kw: dict, tokenizer: str) -> ModelConfig:
 # ---- finegpt: the real train() ---------------------------------------------------------------------
 
 
-def run_finegpt(
-    model_cfg: ModelConfig, data_dir: Path, out_dir: Path, batch_size: int, gas: int, iters: int, warmup: int
-) -> dict:
-    cfg = TrainConfig(
+def timing_config(data_dir: Path, out_dir: Path, batch_size: int, gas: int, max_iters: int, **kw) -> TrainConfig:
+    """A train() run for timing: a log row per iteration, a flat learning rate, no eval after iteration 0
+    and no checkpoint. kw: device, dtype, compile (CPU fp32 eager by default)."""
+    return TrainConfig(
         out_dir=str(out_dir),
         data_dir=str(data_dir),
         batch_size=batch_size,
         gradient_accumulation_steps=gas,
-        max_iters=warmup + iters,
+        max_iters=max_iters,
         eval_interval=10**6,
         eval_iters=1,
         log_interval=1,
         always_save_checkpoint=False,
         warmup_iters=0,
         decay_lr=False,
-        device="cpu",
-        dtype="float32",
         seed=1,
+        **{"device": "cpu", "dtype": "float32", **kw},
     )
+
+
+def run_finegpt(
+    model_cfg: ModelConfig, data_dir: Path, out_dir: Path, batch_size: int, gas: int, iters: int, warmup: int
+) -> dict:
+    cfg = timing_config(data_dir, out_dir, batch_size, gas, warmup + iters)
     cpu_s = []  # process CPU time at each logged iteration: a busy machine delays it less than wall time
     result = train(model_cfg, cfg, overwrite=True, callback=lambda row: cpu_s.append(time.process_time()))
     rows = [r for r in result["history"] if "dt_s" in r]

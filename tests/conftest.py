@@ -1,7 +1,9 @@
-"""Shared test setup: tiktoken's GPT-2 files from the local cache when one is beside the repo."""
+"""Shared test setup: tiktoken's GPT-2 files from the local cache when one is beside the repo; one_thread."""
 
 import os
 from pathlib import Path
+
+import pytest
 
 _cache = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken_cache"
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _cache.is_dir():
@@ -12,3 +14,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops run fastest on one thread, and a test must not fight other tests for cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -23,12 +23,7 @@ NOTEBOOKS = SOLUTIONS.parent
 CHECKS = [name for name in ex.__all__ if name.startswith("check_")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def verdict(capsys, check, answer) -> str:

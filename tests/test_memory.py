@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from finegpt.cli import main
 from finegpt.config import ModelConfig
@@ -36,13 +35,7 @@ from finegpt.model import count_params
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)  # V >> C, as in real GPTs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops run fastest on one thread, and the test must not fight other tests for cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # (model overrides, run settings): every knob, one or two at a time

@@ -5,7 +5,6 @@ import json
 from dataclasses import replace
 
 import pytest
-import torch
 
 from finegpt.cli import main
 from finegpt.config import ModelConfig, config_file_settings
@@ -20,12 +19,7 @@ LOGITS_HEAVY = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=32, vocab_
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=512)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _steps(tracker, cfg, run, eval_too=True):

@@ -132,9 +132,8 @@ def check_guide(mfu: float | None = None) -> list[Check]:
     cfg = ModelConfig(**GUIDE_24GB)
     what = "24 GB config (10L/10H/640)"
     checks.append(_params(cfg, (160e6, 160e6), what))
-    checks.append(
-        _memory(cfg, "4090", GUIDE_24GB_BATCH, GUIDE_24GB_ACCUMULATION, what, "~20-22 GB on one 4090, 'comfortably'")
-    )
+    claim = "~20-22 GB on one 4090, 'comfortably'"
+    checks.append(_memory(cfg, "4090", GUIDE_24GB_BATCH, GUIDE_24GB_ACCUMULATION, what, claim))
     tokens = tokens_per_run(50_000, 32, 16, 1024)
     checks.append(
         Check(
