@@ -83,7 +83,7 @@ def memory_view(**settings) -> MemoryView:
             gpu=s["gpu"],
         )
         report = M.estimate(cfg, run)
-        gpu = M.get_gpu(s["gpu"])
+        gpu, gpu_note = M.resolve_gpu(s["gpu"])[1:]
         view.report, view.verdict = report, ("fits" if report.fits else "OOM")
         view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
         view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
@@ -117,6 +117,8 @@ def memory_view(**settings) -> MemoryView:
         f"{view.tokens_per_step:,} tokens/step; {s['tokens']:.3g} tokens = {view.iters:,} steps = {view.hours:.2f} h "
         f"at {M.default_mfu(gpu):.0%} MFU ({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
     ]
+    if gpu_note:
+        view.lines.append(f"note: {gpu_note}")
     view.html = memory_html(view)
     return view
 
@@ -164,10 +166,12 @@ def memory_ui(**defaults):
     The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
     import ipywidgets as w
 
-    from finegpt.memory import GPUS
+    from finegpt.memory import GPUS, resolve_gpu
     from finegpt.memory.run import DTYPES, OPTIMIZERS
 
     d = {**MEMORY_DEFAULTS, **defaults}
+    gpu = resolve_gpu(d["gpu"])  # 'RTX 4090 24GB' -> '4090': the dropdown holds preset keys
+    d["gpu"] = gpu.key
     style, layout = {"description_width": "190px"}, w.Layout(width="520px")
     ints = dict(
         n_layer=(1, 48, 1),
@@ -229,7 +233,10 @@ def memory_ui(**defaults):
         "optimizer",
         "gpu",
     ]
-    box = w.VBox([w.HBox([w.VBox([controls[k] for k in order[:7]]), w.VBox([controls[k] for k in order[7:]])]), out])
+    note = [w.HTML(f"<i>note: {html.escape(gpu.note)}</i>")] if gpu.note else []  # 'A100': which card it took
+    box = w.VBox(
+        [w.HBox([w.VBox([controls[k] for k in order[:7]]), w.VBox([controls[k] for k in order[7:]])]), out, *note]
+    )
 
     def update(_=None):
         t0 = time.perf_counter()

@@ -4,7 +4,17 @@ estimate() sums named terms (terms.py) into the train / optimizer-step / eval pe
 (measure.py, imports torch) runs one real step; solvers, presets and the guide check build on them.
 """
 
-from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
+from finegpt.memory.gpus import (
+    GPUS,
+    Gpu,
+    GpuMatch,
+    custom_gpu,
+    detected_gpu_key,
+    get_gpu,
+    gpu_from_device_name,
+    peak_flops,
+    resolve_gpu,
+)
 from finegpt.memory.guide import check_guide, format_checks
 from finegpt.memory.report import GIB, MemoryReport, estimate
 from finegpt.memory.run import RunConfig, run_from_settings
@@ -73,6 +83,8 @@ __all__ = [
     "format_fit_summary",
     "format_checks",
     "get_gpu",
+    "resolve_gpu",
+    "GpuMatch",
     "gpu_from_device_name",
     "detected_gpu_key",
     "max_micro_batch",

@@ -86,10 +86,12 @@ def run_from_settings(values: dict, gpu: str | None = None):
     extra = {k: values[k] for k in RUN_ONLY_KEYS if k in values}
     model_cfg, train_cfg, notes = build_configs({k: v for k, v in values.items() if k not in RUN_ONLY_KEYS})
     gpu = extra.pop("gpu", gpu)
+    from finegpt.memory.gpus import get_gpu, resolve_gpu
+
+    gpu_note = resolve_gpu(gpu).note if gpu is not None else None  # 'A100': which card the numbers are for
+    notes = [*notes, f"note: {gpu_note}"] if gpu_note else notes
     dtype = train_cfg.dtype
     if dtype == "auto":
-        from finegpt.memory.gpus import get_gpu
-
         dtype = "bf16" if gpu is None or get_gpu(gpu).bf16 else "fp16"
     known = {f.name for f in fields(RunConfig)}
     from finegpt.train.distributed import local_accumulation

@@ -21,6 +21,7 @@ from finegpt import memory
 from finegpt.config import ModelConfig, TrainConfig, config_dict
 from finegpt.errors import FinegptError, bad
 from finegpt.model import GPT, count_params
+from finegpt.progress import progress
 from finegpt.train import distributed
 from finegpt.train.checkpoint import (
     clean_state_dict,
@@ -347,6 +348,12 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
     model.train()
     start_iter = iter_num
     batches = _Prefetch(loaders["train"], device)
+    bar = progress(
+        cfg.max_iters * tokens_per_iter,
+        "train",
+        initial=start_iter * tokens_per_iter,
+        enabled=d.is_main and not cfg.eval_only,
+    )
     t0 = time.time()
     try:
         while True:
@@ -390,6 +397,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             iter_num += 1
+            bar.update(tokens_per_iter)
 
             if iter_num % cfg.log_interval == 0 and d.is_main:
                 dt_s = time.time() - t0
@@ -413,6 +421,7 @@ def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
                 )
                 emit(row)
     finally:
+        bar.close()
         if trackers is not None:
             trackers.close()
     return {
