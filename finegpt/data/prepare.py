@@ -302,12 +302,11 @@ def prepare(
                 break
         else:
             raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        expected_tokens = budget  # the progress bar's total; a guess from the bytes for local sources
         if val_tokens is None:
             if budget is None:  # a first pass over the bytes, only for local sources
                 size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
                 expected_tokens = size_bytes / BYTES_PER_TOKEN_GUESS[tok.name]
-            else:
-                expected_tokens = budget
             val_tokens = min(round(val_fraction * expected_tokens), shard_tokens)
         batches.close()
         val_tokens = _as_count("val_tokens", val_tokens, allow_zero=True)
@@ -344,13 +343,15 @@ def prepare(
             }
         _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
         atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        return _run(out, tok, job, manifest, pool, workers, progress, t_start)
+        return _run(out, tok, job, manifest, pool, workers, progress, t_start, expected_tokens)
     finally:
         if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float) -> dict:
+def _run(
+    out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float, expected_tokens=None
+) -> dict:
     from finegpt.progress import progress as progress_bar
 
     budget, val_tokens, shard_tokens = job["tokens"], job["val_tokens"], job["shard_tokens"]
@@ -359,7 +360,7 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
     split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
     buf = np.empty(end - pos, dtype=token_dtype(tok.vocab_size))
     fill = 0
-    bar = progress_bar(budget, f"prepare {job['source']}", "tok", initial=pos, enabled=progress)
+    bar = progress_bar(expected_tokens, f"prepare {job['source']}", "tok", initial=pos, enabled=progress)
     docs_done, doc_pos = m["documents"], m["doc"]
 
     def finish_shard(doc: int, offset: int) -> None:
