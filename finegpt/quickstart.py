@@ -120,11 +120,18 @@ def _minutes(seconds: float) -> str:
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
     """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds", "estimate_s", "timing"}.
     Before training it prints how long the whole run will take on this machine, from a timed warm-up."""
+    threads = torch.get_num_threads()
+    try:
+        return _quickstart(Path(out), max_iters, seed)
+    finally:
+        torch.set_num_threads(threads)  # the warm-up may have picked one thread for this run only
+
+
+def _quickstart(out: Path, max_iters: int | None, seed: int) -> dict:
     from finegpt.data import get_tokenizer, prepare
     from finegpt.model import GPT
     from finegpt.train import train
 
-    out = Path(out)
     if out.exists() and not (out / ".finegpt-quickstart").exists() and any(out.iterdir()):
         raise bad("out", str(out), "exists and was not made by the quickstart", "Pass another --out")
     if out.exists():  # a previous quickstart's own files: start over
