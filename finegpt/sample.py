@@ -71,7 +71,7 @@ _VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c no
 
 
 def printable(text: str) -> str:
-    """text with every control character but newline and tab written out visibly ('\x1b', '\x00'), so
+    """text with every control character but newline and tab written out visibly ('\\x1b', '\\x00'), so
     printing it can't move the cursor, recolour or reset a terminal or a notebook's output."""
     return text.translate(_VISIBLE)
 

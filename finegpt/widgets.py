@@ -83,7 +83,8 @@ def memory_view(**settings) -> MemoryView:
             gpu=s["gpu"],
         )
         report = M.estimate(cfg, run)
-        gpu, gpu_note = M.resolve_gpu(s["gpu"])[1:]
+        match = M.resolve_gpu(s["gpu"])  # 'A100' takes the 40 GB card, and match.note says so
+        gpu = match.gpu
         view.report, view.verdict = report, ("fits" if report.fits else "OOM")
         view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
         view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
@@ -117,8 +118,8 @@ def memory_view(**settings) -> MemoryView:
         f"{view.tokens_per_step:,} tokens/step; {s['tokens']:.3g} tokens = {view.iters:,} steps = {view.hours:.2f} h "
         f"at {M.default_mfu(gpu):.0%} MFU ({M.chinchilla_tokens(cfg) / 1e9:.2f}B tokens is Chinchilla-optimal)",
     ]
-    if gpu_note:
-        view.lines.append(f"note: {gpu_note}")
+    if match.note:
+        view.lines.append(f"note: {match.note}")
     view.html = memory_html(view)
     return view
 
