@@ -37,16 +37,15 @@ def _size(n: float, unit: str) -> str:
 
 
 class LogLines:
-    """The bar's stand-in in a log file: 'train: 1.23M/3.07M tok (40%), 12.3k tok/s, eta 02:31' every
-    every_s seconds, never redrawn. The rate is the average since the start, so an ETA counts pauses
-    (evals, checkpoints) the way the rest of the run will have them too."""
+    """The bar's stand-in in a log file: 'train: 1.23M/3.07M tok (40%), 12.3ktok/s, eta 02:31' every
+    every_s seconds, never redrawn. The rate is the average since the first update, so an ETA counts the
+    pauses (evals, checkpoints) the way the rest of the run will have them too."""
 
     def __init__(self, total, desc: str, unit: str, initial: int = 0, every_s: float = LOG_EVERY_S, stream=None):
         self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
         self.n = self.start_n = initial
         self.stream = sys.stderr if stream is None else stream
-        self.t0 = self.last_t = time.monotonic()
-        self.postfix = ""
+        self.t0, self.last_t, self.postfix = None, 0.0, ""
 
     def line(self, now: float) -> str:
         from tqdm import tqdm
@@ -60,8 +59,10 @@ class LogLines:
         return ", ".join(parts + ([self.postfix] if self.postfix else []))
 
     def update(self, n: int = 1) -> None:
-        self.n += n
         now = time.monotonic()
+        if self.t0 is None:  # the clock starts with the first work done, not at setup (an eval at iter 0)
+            self.t0, self.last_t, self.start_n = now, now, self.n + n
+        self.n += n
         if now - self.last_t >= self.every_s:
             self.last_t = now
             print(self.line(now), file=self.stream, flush=True)
@@ -123,6 +124,8 @@ class Bar:
             sys.stdout = self.above
 
     def update(self, n: int = 1) -> None:
+        if self.tqdm.n == self.tqdm.initial:  # the clock starts at the first work done, as in LogLines
+            self.tqdm.unpause()
         self.tqdm.update(n)
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
