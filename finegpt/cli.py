@@ -151,19 +151,26 @@ def add_sample(sub) -> None:
     p.add_argument(
         "--no_cache", action="store_true", help="recompute the whole context every token (slow; for comparison)"
     )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the samples' exact bytes for piping: no headers, control characters and invalid UTF-8 "
+        "kept (several samples are separated by a newline)",
+    )
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args, extra) -> int:
-    from finegpt.sample import check_sampling, generate_text, load_for_sampling, read_prompt
+    from finegpt.sample import check_sampling, generate_tokens, load_for_sampling, printable, read_prompt
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.num_samples)
     prompt = read_prompt(args.prompt)
     sources = [("ckpt", args.ckpt or "out")] if args.ckpt or not args.baseline else []
     sources += [("baseline", args.baseline)] if args.baseline else []
+    raw = []
     for kind, name in sources:
         model, tokenizer, label = load_for_sampling(**{kind: name}, device=args.device)
-        texts = generate_text(
+        rows = generate_tokens(
             model,
             tokenizer,
             prompt,
@@ -175,8 +182,15 @@ def cmd_sample(args, extra) -> int:
             use_cache=not args.no_cache,
             num_samples=args.num_samples,
         )
-        for i, text in enumerate(texts):
-            print(f"===== {label} | sample {i + 1}/{len(texts)} =====\n{text}")
+        if args.raw:
+            raw += [tokenizer.decode_bytes(ids) for ids in rows]
+            continue
+        for i, ids in enumerate(rows):
+            print(f"===== {printable(label)} | sample {i + 1}/{len(rows)} =====\n{printable(tokenizer.decode(ids))}")
+    if args.raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"\n".join(raw))
+        sys.stdout.buffer.flush()
     return 0
 
 
@@ -246,7 +260,12 @@ def add_memory(sub) -> None:
         + ".",
     )
     p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file (key = value lines)")
-    p.add_argument("--gpu", default=None, help="a preset (T4, 3090, 4090, A100-80, H100, ...) or custom:<GiB>")
+    p.add_argument(
+        "--gpu",
+        default=None,
+        help="a preset (T4, 3090, 4090, A100-80, H100, ...) as nvidia-smi or a shop names it ('Tesla T4', "
+        "'RTX 4090 24GB'), or custom:<GiB>",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--guide", action="store_true", help="check every number of the popular FineWeb guide")
     p.set_defaults(func=cmd_memory, accepts_overrides=True)
@@ -321,6 +340,9 @@ def cmd_recommend(args, extra) -> int:
     if args.json:
         print("\n".join(json.dumps(r.to_dict()) for r in rows))
         return 0
+    gpu_note = memory.resolve_gpu(args.gpu).note if args.gpu else None
+    if gpu_note:
+        print(f"note: {gpu_note}")
     print(
         f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
         f"{'peak GiB':>10}{'smi GiB':>9}{'budget h':>10}{'Chinchilla h':>14}{'MFU':>10}"

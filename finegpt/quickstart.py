@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from finegpt import folders
+from finegpt import folders, step
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.errors import bad
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
-# 3000 steps x 1024 tokens, about 2 minutes on 2 idle cores (docs/benchmarks.md has the CPU tokens/s).
+# 3000 steps x 1024 tokens, a few minutes on 2 cores (the README quotes measured times; each run prints
+# its own estimate first).
 QUICKSTART_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
 QUICKSTART_TRAIN = dict(
     batch_size=16,
@@ -42,12 +43,86 @@ MARKER = ".finegpt-quickstart"
 def _sample(model, tokenizer, seed: int) -> str:
     from finegpt.sample import generate_text
 
+    # printable: an untrained model emits NUL, ESC and half characters, shown as \x00, \x1b and U+FFFD
     return generate_text(model, tokenizer, PROMPT, max_new_tokens=300, temperature=0.8, top_k=None, seed=seed)[0]
 
 
+# ---- the estimate: a short timed warm-up of the same model and batches on this machine -------------------
+
+
+def _seconds_per_step(parts: step.Parts, batches: step.Prefetch, gas: int, grad_clip: float, budget_s: float) -> float:
+    """finegpt.step's training step, as the loop runs it: one untimed step for the allocations, then steps
+    until budget_s has passed, at least two."""
+
+    def one(k: int) -> None:
+        step.forward_backward(parts, batches, k * gas, gas)
+        step.optimizer_step(parts, grad_clip)
+
+    one(0)
+    t0, n = time.perf_counter(), 0
+    while n < 2 or time.perf_counter() - t0 < budget_s:
+        n += 1
+        one(n)
+    return (time.perf_counter() - t0) / n
+
+
+def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.0) -> dict:
+    """Time training steps and eval forwards of this model on this machine, with all cores and with one
+    thread, and keep the faster for the run: on a busy machine, threads that wait on each other can be
+    ten times slower than one. Returns {"threads", "step_s", "eval_forward_s", "step_s_by_threads"}."""
+    from finegpt.data import BatchLoader
+
+    c = train_cfg
+    loader = BatchLoader(c.data_dir, "train", c.batch_size, model_cfg.block_size, seed=c.seed)
+    parts = step.build(
+        model_cfg,
+        torch.device("cpu"),
+        torch.float32,
+        weight_decay=c.weight_decay,
+        learning_rate=c.learning_rate,
+        betas=(c.beta1, c.beta2),
+    )
+    batches = step.Prefetch(loader, parts.device)
+    by_threads = {}
+    for threads in sorted({torch.get_num_threads(), 1}, reverse=True):
+        torch.set_num_threads(threads)
+        by_threads[threads] = _seconds_per_step(parts, batches, c.gradient_accumulation_steps, c.grad_clip, budget_s)
+    threads = min(by_threads, key=by_threads.get)
+    torch.set_num_threads(threads)
+    step.eval_loss(parts, loader, 1)  # eval batches have the training batch's shape (eval_batch_size 0)
+    t0 = time.perf_counter()
+    step.eval_loss(parts, loader, 3)
+    eval_forward_s = (time.perf_counter() - t0) / 3
+    return {
+        "threads": threads,
+        "step_s": by_threads[threads],
+        "eval_forward_s": eval_forward_s,
+        "step_s_by_threads": by_threads,
+    }
+
+
+def estimate_s(timing: dict, train_cfg: TrainConfig, sample_s: float) -> float:
+    """Seconds from here to the end: the steps, the evals (each eval_iters forwards on both splits, at
+    iter 0, every eval_interval and at the end) and the closing sample, as long as the opening one took."""
+    c = train_cfg
+    evals = c.max_iters // c.eval_interval + 1 + (c.max_iters % c.eval_interval > 0)
+    return c.max_iters * timing["step_s"] + evals * 2 * c.eval_iters * timing["eval_forward_s"] + sample_s
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} minutes"
+
+
+# ---- the command ----------------------------------------------------------------------------------------
+
+
+# ---- the command ----------------------------------------------------------------------------------------
+
+
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
-    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds"}. Rerun in the same
-    folder, it replaces its earlier output only once the new one is complete."""
+    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds", "estimate_s", "timing"}.
+    Before training it prints how long the whole run will take on this machine, from a timed warm-up.
+    Rerun in the same folder, it replaces its earlier output only once the new one is complete."""
     out = folders.check_path("out", out, "--out out-quickstart")
     folders.check_unlocked(out, "out")
     mine = [p for p in out.iterdir() if p.name != folders.LOCK] if out.is_dir() else []
@@ -59,7 +134,11 @@ def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None,
         # A previous quickstart's files stay until this one has finished; then they are replaced.
         work = folders.fresh_stage(out) if any(p.name != folders.LOCK for p in out.iterdir()) else out
         (work / MARKER).touch()
-        result = _run(work, max_iters, seed, final=out)
+        threads = torch.get_num_threads()
+        try:
+            result = _run(work, max_iters, seed, final=out)
+        finally:
+            torch.set_num_threads(threads)  # the warm-up may have picked one thread for this run only
         if work != out:
             folders.commit(work, out, "quickstart", _all)
     return result
@@ -76,31 +155,35 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     from finegpt.train import train
 
     t0 = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print("1/3 preparing the embedded Shakespeare (38 plays) with the bytes tokenizer ...", flush=True)
-    stats = prepare("shakespeare", out / "data", "bytes", progress=False)
+    stats = prepare("shakespeare", out / "data", "bytes")
     tokenizer = get_tokenizer("bytes")
     print(f"    {stats['documents']} plays, {stats['tokens']:,} tokens in {len(stats['shards'])} shards", flush=True)
 
     model_cfg = ModelConfig(**QUICKSTART_MODEL, vocab_size=320)  # 257 bytes + EOT, padded to a multiple of 64
+    steps = max_iters or QUICKSTART_TRAIN["max_iters"]
     train_cfg = TrainConfig(
-        **{
-            **QUICKSTART_TRAIN,
-            "max_iters": max_iters or QUICKSTART_TRAIN["max_iters"],
-            "lr_decay_iters": max_iters or QUICKSTART_TRAIN["max_iters"],
-        },
+        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps},
         out_dir=str(out),
         data_dir=str(out / "data"),
         seed=seed,
     )
+    timing = warm_up(model_cfg, train_cfg)
     torch.manual_seed(seed)
+    t_sample = time.time()
     before = _sample(GPT(model_cfg).eval(), tokenizer, seed)
     print(f"\nbefore training, the model writes:\n{'-' * 60}\n{before}\n{'-' * 60}\n", flush=True)
-
+    total_s = time.time() - t0 + estimate_s(timing, train_cfg, time.time() - t_sample)
+    tokens_per_step = train_cfg.batch_size * model_cfg.block_size
+    threads = f"{timing['threads']} thread" + ("s" if timing["threads"] > 1 else "")
     print(
-        f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide for {train_cfg.max_iters} steps "
-        f"on the CPU ...",
+        f"estimate: about {_minutes(total_s)} in all on this CPU ({steps:,} steps at "
+        f"{tokens_per_step / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now)\n",
+        flush=True,
+    )
+    print(
+        f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide for {steps} steps on the CPU ...",
         flush=True,
     )
     result = train(model_cfg, train_cfg, overwrite=True)
@@ -111,8 +194,18 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     print(f"\nafter training, the model writes:\n{'-' * 60}\n{after}\n{'-' * 60}")
     print(
         f"final val loss {result['final_val_loss']:.4f} (bytes; a uniform guess is "
-        f"{torch.log(torch.tensor(257.0)):.2f})"
-        f" | {seconds:.0f} s | checkpoint {final / 'ckpt.pt'}"
+        f"{torch.log(torch.tensor(257.0)):.2f}) | checkpoint {final / 'ckpt.pt'}"
+    )
+    print(
+        f"took {_minutes(seconds)} on this CPU; the estimate was {_minutes(total_s)} "
+        f"({100 * (seconds - total_s) / total_s:+.0f} %)"
     )
     print(f"next: finegpt sample --ckpt {final} --prompt 'JULIET:'")
-    return {"val_loss": result["final_val_loss"], "before": before, "after": after, "seconds": seconds}
+    return {
+        "val_loss": result["final_val_loss"],
+        "before": before,
+        "after": after,
+        "seconds": seconds,
+        "estimate_s": total_s,
+        "timing": timing,
+    }

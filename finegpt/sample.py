@@ -1,6 +1,7 @@
 """Text generation over `GPT.generate`: prompt in, strings out; seeded, cached, checked settings.
 
-Entry points: generate_text(model, tokenizer, prompt, ...), load_for_sampling(ckpt_or_baseline, device).
+Entry points: generate_text(model, tokenizer, prompt, ...) (safe to print: printable()), generate_tokens
+(the ids, for exact bytes), load_for_sampling(ckpt_or_baseline, device).
 """
 
 from __future__ import annotations
@@ -54,7 +55,18 @@ def only_real_tokens(model, vocab_size: int):
         handle.remove()
 
 
-def generate_text(
+# C0 controls but newline and tab, DEL, and the C1 controls: shown as \x1b, not sent to the terminal, where
+# ESC starts an escape sequence and NUL makes grep call the log binary
+_VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09, 0x0A)}
+
+
+def printable(text: str) -> str:
+    """text with every control character but newline and tab written out visibly ('\\x1b', '\\x00'), so
+    printing it can't move the cursor, recolour or reset a terminal or a notebook's output."""
+    return text.translate(_VISIBLE)
+
+
+def generate_tokens(
     model,
     tokenizer,
     prompt: str = "",
@@ -65,10 +77,10 @@ def generate_text(
     seed: int | None = 1337,
     use_cache: bool = True,
     num_samples: int = 1,
-) -> list[str]:
-    """num_samples continuations of prompt, each returned with the prompt in front. An empty prompt
-    starts from the end-of-text token, as documents do in the shards. temperature=0 is greedy; the
-    same seed and settings give the same text."""
+) -> list[list[int]]:
+    """num_samples continuations of prompt as token ids, each with the prompt's ids in front. An empty
+    prompt starts from the end-of-text token, as documents do in the shards, and that token is left out.
+    temperature=0 is greedy; the same seed and settings give the same ids."""
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
     device = next(model.parameters()).device
     start = tokenizer.encode(prompt) if prompt else [tokenizer.eot]
@@ -93,7 +105,29 @@ def generate_text(
     finally:
         model.train(was_training)
     keep = len(start) if not prompt else 0  # drop the start token, keep a real prompt
-    return [tokenizer.decode(row[keep:]) for row in out.tolist()]
+    return [row[keep:] for row in out.tolist()]
+
+
+def generate_text(
+    model,
+    tokenizer,
+    prompt: str = "",
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    top_p: float | None = None,
+    seed: int | None = 1337,
+    use_cache: bool = True,
+    num_samples: int = 1,
+    raw: bool = False,
+) -> list[str]:
+    """generate_tokens(...) decoded, each with the prompt in front: invalid UTF-8 as U+FFFD and, unless
+    raw=True, control characters written out visibly (printable), so the text is safe to print."""
+    rows = generate_tokens(
+        model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, use_cache, num_samples
+    )
+    texts = [tokenizer.decode(ids) for ids in rows]
+    return texts if raw else [printable(text) for text in texts]
 
 
 def load_for_sampling(ckpt: str | Path | None = None, baseline: str | None = None, device: str = "auto"):

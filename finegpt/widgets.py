@@ -84,7 +84,8 @@ def memory_view(**settings) -> MemoryView:
             train_cfg, gpu=s["gpu"], dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"]
         )
         report = M.estimate(cfg, run)
-        gpu = M.get_gpu(s["gpu"])
+        match = M.resolve_gpu(s["gpu"])  # 'A100' takes the 40 GB card, and match.note says so
+        gpu = match.gpu
         view.report, view.verdict = report, report.verdict.label
         view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
         view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
@@ -102,6 +103,8 @@ def memory_view(**settings) -> MemoryView:
         )
         return view
     view.lines = _memory_lines(view, cfg, run, gpu)
+    if match.note:
+        view.lines.append(f"note: {match.note}")
     view.html = memory_html(view)
     return view
 
@@ -246,10 +249,15 @@ def memory_ui(**defaults):
     The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
     import ipywidgets as w
 
-    controls = _memory_controls({**MEMORY_DEFAULTS, **defaults})
+    from finegpt.memory import resolve_gpu
+
+    d = {**MEMORY_DEFAULTS, **defaults}
+    gpu = resolve_gpu(d["gpu"])  # 'RTX 4090 24GB' -> '4090': the dropdown holds preset keys
+    controls = _memory_controls({**d, "gpu": gpu.key})
     out = w.HTML()
     out.add_class("finegpt-memory-output")
-    box = w.VBox([w.HBox([w.VBox([controls[k] for k in column]) for column in MEMORY_LAYOUT]), out])
+    note = [w.HTML(f"<i>note: {html.escape(gpu.note)}</i>")] if gpu.note else []  # 'A100': which card it took
+    box = w.VBox([w.HBox([w.VBox([controls[k] for k in column]) for column in MEMORY_LAYOUT]), out, *note])
 
     def update(_=None):
         t0 = time.perf_counter()

@@ -27,8 +27,14 @@ def first(tmp_path_factory):
 def test_quickstart_trains_and_samples_offline(first):
     root, result, out = first
     assert "before training" in out and "after training" in out and "final val loss" in out
-    assert result["before"].startswith("ROMEO:\n") and result["after"].startswith("ROMEO:\n")
-    assert len(result["after"]) > len("ROMEO:\n") and result["after"] != result["before"]
+    before = out.split("before training, the model writes:\n" + "-" * 60 + "\n")[1].split("\n" + "-" * 60)[0]
+    assert before == result["before"] and before.startswith("ROMEO:\n")
+    assert "\\x1b" in before and "\ufffd" in before  # the untrained model emits ESC and bad UTF-8: shown, not sent
+    assert [b for b in out.encode() if b < 0x20 and b not in b"\n\t"] == []
+    assert out.index("estimate: about") < out.index("2/3 training") < out.index("the estimate was")
+    assert result["estimate_s"] > 0 and result["timing"]["threads"] >= 1
+    assert result["after"].startswith("ROMEO:\n") and len(result["after"]) > len("ROMEO:\n")
+    assert result["after"] != result["before"]
     assert result["val_loss"] < math.log(257) - 1.5  # well below a uniform guess over the bytes
     assert (root / "qs" / "ckpt.pt").is_file()
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegpt"
 
 # Lowest first. A room may import only rooms on lower layers; docs/architecture.md draws this.
 LAYERS = [
-    {"errors", "files"},
+    {"errors", "files", "progress"},
     {"config", "folders"},
     {"data", "model", "tracking"},
     {"step"},

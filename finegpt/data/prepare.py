@@ -263,7 +263,7 @@ def prepare(
         }
 
         def write(work: Path, manifest: dict) -> dict:
-            return _run(work, tok, job, manifest, pool, workers, progress, t_start)
+            return _run(work, tok, job, manifest, pool, workers, progress, t_start, expected_tokens)
 
         return _into_folder(out, job, spec, overwrite, write)
     finally:
@@ -300,8 +300,8 @@ def _default_workers(tokenizer_name: str) -> int:
 
 def _expected_tokens(spec: dict, source: str, tokenizer_name: str, budget: int | None, size_needed: bool):
     """The budget, or without one (when size_needed) the source's size guessed from its bytes: a first pass,
-    local sources only. Reading the source here, before touching the output, makes an empty source or a
-    missing column fail early."""
+    local sources only. It sizes the val split and the progress bar. Reading the source here, before touching
+    the output, makes an empty source or a missing column fail early."""
     batches = iter_batches(spec)
     try:
         for batch in batches:
@@ -334,8 +334,10 @@ def _new_manifest(job: dict, spec: dict) -> dict:
     }
 
 
-def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float) -> dict:
-    from tqdm.auto import tqdm
+def _run(
+    out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float, expected_tokens=None
+) -> dict:
+    from finegpt.progress import progress as progress_bar
 
     budget, val_tokens, shard_tokens = job["tokens"], job["val_tokens"], job["shard_tokens"]
     elapsed0 = m["elapsed_s"]
@@ -343,15 +345,7 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
     split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
     buf = np.empty(end - pos, dtype=token_dtype(tok.vocab_size))
     fill = 0
-    bar = tqdm(
-        total=budget,
-        initial=pos,
-        unit="tok",
-        unit_scale=True,
-        desc=f"prepare {job['source']}",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(expected_tokens, f"prepare {job['source']}", "tok", initial=pos, enabled=progress)
     docs_done, doc_pos = m["documents"], m["doc"]
 
     def finish_shard(doc: int, offset: int) -> None:
@@ -365,38 +359,40 @@ def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool,
     encoded = _encoded(
         _chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers
     )
-    for first, (tokens, lens, text_bytes) in [] if done else encoded:
-        ends = np.cumsum(lens)  # doc ends within this chunk's tokens
-        starts = ends - lens
-        c = skip
-        skip = 0
-        while c < len(tokens):
-            take = min(end - pos - fill, len(tokens) - c)
-            buf[fill : fill + take] = tokens[c : c + take]
-            new = (starts >= c) & (starts < c + take) & (lens > 0)  # docs whose first token (their EOT) lands now
-            m["documents"] += int(new.sum())
-            m["text_bytes"] += int(text_bytes[new].sum())
-            fill += take
-            c += take
-            bar.update(take)
-            if pos + fill == end:
-                whole = int(np.searchsorted(ends, c, side="right"))  # docs of this chunk fully written
-                finish_shard(first + whole, c - int(starts[whole]) if whole < len(lens) else 0)
-                pos, fill = pos + fill, 0
-                if budget is not None and pos >= budget:
-                    done = True
-                    break
-                split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
-                buf = np.empty(end - pos, dtype=buf.dtype)
-        doc_pos = first + len(lens)
-        bar.set_postfix(docs_s=f"{(m['documents'] - docs_done) / max(time.time() - t0, 1e-9):.0f}", refresh=False)
-        if done:
-            break
+    try:
+        for first, (tokens, lens, text_bytes) in [] if done else encoded:
+            ends = np.cumsum(lens)  # doc ends within this chunk's tokens
+            starts = ends - lens
+            c = skip
+            skip = 0
+            while c < len(tokens):
+                take = min(end - pos - fill, len(tokens) - c)
+                buf[fill : fill + take] = tokens[c : c + take]
+                new = (starts >= c) & (starts < c + take) & (lens > 0)  # docs whose first token (their EOT) lands now
+                m["documents"] += int(new.sum())
+                m["text_bytes"] += int(text_bytes[new].sum())
+                fill += take
+                c += take
+                bar.update(take)
+                if pos + fill == end:
+                    whole = int(np.searchsorted(ends, c, side="right"))  # docs of this chunk fully written
+                    finish_shard(first + whole, c - int(starts[whole]) if whole < len(lens) else 0)
+                    pos, fill = pos + fill, 0
+                    if budget is not None and pos >= budget:
+                        done = True
+                        break
+                    split, index, end = _shard_after(pos, val_tokens, shard_tokens, budget)
+                    buf = np.empty(end - pos, dtype=buf.dtype)
+            doc_pos = first + len(lens)
+            bar.set_postfix(docs_s=f"{(m['documents'] - docs_done) / max(time.time() - t0, 1e-9):.0f}", refresh=False)
+            if done:
+                break
+    finally:  # a terminal's stdout is routed above the bar until it closes
+        bar.close()
     encoded.close()
     if fill:  # the source ended inside a shard: the last shard is shorter
         finish_shard(doc_pos, 0)
         pos += fill
-    bar.close()
     if not any(s["split"] == "train" for s in m["shards"]):
         raise bad(
             "val_tokens",

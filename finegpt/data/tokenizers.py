@@ -1,6 +1,7 @@
 """Tokenizers: `gpt2` (tiktoken, EOT 50256) and `bytes` (256 byte values + EOT 256).
 
-Entry point: get_tokenizer(name) -> object with name, vocab_size, eot, encode, encode_batch, decode.
+Entry point: get_tokenizer(name) -> object with name, vocab_size, eot, encode, encode_batch, decode,
+decode_bytes (the exact bytes, for piping).
 """
 
 from __future__ import annotations
@@ -31,17 +32,13 @@ class BytesTokenizer:
     def encode_array(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
+    def decode_bytes(self, ids) -> bytes:
+        """The exact bytes, EOT as <|endoftext|>; an id past EOT (padded vocab) is 0xFF, never valid UTF-8."""
+        eot_bytes = EOT_TEXT.encode()
+        return b"".join(eot_bytes if i == self.eot else bytes([i if 0 <= i < 256 else 0xFF]) for i in map(int, ids))
+
     def decode(self, ids) -> str:
-        # a model's padded vocab (320) can emit ids past EOT: they decode to U+FFFD like bad bytes
-        pieces, run = [], bytearray()
-        for i in ids:
-            i = int(i)
-            if i == self.eot:
-                pieces.append(run.decode("utf-8", errors="replace") + EOT_TEXT)
-                run = bytearray()
-            else:
-                run.append(i if 0 <= i < 256 else 0xFF)  # 0xFF is never valid UTF-8
-        return "".join(pieces) + run.decode("utf-8", errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")  # bad bytes -> U+FFFD
 
 
 class GPT2Tokenizer:
@@ -78,6 +75,13 @@ class GPT2Tokenizer:
         if hasattr(self.enc, "encode_to_numpy"):  # tiktoken >= 0.8
             return self.enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
         return np.array(self.enc.encode_ordinary(text), dtype=np.uint32)
+
+    def decode_bytes(self, ids) -> bytes:
+        """The exact bytes; an id past EOT (only in a model's padded vocab, 50304) becomes U+FFFD's bytes."""
+        out = bytearray()
+        for i in map(int, ids):
+            out += self.enc.decode_single_token_bytes(i) if 0 <= i <= self.eot else "\ufffd".encode()
+        return bytes(out)
 
     def decode(self, ids) -> str:
         ids = [int(i) for i in ids]

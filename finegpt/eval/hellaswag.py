@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from finegpt.errors import bad
 from finegpt.eval.loss import autocast_for
+from finegpt.progress import progress
 
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 # GPT-2 124M on the 10,042 val examples with this scoring, from the docstrings of karpathy/build-nanogpt
@@ -122,6 +123,7 @@ def hellaswag(
     was_training = model.training
     model.eval()
     out, correct, correct_norm = [], 0, 0
+    bar = progress(len(examples), "hellaswag", "ex")
     try:
         for first in range(0, len(examples), batch_size):
             chunk = examples[first : first + batch_size]
@@ -144,7 +146,9 @@ def hellaswag(
                         "pred_norm": pred_norm,
                     }
                 )
+            bar.update(len(chunk))
     finally:
+        bar.close()
         model.train(was_training)
     result = {
         "examples": len(examples),

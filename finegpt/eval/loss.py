@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from finegpt.errors import bad
+from finegpt.progress import progress
 
 DEFAULT_EVAL_TOKENS = 2**20  # ~1M tokens: build-nanogpt's val pass is 20 x 64 x 1024 = 1.3M
 
@@ -105,6 +106,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     total_nats, total_tokens = 0.0, 0
+    bar = progress(n_windows * T, f"eval {split}", "tok")
     try:
         for first in range(0, n_windows, batch_size):
             rows = np.stack([stream[w * T : w * T + T + 1] for w in range(first, min(first + batch_size, n_windows))])
@@ -115,7 +117,9 @@ def evaluate(
             logits = logits[..., : info["vocab_size"]].float()  # real tokens only
             total_nats += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
             total_tokens += y.numel()
+            bar.update(y.numel())
     finally:
+        bar.close()
         model.train(was_training)
     loss = total_nats / total_tokens
     return {

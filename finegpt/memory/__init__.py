@@ -12,12 +12,14 @@ from finegpt.memory.gpus import (
     GPUS,
     MFU_RANGES,
     Gpu,
+    GpuMatch,
     custom_gpu,
     detected_gpu_key,
     get_gpu,
     gpu_from_device_name,
     mfu_range,
     peak_flops,
+    resolve_gpu,
 )
 from finegpt.memory.guide import check_guide, format_checks, guide_verdicts
 from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
@@ -76,6 +78,7 @@ __all__ = [
     "side_by_side",
     "train_time_range_s",
     "Gpu",
+    "GpuMatch",
     "MemoryReport",
     "Recommendation",
     "RunConfig",
@@ -102,6 +105,7 @@ __all__ = [
     "plan",
     "recommend",
     "recommend_all",
+    "resolve_gpu",
     "run_config",
     "run_from_settings",
     "session_plan",

@@ -37,7 +37,7 @@ class RunConfig:
     sharding: str = "ddp"  # what-if: zero1, zero2
     gradient_as_bucket_view: bool = False  # what-if: True. DDP's default keeps a separate 4N bucket copy of the grads
     compile: bool = False
-    gpu: str | None = None  # a key of GPUS; None: no verdict
+    gpu: str | None = None  # a GPU name resolve_gpu reads ('T4', 'Tesla T4'); None: no verdict
     device: str = "cuda"  # "cpu" only for validating against CPU measurements (dropout masks differ)
 
     def __post_init__(self) -> None:
@@ -109,4 +109,8 @@ def run_from_settings(values: dict, gpu: str | None = None):
     extra = {k: values[k] for k in (*what_if, "world_size", "gpu") if k in values}
     model_cfg, train_cfg, notes = build_configs({k: v for k, v in values.items() if k not in extra})
     world_size, gpu = int(extra.pop("world_size", 1)), extra.pop("gpu", gpu)
+    from finegpt.memory.gpus import resolve_gpu
+
+    gpu_note = resolve_gpu(gpu).note if gpu is not None else None  # 'A100': which card the numbers are for
+    notes = [*notes, f"note: {gpu_note}"] if gpu_note else notes
     return model_cfg, run_config(train_cfg, world_size, gpu, **extra), train_cfg, notes

@@ -22,6 +22,7 @@ import torch
 from finegpt import memory, step
 from finegpt.config import ModelConfig, TrainConfig, config_dict, local_accumulation
 from finegpt.errors import FinegptError
+from finegpt.progress import progress
 from finegpt.tracking import open_trackers
 from finegpt.train import distributed, fsdp
 from finegpt.train.checkpoint import (
@@ -364,32 +365,37 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
     )
     log_data_plan(cfg, loaders, tokens_per_iter, d)
     batches = step.Prefetch(loaders["train"], parts.device)
-    start_iter, t0 = run.iter_num, time.time()
+    start_iter = run.iter_num
     run.saved_at = start_iter  # the resume point is already on disk
-    stop.arm()
-    while True:
-        lr = get_lr(run.iter_num, cfg)
-        for group in parts.optimizer.param_groups:
-            group["lr"] = lr
-        if run.iter_num % cfg.eval_interval == 0 or run.iter_num == cfg.max_iters or cfg.eval_only:
-            run.evaluate(loaders, lr, may_save=run.iter_num > start_iter)
-            t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
-        if cfg.eval_only or run.iter_num >= cfg.max_iters:
-            break
+    total_tokens, done_tokens = cfg.max_iters * tokens_per_iter, start_iter * tokens_per_iter
+    # a context manager: in a terminal the bar routes print() above itself until it closes, Ctrl-C included
+    with progress(total_tokens, "train", initial=done_tokens, enabled=d.is_main and not cfg.eval_only) as bar:
+        t0 = time.time()
+        stop.arm()
+        while True:
+            lr = get_lr(run.iter_num, cfg)
+            for group in parts.optimizer.param_groups:
+                group["lr"] = lr
+            if run.iter_num % cfg.eval_interval == 0 or run.iter_num == cfg.max_iters or cfg.eval_only:
+                run.evaluate(loaders, lr, may_save=run.iter_num > start_iter)
+                t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
+            if cfg.eval_only or run.iter_num >= cfg.max_iters:
+                break
 
-        loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
-        lossf = distributed.all_mean(loss_sum, d).item()
-        if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
-            raise diverged(lossf, run.iter_num, run.last_ckpt)
-        step.optimizer_step(parts, cfg.grad_clip)
-        run.iter_num += 1
+            loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
+            lossf = distributed.all_mean(loss_sum, d).item()
+            if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
+                raise diverged(lossf, run.iter_num, run.last_ckpt)
+            step.optimizer_step(parts, cfg.grad_clip)
+            run.iter_num += 1
+            bar.update(tokens_per_iter)
 
-        if run.iter_num % cfg.log_interval == 0 and d.is_main:
-            dt_s, t0 = time.time() - t0, time.time()
-            budget = reads(cfg, loaders, run.iter_num * tokens_per_iter)
-            run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * cfg.log_interval, peak_flops, budget)
-            batches.busy_s = 0.0
-        if stop.requested(d, parts.device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
-            if run.iter_num > run.saved_at and (d.is_main or run.sharded):
-                run.last_ckpt = run.save() or run.last_ckpt
-            raise stop.stopped(run.iter_num, run.last_ckpt)
+            if run.iter_num % cfg.log_interval == 0 and d.is_main:
+                dt_s, t0 = time.time() - t0, time.time()
+                budget = reads(cfg, loaders, run.iter_num * tokens_per_iter)
+                run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * cfg.log_interval, peak_flops, budget)
+                batches.busy_s = 0.0
+            if stop.requested(d, parts.device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
+                if run.iter_num > run.saved_at and (d.is_main or run.sharded):
+                    run.last_ckpt = run.save() or run.last_ckpt
+                raise stop.stopped(run.iter_num, run.last_ckpt)
