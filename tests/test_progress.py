@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -115,3 +116,20 @@ def test_prepare_and_eval_draw_a_bar_when_interactive(data_dir, tmp_path, monkey
     err = capsys.readouterr().err
     assert re.search(r"eval val: 100%\|█+\| 640/640 .*tok/s", err), err
     assert not isinstance(sys.stdout, P._AboveBar)  # print() goes straight out again once the bar closes
+
+
+def test_ctrl_c_closes_the_train_bar_and_gives_print_back(data_dir, tmp_path, monkeypatch, capsys):
+    from finegpt.config import ModelConfig, TrainConfig
+    from finegpt.train import TrainingInterrupted, train
+
+    def ctrl_c_at_iter_0(row):
+        if row["iter"] == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(P, "interactive", lambda stream=None: True)
+    cfg = TrainConfig(**{**TINY_TRAIN, "max_iters": 6}, data_dir=str(data_dir), out_dir=str(tmp_path))
+    stdout = sys.stdout
+    with pytest.raises(TrainingInterrupted, match="stopped at iter 1 by SIGINT: checkpoint saved"):
+        train(ModelConfig(**TINY_MODEL), cfg, callback=ctrl_c_at_iter_0)
+    assert sys.stdout is stdout  # the bar closed: print() goes straight out again
+    assert re.search(r"train: +17%\|.*\| 512/3\.07k", capsys.readouterr().err)
