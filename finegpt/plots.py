@@ -90,11 +90,13 @@ def param_bars(parts: dict[str, int], title: str = "Parameters per component") -
 def attention_heatmap(weights, labels: list[str], title: str = "Attention weights") -> Figure:
     """A (T, T) attention matrix: row i is how much query token i reads from each key token."""
     T = len(labels)
-    fig = Figure(figsize=(0.32 * T + 2.2, 0.32 * T + 1.6), layout="constrained")
+    cell = min(0.32, 9 / T)  # inches per token: long sequences shrink to about 9 inches
+    fig = Figure(figsize=(cell * T + 2.2, cell * T + 1.6), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(weights, cmap="viridis", vmin=0.0)
-    ax.set_xticks(range(T), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(T), labels, fontsize=8)
+    size = min(8, 72 * cell * 0.8)  # points: a label never taller than its cell
+    ax.set_xticks(range(T), labels, rotation=90, fontsize=size)
+    ax.set_yticks(range(T), labels, fontsize=size)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title)

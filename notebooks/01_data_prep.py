@@ -40,6 +40,10 @@ print(f"finegpt {finegpt.__version__}")
 # %% tags=["parameters"]
 MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
+
 # %%
 import itertools
 import json
@@ -363,6 +367,10 @@ display(Markdown(
 # - Shards are a 256-int header plus `uint16` tokens, one EOT before each document; they round-trip exactly.
 # - `save_to_disk` of sample-100BT needs terabytes; a streamed token budget needs 2 bytes per token.
 # - The lab folder now holds both sets of shards for notebooks 02 and 04.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
 
 # %%
 clock.done()

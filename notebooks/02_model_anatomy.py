@@ -39,6 +39,10 @@ print(f"finegpt {finegpt.__version__}")
 # %% tags=["parameters"]
 MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
+
 # %%
 import math
 import time
@@ -397,9 +401,10 @@ plots.attention_heatmap(maps[best_nl], shown, f"Trained: layer {best_nl[0]}, hea
                         f"({scores['marked tokens'][best_nl]:.2f} on the line breaks)")
 
 # %% [markdown]
-# **What to look for:** bright columns under the ⏎ characters. The characters of a line read the line break that
-# began it, so this head tells every position where its line started: after a break comes a speaker's name in
-# capitals, and a colon and a break end it. That is the layout a trained model reproduces in notebook 05.
+# **What to look for:** bright columns under the ⏎ characters: the characters after a line break keep reading it,
+# however far back it is. In the plays a line break ends every speaker's name and every verse line, so a head like
+# this one keeps track of where the current speech and line began: the layout a trained model reproduces in
+# notebook 05.
 #
 # How far above an even spread are the best heads?
 
@@ -409,6 +414,10 @@ lift_nl = scores["marked tokens"].max() / scores["chance: marked tokens"]
 print(f"best heads: {lift_prev:.1f}x an even spread on the previous character, {lift_nl:.1f}x on the line breaks")
 if MODE != "smoke":  # a few dozen steps (smoke) are too few to specialise
     assert lift_prev > 2 and lift_nl > 2
+
+# %% [markdown]
+# The assert keeps that promise in the tests: in cpu and full mode the best heads must beat an even spread at
+# least twice over, on both habits.
 
 # %% [markdown]
 # ## 7. Why is the vocabulary 50304 and not 50257?
@@ -480,6 +489,10 @@ print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms 
 #   without storing the T × T matrix.
 # - Untrained heads spread their attention evenly; trained heads specialise, for example on the previous
 #   character or on line breaks.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
 
 # %%
 clock.done()

@@ -39,6 +39,10 @@ print(f"finegpt {finegpt.__version__}")
 # %% tags=["parameters"]
 MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
+
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
@@ -190,6 +194,9 @@ plots.memory_bars([(f"{view.settings['n_layer']}L/{view.settings['n_embd']}, B={
                     f"{view.verdict}", widgets.bar_terms(view.report), view.report.memory_bytes)],
                   "The calculator at its defaults")
 
+# %% [markdown]
+# And the lines the calculator prints under its bar:
+
 # %%
 print("\n".join(view.lines))
 assert view.report.peak_bytes == report.peak_bytes and view.verdict == ("fits" if report.fits else "OOM")
@@ -264,7 +271,7 @@ display(Markdown(
 #
 # `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
 # the peak bytes allocated in each phase: from CUDA's allocator statistics on a GPU, and from a
-# tracker of live tensor storages on the CPU. In smoke mode we measure a small model on the CPU (fp32);
+# tracker of live tensor storages on the CPU. In cpu and smoke mode we measure a small model on the CPU (fp32);
 # on a GPU we measure GPT-2 small at a batch that fits.
 
 # %%
@@ -409,6 +416,10 @@ assert lab_minutes.sum() < LAB_MINUTES
 # - Hours = tokens × FLOPs per token / (peak FLOPS × MFU).
 # - The predictions match measured peaks on this machine; the guide's sizes do not hold.
 # - The verdict counts what the card really holds: the peak's terms, the allocator's reserve and the CUDA context.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
 
 # %%
 clock.done()

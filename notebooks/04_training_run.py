@@ -40,6 +40,10 @@ print(f"finegpt {finegpt.__version__}")
 # %% tags=["parameters"]
 MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
+
 # %%
 import math
 import time
@@ -130,6 +134,9 @@ reads = len(starts) * (model_cfg.block_size + 1) / loader.num_tokens
 print(f"{len(starts):,} windows of {model_cfg.block_size + 1} tokens over {loader.num_tokens:,} train tokens: "
       f"{reads:.2f} reads per token on average")
 pd.Series(coverage, name="share of train tokens").map("{:.1%}".format).to_frame().T
+
+# %% [markdown]
+# In words, with this run's numbers:
 
 # %%
 display(Markdown(
@@ -364,6 +371,10 @@ print(generate_text(result["model"], tok, prompt, max_new_tokens=300 if meta["to
 # - Checkpoints are written atomically and hold everything needed to continue; a resumed run repeats the
 #   lost iterations with the same losses.
 # - Validation loss below ln(vocabulary) is what the model has learned.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
 
 # %%
 clock.done()

@@ -38,6 +38,10 @@ print(f"finegpt {finegpt.__version__}")
 # %% tags=["parameters"]
 MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
+
 # %%
 import time
 
@@ -73,6 +77,10 @@ device = settings.device
 
 # %%
 found = lab.check(clock)["04's trained model"]
+
+# %% [markdown]
+# The path, the iteration and the tokens seen are those of your run in notebook 04: retrain there, rerun this
+# notebook, and these lines change with it.
 
 # %% [markdown]
 # `load_for_sampling` rebuilds the model from the config saved inside the checkpoint, and picks the tokenizer
@@ -252,6 +260,10 @@ for name, path in (("early", early), ("trained", paths.run / "ckpt.pt")):
 print(f"word list: {len(words):,} distinct words from the training text")
 
 # %% [markdown]
+# A word counts as real when it occurs somewhere in the training text; an invented word does not, however
+# plausible it looks. Punctuation, numbers and line breaks are not words and are not counted.
+
+# %% [markdown]
 # Now the three samples, each with its share of real words:
 
 # %%
@@ -264,6 +276,9 @@ for name, (m, val) in models.items():
 progress = pd.DataFrame(rows).set_index("model")
 progress
 
+# %% [markdown]
+# In words, with these numbers:
+
 # %%
 shares, vals = progress["real words"], progress["val loss"]
 display(Markdown(
@@ -271,6 +286,10 @@ display(Markdown(
     f"{shares.iloc[2]:.0%} (trained), as the validation loss falls from {vals.iloc[1]:.2f} to {vals.iloc[2]:.2f}. "
     "Look at the layout as well as the words: line breaks, and speaker names in capitals followed by a colon, "
     "are what a model of the plays picks up first."))
+
+# %% [markdown]
+# The check: the trained model's share of real words must beat the untrained one's by at least 30 points (not in
+# smoke mode, whose model trains for a few dozen steps).
 
 # %%
 if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model behind
@@ -288,18 +307,22 @@ if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model 
 # %%
 from finegpt.eval import load_gpt2
 
-gpt2 = None
+gpt2 = hf = None
 if MODE == "full":
     try:
         gpt2 = load_gpt2("gpt2", device=device)
     except Exception as e:  # offline: the weights cannot be downloaded
         print(f"skipped: GPT-2's weights could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
 else:
-    import transformers
+    try:
+        import transformers
 
-    transformers.logging.disable_progress_bar()
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=128)).eval()
-    hf.save_pretrained(paths.root / "tiny-gpt2")
+        transformers.logging.disable_progress_bar()
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=128))
+    except ImportError:  # an optional dependency
+        print("skipped: Hugging Face transformers is not installed (pip install -e '.[extras]')")
+if hf is not None:  # a tiny random GPT-2 through finegpt's loader, checked logit for logit
+    hf.eval().save_pretrained(paths.root / "tiny-gpt2")
     gpt2 = load_gpt2(str(paths.root / "tiny-gpt2"), device=device)
     ids = torch.tensor([get_tokenizer("gpt2").encode("Hello world, this is GPT-2")], device=device)
     with torch.no_grad():
@@ -329,6 +352,10 @@ if gpt2 is not None:
 #   whole context, and gives exactly the same tokens.
 # - The same prompt and seed show what training added: untrained, early and trained, with the share of real
 #   words as a number.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
 
 # %%
 clock.done()

@@ -114,6 +114,8 @@ def test_memory_view_shows_exactly_what_estimate_returns(s):
     assert f"<span class='finegpt-peak-gib'>{report.peak_bytes / 2**30:.2f}</span>" in view.html
     assert f">{view.verdict}</b>" in view.html
     assert sum(widgets.peak_terms(report).values()) == report.peak_bytes
+    bar = widgets.bar_terms(report)  # the stacked bar counts what the verdict counts
+    assert sum(bar.values()) == report.nvidia_smi_bytes and (sum(bar.values()) <= report.memory_bytes) == report.fits
     assert view.max_batch_size == M.max_micro_batch(cfg, run, s["gpu"])
     tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
     assert view.tokens_per_step == tokens_per_step

@@ -62,8 +62,9 @@ def save(nb: nbformat.NotebookNode, py: Path, home: str) -> None:
             for kind in ("text/plain", "text/markdown", "text/html"):
                 if kind in data:
                     data[kind] = _unmachine(data[kind], home)
-            if "application/vnd.jupyter.widget-view+json" in data:  # static viewers show only this text
-                data["text/plain"] = WIDGET_TEXT
+            view = "application/vnd.jupyter.widget-view+json" in data
+            if view and "".join(data.get("text/plain", "")).startswith(("VBox(", "HBox(")):  # a UI, not a progress bar
+                data["text/plain"] = WIDGET_TEXT  # what static viewers show in its place
     nb.metadata.pop("widgets", None)
     nb.metadata.get("jupytext", {}).pop("text_representation", None)  # as `jupytext --sync` writes it
     nbformat.write(nb, py.with_suffix(".ipynb"))

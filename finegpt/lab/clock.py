@@ -158,8 +158,8 @@ class Clock:
         )
         return [
             f"expected here ({self.settings.mode} mode, {self.device.name}): {about(self.expected_s)}, {how}",
-            f"for planning, full mode on a Colab T4: {about(t4_s)} "
-            f"(45 training minutes in 04, {DOWNLOAD_BYTES_PER_S / 1e6:.0f} MB/s downloads)",
+            f"for planning, full mode on a Colab T4: {about(t4_s)} (at an assumed {gpu_device('T4').mfu:.0%} MFU "
+            f"and {DOWNLOAD_BYTES_PER_S / 1e6:.0f} MB/s downloads)",
         ]
 
     def done(self) -> None:

@@ -64,7 +64,7 @@ def _full_run(gpu: str, train_minutes: float) -> tuple[dict, dict, int]:
         batch_size=s.batch_size,
         gradient_accumulation_steps=s.gradient_accumulation_steps,
         max_iters=iters,
-        eval_interval=max(10, iters // 8),
+        eval_interval=max(1, iters // 8),  # 04 interrupts after the first eval, well before the end
         eval_iters=20,
         log_interval=max(1, min(10, iters // 20)),
         learning_rate=lr,
@@ -113,7 +113,7 @@ def settings(mode: str, gpu: str | None = None, env: dict | None = None) -> LabS
     local = env.get("FINEGPT_FINEWEB_FILES") or None
     notes = [f"04 trains for about {minutes:g} minutes" + (" (FINEGPT_TRAIN_MINUTES)" if minutes != 45 else "")]
     if local:  # the whole local source, however big: its size is the user's choice
-        fineweb = dict(data_files=local, tokens=None, shard_tokens=100_000_000)
+        fineweb = dict(tokens=None, shard_tokens=100_000_000)
         notes.append(f"data: local FineWeb-schema files {local} (FINEGPT_FINEWEB_FILES), not the Hub's FineWeb")
     else:
         fineweb = dict(name="sample-10BT", tokens=tokens + FULL_VAL_TOKENS, val_tokens=FULL_VAL_TOKENS)
