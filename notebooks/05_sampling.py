@@ -261,7 +261,8 @@ print(f"word list: {len(words):,} distinct words from the training text")
 
 # %% [markdown]
 # A word counts as real when it occurs somewhere in the training text; an invented word does not, however
-# plausible it looks. Punctuation, numbers and line breaks are not words and are not counted.
+# plausible it looks. Punctuation, numbers and line breaks are not words, and one-letter words are not counted
+# either: random characters make "a", "I" and "O" by chance.
 
 # %% [markdown]
 # Now the three samples, each with its share of real words:

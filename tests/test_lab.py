@@ -197,6 +197,7 @@ def test_real_word_share_counts_words_found_in_the_word_list():
     assert {"romeo", "yonder", "o'er"} <= words
     assert lab.real_word_share("What lught thro yonder", words) == 0.5
     assert lab.real_word_share("!!! 123", words) == 0.0
+    assert lab.real_word_share("a I O xq", words) == 0.0  # one-letter words are left out; 'xq' is not a word
 
 
 def test_shard_text_decodes_the_train_split(smoke_lab):

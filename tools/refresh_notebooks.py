@@ -70,12 +70,16 @@ def save(nb: nbformat.NotebookNode, py: Path, home: str) -> None:
     nbformat.write(nb, py.with_suffix(".ipynb"))
 
 
-def refresh(prefixes: list[str], mode: str) -> dict[str, float]:
-    """Run (and save) the asked-for notebooks in one fresh lab folder; returns seconds per notebook."""
+def refresh(prefixes: list[str], mode: str, keep: Path | None = None) -> dict[str, float]:
+    """Run (and save) the asked-for notebooks in one fresh lab folder; returns seconds per notebook.
+    keep: run in this (new) folder and leave the lab there, to look into a failure."""
     wanted = sources(prefixes)
     order = sorted({p.name[:2] for p in wanted} | {n for p in wanted for n in NEEDS.get(p.name[:2], [])})
     times = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(keep.resolve()) if keep else scratch
+        if keep:
+            keep.mkdir(parents=True, exist_ok=False)
         os.environ["FINEGPT_HOME"] = str(Path(tmp) / "finegpt-lab")
         os.environ["FINEGPT_MODE"] = mode
         for py in sources(order):
@@ -93,9 +97,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="two-digit prefixes; none means all five")
     parser.add_argument("--mode", default="cpu", choices=["smoke", "cpu"], help="cpu (committed outputs) or smoke")
+    parser.add_argument("--keep", type=Path, help="a new folder to run in and keep (to look into a failure)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     import nbval_conftest  # noqa: F401  (offline, one thread per kernel: the environment the nbval test uses)
 
-    total = refresh(args.notebooks, args.mode)
+    total = refresh(args.notebooks, args.mode, args.keep)
     print(f"total: {sum(total.values()):.1f} s in {args.mode} mode (load average {os.getloadavg()[0]:.1f})")

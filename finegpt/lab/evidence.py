@@ -140,7 +140,8 @@ def corpus_words(text: str) -> set[str]:
     return {w.lower() for w in WORD.findall(text)}
 
 
-def real_word_share(sample: str, words: set[str]) -> float:
-    """The share of a sample's words (letters, inner apostrophes) that are in `words`; 0 for none."""
-    found = [w.lower() for w in WORD.findall(sample)]
+def real_word_share(sample: str, words: set[str], min_letters: int = 2) -> float:
+    """The share of a sample's words (letters, inner apostrophes) that are in `words`; 0 for none.
+    Words shorter than min_letters are not counted: random characters make 'a', 'I' and 'O' by chance."""
+    found = [w.lower() for w in WORD.findall(sample) if len(w) >= min_letters]
     return sum(w in words for w in found) / len(found) if found else 0.0
