@@ -1,6 +1,6 @@
 """The five notebooks: each .py / .ipynb pair in sync, each with the course's anatomy, all five running
-offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared), the lab handed from
-01 through 04 to 05, and committed (cpu-mode) outputs that show each lesson happening."""
+offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared), and committed
+(cpu-mode) outputs that show each lesson happening. The hand-off from 01 through 04 to 05: test_lab_handoff.py."""
 
 import json
 import os
@@ -124,35 +124,6 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-
-
-# ---- the hand-off: 01 -> 04 -> 05 in one lab folder --------------------------------------------------
-
-
-def test_05_samples_04s_checkpoint_and_without_it_stops_with_the_fix(tmp_path):
-    """tools/lab_run.py --dry-run runs 01, 04 and 05 in smoke mode in a fresh lab folder and writes its table;
-    then, with 04's checkpoint gone, 05 stops at its input check instead of training anything."""
-    import lab_run
-    import nbformat
-    from nbclient.exceptions import CellExecutionError
-
-    home, saved, out = tmp_path / "lab", tmp_path / "executed", tmp_path / "lab_timing.md"
-    args = ["--dry-run", "--notebooks", "01", "04", "05", "--home", str(home), "--save-notebooks", str(saved)]
-    assert lab_run.main([*args, "--out", str(out)]) == 0
-    ckpt = home / "smoke" / "run-04" / "ckpt.pt"
-    printed = lab_run.outputs_text(nbformat.read(saved / "05_sampling.ipynb", 4))
-    assert f"found: 04's trained model in {ckpt.parent}" in printed and f"sampling from {ckpt}" in printed
-    table = out.read_text()
-    assert "**Data: smoke mode on the CPU" in table and "| 04_training_run |" in table and "final val loss" in table
-
-    shutil.rmtree(ckpt.parent)
-    env = {"FINEGPT_MODE": "smoke", "FINEGPT_HOME": str(home)}
-    with pytest.raises(CellExecutionError) as stopped:
-        lab_run.execute(NOTEBOOKS / "05_sampling.py", home, env, timeout_s=600)
-    message = str(stopped.value)
-    assert f"input={str(ckpt.parent)!r}: 04's trained model: no ckpt.pt" in message
-    assert "Run notebook 04 first with MODE = 'smoke'" in message
-    assert not (home / "smoke" / "run-04").exists()  # nothing was trained in its place
 
 
 # ---- the committed outputs (cpu mode) show each lesson ------------------------------------------------

@@ -103,7 +103,8 @@ def report(args, data: str, times: dict, timings: dict, summary: dict, sample: s
         f"Command: `{command}`  ",
         f"Date: {date.today().isoformat()}  ",
         f"Machine: {machine()}  ",
-        f"Mode: {args.mode}; 04's training budget: {args.train_minutes or 45:g} minutes",
+        f"Mode: {args.mode}"
+        + ("" if args.dry_run else f"; 04's training budget: {args.train_minutes or 45:g} minutes"),
         "",
         "| notebook | took (min) | expected here (min) |",
         "|---|---:|---:|",
@@ -119,7 +120,8 @@ def report(args, data: str, times: dict, timings: dict, summary: dict, sample: s
         "assumptions for tokenizing, downloads and small cells).",
         "",
         f"Notebook 04: {fmt(summary.get('iters'), ',')} iterations, median {fmt(summary.get('tokens_per_s'), ',.0f')} "
-        f"tokens/s, median MFU {fmt(summary.get('mfu') and 100 * summary['mfu'], '.1f')} %, final val loss "
+        f"tokens/s, median MFU {fmt(summary.get('mfu') and 100 * summary['mfu'], '.1f')}"
+        f"{' %' if summary.get('mfu') else ' (no GPU peak to divide by)'}, final val loss "
         f"{fmt(summary.get('final_val_loss'), '.3f')} (from its metrics.jsonl).",
         "",
         "A sample from the trained model (seed 1337, temperature 0.8):",
