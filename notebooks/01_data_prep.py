@@ -5,7 +5,7 @@
 # - what FineWeb is: its configs, sizes, columns and licence;
 # - how to stream documents instead of downloading a dataset, and what they look like;
 # - how long documents are in GPT-2 tokens, and how many bytes of text a token covers;
-# - how `finegpt` writes token shards (with a progress bar) and how to check they round-trip;
+# - how `finegpt` writes token shards, and how to check they round-trip;
 # - what the popular guide's `save_to_disk` of sample-100BT costs in disk, against streaming a token budget.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/01_data_prep.ipynb)
@@ -222,7 +222,8 @@ fineweb_args
 
 # %% [markdown]
 # Now `prepare` does the work. A finished earlier run in the same folder (its `stats.json`) is reused in full
-# mode, so that rerunning the notebook does not stream the data again; cpu and smoke mode start over.
+# mode, so that rerunning the notebook does not stream the data again, and a progress bar shows how far it has
+# come; cpu and smoke mode start over, and take seconds.
 
 # %%
 out = paths.fineweb
@@ -230,7 +231,7 @@ if MODE == "full" and (out / "stats.json").exists() and (out / "meta.json").exis
     stats = json.loads((out / "stats.json").read_text())
     print("reusing the shards an earlier run of this notebook finished")
 else:
-    stats = prepare(**fineweb_args, overwrite=MODE != "full")
+    stats = prepare(**fineweb_args, overwrite=MODE != "full", progress=MODE == "full")  # a live bar for the long one
 print(f"{stats['tokens']:,} tokens from {stats['documents']:,} documents in {len(stats['shards'])} shards, "
       f"{stats['tokens_per_s']:,} tokens/s")
 
