@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from machine import append_to_benchmarks, cpu_name  # bench/machine.py: a script sees its own folder
 
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, padded_vocab
 from finegpt.data.shards import HEADER_BYTES, write_meta, write_shard
 from finegpt.model import GPT
 from finegpt.train import train
@@ -65,7 +65,7 @@ def make_shards(root: Path, tokenizer: str, train_tokens: int = 2_000_000, val_t
 
 
 def model_config(model_kw: dict, tokenizer: str) -> ModelConfig:
-    vocab = -(-TOKENIZERS[tokenizer].vocab_size // 64) * 64  # padded as train() pads it
+    vocab = padded_vocab(TOKENIZERS[tokenizer].vocab_size)  # as train() pads it
     return ModelConfig(**model_kw, vocab_size=vocab, dropout=0.0, bias=True)
 
 
@@ -253,9 +253,10 @@ def main() -> None:
             "",
             "The reference is eager PyTorch with for-loop AdamW (PyTorch's CPU default), a fresh np.memmap and "
             "torch.stack of torch.from_numpy windows per batch, and loss.item() every iteration. finegpt uses "
-            "fused AdamW (one kernel over all parameters), BatchLoader (windows drawn from a step-seeded RNG, "
-            "one int64 array per batch) and fetches the next micro-batch while the current one computes, which "
-            "on a GPU overlaps the host's work with the device's (on a CPU both share the same cores).",
+            "fused AdamW (one kernel over all parameters), BatchLoader (each window once per epoch, in a seeded "
+            "order looked up from the step number; one int64 array per batch) and fetches the next micro-batch "
+            "while the current one computes, which on a GPU overlaps the host's work with the device's (on a CPU "
+            "both share the same cores).",
             "",
         ]
     )

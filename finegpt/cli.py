@@ -44,7 +44,11 @@ def add_train(sub) -> None:
     )
     p.add_argument("config", nargs="?", default=None, help="config file of `key = value` lines")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start over even if out_dir holds a checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in out_dir, once the new one finishes (kept until then)",
+    )
     p.set_defaults(func=cmd_train, accepts_overrides=True)
 
 
@@ -90,7 +94,9 @@ def add_prepare(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=1337, help="the shuffle's seed")
     p.add_argument("--text_column", default="text", help="the column / JSON field holding the text")
-    p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the shards in --out, once the new ones are complete"
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
@@ -226,7 +232,18 @@ def cmd_eval(args, extra) -> int:
 
 
 def add_memory(sub) -> None:
-    p = sub.add_parser("memory", help="peak GPU memory of a config, term by term, and whether it fits a GPU")
+    from finegpt.config import WHAT_IF
+
+    p = sub.add_parser(
+        "memory",
+        help="peak GPU memory of a config, term by term, and whether it fits a GPU",
+        description="Settings come from an optional nanoGPT-style config file, then --key=value: the keys of "
+        "`finegpt train` (gradient_accumulation_steps is the total over all GPUs, as there), and --world_size=N "
+        "for N GPUs (per-GPU figures).",
+        epilog="What-if keys, answered by the memory model only (`finegpt train` does not run them): "
+        + "; ".join(f"--{k}={v}" for k, v in WHAT_IF.items())
+        + ".",
+    )
     p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file (key = value lines)")
     p.add_argument("--gpu", default=None, help="a preset (T4, 3090, 4090, A100-80, H100, ...) or custom:<GiB>")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -317,3 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training says where it saved; prepare resumes on a rerun
+        if debug:
+            raise
+        resume = ": rerun the same command to resume" if args.command == "prepare" else ""
+        print(str(e) or f"interrupted{resume}.", file=sys.stderr)
+        return getattr(e, "exit_code", 130)

@@ -1,18 +1,54 @@
 """Configs: `ModelConfig` and `TrainConfig` with nanoGPT's names and defaults, validation,
 nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
 
-Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs.
+Entry points: ModelConfig, TrainConfig, load_config_file, parse_overrides, build_configs; the arithmetic
+every room shares: GIB, padded_vocab, local_accumulation; WHAT_IF, the memory model's knobs the trainer lacks.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import math
 import operator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from finegpt.errors import FinegptError, bad
+
+GIB = 2**30  # bytes in a GiB, as PyTorch's memory stats and nvidia-smi count
+
+
+# The memory model's knobs that the trainer does not run: `finegpt memory` answers "what if I ...?" with them
+# (RunConfig fields), `finegpt train` has no such settings.
+WHAT_IF = {
+    "attention": "math: an explicit T x T softmax per head (the trainer runs flash: SDPA)",
+    "optimizer": "adamw_foreach, sgd_momentum or sgd (the trainer runs adamw_fused)",
+    "sharding": "zero1 or zero2, analytic only (the trainer runs ddp, or fsdp with fsdp=True)",
+    "gradient_as_bucket_view": "True: DDP's grads as views into its buckets (the trainer keeps DDP's default)",
+    "dtype": "pure_bf16: bf16 weights, no fp32 master copy (the trainer autocasts over fp32 weights)",
+}
+
+
+def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
+    """A tokenizer's vocab rounded up to a multiple of 64 (50257 -> 50304, 257 -> 320): the LM head's
+    matmul runs faster on a dimension that is a multiple of 64 (nanoGPT's note); the extra rows never train."""
+    return -(-vocab_size // multiple) * multiple
+
+
+def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int:
+    """Micro-steps per rank: TrainConfig counts gradient accumulation over all ranks, so tokens per
+    optimizer step do not change with the number of processes; each rank runs its share."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise bad("world_size", world_size, "must be an integer >= 1", "Use world_size=1 for one GPU")
+    if gradient_accumulation_steps % world_size:
+        raise bad(
+            "gradient_accumulation_steps",
+            gradient_accumulation_steps,
+            f"not divisible by the {world_size} processes",
+            f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}",
+        )
+    return gradient_accumulation_steps // world_size
 
 
 def _positive_int(name: str, value, example: str) -> None:
@@ -33,7 +69,7 @@ def head_suggestion(n_embd: int, n_head: int) -> str:
 
 @dataclass
 class ModelConfig:
-    """nanoGPT's GPTConfig. vocab_size 50304 is GPT-2's 50257 padded up to a multiple of 64."""
+    """nanoGPT's GPTConfig. vocab_size 50304 is GPT-2's 50257 padded up to a multiple of 64 (padded_vocab)."""
 
     n_layer: int = 12
     n_head: int = 12
@@ -67,6 +103,7 @@ class ModelConfig:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+SAMPLINGS = ("epoch", "random")  # every window once per epoch, in a seeded order; nanoGPT's random windows
 
 
 @dataclass
@@ -90,10 +127,12 @@ class TrainConfig:
     wandb_project: str = "finegpt"
     wandb_run_name: str = "run"
     tensorboard: bool = False
-    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps; the
+    # accumulation is counted over all ranks (each runs local_accumulation(...) of it), batch_size per rank
     gradient_accumulation_steps: int = 40
     batch_size: int = 12
     eval_batch_size: int = 0  # 0 means batch_size
+    sampling: str = "epoch"  # 'epoch': each window once per epoch (llm.c); 'random': nanoGPT's random windows
     # AdamW
     learning_rate: float = 6e-4
     max_iters: int = 600000
@@ -149,8 +188,17 @@ class TrainConfig:
             raise bad("device", self.device, "is not a known device", f"Use one of {', '.join(DEVICES)} or cuda:N")
         if self.dtype not in DTYPES:
             raise bad("dtype", self.dtype, "is not a known dtype", f"Use one of {', '.join(DTYPES)}")
+        if self.sampling not in SAMPLINGS:
+            raise bad("sampling", self.sampling, "is not a sampler", f"Use one of {', '.join(SAMPLINGS)}")
         if self.init_from not in ("scratch", "resume"):
             raise bad("init_from", self.init_from, "is not supported", "Use 'scratch' or 'resume'")
+        if not isinstance(self.out_dir, str) or not self.out_dir.strip():  # an unset $OUT would mean the cwd
+            raise bad(
+                "out_dir",
+                self.out_dir,
+                "is empty",
+                "Name a folder, e.g. --out_dir=out (an unset shell variable gives an empty value)",
+            )
 
     def resolved_data_dir(self) -> str:
         return self.data_dir or str(Path("data") / self.dataset)
@@ -175,20 +223,86 @@ _OPS = {
     ast.USub: operator.neg,
     ast.UAdd: operator.pos,
 }
+# A config file is data: what its arithmetic may build is bounded, so no file can hang or exhaust a node.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_INT_BITS = 64  # every setting fits an int64; 2**63 is already absurd
+MAX_STR_CHARS = 4096  # paths, names, W&B run names
+MAX_NODES = 200  # per value: nanoGPT files write at most `5 * 8` or `6e-4 / 10`
+MAX_LINE_CHARS = MAX_STR_CHARS + 100
+
+
+class _Oversized(Exception):
+    pass
+
+
+def _bounded(value):
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise _Oversized(f"builds a number larger than 2**{MAX_INT_BITS}")
+    if isinstance(value, (str, bytes)) and len(value) > MAX_STR_CHARS:
+        raise _Oversized(f"builds a string longer than {MAX_STR_CHARS} characters")
+    return value
+
+
+def _checked_op(op, *args):
+    """Refuse, before computing it, a power or repetition whose result would be oversized."""
+    if op is operator.pow and all(isinstance(a, int) for a in args):  # float powers are O(1) and overflow
+        base, exp = args
+        if abs(base) > 1 and exp > 0 and exp * math.log2(abs(base)) > MAX_INT_BITS:
+            raise _Oversized(f"builds a number larger than 2**{MAX_INT_BITS}")
+    if op is operator.mul and any(isinstance(a, (str, bytes)) for a in args):
+        text, times = args if isinstance(args[0], (str, bytes)) else args[::-1]
+        if isinstance(times, int) and len(text) * max(times, 0) > MAX_STR_CHARS:
+            raise _Oversized(f"builds a string longer than {MAX_STR_CHARS} characters")
+    try:
+        return _bounded(op(*args))
+    except (OverflowError, ZeroDivisionError, TypeError) as e:
+        raise _Oversized(f"cannot be computed ({e})") from e
 
 
 def _literal(node: ast.AST, where: str):
     """A literal, or arithmetic on literals (nanoGPT files write `5 * 8`). Nothing is executed."""
     if isinstance(node, ast.Constant):
-        return node.value
+        return _bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_literal(node.left, where), _literal(node.right, where))
+        return _checked_op(_OPS[type(node.op)], _literal(node.left, where), _literal(node.right, where))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_literal(node.operand, where))
+        return _checked_op(_OPS[type(node.op)], _literal(node.operand, where))
     raise FinegptError(
         f"{where}: only literal values are allowed (numbers, strings, True/False, "
         f"arithmetic). Replace the expression with its value."
     )
+
+
+def _short(text: str) -> str:
+    text = text.replace("\n", " ").strip()
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _value(stmt: ast.Assign, source: str, where: str):
+    """The value of `key = <expression>`, bounded in size and work; an oversized one names the key."""
+    key = stmt.targets[0].id
+    shown = _short(ast.get_source_segment(source, stmt.value) or "...")
+    if sum(1 for _ in ast.walk(stmt.value)) > MAX_NODES:
+        raise bad(key, shown, f"an expression of more than {MAX_NODES} parts ({where})", "Write the value itself")
+    try:
+        return _literal(stmt.value, where)
+    except _Oversized as e:
+        raise bad(key, shown, f"{e} ({where})", "Write the value itself") from None
+
+
+def _check_lines(source: str, path: Path) -> None:
+    """A line too long for any sensible value is refused before parsing (deep nesting, huge literals)."""
+    for lineno, line in enumerate(source.splitlines(), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            key, _, value = line.partition("=")
+            raise bad(
+                key.strip() if key.strip().isidentifier() else "config",
+                _short(value if key.strip().isidentifier() else line),
+                f"a line of {len(line)} characters (config={str(path)!r} line {lineno}, at most {MAX_LINE_CHARS})",
+                "Write the value itself",
+            )
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -196,13 +310,26 @@ def load_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise bad("config", str(path), "no such file", "Check the path, or pass settings as --key=value")
+    size_bytes = path.stat().st_size
+    if size_bytes > MAX_CONFIG_BYTES:
+        raise bad(
+            "config",
+            str(path),
+            f"{size_bytes} bytes, more than a config file needs ({MAX_CONFIG_BYTES} at most)",
+            "Write one `key = value` per line",
+        )
     source = path.read_text(encoding="utf-8")
+    _check_lines(source, path)
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
         raise FinegptError(
             f"config={str(path)!r}: line {e.lineno} is not valid Python syntax. Write one `key = value` per line."
         ) from e
+    except (RecursionError, MemoryError, ValueError) as e:  # nesting too deep for the parser, a huge literal
+        raise bad(
+            "config", str(path), f"cannot be parsed ({type(e).__name__})", "Write one `key = value` per line"
+        ) from None
     values = {}
     for stmt in tree.body:
         where = f"config={str(path)!r} line {stmt.lineno}"
@@ -212,7 +339,7 @@ def load_config_file(path: str | Path) -> dict:
             continue  # a docstring
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             raise FinegptError(f"{where}: only `key = value` assignments are allowed. Remove the statement.")
-        values[stmt.targets[0].id] = _literal(stmt.value, where)
+        values[stmt.targets[0].id] = _value(stmt, source, where)
     return values
 
 

@@ -1,7 +1,7 @@
 """The GPT: nanoGPT's model with a KV cache for generation, and exact parameter counts.
 
 Reads bottom-up like nanoGPT: LayerNorm -> CausalSelfAttention -> MLP -> Block -> GPT.
-Entry points: GPT, param_breakdown, count_params.
+Entry points: GPT, param_breakdown, count_params, sample_next (top_k_logits, top_p_logits).
 """
 
 from __future__ import annotations
@@ -269,13 +269,24 @@ def sample_next(
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
     if top_k is not None and top_k > 0:
-        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-        logits = logits.masked_fill(logits < v[:, [-1]], float("-inf"))
+        logits = top_k_logits(logits, top_k)
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set whose mass reaches top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        logits = top_p_logits(logits, top_p)
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+def top_k_logits(logits, top_k: int):
+    """logits (B, V) -> a copy with -inf below each row's k-th largest: only the k most likely stay."""
+    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))  # (B, k), sorted
+    return logits.masked_fill(logits < v[:, [-1]], float("-inf"))
+
+
+def top_p_logits(logits, top_p: float):
+    """logits (B, V) -> a copy with -inf outside each row's nucleus: the smallest set of most likely
+    tokens whose probability reaches top_p (the most likely token always stays)."""
+    sorted_logits, order = torch.sort(logits, descending=True)  # (B, V)
+    probs = sorted_logits.softmax(dim=-1)
+    drop = probs.cumsum(dim=-1) - probs > top_p  # the mass before a token already reaches top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)

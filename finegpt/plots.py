@@ -13,7 +13,8 @@ import statistics
 
 from matplotlib.figure import Figure
 
-GIB = 1024**3
+from finegpt.config import GIB
+
 # one colour per memory term (matched by substring, first match wins), stable across figures and widgets
 TERM_COLOURS = [
     ("autocast", "#8172b2"),

@@ -6,12 +6,12 @@ Entry point: quickstart(). The same steps by hand are `finegpt prepare`, `finegp
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import torch
 
+from finegpt import folders
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.errors import bad
 
@@ -36,6 +36,7 @@ QUICKSTART_TRAIN = dict(
     keep_checkpoints=1,
 )
 PROMPT = "ROMEO:\n"
+MARKER = ".finegpt-quickstart"
 
 
 def _sample(model, tokenizer, seed: int) -> str:
@@ -45,18 +46,35 @@ def _sample(model, tokenizer, seed: int) -> str:
 
 
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
-    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds"}."""
+    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds"}. Rerun in the same
+    folder, it replaces its earlier output only once the new one is complete."""
+    out = folders.check_path("out", out, "--out out-quickstart")
+    folders.check_unlocked(out, "out")
+    mine = [p for p in out.iterdir() if p.name != folders.LOCK] if out.is_dir() else []
+    if out.exists() and not (out / MARKER).exists() and (mine or not out.is_dir()):
+        raise bad("out", str(out), "exists and was not made by the quickstart", "Pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with folders.FolderLock(out, "out", "finegpt quickstart"):
+        folders.recover(out, "quickstart", _all)  # an earlier rerun was cut short while replacing: finish it
+        # A previous quickstart's files stay until this one has finished; then they are replaced.
+        work = folders.fresh_stage(out) if any(p.name != folders.LOCK for p in out.iterdir()) else out
+        (work / MARKER).touch()
+        result = _run(work, max_iters, seed, final=out)
+        if work != out:
+            folders.commit(work, out, "quickstart", _all)
+    return result
+
+
+def _all(name: str) -> bool:
+    return True  # the quickstart made every file in its folder
+
+
+def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
+    """The three steps, writing into `out`; `final` is where the files will be once complete."""
     from finegpt.data import get_tokenizer, prepare
     from finegpt.model import GPT
     from finegpt.train import train
 
-    out = Path(out)
-    if out.exists() and not (out / ".finegpt-quickstart").exists() and any(out.iterdir()):
-        raise bad("out", str(out), "exists and was not made by the quickstart", "Pass another --out")
-    if out.exists():  # a previous quickstart's own files: start over
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / ".finegpt-quickstart").touch()
     t0 = time.time()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -94,7 +112,7 @@ def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None,
     print(
         f"final val loss {result['final_val_loss']:.4f} (bytes; a uniform guess is "
         f"{torch.log(torch.tensor(257.0)):.2f})"
-        f" | {seconds:.0f} s | checkpoint {result['checkpoint']}"
+        f" | {seconds:.0f} s | checkpoint {final / 'ckpt.pt'}"
     )
-    print(f"next: finegpt sample --ckpt {out} --prompt 'JULIET:'")
+    print(f"next: finegpt sample --ckpt {final} --prompt 'JULIET:'")
     return {"val_loss": result["final_val_loss"], "before": before, "after": after, "seconds": seconds}

@@ -11,17 +11,7 @@ from pathlib import Path
 import torch
 
 from finegpt.errors import bad
-
-
-def pick_device(device: str = "auto") -> str:
-    """'auto' -> cuda, then mps, then cpu."""
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+from finegpt.step import pick_device
 
 
 def check_sampling(

@@ -1,6 +1,6 @@
 """Experiment tracking: `<out_dir>/metrics.jsonl` always; Weights & Biases and TensorBoard when asked.
 
-Entry point: open_trackers(train_cfg, out_dir, config, enabled=True) -> Trackers with .log() / .close().
+Entry point: open_trackers(train_cfg, out_dir, config) -> Trackers with .log() / .close().
 A tracker that fails (package missing, no login, no network) warns once and is dropped; training goes on.
 """
 
@@ -144,11 +144,8 @@ def _try_open(name: str, make):
         return None
 
 
-def open_trackers(train_cfg, out_dir: str | Path, config: dict, enabled: bool = True) -> Trackers:
-    """Open the trackers train_cfg asks for. Under DDP pass enabled=(rank == 0): other ranks get an
-    empty Trackers whose log/close do nothing, so the loop calls them unconditionally."""
-    if not enabled:
-        return Trackers([])
+def open_trackers(train_cfg, out_dir: str | Path, config: dict) -> Trackers:
+    """Open the trackers train_cfg asks for (rank 0 only, under torchrun)."""
     trackers = [JsonlTracker(out_dir)]
     if getattr(train_cfg, "wandb_log", False):
         os.environ.setdefault("WANDB_SILENT", "true")  # no banner between the training lines

@@ -11,9 +11,8 @@ import html
 import time
 from dataclasses import dataclass, field
 
+from finegpt.config import GIB
 from finegpt.errors import FinegptError
-
-GIB = 1024**3
 
 
 def format_gib(nbytes: float) -> str:
@@ -75,7 +74,7 @@ def memory_view(**settings) -> MemoryView:
     """Estimate the settings' peak memory on the GPU, the largest micro-batch, a batch plan keeping the
     tokens per step, and the hours for `tokens`. Bad settings give the one-line error instead."""
     from finegpt import memory as M
-    from finegpt.config import ModelConfig
+    from finegpt.config import ModelConfig, TrainConfig
 
     s = {**MEMORY_DEFAULTS, **settings}
     view = MemoryView(settings=s)
@@ -83,14 +82,13 @@ def memory_view(**settings) -> MemoryView:
         cfg = ModelConfig(
             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"], block_size=s["block_size"], bias=False
         )
-        run = M.RunConfig(
+        train_cfg = TrainConfig(
             batch_size=s["batch_size"],
             gradient_accumulation_steps=s["gradient_accumulation_steps"],
-            dtype=s["dtype"],
-            attention=s["attention"],
-            optimizer=s["optimizer"],
             activation_checkpointing=bool(s["activation_checkpointing"]),
-            gpu=s["gpu"],
+        )  # dtype, attention and optimizer are the memory model's names (pure_bf16 and the others: what-ifs)
+        run = M.run_config(
+            train_cfg, gpu=s["gpu"], dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"]
         )
         report = M.estimate(cfg, run)
         gpu = M.get_gpu(s["gpu"])
@@ -169,15 +167,13 @@ def memory_html(view: MemoryView) -> str:
     )
 
 
-def memory_ui(**defaults):
-    """Sliders and dropdowns for the model, batch and run; redraws the bar and verdict on each change.
-    The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
+def _memory_controls(d: dict) -> dict:
+    """The calculator's sliders and dropdowns, by setting name, each with a stable CSS class for browser tests."""
     import ipywidgets as w
 
     from finegpt.memory import GPUS
     from finegpt.memory.run import DTYPES, OPTIMIZERS
 
-    d = {**MEMORY_DEFAULTS, **defaults}
     style, layout = {"description_width": "190px"}, w.Layout(width="520px")
     ints = dict(
         n_layer=(1, 48, 1),
@@ -223,23 +219,24 @@ def memory_ui(**defaults):
         controls[k] = w.Dropdown(options=options, value=d[k], description=k, style=style, layout=layout)
     for k, c in controls.items():
         c.add_class(f"finegpt-{k}")  # stable hooks for a browser test
+    return controls
+
+
+MEMORY_LAYOUT = [  # the calculator's two columns: the model and batch, then the run
+    ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "tokens"],
+    ["dtype", "attention", "activation_checkpointing", "optimizer", "gpu"],
+]
+
+
+def memory_ui(**defaults):
+    """Sliders and dropdowns for the model, batch and run; redraws the bar and verdict on each change.
+    The box has `.update()`, `.controls` (name -> widget), `.output` and `.last_view`, `.last_redraw_s`."""
+    import ipywidgets as w
+
+    controls = _memory_controls({**MEMORY_DEFAULTS, **defaults})
     out = w.HTML()
     out.add_class("finegpt-memory-output")
-    order = [
-        "n_layer",
-        "n_head",
-        "n_embd",
-        "block_size",
-        "batch_size",
-        "gradient_accumulation_steps",
-        "tokens",
-        "dtype",
-        "attention",
-        "activation_checkpointing",
-        "optimizer",
-        "gpu",
-    ]
-    box = w.VBox([w.HBox([w.VBox([controls[k] for k in order[:7]]), w.VBox([controls[k] for k in order[7:]])]), out])
+    box = w.VBox([w.HBox([w.VBox([controls[k] for k in column]) for column in MEMORY_LAYOUT]), out])
 
     def update(_=None):
         t0 = time.perf_counter()

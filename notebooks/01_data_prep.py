@@ -207,6 +207,35 @@ display(Markdown(
 # Section 7 uses this ratio only when it was measured on FineWeb itself.
 
 # %% [markdown]
+# ### Exercise 1.1 · Bytes per token, for any tokenizer
+#
+# Write `text_bytes_per_token(texts, tokenizer)`: the UTF-8 bytes of a list of documents divided by the
+# number of tokens the tokenizer makes of them, one float for the whole list. `tokenizer` is one of
+# finegpt's (`get_tokenizer("gpt2")` or `get_tokenizer("bytes")`), with `encode(text)` and
+# `encode_batch(texts)`.
+
+# %% [markdown]
+# Aim for Σ len(text.encode("utf-8")) / Σ len(tokenizer.encode(text)): a ratio of two totals, with bytes,
+# not characters. The byte tokenizer makes one token per byte, so for it the answer is exactly 1.0.
+
+# %%
+def text_bytes_per_token(texts, tokenizer):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# Run the check. `check_bytes_per_token` compares your number with what `finegpt prepare` reports for a few
+# documents in several scripts (é, 東, 🙂), and names the usual slips: characters counted instead of
+# bytes, an average of per-document ratios, an EOT counted per document. While the gap is open it says so,
+# and the notebook goes on with the ratio computed above. Worked solutions:
+# [solutions/01_data_prep_solutions.ipynb](solutions/01_data_prep_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_bytes_per_token
+
+check_bytes_per_token(text_bytes_per_token)
+
+# %% [markdown]
 # ## 5. How do we turn documents into training shards?
 #
 # Training reads tokens, not text. `finegpt.data.prepare` streams the documents, tokenizes them in
@@ -288,6 +317,61 @@ print(f"round trip ok: the first {checked} documents decode to the stream's text
 # %% [markdown]
 # This is the check worth making before a long run: if decoding differed by a single character, the model
 # would be trained on text you never meant to give it.
+
+# %% [markdown]
+# ### Exercise 1.2 · Write a shard's header
+#
+# Write `shard_header(num_tokens, tokenizer)`: the 256 int32 numbers (1024 bytes) that `write_shard` puts
+# in front of the tokens. llm.c's first three, then finegpt's: int 0 the magic 20240520; int 1 the version,
+# 1 when every id fits uint16 (vocab_size ≤ 65,536), else 2 (uint32 tokens); int 2 the token count; int 3
+# the vocab size; int 4 the EOT id; int 5 the length of the tokenizer's name in bytes; ints 8..23 the name
+# itself, UTF-8 (at most 64 bytes); every other int 0.
+
+# %% [markdown]
+# `np.zeros(256, dtype=np.int32)` gives the zeros. `header.view(np.uint8)` sees the same memory as 1024
+# bytes, so ints 8..23 are bytes 32..95. `tokenizer` has `name`, `vocab_size` and `eot`; the check also
+# passes one with 100,277 tokens (OpenAI's cl100k), whose ids do not fit uint16.
+
+# %%
+def shard_header(num_tokens, tokenizer):
+    raise NotImplementedError  # your code here: return a np.int32 array of 256
+
+
+# %% [markdown]
+# The check compares your header int by int with `finegpt.data.shards.make_header` for three tokenizers,
+# and recognises a wrong dtype or size, the version kept at 1 for a big vocabulary, two fields in each
+# other's slots, and the name at the wrong offset.
+
+# %%
+from finegpt.exercises import check_shard_header
+
+check_shard_header(shard_header)
+
+# %% [markdown]
+# ### Exercise 1.3 · Read a shard's tokens back
+#
+# Write `read_tokens(path)`: the tokens of one shard file as a 1-D NumPy array, without the header. Read
+# the header first (`np.fromfile(path, dtype=np.int32, count=256)`): its version says whether the tokens
+# are uint16 (1) or uint32 (2), and int 2 how many there are.
+
+# %% [markdown]
+# The tokens start at byte 1024, so `np.fromfile(..., offset=1024)` or `np.memmap(..., offset=1024)`
+# reads them. The result must equal the ids that went in, for a version-1 and a version-2 shard.
+
+# %%
+def read_tokens(path):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check writes two shards with `write_shard` and compares your tokens with `read_shard`'s. It
+# recognises the header read as tokens, the wrong token width, the version ignored, and signed integers
+# (GPT-2's ids pass 32,767, so int16 turns them negative).
+
+# %%
+from finegpt.exercises import check_shard_reader
+
+check_shard_reader(read_tokens)
 
 # %% [markdown]
 # ### The second set of shards: the plays, one byte per token

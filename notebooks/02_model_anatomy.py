@@ -145,6 +145,20 @@ assert sum(parts.values()) == n_full
 plots.param_bars(parts, "GPT-2 small (12 layers, 768 wide)")
 
 # %% [markdown]
+# Bars compare counts; a picture to scale shows where the parameters sit. Below, every weight matrix of the
+# same model is a rectangle of its own area: each block is one row of 12·C², its four matrices side by
+# side, and the two embeddings are folded to the same width.
+
+# %%
+from finegpt.diagrams import param_picture
+
+param_picture(gpt2_small, "GPT-2 small (12 layers, 768 wide)")
+
+# %% [markdown]
+# Count the rows: the token embedding alone is as big as several whole blocks, while the position
+# embedding is a thin strip and the norms and biases are too thin to draw (the title gives their count).
+
+# %% [markdown]
 # The MLPs hold about twice as much as the attention layers (8·C² vs 4·C² per block). A quick rule of thumb for
 # the total, checked against the exact count:
 
@@ -160,6 +174,33 @@ display(Markdown(
 # %% [markdown]
 # The rule is worth remembering: with 12·L·C² + V·C you can size a config in your head before building
 # anything, which is exactly what the next section does to the guide's table.
+
+# %% [markdown]
+# ### Exercise 2.1 · Count every parameter from the config
+#
+# Write `param_count(cfg)`: the exact number of parameters of `GPT(cfg)`, *every* one, as
+# `count_params(cfg, non_embedding=False)` reports it, from the five numbers of a `ModelConfig` (`n_layer`,
+# `n_embd`, `vocab_size`, `block_size`, `bias`). No tensors: arithmetic only.
+
+# %% [markdown]
+# Aim for V·C + T·C + L·(12·C² + 2 LayerNorms) + ln_f, plus the biases when `cfg.bias` is True: c_attn
+# (C → 3C), the attention's c_proj (C → C), c_fc (C → 4C) and the MLP's c_proj (4C → C) each have one,
+# and every LayerNorm has C weights (+ C biases). `lm_head` shares `wte`'s tensor.
+
+# %%
+def param_count(cfg):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check tries GPT-2 small with and without biases and a tiny GPT, and from the size of your error
+# tells which part is off: the tied head counted twice, the position embedding, the biases, the norms or
+# the MLP's width. Worked solutions: [solutions/02_model_anatomy_solutions.ipynb](solutions/02_model_anatomy_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_param_count
+
+check_param_count(param_count)
 
 # %% [markdown]
 # ## 3. How many parameters does the guide's model really have?
@@ -269,6 +310,89 @@ print("logits", tuple(by_hand_logits.shape), "match the model's")
 # replacing it.
 
 # %% [markdown]
+# The same block as a diagram, drawn from the real module: a `Block` of `gpt2_small` runs on the meta
+# device (shapes, no memory) with B = 2 and T = 8, and every arrow carries the shape its hook recorded.
+
+# %%
+from finegpt.diagrams import block_diagram
+
+block_diagram(gpt2_small, batch_size=2, tokens=8)
+
+# %% [markdown]
+# Only two boxes change the width: `c_attn` makes q, k and v at once (3C), and the MLP's `c_fc` widens to
+# 4C before `c_proj` brings it back. Everything that reaches a `+` is (B, T, C) again.
+
+# %% [markdown]
+# ### Exercise 2.2 · Build the MLP
+#
+# Write `MyMLP(config)`: `c_fc`, a Linear from C to 4C, then GELU, then `c_proj`, a Linear from 4C back
+# to C, both with `bias=config.bias`. Input (B, T, C), output (B, T, C). Use these names: they are
+# nanoGPT's, so GPT-2's weights load into your module.
+
+# %% [markdown]
+# Aim for y = c_proj(gelu(c_fc(x))): (B, T, C) → (B, T, 4C) → (B, T, 4C) → (B, T, C). Leave dropout out;
+# the check uses `dropout=0`.
+
+# %%
+import torch.nn as nn
+
+
+class MyMLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        raise NotImplementedError  # your code here: self.c_fc, self.gelu, self.c_proj
+
+    def forward(self, x):  # (B, T, C) -> (B, T, C)
+        raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check loads finegpt's `MLP` weights into yours and compares outputs. It names a wrong layer width or
+# name, biases made when `bias=False`, ReLU instead of GELU, no activation at all, and a residual added
+# inside the MLP.
+
+# %%
+from finegpt.exercises import check_mlp
+
+check_mlp(MyMLP)
+
+# %% [markdown]
+# ### Exercise 2.3 · Wire a Block
+#
+# The parts are given: finegpt's `LayerNorm`, `CausalSelfAttention` and `MLP`, under nanoGPT's names. Write
+# `forward`: the two lines of the by-hand forward pass above, for one block, input and output (B, T, C).
+
+# %% [markdown]
+# Aim for pre-LN, as GPT-2: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)). Each sublayer reads a
+# normalised copy and adds its result to x itself.
+
+# %%
+from finegpt.model import MLP, CausalSelfAttention, LayerNorm
+
+
+class MyBlock(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):  # (B, T, C) -> (B, T, C)
+        raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check gives the two norms different weights and compares with finegpt's `Block`. It recognises
+# post-LN, missing residuals, a residual added to the normalised x, `ln_1` used twice, attention and MLP
+# side by side, the MLP first, and the MLP left out.
+
+# %%
+from finegpt.exercises import check_block
+
+check_block(MyBlock)
+
+# %% [markdown]
 # ## 5. What does attention look at?
 #
 # Inside a block, every token makes a query q, a key k and a value v. Token i reads from token j with
@@ -287,6 +411,34 @@ with torch.no_grad():
     q, k, v = attn.c_attn(model.transformer.h[0].ln_1(h0)).split(attn.n_embd, dim=2)  # 3 x (1, T, C)
     q, k, v = (t.view(1, -1, H, hs).transpose(1, 2) for t in (q, k, v))  # (1, H, T, hs)
 print("q, k, v:", tuple(q.shape), "each: (batch, heads, tokens, head size)")
+
+# %% [markdown]
+# ### Exercise 2.4 · Causal self-attention from q, k, v
+#
+# Before reading on, write it yourself. `causal_self_attention(q, k, v)` takes three tensors of shape
+# (B, H, T, hs) and returns y, (B, H, T, hs): for every head, each position's output is a weighted mean of
+# the values of the positions up to and including itself.
+
+# %% [markdown]
+# Aim for y = softmax(q·kᵀ / √hs + M)·v, where M[i, j] = -inf for j > i (the future) and 0 elsewhere, and
+# the softmax runs over the keys (the last dimension). `masked_fill`, `torch.ones(T, T).triu(1)` and
+# `k.size(-1) ** 0.5` (that is √hs) help.
+
+# %%
+def causal_self_attention(q, k, v):  # (B, H, T, hs) each -> (B, H, T, hs)
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `F.scaled_dot_product_attention(q, k, v, is_causal=True)`, what finegpt's model
+# calls, and moves one future value at a time to catch a position that sees its future. It also names a
+# missing or wrong 1/√hs scale, the mask applied after the softmax, a softmax over the wrong axis, a mask
+# that hides the diagonal, and a transposed output. The next cells show the same computation step by step.
+
+# %%
+from finegpt.exercises import check_causal_attention
+
+check_causal_attention(causal_self_attention)
 
 # %% [markdown]
 # Now the attention itself: scores, the causal mask, and a softmax over each row. The last line asks

@@ -118,6 +118,36 @@ print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / Gi
 # below their sum.
 
 # %% [markdown]
+# ### Exercise 3.1 · What is alive during the optimizer step?
+#
+# The optimizer step is the report's second peak. Write `optimizer_step_bytes(cfg, optimizer, dtype)`: the
+# bytes allocated while `optimizer.step()` runs, for `optimizer` one of `"adamw_fused"`, `"adamw_foreach"`,
+# `"sgd_momentum"`, `"sgd"` and `dtype` one of `"fp32"`, `"bf16"` (autocast over fp32 weights) and
+# `"pure_bf16"` (bf16 weights).
+
+# %% [markdown]
+# Aim for weights + gradients + optimizer state + temporaries, each a multiple of a parameter count: N
+# parameters (every one, `count_params(cfg, non_embedding=False)`) at 4 bytes, or 2 in pure bf16; AdamW keeps
+# 2 moments per parameter, SGD with momentum 1, plain SGD none; foreach AdamW also builds one temporary per
+# *decayed* parameter (the 2-D tensors; biases and norms are not decayed), the fused kernel none.
+
+# %%
+def optimizer_step_bytes(cfg, optimizer, dtype):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `estimate(cfg, run).peaks["optimizer"]`, less the prefetched next batch that is alive
+# then too, for a tiny GPT and GPT-2 small, all four optimizers and three dtypes, and names the term you
+# missed: the gradients, AdamW's second moment, the foreach temporaries (or temporaries for fused), pure
+# bf16's 2 bytes, or the position embedding left out of N. Worked solutions: [solutions/03_memory_math_solutions.ipynb](solutions/03_memory_math_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_optimizer_step_bytes
+
+check_optimizer_step_bytes(optimizer_step_bytes)
+
+# %% [markdown]
 # ## 2. Why are the logits the biggest term?
 #
 # The rest grows with the tokens in a micro-batch, n = B·T. The activations each layer saves for the
@@ -140,6 +170,33 @@ display(Markdown(
 # %% [markdown]
 # So `batch_size` and `block_size` move the peak the most: both multiply n, and the logits term is
 # n × V bytes times a constant.
+
+# %% [markdown]
+# ### Exercise 3.2 · The logits and cross-entropy term, in every precision
+#
+# Write `logits_bytes(batch_size, block_size, vocab_size, dtype)`: the bytes the logits and the cross-entropy
+# hold at the start of backward, the moment the training peak is reached, for `dtype` one of `"fp32"`,
+# `"bf16"`, `"fp16"` (both autocast) and `"pure_bf16"`.
+
+# %% [markdown]
+# Aim for n·V scores (n = batch_size × block_size tokens) times the bytes of four tensors of that size: the
+# logits, the log-softmax cross-entropy keeps, and the gradients of both. Each tensor's element size depends
+# on the dtype: under autocast the logits come out of the matmul in 16 bits, but cross-entropy works in fp32.
+
+# %%
+def logits_bytes(batch_size, block_size, vocab_size, dtype):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with the term `estimate()` puts in its training peak, and recognises the logits alone,
+# the end-of-forward figure, autocast counted as fp32 or as all 16-bit, and sequences counted instead of
+# tokens.
+
+# %%
+from finegpt.exercises import check_logits_bytes
+
+check_logits_bytes(logits_bytes)
 
 # %% [markdown]
 # A picture of the peak as the micro-batch grows: everything that scales with the batch grows, while the weights
@@ -244,6 +301,33 @@ assert p.batch_size <= b_max and p.tokens_per_step >= target
 # same optimizer step, built from more, smaller forward and backward passes.
 
 # %% [markdown]
+# ### Exercise 3.3 · The largest micro-batch, by bisection
+#
+# Write `largest_batch(fits, limit=4096)`: the largest b ≤ limit with `fits(b)` true, or 0 if not even
+# `fits(1)` is. Here `fits` wraps the estimate, e.g. `lambda b: M.fits(gpt2, replace(run, batch_size=b), GPU)`,
+# and memory only grows with the batch: true up to some b, false after it.
+
+# %% [markdown]
+# Aim for about 2·log2(answer) calls: double b while it fits, then halve the gap between the last size
+# that fit and the first that did not. Trying 1, 2, 3, ... in turn finds the same answer, but with
+# hundreds of calls on a big card.
+
+# %%
+def largest_batch(fits, limit=4096):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check runs your search on the estimate for GPT-2 small on three cards (the answer must equal
+# `max_micro_batch`) and on thresholds at the edges (nothing fits, everything fits), counting the calls. It
+# names an answer that does not fit, one that stops early, 1 returned when nothing fits, and a linear scan.
+
+# %%
+from finegpt.exercises import check_largest_batch
+
+check_largest_batch(largest_batch)
+
+# %% [markdown]
 # ## 5. How long will training take?
 #
 # A training token costs about 6 FLOPs per parameter (2 forward, 4 backward) plus the attention scores,
@@ -306,6 +390,34 @@ if device == "cpu":  # validated on CPU to within 1 %; on a GPU this cell report
 # %% [markdown]
 # An error as small as the one printed is what makes sections 3–5 trustworthy: the calculator runs the
 # same formulas this cell just checked against real allocations.
+
+# %% [markdown]
+# Where in the step is the peak? `finegpt.memory.memory_timeline` runs the same training step with the CPU
+# tracker's history on, and records the bytes alive after every op, marking the forward, backward and
+# optimizer phases of each micro-step. It runs on the CPU, so it always takes the small model section 6 measures
+# without a GPU, with two micro-steps of accumulation.
+
+# %%
+from finegpt.diagrams import memory_timeline_figure
+
+cpu_cfg = ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, vocab_size=320, bias=False)
+cpu_run = M.RunConfig(batch_size=8, gradient_accumulation_steps=2, dtype="fp32", device="cpu")
+timeline, cpu_report = M.memory_timeline(cpu_cfg, cpu_run), M.estimate(cpu_cfg, cpu_run)
+memory_timeline_figure(timeline, cpu_report, "2 layers, 128 wide, V=320, B=8, T=128, 2 micro-steps, fp32 (CPU)")
+
+# %% [markdown]
+# Memory climbs through each forward as activations are saved, peaks at the start of the backward when the
+# logits' gradients are made, and falls as each layer's activations are freed. The second micro-step peaks
+# higher: the first one's gradients are still held. The predicted training peak is the dashed line:
+
+# %%
+print(f"measured peak {timeline.peak_bytes / 2**20:.2f} MiB in {timeline.peak_phase}, "
+      f"estimate() {cpu_report.peaks['train'] / 2**20:.2f} MiB")
+assert abs(cpu_report.peaks["train"] / timeline.peak_bytes - 1) < 0.01
+
+# %% [markdown]
+# The bar beside the plot is the estimate's own list of what is alive at that moment: persistent state,
+# the previous micro-step's gradients, the activations, and the logits with cross-entropy on top.
 
 # %% [markdown]
 # ## 7. Is the guide's table right?

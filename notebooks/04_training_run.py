@@ -3,7 +3,7 @@
 #
 # **What you will learn**
 # - how to pick the model, batch and length of a run from notebook 03's plan for your GPU;
-# - how much of the training data a run of random windows reads, and how often;
+# - how a run reads its training data: every window once per epoch, against nanoGPT's random windows;
 # - what the learning-rate schedule looks like, and how to read a live loss curve;
 # - how checkpoints make a run survive an interrupt, and why a resumed run continues exactly;
 # - what tokens per second, MFU and the validation loss say about the run.
@@ -46,16 +46,16 @@ MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
 # %%
 import math
+import shutil
 import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from finegpt import lab, plots
 from finegpt import memory as M
-from finegpt.data import BatchLoader, get_tokenizer, load_meta, prepare  # noqa: F401 (prepare: the fix, if 01 is missing)
+from finegpt.data import coverage_table, get_tokenizer, load_meta, prepare, read_budget  # noqa: F401 (prepare: the fix, if 01 is missing)
 from finegpt.sample import generate_text
 from finegpt.train import get_lr, load_checkpoint, train
 
@@ -104,8 +104,7 @@ print(f"{train_cfg.max_iters:,} iterations x {tokens_per_iter:,} tokens = {train
 # How much memory will it take, and how long? The same estimate as in notebook 03:
 
 # %%
-run = M.RunConfig(batch_size=train_cfg.batch_size, gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-                  dtype=train_cfg.dtype, device=settings.device, gpu=settings.gpu)
+run = M.run_config(train_cfg, gpu=settings.gpu, device=settings.device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
 minutes = M.train_time_s(model_cfg, train_cfg.max_iters * tokens_per_iter, settings.gpu, run.dtype) / 60 if settings.gpu else None
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
@@ -119,53 +118,82 @@ print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase
 # %% [markdown]
 # ## 2. How much of the data will the run read, and how often?
 #
-# `finegpt`'s loader draws each batch as random windows of `block_size + 1` tokens (nanoGPT's way): the window
-# starts come from a random generator seeded with the step number, so a resumed run draws the same ones. Random
-# windows overlap and leave gaps, whatever the budget. Because the starts are a pure function of the step, we can
-# list every window this run will draw before it starts, and count how often each training token is read:
+# A run reads `max_iters × batch_size × gradient_accumulation_steps × block_size` input tokens; the loader's
+# `sampling` decides which. finegpt's default, `"epoch"`, reads the way llm.c and build-nanogpt read FineWeb: it
+# cuts the train split into windows of `block_size + 1` tokens that do not overlap (a window's last token, only a
+# target, is the next one's first) and visits them in a shuffled order, so every window is read once before any is
+# read twice. nanoGPT's `"random"` starts each window at a random position: windows overlap and leave gaps. Either
+# way a batch is a pure function of the step number, so a resumed run reads the same batches, and a whole run's
+# reads can be worked out before it starts. First from the numbers alone, with `read_budget`:
 
 # %%
-# COVERAGE TABLE: how often the run reads each training token (drawn from the loader this run uses)
-loader = BatchLoader(data_dir, "train", train_cfg.batch_size, model_cfg.block_size, seed=train_cfg.seed)
-micro_steps = train_cfg.max_iters * train_cfg.gradient_accumulation_steps
-starts = np.concatenate([loader.starts(k) for k in range(micro_steps)])
-coverage = lab.window_coverage(loader.num_tokens, starts, model_cfg.block_size + 1)
-reads = len(starts) * (model_cfg.block_size + 1) / loader.num_tokens
-print(f"{len(starts):,} windows of {model_cfg.block_size + 1} tokens over {loader.num_tokens:,} train tokens: "
-      f"{reads:.2f} reads per token on average")
-pd.Series(coverage, name="share of train tokens").map("{:.1%}".format).to_frame().T
+tokens_read = train_cfg.max_iters * tokens_per_iter
+budgets = {s: read_budget(tokens_read, meta["tokens"], model_cfg.block_size, sampling=s) for s in ("epoch", "random")}
+print(f"this run samples with sampling={train_cfg.sampling!r}")
+for budget in budgets.values():
+    print(budget.summary())
 
 # %% [markdown]
-# In words, with this run's numbers:
+# The line for this run's sampler is the one `train` prints under `data:` when the run starts (section 4). For
+# random windows the distinct tokens are an expectation: all the windows together miss a given token with
+# probability about e^(−epochs).
+
+# %% [markdown]
+# Then measured: `coverage_table` lists every window each sampler would read from these shards and counts how
+# often each train token is read. Two budgets: reads equal to the whole train split (one epoch, where the two
+# samplers differ most), and this run's reads. Beside each measured share is `read_budget`'s prediction.
 
 # %%
+# COVERAGE TABLE: how often each sampler reads each train token, measured on the shards this run trains on
+T = model_cfg.block_size
+rows = coverage_table(data_dir, T, seed=train_cfg.seed) + coverage_table(data_dir, T, tokens_read, seed=train_cfg.seed)
+for row in rows:
+    predicted = read_budget(row["tokens_read"], meta["tokens"], T, sampling=row["sampling"])
+    row.update(epochs=predicted.epochs, unseen_predicted=predicted.unseen_share,
+               repeated_predicted=predicted.repeated_share)
+one_epoch = {row["sampling"]: row for row in rows[:2]}
+assert one_epoch["epoch"]["repeated_share"] == 0 and one_epoch["epoch"]["unseen_share"] < T / meta["tokens"]["train"]
+columns = {"tokens_read": ("tokens read", "{:,}"), "epochs": ("epochs", "{:.2f}"),
+           "unseen_share": ("never read", "{:.1%}"), "unseen_predicted": ("predicted", "{:.1%}"),
+           "repeated_share": ("read 2+ times", "{:.1%}"), "repeated_predicted": ("predicted ", "{:.1%}")}
+coverage = pd.DataFrame(rows).set_index("sampling")
+pd.DataFrame({name: coverage[key].map(form.format) for key, (name, form) in columns.items()})
+
+# %% [markdown]
+# In words, with the numbers of this table:
+
+# %%
+rand, ours = one_epoch["random"], budgets[train_cfg.sampling]
 display(Markdown(
-    f"On average each train token is read {reads:.2f} times, yet {coverage['never']:.0%} of them are never read and "
-    f"{coverage['twice'] + coverage['3+ times']:.0%} are read twice or more: random windows overlap and leave gaps. "
-    "What the model reads more than once it can partly memorise, so the training loss, measured on text it has "
-    "trained on, can run below what it scores on text it has never seen. The validation loss, on held-out text, "
-    "is the honest measure."))
+    f"Reading as many tokens as the split holds, random windows leave **{rand['unseen_share']:.1%}** of it unseen "
+    f"(the prediction is 1/e = {math.exp(-1):.1%}) and read **{rand['repeated_share']:.1%}** twice or more "
+    f"(1 − 2/e = {1 - 2 / math.e:.1%}); the epoch sampler reads every token once: "
+    f"{one_epoch['epoch']['unseen_share']:.1%} unseen (the few tokens after the last whole window), "
+    f"{one_epoch['epoch']['repeated_share']:.0%} twice. This run reads {ours.epochs:.2f} epochs with "
+    f"`sampling={train_cfg.sampling!r}`: {ours.distinct_tokens:,} distinct tokens ({ours.seen_share:.0%} of the "
+    f"split), {ours.repeated_share:.0%} of it read twice or more. "
+    + ("Every training batch is text the model has not read before, so its training loss is measured on new text, "
+       "like the validation loss. " if ours.repeated_share == 0 else
+       "Text read again can be partly memorised, so the training loss can run below the validation loss. ")
+    + "Only the validation loss, on held-out text, says how the model does on text it will never train on."))
 
 # %% [markdown]
 # ## 3. How does the learning rate change during the run?
 #
 # nanoGPT's schedule: a linear warmup (large early updates would wreck the random initial weights), then
-# a cosine decay down to `min_lr`. Here it is written out by hand, checked against `finegpt.train.get_lr`.
+# a cosine decay down to `min_lr`. `finegpt.train.get_lr` gives the rate of every iteration (exercise 4.1
+# below asks you to write it).
 
 # %%
-def lr_by_hand(it, c=train_cfg):
-    if it < c.warmup_iters:
-        return c.learning_rate * (it + 1) / (c.warmup_iters + 1)
-    progress = min(1.0, (it - c.warmup_iters) / (c.lr_decay_iters - c.warmup_iters))
-    return c.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
-
-
 schedule = [get_lr(it, train_cfg) for it in range(train_cfg.max_iters + 1)]
-assert all(math.isclose(lr_by_hand(it), schedule[it]) for it in range(train_cfg.max_iters + 1))
+w = train_cfg.warmup_iters
+print(f"iteration 0: {schedule[0]:.2e}, iteration {w}: {schedule[w]:.2e}, iteration {train_cfg.max_iters}: "
+      f"{schedule[-1]:.2e}")
+assert max(schedule) == schedule[w] == train_cfg.learning_rate  # the peak is where warmup ends
 
 # %% [markdown]
-# The check passed at every iteration of the run. Now the curve: look for the short ramp at the start and
-# the long cosine after it.
+# The rate starts small, peaks exactly when warmup ends, and falls from there. Now the curve: look for the
+# short ramp at the start and the long cosine after it.
 
 # %%
 lr_plot = plots.LossPlot("Learning-rate schedule")
@@ -176,6 +204,65 @@ lr_plot.figure()
 # %% [markdown]
 # The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in every mode, so the last iterations
 # still learn a little.
+
+# %% [markdown]
+# ### Exercise 4.1 · The learning-rate schedule
+#
+# Write `lr_at(it, cfg)`: the learning rate of iteration `it` for a `TrainConfig` `cfg`, as `get_lr` gives
+# it. It reads `cfg.learning_rate`, `cfg.min_lr`, `cfg.warmup_iters`, `cfg.lr_decay_iters` and
+# `cfg.decay_lr` (False: the rate is constant).
+
+# %% [markdown]
+# Aim for three pieces. Warmup, it < warmup_iters: learning_rate · (it + 1) / (warmup_iters + 1), so
+# iteration 0 already moves. Decay, up to lr_decay_iters: min_lr + ½(1 + cos(π·r))·(learning_rate − min_lr)
+# with r = (it − warmup_iters) / (lr_decay_iters − warmup_iters). After that: min_lr.
+
+# %%
+def lr_at(it, cfg):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `get_lr` at every iteration of three configs (with warmup, without, and
+# `decay_lr=False`), and names warmup off by one either way, no floor after `lr_decay_iters`, a decay to 0
+# instead of `min_lr`, a linear decay, and a decay that starts before warmup ends. Worked solutions:
+# [solutions/04_training_run_solutions.ipynb](solutions/04_training_run_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_lr_schedule
+
+check_lr_schedule(lr_at)
+
+# %% [markdown]
+# ### Exercise 4.2 · One optimizer step, with gradient accumulation and clipping
+#
+# The rate feeds an optimizer step, and `train` runs one per iteration. Write
+# `optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip)`: run
+# `gradient_accumulation_steps` micro-batches (`x, y = get_batch(k)`, each (B, T); `_, loss = model(x, y)`)
+# forward and backward, clip the gradients' norm to `grad_clip`, step once, zero the gradients, and
+# return the step's loss, the mean over the micro-batches.
+
+# %% [markdown]
+# Aim for gradients that equal one big batch's: divide each micro-batch's loss by the number of
+# micro-batches before `backward()`, so the gradients that add up in `.grad` are a mean. Clip once, with
+# `torch.nn.utils.clip_grad_norm_`, after the last backward; `optimizer.zero_grad(set_to_none=True)` after
+# the step.
+
+# %%
+def optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check runs your step and finegpt's own on copies of a tiny GPT, once with gradients under the clip
+# and once over it, and compares the gradients `optimizer.step()` sees. It names a loss not divided by the
+# number of micro-batches, `zero_grad` inside the loop, no clipping or clipping every micro-batch,
+# `clip_grad_value_`, several steps, gradients left after the step, and the sum returned instead of the mean.
+
+# %%
+from finegpt.exercises import check_optimizer_step
+
+check_optimizer_step(optimizer_step)
 
 # %% [markdown]
 # ## 4. Does the loss go down? Train with a live plot
@@ -199,13 +286,15 @@ def interrupt_midway(row):
 
 # %% [markdown]
 # `interrupt_midway` is an ordinary callback: it keeps each row, redraws the plot, and pulls the plug once
-# the run passes `stop_at`. `overwrite=True` starts from scratch even if an earlier run left a checkpoint.
+# the run passes `stop_at`. The lesson starts from an empty folder, so it first deletes its own earlier run
+# (`overwrite=True` would keep that run until the new one finishes, and this one is about to be interrupted).
 
 # %%
 plot = plots.LossPlot(f"Training: {meta['tokenizer']} tokens of {found[next(iter(found))].info['source']}").show()
+shutil.rmtree(paths.run, ignore_errors=True)  # this notebook's own earlier run, if any
 t0 = time.time()
 try:
-    train(model_cfg, train_cfg, callback=interrupt_midway, overwrite=True)
+    train(model_cfg, train_cfg, callback=interrupt_midway)
 except KeyboardInterrupt:
     interrupted_at = history[-1]["iter"]
     plot.mark(interrupted_at, f"interrupted at {interrupted_at}")
@@ -362,11 +451,13 @@ print(generate_text(result["model"], tok, prompt, max_new_tokens=300 if meta["to
 #   good checkpoint.
 # - Change `stop_at` to interrupt before the first checkpoint: what does resume say?
 # - Set `compile=True` on a GPU and compare tokens/s and MFU.
+# - Train with nanoGPT's sampler (`train_cfg = replace(train_cfg, sampling="random")`) and compare the val loss
+#   at the same number of tokens read.
 #
 # ## Recap
 # - The plan from notebook 03 sets model, micro-batch, accumulation and run length for the device.
-# - Random windows read some tokens several times and others never; the coverage table measures it before
-#   the run starts.
+# - The epoch sampler reads every window once per epoch; random windows reading as much leave about 1/e of the
+#   data unseen and read about a quarter of it twice or more. The coverage table measures both before the run.
 # - Warmup then cosine decay; the live plot shows train and val loss against the schedule.
 # - Checkpoints are written atomically and hold everything needed to continue; a resumed run repeats the
 #   lost iterations with the same losses.

@@ -155,6 +155,60 @@ print(f"200 draws with top_k=5 used {len(draws)} distinct tokens, all among the 
 # exactly greedy decoding (the argmax).
 
 # %% [markdown]
+# ### Exercise 5.1 · Top-k filtering
+#
+# Write `top_k_filter(logits, k)`: for logits of shape (B, V), a new (B, V) tensor where each row keeps
+# its k largest logits, each at its own token id, and every other entry is `-inf`, so softmax gives it
+# probability 0. A k larger than V keeps everything.
+
+# %% [markdown]
+# Aim for one threshold per row: `torch.topk(logits, k).values[:, [-1]]` is each row's k-th largest,
+# (B, 1), and `masked_fill` sets everything below it to -inf. Return a new tensor; leave `logits` as it was.
+
+# %%
+def top_k_filter(logits, k):  # (B, V) -> (B, V)
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `finegpt.model.top_k_logits`, the filter `sample_next` uses, on rows of very
+# different scales. It names one token too few or too many, 0 where -inf belongs, one threshold shared by
+# the whole batch, sorted output, the input changed in place, and k past the vocabulary. Worked solutions:
+# [solutions/05_sampling_solutions.ipynb](solutions/05_sampling_solutions.ipynb).
+
+# %%
+from finegpt.exercises import check_top_k
+
+check_top_k(top_k_filter)
+
+# %% [markdown]
+# ### Exercise 5.2 · Top-p (nucleus) filtering
+#
+# Write `top_p_filter(logits, p)`: for logits (B, V), keep in each row the smallest set of most likely
+# tokens whose probabilities add up to at least p, each at its own token id, and set the rest to -inf. The
+# most likely token always stays, even when its probability alone passes p.
+
+# %% [markdown]
+# Aim for the by-hand count above, per row: sort descending (`torch.sort` also returns the order), take
+# softmax and its cumulative sum, drop a token when the mass *before* it already exceeds p, then put the
+# kept logits back at their ids (`scatter`).
+
+# %%
+def top_p_filter(logits, p):  # (B, V) -> (B, V)
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check compares with `finegpt.model.top_p_logits` for p = 0.9, 0.5 and 0.0001, and names top-p
+# keeping one token too few (the token that crosses p dropped) or too many, an ascending sort, a sum taken
+# in token-id order, a row left empty, and sorted output.
+
+# %%
+from finegpt.exercises import check_top_p
+
+check_top_p(top_p_filter)
+
+# %% [markdown]
 # ## 3. What does the model write? Try the controls
 #
 # Each click calls `finegpt.widgets.sample_view`, a thin wrapper over `finegpt.sample.generate_text`.
@@ -236,6 +290,49 @@ plots.timing_lines(lengths, {"KV cache": cached, "no cache": uncached}, "new tok
 # %% [markdown]
 # Read the shapes, not single points: with a long enough context the uncached line bends upward while
 # the cached one stays close to straight.
+
+# %% [markdown]
+# Where does the cache sit? One decoding step of this model, after the prompt, drawn from the model's own
+# config and a real `KVCache`: only the new token runs through the layers, its key and value are written
+# into the next slot of each layer's cache, and its query reads every filled slot.
+
+# %%
+from finegpt.diagrams import kv_cache_diagram
+
+kv_cache_diagram(model.config, pos=len(tok.encode(prompt)))
+
+# %% [markdown]
+# The cache is allocated once, for `block_size` positions in every layer; each step fills one more slot.
+# That is why a long context costs memory even when generating a single token.
+
+# %% [markdown]
+# ### Exercise 5.3 · One decoding step with a KV cache
+#
+# Write `decode_step(attn, x, past_k, past_v)` for one `CausalSelfAttention` layer `attn`: x is the new
+# token, (B, 1, C); past_k and past_v are the cached keys and values, (B, H, P, hs). Return
+# `(y, k, v)`: the layer's output (B, 1, C), and the keys and values grown to (B, H, P + 1, hs).
+
+# %% [markdown]
+# Aim for the module's own forward, for one token: q, k, v = attn.c_attn(x).split(C, dim=2), each viewed as
+# (B, 1, H, hs) and transposed to (B, H, 1, hs); the new k and v appended after the cache along time
+# (dim 2); `torch.nn.functional.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged
+# back to (B, 1, C); then `attn.c_proj`. `attn.n_head` is H.
+
+# %%
+def decode_step(attn, x, past_k, past_v):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check fills a cache with a 5-token prompt through the module itself, then compares your step with the
+# module's cached step. It names the new key or value not appended or put in front, `is_causal=True` with a
+# single query (it would see only the first key), a query that sees only itself, and the heads not merged
+# or not projected.
+
+# %%
+from finegpt.exercises import check_kv_decode_step
+
+check_kv_decode_step(decode_step)
 
 # %% [markdown]
 # ## 5. How do samples change as training goes on?

@@ -148,3 +148,73 @@ def test_config_files_take_nanogpt_train_py_defaults_for_unset_model_keys(tmp_pa
     path.write_text("n_layer = 4\n")
     model, _, _ = build_configs(load_config_file(path))
     assert (model.n_layer, model.n_embd, model.bias, model.vocab_size) == (4, 768, False, 50304)
+
+
+BOMBS = {  # what each would build if evaluated: a number of 10**8 digits and up, 10 GB of text, a deep tree
+    "power.py": ("n_layer = 9**9**9**9\n", "n_layer='9**9**9**9': builds a number larger than 2**64"),
+    "repeat.py": ("out_dir = 'x' * 10**10\n", "out_dir=\"'x' * 10**10\": builds a string longer than 4096"),
+    "product.py": ("batch_size = 2**40 * 2**40\n", "batch_size='2**40 * 2**40': builds a number larger than"),
+    "digits.py": (
+        "max_iters = " + "9" * 4100 + "\n",
+        "max_iters='9999999999999999999999999999999999999...': builds a number larger",
+    ),
+    "chain.py": ("n_layer = " + "1+" * 5000 + "1\n", "n_layer='1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1...': a line"),
+    "terms.py": (
+        "n_layer = (" + "+\n".join(["1"] * 300) + ")\n",
+        "n_layer='1+ 1+ 1+ 1+ 1+ 1+ 1+ 1+ 1+ 1+ 1+ 1+ 1...': an expression of more than 200 parts",
+    ),
+    "zero.py": ("learning_rate = 6e-4 / 0\n", "learning_rate='6e-4 / 0': cannot be computed (float division by zero)"),
+}
+
+
+def test_config_file_arithmetic_is_bounded_in_size_and_time(tmp_path):
+    """Each bomb is refused in one line naming its key. Run in a child process with a time limit: an
+    unbounded evaluation would take hours or exhaust memory, and must fail the test, not hang it."""
+    import subprocess
+    import sys
+
+    for name, (text, _) in BOMBS.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "huge.py").write_text("# padding\n" * 120_000)  # 1.2 MB
+    script = (
+        "import sys\nfrom finegpt.config import load_config_file\nfrom finegpt.errors import FinegptError\n"
+        "for name in sys.argv[1:]:\n    try:\n        load_config_file(name)\n        print('ACCEPTED', name)\n"
+        "    except FinegptError as e:\n        print(e)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *BOMBS, "huge.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(BOMBS) + 1
+    for line, (name, (_, start)) in zip(lines, BOMBS.items()):
+        assert line.startswith(start) and f"(config='{name}' line " in line and line.endswith("."), line
+    assert lines[-1] == (
+        "config='huge.py': 1200000 bytes, more than a config file needs (1048576 at most). "
+        "Write one `key = value` per line."
+    )
+
+
+def test_oversized_config_value_through_the_cli_is_one_line_and_changes_nothing(tmp_path, capsys):
+    from train_fixtures import file_hashes, run_cli
+
+    (tmp_path / "power.py").write_text(BOMBS["power.py"][0])
+    before = file_hashes(tmp_path)
+    rc, err = run_cli(["train", "power.py"], tmp_path, capsys)
+    assert rc == 2
+    assert err == (
+        "error: n_layer='9**9**9**9': builds a number larger than 2**64 (config='power.py' line 1). "
+        "Write the value itself.\n"
+    )
+    assert file_hashes(tmp_path) == before
+
+
+def test_config_files_with_usual_arithmetic_still_parse(tmp_path):
+    path = tmp_path / "ok.py"
+    path.write_text("batch_size = 5 * 8\nmax_iters = 2**19\nmin_lr = 6e-4 / 10\nout_dir = 'out-' + 'gpt2' * 2\n")
+    assert load_config_file(path) == {
+        "batch_size": 40,
+        "max_iters": 524288,
+        "min_lr": 6e-4 / 10,
+        "out_dir": "out-gpt2gpt2",
+    }

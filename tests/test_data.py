@@ -219,3 +219,53 @@ def test_stats_json_sits_beside_the_shards(tmp_path):
     assert stats["tokens"] == 200_000 and stats["tokens_by_split"] == {"train": 180_000, "val": 20_000}
     assert [s["file"] for s in stats["shards"]] == ["val_000000.bin"] + [f"train_{i:06d}.bin" for i in range(4)]
     assert [s["tokens"] for s in stats["shards"]] == [20_000, 50_000, 50_000, 50_000, 30_000]
+
+
+def test_loader_refuses_a_shard_of_another_dataset_naming_the_file(data_dir, tmp_path):
+    """A shard whose header is whole but whose tokenizer is not its dataset's: GPT-2 ids in a bytes dataset
+    would index past the embedding (an IndexError on CPU, a device-side assert on a GPU)."""
+    import shutil
+
+    from finegpt.eval import evaluate
+    from finegpt.model import GPT, ModelConfig
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(data_dir, mixed)
+    gpt2 = get_tokenizer("gpt2")
+    tokens = read_shard(mixed / "train_000003.bin")[1].size
+    write_shard(mixed / "train_000003.bin", [gpt2.eot] * tokens, gpt2)  # as many tokens, another tokenizer
+    want = (
+        f"shard='{mixed / 'train_000003.bin'}': holds 'gpt2' tokens (vocab 50257, EOT 50256, uint16) but "
+        "meta.json beside it says 'bytes' (vocab 257, EOT 256, uint16): it comes from another dataset. Put back "
+        "this dataset's own shard, or rerun `finegpt prepare` for it with --overwrite."
+    )
+    with pytest.raises(FinegptError) as e:
+        BatchLoader(mixed, "train", 2, 16)
+    assert str(e.value) == want
+    model = GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=16, vocab_size=320))
+    with pytest.raises(FinegptError) as e:
+        evaluate(model, mixed, "train", tokens=None)
+    assert str(e.value) == want
+    write_shard(mixed / "train_000003.bin", [1] * (tokens - 1), get_tokenizer("bytes"))  # same tokenizer, cut
+    with pytest.raises(FinegptError, match=r"holds \d+ tokens but meta.json lists \d+: it comes from another run"):
+        BatchLoader(mixed, "train", 2, 16)
+
+
+def test_val_fraction_zero_gets_advice_that_fixes_it(tmp_path, capsys):
+    from train_fixtures import english_text, run_cli
+
+    (tmp_path / "story.txt").write_text(english_text(8000))
+    prepare_cmd = ["prepare", "--source=story.txt", "--out=data", "--tokenizer=bytes", "--no_progress"]
+    assert run_cli([*prepare_cmd, "--val_fraction=0"], tmp_path, capsys)[0] == 0
+    tiny = ["--n_layer=1", "--n_head=1", "--n_embd=16", "--block_size=16", "--batch_size=2", "--device=cpu"]
+    train_cmd = ["train", *tiny, "--gradient_accumulation_steps=1", "--max_iters=1", "--eval_iters=1"]
+    train_cmd += ["--data_dir=data", "--out_dir=run"]
+    rc, err = run_cli(train_cmd, tmp_path, capsys)
+    assert rc == 2
+    assert err == (
+        "error: data_dir='data': has no val split (it was prepared with val_fraction 0), and training needs one "
+        "to evaluate. Rerun `finegpt prepare` with --val_fraction 0.1 (or --val_tokens N) and --overwrite.\n"
+    )
+    assert not (tmp_path / "run").exists()
+    assert run_cli([*prepare_cmd, "--val_fraction=0.1", "--overwrite"], tmp_path, capsys)[0] == 0  # as advised
+    assert run_cli(train_cmd, tmp_path, capsys)[0] == 0

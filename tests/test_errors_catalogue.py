@@ -1,7 +1,8 @@
 """Bad input across the CLI, config files, shards, checkpoints and the memory functions behind the widgets.
 
 Each case must give one line `<field>=<value>: <problem>. <fix>.`, exit the CLI with 2 and no traceback,
-and change no file that existed. docs/reliability.md is generated from CASES; regenerate it with
+and change no file that existed. docs/reliability.md is generated from CASES and, for the cases that need
+more than one command, tests/reliability_scenarios.py; regenerate it with
 `FINEGPT_WRITE_DOCS=1 python -m pytest tests/test_errors_catalogue.py -k doc`.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_scenarios import SCENARIOS
 from train_fixtures import TINY_MODEL, english_text, make_data, one_torch_thread, overrides  # noqa: F401
 
 from finegpt.cli import main
@@ -50,21 +52,36 @@ CASES = [
     ("config file", "finegpt train typo_key.py", "batch_sise"),
     ("config file", "finegpt train runs_code.py", "config"),
     ("config file", "finegpt train bad_syntax.py", "config"),
+    ("config file", "finegpt train huge_power.py", "n_layer"),
+    ("config file", "finegpt train huge_string.py", "out_dir"),
+    ("config file", "finegpt train long_line.py", "n_layer"),
     ("data", "finegpt train --data_dir=data/fineweb", "data_dir"),
     ("data", f"finegpt train {TINY} --data_dir=data --out_dir=new --vocab_size=128", "vocab_size"),
     ("data", f"finegpt train {TINY} --data_dir=data --out_dir=new --block_size=8192", "block_size"),
+    ("data", f"finegpt train {TINY} --data_dir=data_noval --out_dir=new", "data_dir"),
+    ("data", "finegpt train --resume --out_dir=run --data_dir=data_gpt2", "data_dir"),
     ("shards", f"finegpt train {TINY} --data_dir=data_truncated --out_dir=new", "shard"),
     ("shards", f"finegpt train {TINY} --data_dir=data_foreign --out_dir=new", "shard"),
+    ("shards", f"finegpt train {TINY} --data_dir=data_mixed --out_dir=new", "shard"),
     ("shards", "finegpt prepare --source=story.txt --out=data", "out"),
     ("shards", "finegpt prepare --source=missing.txt --out=data_new", "source"),
     ("output", f"finegpt train {TINY} --data_dir=data --out_dir=notes.txt", "out_dir"),
     ("output", f"finegpt train {TINY} --data_dir=data --out_dir=run", "out_dir"),
+    ("output", f"finegpt train {TINY} --data_dir=data --out_dir=moved_aside", "out_dir"),
+    ("output", f"finegpt train {TINY} --data_dir=data --out_dir=", "out_dir"),
+    ("output", "finegpt prepare --source=story.txt --out=", "out"),
+    ("output", "finegpt quickstart --out=", "out"),
     ("device", f"finegpt train {TINY} --data_dir=data --out_dir=new --dtype=float16", "dtype"),
     ("checkpoint", "finegpt train --resume --out_dir=empty", "out_dir"),
     ("checkpoint", "finegpt train --resume --out_dir=broken", "checkpoint"),
     ("checkpoint", "finegpt train --resume --out_dir=pickled", "checkpoint"),
     ("checkpoint", "finegpt sample --ckpt=broken/ckpt.pt", "checkpoint"),
     ("checkpoint", "finegpt sample --ckpt=nowhere", "checkpoint"),
+    ("checkpoint", "finegpt sample --ckpt=nanogpt/ckpt.pt", "checkpoint"),
+    ("checkpoint", "finegpt train --resume --out_dir=nanogpt", "checkpoint"),
+    ("checkpoint", "finegpt sample --ckpt=weights.pt", "checkpoint"),
+    ("checkpoint", "finegpt sample --ckpt=notes.txt", "checkpoint"),
+    ("device", "CUDA_VISIBLE_DEVICES= finegpt sample --ckpt=run --device=cuda", "device"),
     ("distributed", "local_accumulation(gradient_accumulation_steps=5, world_size=2)", "gradient_accumulation_steps"),
     ("memory", "estimate(ModelConfig(n_layer=2, n_head=2, n_embd=64), RunConfig(batch_size=0))", "batch_size"),
     ("memory", "RunConfig(dtype='bf16', gpu='T4')", "dtype"),
@@ -102,6 +119,8 @@ def workspace(tmp_path_factory):
             )
             == 0
         )
+        shutil.copytree(root / "run", root / "moved_aside")
+        (root / "moved_aside" / "ckpt.pt").rename(root / "moved_aside" / "ckpt.pt.broken")  # the advice for #26
         shutil.copytree(root / "run", root / "broken")  # a copy: its ckpt.pt is no longer the step file's twin
         (root / "broken" / "ckpt.pt").write_bytes((root / "run" / "ckpt.pt").read_bytes()[:4096])
         (root / "pickled").mkdir()
@@ -113,6 +132,19 @@ def workspace(tmp_path_factory):
         shutil.copytree(root / "data", root / "data_foreign")
         shard = root / "data_foreign" / "train_000000.bin"
         shard.write_bytes(b"\x00" * len(shard.read_bytes()))
+        from finegpt.data import prepare
+
+        prepare("story.txt", root / "data_gpt2", "gpt2", val_tokens=200, workers=0, progress=False)
+        shutil.copytree(root / "data", root / "data_mixed")  # one shard of another dataset, headers intact
+        shutil.copy(root / "data_gpt2" / "train_000000.bin", root / "data_mixed" / "train_000000.bin")
+        prepare("story.txt", root / "data_noval", "bytes", val_fraction=0, progress=False)
+        (root / "nanogpt").mkdir()
+        nanogpt_state = {"model": {}, "model_args": {"n_layer": 2}, "iter_num": 5, "best_val_loss": 2.0}
+        torch.save({**nanogpt_state, "config": {"batch_size": 12}}, root / "nanogpt" / "ckpt.pt")
+        torch.save({"transformer.wte.weight": torch.zeros(4, 2)}, root / "weights.pt")
+        (root / "huge_power.py").write_text("n_layer = 9**9**9**9\n")
+        (root / "huge_string.py").write_text("out_dir = 'x' * 10**10\n")
+        (root / "long_line.py").write_text("n_layer = " + "1+" * 5000 + "1\n")
         (root / "notes.txt").write_text("not a directory\n")
         (root / "typo_key.py").write_text("batch_sise = 8\n")
         (root / "runs_code.py").write_text("import os\nbatch_size = os.system('echo pwned > pwned.txt')\n")
@@ -132,9 +164,8 @@ def tree_hashes(root: Path) -> dict:
 
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     """(exit code, stderr) of a CLI case; (2, 'error: ' + message) for a Python expression that raises."""
-    from finegpt.config import ModelConfig
+    from finegpt.config import ModelConfig, local_accumulation
     from finegpt.memory import RunConfig, estimate
-    from finegpt.train.distributed import local_accumulation
 
     names = {
         "ModelConfig": ModelConfig,
@@ -142,6 +173,12 @@ def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
         "estimate": estimate,
         "local_accumulation": local_accumulation,
     }
+    if inp.startswith("CUDA_VISIBLE_DEVICES= finegpt "):  # a machine without CUDA, even where there is one
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+        done = subprocess.run(
+            [sys.executable, "-m", "finegpt", *inp.split()[2:]], cwd=root, env=env, capture_output=True, text=True
+        )
+        return done.returncode, done.stderr
     cwd = os.getcwd()
     os.chdir(root)
     capsys.readouterr()
@@ -205,19 +242,33 @@ def test_cli_process_exits_2_with_one_line_and_no_traceback(tmp_path):
 
 def render_doc(rows) -> str:
     head = [
-        "# Reliability: what finegpt says when the input is wrong",
+        "# Reliability: what finegpt says when the input is wrong, and what it never loses",
         "",
         "Every bad input below gives one line naming the field and the fix; the CLI exits with code 2",
-        "and shows no traceback (add `--debug` to see it), and no existing file is changed. Checkpoints are",
-        "written to a temp file, fsynced and renamed; a run killed at any step resumes bit for bit",
-        "(`tests/test_train_kill.py`); a truncated checkpoint is reported with the previous good one, and a",
-        "checkpoint carrying pickled code is refused.",
+        "and shows no traceback (add `--debug` to see it), and no existing file is changed: every check that",
+        "can fail (device, data, shards, vocab, a resumed checkpoint, memory on a GPU, the out_dir and its disk",
+        "space) runs before the run folder is created or changed. Checkpoints are written to a temp file,",
+        "fsynced and renamed; a run killed at any step resumes bit for bit (`tests/test_train_kill.py`); a",
+        "truncated checkpoint is reported with the previous good one, and a checkpoint carrying pickled code",
+        "is refused.",
         "",
-        "Generated from the table in `tests/test_errors_catalogue.py` by",
+        "A run folder records its owner in `run.json` and is locked while `train`, `prepare` or `quickstart`",
+        "writes it (an OS advisory lock on `.lock`, which names the holder; the OS drops it when the process",
+        "exits, however it exits). `--overwrite` builds the new result in `<folder>/overwrite.partial/` and",
+        "moves it over the old one only once it is complete; the stage is marked complete before the move, so",
+        "a crash during the move is finished by the next command on that folder. `prepare` records each local",
+        "source file's size, mtime and BLAKE2b hash, and a resume refuses sources that changed (a dataset",
+        "streamed from the hub can only be checked by its name). Every shard is checked against its",
+        "`meta.json` when a loader opens it. Config files are data with limits: numbers below 2**64, strings",
+        "of at most 4096 characters, 200 parts per expression, lines of 4196 characters, 1 MiB per file.",
+        "",
+        "Generated from the tables in `tests/test_errors_catalogue.py` and `tests/reliability_scenarios.py` by",
         "`FINEGPT_WRITE_DOCS=1 python -m pytest tests/test_errors_catalogue.py -k doc`; the test fails when",
-        "this file and the table disagree. The commands run inside a scratch directory holding prepared",
+        "this file and the tables disagree. The commands run inside a scratch directory holding prepared",
         "bytes-tokenizer shards (`data/`), a finished tiny run (`run/`), a copy with a truncated",
-        "`ckpt.pt` (`broken/`), a checkpoint with a pickled payload (`pickled/`) and broken shard copies.",
+        "`ckpt.pt` (`broken/`), a copy whose `ckpt.pt` was moved aside (`moved_aside/`), a checkpoint with a",
+        "pickled payload (`pickled/`), a nanoGPT checkpoint (`nanogpt/`), broken shard copies, the same text",
+        "prepared with GPT-2's tokenizer (`data_gpt2/`) and with `val_fraction=0` (`data_noval/`).",
         "",
         "| # | area | input | message |",
         "|---|---|---|---|",
@@ -226,7 +277,25 @@ def render_doc(rows) -> str:
         f"| {i} | {area} | `{inp.replace(TINY, '<tiny model>')}` | {msg.replace('|', '&#124;')} |"
         for i, (area, inp, msg) in enumerate(rows, 1)
     ]
-    return "\n".join(head + body) + "\n"
+    scenarios = [
+        "",
+        "## Second processes, interrupts, full disks, changed sources",
+        "",
+        "These need more than one command, so each has a test (last column, in `tests/`) that creates the",
+        "situation for real (a second process, a signal sent to a child process, a tmpfs that fills up, a file",
+        "edited between a kill and the rerun) and checks the exit code, the message and that every earlier",
+        "file is byte-identical afterwards. `<...>` stands for what varies: paths, PIDs, sizes, iterations.",
+        "",
+        "| # | area | situation | what finegpt does | exit | message | test |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    html = str.maketrans({"<": "&lt;", ">": "&gt;", "|": "&#124;"})  # <out> is a placeholder, not a tag
+    scenarios += [
+        f"| {i} | {area} | {situation} | {does} | {code} | "
+        f"{(msg.removeprefix('error: ') or '(killed: none)').translate(html)} | `{test}` |"
+        for i, (area, situation, does, code, msg, test) in enumerate(SCENARIOS.values(), len(rows) + 1)
+    ]
+    return "\n".join(head + body + scenarios) + "\n"
 
 
 def test_reliability_doc_matches_catalogue(workspace, capsys):

@@ -187,11 +187,6 @@ def test_attention_weights_are_causal_distributions_that_reproduce_the_first_blo
     assert np.allclose(w[0], by_hand.softmax(-1)[0].detach().numpy(), atol=1e-6)
 
 
-def test_window_coverage_counts_how_often_each_token_is_read():
-    cov = lab.window_coverage(10, np.array([0, 2, 2]), 3)  # reads: 1 1 3 2 2 0 0 0 0 0
-    assert cov == {"never": 0.5, "once": 0.2, "twice": 0.2, "3+ times": 0.1}
-
-
 def test_real_word_share_counts_words_found_in_the_word_list():
     words = lab.corpus_words("ROMEO: What light through yonder window breaks? O'er the hill")
     assert {"romeo", "yonder", "o'er"} <= words

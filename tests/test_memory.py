@@ -240,3 +240,11 @@ def test_fit_summary_counts_accumulation_as_finegpt_train_does(tmp_path):
     assert out["tokens_per_step"] == 16 * 32 * 1024 == out["plan"]["tokens_per_step"]
     assert out["plan"]["batch_size"] * out["plan"]["gradient_accumulation_steps"] * 1024 == out["tokens_per_step"]
     assert out["tokens_per_run"] == 1000 * out["tokens_per_step"]
+
+
+def test_measure_runs_the_trainers_own_step(monkeypatch):
+    from train_fixtures import spy_on_step
+
+    calls = spy_on_step(monkeypatch)
+    measure(ModelConfig(**TINY), RunConfig(batch_size=2, dtype="fp32", device="cpu"))
+    assert calls == ["forward_backward", "optimizer_step"] * 2 + ["eval_loss"]  # two steps, then eval

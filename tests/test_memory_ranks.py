@@ -71,7 +71,9 @@ def test_fsdp_per_rank_peaks_match_estimate(measured, name):
 
 def test_fsdp_optimizer_step_holds_half_of_ddps_weights_grads_and_states():
     ddp, fsdp = estimate(CFG, RUNS["ddp_g1"]), estimate(CFG, RUNS["fsdp_g1"])
-    assert 2 * fsdp.peaks["optimizer"] == ddp.peaks["optimizer"] - ddp.terms["DDP buckets"]  # (4N + 4N + 8N) / 2
+    batch = ddp.terms["next batch (prefetched)"]  # the loop's next micro-batch: not sharded
+    # (4N weights + 4N grads + 8N states) / 2
+    assert 2 * (fsdp.peaks["optimizer"] - batch) == ddp.peaks["optimizer"] - ddp.terms["DDP buckets"] - batch
 
 
 def test_fsdp_accumulation_holds_full_size_gradients_between_micro_steps():

@@ -9,9 +9,10 @@ from train_fixtures import TINY_MODEL, TINY_TRAIN, make_data, one_torch_thread  
 
 from finegpt.config import ModelConfig, TrainConfig
 from finegpt.data import BatchLoader
+from finegpt.memory import peak_flops
 from finegpt.model import GPT
+from finegpt.step import Prefetch, gpu_name
 from finegpt.train import train
-from finegpt.train.loop import _Prefetch, peak_flops
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def data_dir(tmp_path_factory):
 
 def test_prefetched_batch_is_the_batch_of_its_step(data_dir):
     loader = BatchLoader(data_dir, "train", batch_size=4, block_size=16, seed=3)
-    batches = _Prefetch(loader, torch.device("cpu"))
+    batches = Prefetch(loader, torch.device("cpu"))
     batches.prefetch(5)
     for got, want in zip(batches.get(5), loader.get_batch(5)):
         assert torch.equal(got, want)
@@ -67,9 +68,9 @@ def test_adamw_is_fused_where_pytorch_has_the_kernel(device_type, fused):
 )
 def test_mfu_peak_comes_from_the_gpu_table(monkeypatch, name, dtype, tflops):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert peak_flops(torch.device("cuda:0"), dtype) == tflops * 1e12
+    assert peak_flops(gpu_name(torch.device("cuda:0")), str(dtype).removeprefix("torch.")) == tflops * 1e12
 
 
 def test_unknown_gpu_gives_no_mfu_rather_than_a_wrong_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Future GPU 9000")
-    assert peak_flops(torch.device("cuda:0"), torch.bfloat16) is None
+    assert peak_flops(gpu_name(torch.device("cuda:0")), "bfloat16") is None

@@ -41,12 +41,6 @@ def test_jsonl_is_flushed_before_close_and_nan_becomes_null(tmp_path):
     trackers.close()
 
 
-def test_disabled_rank_writes_nothing(tmp_path):
-    trackers = open_trackers(TrainConfig(wandb_log=True, tensorboard=True), tmp_path / "out", {}, enabled=False)
-    log_all(trackers)
-    assert trackers.names == [] and not (tmp_path / "out").exists()
-
-
 def test_tensorboard_events_hold_logged_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

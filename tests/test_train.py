@@ -37,6 +37,14 @@ def test_short_cpu_run_lowers_val_loss(data_dir, tmp_path):
     assert result["model_config"]["vocab_size"] == 320  # bytes: 257 padded to a multiple of 64
 
 
+def test_the_loop_runs_the_step_finegpt_memory_measures(data_dir, tmp_path, monkeypatch):
+    from train_fixtures import spy_on_step
+
+    calls = spy_on_step(monkeypatch)
+    train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
+    assert calls == ["eval_loss"] * 2 + ["forward_backward", "optimizer_step"] * 2 + ["eval_loss"] * 2
+
+
 def test_resume_gives_same_next_losses(data_dir, tmp_path):
     full = train(*cfgs(data_dir, tmp_path / "full", max_iters=12, eval_interval=6))
     first = train(*cfgs(data_dir, tmp_path / "split", max_iters=6, eval_interval=6))
@@ -120,7 +128,7 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
 
 def test_scratch_run_refuses_out_dir_with_checkpoint_unless_overwrite(data_dir, tmp_path):
     train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
-    with pytest.raises(FinegptError, match="already holds a checkpoint.*--resume"):
+    with pytest.raises(FinegptError, match=r"holds files of an earlier run \(ckpt\.pt, .*--resume"):
         train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
     assert train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2), overwrite=True)["iter_num"] == 2
 
@@ -131,7 +139,7 @@ def test_full_disk_fails_before_training(data_dir, tmp_path, monkeypatch):
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(FinegptError, match=r"out_dir=.*GiB free, but a checkpoint takes"):
+    with pytest.raises(FinegptError, match=r"out_dir=.*: has 1 KiB free, but keep_checkpoints=3 needs 1\.\d MiB"):
         train(*cfgs(data_dir, tmp_path / "out", max_iters=2, eval_interval=2))
     assert not (tmp_path / "out").exists()
 
@@ -150,17 +158,21 @@ def test_cli_trains_from_nanogpt_style_config_file_with_overrides(data_dir, tmp_
     assert "note: wandb_mode is read by nanoGPT's train.py only" in out
     ckpt = load_checkpoint(tmp_path / "out-tiny")
     assert ckpt["iter_num"] == 2 and ckpt["config"]["model"]["n_embd"] == 32
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: reads.append(a[0]) or real_load(*a, **kw))
     assert main(["train", "--resume", "--out_dir=out-tiny", "--max_iters=4"]) == 0
+    assert len(reads) == 1  # the checkpoint is read once: for its settings and for the weights
     assert load_checkpoint(tmp_path / "out-tiny")["iter_num"] == 4
 
 
 def test_flops_per_token_is_nanogpt_estimate_and_cpu_has_no_mfu():
     from finegpt.memory import flops_per_token
-    from finegpt.train.loop import peak_flops
+    from finegpt.step import gpu_name
 
     gpt2 = ModelConfig()  # bias=True: nanoGPT's count is 123,689,472
     assert flops_per_token(gpt2) == 6 * 123_689_472 + 12 * 12 * 768 * 1024
-    assert peak_flops(torch.device("cpu"), torch.float32) is None
+    assert gpu_name(torch.device("cpu")) is None  # so the loop logs no MFU
 
 
 def test_overwrite_replaces_the_earlier_runs_checkpoints_and_log(tmp_path, data_dir):

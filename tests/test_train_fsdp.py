@@ -105,19 +105,19 @@ def test_fsdp_checkpoint_resumed_on_one_process_reproduces_next_loss(runs):
 
 def _scaler_rank(rank: int, store_path: str, queue) -> None:
     """One optimizer step under FSDP2 + a loss-scaling GradScaler, with an inf in rank 1's shard only."""
+    from finegpt import step
     from finegpt.config import ModelConfig
     from finegpt.model import GPT
-    from finegpt.train import fsdp
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
     try:
         torch.manual_seed(0)
         model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=64, dropout=0.0))
-        optimizer = fsdp.shard(
+        optimizer = step.shard(
             model, model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu"), torch.device("cpu"), torch.float32
         )
-        scaler = fsdp.sharded_scaler(torch.amp.GradScaler("cpu", init_scale=1024.0))
+        scaler = step.sharded_scaler(torch.amp.GradScaler("cpu", init_scale=1024.0))
         x = torch.randint(64, (2, 16), generator=torch.Generator().manual_seed(1))
         _, loss = model(x, x)
         scaler.scale(loss).backward()

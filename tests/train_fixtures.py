@@ -96,3 +96,83 @@ def assert_same_training(single_dir, multi_dir, steps: int) -> None:
     assert multi_weights.keys() == single_at_k.keys()
     for name, w in multi_weights.items():  # Adam magnifies float noise in near-zero gradients
         torch.testing.assert_close(w, single_at_k[name], rtol=1e-4, atol=1e-5)
+
+
+def spy_on_step(monkeypatch) -> list[str]:
+    """Record each call of finegpt.step's phases (the functions the trainer's loop calls)."""
+    from finegpt import step
+
+    calls = []
+    for name in ("forward_backward", "optimizer_step", "eval_loss"):
+        real = getattr(step, name)
+        monkeypatch.setattr(step, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    return calls
+
+
+# ---- hostile situations: child processes, file snapshots, the CLI in-process --------------------------
+
+
+def file_hashes(root, skip=(".lock",)) -> dict:
+    """{relative path: sha256} of every file under root. The lock file is left out: it names whichever
+    process last locked the folder."""
+    import hashlib
+
+    root = Path(root)
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def spawn(command: list[str], cwd, preexec_fn=None) -> subprocess.Popen:
+    """`python -m finegpt <command>` as a child process whose stdout is read line by line. Ctrl-C reaches it
+    as at a terminal, even when this process ignores SIGINT (as a test worker may)."""
+    import signal
+
+    def preexec():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "finegpt", *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+    )
+
+
+def read_until(proc: subprocess.Popen, prefix: str) -> list[str]:
+    """Read the child's stdout until a line starts with prefix (the condition a test waits on)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    proc.wait()
+    raise AssertionError(f"no line starting {prefix!r}; rc {proc.returncode}:\n{''.join(lines)}{proc.stderr.read()}")
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """(exit code, the rest of stdout, stderr) once the child has exited."""
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def run_cli(args: list[str], cwd, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of `finegpt <args>` run in this process, in cwd."""
+    from finegpt.cli import main
+
+    before = os.getcwd()
+    os.chdir(cwd)
+    capsys.readouterr()
+    try:
+        rc = main(args)
+    finally:
+        os.chdir(before)
+    return rc, capsys.readouterr().err

@@ -1,9 +1,9 @@
 """Regenerate the committed notebooks: sync each py:percent source into its .ipynb, run it and save the
 outputs, so GitHub and Colab show the lessons happening.
 
-    python tools/refresh_notebooks.py                 # all five in cpu mode: the committed outputs
+    python tools/refresh_notebooks.py                 # all five in cpu mode, then their solutions (committed)
     python tools/refresh_notebooks.py --mode smoke    # quicker, to check a change
-    python tools/refresh_notebooks.py 02 04           # some (with the earlier ones they need)
+    python tools/refresh_notebooks.py 02 04           # some (with the earlier ones they need), and their solutions
 
 The notebooks run in order in one fresh lab folder (FINEGPT_HOME), as a student runs them (02 and 04
 read 01's shards, 05 reads 04's checkpoint), never from files an earlier refresh left behind. Asking
@@ -31,8 +31,8 @@ NEEDS = {"02": ["01"], "04": ["01"], "05": ["01", "04"]}  # what each reads from
 WIDGET_TEXT = "[interactive widget: run the notebook to use it; the next cell shows the same function's answer]"
 
 
-def sources(prefixes: list[str]) -> list[Path]:
-    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.py") if not prefixes or p.name[:2] in prefixes)
+def sources(prefixes: list[str], folder: Path = NOTEBOOKS) -> list[Path]:
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.py") if not prefixes or p.name[:2] in prefixes)
 
 
 def run(py: Path, workdir: str, timeout_s: int = 1800) -> tuple[nbformat.NotebookNode, float]:
@@ -90,6 +90,11 @@ def refresh(prefixes: list[str], mode: str, keep: Path | None = None) -> dict[st
             print(
                 f"{py.name}: {seconds:.1f} s{'' if py in wanted else ' (run for its outputs, not saved)'}", flush=True
             )
+        for py in sources(prefixes, NOTEBOOKS / "solutions"):  # worked solutions need nothing from the lab
+            nb, seconds = run(py, tmp)
+            save(nb, py, tmp)
+            times[py.name] = seconds
+            print(f"{py.name}: {seconds:.1f} s", flush=True)
     return times
 
 

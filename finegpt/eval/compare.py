@@ -24,7 +24,7 @@ def compare(
     """One row per model: {'model', 'tokenizer', 'loss', 'perplexity', 'tokens', ...[, 'acc', 'acc_norm']}.
     data_dir defaults to the checkpoint's own data. Every check runs before any weights are downloaded."""
     from finegpt.data import get_tokenizer
-    from finegpt.sample import pick_device
+    from finegpt.step import pick_device
 
     if not ckpt and not baseline:
         raise bad("ckpt", None, "nothing to evaluate", "Pass --ckpt out/ and/or --baseline gpt2")

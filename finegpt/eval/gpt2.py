@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, padded_vocab
 from finegpt.errors import bad
 from finegpt.model import GPT
 
@@ -74,7 +74,7 @@ def load_gpt2(name: str = "gpt2", device="cpu") -> GPT:
         n_head=c.n_head,
         n_embd=c.n_embd,
         block_size=c.n_positions,
-        vocab_size=-(-c.vocab_size // 64) * 64,
+        vocab_size=padded_vocab(c.vocab_size),
         dropout=0.0,
         bias=True,
     )

@@ -58,7 +58,7 @@ def _stream(data_dir, split: str, max_tokens: int | None) -> np.ndarray:
     shards, have = [], 0
     for s in meta["shards"]:
         if s["split"] == split and (max_tokens is None or have < max_tokens):
-            shards.append(read_shard(Path(data_dir) / s["file"])[1])
+            shards.append(read_shard(Path(data_dir) / s["file"], meta)[1])
             have += len(shards[-1])
     if have < 2:
         raise bad(

@@ -14,7 +14,6 @@ from finegpt.lab.evidence import (
     real_word_share,
     shakespeare_as_fineweb,
     shard_text,
-    window_coverage,
 )
 from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, paths, pick_mode
 from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
@@ -47,5 +46,4 @@ __all__ = [
     "shakespeare_as_fineweb",
     "shard_text",
     "start",
-    "window_coverage",
 ]

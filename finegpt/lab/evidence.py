@@ -1,9 +1,8 @@
 """Measurements that show a lesson happened: the plays as FineWeb-schema rows (01), every head's
-attention and what it looks at (02), which training tokens a run read and how often (04), and how many
-of a sample's words are real words (05).
+attention and what it looks at (02), and how many of a sample's words are real words (05). Which training
+tokens a run reads, and how often (04), is finegpt.data's measure_coverage / coverage_table.
 
-Entry points: shakespeare_as_fineweb, attention_weights, head_scores, window_coverage, shard_text,
-corpus_words, real_word_share.
+Entry points: shakespeare_as_fineweb, attention_weights, head_scores, shard_text, corpus_words, real_word_share.
 """
 
 from __future__ import annotations
@@ -103,20 +102,6 @@ def head_scores(weights: np.ndarray, is_marked: list[bool]) -> dict[str, np.ndar
         "chance: previous token": float(visible[np.arange(T - 1), rows - 1].mean()),
         "chance: marked tokens": float((visible * marked).sum(-1).mean()),
     }
-
-
-# ---- 04: which training tokens a run reads -----------------------------------------------------
-
-
-def window_coverage(num_tokens: int, starts: np.ndarray, window: int) -> dict[str, float]:
-    """Of a split's num_tokens positions, the share read 0, 1, 2 and 3+ times by windows of `window`
-    tokens beginning at `starts` (every window the run draws)."""
-    delta = np.zeros(num_tokens + 1, dtype=np.int64)
-    np.add.at(delta, starts, 1)
-    np.add.at(delta, np.minimum(starts + window, num_tokens), -1)
-    reads = np.cumsum(delta[:-1])  # (num_tokens,): how many windows cover each position
-    counts = np.bincount(np.minimum(reads, 3), minlength=4) / num_tokens
-    return {"never": counts[0], "once": counts[1], "twice": counts[2], "3+ times": counts[3]}
 
 
 # ---- 05: real words ----------------------------------------------------------------------------

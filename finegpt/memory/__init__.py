@@ -1,13 +1,15 @@
 """finegpt.memory: how much GPU memory, compute and time a training run needs, predicted and measured.
 
-estimate() sums named terms (terms.py) into the train / optimizer-step / eval peaks; measure()
-(measure.py, imports torch) runs one real step; solvers, presets and the guide check build on them.
+estimate() (report.py) sums named terms (terms.py) into the train / optimizer-step / eval peaks of a
+RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py); measure()
+(measurement.py, imports torch) runs finegpt.step's real step and memory_timeline() (timeline.py) records it
+op by op; presets (gpus.py), solvers (solve.py) and the guide check (guide.py) build on them.
 """
 
 from finegpt.memory.gpus import GPUS, Gpu, custom_gpu, detected_gpu_key, get_gpu, gpu_from_device_name, peak_flops
 from finegpt.memory.guide import check_guide, format_checks
 from finegpt.memory.report import GIB, MemoryReport, estimate
-from finegpt.memory.run import RunConfig, run_from_settings
+from finegpt.memory.run import WHAT_IF, RunConfig, run_config, run_from_settings
 from finegpt.memory.solve import (
     BatchPlan,
     Recommendation,
@@ -37,22 +39,17 @@ def measure(model_cfg, run, device: str = "cpu", seed: int = 0) -> dict:
     return _measure(model_cfg, run, device, seed)
 
 
-def device_peak_tflops(device, dtype) -> float | None:
-    """Dense peak TFLOPS of a torch.device (or a get_device_name() string) for MFU, or None if unknown."""
-    import torch
+def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
+    """One training step's live bytes op by op, phases marked; see finegpt.memory.timeline (imports torch)."""
+    from finegpt.memory.timeline import memory_timeline as _timeline
 
-    if isinstance(device, torch.device):
-        if device.type != "cuda":
-            return None
-        device = torch.cuda.get_device_name(device)
-    name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
-    flops = peak_flops(device, name)
-    return None if flops is None else flops / 1e12
+    return _timeline(model_cfg, run, device, seed)
 
 
 __all__ = [
     "GIB",
     "GPUS",
+    "WHAT_IF",
     "BatchPlan",
     "Gpu",
     "MemoryReport",
@@ -65,7 +62,6 @@ __all__ = [
     "count_params",
     "custom_gpu",
     "default_mfu",
-    "device_peak_tflops",
     "estimate",
     "fit_summary",
     "fits",
@@ -77,10 +73,12 @@ __all__ = [
     "detected_gpu_key",
     "max_micro_batch",
     "measure",
+    "memory_timeline",
     "peak_flops",
     "plan",
     "recommend",
     "recommend_all",
+    "run_config",
     "run_from_settings",
     "session_plan",
     "tokens_per_run",

@@ -1,7 +1,8 @@
 """Measure one real training step of finegpt's GPT: peak bytes allocated per phase.
 
-Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), LiveBytes, train_step.
-On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
+Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), measure_ranks, LiveBytes.
+The step is finegpt.step's, the one the trainer runs; this module only reads the peaks between its
+phases. On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages;
 "fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all.
 """
 
@@ -16,11 +17,12 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from finegpt import step
 from finegpt.config import ModelConfig
 from finegpt.memory.run import RunConfig
-from finegpt.model import GPT
 
 PHASES = ("train", "optimizer", "eval")
+EVAL_ITERS = 2  # estimate_loss's peak is its second batch: the first one's logits are still bound
 
 
 class LiveBytes(TorchDispatchMode):
@@ -107,123 +109,75 @@ class _CudaBytes:
         return torch.cuda.max_memory_reserved(self.device)
 
 
-def build(model_cfg: ModelConfig, run: RunConfig, device: str):
-    """The model, optimizer and grad scaler exactly as a training run makes them. With world_size > 1
-    this is one rank of a data-parallel run whose process group is already initialized."""
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16 if run.dtype == "pure_bf16" else torch.float32)
-    try:  # built in place: .to() would copy, and cannot swap fake tensors
-        with torch.device(device):
-            model = GPT(model_cfg, attention=run.attention)
-    finally:
-        torch.set_default_dtype(default_dtype)
-    model.activation_checkpointing = run.activation_checkpointing
-    if run.world_size > 1 and run.sharding == "fsdp":  # FSDP2: each block, then the root
-        from torch.distributed.fsdp import fully_shard
+class RandomBatches:
+    """A loader of random (x, y) int64 batches of shape (B, T), made where the step would read them (host)."""
 
-        for block in model.transformer.h:
-            fully_shard(block)
-        fully_shard(model)
-    elif run.world_size > 1 and run.sharding != "ddp":
+    def __init__(self, model_cfg: ModelConfig, batch_size: int):
+        self.shape, self.vocab_size = (batch_size, model_cfg.block_size), model_cfg.vocab_size
+
+    def get_batch(self, micro_step: int):
+        return torch.randint(self.vocab_size, self.shape), torch.randint(self.vocab_size, self.shape)  # (B, T)
+
+
+def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.Parts:
+    """The model, optimizer and scaler as finegpt.step builds them for a run, wrapped for run.world_size
+    ranks of an initialized process group. Knobs the trainer does not run (WHAT_IF) are passed through."""
+    if run.world_size > 1 and run.sharding not in ("ddp", "fsdp"):
         raise NotImplementedError(f"measuring sharding={run.sharding!r} is not implemented; ddp and fsdp are")
-    device_type = torch.device(device).type
-    if run.optimizer.startswith("adamw"):
-        optimizer = model.configure_optimizers(
-            0.1, 6e-4, (0.9, 0.95), device_type, fused=run.optimizer == "adamw_fused"
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=6e-4, foreach=True, momentum=0.9 if run.optimizer == "sgd_momentum" else 0.0
-        )
-    scaler = torch.amp.GradScaler(device_type, enabled=run.dtype == "fp16")
-    if run.compile:
-        model = torch.compile(model)
-    if run.world_size > 1 and run.sharding == "ddp":
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(model, gradient_as_bucket_view=run.gradient_as_bucket_view)
-    return model, optimizer, scaler
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.float32}
+    parts = step.build(
+        model_cfg,
+        device,
+        dtype[run.dtype],
+        param_dtype=torch.bfloat16 if run.dtype == "pure_bf16" else torch.float32,
+        attention=run.attention,
+        activation_checkpointing=run.activation_checkpointing,
+        optimizer=run.optimizer,
+    )
+    parallel = run.sharding if run.world_size > 1 else None
+    return step.wrap(parts, compile=run.compile, parallel=parallel, bucket_view=run.gradient_as_bucket_view)
 
 
-def autocast(run: RunConfig, device_type: str):
-    if run.dtype in ("bf16", "fp16"):
-        return torch.autocast(device_type, dtype=torch.bfloat16 if run.dtype == "bf16" else torch.float16)
-    return nullcontext()
-
-
-def train_step(model, optimizer, scaler, get_batch, run: RunConfig, device_type: str, tracker=None) -> dict:
-    """nanoGPT's loop body: G micro-steps of forward + backward, then clip, step, zero_grad.
-    `logits` stays bound through backward and into the next forward, as in nanoGPT's train.py."""
-    peaks = {}
+def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker) -> dict:
+    """Two training steps (the first creates the optimizer state), then an eval pass: finegpt.step's own
+    functions, with the tracker read at the boundaries of the second step's phases."""
+    batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
     G = run.gradient_accumulation_steps
-    if tracker:
-        tracker.reset_peak()
-    for k in range(G):
-        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2, as finegpt train: reduce-scatter on the last only
-            model.set_requires_gradient_sync(k == G - 1)
-        x, y = get_batch(run.batch_size)
-        with autocast(run, device_type):
-            logits, loss = model(x, y)
-            loss = loss / G
-        scaler.scale(loss).backward()
-    del logits, loss, x, y
-    if tracker:
-        peaks["train"] = tracker.peak_bytes
-        tracker.reset_peak()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    if tracker:
-        peaks["optimizer"] = tracker.peak_bytes
+    step.forward_backward(parts, batches, 0, G)
+    step.optimizer_step(parts)
+    tracker.reset_peak()
+    step.forward_backward(parts, batches, G, G)
+    peaks = {"train": tracker.peak_bytes}
+    tracker.reset_peak()
+    step.optimizer_step(parts)
+    peaks["optimizer"] = tracker.peak_bytes
+    tracker.reset_peak()
+    step.eval_loss(parts, RandomBatches(model_cfg, run.eval_micro_batch), EVAL_ITERS)
+    peaks["eval"] = tracker.peak_bytes
     return peaks
-
-
-@torch.no_grad()
-def eval_step(model, get_batch, run: RunConfig, device_type: str, tracker=None) -> dict:
-    """Two eval batches, as nanoGPT's estimate_loss: the last logits stay bound into the next forward."""
-    if tracker:
-        tracker.reset_peak()
-    model.eval()
-    for _ in range(2):
-        x, y = get_batch(run.eval_micro_batch)
-        with autocast(run, device_type):
-            logits, loss = model(x, y)
-    model.train()
-    return {"eval": tracker.peak_bytes} if tracker else {}
 
 
 def measure(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> dict:
     """Peak bytes allocated per phase ('train', 'optimizer', 'eval') and overall ('peak') in the
-    second of two training steps (the first creates the optimizer state), then an eval pass.
-    device "fake": the CPU step under FakeTensorMode, allocating nothing. With run.world_size > 1,
-    call it on every rank of an initialized process group: each rank measures its own peaks."""
+    second of two training steps, then an eval pass. device "fake": the CPU step under
+    FakeTensorMode, allocating nothing. With run.world_size > 1, call it on every rank of an
+    initialized process group: each rank measures its own peaks."""
     torch.manual_seed(seed)
     fake = device == "fake"
-    device_type = "cpu" if fake else torch.device(device).type
-    if device_type == "cuda":
-        tracker, modes = _CudaBytes(torch.device(device)), [nullcontext()]
+    dev = torch.device("cpu" if fake else device)
+    if dev.type == "cuda":
+        tracker, modes = _CudaBytes(dev), [nullcontext()]
     else:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         tracker = LiveBytes()
         modes = [FakeTensorMode() if fake else nullcontext(), tracker]
-    T, V = model_cfg.block_size, model_cfg.vocab_size
-    dev = "cpu" if fake else device
-
-    def get_batch(B):
-        x = torch.randint(V, (B, T), device=dev)  # (B, T)
-        return x, torch.randint(V, (B, T), device=dev)
-
     with modes[0], modes[1] if len(modes) > 1 else nullcontext():
-        model, optimizer, scaler = build(model_cfg, run, dev)
-        train_step(model, optimizer, scaler, get_batch, run, device_type)
-        peaks = train_step(model, optimizer, scaler, get_batch, run, device_type, tracker)
-        peaks.update(eval_step(model, get_batch, run, device_type, tracker))
-        if device_type == "cuda":
+        parts = build(model_cfg, run, dev)
+        peaks = _peaks(parts, run, model_cfg, tracker)
+        if dev.type == "cuda":
             peaks["reserved"] = tracker.reserved_bytes
-        del model, optimizer
+        del parts
     peaks["peak"] = max(peaks[p] for p in PHASES)
     return peaks
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from finegpt.config import ModelConfig
+from finegpt.config import GIB, ModelConfig
 from finegpt.memory import terms as t
 from finegpt.memory.gpus import get_gpu
 from finegpt.memory.run import RunConfig
 
-GIB = 1024**3
 RESERVED_FACTOR = 1.10  # caching allocator: reserved is 1.05-1.2x allocated in eager, static shapes
 CUDA_CONTEXT_BYTES = int(0.4 * GIB)  # CUDA context + kernels, outside the allocator: 0.3-0.5 GiB
 NCCL_8GPU_BYTES = 3 * GIB  # NCCL buffers per GPU seen with 8-GPU DDP; scaled down for fewer ranks
@@ -68,6 +67,7 @@ def _shard(nbytes: int, run: RunConfig, *kinds: str) -> int:
     return -(-nbytes // run.world_size) if run.sharding in kinds else nbytes
 
 
+# long function: the terms and the stages of a step in one place; split along them is planned
 def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     """Per-rank peak allocated bytes of one training step (train, optimizer step, eval)."""
     cfg, L, T = model_cfg, model_cfg.n_layer, model_cfg.block_size
@@ -95,6 +95,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         "final norm + embeddings": n * t.head_act_bytes(cfg, run),
         "logits + cross-entropy": n * t.logits_train_bytes(cfg, run),
         "batch (x, y, positions)": t.batch_bytes(cfg, n),
+        "next batch (prefetched)": t.prefetched_batch_bytes(n),
         "gradients (this step)": grads,
         "optimizer-step temporaries": _shard(t.optimizer_temp_bytes(cfg, run), run, "zero1", "zero2", "fsdp"),
         "eval forward (no grad)": 0,
@@ -108,6 +109,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     }
     ckpt = run.activation_checkpointing
     acts = {k: terms[k] for k in ("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")}
+    prefetched = {"next batch (prefetched)": terms["next batch (prefetched)"]}  # fetched after the forward
     # the moments of a training step when memory can peak; each is a dict of the terms alive then
     stages = [
         {
@@ -118,15 +120,17 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         {
             "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=0 if ckpt else L),  # backward
             **acts,
+            **prefetched,
             "logits + cross-entropy": terms["logits + cross-entropy"],
         },  # starts: copies kept for it
-        {"gradients (this step)": grads if G == 1 else 0},  # every grad allocated, every activation freed
+        {"gradients (this step)": grads if G == 1 else 0, **prefetched},  # every grad allocated, activations freed
     ]
     if ckpt:  # one block recomputed (with its autocast copies) while all checkpoints are held
         stages.append(
             {
                 "autocast 16-bit weight copies": t.autocast_copy_bytes(cfg, run, blocks=1),
                 **acts,
+                **prefetched,
                 "activations (recomputed block)": n * sum(layer.values()),
                 "LM head gradient": cfg.vocab_size * cfg.n_embd * t.param_size(run) if G == 1 else 0,
             }
@@ -141,6 +145,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
             **{k: v for k, v in persistent.items() if k != "FSDP gathered weights"},
             "gradients (this step)": grads,
             "optimizer-step temporaries": terms["optimizer-step temporaries"],
+            **prefetched,
         },
     }
     train, optimizer = (sum(phase_terms[k].values()) for k in ("train", "optimizer"))
@@ -153,7 +158,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         + t.batch_bytes(cfg, n_eval)
         + terms["autocast 16-bit weight copies"]
     )
-    phase_terms["eval"] = {**persistent, "eval forward (no grad)": terms["eval forward (no grad)"]}
+    phase_terms["eval"] = {**persistent, **prefetched, "eval forward (no grad)": terms["eval forward (no grad)"]}
     eval_ = sum(phase_terms["eval"].values())
     peaks = {"train": train, "optimizer": optimizer, "eval": eval_}
     phase = max(peaks, key=peaks.get)

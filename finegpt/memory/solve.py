@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 from finegpt.config import ModelConfig
 from finegpt.errors import bad
-from finegpt.memory.gpus import GPUS, Gpu, get_gpu
+from finegpt.memory.gpus import GPUS, Gpu, get_gpu, peak_flops
 from finegpt.memory.report import GIB, estimate
 from finegpt.memory.run import RunConfig
 from finegpt.model import count_params
@@ -138,7 +138,7 @@ def train_time_s(
     mfu = default_mfu(g) if mfu is None else mfu
     if not 0 < mfu <= 1:
         raise bad("mfu", mfu, "must be in (0, 1]", "Use 0.3 for eager PyTorch, 0.15 on a T4")
-    peak = 1e12 * (g.tflops_fp32 if dtype == "fp32" else g.tflops_16bit)
+    peak = peak_flops(g, dtype)
     return tokens * flops_per_token(model_cfg) / (peak * mfu * world_size)
 
 
@@ -261,7 +261,7 @@ def session_plan(
     g = get_gpu(gpu)
     mfu = default_mfu(g) if mfu is None else mfu
     dtype = best_dtype(g)
-    peak = 1e12 * g.tflops_16bit
+    peak = peak_flops(g, dtype)
     best = None
     for L, H, C in SESSION_CANDIDATES:
         cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=block_size, vocab_size=vocab_size, bias=False)
@@ -306,7 +306,7 @@ def session_plan(
 def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
     """The memory report, tokens per step and per run, and with run.gpu: the largest micro-batch, the
     micro-batch + accumulation that keep the tokens per step, and hours. Plain data (JSON-ready).
-    Accumulation in the plan is counted as `finegpt train` counts it: over all ranks."""
+    Accumulation in the plan is counted as the trainer counts it: over all ranks."""
     report = estimate(model_cfg, run)
     tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
     tokens = tokens_per_run(

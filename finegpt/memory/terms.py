@@ -90,7 +90,7 @@ def grads_in_buckets(run: RunConfig) -> bool:
 
 
 def fsdp_param_size(run: RunConfig) -> int:
-    # FSDP2's MixedPrecisionPolicy (finegpt.train.fsdp) gathers 16-bit weights on GPU; CPU stays fp32
+    # FSDP2's MixedPrecisionPolicy (finegpt.step.mixed_precision) gathers 16-bit weights on GPU; CPU stays fp32
     sharded = run.world_size > 1 and run.sharding == "fsdp"
     return 2 if sharded and run.device == "cuda" and run.dtype != "fp32" else param_size(run)
 
@@ -198,3 +198,9 @@ def logits_eval_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def batch_bytes(cfg: ModelConfig, tokens: int) -> int:
     # x and y int64 (8 bytes each per token), + the int64 positions
     return 16 * tokens + 8 * cfg.block_size
+
+
+def prefetched_batch_bytes(tokens: int) -> int:
+    # the loop's next micro-batch (x, y int64), copied to the device during this one's forward (finegpt.step):
+    # alive through backward, the optimizer step and eval, until the next micro-step takes it
+    return 16 * tokens

@@ -1,11 +1,12 @@
-"""Training: the loop (AMP, gradient accumulation, LR schedule, eval), crash-safe checkpoints, DDP and FSDP2.
-
-Entry points: train, load_checkpoint, load_model, save_checkpoint, train_from_cli.
+"""Training: the loop (LR schedule, eval, checkpoints, logs) over finegpt.step's step; crash-safe checkpoints;
+torchrun (DDP, FSDP2). Entry points: train, load_checkpoint, load_model, save_checkpoint, train_from_cli.
 """
 
+from finegpt.step import pick_device, pick_dtype  # re-exported: notebooks used them from here
 from finegpt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from finegpt.train.interrupt import TrainingInterrupted
 from finegpt.train.launch import train_from_cli
-from finegpt.train.loop import estimate_loss, get_lr, pick_device, pick_dtype, train
+from finegpt.train.loop import estimate_loss, get_lr, train
 
 __all__ = [
     "train",
@@ -17,4 +18,5 @@ __all__ = [
     "get_lr",
     "pick_device",
     "pick_dtype",
+    "TrainingInterrupted",
 ]

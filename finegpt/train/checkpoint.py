@@ -2,21 +2,25 @@
 
 `<out_dir>/ckpt_NNNNNNN.pt` for the last `keep` iterations, a `latest` pointer naming the newest, and
 `<out_dir>/ckpt.pt` as the newest itself. Entry points: save_checkpoint, load_checkpoint, load_model.
+A save that fails (disk full) leaves no temp file and says how much space it needs.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from finegpt.errors import FinegptError, bad
+from finegpt.files import atomic_write
 
 _STEP_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
@@ -59,27 +63,55 @@ def set_rng_state(state: dict) -> None:
 # ---- writing -----------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    try:  # makes the rename itself durable; not possible on every OS (Windows)
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def human_bytes(nbytes: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size:
+            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
+
+
+def state_bytes(obj) -> int:
+    """The tensor bytes in a (nested) checkpoint dict: what torch.save writes, less a few KiB of structure."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_bytes(v) for v in obj)
+    return 0
+
+
+def _last_good(out_dir: Path) -> Path | None:
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return resolve_checkpoint(out_dir)
+    except FinegptError:
+        return None
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """write(f) into <path>.tmp, fsync, rename over path: a crash leaves the old file or the new one."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def no_space(out_dir: Path, ckpt: dict, err: OSError) -> FinegptError:
+    """The one line for a save that found no room; the previous checkpoint and `latest` are untouched."""
+    need = state_bytes(ckpt)
+    free = shutil.disk_usage(out_dir).free
+    last = _last_good(out_dir)
+    then = (
+        f"then resume from {str(last)!r} with `finegpt train --resume --out_dir={out_dir}`"
+        if last
+        else "then start the run again"
+    )
+    if err.errno == errno.EFBIG:  # a per-file limit (ulimit -f, FAT32's 4 GiB), not a full disk
+        what, fix = "the file system refused a file this large", "Raise the file size limit or use another disk"
+    else:
+        what, fix = "the disk is full", f"Free at least {human_bytes(max(need - free, 0))} (or lower keep_checkpoints)"
+    return bad(
+        "out_dir",
+        str(out_dir),
+        f"{what} ({err.strerror}): the checkpoint of iter {ckpt['iter_num']} needs about {human_bytes(need)} "
+        f"and {human_bytes(free)} is free, so it was not saved and no partial file is left",
+        f"{fix}, {then}",
+    )
 
 
 def step_checkpoints(out_dir: str | Path) -> list[Path]:
@@ -89,38 +121,36 @@ def step_checkpoints(out_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def clear_run(out_dir: str | Path) -> None:
-    """Remove an earlier run's checkpoints, pointer and metrics log: a scratch run is replacing it."""
-    out_dir = Path(out_dir)
-    for path in [*step_checkpoints(out_dir), out_dir / "ckpt.pt", out_dir / "latest", out_dir / "metrics.jsonl"]:
-        path.unlink(missing_ok=True)
-    for shards in out_dir.glob("dcp_*"):
-        if shards.is_dir():
-            shutil.rmtree(shards)
-
-
 def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
-    """Write ckpt for iteration ckpt['iter_num']; keep the last `keep` step files; return ckpt.pt's path."""
-    out_dir = Path(out_dir)
+    """Write ckpt for iteration ckpt['iter_num']; keep the last `keep` step files; return ckpt.pt's path.
+    Out of space: a one-line error naming the space needed; every earlier checkpoint is left as it was."""
+    try:
+        return _save(ckpt, Path(out_dir), keep)
+    except OSError as e:
+        if e.errno not in _NO_SPACE:
+            raise
+        raise no_space(Path(out_dir), ckpt, e) from e
+
+
+def _save(ckpt: dict, out_dir: Path, keep: int) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.pt.tmp"):  # left by a run killed while writing
         stale.unlink(missing_ok=True)
     newest = out_dir / "ckpt.pt"
     if keep == 0:  # only ckpt.pt
-        _atomic_write_bytes(newest, lambda f: torch.save(ckpt, f))
-        _atomic_write_bytes(out_dir / "latest", lambda f: f.write(b"ckpt.pt\n"))
-        _fsync_dir(out_dir)
+        atomic_write(newest, lambda f: torch.save(ckpt, f), sync_dir=False)
+        atomic_write(out_dir / "latest", lambda f: f.write(b"ckpt.pt\n"))
         return newest
     step_path = out_dir / f"ckpt_{ckpt['iter_num']:07d}.pt"
-    _atomic_write_bytes(step_path, lambda f: torch.save(ckpt, f))
+    atomic_write(step_path, lambda f: torch.save(ckpt, f), sync_dir=False)
     tmp = newest.with_name("ckpt.pt.tmp")
     try:  # ckpt.pt is a second name for the step file: no second copy on disk
         os.link(step_path, tmp)
-    except OSError:
-        _atomic_write_bytes(tmp, lambda f: f.write(step_path.read_bytes()))
-    os.replace(tmp, newest)
-    _atomic_write_bytes(out_dir / "latest", lambda f: f.write(f"{step_path.name}\n".encode()))
-    _fsync_dir(out_dir)
+    except OSError:  # a filesystem without hard links: a copy
+        atomic_write(newest, lambda f: f.write(step_path.read_bytes()), sync_dir=False)
+    else:
+        os.replace(tmp, newest)
+    atomic_write(out_dir / "latest", lambda f: f.write(f"{step_path.name}\n".encode()))
     for old in step_checkpoints(out_dir)[keep:]:
         old.unlink(missing_ok=True)
     return newest
@@ -175,12 +205,57 @@ def previous_good(path: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(path_or_out_dir: str | Path, map_location="cpu") -> dict:
+_FOREIGN_FIX = "Pass a ckpt.pt written by finegpt train, or its out_dir; for GPT-2's own weights use --baseline gpt2"
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that is no finegpt checkpoint is, when its first bytes tell; None for a PyTorch
+    checkpoint (maybe one cut short)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array file"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            return None  # a torch zip whose end is missing: truncated
+        if any("/code/" in n for n in names):
+            return "a TorchScript model (torch.jit.save)"
+        return None if any(n.endswith("data.pkl") for n in names) else "a zip archive of another kind"
+    if head[:1] == b"\x80" or not head:
+        return None  # a pickle: PyTorch's legacy format
+    return "a text file" if b"\x00" not in head else "a binary file of another kind"
+
+
+def _check_format(ckpt, path: Path) -> None:
+    """A dict with finegpt's keys; nanoGPT checkpoints and bare state dicts get their own line."""
+    if isinstance(ckpt, dict) and "model_args" in ckpt:
+        what = "is a nanoGPT checkpoint (model_args and a flat config), not a finegpt one"
+    elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        what = "holds bare weights (a state dict) without finegpt's model config"
+    elif (
+        not isinstance(ckpt, dict)
+        or not {"model", "iter_num"} <= set(ckpt)
+        or not isinstance(ckpt.get("config"), dict)
+        or not isinstance(ckpt["config"].get("model"), dict)
+    ):
+        what = "is not a finegpt checkpoint (no model / iter_num / config)"
+    else:
+        return
+    raise bad("checkpoint", str(path), what, _FOREIGN_FIX)
+
+
+def load_checkpoint(path_or_out_dir: str | Path, map_location="cpu", mmap: bool = False) -> dict:
     """Load a finegpt checkpoint with torch.load(weights_only=True). A truncated or corrupt file is
-    reported with the previous good checkpoint; a file carrying pickled objects is refused."""
+    reported with the previous good checkpoint; a file carrying pickled objects is refused, and a file
+    of another format is named. mmap=True maps the tensors instead of reading them (for a quick look)."""
     path = resolve_checkpoint(path_or_out_dir)
+    if kind := _sniff(path):  # before torch.load, which would warn about (or try to run) some of these
+        raise bad("checkpoint", str(path), f"is {kind}, not a finegpt checkpoint", _FOREIGN_FIX)
     try:
-        ckpt = _load_raw(path, map_location)
+        mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pickle) format cannot be mapped
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:  # weights_only refuses anything beyond tensors and plain data
         raise bad(
             "checkpoint",
@@ -189,7 +264,7 @@ def load_checkpoint(path_or_out_dir: str | Path, map_location="cpu") -> dict:
             "Use a checkpoint written by finegpt, or re-save one you trust "
             "with plain data only (state dicts, numbers, strings)",
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         prev = previous_good(path)
         offer = (
             f"The previous good checkpoint is {str(prev)!r}: move the broken file aside and resume, or load that one"
@@ -197,13 +272,7 @@ def load_checkpoint(path_or_out_dir: str | Path, map_location="cpu") -> dict:
             else "No earlier good checkpoint is beside it; train again from scratch"
         )
         raise bad("checkpoint", str(path), "is truncated or corrupt (could not be read)", offer) from e
-    if not isinstance(ckpt, dict) or not {"model", "iter_num", "config"} <= set(ckpt):
-        raise bad(
-            "checkpoint",
-            str(path),
-            "is not a finegpt checkpoint (no model / iter_num / config)",
-            "Use a file written by finegpt train",
-        )
+    _check_format(ckpt, path)
     return ckpt
 
 
@@ -218,13 +287,30 @@ def clean_state_dict(state: dict) -> dict:
     return out
 
 
+def model_config(ckpt: dict, where):
+    """The checkpoint's ModelConfig; keys this version does not know are one line, not a TypeError."""
+    from dataclasses import fields
+
+    from finegpt.config import ModelConfig
+
+    saved = ckpt["config"]["model"]
+    unknown = sorted(set(saved) - {f.name for f in fields(ModelConfig)})
+    if unknown:
+        raise bad(
+            "checkpoint",
+            str(where),
+            f"its model config has keys this finegpt does not know ({', '.join(unknown)})",
+            "Load it with the finegpt version that wrote it",
+        )
+    return ModelConfig(**saved)
+
+
 def load_model(path_or_out_dir: str | Path, device="cpu"):
     """(GPT in eval mode on `device`, checkpoint dict) for sampling and evaluation."""
-    from finegpt.config import ModelConfig
     from finegpt.model import GPT
 
     ckpt = load_checkpoint(path_or_out_dir, map_location="cpu")
-    model = GPT(ModelConfig(**ckpt["config"]["model"]))
+    model = GPT(model_config(ckpt, path_or_out_dir))
     try:
         model.load_state_dict(clean_state_dict(ckpt["model"]))
     except RuntimeError as e:

@@ -1,14 +1,14 @@
 """torchrun support: one process per device, DDP over NCCL (GPU) or gloo (CPU).
 
 `torchrun --standalone --nproc_per_node=N -m finegpt train ...` sets RANK / WORLD_SIZE / LOCAL_RANK;
-without them training runs in one process. Entry points: setup, wrap_model, no_sync, all_mean, teardown.
-FSDP2 sharding lives in finegpt.train.fsdp.
+without them training runs in one process. Entry points: setup, all_mean, barrier, teardown. Wrapping the
+model (DDP, FSDP2) and skipping the sync between micro-steps are finegpt.step's; FSDP checkpoints are
+finegpt.train.fsdp's.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -45,49 +45,6 @@ def setup(backend: str = "auto", device_type: str = "cpu") -> Dist:
         world_size=dist.get_world_size(),
         enabled=True,
     )
-
-
-def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int:
-    """Each rank runs its share of the micro-steps, so tokens per step do not change with N."""
-    if gradient_accumulation_steps % world_size:
-        raise bad(
-            "gradient_accumulation_steps",
-            gradient_accumulation_steps,
-            f"not divisible by the {world_size} processes",
-            f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}",
-        )
-    return gradient_accumulation_steps // world_size
-
-
-def wrap_model(
-    model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False, dtype: torch.dtype = torch.float32
-) -> torch.nn.Module:
-    """DDP around the (maybe compiled) model, or with fsdp=True FSDP2's fully_shard in place. FSDP2
-    swaps in new (sharded) parameters: build the optimizer afterwards, or use fsdp.shard."""
-    if not d.enabled:
-        return model
-    if fsdp:
-        from finegpt.train.fsdp import shard_model
-
-        shard_model(model, device, dtype)
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    ids = [device.index if device.index is not None else d.local_rank] if device.type == "cuda" else None
-    return DDP(model, device_ids=ids)
-
-
-def no_sync(model: torch.nn.Module, last_micro_step: bool):
-    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP2) on all but the last micro-step of
-    an accumulation. FSDP2 then holds full-size gradients until the last micro-step: fewer messages,
-    more memory."""
-    root = getattr(model, "_orig_mod", model)
-    if hasattr(root, "set_requires_gradient_sync"):  # an FSDP2 module
-        root.set_requires_gradient_sync(last_micro_step)
-        return nullcontext()
-    if last_micro_step or not hasattr(model, "no_sync"):
-        return nullcontext()
-    return model.no_sync()
 
 
 def all_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -9,21 +9,24 @@ from pathlib import Path
 from finegpt.config import TRAIN_KEYS, build_configs, load_config_file, parse_overrides
 
 
-def resolve_settings(config_file: str | None, overrides: list[str], resume: bool) -> dict:
-    """Flat settings: the resumed checkpoint's train settings (when resuming), the file, then --key=value."""
+def resolve_settings(config_file: str | None, overrides: list[str], resume: bool) -> tuple[dict, dict | None]:
+    """Flat settings: the resumed checkpoint's train settings (when resuming), the file, then --key=value;
+    and the resumed checkpoint itself, read once here and handed to train()."""
     values = load_config_file(config_file) if config_file else {}
     values.update(parse_overrides(overrides))
     if resume:
         values["init_from"] = "resume"
-    if values.get("init_from") == "resume":
-        from finegpt.train.checkpoint import load_checkpoint
+    if values.get("init_from") != "resume":
+        return values, None
+    from finegpt.train.checkpoint import load_checkpoint
 
-        out_dir = values.get("out_dir", "out")
-        saved = load_checkpoint(out_dir)["config"]
-        base = {k: v for k, v in saved.get("train", {}).items() if k in TRAIN_KEYS}
-        base.update(saved["model"])
-        values = {**base, **values}
-    return values
+    ckpt = load_checkpoint(values.get("out_dir", "out"), map_location="cpu")
+    saved = ckpt["config"]
+    base = {k: v for k, v in saved.get("train", {}).items() if k in TRAIN_KEYS}
+    if "train" in saved:  # checkpoints from before the epoch sampler drew random windows
+        base.setdefault("sampling", "random")
+    base.update(saved["model"])
+    return {**base, **values}, ckpt
 
 
 def train_from_cli(
@@ -31,10 +34,10 @@ def train_from_cli(
 ) -> dict:
     from finegpt.train.loop import train
 
-    values = resolve_settings(config_file, overrides, resume)
+    values, ckpt = resolve_settings(config_file, overrides, resume)
     model_cfg, train_cfg, notes = build_configs(values)
     for note in notes:
         print(note)
     if config_file:
         print(f"config: {Path(config_file)}")
-    return train(model_cfg, train_cfg, overwrite=overwrite)
+    return train(model_cfg, train_cfg, overwrite=overwrite, checkpoint=ckpt)

@@ -1,69 +1,42 @@
-"""The training loop: nanoGPT's train.py as a function, with exact resume and DDP.
+"""The training loop: nanoGPT's train.py as a function, with exact resume, DDP and FSDP2.
 
 train(model_cfg, train_cfg, callback=None) -> {"history", "final_val_loss", "best_val_loss", "checkpoint", ...}.
-Pieces a notebook can use alone: pick_device, pick_dtype, get_lr, estimate_loss.
+It reads as train.py does: checks, device, resume point, data, model, then the loop (learning rate,
+eval + checkpoint, one step, log). The step itself is finegpt.step's, the one finegpt.memory measures.
+Every check runs first (finegpt.train.preflight); the run folder is locked and owned (rundir), and
+Ctrl-C / SIGTERM save before stopping (interrupt). Pieces a notebook can use alone: get_lr, estimate_loss,
+model_vocab.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from finegpt import memory
-from finegpt.config import ModelConfig, TrainConfig, config_dict
-from finegpt.errors import FinegptError, bad
-from finegpt.model import GPT, count_params
-from finegpt.train import distributed
+from finegpt import memory, step
+from finegpt.config import ModelConfig, TrainConfig, config_dict, local_accumulation
+from finegpt.errors import FinegptError
+from finegpt.tracking import open_trackers
+from finegpt.train import distributed, fsdp
 from finegpt.train.checkpoint import (
     clean_state_dict,
-    clear_run,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from finegpt.train.interrupt import GracefulStop
+from finegpt.train.preflight import model_vocab, preflight
+from finegpt.train.rundir import RunFolder
 
-# ---- device, precision, schedule -----------------------------------------------------------------
-
-
-def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto': CUDA, else Apple MPS, else CPU. Under torchrun each process takes cuda:LOCAL_RANK."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise bad("device", device, "CUDA is not available on this machine", "Use device='cpu' or 'auto'")
-    return torch.device(device)
-
-
-def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """'auto': bf16 on GPUs that have it (Ampere+), fp16 + GradScaler on older ones (T4), fp32 elsewhere.
-    MPS stays fp32: autocast there covers too few ops to be worth the surprises."""
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    chosen = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    if device.type == "cpu" and chosen == torch.float16:
-        raise bad("dtype", dtype, "float16 autocast is a GPU feature", "Use dtype='float32' or 'bfloat16' on CPU")
-    if device.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise bad("dtype", dtype, "this GPU has no bfloat16", "Use dtype='float16' (with a GradScaler) or 'auto'")
-    return chosen
+# ---- schedule, data, eval --------------------------------------------------------------------------
 
 
 def get_lr(it: int, cfg: TrainConfig) -> float:
@@ -79,350 +52,50 @@ def get_lr(it: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
-    """This GPU's dense peak FLOP/s from finegpt.memory's table, or None when unknown (CPU, MPS)."""
-    tflops = memory.device_peak_tflops(device, dtype)
-    return None if tflops is None else tflops * 1e12
-
-
-# ---- data and the model's vocab ----------------------------------------------------------------------
-
-
-def model_vocab(model_cfg: ModelConfig, data_vocab: int, tokenizer: str, data_dir: str) -> ModelConfig:
-    """The tokenizer's vocab rounded up to a multiple of 64 (50257 -> 50304, 257 -> 320), unless the
-    config asks for another size; a model vocab smaller than the shards' cannot embed their tokens."""
-    padded = -(-data_vocab // 64) * 64
-    if model_cfg.vocab_size == ModelConfig.vocab_size:  # nanoGPT's default: not a choice the user made
-        return replace(model_cfg, vocab_size=padded)
-    if model_cfg.vocab_size < data_vocab:
-        raise bad(
-            "vocab_size",
-            model_cfg.vocab_size,
-            f"smaller than the {data_vocab} tokens of the {tokenizer!r} shards in {data_dir!r}",
-            f"Use vocab_size={padded} (leave it unset to get that), or prepare data with a smaller tokenizer",
-        )
-    return model_cfg
-
-
-def _loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
-    """Training batches, plus fixed eval batches: eval batch k is the same at every eval."""
+def make_loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
+    """Training batches with cfg.sampling, plus fixed eval batches: eval batch k is the same at every eval,
+    and the epoch sampler makes the eval windows distinct as long as the split holds them."""
     from finegpt.data import BatchLoader
 
     data_dir = cfg.resolved_data_dir()
     eval_b = cfg.eval_batch_size or cfg.batch_size
     kw = dict(rank=d.rank, world_size=d.world_size)
     return {
-        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, **kw),
-        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, **kw),
-        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, **kw),
+        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, sampling=cfg.sampling, **kw),
+        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, sampling="epoch", **kw),
+        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, sampling="epoch", **kw),
     }
 
 
-def _to_device(batch, device: torch.device):
-    if device.type == "cuda":  # pinned host memory lets the copy overlap the GPU's work
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
-    return tuple(t.to(device) for t in batch)
+def reads(cfg: TrainConfig, loaders: dict, tokens_read: int):
+    """finegpt.data.budget's ReadBudget of the train split after tokens_read tokens."""
+    from finegpt.data.budget import read_budget
+
+    prepared = {"train": loaders["train"].num_tokens, "val": loaders["eval_val"].num_tokens}
+    return read_budget(tokens_read, prepared, loaders["train"].block_size, cfg.sampling)
 
 
-class _Prefetch:
-    """Training batches fetched one micro-step ahead, so the host's work overlaps the device's.
-    get_batch(step) is a pure function of step: fetching early changes nothing the model sees.
-    busy_s: host seconds spent fetching (window reads + copy), to report the data path's share."""
+def log_data_plan(cfg: TrainConfig, loaders: dict, tokens_per_iter: int, d: distributed.Dist) -> None:
+    """Before training: what the run will read of its prepared data, what the val loss scores, and a
+    warning naming the `finegpt prepare` that covers the run when it reads more than was prepared."""
+    from finegpt.data.budget import eval_summary, over_budget_warning
 
-    def __init__(self, loader, device: torch.device):
-        self.loader, self.device = loader, device
-        self.ahead, self.busy_s = None, 0.0
-
-    def _fetch(self, step: int):
-        t = time.perf_counter()
-        batch = _to_device(self.loader.get_batch(step), self.device)
-        self.busy_s += time.perf_counter() - t
-        return step, batch
-
-    def get(self, step: int):
-        ahead, self.ahead = self.ahead, None
-        return (ahead if ahead is not None and ahead[0] == step else self._fetch(step))[1]
-
-    def prefetch(self, step: int) -> None:
-        self.ahead = self._fetch(step)
+    _log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
+    if cfg.eval_only:
+        return
+    budget = reads(cfg, loaders, cfg.max_iters * tokens_per_iter)
+    _log(d, f"data: {budget.summary()}")
+    warning = over_budget_warning(budget, loaders["train"].meta, cfg.resolved_data_dir())
+    if warning is not None:
+        _log(d, warning)
 
 
-@torch.no_grad()
-def estimate_loss(model, loaders: dict, eval_iters: int, device, ctx, d: distributed.Dist | None = None) -> dict:
+def estimate_loss(parts: step.Parts, loaders: dict, eval_iters: int, d: distributed.Dist | None = None) -> dict:
     """Mean loss over the same eval_iters batches of each split (averaged over ranks under DDP)."""
     d = d or distributed.Dist()
-    out = {}
-    model.eval()
-    for split in ("train", "val"):
-        losses = torch.zeros(eval_iters, device=device)
-        for k in range(eval_iters):
-            X, Y = _to_device(loaders[f"eval_{split}"].get_batch(k), device)
-            with ctx:
-                _, loss = model(X, Y)
-            losses[k] = loss.float()
-        out[split] = distributed.all_mean(losses.mean(), d).item()
-    model.train()
-    return out
-
-
-# ---- checks that must pass before any expensive work -------------------------------------------------
-
-
-def check_out_dir(out_dir: Path, init_from: str, overwrite: bool, checkpoint_bytes: int = 0) -> None:
-    """out_dir must be writable, and a scratch run must not replace an earlier run's checkpoints.
-    Nothing is created here: a run that fails a later check leaves no empty directory behind."""
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise bad("out_dir", str(out_dir), f"{str(existing)!r} is a file, not a directory", "Choose another --out_dir")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"cannot be written ({str(existing)!r} is read-only)",
-            "Choose a directory you can write to, e.g. --out_dir=out",
-        )
-    free_bytes = shutil.disk_usage(existing).free
-    if free_bytes < 2 * checkpoint_bytes:  # a new checkpoint is written beside the previous one
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            f"has {free_bytes / 2**30:.2f} GiB free, but a checkpoint takes "
-            f"{checkpoint_bytes / 2**30:.2f} GiB and two must fit",
-            "Free some disk space or pick another --out_dir",
-        )
-    if init_from == "scratch" and not overwrite and (out_dir / "ckpt.pt").exists():
-        raise bad(
-            "out_dir",
-            str(out_dir),
-            "already holds a checkpoint from an earlier run",
-            "Continue it with --resume, start over with --overwrite, or pick a new --out_dir",
-        )
-
-
-def check_data_dir(data_dir: str) -> None:
-    from finegpt.data import load_meta
-
-    load_meta(data_dir)  # a missing directory or an unfinished prepare fails here, with the command to run
-
-
-def _log(d: distributed.Dist, msg: str) -> None:
-    if d.is_main:
-        print(msg, flush=True)
-
-
-# ---- the loop --------------------------------------------------------------------------------------
-
-
-def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, callback=None, overwrite: bool = False) -> dict:
-    """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
-    A scratch run refuses an out_dir that holds a checkpoint unless overwrite=True.
-
-    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share"} every log_interval
-    steps (data_share: the part of dt_s the host spent fetching batches), and
-    {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
-    """
-    cfg = train_cfg
-    out_dir = Path(cfg.out_dir)
-    data_dir = cfg.resolved_data_dir()
-    # fp32 weights + AdamW's two moments: 12 bytes per parameter
-    check_out_dir(out_dir, cfg.init_from, overwrite, 12 * count_params(model_cfg, non_embedding=False))
-    check_data_dir(data_dir)
-    device_type = (
-        "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
-    )
-    d = distributed.setup(cfg.backend, device_type)
-    try:
-        return _train(model_cfg, cfg, d, out_dir, data_dir, callback)
-    finally:
-        distributed.teardown(d)
-
-
-def _train(model_cfg, cfg, d, out_dir, data_dir, callback) -> dict:
-    gas = distributed.local_accumulation(cfg.gradient_accumulation_steps, d.world_size)
-    device = pick_device(cfg.device, d.local_rank)
-    dtype = pick_dtype(device, cfg.dtype)
-    if cfg.deterministic:  # bitwise-repeatable runs: slower kernels, one fixed algorithm each
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~8x fp32 speed on Ampere+
-        torch.backends.cudnn.allow_tf32 = True
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-
-    ckpt = None
-    if cfg.init_from == "resume":
-        ckpt = load_checkpoint(out_dir, map_location="cpu")
-        saved_cfg = ModelConfig(**ckpt["config"]["model"])  # the weights fix the shape
-        if saved_cfg != model_cfg and model_cfg != ModelConfig():
-            _log(d, f"note: resuming keeps the checkpoint's model settings {asdict(saved_cfg)}")
-        model_cfg = saved_cfg
-        _log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
-
-    loaders = _loaders(cfg, model_cfg.block_size, d)
-    meta_vocab, tokenizer = loaders["train"].vocab_size, loaders["train"].tokenizer
-    model_cfg = model_vocab(model_cfg, meta_vocab, getattr(tokenizer, "name", str(tokenizer)), data_dir)
-
-    torch.manual_seed(cfg.seed + d.rank)
-    np.random.seed(cfg.seed + d.rank)
-    model = GPT(model_cfg).to(device)
-    model.activation_checkpointing = cfg.activation_checkpointing
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type)
-    scaler = torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16))
-    iter_num, best_val_loss = 0, float("inf")
-    sharded, dcp_dir = cfg.fsdp and d.enabled, None  # FSDP2 under torchrun; one process has nothing to shard
-    if ckpt is not None:
-        model.load_state_dict(clean_state_dict(ckpt["model"]))
-        if ckpt.get("dcp"):  # an FSDP run: its optimizer state lives in the DCP shards
-            dcp_dir = resolve_checkpoint(out_dir).parent / ckpt["dcp"]
-        if dcp_dir is None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        elif not sharded:
-            from finegpt.train.fsdp import load_sharded
-
-            load_sharded(model, optimizer, dcp_dir)
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
-        if d.rank == 0:
-            set_rng_state(ckpt["rng"])
-        else:  # only rank 0's RNG is saved; the others get a fresh stream per resume point
-            torch.manual_seed(cfg.seed + d.rank + 1000 * iter_num)
-        ckpt = None  # free the host copy
-
-    raw_model = model
-    if cfg.compile:
-        model = torch.compile(model)
-    if sharded:  # fully_shard swaps in DTensor parameters: the optimizer is rebuilt over them
-        from finegpt.train import fsdp
-
-        optimizer, scaler = fsdp.shard(raw_model, optimizer, device, dtype, dcp_dir), fsdp.sharded_scaler(scaler)
-    else:
-        model = distributed.wrap_model(model, d, device)
-    ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
-
-    if cfg.init_from == "scratch" and d.is_main:  # every check passed: an earlier run here is replaced
-        clear_run(out_dir)
-    trackers = _open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
-    tokens_per_iter = gas * d.world_size * cfg.batch_size * model_cfg.block_size
-    fpt = memory.flops_per_token(model_cfg)  # 6N + 12·L·C·T, nanoGPT's estimate_mfu
-    peak = peak_flops(device, dtype)
-    _log(
-        d,
-        f"{raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
-        f"{device} {str(dtype).replace('torch.', '')} | world_size {d.world_size}",
-    )
-
-    history, last_ckpt, final_val = [], None, None
-    if (out_dir / "ckpt.pt").exists():
-        last_ckpt = out_dir / "ckpt.pt"
-
-    def emit(row):
-        history.append(row)
-        if trackers is not None:
-            trackers.log(row["iter"], {k: v for k, v in row.items() if k != "iter"})
-        if callback is not None and d.is_main:
-            callback(dict(row))
-
-    def checkpoint_now():
-        state = {
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "rng": rng_state(),
-            "iter_num": iter_num,
-            "best_val_loss": best_val_loss,
-            "config": config_dict(model_cfg, cfg),
-            "data": {
-                "data_dir": data_dir,
-                "tokenizer": getattr(tokenizer, "name", str(tokenizer)),
-                "vocab_size": meta_vocab,
-            },
-        }
-        if sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
-            return fsdp.save_sharded(raw_model, optimizer, state, out_dir, cfg.keep_checkpoints, d.is_main)
-        state.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict())
-        return save_checkpoint(state, out_dir, cfg.keep_checkpoints)
-
-    model.train()
-    start_iter = iter_num
-    batches = _Prefetch(loaders["train"], device)
-    t0 = time.time()
-    try:
-        while True:
-            lr = get_lr(iter_num, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters or cfg.eval_only:
-                losses = estimate_loss(model, loaders, cfg.eval_iters, device, ctx, d)
-                if not all(map(math.isfinite, losses.values())):
-                    raise diverged(losses["val"], iter_num, last_ckpt)
-                final_val = losses["val"]
-                _log(d, f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                if d.is_main:
-                    emit({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"], "lr": lr})
-                if (losses["val"] < best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
-                    best_val_loss = min(best_val_loss, losses["val"])
-                    if iter_num > start_iter and (d.is_main or sharded):  # the resume point is already on disk
-                        last_ckpt = checkpoint_now() or last_ckpt
-                        _log(d, f"saved checkpoint iter {iter_num} to {last_ckpt}")
-                distributed.barrier(d)
-                t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
-            if cfg.eval_only or iter_num >= cfg.max_iters:
-                break
-
-            loss_sum = torch.zeros((), device=device)
-            for k in range(gas):
-                X, Y = batches.get(iter_num * gas + k)
-                with distributed.no_sync(model, k == gas - 1), ctx:
-                    _, loss = model(X, Y)
-                    loss = loss / gas  # the step's gradient is the mean over its micro-batches
-                batches.prefetch(iter_num * gas + k + 1)  # while the GPU runs the forward (CUDA is asynchronous)
-                scaler.scale(loss).backward()
-                loss_sum += loss.detach().float()
-            lossf = distributed.all_mean(loss_sum, d).item()
-            if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
-                raise diverged(lossf, iter_num, last_ckpt)
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            iter_num += 1
-
-            if iter_num % cfg.log_interval == 0 and d.is_main:
-                dt_s = time.time() - t0
-                t0 = time.time()
-                mfu = fpt * tokens_per_iter * cfg.log_interval / dt_s / (peak * d.world_size) if peak else None
-                row = {
-                    "iter": iter_num,
-                    "loss": lossf,
-                    "lr": lr,
-                    "tokens_per_s": tokens_per_iter * cfg.log_interval / max(dt_s, 1e-9),
-                    "mfu": mfu,
-                    "dt_s": dt_s / cfg.log_interval,
-                    "data_share": batches.busy_s / max(dt_s, 1e-9),
-                }
-                batches.busy_s = 0.0
-                print(
-                    f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
-                    + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
-                    + f", data {100 * row['data_share']:.1f}%",
-                    flush=True,
-                )
-                emit(row)
-    finally:
-        if trackers is not None:
-            trackers.close()
     return {
-        "history": history,
-        "final_val_loss": final_val,
-        "best_val_loss": best_val_loss,
-        "checkpoint": str(last_ckpt) if last_ckpt else None,
-        "iter_num": iter_num,
-        "model_config": asdict(model_cfg),
-        "model": raw_model,
+        split: distributed.all_mean(step.eval_loss(parts, loaders[f"eval_{split}"], eval_iters), d).item()
+        for split in ("train", "val")
     }
 
 
@@ -434,9 +107,289 @@ def diverged(loss: float, iter_num: int, last_ckpt) -> FinegptError:
     )
 
 
-def _open_trackers(cfg, out_dir, config):
+def _log(d: distributed.Dist, msg: str) -> None:
+    if d.is_main:
+        print(msg, flush=True)
+
+
+# ---- setting up: device, resume point, model ---------------------------------------------------------
+
+
+def setup_device(cfg: TrainConfig, d: distributed.Dist) -> tuple[torch.device, torch.dtype]:
+    """This process's device and autocast dtype, with PyTorch's global switches for them."""
+    device = step.pick_device(cfg.device, d.local_rank)
+    dtype = step.pick_dtype(device, cfg.dtype)
+    if cfg.deterministic:  # bitwise-repeatable runs: slower kernels, one fixed algorithm each
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~8x fp32 speed on Ampere+
+        torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device, dtype
+
+
+def resumed_model(ckpt: dict, model_cfg: ModelConfig, d: distributed.Dist) -> ModelConfig:
+    """The checkpoint's model settings: the weights fix the shape."""
+    saved_cfg = ModelConfig(**ckpt["config"]["model"])
+    if saved_cfg != model_cfg and model_cfg != ModelConfig():
+        _log(d, f"note: resuming keeps the checkpoint's model settings {asdict(saved_cfg)}")
+    return saved_cfg
+
+
+def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist, sharded: bool, out_dir: Path):
+    """A resumed run's weights, optimizer state, loss scale and RNG, into parts before step.wrap; returns
+    (iter_num, best_val_loss, dcp_dir). An FSDP run's optimizer state lives in its DCP shards (dcp_dir):
+    read here unless this run is sharded too, then after step.wrap. The checkpoint is emptied: its host
+    copy of the weights is freed."""
+    dcp_dir = resolve_checkpoint(out_dir).parent / ckpt["dcp"] if ckpt.get("dcp") else None
+    parts.raw_model.load_state_dict(clean_state_dict(ckpt["model"]))
+    if dcp_dir is None:
+        parts.optimizer.load_state_dict(ckpt["optimizer"])
+    elif not sharded:
+        fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
+    if ckpt.get("scaler"):
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    if d.rank == 0:
+        set_rng_state(ckpt["rng"])
+    else:  # only rank 0's RNG is saved; the others get a fresh stream per resume point
+        torch.manual_seed(cfg.seed + d.rank + 1000 * iter_num)
+    ckpt.clear()
+    return iter_num, best_val_loss, dcp_dir
+
+
+# ---- the run's state: what nanoGPT's train.py keeps in globals -----------------------------------------
+
+
+@dataclass
+class Run:
+    """One run's settings, parts, counters and logs, and what it does at an eval and a log line."""
+
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    d: distributed.Dist
+    parts: step.Parts
+    data: dict  # {"data_dir", "tokenizer", "vocab_size"}, saved in every checkpoint
+    out_dir: Path  # where checkpoints go: cfg.out_dir, or the folder an --overwrite run is built in
+    sharded: bool = False  # FSDP2: every rank writes its shards of each checkpoint
+    iter_num: int = 0
+    best_val_loss: float = float("inf")
+    last_ckpt: Path | None = None
+    saved_at: int = 0  # the iteration of the newest checkpoint on disk
+    final_val: float | None = None
+    history: list = field(default_factory=list)
+    trackers: object = None
+    callback: object = None
+
+    def emit(self, row: dict) -> None:
+        """A logged row: kept, sent to the trackers, shown to the callback (rank 0 only)."""
+        self.history.append(row)
+        if self.trackers is not None:
+            self.trackers.log(row["iter"], {k: v for k, v in row.items() if k != "iter"})
+        if self.callback is not None and self.d.is_main:
+            self.callback(dict(row))
+
+    def save(self) -> Path | None:
+        """A checkpoint of this iteration; returns ckpt.pt's path (None on ranks other than 0)."""
+        cfg, parts = self.cfg, self.parts
+        state = {
+            "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "config": config_dict(self.model_cfg, cfg),
+            "data": self.data,
+        }
+        if self.sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
+            return fsdp.save_sharded(
+                parts.raw_model, parts.optimizer, state, self.out_dir, cfg.keep_checkpoints, self.d.is_main
+            )
+        state.update(model=parts.raw_model.state_dict(), optimizer=parts.optimizer.state_dict())
+        return save_checkpoint(state, self.out_dir, cfg.keep_checkpoints)
+
+    def evaluate(self, loaders: dict, lr: float, may_save: bool) -> None:
+        """Both splits' losses, logged; a checkpoint when val improved, or always with always_save_checkpoint.
+        may_save=False at the iteration a run resumed from: that checkpoint is already on disk."""
+        cfg, d = self.cfg, self.d
+        losses = estimate_loss(self.parts, loaders, cfg.eval_iters, d)
+        if not all(map(math.isfinite, losses.values())):
+            raise diverged(losses["val"], self.iter_num, self.last_ckpt)
+        self.final_val = losses["val"]
+        _log(d, f"iter {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if d.is_main:
+            self.emit({"iter": self.iter_num, "train/loss": losses["train"], "val/loss": losses["val"], "lr": lr})
+        if (losses["val"] < self.best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
+            self.best_val_loss = min(self.best_val_loss, losses["val"])
+            if may_save and (d.is_main or self.sharded):
+                self.last_ckpt, self.saved_at = self.save() or self.last_ckpt, self.iter_num
+                _log(d, f"saved checkpoint iter {self.iter_num} to {self.last_ckpt}")
+        distributed.barrier(d)
+
+    def log_step(self, lossf: float, lr: float, dt_s: float, data_s: float, tokens: int, peak_flops, budget) -> None:
+        """One row for the last log_interval steps, which took dt_s (data_s of it fetching batches) for `tokens`;
+        budget: the ReadBudget of the train split so far (tokens read, distinct tokens, epochs)."""
+        flops = memory.flops_per_token(self.model_cfg) * tokens  # 6N + 12·L·C·T per token, nanoGPT's estimate_mfu
+        mfu = flops / dt_s / (peak_flops * self.d.world_size) if peak_flops else None
+        row = {
+            "iter": self.iter_num,
+            "loss": lossf,
+            "lr": lr,
+            "tokens_per_s": tokens / max(dt_s, 1e-9),
+            "mfu": mfu,
+            "dt_s": dt_s / self.cfg.log_interval,
+            "data_share": data_s / max(dt_s, 1e-9),
+            "tokens_read": budget.tokens_read,
+            "distinct_tokens": budget.distinct_tokens,
+            "epoch": budget.epochs,
+        }
+        print(
+            f"iter {self.iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {row['tokens_per_s']:,.0f} tokens/s"
+            + (f", mfu {100 * mfu:.1f}%" if mfu is not None else "")
+            + f", data {100 * row['data_share']:.1f}%, epoch {row['epoch']:.2f}",
+            flush=True,
+        )
+        self.emit(row)
+
+    def result(self) -> dict:
+        return {
+            "history": self.history,
+            "final_val_loss": self.final_val,
+            "best_val_loss": self.best_val_loss,
+            "checkpoint": str(self.last_ckpt) if self.last_ckpt else None,
+            "iter_num": self.iter_num,
+            "model_config": asdict(self.model_cfg),
+            "model": self.parts.raw_model,
+        }
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    callback=None,
+    overwrite: bool = False,
+    checkpoint: dict | None = None,
+) -> dict:
+    """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
+    A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
+    new run is built beside the old one, which it replaces only once it has finished. Ctrl-C / SIGTERM
+    finish the step, save, and raise TrainingInterrupted (a KeyboardInterrupt) saying how to resume.
+    checkpoint: the resume point when the caller has read it already (`finegpt train --resume` does, for
+    its settings); it is emptied once restored, so its host copy of the weights is freed.
+
+    Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share", "tokens_read",
+    "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
+    fetching batches; epoch: tokens read / one pass over the train split), and
+    {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
+    """
+    cfg = train_cfg
+    checkpoint = preflight(model_cfg, cfg, overwrite, checkpoint)  # every check, before the run folder is touched
+    device_type = (
+        "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    with RunFolder(Path(cfg.out_dir), cfg.init_from, overwrite) as run:  # lock, owner; --overwrite stages
+        if run.recovered:  # an --overwrite cut short was finished just now: the checkpoint read may be the old one
+            checkpoint = None
+        with GracefulStop(run.last_good, run.resume_hint()) as stop:
+            d = distributed.setup(cfg.backend, device_type)
+            try:
+                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop)
+            finally:
+                distributed.teardown(d)
+        return run.finish(result)
+
+
+def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop) -> dict:
+    """train() inside its locked run folder: out_dir is where this run writes (run.work_dir)."""
+    device, dtype = setup_device(cfg, d)
+    if cfg.init_from == "resume":
+        ckpt = ckpt or load_checkpoint(out_dir, map_location="cpu")  # read once: weights, state and settings
+        model_cfg = resumed_model(ckpt, model_cfg, d)
+        _log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
+
+    loaders = make_loaders(cfg, model_cfg.block_size, d)
+    shards = loaders["train"]
+    data = {"data_dir": cfg.resolved_data_dir(), "tokenizer": str(shards.tokenizer), "vocab_size": shards.vocab_size}
+    model_cfg = model_vocab(model_cfg, data["vocab_size"], data["tokenizer"], data["data_dir"])
+    gas = local_accumulation(cfg.gradient_accumulation_steps, d.world_size)
+
+    torch.manual_seed(cfg.seed + d.rank)
+    np.random.seed(cfg.seed + d.rank)
+    parts = step.build(
+        model_cfg,
+        device,
+        dtype,
+        activation_checkpointing=cfg.activation_checkpointing,
+        weight_decay=cfg.weight_decay,
+        learning_rate=cfg.learning_rate,
+        betas=(cfg.beta1, cfg.beta2),
+    )
+    sharded = cfg.fsdp and d.enabled  # FSDP2 under torchrun; one process has nothing to shard
+    iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
+    if cfg.init_from == "resume":
+        iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded, out_dir)
+    parallel = ("fsdp" if sharded else "ddp") if d.enabled else None
+    parts = step.wrap(parts, compile=cfg.compile, parallel=parallel)
+    if sharded and dcp_dir is not None:  # weights and optimizer state from the shards, resharded to this run
+        fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
+
+    run = Run(cfg, model_cfg, d, parts, data, out_dir, sharded, iter_num, best_val_loss, callback=callback)
+    if (out_dir / "ckpt.pt").exists():
+        run.last_ckpt = out_dir / "ckpt.pt"
+    run.trackers = open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     try:
-        from finegpt.tracking import open_trackers
-    except ImportError:
-        return None
-    return open_trackers(cfg, out_dir, config)
+        _loop(run, loaders, gas, stop)
+    finally:
+        if run.trackers is not None:
+            run.trackers.close()
+    return run.result()
+
+
+def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
+    """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
+    or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
+    cfg, d, parts = run.cfg, run.d, run.parts
+    tokens_per_iter = gas * d.world_size * cfg.batch_size * run.model_cfg.block_size
+    name = step.gpu_name(parts.device)
+    peak_flops = memory.peak_flops(name, str(parts.dtype).removeprefix("torch.")) if name else None
+    _log(
+        d,
+        f"{parts.raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
+        f"{parts.device} {str(parts.dtype).removeprefix('torch.')} | world_size {d.world_size}",
+    )
+    log_data_plan(cfg, loaders, tokens_per_iter, d)
+    batches = step.Prefetch(loaders["train"], parts.device)
+    start_iter, t0 = run.iter_num, time.time()
+    run.saved_at = start_iter  # the resume point is already on disk
+    stop.arm()
+    while True:
+        lr = get_lr(run.iter_num, cfg)
+        for group in parts.optimizer.param_groups:
+            group["lr"] = lr
+        if run.iter_num % cfg.eval_interval == 0 or run.iter_num == cfg.max_iters or cfg.eval_only:
+            run.evaluate(loaders, lr, may_save=run.iter_num > start_iter)
+            t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
+        if cfg.eval_only or run.iter_num >= cfg.max_iters:
+            break
+
+        loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
+        lossf = distributed.all_mean(loss_sum, d).item()
+        if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
+            raise diverged(lossf, run.iter_num, run.last_ckpt)
+        step.optimizer_step(parts, cfg.grad_clip)
+        run.iter_num += 1
+
+        if run.iter_num % cfg.log_interval == 0 and d.is_main:
+            dt_s, t0 = time.time() - t0, time.time()
+            budget = reads(cfg, loaders, run.iter_num * tokens_per_iter)
+            run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * cfg.log_interval, peak_flops, budget)
+            batches.busy_s = 0.0
+        if stop.requested(d, parts.device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
+            if run.iter_num > run.saved_at and (d.is_main or run.sharded):
+                run.last_ckpt = run.save() or run.last_ckpt
+            raise stop.stopped(run.iter_num, run.last_ckpt)

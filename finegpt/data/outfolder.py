@@ -1,0 +1,111 @@
+"""Where a prepare writes: resume an unfinished job in place, refuse a folder holding other data, or with
+--overwrite build the new shards beside the old ones and replace them only once they are complete.
+
+Entry points: plan_output (read-only), make_writable, clear_stale, commit_output, recover_output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finegpt import folders
+from finegpt.data.shards import META
+from finegpt.data.sources import source_changes
+from finegpt.errors import bad
+
+MANIFEST, STATS = "manifest.json", "stats.json"
+
+
+def is_prepare_file(name: str) -> bool:
+    """A file this tool writes: shards, meta / manifest / stats, and their temp names."""
+    return (
+        (name.endswith(".bin") and name.startswith(("train_", "val_")))
+        or name.endswith(".tmp")
+        or name in (META, MANIFEST, STATS)
+    )
+
+
+def _manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_job(a: dict | None, b: dict) -> bool:
+    """The same settings; the file list is compared with the sources' fingerprint, which says what changed."""
+    drop = ("files", "data_files")
+    return a is not None and {k: v for k, v in a.items() if k not in drop} == {
+        k: v for k, v in b.items() if k not in drop
+    }
+
+
+def _resumable(folder: Path, job: dict, spec: dict) -> tuple[dict | None, str | None]:
+    """(manifest, None): an unfinished prepare of this job with unchanged sources; (None, what changed): one
+    whose sources changed since; (None, None): anything else."""
+    m = _manifest(folder)
+    if m is None or (folder / META).is_file() or not _same_job(m.get("job"), job):
+        return None, None
+    changed = source_changes(m.get("sources"), spec)
+    if changed is None and m["job"] != job:  # no fingerprint recorded, but the file list moved
+        changed = "its files are not the ones this prepare started with"
+    return (None, changed) if changed else (m, None)
+
+
+def plan_output(out: Path, job: dict, spec: dict, overwrite: bool) -> tuple[Path, dict | None]:
+    """(folder to write into, manifest to resume or None). Reads only: a refusal leaves everything as it was."""
+    if out.exists() and not out.is_dir():
+        raise bad("out", str(out), "exists and is not a directory", "Choose a folder for the shards with --out")
+    entries = sorted(p.name for p in out.iterdir() if p.name != folders.LOCK) if out.is_dir() else []
+    if not entries:
+        return out, None
+    manifest, changed = _resumable(out, job, spec)
+    if manifest is not None:
+        return out, manifest
+    if overwrite:  # build beside the old data; it is replaced only once the new shards are complete
+        stage = folders.staging_dir(out)
+        return stage, _resumable(stage, job, spec)[0]
+    if changed:
+        raise bad(
+            "source",
+            job["source"],
+            f"changed since the unfinished prepare in {str(out)!r} started: {changed}",
+            "Restore the old files and rerun to resume, or pass --overwrite to start over from the new ones",
+        )
+    m = _manifest(out)
+    if m and _same_job(m.get("job"), job):
+        why = "already holds this prepared data"
+    elif m and not (out / META).is_file():
+        why = "holds an unfinished prepare of a different job"
+    else:
+        why = f"is not empty ({len(entries)} entries, e.g. {entries[0]})"
+    raise bad("out", str(out), why, "Pass --overwrite to replace it, or choose another --out")
+
+
+def make_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise bad(
+            "out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out"
+        ) from e
+
+
+def clear_stale(out: Path, keep: set[str]) -> None:
+    """Remove this tool's files that a resumed manifest doesn't list (stale shards, temp files)."""
+    for p in out.iterdir():
+        if is_prepare_file(p.name) and p.name not in keep and p.is_file():
+            p.unlink()
+
+
+def commit_output(stage: Path, out: Path) -> None:
+    """Move the complete new shards over the old; meta.json leaves first and comes back last."""
+    folders.commit(stage, out, "prepare", is_prepare_file, first_removed=(META,))
+
+
+def recover_output(out: Path) -> bool:
+    return folders.recover(out, "prepare", is_prepare_file, first_removed=(META,))

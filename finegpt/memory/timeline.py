@@ -1,0 +1,99 @@
+"""One training step's memory over time: the live bytes after every op of finegpt's own step, with the
+forward, backward and optimizer phases marked, measured on the CPU (or under FakeTensorMode).
+
+Entry point: memory_timeline(model_cfg, run, device="cpu"|"fake", seed=0) -> Timeline.
+It runs the step `measure()` runs (measurement.build, then finegpt.step's forward_backward and
+optimizer_step) under the same LiveBytes tracker with its history on, so its peak is measure()'s
+training-step peak, to the byte.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from finegpt import step
+from finegpt.config import ModelConfig
+from finegpt.memory.measurement import LiveBytes, RandomBatches, build
+from finegpt.memory.run import RunConfig
+
+
+@dataclass
+class Timeline:
+    """live_bytes[i]: bytes allocated right after op i (ops[i]) of the second training step (the first
+    creates the optimizer state). phases: (name, first op, end op) in order, e.g. ("forward 1", 0, 80)."""
+
+    live_bytes: list[int]
+    ops: list[str]
+    phases: list[tuple[str, int, int]]
+    start_bytes: int  # alive before the step: weights, optimizer state, buffers
+
+    @property
+    def peak_index(self) -> int:
+        return max(range(len(self.live_bytes)), key=self.live_bytes.__getitem__)
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.live_bytes[self.peak_index]
+
+    @property
+    def peak_phase(self) -> str:
+        i = self.peak_index
+        return next(name for name, start, end in self.phases if start <= i < end)
+
+
+def memory_timeline(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu", seed: int = 0) -> Timeline:
+    """Record the second of two training steps op by op. Phase boundaries come from hooks on the real
+    objects: a micro-step's forward starts when the model is called and ends when it returns the loss; its
+    backward (during which the next batch is prefetched) ends when the last gradient is accumulated; the
+    optimizer phase (unscale, clip, step, zero_grad) runs from there to the end."""
+    if device not in ("cpu", "fake"):
+        raise ValueError(f"device={device!r}: the timeline is measured on 'cpu' or 'fake'. Use one of those.")
+    torch.manual_seed(seed)
+    tracker, marks = LiveBytes(), []  # marks: (event, index of the next op in the history)
+    now = lambda: len(tracker.history) if tracker.history is not None else 0  # noqa: E731
+    G = run.gradient_accumulation_steps
+
+    if device == "fake":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        fake = FakeTensorMode()
+    else:
+        fake = nullcontext()
+    with fake, tracker:
+        parts = build(model_cfg, run, torch.device("cpu"))
+        model = parts.raw_model
+        model.register_forward_pre_hook(lambda module, args: marks.append(("forward", now())))
+        model.register_forward_hook(lambda module, args, out: marks.append(("backward", now())))
+        for p in model.parameters():
+            p.register_post_accumulate_grad_hook(lambda p: marks.append(("grad", now())))
+        batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
+        step.forward_backward(parts, batches, 0, G)
+        step.optimizer_step(parts)
+        marks.clear()
+        tracker.history = []
+        start_bytes = tracker.now_bytes
+        step.forward_backward(parts, batches, G, G)
+        step.optimizer_step(parts)
+        del parts, model, batches
+    live = [b for _, b in tracker.history]
+    return Timeline(live, [op for op, _ in tracker.history], _phases(marks, len(live)), start_bytes)
+
+
+def _phases(marks: list[tuple[str, int]], n_ops: int) -> list[tuple[str, int, int]]:
+    """(event, op index) marks -> consecutive (phase, start, end) spans covering every op."""
+    starts, k = [], 0
+    for event, at in marks:
+        if event == "forward":
+            k += 1
+            starts.append((f"forward {k}", at))
+        elif event == "backward":
+            starts.append((f"backward {k}", at))
+    starts.append(("optimizer", max(at for event, at in marks if event == "grad")))  # after the last gradient
+    starts[0] = (starts[0][0], 0)  # the step's first ops (its loss accumulator) open the first forward
+    if k == 1:  # one micro-step: plain names
+        starts = [(name.split()[0], at) for name, at in starts]
+    ends = [at for _, at in starts[1:]] + [n_ops]
+    return [(name, at, end) for (name, at), end in zip(starts, ends)]

@@ -1,0 +1,78 @@
+# %% [markdown]
+# # 05 · Sampling: solutions
+#
+# Worked solutions to the three exercises of [05 · Sampling](../05_sampling.ipynb). Try each one there
+# first: its check cell compares your code with finegpt's sampler and KV cache.
+
+# %%
+import torch
+from torch.nn import functional as F
+
+# %% [markdown]
+# ## Exercise 5.1 · Top-k
+#
+# Why it is written this way: `torch.topk` gives each row's k largest values, sorted, so the last one is
+# that row's threshold; masking everything below it keeps every logit at its token id. `min(k, V)`
+# lets a k larger than the vocabulary keep everything.
+
+# %%
+def top_k_filter(logits, k):  # (B, V) -> (B, V)
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]]  # (B, 1): each row's k-th largest
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+# %%
+from finegpt.exercises import check_top_k
+
+check_top_k(top_k_filter)
+
+# %% [markdown]
+# ## Exercise 5.2 · Top-p
+#
+# Why it is written this way: the nucleus is defined on the tokens sorted by probability, so the work
+# happens in sorted order and `scatter` puts each logit back at its token id. A token is dropped when
+# the mass *before* it already exceeds p, so the token that carries the sum past p stays, and the most
+# likely token (nothing before it) always stays.
+
+# %%
+def top_p_filter(logits, p):  # (B, V) -> (B, V)
+    sorted_logits, order = torch.sort(logits, descending=True)  # (B, V)
+    probs = sorted_logits.softmax(dim=-1)
+    drop = probs.cumsum(dim=-1) - probs > p  # the mass before each token already exceeds p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+# %%
+from finegpt.exercises import check_top_p
+
+check_top_p(top_p_filter)
+
+# %% [markdown]
+# ## Exercise 5.3 · One decoding step with a KV cache
+#
+# Why it is written this way: only the new token goes through `c_attn`; its key and value are appended
+# after the cached ones (time is dim 2), and its one query attends over all of them. No causal mask is
+# needed, since every cached token is in the past; `is_causal=True` would be wrong here, because with
+# one query and several keys PyTorch aligns the mask to the top left and hides all but the first key.
+
+# %%
+def decode_step(attn, x, past_k, past_v):  # x (B, 1, C); past_k, past_v (B, H, P, hs)
+    B, T, C = x.shape
+    H = attn.n_head
+    q, k, v = attn.c_attn(x).split(C, dim=2)  # 3 x (B, 1, C)
+    q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hs)
+    k = torch.cat([past_k, k], dim=2)  # (B, H, P + 1, hs)
+    v = torch.cat([past_v, v], dim=2)
+    y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hs): one query, every key
+    y = y.transpose(1, 2).reshape(B, T, C)  # (B, 1, C)
+    return attn.c_proj(y), k, v
+
+
+# %%
+from finegpt.exercises import check_kv_decode_step
+
+check_kv_decode_step(decode_step)
+
+# %% [markdown]
+# Back to [05 · Sampling](../05_sampling.ipynb).
