@@ -256,7 +256,7 @@ plots.memory_bars([(f"{view.settings['n_layer']}L/{view.settings['n_embd']}, B={
 
 # %%
 print("\n".join(view.lines))
-assert view.report.peak_bytes == report.peak_bytes and view.verdict == ("fits" if report.fits else "OOM")
+assert view.report.peak_bytes == report.peak_bytes and view.verdict == report.verdict.label
 
 # %% [markdown]
 # The text adds what the bar cannot: what `nvidia-smi` would show and a batch plan. When the verdict is OOM,

@@ -27,18 +27,20 @@ def test_run_summary_takes_medians_after_the_first_logged_row_and_the_last_val_l
     }
 
 
-def test_the_table_names_its_data_first_and_every_notebook_run(tmp_path):
+def test_the_table_names_its_data_first_every_notebook_run_and_what_failed(tmp_path):
     args = lab_run.argparse.Namespace(mode="full", dry_run=False, train_minutes=0.25)
     text = lab_run.report(
         args,
         "NOT FineWeb: the plays",
         {"01": 60.0, "04": 120.0},
+        {"01": "AssertionError: boom"},
         {"04": {"expected_s": 90.0}},
         {"iters": 50, "tokens_per_s": 1e6, "mfu": 0.2, "final_val_loss": 3.2},
         "ROMEO:\nhello",
         "python tools/lab_run.py --short",
     )
     assert text.splitlines()[2] == "**Data: NOT FineWeb: the plays.**"
-    assert "| 01_data_prep | 1.0 | - |" in text and "| 04_training_run | 2.0 | 1.5 |" in text
-    assert "| total | 3.0 | |" in text and "median MFU 20.0 %" in text and "final val loss 3.200" in text
+    assert "| 01_data_prep | 1.0 | - | FAILED: AssertionError: boom |" in text
+    assert "| 04_training_run | 2.0 | 1.5 | ran to the end |" in text
+    assert "| total | 3.0 | | |" in text and "median MFU 20.0 %" in text and "final val loss 3.200" in text
     assert "04's training budget: 0.25 minutes" in text and "ROMEO:\nhello" in text

@@ -29,15 +29,18 @@ from pathlib import Path
 import jupytext
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))}
 SHORT_TRAIN_MINUTES = 0.25  # the plan's minutes at its assumed MFU; a small model's real MFU is often lower
 
 
-def execute(py: Path, workdir: Path, env: dict, timeout_s: int) -> tuple[nbformat.NotebookNode, float]:
-    """Run one notebook in a fresh kernel with `env`; (the executed notebook, wall seconds)."""
+def execute(py: Path, workdir: Path, env: dict, timeout_s: int) -> tuple[nbformat.NotebookNode, float, str | None]:
+    """Run one notebook in a fresh kernel with `env`; (the executed notebook, wall seconds, the error that
+    stopped it or None). A failing cell stops that notebook, not the lab: the next one still runs."""
     nb = jupytext.read(py)
+    error = None
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     saved = dict(os.environ)
     os.environ.update(env)  # the kernel inherits this process's environment
@@ -46,10 +49,12 @@ def execute(py: Path, workdir: Path, env: dict, timeout_s: int) -> tuple[nbforma
         NotebookClient(
             nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
         ).execute()
+    except CellExecutionError as e:
+        error = f"{e.ename}: {e.evalue}"
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return nb, time.perf_counter() - t0
+    return nb, time.perf_counter() - t0, error
 
 
 def outputs_text(nb: nbformat.NotebookNode) -> str:
@@ -93,7 +98,7 @@ def machine() -> str:
     return f"{gpu}, {cores} CPU cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def report(args, data: str, times: dict, timings: dict, summary: dict, sample: str, command: str) -> str:
+def report(args, data: str, times: dict, errors: dict, timings: dict, summary: dict, sample: str, command: str) -> str:
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     lines = [
         "# The lab, timed",
@@ -106,14 +111,15 @@ def report(args, data: str, times: dict, timings: dict, summary: dict, sample: s
         f"Mode: {args.mode}"
         + ("" if args.dry_run else f"; 04's training budget: {args.train_minutes or 45:g} minutes"),
         "",
-        "| notebook | took (min) | expected here (min) |",
-        "|---|---:|---:|",
+        "| notebook | took (min) | expected here (min) | result |",
+        "|---|---:|---:|---|",
     ]
     for nb, seconds in times.items():
         expected = timings.get(nb, {}).get("expected_s")
-        lines.append(f"| {NAMES[nb].stem} | {seconds / 60:.1f} | {fmt(expected and expected / 60, '.1f')} |")
+        result = f"FAILED: {errors[nb]}" if nb in errors else "ran to the end"
+        lines.append(f"| {NAMES[nb].stem} | {seconds / 60:.1f} | {fmt(expected and expected / 60, '.1f')} | {result} |")
     lines += [
-        f"| total | {sum(times.values()) / 60:.1f} | |",
+        f"| total | {sum(times.values()) / 60:.1f} | | |",
         "",
         "Times are wall time per notebook from kernel start, as nbclient ran it; expected is what the notebook's "
         "first cell printed, from `finegpt.lab.clock` (finegpt's FLOPs model at the assumed MFU, plus its named "
@@ -175,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             data = f"NOT the Hub's FineWeb: local FineWeb-schema files `{args.data}`"
         if args.dry_run or args.data != "fineweb":  # local data: never wait on the network (GPT-2 is then skipped)
             env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-        times = {}
+        times, errors = {}, {}
         for nb in args.notebooks:
-            executed, seconds = execute(NAMES[nb], home, env, args.timeout)
+            executed, seconds, error = execute(NAMES[nb], home, env, args.timeout)
             times[nb] = seconds
-            print(f"{NAMES[nb].name}: {seconds:.1f} s", flush=True)
+            if error:
+                errors[nb] = error
+            print(f"{NAMES[nb].name}: {seconds:.1f} s" + (f", FAILED: {error}" if error else ""), flush=True)
             if args.save_notebooks:
                 args.save_notebooks.mkdir(parents=True, exist_ok=True)
                 nbformat.write(executed, args.save_notebooks / NAMES[nb].with_suffix(".ipynb").name)
@@ -192,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         sample = trained_sample(run_dir) if has_run else "(notebook 04 did not run)"
         command = "python tools/lab_run.py " + " ".join(argv if argv is not None else sys.argv[1:])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report(args, data, times, timings, summary, sample, command.strip()))
+        args.out.write_text(report(args, data, times, errors, timings, summary, sample, command.strip()))
     print(f"wrote {args.out}")
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
