@@ -140,6 +140,18 @@ def report(args, data: str, times: dict, errors: dict, timings: dict, summary: d
     return "\n".join(lines)
 
 
+def write_report(args, data: str, times: dict, errors: dict, mode_dir: Path, command: str) -> None:
+    """docs/lab_timing.md (or --out) from the notebooks run so far and what they left in the lab folder."""
+    timings_path = mode_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    run_dir = mode_dir / "run-04"
+    has_run = (run_dir / "ckpt.pt").exists()
+    summary = run_summary(run_dir) if has_run else {}
+    sample = trained_sample(run_dir) if has_run else "(notebook 04 did not run)"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(args, data, times, errors, timings, summary, sample, command))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="fineweb", help="fineweb (the Hub), shakespeare (offline), or a file glob")
@@ -182,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run or args.data != "fineweb":  # local data: never wait on the network (GPT-2 is then skipped)
             env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
         times, errors = {}, {}
+        command = "python tools/lab_run.py " + " ".join(argv if argv is not None else sys.argv[1:])
         for nb in args.notebooks:
             executed, seconds, error = execute(NAMES[nb], home, env, args.timeout)
             times[nb] = seconds
@@ -191,16 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.save_notebooks:
                 args.save_notebooks.mkdir(parents=True, exist_ok=True)
                 nbformat.write(executed, args.save_notebooks / NAMES[nb].with_suffix(".ipynb").name)
-        mode_dir = home / args.mode
-        timings_path = mode_dir / "timings.json"
-        timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-        run_dir = mode_dir / "run-04"
-        has_run = (run_dir / "ckpt.pt").exists()
-        summary = run_summary(run_dir) if has_run else {}
-        sample = trained_sample(run_dir) if has_run else "(notebook 04 did not run)"
-        command = "python tools/lab_run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report(args, data, times, errors, timings, summary, sample, command.strip()))
+            write_report(args, data, times, errors, home / args.mode, command.strip())  # a cut-short lab keeps its rows
     print(f"wrote {args.out}")
     return 1 if errors else 0
 
