@@ -30,6 +30,8 @@ TERM_COLOURS = [
     ("final norm", "#64b5cd"),
     ("batch", "#8c8c8c"),
     ("buffers", "#b0b0b0"),
+    ("reserve", "#d9d9d9"),
+    ("context", "#6f6f6f"),
 ]
 _FALLBACK = ["#64b5cd", "#8c8c8c", "#b07aa1", "#9c755f", "#76b7b2"]
 
@@ -89,11 +91,13 @@ def param_bars(parts: dict[str, int], title: str = "Parameters per component") -
 def attention_heatmap(weights, labels: list[str], title: str = "Attention weights") -> Figure:
     """A (T, T) attention matrix: row i is how much query token i reads from each key token."""
     T = len(labels)
-    fig = Figure(figsize=(0.32 * T + 2.2, 0.32 * T + 1.6), layout="constrained")
+    cell = min(0.32, 9 / T)  # inches per token: long sequences shrink to about 9 inches
+    fig = Figure(figsize=(cell * T + 2.2, cell * T + 1.6), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(weights, cmap="viridis", vmin=0.0)
-    ax.set_xticks(range(T), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(T), labels, fontsize=8)
+    size = min(8, 72 * cell * 0.8)  # points: a label never taller than its cell
+    ax.set_xticks(range(T), labels, rotation=90, fontsize=size)
+    ax.set_yticks(range(T), labels, fontsize=size)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title)
@@ -144,7 +148,7 @@ def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "P
             ax.plot([capacity / GIB] * 2, [y - 0.45, y + 0.45], color="black", linewidth=2)
         ax.text(left, y, f" {left:.1f} GiB", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows[::-1]], fontsize=9)
-    ax.set_xlabel("GiB allocated (black tick: the GPU's memory)")
+    ax.set_xlabel("GiB (black tick: the GPU's memory)")
     ax.set_title(title)
     fig.legend(fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     ax.set_xlim(0, max(sum(v for v in t.values() if v > 0) for _, t, _ in rows) / GIB * 1.25 + 0.01)
@@ -194,6 +198,7 @@ class LossPlot:
     def __init__(self, title: str = "Training", every: int = 1):
         self.title, self.every = title, every
         self.points: dict[str, list[tuple[int, float]]] = {"train_loss": [], "val_loss": [], "lr": []}
+        self.marks: list[tuple[int, str]] = []  # (iteration, label): events drawn as vertical lines
         self._handle = None
         self._calls = 0
 
@@ -207,6 +212,17 @@ class LossPlot:
             pts = self.points[key]
             if pts:
                 ax.plot(*zip(*pts), label=f"{key.replace('_', ' ')} {pts[-1][1]:.3f}", **style)
+        for i, (step, label) in enumerate(self.marks):
+            ax.axvline(step, color="#555555", linestyle=":", linewidth=1.2)
+            ax.annotate(
+                label,
+                (step, 1 - 0.1 * (i % 2)),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                va="top",
+                fontsize=8,
+            )
         ax.set_xlabel("iteration")
         ax.set_ylabel("cross-entropy loss")
         ax.set_title(self.title)
@@ -235,6 +251,12 @@ class LossPlot:
                 self.points[key].append((step, float(value)))
         self._calls += 1
         if self._handle is not None and (self._calls % self.every == 0 or "val_loss" in metrics):
+            self._handle.update(self.figure())
+
+    def mark(self, step: int, label: str) -> None:
+        """A vertical line at `step` with a label: an interrupt, a resume."""
+        self.marks.append((step, label))
+        if self._handle is not None:
             self._handle.update(self.figure())
 
     def log(self, row: dict) -> None:

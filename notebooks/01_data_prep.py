@@ -5,56 +5,81 @@
 # - what FineWeb is: its configs, sizes, columns and licence;
 # - how to stream documents instead of downloading a dataset, and what they look like;
 # - how long documents are in GPT-2 tokens, and how many bytes of text a token covers;
-# - how `finegpt` writes token shards (with a progress bar) and how to check they round-trip;
+# - how `finegpt` writes token shards, and how to check they round-trip;
 # - what the popular guide's `save_to_disk` of sample-100BT costs in disk, against streaming a token budget.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/01_data_prep.ipynb)
 
 # %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %% [markdown]
-# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
-# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
-# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+# **Which mode?** One parameter decides how big everything is. `"smoke"`: tiny and offline, what the tests run
+# (seconds). `"cpu"`: a laptop without a GPU, offline: each lesson for real in a few minutes, on Shakespeare's
+# plays written out with FineWeb's columns. `"full"`: FineWeb itself, streamed, on a CUDA GPU. With `None` the
+# notebook takes `"full"` on a CUDA GPU and `"cpu"` without one.
 
 # %% tags=["parameters"]
-SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
+
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
 import itertools
 import json
-import os
-import re
 import shutil
-import uuid
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
 from datasets import load_dataset
 from IPython.display import Markdown, display
 
+from finegpt import lab, plots
 from finegpt import memory as M
-from finegpt import plots
-from finegpt.data import get_tokenizer, iter_documents, load_meta, prepare, read_shard
+from finegpt.data import get_tokenizer, load_meta, prepare, read_shard
 from finegpt.data.sources import FINEWEB_COLUMNS
 
 # %% [markdown]
-# The parameters cell only records what you asked for; here `None` becomes a decision. `N_DOCS` is how
-# many documents sections 2–4 look at: enough for a stable median, few enough to keep in memory as a list.
+# The parameters cell only records what you asked for; here it becomes a decision. `settings` holds the sizes of
+# this mode (how many documents, how many tokens), `paths` the lab folder that carries the shards written here on
+# to notebooks 02 and 04, and `clock` the time this notebook should take, from finegpt's own model.
+#
+# **The lab folder** is one folder for all five notebooks: `~/finegpt-lab` on your machine, or wherever the
+# environment variable `FINEGPT_HOME` points. On Colab every notebook runs in its own runtime, and a runtime's
+# `/content` disk is wiped when it ends, so the lab offers to mount your Google Drive (accept the prompt) and keeps
+# its files there; decline, and it says plainly that the files will vanish with the runtime.
 
 # %%
-if SMOKE is None:
-    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
-N_DOCS = 300 if SMOKE else 2000  # documents to look at and measure
-print(f"SMOKE={SMOKE}: {'a local FineWeb-schema file made from Shakespeare, offline' if SMOKE else 'FineWeb sample-10BT, streamed'}")
+MODE = lab.pick_mode(MODE)
+settings = lab.settings(MODE, gpu=M.detected_gpu_key(default="T4"))
+paths = lab.paths(MODE)
+clock = lab.start("01", settings, paths)
+
+# %% [markdown]
+# Notebook 01 is the start of the lab: it needs nothing from another notebook, and writes two sets of shards into
+# the lab folder.
+
+# %%
+found = lab.check(clock)
 
 # %% [markdown]
 # ## 1. What is FineWeb?
@@ -91,50 +116,39 @@ print("licence:", LICENCE)
 #
 # ## 2. How do we read documents without downloading the dataset?
 #
-# `datasets.load_dataset(..., streaming=True)` returns an iterable that fetches parquet files lazily.
-# In smoke mode there is no network, so we first write a small parquet file **with FineWeb's schema**
-# from the Shakespeare plays that ship with `finegpt` (one scene per row), and stream that through
-# exactly the same code. On a GPU machine we stream the real `sample-10BT`.
+# `datasets.load_dataset(..., streaming=True)` returns an iterable that fetches parquet files lazily. In full
+# mode we stream the real `sample-10BT`. In cpu and smoke mode there is no network, so we first write a parquet
+# file **with FineWeb's schema** from the Shakespeare plays that ship with `finegpt` (one scene per row,
+# `lab.shakespeare_as_fineweb`), and stream that through exactly the same code.
 
 # %%
 tok = get_tokenizer("gpt2")
-DATA = Path("data")
-
-
-def shakespeare_as_fineweb(path: Path) -> Path:
-    """Every scene of the 38 plays as one row with FineWeb's columns, written as parquet."""
-    rows = []
-    for play in iter_documents("shakespeare"):
-        title = play.splitlines()[0]
-        for i, scene in enumerate(re.split(r"\n(?=SCENE )", play)):
-            url = f"https://shakespeare.example/{title.replace(' ', '_')}/{i}"
-            rows.append({"text": scene.strip(), "id": f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>",
-                         "dump": "shakespeare-first-folio", "url": url, "date": "1623-11-08",
-                         "file_path": "local", "language": "en", "language_score": 1.0,
-                         "token_count": len(tok.encode(scene.strip()))})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
-
-
-# %% [markdown]
-# With the fixture written, the streaming line is the same in both modes: `load_dataset(..., streaming=True)`,
-# then `islice` to take the first `N_DOCS` rows. The assert checks that the fixture really has FineWeb's
-# columns, in FineWeb's order, so everything below runs unchanged on the real dataset.
-
-# %%
-if SMOKE:
-    fixture = shakespeare_as_fineweb(DATA / "fineweb-smoke" / "shakespeare.parquet")
-    stream = load_dataset("parquet", data_files=str(fixture), split="train", streaming=True)
+if MODE != "full":
+    local = str(lab.shakespeare_as_fineweb(paths.fineweb_source))
+else:
+    local = settings.local_source  # None: the Hub; set by FINEGPT_FINEWEB_FILES for an offline machine
+if local:
+    kind = "parquet" if local.endswith(".parquet") else "json"
+    stream = load_dataset(kind, data_files=local, split="train", streaming=True)
 else:
     stream = load_dataset("HuggingFaceFW/fineweb", name="sample-10BT", split="train", streaming=True)
+print("documents from:", local or "HuggingFaceFW/fineweb sample-10BT (the Hub)")
+
+# %% [markdown]
+# With the source chosen, the streaming line is the same in every mode: `islice` takes the first `N_DOCS` rows.
+# The assert checks that the rows really have FineWeb's columns, in FineWeb's order, so everything below runs
+# unchanged on the real dataset.
+
+# %%
+N_DOCS = settings.n_docs  # documents to look at: enough for a stable median, few enough to keep in a list
 docs = list(itertools.islice(stream, N_DOCS))
 print(f"streamed {len(docs)} documents; columns: {list(docs[0])}")
 assert list(docs[0]) == list(FINEWEB_COLUMNS)
 
 # %% [markdown]
-# Nothing beyond those rows was read: `islice` stops the iterator after `N_DOCS` rows, and a streaming
-# dataset fetches only the parquet files those rows live in. `docs` is now a plain list of dicts.
+# Nothing beyond those rows was read: `islice` stops the iterator after `N_DOCS` rows (or earlier, when the
+# source has fewer), and a streaming dataset fetches only the parquet files those rows live in. `docs` is now a
+# plain list of dicts.
 
 # %% [markdown]
 # Three documents, their metadata and the start of their text:
@@ -156,7 +170,7 @@ for d in docs[:3]:
 
 # %%
 lengths = [len(ids) for ids in tok.encode_batch([d["text"] for d in docs])]
-assert lengths == [d["token_count"] for d in docs]  # our GPT-2 tokens agree with FineWeb's column
+assert lengths == [d["token_count"] for d in docs]  # our GPT-2 tokens agree with the token_count column
 print(f"{len(lengths)} documents: median {np.median(lengths):,.0f} tokens, mean {np.mean(lengths):,.0f}, "
       f"max {max(lengths):,}")
 
@@ -165,7 +179,7 @@ print(f"{len(lengths)} documents: median {np.median(lengths):,.0f} tokens, mean 
 # a long tail, and the histogram shows it better than three numbers do.
 
 # %% [markdown]
-# Most documents are a few hundred to a few thousand tokens; a few are very long. The dashed line is the median.
+# The dashed line is the median; the axis is logarithmic, so each bar covers the same *ratio* of lengths.
 
 # %%
 plots.length_histogram(lengths, title="Document lengths, GPT-2 tokens")
@@ -178,19 +192,19 @@ plots.length_histogram(lengths, title="Document lengths, GPT-2 tokens")
 # %% [markdown]
 # ## 4. How many bytes of text does a token cover?
 #
-# The ratio tells you how much raw text a token budget means, and how big the text is on disk.
+# The ratio tells you how much raw text a token budget means, and how big the text is on disk. It belongs to
+# the text it was measured on: Shakespeare in cpu and smoke mode, FineWeb in full mode.
 
 # %%
 text_bytes = sum(len(d["text"].encode("utf-8")) for d in docs)
 bytes_per_token = text_bytes / sum(lengths)
+measured_on = "FineWeb" if MODE == "full" and not local else "Shakespeare's scenes, not FineWeb" if MODE != "full" else "the local files, not the Hub's FineWeb"
 display(Markdown(
-    f"These {len(docs)} documents hold {text_bytes / 1e6:.2f} MB of UTF-8 text in {sum(lengths):,} tokens: "
-    f"**{bytes_per_token:.2f} bytes per token**. "
-    + ("Shakespeare's verse, with its short lines and old spellings, packs less text per token than modern web "
-       "prose does." if SMOKE else "That is typical of English web text.")))
+    f"These {len(docs)} documents hold {text_bytes / 1e6:.2f} MB of UTF-8 text in {sum(lengths):,} GPT-2 tokens: "
+    f"**{bytes_per_token:.2f} bytes per token**, measured on {measured_on}."))
 
 # %% [markdown]
-# Keep this ratio in mind: section 7 uses it to turn token counts into gigabytes of text.
+# Section 7 uses this ratio only when it was measured on FineWeb itself.
 
 # %% [markdown]
 # ### Exercise 1.1 · Bytes per token, for any tokenizer
@@ -227,56 +241,55 @@ check_bytes_per_token(text_bytes_per_token)
 # Training reads tokens, not text. `finegpt.data.prepare` streams the documents, tokenizes them in
 # worker processes, puts an end-of-text token (EOT, id 50256) before every document, and writes fixed-size
 # *shards*: a 1 KiB header (llm.c's layout) followed by the tokens as `uint16`. The first tokens of the
-# stream become the validation split. It stops exactly at the token budget, and a rerun after a crash
-# resumes where it stopped. On a GPU the budget is what notebook 04's plan will train on.
+# stream become the validation split. It stops exactly at the token budget (or where the source ends), and
+# a rerun after a crash resumes where it stopped. These are the shards notebook 04 trains on in full mode.
+# Here are the arguments this mode uses; `out` is inside the lab folder.
 
 # %%
-if SMOKE:
-    source, out, budget, shard_tokens = dict(source="fineweb", data_files=str(fixture)), DATA / "fineweb-smoke" / "shards", 300_000, 100_000
-else:
-    GPU = M.detected_gpu_key(default="T4")  # this card's preset; the lab's T4 if it has none
-    session = M.session_plan(GPU)  # the model and token budget notebook 04 trains
-    source, out, budget, shard_tokens = dict(source="fineweb", name="sample-10BT"), DATA / "fineweb-10BT", session.tokens + 5_000_000, 100_000_000
+fineweb_args = lab.prepare_args(settings, paths, "fineweb")
+fineweb_args
 
 # %% [markdown]
-# Now `prepare` does the work. In smoke mode it runs in this process (`workers=0`) and overwrites the
-# previous run; in full mode it uses every core, and a finished earlier run (its `stats.json`) is reused so
-# that rerunning the notebook does not stream the data again.
+# Now `prepare` does the work. A finished earlier run in the same folder (its `stats.json`) is reused in full
+# mode, so that rerunning the notebook does not stream the data again, and a progress bar shows how far it has
+# come; cpu and smoke mode start over, and take seconds.
 
 # %%
-if not SMOKE and (out / "stats.json").exists():  # prepared by an earlier run of this notebook
+out = paths.fineweb
+if MODE == "full" and (out / "stats.json").exists() and (out / "meta.json").exists():
     stats = json.loads((out / "stats.json").read_text())
+    print("reusing the shards an earlier run of this notebook finished")
 else:
-    stats = prepare(**source, out=out, tokenizer="gpt2", tokens=budget, shard_tokens=shard_tokens,
-                    val_tokens=budget // 10 if SMOKE else 5_000_000, workers=0 if SMOKE else None, overwrite=SMOKE)
+    stats = prepare(**fineweb_args, overwrite=MODE != "full", progress=MODE == "full")  # a live bar for the long one
 print(f"{stats['tokens']:,} tokens from {stats['documents']:,} documents in {len(stats['shards'])} shards, "
       f"{stats['tokens_per_s']:,} tokens/s")
 
 # %% [markdown]
-# The tokens/s figure is this machine's tokenizing speed. Dividing a full-mode budget by it gives a lower
-# bound on how long preparing takes here; streaming from the Hub can make it slower.
+# The tokens/s figure is this machine's tokenizing speed. Dividing a budget by it gives a lower bound on how long
+# preparing takes here; streaming from the Hub can make it slower.
 
 # %% [markdown]
 # The directory now holds the shards and a `meta.json` that names the tokenizer and lists every shard:
 
 # %%
-# NBVAL_CHECK_OUTPUT
 meta = load_meta(out)
 for s in meta["shards"]:
     print(f"{s['file']}  {s['split']:5s} {s['tokens']:>11,} tokens")
 print("tokenizer:", meta["tokenizer"], "| vocab:", meta["vocab_size"], "| EOT:", meta["eot"], "| dtype:", meta["dtype"])
-assert sum(s["tokens"] for s in meta["shards"]) == budget
+assert sum(s["tokens"] for s in meta["shards"]) == stats["tokens"]
+if fineweb_args["tokens"]:
+    assert stats["tokens"] == fineweb_args["tokens"]  # exactly the budget, not a shard more
 
 # %% [markdown]
 # Notice that the validation shard comes first, and that the last train shard is shorter than the others:
-# `prepare` stops exactly at the budget instead of rounding up to a full shard.
+# `prepare` stops exactly at the budget, or where the source ends, instead of rounding up to a full shard.
 
 # %% [markdown]
 # ## 6. Does a shard give back exactly what went in?
 #
 # Read the first validation shard's header by hand, as 256 int32 numbers, and compare it with
 # `read_shard`. Then cut the tokens at each EOT and decode the first documents: they must equal the
-# stream's first documents, character for character, with FineWeb's token counts.
+# stream's first documents, character for character, with their token counts.
 
 # %%
 first = out / meta["shards"][0]["file"]
@@ -292,11 +305,10 @@ assert first.stat().st_size == 256 * 4 + 2 * info["num_tokens"]  # header + 2 by
 # %%
 eots = np.flatnonzero(tokens == tok.eot)
 assert eots[0] == 0  # every document starts with EOT
-stream_docs = iter_documents(**source) if SMOKE else (d["text"] for d in docs)
 checked = 0
-for start, end, original in zip(eots[:-1], eots[1:], stream_docs):
-    assert tok.decode(tokens[start + 1:end]) == original
-    assert end - start - 1 == docs[checked]["token_count"]
+for start, end, doc in zip(eots[:-1], eots[1:], docs):
+    assert tok.decode(tokens[start + 1:end]) == doc["text"]
+    assert end - start - 1 == doc["token_count"]
     checked += 1
     if checked == 5:
         break
@@ -362,45 +374,68 @@ from finegpt.exercises import check_shard_reader
 check_shard_reader(read_tokens)
 
 # %% [markdown]
+# ### The second set of shards: the plays, one byte per token
+#
+# GPT-2's 50k-token vocabulary needs a GPU to learn in reasonable time. A byte-level tokenizer (256 byte values
+# plus EOT, like nanoGPT's `shakespeare_char`) lets a tiny model learn to write in minutes on a CPU. Notebook 02
+# trains such a model to look inside its attention, and notebook 04 trains on these shards in cpu and smoke
+# mode. The source is the plays themselves, every mode, no network.
+
+# %%
+bytes_stats = prepare(**lab.prepare_args(settings, paths, "shakespeare"), overwrite=True, progress=False)
+print(f"{bytes_stats['tokens']:,} byte tokens from {bytes_stats['documents']} plays: "
+      f"{bytes_stats['tokens_by_split']['train']:,} train, {bytes_stats['tokens_by_split']['val']:,} val")
+
+# %% [markdown]
+# One token per byte, so the plays' bytes and their tokens are nearly the same number (plus one EOT per play):
+# about four times as many tokens as GPT-2 needs for the same text, each one far easier to predict.
+
+# %% [markdown]
 # ## 7. Should I `save_to_disk` sample-100BT, as the guide says, or stream?
 #
 # The guide's recipe is `load_dataset('HuggingFaceFW/fineweb', name='sample-100BT', split='train')`, then
 # `ds.save_to_disk(...)`. Without `streaming=True`, `load_dataset` first downloads every parquet file into
 # the Hugging Face cache, then converts them into an uncompressed Arrow copy in the same cache, and
-# `save_to_disk` writes a third copy. Tokenizing it all for training adds 2 bytes per token. With the
-# text size per token measured above, and the other columns measured on our documents:
+# `save_to_disk` writes a third copy. Tokenizing it all for training adds 2 bytes per token.
+#
+# The Arrow copies hold the text uncompressed plus the other columns. Their size follows from FineWeb's bytes
+# per token, which only full mode measures (section 4). Without it the honest figure is a lower bound: the
+# uncompressed copy is at least as big as the compressed parquet it was made from.
 
 # %%
-meta_bytes_per_doc = np.mean([sum(len(str(d[c]).encode()) for c in FINEWEB_COLUMNS if c != "text") for d in docs])
-tokens_per_doc = np.mean(lengths)
-arrow_bytes_per_token = bytes_per_token + meta_bytes_per_doc / tokens_per_doc
 T100, parquet_100 = FINEWEB_CONFIGS["sample-100BT"]
+if MODE == "full" and not local:  # measured on FineWeb's own documents in sections 3-4
+    meta_bytes_per_doc = np.mean([sum(len(str(d[c]).encode()) for c in FINEWEB_COLUMNS if c != "text") for d in docs])
+    arrow_bytes = T100 * (bytes_per_token + meta_bytes_per_doc / np.mean(lengths))
+    basis = f"estimated from {len(docs)} FineWeb documents measured above"
+else:
+    arrow_bytes = parquet_100
+    basis = "a lower bound: FineWeb's bytes per token were not measured here"
 guide_disk = {
     "parquet download (HF cache)": parquet_100,
-    "Arrow conversion (HF cache)": T100 * arrow_bytes_per_token,
-    "save_to_disk copy": T100 * arrow_bytes_per_token,
+    "Arrow conversion (HF cache)": arrow_bytes,
+    "save_to_disk copy": arrow_bytes,
     "uint16 token shards": T100 * 2,
 }
 for k, v in guide_disk.items():
     print(f"{k:30s} {v / 1e9:8,.0f} GB")
-print(f"{'total':30s} {sum(guide_disk.values()) / 1e9:8,.0f} GB")
+print(f"{'total':30s} {sum(guide_disk.values()) / 1e9:8,.0f} GB   (Arrow copies: {basis})")
 
 # %% [markdown]
-# The two Arrow copies are bigger than the parquet download because Arrow stores the text uncompressed,
-# and neither is what training reads: only the token shards are.
+# Neither Arrow copy is what training reads: only the token shards are.
 
 # %% [markdown]
 # Against that, streaming keeps nothing but the shards of the token budget you actually train on.
 
 # %%
-budget_full = M.session_plan("T4").tokens  # what a T4 session trains on (notebook 03)
-free_bytes = shutil.disk_usage(".").free
+budget_t4 = lab.settings("full", "T4", env={}).fineweb["tokens"]  # what 01 prepares for a T4 session (04)
+free_bytes = shutil.disk_usage(paths.root).free
 display(Markdown(
-    f"The guide's way needs about **{sum(guide_disk.values()) / 1e12:.1f} TB** of disk before training "
-    f"starts; this machine has {free_bytes / 1e9:,.0f} GB free. Streaming stores only the shards: the "
-    f"{budget_full / 1e6:,.0f}M tokens a T4 session trains on take **{2 * budget_full / 1e9:.1f} GB**, and even "
-    f"all 100B tokens would take {2 * T100 / 1e9:,.0f} GB. At {bytes_per_token:.2f} bytes per token, "
-    f"measured here, that session reads about {budget_full * bytes_per_token / 1e9:.1f} GB of text."))
+    f"The guide's way needs {'about' if MODE == 'full' and not local else 'at least'} "
+    f"**{sum(guide_disk.values()) / 1e12:.1f} TB** of disk before training starts; the lab folder's disk has "
+    f"{free_bytes / 1e9:,.0f} GB free. Streaming stores only the shards: the {budget_t4 / 1e6:,.0f}M tokens 01 "
+    f"prepares for a T4 session take **{2 * budget_t4 / 1e9:.2f} GB**, and even all 100B tokens would take "
+    f"{2 * T100 / 1e9:,.0f} GB."))
 
 # %% [markdown]
 # ## Try it
@@ -412,8 +447,18 @@ display(Markdown(
 # ## Recap
 # - FineWeb is filtered, deduplicated Common Crawl text, ODC-By licensed, in configs from one crawl to
 #   15T tokens; stream it instead of downloading it.
-# - A GPT-2 token covers a few bytes of English; the exact ratio sets how much text a token budget reads.
+# - A GPT-2 token covers a few bytes of text; the exact ratio depends on the text, so measure it on the data
+#   you will train on.
 # - Shards are a 256-int header plus `uint16` tokens, one EOT before each document; they round-trip exactly.
 # - `save_to_disk` of sample-100BT needs terabytes; a streamed token budget needs 2 bytes per token.
-#
+# - The lab folder now holds both sets of shards for notebooks 02 and 04.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
+
+# %%
+clock.done()
+
+# %% [markdown]
 # **Next:** [02 · Model anatomy](02_model_anatomy.ipynb): what is inside the model that will read these tokens?

@@ -5,49 +5,79 @@
 # - how a nanoGPT-style GPT is built from one small config;
 # - where its parameters live, and why the token embedding is the biggest single piece;
 # - why the popular guide's parameter counts are wrong (12 layers × 768 is GPT-2 *small*);
-# - what shape every tensor has on its way through one forward pass, and what attention computes;
-# - why the vocabulary is padded from 50257 to 50304.
+# - what shape every tensor has on its way through one forward pass, and why the vocabulary is padded to 50304;
+# - what attention computes, and what the heads of a trained model look at.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/02_model_anatomy.ipynb)
 
 # %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %% [markdown]
-# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
-# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
-# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+# **Which mode?** `"smoke"`: tiny and offline, what the tests run. `"cpu"`: a laptop without a GPU, each lesson
+# for real in a few minutes. `"full"`: a CUDA GPU. With `None` the notebook takes `"full"` on a CUDA GPU and
+# `"cpu"` without one. Notebook 01 explains the lab folder that carries files between the notebooks.
 
 # %% tags=["parameters"]
-SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
+
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
-import os
+import math
 import time
 
+import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from finegpt import plots
+from finegpt import lab, plots
+from finegpt import memory as M
 from finegpt.config import ModelConfig
 from finegpt.data import get_tokenizer
 from finegpt.memory.guide import BIAS, GUIDE_TABLE
 from finegpt.model import GPT, count_params, param_breakdown
+from finegpt.train import train
 
 # %% [markdown]
-# The parameters cell only records what you asked for; here `None` becomes a decision. The fixed seed
-# makes the random weights below, and so every number printed from them, the same on every run.
+# The parameters cell only records what you asked for; here it becomes a decision, with this mode's sizes, the lab
+# folder and the time this notebook should take. The fixed seed makes the random weights below, and so every
+# number printed from them, the same on every run.
 
 # %%
-if SMOKE is None:
-    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
-device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
+MODE = lab.pick_mode(MODE)
+settings = lab.settings(MODE, gpu=M.detected_gpu_key(default="T4"))
+paths = lab.paths(MODE)
+clock = lab.start("02", settings, paths)
+device = settings.device
 torch.manual_seed(1337)
-print(f"SMOKE={SMOKE}, device={device}")
+
+# %% [markdown]
+# Sections 1-5 need nothing but `finegpt`. Section 6 trains a small model to look inside its attention, on the
+# byte shards of the plays that notebook 01 wrote into the lab folder:
+
+# %%
+found = lab.check(clock)
 
 # %% [markdown]
 # ## 1. What decides the size of a GPT?
@@ -218,8 +248,8 @@ assert 120e6 < counted["80 GB"] < 130e6
 # ## 4. What shape does each tensor have in one forward pass?
 #
 # We push a batch of B = 2 sequences of T = 8 tokens through the model and record the output shape of
-# every module with forward hooks. In smoke mode the model is GPT-2 small on the CPU with random
-# weights: the shapes are the same as for a trained one.
+# every module with forward hooks. The model is GPT-2 small with random weights: the shapes are the same as
+# for a trained one.
 
 # %%
 tok = get_tokenizer("gpt2")
@@ -459,7 +489,90 @@ assert torch.allclose(weights.sum(-1), torch.ones(1, H, T, device=device))  # ev
 # The last line checks that every row really is a probability distribution.
 
 # %% [markdown]
-# ## 6. Why is the vocabulary 50304 and not 50257?
+# ## 6. What does a *trained* model's attention look at?
+#
+# Random weights attend to everything a little. To see what training makes of attention we need trained weights,
+# and this notebook trains its own: a small byte-level model (each token is one character) on 01's shards of the
+# plays, with the settings of `finegpt quickstart`. It is not notebook 04's model; after 04 you can redraw these
+# maps for that one (see *Try it*). Characters make the maps easy to read: every row and column is one letter.
+
+# %%
+probe_cfg, probe_train = lab.probe_configs(settings, paths)
+t0 = time.time()
+result = train(probe_cfg, probe_train, overwrite=True)
+probe = result["model"].eval()
+print(f"{probe_train.max_iters} steps in {time.time() - t0:.0f} s: val loss {result['final_val_loss']:.2f} nats per "
+      f"character (a uniform guess over the 257 byte tokens scores {math.log(257):.2f})")
+
+# %% [markdown]
+# Now a line in the plays' own format: a speaker's name in capitals, a colon, a line break, the speech.
+# `lab.attention_weights` computes softmax(q · k / √d) for every block and head, exactly as section 5 did by hand
+# for one head.
+
+# %%
+btok = get_tokenizer("bytes")
+line = "ROMEO:\nWhat light through yonder window breaks?\nJULIET:\nAy me!"
+ids = torch.tensor([btok.encode(line)], device=device)  # (1, T)
+maps = lab.attention_weights(probe, ids)  # (L, H, T, T)
+chars = [btok.decode([t]) for t in ids[0].tolist()]
+L_probe, H_probe = maps.shape[:2]
+print(f"{L_probe} layers x {H_probe} heads, each a {maps.shape[2]} x {maps.shape[3]} map over {len(chars)} characters")
+
+# %% [markdown]
+# Which heads do something? Two habits can be measured: reading the previous character (the cell just left of
+# the diagonal), and reading the line breaks. For every head, the mean attention a character puts on each, next to
+# what a head that spreads its attention evenly over what it can see would put there:
+
+# %%
+scores = lab.head_scores(maps, [c == "\n" for c in chars])
+heads = pd.MultiIndex.from_product([range(L_probe), range(H_probe)], names=["layer", "head"])
+table = pd.DataFrame({"previous character": scores["previous token"].ravel(),
+                      "line breaks": scores["marked tokens"].ravel()}, index=heads)
+print(f"an even spread scores {scores['chance: previous token']:.2f} on the previous character "
+      f"and {scores['chance: marked tokens']:.2f} on the line breaks")
+table.round(2).T
+
+# %% [markdown]
+# Heads specialise: some score several times the even spread on one habit and little on the other. Here are the
+# two most specialised. Line breaks are drawn as ⏎ and spaces as ␣.
+
+# %%
+shown = [c.replace("\n", "⏎").replace(" ", "␣") for c in chars]
+best_prev = divmod(int(scores["previous token"].argmax()), H_probe)
+plots.attention_heatmap(maps[best_prev], shown, f"Trained: layer {best_prev[0]}, head {best_prev[1]} "
+                        f"({scores['previous token'][best_prev]:.2f} on the previous character)")
+
+# %% [markdown]
+# **What to look for:** a bright line just below the diagonal. Each character reads the one before it, which is
+# how the model knows which letters came just before: the raw material of spelling. Compare the flat map of
+# section 5, where nothing stood out.
+
+# %%
+best_nl = divmod(int(scores["marked tokens"].argmax()), H_probe)
+plots.attention_heatmap(maps[best_nl], shown, f"Trained: layer {best_nl[0]}, head {best_nl[1]} "
+                        f"({scores['marked tokens'][best_nl]:.2f} on the line breaks)")
+
+# %% [markdown]
+# **What to look for:** bright columns under the ⏎ characters: the characters after a line break keep reading it,
+# however far back it is. In the plays a line break ends every speaker's name and every verse line, so a head like
+# this one keeps track of where the current speech and line began: the layout a trained model reproduces in
+# notebook 05.
+#
+# How far above an even spread are the best heads?
+
+# %%
+lift_prev = scores["previous token"].max() / scores["chance: previous token"]
+lift_nl = scores["marked tokens"].max() / scores["chance: marked tokens"]
+print(f"best heads: {lift_prev:.1f}x an even spread on the previous character, {lift_nl:.1f}x on the line breaks")
+if MODE != "smoke":  # a few dozen steps (smoke) are too few to specialise
+    assert lift_prev > 2 and lift_nl > 2
+
+# %% [markdown]
+# The assert keeps that promise in the tests: in cpu and full mode the best heads must beat an even spread at
+# least twice over, on both habits.
+
+# %% [markdown]
+# ## 7. Why is the vocabulary 50304 and not 50257?
 #
 # GPT-2's tokenizer has 50257 tokens. GPUs multiply matrices in tiles, and a dimension that is a
 # multiple of 64 fills them exactly; 50257 is odd (it is 29 × 1733), so the last tile of the output
@@ -500,7 +613,7 @@ def time_matmul(vocab: int, rows: int, repeats: int = 5) -> float:
     return best
 
 
-rows = 256 if SMOKE else 8 * 1024  # B·T
+rows = {"full": 8 * 1024, "cpu": 256, "smoke": 32}[MODE]  # B·T
 t_odd, t_pad = time_matmul(gpt2_vocab, rows), time_matmul(padded, rows)
 print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms   "
       f"(padded / unpadded = {t_pad / t_odd:.2f}) on {device}")
@@ -514,8 +627,9 @@ print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms 
 # - Change `gpt2_small` to GPT-2 medium (24 layers, 16 heads, 1024 wide) and rerun sections 1–2:
 #   does the embedding's share go up or down?
 # - Set `bias=False` in the config. How many parameters does that save?
-# - After notebook 04, load its model (`finegpt.train.load_model("out-04")`) and redraw the heatmap:
-#   trained heads stop attending uniformly.
+# - After notebook 04, load its model (`probe, _ = finegpt.train.load_model(paths.run)`), encode `line` with the
+#   checkpoint's tokenizer and rerun section 6's cells: do the same habits show up?
+# - Change `line` to a speech of your own, and look for a head that reads the speaker's name.
 # - Pick a vocabulary size that is a multiple of 128 and time it again on a GPU.
 #
 # ## Recap
@@ -525,5 +639,15 @@ print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms 
 # - Every block keeps the shape (B, T, C); only the output layer turns it into (B, T, V) scores.
 # - Attention weights are a causal softmax over q · k; the fused kernel computes the same thing
 #   without storing the T × T matrix.
-#
+# - Untrained heads spread their attention evenly; trained heads specialise, for example on the previous
+#   character or on line breaks.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
+
+# %%
+clock.done()
+
+# %% [markdown]
 # **Next:** [03 · Memory math](03_memory_math.ipynb): how much GPU memory does training this model need?

@@ -11,46 +11,69 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/03_memory_math.ipynb)
 
 # %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %% [markdown]
-# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
-# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
-# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+# **Which mode?** `"smoke"`: tiny and offline, what the tests run. `"cpu"`: a laptop without a GPU. `"full"`: a
+# CUDA GPU. With `None` the notebook takes `"full"` on a CUDA GPU and `"cpu"` without one. Most of this notebook is
+# arithmetic and runs the same in every mode; only section 6 measures, on whatever device the mode uses.
 
 # %% tags=["parameters"]
-SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
+
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
-import os
-
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
+from finegpt import lab, plots, widgets
 from finegpt import memory as M
-from finegpt import plots, widgets
 from finegpt.config import ModelConfig
 from finegpt.memory import measure
 from finegpt.memory.guide import GUIDE_TABLE
 from finegpt.model import count_params
 
 # %% [markdown]
-# The parameters cell only records what you asked for; here `None` becomes a decision. `GPU` is the preset
-# the examples use: this machine's card when it has one, else a Colab T4, so a run without a GPU shows
-# the numbers a Colab student will see.
+# The parameters cell only records what you asked for; here it becomes a decision. `GPU` is the preset the
+# examples use: this machine's card in full mode, else a Colab T4, so a run without a GPU shows the numbers a
+# Colab student will see.
 
 # %%
-if SMOKE is None:
-    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
-device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
-GPU = M.detected_gpu_key(default="T4") if device == "cuda" else "T4"  # this machine's GPU, else a Colab T4
+MODE = lab.pick_mode(MODE)
+settings = lab.settings(MODE, gpu=M.detected_gpu_key(default="T4"))
+paths = lab.paths(MODE)
+clock = lab.start("03", settings, paths)
+device = settings.device
+GPU = settings.gpu or "T4"  # this machine's GPU in full mode, else a Colab T4
 GiB = M.GIB
-print(f"SMOKE={SMOKE}, device={device}, GPU preset for the examples: {GPU} ({M.GPUS[GPU].memory_gib} GiB)")
+print(f"GPU preset for the examples: {GPU} ({M.GPUS[GPU].memory_gib} GiB)")
+
+# %% [markdown]
+# This notebook needs no files from the others:
+
+# %%
+found = lab.check(clock)
 
 # %% [markdown]
 # ## 1. What has to fit in GPU memory while a GPT trains?
@@ -65,11 +88,17 @@ dtype = M.best_dtype(GPU)
 gpt2 = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, bias=False)
 run = M.RunConfig(batch_size=12, gradient_accumulation_steps=40, dtype=dtype, gpu=GPU)
 report = M.estimate(gpt2, run)
-print(report)
+phases = pd.DataFrame(report.phase_terms).fillna(0) / GiB  # one column per moment of the step
+phases.loc["total (this moment's peak)"] = phases.sum()
+print(f"GiB alive at each of the step's three memory peaks; the largest, {report.peak_phase!r}, is the peak:")
+phases.round(2).where(phases != 0, "")
 
 # %% [markdown]
-# Notice which terms are the largest: not the weights, which back-of-envelope rules count, but the terms
-# that grow with the batch. The next cells check the small ones by hand and explain the big one.
+# Read it column by column. Each column is one moment: the terms in it are alive *together* and add up to that
+# moment's total. A term that appears in several columns (the weights) is the same memory at different moments,
+# so adding a row across the columns means nothing. The step's peak is the largest column, and that column is
+# what has to fit. Notice which terms make it large: not the weights, which back-of-envelope rules count, but
+# the terms that grow with the batch. The next cells check the small ones by hand and explain the big one.
 
 # %% [markdown]
 # The first terms are the *persistent state*, there for the whole run. Each is a multiple of the
@@ -81,6 +110,7 @@ N = count_params(gpt2, non_embedding=False)
 assert report.terms["weights"] == 4 * N
 assert report.terms["optimizer states"] == 8 * N
 assert report.terms["gradients (this step)"] == 4 * N
+assert phases.loc["total (this moment's peak)", report.peak_phase] * GiB == report.peak_bytes
 print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / GiB:.2f} GiB, grads {4 * N / GiB:.2f} GiB")
 
 # %% [markdown]
@@ -169,15 +199,30 @@ from finegpt.exercises import check_logits_bytes
 check_logits_bytes(logits_bytes)
 
 # %% [markdown]
-# A picture of the peak as the micro-batch grows: everything that scales with the batch grows, while
-# the weights and optimizer state stay put. The black tick is the GPU's memory.
+# A picture of the peak as the micro-batch grows: everything that scales with the batch grows, while the weights
+# and optimizer state stay put. Each bar is the peak's terms, then what sits on the card outside them: the
+# allocator's reserve (PyTorch keeps freed blocks for reuse, about 10 % more) and the CUDA context. That whole
+# bar is what the verdict compares with the card, so the bar crosses the black tick exactly when the verdict is
+# OOM.
 
 # %%
-rows = []
+rows, verdicts = [], []
 for b in (1, 4, 8, 12):
     r = M.estimate(gpt2, M.RunConfig(batch_size=b, gradient_accumulation_steps=40, dtype=dtype, gpu=GPU))
-    rows.append((f"batch_size={b}", widgets.peak_terms(r), r.memory_bytes))
+    parts = widgets.bar_terms(r)
+    rows.append((f"batch_size={b}", parts, r.memory_bytes))
+    verdicts.append((b, sum(parts.values()), r))
 plots.memory_bars(rows, f"GPT-2 small, T=1024, {dtype}, on a {M.GPUS[GPU].name}")
+
+# %% [markdown]
+# The same bars as numbers:
+
+# %%
+for b, total, r in verdicts:
+    print(f"batch_size={b:2d}: allocated {r.peak_bytes / GiB:5.2f} + reserve {(r.reserved_bytes - r.peak_bytes) / GiB:.2f} "
+          f"+ context {(r.nvidia_smi_bytes - r.reserved_bytes) / GiB:.2f} = total {total / GiB:5.2f} GiB vs the GPU's "
+          f"{r.memory_bytes / GiB:.2f} GiB: {'fits' if r.fits else 'OOM'}")
+    assert (total <= r.memory_bytes) == r.fits  # the bar and the verdict agree
 
 # %% [markdown]
 # Every term that grows, grows in proportion to the micro-batch, so peak memory is a fixed part plus a
@@ -187,28 +232,35 @@ plots.memory_bars(rows, f"GPT-2 small, T=1024, {dtype}, on a {M.GPUS[GPU].name}"
 # %% [markdown]
 # ## 3. Does my configuration fit? The calculator
 #
-# Move the sliders. Every change calls `finegpt.widgets.memory_view`, a pure function over
-# `finegpt.memory`, and redraws the stacked bar of the peak's terms (plus the allocator's slack and the
-# CUDA context, which `nvidia-smi` also shows) against the GPU's memory, the verdict, the largest
-# micro-batch that fits, and the batch plan that keeps your tokens per step.
-# A static copy of the notebook (GitHub) shows no widgets: run it in Jupyter or Colab.
+# Move the sliders. Every change calls `finegpt.widgets.memory_view`, a pure function over `finegpt.memory`, and
+# redraws the stacked bar of the peak's terms (plus the allocator's reserve and the CUDA context, which
+# `nvidia-smi` also shows) against the GPU's memory, the verdict, the largest micro-batch that fits, and the batch
+# plan that keeps your tokens per step. A copy of the notebook that is not running (GitHub) cannot show the
+# widget, so the cells after it draw the same function's answer for the default settings.
 
 # %%
 ui = widgets.memory_ui(gpu=GPU, dtype=dtype)
 ui
 
 # %% [markdown]
-# The same numbers as plain text, for the default settings (this is what the bar above shows):
+# The calculator's answer at its default settings, drawn without the widget: the same bar, then the same lines.
 
 # %%
 view = ui.last_view
-print("\n".join(view.lines))
-assert view.report.peak_bytes == report.peak_bytes and view.verdict == ("fits" if report.fits else "OOM")
+plots.memory_bars([(f"{view.settings['n_layer']}L/{view.settings['n_embd']}, B={view.settings['batch_size']}: "
+                    f"{view.verdict}", widgets.bar_terms(view.report), view.report.memory_bytes)],
+                  "The calculator at its defaults")
 
 # %% [markdown]
-# The text adds what the bar cannot: *reserved* memory (PyTorch's allocator keeps freed blocks for reuse),
-# what `nvidia-smi` would show, and a batch plan. When the verdict is OOM, that plan lowers `batch_size`
-# and raises the accumulation to keep the tokens per step.
+# And the lines the calculator prints under its bar:
+
+# %%
+print("\n".join(view.lines))
+assert view.report.peak_bytes == report.peak_bytes and view.verdict == report.verdict.label
+
+# %% [markdown]
+# The text adds what the bar cannot: what `nvidia-smi` would show and a batch plan. When the verdict is OOM,
+# that plan lowers `batch_size` and raises the accumulation to keep the tokens per step.
 
 # %% [markdown]
 # Is the calculator quick enough to feel live? Time a redraw for a few slider positions:
@@ -303,7 +355,7 @@ display(Markdown(
 #
 # `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
 # the peak bytes allocated in each phase: from CUDA's allocator statistics on a GPU, and from a
-# tracker of live tensor storages on the CPU. In smoke mode we measure a small model on the CPU (fp32);
+# tracker of live tensor storages on the CPU. In cpu and smoke mode we measure a small model on the CPU (fp32);
 # on a GPU we measure GPT-2 small at a batch that fits.
 
 # %%
@@ -342,8 +394,8 @@ if device == "cpu":  # validated on CPU to within 1 %; on a GPU this cell report
 # %% [markdown]
 # Where in the step is the peak? `finegpt.memory.memory_timeline` runs the same training step with the CPU
 # tracker's history on, and records the bytes alive after every op, marking the forward, backward and
-# optimizer phases of each micro-step. It runs on the CPU, so it always takes the small model measured in
-# smoke mode, with two micro-steps of accumulation.
+# optimizer phases of each micro-step. It runs on the CPU, so it always takes the small model section 6 measures
+# without a GPU, with two micro-steps of accumulation.
 
 # %%
 from finegpt.diagrams import memory_timeline_figure
@@ -395,7 +447,7 @@ guide_rows = []
 for vram, gpu_key, _, L, H, C, (b_lo, _), _, _, T in GUIDE_TABLE:
     g_cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, bias=False)
     r = M.estimate(g_cfg, M.RunConfig(batch_size=b_lo, dtype=M.best_dtype(gpu_key), gpu=gpu_key))
-    guide_rows.append((f"{vram}: {L}L/{C}, B={b_lo} on {gpu_key}", widgets.peak_terms(r), r.memory_bytes))
+    guide_rows.append((f"{vram}: {L}L/{C}, B={b_lo} on {gpu_key}", widgets.bar_terms(r), r.memory_bytes))
 plots.memory_bars(guide_rows, "The guide's table, eager PyTorch")
 
 # %% [markdown]
@@ -439,18 +491,26 @@ display(Markdown(
     f"peak {session.peak_gib:.1f} GiB, about **{session.minutes:.0f} minutes** at an assumed {session.mfu:.0%} MFU."))
 
 # %% [markdown]
-# Training is not the only thing a lab's clock must cover:
+# Training is not the only thing a lab's clock must cover. `finegpt.lab` models every notebook of the lab in full
+# mode from the same numbers: training FLOPs at the assumed MFU, tokens to tokenize at an assumed speed per CPU
+# core, bytes to download at an assumed speed, and a fixed part for the small cells. On a Colab T4:
 
 # %%
+t4 = lab.settings("full", "T4", env={})
+t4_device = lab.clock.gpu_device("T4")
+lab_minutes = pd.Series({nb: lab.expected_s(t4, nb, t4_device) / 60 for nb in lab.clock.NOTEBOOKS}, name="minutes")
 LAB_MINUTES = 90  # one lab session: notebooks 01 -> 05 in full mode
-display(Markdown(
-    f"Of a {LAB_MINUTES}-minute lab that leaves {LAB_MINUTES - session.minutes:.0f} minutes for installing, for "
-    f"notebook 01 to stream and tokenize the {session.tokens / 1e6:.0f}M tokens (prepare's tokenizer speed on 2 "
-    f"cores is in docs/benchmarks.md; the download usually dominates), and for notebooks 02, 03 and 05."))
+print(lab_minutes.round(1).to_string())
+print(f"total {lab_minutes.sum():.0f} of a {LAB_MINUTES}-minute lab; assumed: {lab.clock.TOKENS_PER_S_PER_CORE:.1e} "
+      f"tokens/s per core, {lab.clock.DOWNLOAD_BYTES_PER_S / 1e6:.0f} MB/s downloads, {lab.clock.FIXED_S:.0f} s per notebook")
+assert lab_minutes.sum() < LAB_MINUTES
 
 # %% [markdown]
-# If that leftover is too tight for your class, pass fewer `train_minutes` to `session_plan`: a shorter
-# session buys fewer tokens, and the plan may pick a smaller model to stay near 20 tokens per parameter.
+# The leftover covers installing finegpt and reading. Each notebook prints its own expected time when it starts,
+# and the time it took when it ends, so a class can check this plan against its own runs.
+#
+# If the plan is too tight for your class, set `FINEGPT_TRAIN_MINUTES` (04's budget) lower: a shorter session
+# buys fewer tokens, and the plan may pick a smaller model to stay near 20 tokens per parameter.
 
 # %% [markdown]
 # ## Try it
@@ -467,5 +527,14 @@ display(Markdown(
 # - The largest micro-batch that fits plus gradient accumulation gives any tokens per step you want.
 # - Hours = tokens × FLOPs per token / (peak FLOPS × MFU).
 # - The predictions match measured peaks on this machine; the guide's sizes do not hold.
-#
+# - The verdict counts what the card really holds: the peak's terms, the allocator's reserve and the CUDA context.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
+
+# %%
+clock.done()
+
+# %% [markdown]
 # **Next:** [04 · Training run](04_training_run.ipynb): train the model this plan picked.

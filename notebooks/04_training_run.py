@@ -3,126 +3,182 @@
 #
 # **What you will learn**
 # - how to pick the model, batch and length of a run from notebook 03's plan for your GPU;
+# - how a run reads its training data: every window once per epoch, against nanoGPT's random windows;
 # - what the learning-rate schedule looks like, and how to read a live loss curve;
-# - what tokens per second and MFU say about how well the GPU is used;
 # - how checkpoints make a run survive an interrupt, and why a resumed run continues exactly;
-# - what the validation loss means.
+# - what tokens per second, MFU and the validation loss say about the run.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/04_training_run.ipynb)
 
 # %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %% [markdown]
-# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
-# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
-# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+# **Which mode?** `"smoke"`: tiny and offline, what the tests run (seconds). `"cpu"`: a laptop without a GPU: the
+# byte-level model of `finegpt quickstart`, trained on the plays for real, in a few minutes. `"full"`: the plan of
+# notebook 03 for your GPU, on the FineWeb shards of notebook 01. With `None` the notebook takes `"full"` on a CUDA
+# GPU and `"cpu"` without one.
 
 # %% tags=["parameters"]
-SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
+
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
 import math
-import os
 import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 
-import torch
+import pandas as pd
 from IPython.display import Markdown, display
 
+from finegpt import lab, plots
 from finegpt import memory as M
-from finegpt import plots
-from finegpt.config import ModelConfig, TrainConfig, padded_vocab
-from finegpt.data import get_tokenizer, load_meta, prepare
+from finegpt.data import coverage_table, get_tokenizer, load_meta, prepare, read_budget  # noqa: F401 (prepare: the fix, if 01 is missing)
 from finegpt.sample import generate_text
 from finegpt.train import get_lr, load_checkpoint, train
 
 # %% [markdown]
-# The parameters cell only records what you asked for; here `None` becomes a decision, and `device`
-# follows it: smoke mode trains on the CPU even when a GPU is present.
+# The parameters cell only records what you asked for; here it becomes a decision, with this mode's sizes, the lab
+# folder, and the time this notebook should take on this machine and, for planning, on a Colab T4.
 
 # %%
-if SMOKE is None:
-    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
-device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
-print(f"SMOKE={SMOKE}, device={device}")
+MODE = lab.pick_mode(MODE)
+settings = lab.settings(MODE, gpu=M.detected_gpu_key(default="T4"))
+paths = lab.paths(MODE)
+clock = lab.start("04", settings, paths)
+
+# %% [markdown]
+# What does this notebook train on? The shards notebook 01 wrote into the lab folder: FineWeb's GPT-2 tokens in
+# full mode, the plays' bytes in cpu and smoke mode. If they are not there the next cell stops and says how to
+# get them; it never trains on something else instead.
+
+# %%
+found = lab.check(clock)
+data_dir = paths.train_data
 
 # %% [markdown]
 # ## 1. Which model, batch and run length does this machine get?
 #
-# On a GPU we take notebook 03's `session_plan` for the detected card: among a ladder of model sizes, the
-# one whose token budget for a fixed number of minutes comes closest to the compute-optimal 20 tokens per
-# (non-embedding) parameter, at a micro-batch that fits with headroom. On a Colab T4 it uses fp16 with a
-# gradient scaler (the T4 has no bf16). The data is the FineWeb shards notebook 01 wrote.
+# In full mode: notebook 03's `session_plan` for the detected card: among a ladder of model sizes, the one whose
+# token budget for a fixed number of minutes comes closest to the compute-optimal 20 tokens per (non-embedding)
+# parameter, at a micro-batch that fits with headroom. On a Colab T4 it uses fp16 with a gradient scaler (the
+# T4 has no bf16).
 #
-# In smoke mode (CPU, no network) we train a tiny model on Shakespeare, one byte per token (vocabulary
-# 256 bytes + EOT), for a few seconds: the same code on a much smaller scale.
+# In cpu mode: the settings of `finegpt quickstart`, a 4-layer, 128-wide model reading one byte per token, which
+# learns to write like the plays in a few thousand steps on a laptop. Smoke mode is the same code on a toy scale.
 
 # %%
-if SMOKE:
-    data_dir = Path("data/shakespeare-bytes")
-    if not (data_dir / "meta.json").exists():
-        prepare("shakespeare", out=data_dir, tokenizer="bytes", progress=False)
-    model_cfg = ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0)
-    train_cfg = TrainConfig(out_dir="out-04-smoke", data_dir=str(data_dir), batch_size=32, gradient_accumulation_steps=1,
-                            max_iters=200, eval_interval=50, eval_iters=5, log_interval=10, learning_rate=3e-3,
-                            min_lr=3e-4, warmup_iters=10, lr_decay_iters=200, device="cpu", dtype="float32",
-                            deterministic=True, keep_checkpoints=20)
-else:
-    GPU = M.detected_gpu_key(default="T4")  # this card's preset; the lab's T4 if it has none
-    session = M.session_plan(GPU)
-    data_dir = Path("data/fineweb-10BT")  # written by notebook 01; prepared here if 01 was skipped
-    if not (data_dir / "meta.json").exists():
-        prepare("fineweb", name="sample-10BT", out=data_dir, tokenizer="gpt2", tokens=session.tokens + 5_000_000,
-                val_tokens=5_000_000)
-    model_cfg = ModelConfig(**session.model)
-    iters = session.max_iters
-    lr = 1e-3 if session.params < 50e6 else 6e-4  # small models take a larger learning rate
-    train_cfg = TrainConfig(out_dir="out-04", data_dir=str(data_dir), batch_size=session.batch_size,
-                            gradient_accumulation_steps=session.gradient_accumulation_steps, max_iters=iters,
-                            eval_interval=max(50, iters // 8), eval_iters=20, log_interval=10, learning_rate=lr,
-                            min_lr=lr / 10, warmup_iters=max(10, iters // 20), lr_decay_iters=iters,
-                            dtype={"fp16": "float16", "bf16": "bfloat16"}[session.dtype], keep_checkpoints=20)
-    display(Markdown(f"Plan for the {M.GPUS[GPU].name}: " + "; ".join(session.notes)))
-
-# %% [markdown]
-# Whichever branch ran, the vocabulary comes from the data: the tokenizer's size from `meta.json`,
-# rounded up to a multiple of 64 as notebook 02 explained.
-
-# %%
+model_cfg, train_cfg = lab.run_configs(settings, paths)
 meta = load_meta(data_dir)
-model_cfg = replace(model_cfg, vocab_size=padded_vocab(meta["vocab_size"]))  # the tokenizer's, padded to 64
 tokens_per_iter = train_cfg.batch_size * train_cfg.gradient_accumulation_steps * model_cfg.block_size
 print(model_cfg)
-print(f"{train_cfg.max_iters} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} tokens "
-      f"of {meta['tokens']['train']:,} prepared ({meta['tokenizer']} tokenizer)")
+print(f"{train_cfg.max_iters:,} iterations x {tokens_per_iter:,} tokens = {train_cfg.max_iters * tokens_per_iter:,} "
+      f"tokens drawn from {meta['tokens']['train']:,} prepared train tokens ({meta['tokenizer']} tokenizer)")
 
 # %% [markdown]
-# Compare the two token counts. When the run reads fewer tokens than were prepared, as here, it never
-# sees a training token twice, so its training loss is already an honest estimate.
-
-# %% [markdown]
+# The vocabulary comes from the data: the tokenizer's size in `meta.json`, rounded up to a multiple of 64 as
+# notebook 02 explained.
+#
 # How much memory will it take, and how long? The same estimate as in notebook 03:
 
 # %%
-run = M.run_config(train_cfg, gpu=None if SMOKE else GPU, device=device)  # the run as the memory model sees it
+run = M.run_config(train_cfg, gpu=settings.gpu, device=settings.device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
+minutes = M.train_time_s(model_cfg, train_cfg.max_iters * tokens_per_iter, settings.gpu, run.dtype) / 60 if settings.gpu else None
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
-      + ("" if SMOKE else f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[GPU].name}; "
-                          f"about {session.minutes:.0f} minutes at {session.mfu:.0%} MFU"))
+      + (f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[settings.gpu].name}; about {minutes:.0f} "
+         f"minutes of training at {M.default_mfu(settings.gpu):.0%} MFU" if settings.gpu else ""))
 
 # %% [markdown]
-# On a GPU the line also gives the verdict against the card and the planned minutes. On a CPU there is
-# no card to fit, but the number shows how little memory a tiny model needs.
+# On a GPU the line also gives the verdict against the card and the planned minutes. On a CPU there is no card to
+# fit, but the number shows how little memory a small model needs.
 
 # %% [markdown]
-# ## 2. How does the learning rate change during the run?
+# ## 2. How much of the data will the run read, and how often?
+#
+# A run reads `max_iters × batch_size × gradient_accumulation_steps × block_size` input tokens; the loader's
+# `sampling` decides which. finegpt's default, `"epoch"`, reads the way llm.c and build-nanogpt read FineWeb: it
+# cuts the train split into windows of `block_size + 1` tokens that do not overlap (a window's last token, only a
+# target, is the next one's first) and visits them in a shuffled order, so every window is read once before any is
+# read twice. nanoGPT's `"random"` starts each window at a random position: windows overlap and leave gaps. Either
+# way a batch is a pure function of the step number, so a resumed run reads the same batches, and a whole run's
+# reads can be worked out before it starts. First from the numbers alone, with `read_budget`:
+
+# %%
+tokens_read = train_cfg.max_iters * tokens_per_iter
+budgets = {s: read_budget(tokens_read, meta["tokens"], model_cfg.block_size, sampling=s) for s in ("epoch", "random")}
+print(f"this run samples with sampling={train_cfg.sampling!r}")
+for budget in budgets.values():
+    print(budget.summary())
+
+# %% [markdown]
+# The line for this run's sampler is the one `train` prints under `data:` when the run starts (section 4). For
+# random windows the distinct tokens are an expectation: all the windows together miss a given token with
+# probability about e^(−epochs).
+
+# %% [markdown]
+# Then measured: `coverage_table` lists every window each sampler would read from these shards and counts how
+# often each train token is read. Two budgets: reads equal to the whole train split (one epoch, where the two
+# samplers differ most), and this run's reads. Beside each measured share is `read_budget`'s prediction.
+
+# %%
+# COVERAGE TABLE: how often each sampler reads each train token, measured on the shards this run trains on
+T = model_cfg.block_size
+rows = coverage_table(data_dir, T, seed=train_cfg.seed) + coverage_table(data_dir, T, tokens_read, seed=train_cfg.seed)
+for row in rows:
+    predicted = read_budget(row["tokens_read"], meta["tokens"], T, sampling=row["sampling"])
+    row.update(epochs=predicted.epochs, unseen_predicted=predicted.unseen_share,
+               repeated_predicted=predicted.repeated_share)
+one_epoch = {row["sampling"]: row for row in rows[:2]}
+assert one_epoch["epoch"]["repeated_share"] == 0 and one_epoch["epoch"]["unseen_share"] < T / meta["tokens"]["train"]
+columns = {"tokens_read": ("tokens read", "{:,}"), "epochs": ("epochs", "{:.2f}"),
+           "unseen_share": ("never read", "{:.1%}"), "unseen_predicted": ("predicted", "{:.1%}"),
+           "repeated_share": ("read 2+ times", "{:.1%}"), "repeated_predicted": ("predicted ", "{:.1%}")}
+coverage = pd.DataFrame(rows).set_index("sampling")
+pd.DataFrame({name: coverage[key].map(form.format) for key, (name, form) in columns.items()})
+
+# %% [markdown]
+# In words, with the numbers of this table:
+
+# %%
+rand, ours = one_epoch["random"], budgets[train_cfg.sampling]
+display(Markdown(
+    f"Reading as many tokens as the split holds, random windows leave **{rand['unseen_share']:.1%}** of it unseen "
+    f"(the prediction is 1/e = {math.exp(-1):.1%}) and read **{rand['repeated_share']:.1%}** twice or more "
+    f"(1 − 2/e = {1 - 2 / math.e:.1%}); the epoch sampler reads every token once: "
+    f"{one_epoch['epoch']['unseen_share']:.1%} unseen (the few tokens after the last whole window), "
+    f"{one_epoch['epoch']['repeated_share']:.0%} twice. This run reads {ours.epochs:.2f} epochs with "
+    f"`sampling={train_cfg.sampling!r}`: {ours.distinct_tokens:,} distinct tokens ({ours.seen_share:.0%} of the "
+    f"split), {ours.repeated_share:.0%} of it read twice or more. "
+    + ("Every training batch is text the model has not read before, so its training loss is measured on new text, "
+       "like the validation loss. " if ours.repeated_share == 0 else
+       "Text read again can be partly memorised, so the training loss can run below the validation loss. ")
+    + "Only the validation loss, on held-out text, says how the model does on text it will never train on."))
+
+# %% [markdown]
+# ## 3. How does the learning rate change during the run?
 #
 # nanoGPT's schedule: a linear warmup (large early updates would wreck the random initial weights), then
 # a cosine decay down to `min_lr`. `finegpt.train.get_lr` gives the rate of every iteration (exercise 4.1
@@ -146,8 +202,8 @@ for it in range(0, train_cfg.max_iters + 1, max(1, train_cfg.max_iters // 200)):
 lr_plot.figure()
 
 # %% [markdown]
-# The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in both modes, so the last
-# iterations still learn a little.
+# The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in every mode, so the last iterations
+# still learn a little.
 
 # %% [markdown]
 # ### Exercise 4.1 · The learning-rate schedule
@@ -209,7 +265,7 @@ from finegpt.exercises import check_optimizer_step
 check_optimizer_step(optimizer_step)
 
 # %% [markdown]
-# ## 3. Does the loss go down? Train with a live plot
+# ## 4. Does the loss go down? Train with a live plot
 #
 # `finegpt.train.train` calls a callback with every logged row; `LossPlot.log` redraws the figure in place.
 # A run's session can end at any moment (a Colab timeout, a crash, Ctrl-C), so we simulate one: the callback
@@ -234,27 +290,29 @@ def interrupt_midway(row):
 # (`overwrite=True` would keep that run until the new one finishes, and this one is about to be interrupted).
 
 # %%
-plot = plots.LossPlot(f"Training ({'smoke: Shakespeare bytes' if SMOKE else 'FineWeb'})").show()
-shutil.rmtree(train_cfg.out_dir, ignore_errors=True)  # this notebook's own earlier run, if any
+plot = plots.LossPlot(f"Training: {meta['tokenizer']} tokens of {found[next(iter(found))].info['source']}").show()
+shutil.rmtree(paths.run, ignore_errors=True)  # this notebook's own earlier run, if any
 t0 = time.time()
 try:
     train(model_cfg, train_cfg, callback=interrupt_midway)
 except KeyboardInterrupt:
-    print(f"interrupted at iter {history[-1]['iter']} after {time.time() - t0:.0f} s")
+    interrupted_at = history[-1]["iter"]
+    plot.mark(interrupted_at, f"interrupted at {interrupted_at}")
+    print(f"interrupted at iter {interrupted_at} after {time.time() - t0:.0f} s")
 
 # %% [markdown]
 # Read the log: a checkpoint was saved at the first evaluation, and training went on a little before the
 # interrupt. Those last iterations are lost, unless the checkpoint holds everything needed to redo them.
 
 # %% [markdown]
-# ## 4. What did the checkpoint save?
+# ## 5. What did the checkpoint save?
 #
 # Every evaluation writes a checkpoint: to a temporary file first, then renamed, so a crash mid-write
 # never leaves a broken `ckpt.pt`. It holds plain data only (weights, optimizer moments, RNG states,
 # the iteration, the config), and loads with `torch.load(weights_only=True)`.
 
 # %%
-out_dir = Path(train_cfg.out_dir)
+out_dir = paths.run
 ckpt = load_checkpoint(out_dir, map_location="cpu")
 print("files:", sorted(p.name for p in out_dir.iterdir()))
 print("keys:", sorted(ckpt))
@@ -266,12 +324,12 @@ assert ckpt["iter_num"] == train_cfg.eval_interval
 # `rng` the random generators' state. Without them a resumed run would take different steps.
 
 # %% [markdown]
-# ## 5. Does a resumed run continue exactly where it stopped?
+# ## 6. Does a resumed run continue exactly where it stopped?
 #
 # `init_from="resume"` loads the checkpoint: weights, optimizer state, the RNG states and the iteration
 # number. Batches are a pure function of the step number, so the resumed run sees the same batches as
 # an uninterrupted one. The iterations between the checkpoint and the interrupt run again, and must give
-# the same losses as the first time.
+# the same losses as the first time. The plot marks both moments.
 
 # %%
 first_try = {r["iter"]: r["loss"] for r in history if "loss" in r}
@@ -283,19 +341,26 @@ def keep_plotting(row):
     plot.log(row)
 
 
+plot.mark(ckpt["iter_num"], f"resumed from {ckpt['iter_num']}")
 t0 = time.time()
 result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting)
 plot.final()
 train_s = time.time() - t0
 
 # %% [markdown]
-# Now compare the iterations that ran twice: once before the interrupt, and again after resuming from
-# the checkpoint.
+# The finished plot, as it stands after the run:
+
+# %%
+plot.figure()
+
+# %% [markdown]
+# The dotted lines are the interrupt and the resume. Between them the run went back to its checkpoint: the
+# iterations after it ran twice. Compare them, once before the interrupt and again after resuming:
 
 # %%
 again = {r["iter"]: r["loss"] for r in resumed_rows if "loss" in r and r["iter"] in first_try}
 print("iterations run twice:", {it: (round(first_try[it], 4), round(loss, 4)) for it, loss in again.items()})
-tolerance = 1e-4 if SMOKE else 1e-2  # GPU kernels may sum in a different order from run to run
+tolerance = 1e-2 if MODE == "full" else 1e-4  # GPU kernels may sum in a different order from run to run
 assert again and all(math.isclose(first_try[it], loss, rel_tol=tolerance) for it, loss in again.items())
 
 # %% [markdown]
@@ -303,7 +368,7 @@ assert again and all(math.isclose(first_try[it], loss, rel_tol=tolerance) for it
 # tolerance is looser only because its kernels may add numbers in a different order.
 
 # %% [markdown]
-# ## 6. How fast was it, and how well did it use the hardware?
+# ## 7. How fast was it, and how well did it use the hardware?
 #
 # Tokens per second is the raw speed. MFU (model FLOPs utilisation) divides the FLOPs the model needs
 # per second (6 per parameter per token, plus attention) by the GPU's datasheet peak: it says how much of
@@ -312,17 +377,18 @@ assert again and all(math.isclose(first_try[it], loss, rel_tol=tolerance) for it
 # %%
 train_rows = [r for r in resumed_rows if "tokens_per_s" in r]
 tokens_per_s = sorted(r["tokens_per_s"] for r in train_rows)[len(train_rows) // 2]
-mfus = [r["mfu"] for r in train_rows if r.get("mfu") is not None]
-print(f"median speed: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * sorted(mfus)[len(mfus) // 2]:.1f}%" if mfus else ""))
-if not SMOKE:
-    print(f"planned: {session.minutes:.0f} min at {session.mfu:.0%} MFU; this run trained for {train_s / 60:.1f} min")
+mfus = sorted(r["mfu"] for r in train_rows if r.get("mfu") is not None)
+print(f"median speed: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * mfus[len(mfus) // 2]:.1f}%" if mfus else ""))
+if minutes:
+    print(f"planned: {minutes:.0f} min of training at {M.default_mfu(settings.gpu):.0%} MFU; "
+          f"this run trained for {train_s / 60:.1f} min after the resume")
 
 # %% [markdown]
 # Tokens per second is the number to compare between settings on the same machine. MFU is the one to
 # compare across machines, because it divides by each card's own peak.
 
 # %% [markdown]
-# ## 7. What is the validation loss, and is it good?
+# ## 8. What is the validation loss, and is it good?
 #
 # The loss is the average cross-entropy of the next token on held-out text, in nats. A model that knows
 # nothing spreads its bets evenly over the vocabulary and scores ln(vocabulary size); every nat below that
@@ -331,32 +397,35 @@ if not SMOKE:
 # %%
 val_loss = result["final_val_loss"]
 uniform = math.log(meta["vocab_size"])
-display(Markdown(
-    f"Validation loss after {result['iter_num']} iterations: **{val_loss:.3f}** (perplexity {math.exp(val_loss):.1f}); "
-    f"guessing uniformly over {meta['vocab_size']:,} tokens scores {uniform:.3f} (perplexity {meta['vocab_size']:,})."))
+unit = {"bytes": "byte", "gpt2": "GPT-2 token"}.get(meta["tokenizer"], "token")
+print(f"final val loss {val_loss:.3f} nats per {unit} after {result['iter_num']:,} iterations "
+      f"(perplexity {math.exp(val_loss):.1f}); a uniform guess over {meta['vocab_size']:,} tokens scores {uniform:.3f}")
 assert val_loss < uniform
 
 # %% [markdown]
 # Compare losses only between runs with the same tokenizer: a byte model and a GPT-2-token model predict
-# different units, so their losses sit on different scales. Within one run, train and val losses close
-# together mean the model is not yet memorising its training text.
+# different units, so their losses sit on different scales. The cpu run uses exactly the settings of
+# `finegpt quickstart`, so its loss can be compared with the quickstart's.
 
 # %% [markdown]
-# ## 8. Is it as good as GPT-2?
+# ## 9. Is it as good as GPT-2?
 #
 # The popular guide says people's small FineWeb models "often beat original GPT-2". The only fair check
 # scores both models on the same held-out tokens: `finegpt.eval.compare` loads OpenAI's GPT-2 (124M) into
-# finegpt's own `GPT` class and measures both on this run's validation shard, token for token. It needs
-# the network (GPT-2's weights are 500 MB), so smoke mode skips it. From a terminal:
-# `finegpt eval --ckpt out-04 --baseline gpt2`.
+# finegpt's own `GPT` class and measures both on this run's validation shard, token for token. It needs GPT-2's
+# weights (a 500 MB download) and a run on GPT-2 tokens, so it runs in full mode only. From a terminal:
+# `finegpt eval --ckpt <lab folder>/full/run-04 --baseline gpt2`.
 
 # %%
-if SMOKE:
-    print("smoke mode: offline, so the GPT-2 comparison is skipped (its weights are a download)")
+if meta["tokenizer"] != "gpt2":
+    print(f"skipped: this run predicts {meta['tokenizer']}, GPT-2 predicts GPT-2 tokens; their losses are not comparable")
 else:
     from finegpt.eval.compare import compare, format_table
 
-    print(format_table(compare(ckpt=str(train_cfg.out_dir), baseline="gpt2", tokens=2**20)))
+    try:
+        print(format_table(compare(ckpt=str(paths.run), baseline="gpt2", tokens=2**20)))
+    except Exception as e:  # no network: the weights cannot be downloaded
+        print(f"skipped: GPT-2's weights could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
 
 # %% [markdown]
 # Scoring both models on the same tokens is the whole point: a loss measured on other text says nothing
@@ -367,8 +436,9 @@ else:
 
 # %%
 tok = get_tokenizer(meta["tokenizer"])
-prompt = "ROMEO:" if SMOKE else "The meaning of life is"
-print(generate_text(result["model"], tok, prompt, max_new_tokens=200 if SMOKE else 100, temperature=0.8, seed=1337)[0])
+prompt = "ROMEO:\n" if meta["tokenizer"] == "bytes" else "The meaning of life is"
+print(generate_text(result["model"], tok, prompt, max_new_tokens=300 if meta["tokenizer"] == "bytes" else 100,
+                    temperature=0.8, seed=1337)[0])
 
 # %% [markdown]
 # Look at what a short run learns first: the shape of the text (names in capitals followed by a colon,
@@ -376,17 +446,29 @@ print(generate_text(result["model"], tok, prompt, max_new_tokens=200 if SMOKE el
 
 # %% [markdown]
 # ## Try it
-# - Raise `max_iters` (smoke mode) or the session minutes in `session_plan` (GPU) and watch the loss curve.
+# - Raise `max_iters` (`train_cfg = replace(train_cfg, max_iters=...)`) and watch the loss curve.
 # - Set `learning_rate` ten times higher: does the loss spike or diverge? `finegpt` stops and names the last
 #   good checkpoint.
 # - Change `stop_at` to interrupt before the first checkpoint: what does resume say?
 # - Set `compile=True` on a GPU and compare tokens/s and MFU.
+# - Train with nanoGPT's sampler (`train_cfg = replace(train_cfg, sampling="random")`) and compare the val loss
+#   at the same number of tokens read.
 #
 # ## Recap
 # - The plan from notebook 03 sets model, micro-batch, accumulation and run length for the device.
+# - The epoch sampler reads every window once per epoch; random windows reading as much leave about 1/e of the
+#   data unseen and read about a quarter of it twice or more. The coverage table measures both before the run.
 # - Warmup then cosine decay; the live plot shows train and val loss against the schedule.
 # - Checkpoints are written atomically and hold everything needed to continue; a resumed run repeats the
 #   lost iterations with the same losses.
 # - Validation loss below ln(vocabulary) is what the model has learned.
-#
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
+
+# %%
+clock.done()
+
+# %% [markdown]
 # **Next:** [05 · Sampling](05_sampling.ipynb): generate text from this checkpoint.

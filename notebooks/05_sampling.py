@@ -5,77 +5,91 @@
 # - how the next token is drawn from the model's scores, and what temperature, top-k and top-p change;
 # - how to generate interactively with prompt and sampling controls;
 # - why a KV cache makes generation fast, and that it gives exactly the same tokens;
-# - how samples improve from an early to a late checkpoint of the same run.
+# - how a model's writing changes from untrained, to an early checkpoint, to the end of notebook 04's run.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/05_sampling.ipynb)
 
 # %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.util
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install finegpt from GitHub (about a minute)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "finegpt @ git+https://github.com/finegpt/finegpt"], check=True)
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %% [markdown]
-# **Smoke or full?** With `SMOKE = None` the notebook decides: *smoke mode* (tiny, offline, a few seconds
-# on a CPU; what the tests run) when there is no CUDA GPU or the environment sets `FINEGPT_SMOKE=1`,
-# *full mode* (FineWeb, a real GPU run) otherwise. Set `SMOKE = True` or `False` to choose yourself.
+# **Which mode?** `"smoke"`: tiny and offline, what the tests run. `"cpu"`: a laptop without a GPU. `"full"`: a
+# CUDA GPU. With `None` the notebook takes `"full"` on a CUDA GPU and `"cpu"` without one. Use the mode notebook
+# 04 ran in: each mode keeps its own files in the lab folder.
 
 # %% tags=["parameters"]
-SMOKE = None  # None: smoke mode (tiny, CPU, offline) without a CUDA GPU or when FINEGPT_SMOKE=1
+MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
+
+# %% [markdown]
+# Everything below comes from `finegpt` and the libraries it builds on. `finegpt.lab` is the part that carries the
+# lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
-import os
 import time
-from pathlib import Path
 
+import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
-from finegpt import plots, widgets
-from finegpt.config import ModelConfig, TrainConfig
-from finegpt.data import get_tokenizer, prepare
+from finegpt import lab, plots, widgets
+from finegpt import memory as M
+from finegpt.config import ModelConfig
+from finegpt.data import get_tokenizer
 from finegpt.model import GPT, sample_next
 from finegpt.sample import generate_text, load_for_sampling
-from finegpt.train import train
 from finegpt.train.checkpoint import step_checkpoints
 
 # %% [markdown]
-# The parameters cell only records what you asked for; here `None` becomes a decision, and `device`
-# follows it: smoke mode samples on the CPU even when a GPU is present.
+# The parameters cell only records what you asked for; here it becomes a decision, with the lab folder and the
+# time this notebook should take.
 
 # %%
-if SMOKE is None:
-    SMOKE = os.environ.get("FINEGPT_SMOKE") == "1" or not torch.cuda.is_available()
-device = "cuda" if torch.cuda.is_available() and not SMOKE else "cpu"
-print(f"SMOKE={SMOKE}, device={device}")
+MODE = lab.pick_mode(MODE)
+settings = lab.settings(MODE, gpu=M.detected_gpu_key(default="T4"))
+paths = lab.paths(MODE)
+clock = lab.start("05", settings, paths)
+device = settings.device
 
 # %% [markdown]
 # ## 1. Which model do we sample from?
 #
-# Notebook 04's run, from its checkpoint directory. If it has not been run here, we train a tiny
-# byte-level Shakespeare model for a few seconds so this notebook also works on its own.
+# The one notebook 04 trained, from its checkpoints in the lab folder. The next cell says which checkpoint it
+# found, how far it trained and on what. If there is none, it stops and says how to make one: this notebook
+# never trains a model of its own, so every sample below is the model you trained.
 
 # %%
-out_dir = Path("out-04-smoke" if SMOKE else "out-04")
-if not (out_dir / "ckpt.pt").exists():
-    print(f"no checkpoint in {out_dir}: training a tiny one")
-    out_dir = Path("out-05-tiny")
-    data_dir = Path("data/shakespeare-bytes")
-    if not (data_dir / "meta.json").exists():
-        prepare("shakespeare", out=data_dir, tokenizer="bytes", progress=False)
-    train(ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64),
-          TrainConfig(out_dir=str(out_dir), data_dir=str(data_dir), batch_size=32, gradient_accumulation_steps=1,
-                      max_iters=80, eval_interval=40, eval_iters=5, log_interval=40, learning_rate=3e-3, min_lr=3e-4,
-                      warmup_iters=10, lr_decay_iters=80, device="cpu", dtype="float32", keep_checkpoints=20),
-          overwrite=True)
+found = lab.check(clock)["04's trained model"]
 
 # %% [markdown]
-# Either way `out_dir` now holds a checkpoint. `load_for_sampling` rebuilds the model from the config saved
-# inside it, and picks the tokenizer that the checkpoint's data record names.
+# The path, the iteration and the tokens seen are those of your run in notebook 04: retrain there, rerun this
+# notebook, and these lines change with it.
+
+# %% [markdown]
+# `load_for_sampling` rebuilds the model from the config saved inside the checkpoint, and picks the tokenizer
+# that the checkpoint's data record names.
 
 # %%
-model, tok, label = load_for_sampling(out_dir, device=device)
-print(f"{label}: {model.get_num_params() / 1e6:.2f}M parameters, {tok.name} tokenizer, block_size {model.config.block_size}")
+model, tok, label = load_for_sampling(paths.run, device=device)
+print(f"sampling from {found.info['checkpoint']}: {model.get_num_params() / 1e6:.2f}M parameters, {tok.name} "
+      f"tokenizer, block_size {model.config.block_size}")
 
 # %% [markdown]
 # Notice `block_size`: the model never looks further back than that many tokens, however long the text it
@@ -201,22 +215,25 @@ check_top_p(top_p_filter)
 # The same seed and settings always give the same text. (A static copy of the notebook shows no widgets.)
 
 # %%
-ui = widgets.sample_ui(model, tok, prompt=prompt, max_new_tokens=200 if SMOKE else 100)
+n_new = 200 if tok.name == "bytes" else 100  # about the same length of text either way
+ui = widgets.sample_ui(model, tok, prompt=prompt, max_new_tokens=n_new)
 ui
 
 # %% [markdown]
-# The widget's callback is the same `sample_view` that the next cell calls, so the printed text is what
-# the widget shows at its default settings.
-
-# %% [markdown]
-# The default sample, as plain text:
+# A copy of the notebook that is not running (GitHub) cannot show the widget. The widget's callback is
+# `widgets.sample_view`, so here is that same function's answer at its default settings, and at two other
+# temperatures, as a table:
 
 # %%
-print(widgets.sample_view(model, tok, prompt, max_new_tokens=200 if SMOKE else 100))
+samples = pd.DataFrame({f"temperature {t}": [widgets.sample_view(model, tok, prompt, temperature=t, max_new_tokens=n_new)]
+                        for t in (0.5, 0.8, 1.2)}).T.rename(columns={0: "sample (seed 1337)"})
+with pd.option_context("display.max_colwidth", None):
+    display(samples.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "font-family": "monospace"}))
 
 # %% [markdown]
-# Run the cell again and the text is identical: sampling is random, but a fixed seed fixes the random
-# generator, so a sample can be reproduced and compared.
+# Lower temperatures keep the model to its likeliest choices; higher ones let rarer tokens through. Run the cell
+# again and the text is identical: sampling is random, but a fixed seed fixes the random generator, so a sample
+# can be reproduced and compared.
 
 # %% [markdown]
 # ## 4. Why is the KV cache faster, and is it exact?
@@ -224,11 +241,11 @@ print(widgets.sample_view(model, tok, prompt, max_new_tokens=200 if SMOKE else 1
 # Without a cache, every new token runs the whole context through the model again: the n-th token costs
 # n positions of work, so n tokens cost about n²/2. With a cache, each layer keeps the keys and values
 # of earlier tokens and only the new token is computed. Greedy decoding must give identical tokens
-# either way; we time both for a few lengths. Speed does not depend on the weights, so in smoke mode we
-# time an untrained model with a longer context (256 tokens) than the tiny trained one.
+# either way; we time both for a few lengths. Speed does not depend on the weights, so on a CPU we time an
+# untrained model with a longer context (256 tokens) than the trained one, where the difference shows.
 
 # %%
-timed = model if not SMOKE else GPT(ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=320)).eval()
+timed = model if device == "cuda" else GPT(ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=320)).eval()
 
 
 def time_generate(n_new: int, use_cache: bool) -> tuple[float, list[int]]:
@@ -320,54 +337,104 @@ check_kv_decode_step(decode_step)
 # %% [markdown]
 # ## 5. How do samples change as training goes on?
 #
-# The run kept a checkpoint at every evaluation. Same prompt, same seed, same settings: the earliest
-# checkpoint against the last one.
+# Three models, one prompt, one seed, one setting: the run's starting point (untrained: the same config built with
+# the run's seed, exactly as `train` builds it before the first step), its first checkpoint, and its last. Every
+# difference between the samples is what training added.
+#
+# To put a number on "reads like the plays", we count the share of a sample's words that occur in the text the
+# model trained on (the train split of its shards).
 
 # %%
-steps = step_checkpoints(out_dir)  # newest first
-early, late = steps[-1], steps[0]
-for path in (early, late):
-    m, _, _ = load_for_sampling(path, device=device)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    print(f"--- iter {ckpt['iter_num']} (val loss {ckpt['best_val_loss']:.3f}) ---")
-    print(generate_text(m, tok, prompt, max_new_tokens=150 if SMOKE else 80, temperature=0.8, seed=1337)[0], "\n")
+words = lab.corpus_words(lab.shard_text(found.info["data_dir"]))
+torch.manual_seed(found.info["seed"])
+untrained = GPT(model.config).to(device).eval()
+steps = step_checkpoints(paths.run)  # newest first
+early = steps[-1]
+models = {"untrained (iter 0)": (untrained, None)}
+for name, path in (("early", early), ("trained", paths.run / "ckpt.pt")):
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    models[f"{name} (iter {ck['iter_num']:,})"] = (load_for_sampling(path, device=device)[0], ck["best_val_loss"])
+print(f"word list: {len(words):,} distinct words from the training text")
 
 # %% [markdown]
-# Same prompt, same seed, same settings: every difference between the two samples is what training added
-# between those iterations, and the lower val loss measures the same progress as a number.
+# A word counts as real when it occurs somewhere in the training text; an invented word does not, however
+# plausible it looks. Punctuation, numbers and line breaks are not words, and one-letter words are not counted
+# either: random characters make "a", "I" and "O" by chance.
+
+# %% [markdown]
+# Now the three samples, each with its share of real words:
+
+# %%
+rows = []
+for name, (m, val) in models.items():
+    text = generate_text(m, tok, prompt, max_new_tokens=n_new + 100, temperature=0.8, seed=1337)[0]
+    share = lab.real_word_share(text[len(prompt):], words)  # the model's words, not the prompt's
+    rows.append({"model": name, "val loss": val, "real words": share})
+    print(f"=== {name}: {share:.0%} real words ===\n{text}\n")
+progress = pd.DataFrame(rows).set_index("model")
+progress
+
+# %% [markdown]
+# In words, with these numbers:
+
+# %%
+shares, vals = progress["real words"], progress["val loss"]
+display(Markdown(
+    f"The share of real words goes from {shares.iloc[0]:.0%} (untrained) to {shares.iloc[1]:.0%} (early) and "
+    f"{shares.iloc[2]:.0%} (trained), as the validation loss falls from {vals.iloc[1]:.2f} to {vals.iloc[2]:.2f}. "
+    "Look at the layout as well as the words: line breaks, and speaker names in capitals followed by a colon, "
+    "are what a model of the plays picks up first."))
+
+# %% [markdown]
+# The check: the trained model's share of real words must beat the untrained one's by at least 30 points (not in
+# smoke mode, whose model trains for a few dozen steps).
+
+# %%
+if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model behind
+    assert progress["real words"].iloc[-1] > progress["real words"].iloc[0] + 0.3
 
 # %% [markdown]
 # ## 6. Can the same `generate` drive OpenAI's GPT-2?
 #
 # `finegpt.eval.load_gpt2` copies Hugging Face's GPT-2 weights into finegpt's `GPT`: it transposes the
 # Conv1D matrices, keeps the head tied to the embedding and pads the vocabulary from 50257 to 50304. After
-# that, everything in this notebook works on GPT-2 too. On a GPU (online) we load the real `gpt2`; in
-# smoke mode, offline, a tiny randomly initialised GPT-2 saved to disk goes through the same loader, and
-# we check that finegpt's logits equal Hugging Face's.
+# that, everything in this notebook works on GPT-2 too. In full mode we load the real `gpt2` (a 500 MB download);
+# in cpu and smoke mode, offline, a tiny randomly initialised GPT-2 saved to disk goes through the same loader,
+# and we check that finegpt's logits equal Hugging Face's.
 
 # %%
 from finegpt.eval import load_gpt2
 
-if SMOKE:
-    import transformers
+gpt2 = hf = None
+if MODE == "full":
+    try:
+        gpt2 = load_gpt2("gpt2", device=device)
+    except Exception as e:  # offline: the weights cannot be downloaded
+        print(f"skipped: GPT-2's weights could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+else:
+    try:
+        import transformers
 
-    transformers.logging.disable_progress_bar()
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=128)).eval()
-    hf.save_pretrained("out-05-tiny-gpt2")
-    gpt2 = load_gpt2("out-05-tiny-gpt2", device=device)
-    ids = torch.tensor([get_tokenizer("gpt2").encode("Hello world, this is GPT-2")])
+        transformers.logging.disable_progress_bar()
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=128))
+    except ImportError:  # an optional dependency
+        print("skipped: Hugging Face transformers is not installed (pip install -e '.[extras]')")
+if hf is not None:  # a tiny random GPT-2 through finegpt's loader, checked logit for logit
+    hf.eval().save_pretrained(paths.root / "tiny-gpt2")
+    gpt2 = load_gpt2(str(paths.root / "tiny-gpt2"), device=device)
+    ids = torch.tensor([get_tokenizer("gpt2").encode("Hello world, this is GPT-2")], device=device)
     with torch.no_grad():
-        gap = (gpt2(ids)[0][..., :50257] - hf(ids).logits).abs().max().item()
+        gap = (gpt2(ids)[0][..., :50257] - hf.to(device)(ids).logits).abs().max().item()
     print(f"largest logit difference, finegpt vs Hugging Face: {gap:.1e}")
     assert gap < 1e-4
-else:
-    gpt2 = load_gpt2("gpt2", device=device)
-print(generate_text(gpt2, get_tokenizer("gpt2"), "The meaning of life is", max_new_tokens=40, temperature=0.8,
-                    seed=1337)[0])
+if gpt2 is not None:
+    print(generate_text(gpt2, get_tokenizer("gpt2"), "The meaning of life is", max_new_tokens=40, temperature=0.8,
+                        seed=1337)[0])
 
 # %% [markdown]
-# In smoke mode this GPT-2 has random weights, so it strings together random whole tokens from GPT-2's
-# vocabulary, where our byte model's noise was letters. In full mode the same line prints real GPT-2 text.
+# In cpu and smoke mode this GPT-2 has random weights, so it strings together random whole tokens from GPT-2's
+# vocabulary, where an untrained byte model's noise was single characters. In full mode the same line prints real
+# GPT-2 text.
 
 # %% [markdown]
 # ## Try it
@@ -381,7 +448,16 @@ print(generate_text(gpt2, get_tokenizer("gpt2"), "The meaning of life is", max_n
 # - Sampling draws from softmax(logits / temperature), optionally cut to the top-k tokens or the top-p mass.
 # - The KV cache stores each layer's keys and values, so a new token costs one position instead of the
 #   whole context, and gives exactly the same tokens.
-# - The same prompt and seed show what training added between an early and a late checkpoint.
-#
+# - The same prompt and seed show what training added: untrained, early and trained, with the share of real
+#   words as a number.
+
+# %% [markdown]
+# How long did it take? The last cell prints this notebook's time beside the estimate printed at the top, and
+# writes both into the lab folder's `timings.json`.
+
+# %%
+clock.done()
+
+# %% [markdown]
 # **Where next:** back to [01 · Data prep](01_data_prep.ipynb) with more tokens, or to
 # [03 · Memory math](03_memory_math.ipynb) to plan a bigger model for your GPU.

@@ -65,7 +65,8 @@ def kernel_env(tmp: Path) -> dict:
     """The notebooks' smoke mode (tiny, offline, CPU), with Jupyter's state kept inside `tmp`."""
     env = {
         **os.environ,
-        "FINEGPT_SMOKE": "1",
+        "FINEGPT_MODE": "smoke",
+        "FINEGPT_HOME": str(tmp / "lab"),
         "CUDA_VISIBLE_DEVICES": "",
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",

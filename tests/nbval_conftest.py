@@ -1,10 +1,10 @@
 """The environment the notebooks run in under nbval (copied in as conftest.py by tests/test_notebooks.py)
-and in tools/refresh_notebooks.py: smoke mode, tiny, offline, CPU."""
+and in tools/refresh_notebooks.py: offline, CPU, smoke mode unless FINEGPT_MODE says otherwise."""
 
 import os
 from pathlib import Path
 
-os.environ.setdefault("FINEGPT_SMOKE", "1")
+os.environ.setdefault("FINEGPT_MODE", "smoke")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -1,5 +1,6 @@
-"""The five notebooks: each .py / .ipynb pair in sync, each with the course's anatomy, and all five
-running offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared)."""
+"""The five notebooks: each .py / .ipynb pair in sync, each with the course's anatomy, all five running
+offline in smoke mode under nbval (outputs of `# NBVAL_CHECK_OUTPUT` cells compared), and committed
+(cpu-mode) outputs that show each lesson happening. The hand-off from 01 through 04 to 05: test_lab_handoff.py."""
 
 import json
 import os
@@ -13,8 +14,13 @@ import jupytext
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = NOTEBOOKS.parent
 NAMES = ["01_data_prep", "02_model_anatomy", "03_memory_math", "04_training_run", "05_sampling"]
-BADGE = "https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/{}.ipynb"
+sys.path.insert(0, str(ROOT / "tools"))
+import repo_url  # noqa: E402
+
+URL = repo_url.read_url((ROOT / "pyproject.toml").read_text())
+BADGE = repo_url.colab_prefix(URL) + "{}.ipynb"
 
 
 def cells(path: Path) -> list[tuple[str, str, tuple]]:
@@ -66,9 +72,12 @@ def test_notebook_follows_the_course_anatomy(name):
     assert first.startswith(f"# {name[:2]} · ") and "**What you will learn**" in first
     assert 3 <= len(re.findall(r"^- ", first.split("**What you will learn**")[1], re.M)) <= 5
     assert BADGE.format(name) in first
-    install = nb.cells[1].source
-    assert '"google.colab" in sys.modules' in install and "git+https://github.com/finegpt/finegpt" in install
-    assert [c for c in nb.cells if "parameters" in c.metadata.get("tags", ())][0].source.startswith("SMOKE = None")
+    assert nb.cells[1].source == repo_url.install_cell(URL)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", ())]
+    assert len(params) == 1 and params[0].source.startswith("MODE = None")
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert f'lab.start("{name[:2]}", settings, paths)' in code[3] and "lab.check(clock)" in code[4]
+    assert code[-1] == "clock.done()"  # the time it took, printed last
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     questions = [s for s in sections if s.endswith("?")]
     assert len(questions) >= 3 and "## Try it" in sections and "## Recap" in sections
@@ -88,7 +97,8 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
     shutil.copy(Path(__file__).with_name("nbval_conftest.py"), tmp_path / "conftest.py")
     env = {
         **os.environ,
-        "FINEGPT_SMOKE": "1",
+        "FINEGPT_MODE": "smoke",
+        "FINEGPT_HOME": str(tmp_path / "lab"),
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
         "CUDA_VISIBLE_DEVICES": "",
@@ -114,3 +124,66 @@ def test_all_notebooks_run_offline_in_smoke_mode_under_nbval(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# ---- the committed outputs (cpu mode) show each lesson ------------------------------------------------
+
+
+def printed(name: str) -> str:
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain") or ""
+            parts.append("".join(text) if isinstance(text, list) else text)
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_outputs_come_from_cpu_mode(name):
+    assert "MODE='cpu'" in printed(name)
+
+
+def test_committed_04_trains_to_about_the_quickstarts_val_loss():
+    found = re.findall(r"final val loss (\d+\.\d+) nats per byte", printed("04_training_run"))
+    assert found and float(found[-1]) <= 1.9
+
+
+def test_committed_05_trained_sample_has_far_more_real_words_than_the_untrained_one():
+    from finegpt.data import iter_documents
+    from finegpt.lab import corpus_words, real_word_share
+
+    words = corpus_words("\n".join(iter_documents("shakespeare")))
+    samples = dict(
+        re.findall(r"=== (untrained|early|trained) [^\n]*===\n(.*?)(?=\n=== |\Z)", printed("05_sampling"), re.S)
+    )
+    assert set(samples) == {"untrained", "early", "trained"}
+    untrained, trained = (
+        real_word_share(samples[k].removeprefix("ROMEO:\nWhat"), words) for k in ("untrained", "trained")
+    )
+    assert trained >= untrained + 0.4, (untrained, trained)
+    assert re.search(r"^[A-Z][A-Z ]+:$", samples["trained"], re.M)  # a speaker's name on its own line
+
+
+def test_committed_03_bar_for_the_oom_case_ends_past_the_gpu_line():
+    rows = re.findall(
+        r"batch_size=\s*(\d+): .*total\s+([\d.]+) GiB vs the GPU's ([\d.]+) GiB: (fits|tight|OOM)",
+        printed("03_memory_math"),
+    )
+    assert rows and any(verdict == "OOM" for *_, verdict in rows)
+    for _, total, gpu, verdict in rows:
+        assert (float(total) > float(gpu)) == (verdict == "OOM"), (total, gpu, verdict)
+
+
+@pytest.mark.parametrize("name", ["03_memory_math", "05_sampling"])
+def test_every_widget_has_a_static_rendering_in_the_committed_outputs(name):
+    cells = [c for c in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    widgets = [
+        i
+        for i, c in enumerate(cells)
+        if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in c.get("outputs", []))
+    ]
+    assert widgets
+    for i in widgets:  # the next code cell draws the same function's answer: a figure or a table
+        kinds = {k for o in cells[i + 1].get("outputs", []) for k in o.get("data", {})}
+        assert kinds & {"image/png", "text/html"}, f"{name}: widget in code cell {i} has no static rendering"

@@ -61,6 +61,17 @@ def test_loss_plot_log_reads_the_rows_the_training_loop_emits():
     assert plot.points == {"train_loss": [(5, 4.0)], "val_loss": [(0, 5.5)], "lr": [(5, 1e-3)]}
 
 
+def test_loss_plot_marks_events_as_labelled_vertical_lines():
+    plot = plots.LossPlot()
+    plot.add(0, train_loss=5.0)
+    plot.add(300, train_loss=3.0)
+    plot.mark(250, "resumed from 250")
+    plot.mark(280, "interrupted at 280")
+    ax = plot.figure().axes[0]
+    vertical = [line.get_xdata()[0] for line in ax.lines if len(set(line.get_xdata())) == 1]
+    assert vertical == [250, 280] and [t.get_text() for t in ax.texts] == ["resumed from 250", "interrupted at 280"]
+
+
 def test_timing_lines_draws_one_line_per_series():
     ax = plots.timing_lines([1, 2, 3], {"cache": [0.1, 0.2, 0.3], "no cache": [0.1, 0.4, 0.9]}, "tokens").axes[0]
     assert [list(line.get_ydata()) for line in ax.lines] == [[0.1, 0.2, 0.3], [0.1, 0.4, 0.9]]

@@ -20,7 +20,7 @@ LAYERS = [
     {"sample"},
     {"plots"},
     {"widgets", "quickstart", "diagrams", "exercises"},
-    {"cli"},
+    {"cli", "lab"},
     {"__main__"},
 ]
 LAYER = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}

