@@ -149,7 +149,7 @@ class Block(nn.Module):
 
 
 # Attention kernels for generation. cuDNN's is left out: it plans anew for every sequence length, and decoding
-# changes the length at every token. GPT-2 124M in bf16 on an H200 decoded 13.6 tokens/s with it and 244
+# changes the length at every token. GPT-2 124M in bf16 on an H200 decoded 12.3 tokens/s with it and 207
 # without (python bench/decode_backends.py, docs/gpu_results.md); training's fixed shapes keep every kernel.
 DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 

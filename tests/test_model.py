@@ -112,7 +112,7 @@ def test_seeded_sampling_is_reproducible_and_top_k_1_is_greedy():
 
 
 def test_generation_never_uses_cudnn_attention(monkeypatch):
-    """cuDNN's SDPA plans anew for every sequence length, which decoding changes at every token (18x slower
+    """cuDNN's SDPA plans anew for every sequence length, which decoding changes at every token (17x slower
     in bf16 on an H200): generate runs with the other kernels only, and still gives the same tokens."""
     import finegpt.model as model_module
 
