@@ -77,7 +77,9 @@ def test_a_gpu_run_calibrates_only_what_it_measured(tmp_path):
     extra = {"context_bytes": int(0.9 * 2**30), "reserved_factor": 1.08, "smi": 0}
     results = {"overhead": {}, "memory": [("guide", cfg, run, measured, extra)], "mfu": {"compiled": 0.31}}
     updates = gpu_check.calibration_updates(results, "NVIDIA H200", "H200", "2026-12-01")
-    assert updates["compiled"]["logits_train_copies"] == 4.0 and updates["compiled"]["logits_eval_copies"] == 2.0
+    copies = {k: cal.compiled_coefficient(k) for k in ("logits_train_copies", "logits_eval_copies")}  # shipped
+    assert updates["compiled"]["logits_train_copies"] == round(copies["logits_train_copies"] + 1, 2)  # one more
+    assert updates["compiled"]["logits_eval_copies"] == copies["logits_eval_copies"]
     assert updates["compiled"]["status"] == "GPU-measured (NVIDIA H200, 2026-12-01)"
     overheads = updates["overheads"]
     assert overheads["cuda_context_gib_compiled"] == 0.9 and "cuda_context_gib_eager" not in overheads

@@ -57,19 +57,28 @@ def test_fitting_the_compiled_coefficients_recovers_what_the_measurements_say():
 
 def test_the_calibration_file_loads_and_changing_it_changes_the_estimate(tmp_path):
     shipped = cal.load()
-    assert shipped["compiled"]["status"] == "CPU-inductor calibrated, GPU pending"
+    assert shipped["compiled_cpu"]["status"] == cal.CPU_MEASURED and shipped["compiled"]["status"].startswith("GPU")
+    pending = {**shipped, "compiled": {}, "overheads": {}}  # as before any GPU measured the compiled step
     run = RunConfig(batch_size=8, dtype="bf16", compile=True, gpu="4090")
-    before = estimate(LOGITS_HEAVY, run)
+    with cal.use(pending):
+        before = estimate(LOGITS_HEAVY, run)
+    assert (
+        before.compiled_status == cal.CPU_ONLY and before.overheads["compiled terms (CPU-inductor calibrated)"][1] > 0
+    )
     path = tmp_path / "calibration.json"
-    path.write_text(json.dumps(shipped))
+    path.write_text(json.dumps(pending))
     write({"compiled": {"logits_train_copies": 4.0, "status": "GPU-measured"}, "overheads": {}}, path)
     with cal.use(path):
-        after = estimate(LOGITS_HEAVY, run)
+        after, on_cpu = estimate(LOGITS_HEAVY, run), estimate(LOGITS_HEAVY, replace(run, device="cpu"))
     assert after.peaks["train"] - before.peaks["train"] == 8 * 32 * 50304 * 2  # one more bf16 logits copy
     assert (
         after.compiled_status == "GPU-measured" and after.overheads["compiled terms (CPU-inductor calibrated)"][1] == 0
     )
-    assert estimate(LOGITS_HEAVY, run).peaks == before.peaks  # use() put the shipped file back
+    # a CPU run keeps CPU inductor's coefficients: the GPU's do not describe it
+    assert on_cpu.terms["logits + cross-entropy"] == 3 * 8 * 32 * 50304 * 2
+    assert on_cpu.compiled_status == cal.CPU_MEASURED
+    with cal.use(pending):
+        assert estimate(LOGITS_HEAVY, run).peaks == before.peaks  # use() put the other file back
 
 
 def test_a_measured_overhead_widens_its_cited_range():

@@ -222,8 +222,10 @@ def test_memory_check_judges_compiled_runs_once_a_gpu_has_calibrated_them():
     from finegpt.train.preflight import check_memory
 
     gpt2, cfg = ModelConfig(vocab_size=50304), TrainConfig(batch_size=64, compile=True)
-    check_memory(gpt2, cfg, torch.device("cuda:0"), torch.bfloat16, total_bytes=24 * GIB)  # CPU-only: silent
-    measured = {"compiled": {"status": "GPU-measured (H200)"}, "overheads": {}, "mfu": {}}
+    pending = {"compiled": {}, "compiled_cpu": {}, "overheads": {}, "mfu": {}}  # before any GPU measurement
+    with cal.use(pending):
+        check_memory(gpt2, cfg, torch.device("cuda:0"), torch.bfloat16, total_bytes=24 * GIB)  # CPU-only: silent
+    measured = {**pending, "compiled": {"status": "GPU-measured (H200)"}}
     with cal.use(measured), pytest.raises(FinegptError, match="batch_size=64"):
         check_memory(gpt2, cfg, torch.device("cuda:0"), torch.bfloat16, total_bytes=24 * GIB)
 

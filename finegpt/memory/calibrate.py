@@ -32,12 +32,12 @@ def fit_compiled(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str, f
         report = estimate(cfg, run)
         if report.phase_terms["train"].get("logits + cross-entropy"):
             n, a = terms.train_tokens(cfg, run), terms.act_size(run)
-            coefficient = calibration.compiled_coefficient("logits_train_copies")
+            coefficient = calibration.compiled_coefficient("logits_train_copies", run.device)
             term = report.terms["logits + cross-entropy"]
             train.append(_copies(measured["train"], report.peaks["train"], term, coefficient, n * a * cfg.vocab_size))
         if terms.eval_head_moment_bytes(cfg, run) >= terms.eval_mlp_moment_bytes(cfg, run):  # eval peaks at the loss
             n_e, a = terms.eval_tokens(cfg, run), terms.act_size(run)
-            coefficient = calibration.compiled_coefficient("logits_eval_copies")
+            coefficient = calibration.compiled_coefficient("logits_eval_copies", run.device)
             term = int(n_e * a * cfg.vocab_size * coefficient)
             evals.append(_copies(measured["eval"], report.peaks["eval"], term, coefficient, n_e * a * cfg.vocab_size))
     out = {}
@@ -52,7 +52,7 @@ def write(updates: dict[str, dict], path: str | Path = calibration.PATH) -> dict
     """Merge {section: {key: value}} into the calibration file (temp name + rename) and return it. The
     model reads the new values from the next calibration.active() on (use() swaps them in at once)."""
     path = Path(path)
-    data = calibration.load(path) if path.exists() else {"compiled": {}, "overheads": {}, "mfu": {}}
+    data = calibration.load(path) if path.exists() else {"compiled": {}, "compiled_cpu": {}, "overheads": {}, "mfu": {}}
     for section, values in updates.items():
         data.setdefault(section, {}).update(values)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

@@ -4,9 +4,12 @@ The memory and time model is formulas with cited defaults (terms.py, gpus.py, re
 numbers in it can only be measured: how many V-wide tensors a compiled step keeps, the CUDA context,
 the caching allocator's reserve, the MFU a GPU reaches. bench/memory_validation.py (CPU inductor) and
 bench/gpu_check.py (a GPU) write what they measured to calibration.json; the model reads it here.
+Compiled steps keep their own coefficients per backend: 'compiled_cpu' (CPU inductor, what
+bench/memory_validation.py measures) and 'compiled' (a GPU, what bench/gpu_check.py measures). A CUDA run
+uses the GPU values once a GPU has measured them, the CPU-inductor ones until then.
 A measured overhead or MFU widens its cited low-high range to include the measurement.
-Entry points: active(), load(path), reload(), use(calibration), compiled_coefficient(name),
-compiled_status(); calibrate.py writes the file.
+Entry points: active(), load(path), reload(), use(calibration), compiled_coefficient(name, device),
+compiled_status(device); calibrate.py writes the file.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 from finegpt.errors import bad
 
 PATH = Path(__file__).with_name("calibration.json")
-CPU_ONLY = "CPU-inductor calibrated, GPU pending"
+CPU_ONLY = "CPU-inductor calibrated, GPU pending"  # a CUDA run before any GPU measurement
+CPU_MEASURED = "CPU-inductor measured"  # a CPU run: the backend the coefficients were measured on
 # What a compiled step keeps, before anything was measured (terms.py explains each)
 COMPILED_DEFAULTS = {"logits_train_copies": 3.0, "logits_eval_copies": 2.0}
 
@@ -32,7 +36,7 @@ def load(path: str | Path = PATH) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise bad("calibration", str(path), f"cannot be read ({e})", "Restore it with `git checkout`") from None
-    for section in ("compiled", "overheads", "mfu"):
+    for section in ("compiled", "compiled_cpu", "overheads", "mfu"):
         if not isinstance(data.setdefault(section, {}), dict):
             raise bad("calibration", str(path), f"section {section!r} is not an object", "Restore the file")
     return data
@@ -65,14 +69,32 @@ def use(calibration: dict | str | Path):
         _active = before
 
 
-def compiled_coefficient(name: str) -> float:
-    """A compiled-step coefficient (e.g. 'logits_train_copies'): the calibrated value or the default."""
-    return float(active()["compiled"].get(name, COMPILED_DEFAULTS[name]))
+def gpu_measured() -> bool:
+    """Whether bench/gpu_check.py has measured the compiled terms on a GPU."""
+    return active()["compiled"].get("status", CPU_ONLY).startswith("GPU")
 
 
-def compiled_status() -> str:
-    """'CPU-inductor calibrated, GPU pending' until a GPU measurement has replaced it."""
-    return active()["compiled"].get("status", CPU_ONLY)
+def _compiled_section(device: str) -> dict:
+    # CUDA runs read the GPU section once a GPU has measured it; CPU runs always read CPU inductor's.
+    # Files from before the split kept CPU-inductor values under 'compiled'.
+    data = active()
+    if device != "cpu" and gpu_measured():
+        return data["compiled"]
+    return data["compiled_cpu"] or ({} if gpu_measured() else data["compiled"])
+
+
+def compiled_coefficient(name: str, device: str = "cuda") -> float:
+    """A compiled-step coefficient (e.g. 'logits_train_copies') for a run on `device` ('cuda' or 'cpu'):
+    the value measured on that backend, the CPU-inductor one for CUDA until a GPU measured it, or the default."""
+    return float(_compiled_section(device).get(name, COMPILED_DEFAULTS[name]))
+
+
+def compiled_status(device: str = "cuda") -> str:
+    """How a compiled run's terms were calibrated: 'GPU-measured (...)' once a GPU has measured them,
+    'CPU-inductor calibrated, GPU pending' before; a CPU run's are 'CPU-inductor measured'."""
+    if device == "cpu":
+        return CPU_MEASURED
+    return active()["compiled"]["status"] if gpu_measured() else CPU_ONLY
 
 
 def measured_overhead(name: str) -> float | None:

@@ -205,7 +205,7 @@ def _overheads(run: RunConfig, peak_bytes: int, phase_terms: dict[str, int]) -> 
         "CUDA context": t.cuda_context_range(run),
         "cuBLAS workspaces": t.cublas_workspace_range(run),
         "NCCL buffers": (nccl, nccl),
-        "compiled terms (CPU-inductor calibrated)": (0, t.compiled_uncertainty_bytes(compiled_part)),
+        "compiled terms (CPU-inductor calibrated)": (0, t.compiled_uncertainty_bytes(compiled_part, run)),
     }
 
 
@@ -258,7 +258,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         peak_phase=phase,
         overheads=_overheads(run, peaks[phase], phases[phase]),
         compiled=run.compile,
-        compiled_status=compiled_status() if run.compile else "",
+        compiled_status=compiled_status(run.device) if run.compile else "",
         notes=_notes(run),
     )
     if run.gpu is not None:

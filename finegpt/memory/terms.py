@@ -7,13 +7,13 @@ forward_backward the logits stay bound through backward into the next micro-step
 nanoGPT's train.py), but they are freed when it returns, so unlike nanoGPT's loop the optimizer step and
 eval do not hold them; the prefetched next batch is held through both. With
 run.compile, the terms inductor changes (logits, norms, attention, the autocast copies, eval) take
-their compiled form, measured on CPU inductor (calibration.py: "CPU-inductor calibrated, GPU pending").
+their compiled form, measured on CPU inductor and, for CUDA runs, on a GPU (calibration.py).
 """
 
 from __future__ import annotations
 
 from finegpt.config import GIB, ModelConfig
-from finegpt.memory.calibration import CPU_ONLY, compiled_coefficient, compiled_status, measured_overhead, widen
+from finegpt.memory.calibration import compiled_coefficient, gpu_measured, measured_overhead, widen
 from finegpt.memory.run import RunConfig
 from finegpt.model import count_params, param_breakdown
 
@@ -283,7 +283,7 @@ def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # logits + the loss's gradient, each a*V (3aV)
     n, V = train_tokens(cfg, run), cfg.vocab_size
     if run.compile:
-        return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies"))
+        return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies", run.device))
     return n * V * {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}[run.dtype]
 
 
@@ -308,7 +308,7 @@ def eval_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # per eval token: the previous batch's logits + the new logits + (eager) the loss's fp32 copy and
     # log_softmax: fp32 4+4+4 = 12V, autocast 2+2+4+4 = 12V, pure bf16 2+2+2 = 6V; compiled 2aV
     if run.compile:
-        return int(cfg.vocab_size * act_size(run) * compiled_coefficient("logits_eval_copies"))
+        return int(cfg.vocab_size * act_size(run) * compiled_coefficient("logits_eval_copies", run.device))
     return cfg.vocab_size * {"fp32": 12, "bf16": 12, "fp16": 12, "pure_bf16": 6}[run.dtype]
 
 
@@ -395,7 +395,7 @@ def nccl_bytes(run: RunConfig) -> int:
     return int(3 * GIB * (run.world_size - 1) / 7) if run.world_size > 1 else 0
 
 
-def compiled_uncertainty_bytes(compiled_terms_bytes: int) -> int:
-    # the terms torch.compile changes are calibrated on CPU inductor: +5 % (the CPU grid's acceptance)
-    # until a GPU measurement replaces them
-    return 0 if compiled_status() != CPU_ONLY else compiled_terms_bytes // 20
+def compiled_uncertainty_bytes(compiled_terms_bytes: int, run: RunConfig) -> int:
+    # a CUDA run's compiled terms, while only CPU inductor has measured them: +5 % (the CPU grid's
+    # acceptance); none once a GPU has measured them, or for a CPU run (the backend they were measured on)
+    return 0 if run.device == "cpu" or gpu_measured() else compiled_terms_bytes // 20

@@ -73,9 +73,9 @@ def check_memory(
     whole card, before anything is written. Silent where it cannot tell: CPU, MPS, and torch.compile while
     its terms are only CPU-inductor calibrated (a wrong refusal would cost more than the OOM it prevents);
     once bench/gpu_check.py has measured them on a GPU, compiled runs are checked too."""
-    from finegpt.memory.calibration import CPU_ONLY, compiled_status
+    from finegpt.memory.calibration import gpu_measured
 
-    if (device.type != "cuda" and total_bytes is None) or (cfg.compile and compiled_status() == CPU_ONLY):
+    if (device.type != "cuda" and total_bytes is None) or (cfg.compile and not gpu_measured()):
         return
     total_bytes = total_bytes or torch.cuda.mem_get_info(device)[1]
     sharding = "fsdp" if cfg.fsdp and world_size > 1 else "ddp"  # one process has nothing to shard
