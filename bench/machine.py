@@ -1,4 +1,4 @@
-"""What the benches share: the machine they ran on, and appending a section to docs/benchmarks.md."""
+"""What the benches share: the machine they ran on, and writing a section of docs/benchmarks.md."""
 
 import platform
 from pathlib import Path
@@ -14,9 +14,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def append_to_benchmarks(section: str) -> None:
-    """Append one bench's section to docs/benchmarks.md (every bench writes there)."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(("\n" if path.exists() and path.stat().st_size else "# Benchmarks\n\n") + section)
-    print(f"appended to {path.relative_to(path.parents[1])}")
+def append_to_benchmarks(section: str, path: Path | None = None) -> None:
+    """Write one bench's section to docs/benchmarks.md (every bench writes there): a section whose heading
+    (its first line, with the date) is already there is replaced, so a rerun the same day leaves one copy;
+    a new heading is appended, keeping the earlier days for comparison."""
+    path = path or Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    heading, section = section.lstrip("\n").split("\n", 1)[0], section.strip("\n") + "\n"
+    parts = text.split("\n## ")  # parts[0]: the title and intro; each later part is one section
+    kept = [parts[0].rstrip("\n") + "\n"] + ["## " + p.rstrip("\n") + "\n" for p in parts[1:]]
+    replaced = [section if p.split("\n", 1)[0] == heading else p for p in kept]
+    if replaced == kept:
+        replaced.append(section)
+    path.write_text("\n".join(replaced), encoding="utf-8")
+    print(f"wrote {heading!r} to {path.name}")

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from machine import append_to_benchmarks  # bench/machine.py: a script sees its own folder
 
 from finegpt.config import ModelConfig
 from finegpt.memory import RunConfig, estimate
@@ -353,8 +354,7 @@ def main() -> int:
     if worst_gpu is not None:
         summary.append(f"- CUDA, {len(GPU_GRID)} configs: largest error {worst_gpu:.2%}")
     summary += [f"- {speed}", "", "Tables: [memory_validation.md](memory_validation.md).", ""]
-    with open(out.parent / "benchmarks.md", "a", encoding="utf-8") as f:  # other benches append here too
-        f.write("\n" + "\n".join(summary))
+    append_to_benchmarks("\n".join(summary), out.parent / "benchmarks.md")  # other benches write there too
     return 0
 
 

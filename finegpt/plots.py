@@ -123,35 +123,41 @@ def length_histogram(lengths: list[int], bins: int = 30, title: str = "Document 
     return fig
 
 
-def memory_bars(rows: list[tuple[str, dict[str, float], float]], title: str = "Peak memory") -> Figure:
-    """Stacked horizontal bars, one per (label, {term: bytes}, capacity_bytes), with the capacity
-    marked on each bar. Terms are stacked in the order given."""
+def memory_bars(rows: list[tuple[str, object]], title: str = "Peak memory") -> Figure:
+    """Stacked horizontal bars, one per (label, finegpt.memory report), drawn from
+    finegpt.memory.bar_segments: the peak's terms in colour, nvidia-smi's extras at their low end in grey,
+    then the low-to-high uncertainty hatched; a black tick marks the GPU. The solid part ends at the
+    verdict's low bytes and the hatch at its high bytes, so the bar and the verdict always agree."""
+    from finegpt.memory import bar_segments
+
     fig = Figure(figsize=(8, 0.55 * len(rows) + 2.4), layout="constrained")
     ax = fig.subplots()
-    seen = set()
-    for y, (_label, terms, capacity) in enumerate(rows[::-1]):
+    seen, widest = set(), 0.0
+    for y, (_label, report) in enumerate(rows[::-1]):
         left = 0.0
-        for i, (name, value) in enumerate(terms.items()):
+        for i, (name, value, kind) in enumerate(bar_segments(report)):
             if value <= 0:
                 continue
-            ax.barh(
-                y,
-                value / GIB,
-                left=left,
-                color=term_colour(name, i),
-                edgecolor="white",
-                label=None if name in seen else name,
+            style = {"allocated": dict(color=term_colour(name, i), edgecolor="white")}.get(
+                kind,
+                dict(color="#bbbbbb", edgecolor="white")
+                if kind == "overhead"
+                else dict(color="#eeeeee", edgecolor="#888888", hatch="///"),
             )
-            seen.add(name)
+            label = {"overhead": "nvidia-smi's extras (low end)", "uncertain": "uncertainty (low to high)"}.get(
+                kind, name
+            )
+            ax.barh(y, value / GIB, left=left, label=None if label in seen else label, **style)
+            seen.add(label)
             left += value / GIB
-        if capacity:
-            ax.plot([capacity / GIB] * 2, [y - 0.45, y + 0.45], color="black", linewidth=2)
-        ax.text(left, y, f" {left:.1f} GiB", va="center", fontsize=8)
+        ax.plot([report.memory_bytes / GIB] * 2, [y - 0.45, y + 0.45], color="black", linewidth=2)
+        ax.text(left, y, f" {report.verdict.label}", va="center", fontsize=8)
+        widest = max(widest, left, report.memory_bytes / GIB)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows[::-1]], fontsize=9)
     ax.set_xlabel("GiB (black tick: the GPU's memory)")
     ax.set_title(title)
     fig.legend(fontsize=8, loc="outside lower center", ncols=3, frameon=False)
-    ax.set_xlim(0, max(sum(v for v in t.values() if v > 0) for _, t, _ in rows) / GIB * 1.25 + 0.01)
+    ax.set_xlim(0, widest * 1.35 + 0.01)
     return fig
 
 

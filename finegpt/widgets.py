@@ -40,21 +40,6 @@ MEMORY_DEFAULTS = dict(
 VERDICT_COLOURS = {"fits": "#55a868", "tight": "#dd8452", "out of memory": "#c44e52"}
 
 
-def peak_terms(report) -> dict[str, int]:
-    """The named terms that add up to the report's peak, exactly, for the stacked bar."""
-    return dict(report.phase_terms[report.peak_phase])
-
-
-def bar_terms(report) -> dict[str, int]:
-    """What the verdict counts, as stacked parts: the peak's allocated terms, then the allocator's
-    reserve and the CUDA context (with NCCL) outside it. They sum to report.nvidia_smi_bytes."""
-    return {
-        **peak_terms(report),
-        "allocator reserve": report.reserved_bytes - report.peak_bytes,
-        "CUDA context (+ NCCL)": report.nvidia_smi_bytes - report.reserved_bytes,
-    }
-
-
 @dataclass
 class MemoryView:
     """Everything the calculator shows for one setting of its controls, as plain values and HTML."""

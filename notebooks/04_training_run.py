@@ -106,10 +106,15 @@ print(f"{train_cfg.max_iters:,} iterations x {tokens_per_iter:,} tokens = {train
 # %%
 run = M.run_config(train_cfg, gpu=settings.gpu, device=settings.device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
-minutes = M.train_time_s(model_cfg, train_cfg.max_iters * tokens_per_iter, settings.gpu, run.dtype) / 60 if settings.gpu else None
+minutes = None
+if settings.gpu:  # a range: the card family's MFU, high to low (notebook 03, section 5)
+    mfu_low, mfu_high = M.mfu_range(settings.gpu, compiled=train_cfg.compile)
+    minutes = [M.train_time_s(model_cfg, train_cfg.max_iters * tokens_per_iter, settings.gpu, run.dtype, mfu=m) / 60
+               for m in (mfu_high, mfu_low)]
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
-      + (f", {'fits' if report.fits else 'does NOT fit'} the {M.GPUS[settings.gpu].name}; about {minutes:.0f} "
-         f"minutes of training at {M.default_mfu(settings.gpu):.0%} MFU" if settings.gpu else ""))
+      + (f"; on the {M.GPUS[settings.gpu].name}: {report.verdict.label} ({report.verdict.deciding}); "
+         f"{minutes[0]:.1f}-{minutes[1]:.1f} minutes of training at {mfu_high:.0%}-{mfu_low:.0%} MFU"
+         if settings.gpu else ""))
 
 # %% [markdown]
 # On a GPU the line also gives the verdict against the card and the planned minutes. On a CPU there is no card to
@@ -380,12 +385,20 @@ tokens_per_s = sorted(r["tokens_per_s"] for r in train_rows)[len(train_rows) // 
 mfus = sorted(r["mfu"] for r in train_rows if r.get("mfu") is not None)
 print(f"median speed: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * mfus[len(mfus) // 2]:.1f}%" if mfus else ""))
 if minutes:
-    print(f"planned: {minutes:.0f} min of training at {M.default_mfu(settings.gpu):.0%} MFU; "
+    print(f"planned: {minutes[0]:.1f}-{minutes[1]:.1f} min of training at {mfu_high:.0%}-{mfu_low:.0%} MFU; "
           f"this run trained for {train_s / 60:.1f} min after the resume")
+if mfus and settings.gpu:  # replan the session at the MFU this run measured, instead of the assumed range
+    measured_mfu = mfus[len(mfus) // 2]
+    replanned = M.session_plan(settings.gpu, mfu=measured_mfu)
+    print(f"at the measured {measured_mfu:.1%} MFU, session_plan would pick {replanned.params / 1e6:.1f}M parameters "
+          f"and {replanned.tokens / 1e6:.0f}M tokens for the same {replanned.minutes:.0f} minutes")
 
 # %% [markdown]
 # Tokens per second is the number to compare between settings on the same machine. MFU is the one to
-# compare across machines, because it divides by each card's own peak.
+# compare across machines, because it divides by each card's own peak. The lab's plan (notebooks 01 and 03)
+# assumed the low end of a published range for your card; the last line, printed on a GPU, rescales it from
+# the MFU your log measured: `M.session_plan(GPU, mfu=...)` with the `mfu` the log rows print. Minutes scale as
+# 1/MFU, so a run at twice the assumed MFU buys twice the tokens in the same time.
 
 # %% [markdown]
 # ## 8. What is the validation loss, and is it good?

@@ -1,6 +1,7 @@
 """Figures: each plot function returns a Figure with the data it was given, drawn without pyplot."""
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from finegpt import plots
@@ -32,13 +33,21 @@ def test_length_histogram_counts_every_document_and_marks_the_median():
     assert any("median 30" in t.get_text() for t in ax.texts)
 
 
-def test_memory_bars_stack_terms_to_the_total_and_mark_capacity():
-    gib = plots.GIB
-    rows = [("a", {"weights": 2 * gib, "logits": 1 * gib}, 4 * gib), ("b", {"weights": 5 * gib}, 4 * gib)]
-    ax = plots.memory_bars(rows).axes[0]
-    assert sorted(round(p.get_width(), 6) for p in ax.patches) == [1.0, 2.0, 5.0]
-    assert {t.get_text().strip() for t in ax.texts} == {"3.0 GiB", "5.0 GiB"}
-    assert len(ax.lines) == 2  # one capacity tick per bar
+def test_memory_bars_draw_the_segments_the_verdict_counts_and_mark_the_gpu():
+    from finegpt.memory import RunConfig, bar_segments, custom_gpu, estimate
+
+    cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640)
+    reports = [estimate(cfg, RunConfig(batch_size=b, dtype="bf16", gpu=custom_gpu(24))) for b in (4, 32)]
+    ax = plots.memory_bars([("small", reports[0]), ("guide", reports[1])]).axes[0]
+    for y, report in zip((1, 0), reports):  # rows are drawn bottom-up
+        widths = [p.get_width() for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - y) < 1e-6]
+        segments = [v for _, v, _ in bar_segments(report) if v > 0]
+        assert widths == pytest.approx([v / plots.GIB for v in segments])
+        assert sum(widths) == pytest.approx(report.verdict.high_bytes / plots.GIB)
+    assert [t.get_text().strip() for t in ax.texts] == [r.verdict.label for r in reports[::-1]]
+    assert [reports[0].verdict.status, reports[1].verdict.status] == ["fits", "out of memory"]
+    assert len(ax.lines) == 2  # one GPU tick per bar
+    assert any(p.get_hatch() for p in ax.patches)  # the uncertainty, hatched
 
 
 def test_loss_plot_records_points_and_draws_them_outside_a_notebook():

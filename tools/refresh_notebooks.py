@@ -52,7 +52,24 @@ def _unmachine(value, home: str):
     return value
 
 
+def final_bar_text(model_id: str, widget_state: dict) -> str | None:
+    """A tqdm.auto bar's last state ('train: 100%|##########| 2.46M/2.46M [01:02<00:00, 39.4ktok/s]') from
+    the widget state the run saved; None when model_id is not a progress bar. The output's own text is the
+    bar when it was first drawn (0%), which is all a static viewer would show otherwise."""
+    import html
+
+    state = widget_state.get(model_id, {}).get("state", {})
+    children = [widget_state.get(c.removeprefix("IPY_MODEL_"), {}) for c in state.get("children", [])]
+    if [c.get("model_name") for c in children] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    left, bar, right = (c["state"] for c in children)
+    filled = round(10 * bar.get("value", 0) / bar["max"]) if bar.get("max") else 0
+    text = f"{left.get('value', '')}|{'#' * filled}{' ' * (10 - filled)}|{right.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
 def save(nb: nbformat.NotebookNode, py: Path, home: str) -> None:
+    widget_state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:  # keep diffs to what a reader sees
         cell.metadata.pop("execution", None)
         for out in cell.get("outputs", []):
@@ -62,9 +79,11 @@ def save(nb: nbformat.NotebookNode, py: Path, home: str) -> None:
             for kind in ("text/plain", "text/markdown", "text/html"):
                 if kind in data:
                     data[kind] = _unmachine(data[kind], home)
-            view = "application/vnd.jupyter.widget-view+json" in data
+            view = data.get("application/vnd.jupyter.widget-view+json")
             if view and "".join(data.get("text/plain", "")).startswith(("VBox(", "HBox(")):  # a UI, not a progress bar
                 data["text/plain"] = WIDGET_TEXT  # what static viewers show in its place
+            elif view and (bar := final_bar_text(view["model_id"], widget_state)):
+                data["text/plain"] = _unmachine(bar, home)  # where the bar ended, not where it started
     nb.metadata.pop("widgets", None)
     nb.metadata.get("jupytext", {}).pop("text_representation", None)  # as `jupytext --sync` writes it
     nbformat.write(nb, py.with_suffix(".ipynb"))
