@@ -3,9 +3,9 @@
     python bench/memory_validation.py            # CPU: eager grid, eval phase, compiled (inductor) grid, ...
     python bench/memory_validation.py --gpu      # also the CUDA grid (needs a GPU)
 
-Writes docs/memory_validation.md, appends a summary to docs/benchmarks.md, and (while no GPU has
-calibrated it) writes the compiled coefficients the CPU-inductor grid implies to
-finegpt/memory/calibration.json. The compiled grid compiles each config cold once (minutes on 2 cores);
+Writes docs/memory_validation.md, its summary to docs/benchmarks.md, and the compiled coefficients the
+CPU-inductor grid implies to finegpt/memory/calibration.json (its compiled_cpu section; a GPU's are
+bench/gpu_check.py's). The compiled grid compiles each config cold once (minutes on 2 cores);
 inductor's cache makes a second run fast.
 """
 
