@@ -457,11 +457,24 @@ print(f"compiled terms: {guide['compiled']['compiled_status']}")
 
 # %% [markdown]
 # So the guide's "20–22 GB" holds only compiled, which nanoGPT's `train.py` does by default. The compiled
-# terms were measured on a GPU: `python bench/gpu_check.py` on an H200 found the compiled step at 17,996 MiB
-# allocated against 17,862 MiB predicted before that calibration (−0.7 %), and 19.2 GiB in `nvidia-smi`; the
-# eager step showed 32.5 GiB (`docs/gpu_results.md`). On CUDA the eager figures come out 8–19 % high, which
-# errs on the safe side.
-#
+# terms carry a GPU's measurement: `python bench/gpu_check.py` measured the compiled step of this config on a
+# GPU and wrote what it saw into `finegpt/memory/calibration.json`. Here it is beside today's estimate of the
+# same step (one micro-step, bf16). The eager figures come out somewhat high on CUDA, which errs on the safe
+# side; `docs/gpu_results.md` has both tables.
+
+# %%
+from finegpt.memory import calibration
+
+gpu_measured = calibration.active()["compiled"]
+guide_step = M.estimate(ModelConfig(n_layer=10, n_head=10, n_embd=640, bias=False),
+                        M.RunConfig(batch_size=32, dtype="bf16", compile=True)).peak_bytes
+for name, measured_bytes in gpu_measured.get("measured_peak_bytes", {}).items():
+    if name.startswith("guide"):
+        print(f"{name}, compiled: {measured_bytes / 2**20:,.0f} MiB measured on the GPU, "
+              f"{guide_step / 2**20:,.0f} MiB estimated ({guide_step / measured_bytes - 1:+.1%})")
+print(f"calibration: {gpu_measured.get('status', calibration.CPU_ONLY)}")
+
+# %% [markdown]
 # The guide's table rows, each on the GPU it names, at its batch size, eager and compiled:
 
 # %%
