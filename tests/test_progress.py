@@ -129,7 +129,12 @@ def test_ctrl_c_closes_the_train_bar_and_gives_print_back(data_dir, tmp_path, mo
     monkeypatch.setattr(P, "interactive", lambda stream=None: True)
     cfg = TrainConfig(**{**TINY_TRAIN, "max_iters": 6}, data_dir=str(data_dir), out_dir=str(tmp_path))
     stdout = sys.stdout
-    with pytest.raises(TrainingInterrupted, match="stopped at iter 1 by SIGINT: checkpoint saved"):
-        train(ModelConfig(**TINY_MODEL), cfg, callback=ctrl_c_at_iter_0)
+    # Ctrl-C live, as at a terminal: a test worker, or a shell's background job, may inherit SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match="stopped at iter 1 by SIGINT: checkpoint saved"):
+            train(ModelConfig(**TINY_MODEL), cfg, callback=ctrl_c_at_iter_0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sys.stdout is stdout  # the bar closed: print() goes straight out again
     assert re.search(r"train: +17%\|.*\| 512/3\.07k", capsys.readouterr().err)
