@@ -101,14 +101,17 @@ def overhead_section(ctx) -> list[str]:
 # ---- memory: eager vs compiled peaks, predicted vs measured ------------------------------------------
 
 
-def measure_both(ctx, label: str, model_kw: dict, batch_size: int, modes=(False, True)) -> list[str]:
-    """measure() eager and compiled, with what nvidia-smi shows afterwards against the predicted range."""
+def measure_both(ctx, label: str, model_kw: dict, batch_size: int, modes=(False, True), **run_kw) -> list[str]:
+    """measure() eager and compiled, with what nvidia-smi shows afterwards against the predicted range.
+    run_kw: the row's other RunConfig knobs (attention, activation_checkpointing, optimizer, accumulation)."""
     from finegpt.memory.measurement import measure
 
     cfg = ModelConfig(**model_kw)
     lines = []
     for compiled in modes:
-        run = memory.RunConfig(batch_size=batch_size, dtype=ctx.dtype_key, compile=compiled, device=ctx.run_device)
+        run = memory.RunConfig(
+            **{"dtype": ctx.dtype_key, **run_kw}, batch_size=batch_size, compile=compiled, device=ctx.run_device
+        )
         if ctx.device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -177,7 +180,8 @@ def eager_grid_section(ctx) -> list[str]:
         if time.perf_counter() - ctx.started > ctx.budget_s - 15:
             lines.append(f"| {label} | skipped: out of budget |")
             continue
-        lines += measure_both(ctx, label, model_kw, run_kw["batch_size"], modes=(False,))
+        knobs = {k: v for k, v in run_kw.items() if k != "batch_size"}  # each row's what-if, applied
+        lines += measure_both(ctx, label, model_kw, run_kw["batch_size"], modes=(False,), **knobs)
     return lines
 
 

@@ -93,3 +93,29 @@ def test_a_gpu_run_calibrates_only_what_it_measured(tmp_path):
     with cal.use(path):
         assert estimate(cfg, run).peaks["train"] - predicted["train"] == one_copy
         assert estimate(cfg, run).compiled_status.startswith("GPU-measured")
+
+
+def test_the_eager_grid_measures_each_rows_what_if(monkeypatch):
+    """Each grid row's knobs (attention, checkpointing, optimizer, accumulation) reach the measured run: a row
+    that dropped them would measure the base config under another name."""
+    import time
+    from types import SimpleNamespace
+
+    import memory_validation as mv
+
+    calls = {}
+
+    def record(ctx, label, model_kw, batch_size, modes=(False, True), **run_kw):
+        calls[label] = (batch_size, run_kw)
+        return []
+
+    monkeypatch.setattr(gpu_check, "measure_both", record)
+    gpu_check.eager_grid_section(
+        SimpleNamespace(tiny=False, dtype_key="bf16", started=time.perf_counter(), budget_s=1e9)
+    )
+    expected = {label: kw for label, _, kw in mv.GPU_GRID if kw["dtype"] == "bf16" and not kw.get("compile")}
+    expected = {k: v for k, v in expected.items() if not k.startswith("guide")}
+    assert set(calls) == set(expected)
+    for label, kw in expected.items():
+        assert calls[label] == (kw["batch_size"], {k: v for k, v in kw.items() if k != "batch_size"}), label
+    assert calls["124M bf16 B=8 math"][1]["attention"] == "math"
