@@ -239,7 +239,7 @@ def calibration_updates(results: dict, device_name: str, gpu_key: str | None, da
     mfu = {k: round(v, 4) for k, v in results["mfu"].items() if v is not None}
     if mfu and gpu_key:
         updates["mfu"] = {
-            gpu_key: {**mfu, "model": f"GPT-2 124M, 16 x {GAS} x 1024, finegpt train()", "source": source}
+            gpu_key: {**mfu, "model": f"GPT-2 124M, 16 x {GAS} x 1024, the training loop (train())", "source": source}
         }
     return updates
 
