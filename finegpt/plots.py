@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
 from finegpt.config import GIB
+
+if TYPE_CHECKING:
+    from finegpt.memory.report import MemoryReport
 
 # one colour per memory term (matched by substring, first match wins), stable across figures and widgets
 TERM_COLOURS = [
@@ -123,7 +127,7 @@ def length_histogram(lengths: list[int], bins: int = 30, title: str = "Document 
     return fig
 
 
-def memory_bars(rows: list[tuple[str, object]], title: str = "Peak memory") -> Figure:
+def memory_bars(rows: list[tuple[str, MemoryReport]], title: str = "Peak memory") -> Figure:
     """Stacked horizontal bars, one per (label, finegpt.memory report), drawn from
     finegpt.memory.bar_segments: the peak's terms in colour, nvidia-smi's extras at their low end in grey,
     then the low-to-high uncertainty hatched; a black tick marks the GPU. The solid part ends at the
