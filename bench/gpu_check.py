@@ -218,15 +218,21 @@ def sampling_section(ctx) -> list[str]:
 
 def calibration_updates(results: dict, device_name: str, gpu_key: str | None, date: str) -> dict:
     """The sections of calibration.json this run measured: the compiled coefficients fitted to the compiled
-    peaks, the context and reserve seen after eager and compiled steps, and this GPU's MFU. Nothing else."""
-    from finegpt.memory.calibrate import fit_compiled
+    peaks, the bytes per logit fitted to the eager peaks (per dtype), the context and reserve seen after
+    eager and compiled steps, and this GPU's MFU. Nothing else."""
+    from finegpt.memory.calibrate import fit_compiled, fit_eager_cuda
 
     updates, source = {}, f"python bench/gpu_check.py on {device_name}, {date}"
+    status = f"GPU-measured ({device_name}, {date})"
+    eager = [(cfg, run, m) for _, cfg, run, m, _ in results["memory"] if not run.compile]
+    by_dtype = fit_eager_cuda(eager) if eager else {}
+    if by_dtype:
+        updates["eager_cuda"] = {dtype: {**v, "status": status, "source": source} for dtype, v in by_dtype.items()}
     compiled = [(cfg, run, m) for _, cfg, run, m, _ in results["memory"] if run.compile]
     fitted = fit_compiled(compiled) if compiled else {}
     if fitted:
         measured = {label: m["peak"] for label, _, run, m, _ in results["memory"] if run.compile}
-        updates["compiled"] = {**fitted, "status": f"GPU-measured ({device_name}, {date})", "source": source}
+        updates["compiled"] = {**fitted, "status": status, "source": source}
         updates["compiled"]["measured_peak_bytes"] = measured
     overheads = {}
     for mode in ("eager", "compiled"):

@@ -81,6 +81,7 @@ def test_a_gpu_run_calibrates_only_what_it_measured(tmp_path):
     assert updates["compiled"]["logits_train_copies"] == round(copies["logits_train_copies"] + 1, 2)  # one more
     assert updates["compiled"]["logits_eval_copies"] == copies["logits_eval_copies"]
     assert updates["compiled"]["status"] == "GPU-measured (NVIDIA H200, 2026-12-01)"
+    assert "eager_cuda" not in updates  # no eager row was measured
     overheads = updates["overheads"]
     assert overheads["cuda_context_gib_compiled"] == 0.9 and "cuda_context_gib_eager" not in overheads
     assert updates["mfu"]["H200"]["compiled"] == 0.31 and "eager" not in updates["mfu"]["H200"]
@@ -119,3 +120,33 @@ def test_the_eager_grid_measures_each_rows_what_if(monkeypatch):
     for label, kw in expected.items():
         assert calls[label] == (kw["batch_size"], {k: v for k, v in kw.items() if k != "batch_size"}), label
     assert calls["124M bf16 B=8 math"][1]["attention"] == "math"
+
+
+def test_eager_cuda_rows_calibrate_the_bytes_per_logit_for_cuda_runs_only(tmp_path):
+    """A GPU whose eager steps keep one 2-byte logits copy fewer than the CPU build (train and eval): the fit
+    finds 12 and 10 bytes per logit in bf16, and from then on eager CUDA estimates carry them; CPU and
+    fp16 estimates keep the formula."""
+    from finegpt.memory.calibrate import write
+
+    cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640, bias=False)
+    run = RunConfig(batch_size=32, dtype="bf16")
+    base = {**cal.load(), "eager_cuda": {}}
+    with cal.use(base):
+        predicted = estimate(cfg, run).peaks
+        cpu_before = estimate(cfg, RunConfig(batch_size=32, dtype="bf16", device="cpu")).peaks
+        fp16_before = estimate(cfg, RunConfig(batch_size=32, dtype="fp16")).peaks
+        one_copy = 32 * 1024 * 50304 * 2
+        measured = {**predicted, "train": predicted["train"] - one_copy, "eval": predicted["eval"] - one_copy}
+        results = {"overhead": {}, "memory": [("guide eager", cfg, run, measured, {})], "mfu": {}}
+        updates = gpu_check.calibration_updates(results, "NVIDIA H200", "H200", "2026-12-01")
+    fitted = updates["eager_cuda"]["bf16"]
+    assert (fitted["logits_train_bytes"], fitted["logits_eval_bytes"]) == (12.0, 10.0)
+    assert fitted["status"] == "GPU-measured (NVIDIA H200, 2026-12-01)" and "compiled" not in updates
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(base))
+    write(updates, path)
+    with cal.use(path):
+        after = estimate(cfg, run).peaks
+        assert (after["train"], after["eval"]) == (measured["train"], measured["eval"])
+        assert estimate(cfg, RunConfig(batch_size=32, dtype="bf16", device="cpu")).peaks == cpu_before
+        assert estimate(cfg, RunConfig(batch_size=32, dtype="fp16")).peaks == fp16_before  # not measured

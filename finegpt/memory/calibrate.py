@@ -1,8 +1,9 @@
 """Turn measurements into calibration.json: the benches call these after measuring.
 
 fit_compiled(rows) reads how many V-wide tensors a compiled step keeps from measured peaks (the
-coefficients of the two compiled logits terms); write(updates) merges sections into the file
-atomically. Entry points: fit_compiled, write.
+coefficients of the two compiled logits terms); fit_eager_cuda(rows) reads the bytes per logit an eager
+CUDA step keeps; write(updates) merges sections into the file atomically.
+Entry points: fit_compiled, fit_eager_cuda, write.
 """
 
 from __future__ import annotations
@@ -48,11 +49,35 @@ def fit_compiled(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str, f
     return out
 
 
+def fit_eager_cuda(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str, dict[str, float]]:
+    """rows: (model, eager CUDA run, measured peaks) with a large vocab. Returns, per dtype, the median
+    bytes per logit the measurements imply at the start of backward ('logits_train_bytes') and per eval
+    token ('logits_eval_bytes'), to 0.01: the eager_cuda section of calibration.json."""
+    found: dict[str, dict[str, list[float]]] = {}
+    for cfg, run, measured in rows:
+        report, V = estimate(cfg, run), cfg.vocab_size
+        per_dtype = found.setdefault(run.dtype, {"logits_train_bytes": [], "logits_eval_bytes": []})
+        if report.peak_phase == "train":  # the train peak sits on the logits (a large vocab)
+            n, term = terms.train_tokens(cfg, run), report.terms["logits + cross-entropy"]
+            per = term / (n * V)
+            per_dtype["logits_train_bytes"].append(_copies(measured["train"], report.peaks["train"], term, per, n * V))
+        if terms.eval_head_moment_bytes(cfg, run) >= terms.eval_mlp_moment_bytes(cfg, run):  # eval peaks at the loss
+            n_e = terms.eval_tokens(cfg, run)
+            term = n_e * terms.eval_logits_bytes(cfg, run)
+            per = term / (n_e * V)
+            per_dtype["logits_eval_bytes"].append(_copies(measured["eval"], report.peaks["eval"], term, per, n_e * V))
+    return {
+        dtype: {name: round(statistics.median(values), 2) for name, values in fits.items() if values}
+        for dtype, fits in found.items()
+        if any(fits.values())
+    }
+
+
 def write(updates: dict[str, dict], path: str | Path = calibration.PATH) -> dict:
     """Merge {section: {key: value}} into the calibration file (temp name + rename) and return it. The
     model reads the new values from the next calibration.active() on (use() swaps them in at once)."""
     path = Path(path)
-    data = calibration.load(path) if path.exists() else {"compiled": {}, "compiled_cpu": {}, "overheads": {}, "mfu": {}}
+    data = calibration.load(path) if path.exists() else {section: {} for section in calibration.SECTIONS}
     for section, values in updates.items():
         data.setdefault(section, {}).update(values)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

@@ -6,10 +6,12 @@ the caching allocator's reserve, the MFU a GPU reaches. bench/memory_validation.
 bench/gpu_check.py (a GPU) write what they measured to calibration.json; the model reads it here.
 Compiled steps keep their own coefficients per backend: 'compiled_cpu' (CPU inductor, what
 bench/memory_validation.py measures) and 'compiled' (a GPU, what bench/gpu_check.py measures). A CUDA run
-uses the GPU values once a GPU has measured them, the CPU-inductor ones until then.
+uses the GPU values once a GPU has measured them, the CPU-inductor ones until then. Eager steps are
+modelled from what the CPU build keeps; 'eager_cuda' holds the bytes per logit a GPU measured for eager
+CUDA runs, by dtype, and replaces the formula for those runs only.
 A measured overhead or MFU widens its cited low-high range to include the measurement.
 Entry points: active(), load(path), reload(), use(calibration), compiled_coefficient(name, device),
-compiled_status(device); calibrate.py writes the file.
+compiled_status(device), eager_logit_bytes(name, dtype, device); calibrate.py writes the file.
 """
 
 from __future__ import annotations
@@ -26,19 +28,26 @@ CPU_MEASURED = "CPU-inductor measured"  # a CPU run: the backend the coefficient
 # What a compiled step keeps, before anything was measured (terms.py explains each)
 COMPILED_DEFAULTS = {"logits_train_copies": 3.0, "logits_eval_copies": 2.0}
 
+SECTIONS = ("compiled", "compiled_cpu", "eager_cuda", "overheads", "mfu")
+
 _active: dict | None = None
 
 
 def load(path: str | Path = PATH) -> dict:
-    """calibration.json as a dict with sections 'compiled', 'overheads', 'mfu' (missing ones empty)."""
+    """calibration.json as a dict with every section (a missing one empty)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise bad("calibration", str(path), f"cannot be read ({e})", "Restore it with `git checkout`") from None
-    for section in ("compiled", "compiled_cpu", "overheads", "mfu"):
+    return _with_sections(data, str(path))
+
+
+def _with_sections(data: dict, where: str) -> dict:
+    data = dict(data)
+    for section in SECTIONS:
         if not isinstance(data.setdefault(section, {}), dict):
-            raise bad("calibration", str(path), f"section {section!r} is not an object", "Restore the file")
+            raise bad("calibration", where, f"section {section!r} is not an object", "Restore the file")
     return data
 
 
@@ -62,7 +71,8 @@ def use(calibration: dict | str | Path):
     """Estimate with another calibration for a while: a dict like load()'s, or a path to one."""
     global _active
     before = active()
-    _active = load(calibration) if isinstance(calibration, (str, Path)) else calibration
+    is_path = isinstance(calibration, (str, Path))
+    _active = load(calibration) if is_path else _with_sections(calibration, "the calibration given to use()")
     try:
         yield _active
     finally:
@@ -95,6 +105,16 @@ def compiled_status(device: str = "cuda") -> str:
     if device == "cpu":
         return CPU_MEASURED
     return active()["compiled"]["status"] if gpu_measured() else CPU_ONLY
+
+
+def eager_logit_bytes(name: str, dtype: str, device: str = "cuda") -> float | None:
+    """Bytes per logit an eager CUDA step keeps ('logits_train_bytes' at the start of backward,
+    'logits_eval_bytes' per eval token), as bench/gpu_check.py measured them for this dtype; None for a
+    CPU run or an unmeasured dtype (terms.py's formula, the CPU build's count, applies)."""
+    if device == "cpu":
+        return None
+    value = active()["eager_cuda"].get(dtype, {}).get(name)
+    return None if value is None else float(value)
 
 
 def measured_overhead(name: str) -> float | None:

@@ -13,7 +13,13 @@ their compiled form, measured on CPU inductor and, for CUDA runs, on a GPU (cali
 from __future__ import annotations
 
 from finegpt.config import GIB, ModelConfig
-from finegpt.memory.calibration import compiled_coefficient, gpu_measured, measured_overhead, widen
+from finegpt.memory.calibration import (
+    compiled_coefficient,
+    eager_logit_bytes,
+    gpu_measured,
+    measured_overhead,
+    widen,
+)
 from finegpt.memory.run import RunConfig
 from finegpt.model import count_params, param_breakdown
 
@@ -281,9 +287,13 @@ def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # fp32 4+4+4+4 = 16V; autocast 2 (bf16 logits) + 4+4+4 (cross-entropy runs in fp32) = 14V; pure bf16 8V.
     # Compiled: the fused loss keeps no fp32 copy: logits + autograd's zero gradient for the returned
     # logits + the loss's gradient, each a*V (3aV)
+    # An eager CUDA run uses the bytes per logit a GPU measured, where one has (calibration.json eager_cuda).
     n, V = train_tokens(cfg, run), cfg.vocab_size
     if run.compile:
         return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies", run.device))
+    measured = eager_logit_bytes("logits_train_bytes", run.dtype, run.device)
+    if measured is not None:
+        return int(n * V * measured)
     return n * V * {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}[run.dtype]
 
 
@@ -309,6 +319,9 @@ def eval_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # log_softmax: fp32 4+4+4 = 12V, autocast 2+2+4+4 = 12V, pure bf16 2+2+2 = 6V; compiled 2aV
     if run.compile:
         return int(cfg.vocab_size * act_size(run) * compiled_coefficient("logits_eval_copies", run.device))
+    measured = eager_logit_bytes("logits_eval_bytes", run.dtype, run.device)
+    if measured is not None:
+        return int(cfg.vocab_size * measured)
     return cfg.vocab_size * {"fp32": 12, "bf16": 12, "fp16": 12, "pure_bf16": 6}[run.dtype]
 
 
