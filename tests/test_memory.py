@@ -136,7 +136,8 @@ def test_guide_check_lists_the_wrong_claims():
     assert checks["24 GB config (10L/10H/640): tokens in 50k iters x 32 x 16 x 1024"].computed == "26.2B"
     fits = checks["24 GB config (10L/10H/640): fits a RTX 4090 at batch_size=32"]
     assert fits.holds and fits.status == "holds"  # compiled, as the guide's file runs; eager does not fit
-    assert "eager 30.0 GiB" in fits.computed and "out of memory" in fits.computed
+    eager = guide_verdicts("4090")["eager"]  # its figure follows calibration.json, its verdict does not move
+    assert f"eager {eager['peak_gib']:.1f} GiB" in fits.computed and "out of memory" in fits.computed
     assert checks["24 GB config (10L/10H/640): tokens per optimizer step"].holds
 
 
@@ -232,9 +233,9 @@ def test_cli_memory_judges_the_guide_config_eager_and_compiled_side_by_side(tmp_
     assert main(["memory", str(cfg), "--gpu", "4090"]) == 0
     out = capsys.readouterr().out
     assert "note: compile=True (nanoGPT's train.py default" in out  # the file does not set compile
-    assert "eager    peak 30.0 GiB (train) -> out of memory" in out
     assert main(["memory", str(cfg), "--gpu", "4090", "--json"]) == 0
     text, out = out, json.loads(capsys.readouterr().out)
+    assert f"eager    peak {out['eager']['peak_bytes'] / GIB:.1f} GiB (train) -> out of memory" in text
     assert (
         f"compiled peak {out['compiled']['peak_bytes'] / GIB:.1f} GiB (train) -> fits" in text and "<- this run" in text
     )
