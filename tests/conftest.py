@@ -25,3 +25,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def eager_as_cited():
+    """Estimate eager CUDA runs with terms.py's own count (the CPU build's), whatever a GPU run has written
+    to calibration.json's eager_cuda: for tests that pin the formula itself."""
+    from finegpt.memory import calibration
+
+    with calibration.use({**calibration.load(), "eager_cuda": {}}):
+        yield

@@ -99,7 +99,7 @@ def test_fake_tensor_measurement_equals_the_real_one_without_allocating():
     assert {k: fake[k] for k in real} == real
 
 
-def test_report_names_every_term_and_the_peak_is_the_max_of_three_phases():
+def test_report_names_every_term_and_the_peak_is_the_max_of_three_phases(eager_as_cited):
     report = estimate(
         ModelConfig(n_layer=12, n_head=12, n_embd=768, bias=False), RunConfig(batch_size=12, gpu="A100-40")
     )
@@ -152,7 +152,7 @@ def test_guide_24gb_config_fits_a_4090_compiled_and_not_eager(capsys):
         assert out[mode]["verdict"]["status"] == v[mode]["status"]
     assert v["eager"]["deciding"] == "logits + cross-entropy"  # 70 % of the eager peak
     assert v["compiled"]["compiled_status"] == compiled_status() != compiled_status("cpu")  # the GPU's terms
-    assert v["compiled"]["peak_gib"] < 0.6 * v["eager"]["peak_gib"]
+    assert v["compiled"]["peak_gib"] < 0.7 * v["eager"]["peak_gib"]  # the fused loss keeps no fp32 logits
 
 
 def test_solvers_agree_with_estimate():
@@ -278,7 +278,7 @@ def test_ddp_per_rank_estimate_matches_each_gloo_rank(tmp_path, bucket_view):
     assert predicted.terms["DDP buckets"] == 4 * count_params(cfg, non_embedding=False)
 
 
-def test_plan_prefers_an_exact_split_of_the_effective_batch():
+def test_plan_prefers_an_exact_split_of_the_effective_batch(eager_as_cited):
     from finegpt.memory import RunConfig, max_micro_batch, plan
 
     cfg = ModelConfig(n_layer=10, n_head=10, n_embd=640, block_size=1024, bias=False)
