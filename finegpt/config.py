@@ -2,7 +2,8 @@
 nanoGPT-style `key = value` config files (parsed, never exec'd) and `--key=value` overrides.
 
 Entry points: ModelConfig, TrainConfig, load_config_file, config_file_settings (nanogpt_defaults),
-parse_overrides, build_configs; the arithmetic every room shares: GIB, padded_vocab, local_accumulation;
+parse_overrides, build_configs; the arithmetic every room shares: GIB, padded_vocab, local_accumulation,
+tokens_per_step;
 WHAT_IF, the memory model's knobs the trainer lacks.
 """
 
@@ -50,6 +51,12 @@ def local_accumulation(gradient_accumulation_steps: int, world_size: int) -> int
             f"Use a multiple of {world_size}, e.g. {world_size * max(1, gradient_accumulation_steps // world_size)}",
         )
     return gradient_accumulation_steps // world_size
+
+
+def tokens_per_step(batch_size: int, block_size: int, gradient_accumulation_steps: int) -> int:
+    """Tokens in one optimizer step: micro-batch x block x accumulation, the accumulation counted over all
+    ranks (TrainConfig's convention; a RunConfig passes its micro-steps per rank x world_size)."""
+    return batch_size * block_size * gradient_accumulation_steps
 
 
 def _positive_int(name: str, value, example: str) -> None:

@@ -14,6 +14,9 @@ import torch
 from finegpt.errors import bad
 from finegpt.step import pick_device
 
+# The sampling defaults, for the CLI, the widgets and the functions below: nanoGPT's sample.py's, top_p off.
+SAMPLING = dict(max_new_tokens=200, temperature=0.8, top_k=200, top_p=None, seed=1337)
+
 
 def check_sampling(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, num_samples: int = 1
@@ -70,11 +73,11 @@ def generate_tokens(
     model,
     tokenizer,
     prompt: str = "",
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = 200,
-    top_p: float | None = None,
-    seed: int | None = 1337,
+    max_new_tokens: int = SAMPLING["max_new_tokens"],
+    temperature: float = SAMPLING["temperature"],
+    top_k: int | None = SAMPLING["top_k"],
+    top_p: float | None = SAMPLING["top_p"],
+    seed: int | None = SAMPLING["seed"],
     use_cache: bool = True,
     num_samples: int = 1,
 ) -> list[list[int]]:
@@ -112,11 +115,11 @@ def generate_text(
     model,
     tokenizer,
     prompt: str = "",
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = 200,
-    top_p: float | None = None,
-    seed: int | None = 1337,
+    max_new_tokens: int = SAMPLING["max_new_tokens"],
+    temperature: float = SAMPLING["temperature"],
+    top_k: int | None = SAMPLING["top_k"],
+    top_p: float | None = SAMPLING["top_p"],
+    seed: int | None = SAMPLING["seed"],
     use_cache: bool = True,
     num_samples: int = 1,
     raw: bool = False,

@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegpt"
 # Lowest first. A room may import only rooms on lower layers; docs/architecture.md draws this.
 LAYERS = [
     {"errors", "files", "progress"},
-    {"config", "folders"},
-    {"data", "model", "tracking"},
+    {"config", "folders", "gpus"},
+    {"data", "model", "tracking", "run"},
     {"step"},
     {"memory"},
     {"train"},

@@ -25,7 +25,7 @@ from finegpt.data import outfolder
 from finegpt.data.outfolder import MANIFEST, STATS
 from finegpt.data.shards import token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
-from finegpt.data.tokenizers import get_tokenizer
+from finegpt.data.tokenizers import default_tokenizer, get_tokenizer
 from finegpt.errors import bad
 from finegpt.files import atomic_write_text
 
@@ -219,8 +219,7 @@ def prepare(
     """
     out = folders.check_path("out", out, "--out data/shakespeare")
     folders.check_unlocked(out, "out")  # a second prepare into the same folder fails at once
-    # bytes suit the small offline corpus (like nanoGPT's shakespeare_char); GPT-2 BPE everything else
-    tok = get_tokenizer(tokenizer or ("bytes" if source == "shakespeare" else "gpt2"))
+    tok = get_tokenizer(tokenizer or default_tokenizer(source))
     tok.encode("")  # load the tokenizer's files now: a missing BPE file fails before anything is written
     budget = None if tokens is None else _as_count("tokens", tokens)
     shard_tokens = _as_count("shard_tokens", shard_tokens)

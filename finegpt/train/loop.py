@@ -13,16 +13,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from finegpt import memory, step
-from finegpt.config import ModelConfig, TrainConfig, config_dict, local_accumulation
+from finegpt.config import ModelConfig, TrainConfig, config_dict, tokens_per_step
 from finegpt.errors import FinegptError
 from finegpt.progress import progress
+from finegpt.run import RunConfig, run_config
 from finegpt.tracking import open_trackers
 from finegpt.train import distributed, fsdp
 from finegpt.train.checkpoint import (
@@ -129,6 +130,13 @@ def setup_device(cfg: TrainConfig, d: distributed.Dist) -> tuple[torch.device, t
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device, dtype
+
+
+def resolved_run(cfg: TrainConfig, device: torch.device, dtype: torch.dtype, d: distributed.Dist) -> RunConfig:
+    """The run this process trains, resolved once: the dtype picked for the device, accumulation per rank,
+    the parallel mode for d.world_size processes. finegpt.memory predicts and measures the same object."""
+    torch_name = str(dtype).removeprefix("torch.")
+    return run_config(replace(cfg, dtype=torch_name), d.world_size, device="cpu" if device.type == "cpu" else "cuda")
 
 
 def resumed_model(ckpt: dict, model_cfg: ModelConfig, d: distributed.Dist) -> ModelConfig:
@@ -317,25 +325,18 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
     shards = loaders["train"]
     data = {"data_dir": cfg.resolved_data_dir(), "tokenizer": str(shards.tokenizer), "vocab_size": shards.vocab_size}
     model_cfg = model_vocab(model_cfg, data["vocab_size"], data["tokenizer"], data["data_dir"])
-    gas = local_accumulation(cfg.gradient_accumulation_steps, d.world_size)
+    run_cfg = resolved_run(cfg, device, dtype, d)
+    gas = run_cfg.local_accumulation_steps
 
     torch.manual_seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
-    parts = step.build(
-        model_cfg,
-        device,
-        dtype,
-        activation_checkpointing=cfg.activation_checkpointing,
-        weight_decay=cfg.weight_decay,
-        learning_rate=cfg.learning_rate,
-        betas=(cfg.beta1, cfg.beta2),
-    )
-    sharded = cfg.fsdp and d.enabled  # FSDP2 under torchrun; one process has nothing to shard
+    optim = dict(weight_decay=cfg.weight_decay, learning_rate=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    parts = step.build(model_cfg, run_cfg, device, **optim)  # the meter's two lines (finegpt.memory.measurement)
+    sharded = run_cfg.parallel == "fsdp"  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
     if cfg.init_from == "resume":
         iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded, out_dir)
-    parallel = ("fsdp" if sharded else "ddp") if d.enabled else None
-    parts = step.wrap(parts, compile=cfg.compile, parallel=parallel)
+    parts = step.wrap(parts, run_cfg)
     if sharded and dcp_dir is not None:  # weights and optimizer state from the shards, resharded to this run
         fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
 
@@ -355,7 +356,7 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
     """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
     or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
     cfg, d, parts = run.cfg, run.d, run.parts
-    tokens_per_iter = gas * d.world_size * cfg.batch_size * run.model_cfg.block_size
+    tokens_per_iter = tokens_per_step(cfg.batch_size, run.model_cfg.block_size, cfg.gradient_accumulation_steps)
     name = step.gpu_name(parts.device)
     peak_flops = memory.peak_flops(name, str(parts.dtype).removeprefix("torch.")) if name else None
     _log(
