@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegpt"
 # Lowest first. A room may import only rooms on lower layers; docs/architecture.md draws this.
 LAYERS = [
     {"errors", "files", "progress"},
-    {"config", "folders", "gpus"},
+    {"configfile", "gpus"},
+    {"config", "folders"},
     {"data", "model", "tracking", "run"},
     {"step"},
     {"memory"},
