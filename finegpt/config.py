@@ -219,6 +219,7 @@ NANOGPT_ONLY = {
     "wandb_mode": "set WANDB_MODE in the environment instead",
 }
 
+
 def parse_overrides(args: list[str]) -> dict:
     """`--key=value` strings to a dict. Values are Python literals; anything else is a string."""
     values = {}

@@ -128,9 +128,7 @@ class RunConfig:
         return tokens_per_step(self.batch_size, block_size, self.gradient_accumulation_steps * self.world_size)
 
 
-def run_config(
-    train_cfg: TrainConfig, world_size: int = 1, gpu: str | Gpu | None = None, **what_if
-) -> RunConfig:
+def run_config(train_cfg: TrainConfig, world_size: int = 1, gpu: str | Gpu | None = None, **what_if) -> RunConfig:
     """The run the trainer makes of train_cfg on each of world_size ranks. dtype 'auto' is what the trainer
     picks on a GPU: bfloat16 where the GPU has it, else float16. what_if: RunConfig fields the trainer does
     not run (WHAT_IF), or device='cpu' for CPU validation."""

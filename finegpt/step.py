@@ -102,6 +102,7 @@ class Prefetch:
 
 # ---- the model, optimizer and scaler of a run ---------------------------------------------------------
 
+
 @dataclass
 class Parts:
     """What a step works on. `model` runs the forward (maybe compiled, maybe DDP-wrapped); `raw_model` is

@@ -268,6 +268,7 @@ def memory_ui(**defaults):
 
 # ---- sampling ---------------------------------------------------------------------------------
 
+
 def sample_view(
     model,
     tokenizer,
