@@ -11,6 +11,7 @@ import argparse
 import difflib
 import sys
 
+from finegpt.config import split_settings
 from finegpt.errors import FinegptError
 
 # ---- quickstart -------------------------------------------------------------------------------
@@ -347,30 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_settings(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
-    """(what argparse reads, the settings as --key=value) for the subcommand named in argv. A setting is any
-    --key the subcommand has no option for, written --key=value or --key value (a value may hold spaces);
-    the rest, its own options and the config file, go to argparse. Subcommands without settings get all."""
-    sub = next((parser.subcommands[a] for a in argv if a in parser.subcommands), None)
-    if sub is None or not sub.get_default("accepts_overrides"):
-        return argv, []
-    options = {name for action in sub._actions for name in action.option_strings}
-    rest, settings, i = [], [], 0
-    while i < len(argv):
-        word, key = argv[i], argv[i].split("=", 1)[0]
-        if not word.startswith("--") or key in options:
-            rest.append(word)
-        elif "=" in word:
-            settings.append(word)
-        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            settings.append(f"{word}={argv[i + 1]}")
-            i += 1
-        else:
-            raise FinegptError(f"{word[2:]}=: has no value. Write {word}=VALUE or {word} VALUE.")
-        i += 1
-    return rest, settings
-
-
 def unknown_option(parser: argparse.ArgumentParser, command: str, words: list[str]) -> FinegptError:
     """One line for a flag the subcommand does not take, with the closest one it does."""
     sub = parser.subcommands[command]
@@ -388,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     parser, args = build_parser(), None
     try:
-        argv, settings = split_settings(parser, argv)
+        sub = next((parser.subcommands[a] for a in argv if a in parser.subcommands), None)
+        if sub is not None and sub.get_default("accepts_overrides"):  # train, memory: settings as flags
+            argv, settings = split_settings(argv, {name for action in sub._actions for name in action.option_strings})
+        else:
+            settings = []
         args, unknown = parser.parse_known_args(argv)
         if unknown:
             raise unknown_option(parser, args.command, unknown)

@@ -1,9 +1,10 @@
 """Configs: `ModelConfig` and `TrainConfig` with nanoGPT's names and defaults, validated, built from a flat
 dict of settings (a config file's, read by finegpt.configfile, and `--key=value` overrides).
 
-Entry points: ModelConfig, TrainConfig, parse_overrides, build_configs, config_dict; the arithmetic every room
-shares: GIB, padded_vocab, local_accumulation, tokens_per_step; WHAT_IF, the memory model's knobs the trainer
-lacks. load_config_file and config_file_settings are re-exported from finegpt.configfile.
+Entry points: ModelConfig, TrainConfig, split_settings (--key=value or --key value), parse_overrides,
+build_configs, config_dict; the arithmetic every room shares: GIB, padded_vocab, local_accumulation,
+tokens_per_step; WHAT_IF, the memory model's knobs the trainer lacks.
+load_config_file and config_file_settings are re-exported from finegpt.configfile.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from finegpt.configfile import config_file_settings, load_config_file, nanogpt_defaults  # noqa: F401 (re-exported)
-from finegpt.errors import bad
+from finegpt.errors import FinegptError, bad
 
 GIB = 2**30  # bytes in a GiB, as PyTorch's memory stats and nvidia-smi count
 
@@ -218,6 +219,26 @@ TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 NANOGPT_ONLY = {
     "wandb_mode": "set WANDB_MODE in the environment instead",
 }
+
+
+def split_settings(argv: list[str], options: set[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the settings as --key=value): a setting is any --key not in `options` (a
+    command's own flags), written --key=value or --key value (a value may hold spaces); the rest, options
+    and positionals such as a config file, are returned in order for the command's parser."""
+    rest, settings, i = [], [], 0
+    while i < len(argv):
+        word, key = argv[i], argv[i].split("=", 1)[0]
+        if not word.startswith("--") or key in options:
+            rest.append(word)
+        elif "=" in word:
+            settings.append(word)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            settings.append(f"{word}={argv[i + 1]}")
+            i += 1
+        else:
+            raise FinegptError(f"{word[2:]}=: has no value. Write {word}=VALUE or {word} VALUE.")
+        i += 1
+    return rest, settings
 
 
 def parse_overrides(args: list[str]) -> dict:

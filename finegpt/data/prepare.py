@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
-import threading
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from finegpt import folders
 from finegpt.data import outfolder
+from finegpt.data.encode import byte_lengths, chunks, encoded, start_pool
 from finegpt.data.outfolder import MANIFEST, STATS
 from finegpt.data.shards import token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
@@ -29,58 +24,10 @@ from finegpt.data.tokenizers import default_tokenizer, get_tokenizer
 from finegpt.errors import bad
 from finegpt.files import atomic_write_text
 
-CHUNK_BYTES = 1 << 20  # text per task sent to a worker: big enough to amortise pickling, small enough to balance
 BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default val split when no budget is given
 
 
-# ---- the worker side: top-level functions, so they pickle under spawn -----------------------------
-
-
-def _watch_parent() -> None:
-    """Exit when the parent dies (even by SIGKILL), so killed runs leave no orphaned workers."""
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(
-            target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True
-        ).start()
-
-
-def _init_worker(tokenizer_name: str) -> None:
-    _watch_parent()
-    tok = get_tokenizer(tokenizer_name)
-    if tok.name == "gpt2":
-        _ = tok.enc  # load the BPE files now, while the parent opens the source
-
-
-def encode_chunk(texts, tokenizer_name: str):
-    """Documents (pyarrow strings) -> (tokens, per-doc token counts, per-doc UTF-8 bytes).
-
-    Each non-empty document becomes EOT + its ids; an empty one contributes nothing.
-    """
-    import pyarrow.compute as pc
-
-    tok = get_tokenizer(tokenizer_name)
-    texts = pc.fill_null(texts, "")
-    text_bytes = _byte_lengths(texts)
-    ids = [tok.encode_array(t) for t in texts.to_pylist()]  # one thread per worker: the workers are the parallelism
-    lens = np.array([len(d) + 1 if len(d) else 0 for d in ids], dtype=np.int64)
-    tokens = np.empty(int(lens.sum()), dtype=token_dtype(tok.vocab_size))
-    p = 0
-    for d in ids:
-        if len(d):
-            tokens[p] = tok.eot
-            tokens[p + 1 : p + 1 + len(d)] = d
-            p += len(d) + 1
-    return tokens, lens, text_bytes
-
-
 # ---- the main side ---------------------------------------------------------------------------------
-
-
-def _byte_lengths(texts) -> np.ndarray:
-    import pyarrow.compute as pc
-
-    return pc.binary_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _as_count(field: str, value, allow_zero: bool = False):
@@ -122,62 +69,6 @@ def _emitted(spec: dict, start: int, shuffle_buffer: int, seed: int):
         yield docs.take(order[skip:])
         pending, n_pending = [docs.slice(len(order))], len(docs) - len(order)
         skip, window = 0, window + 1
-
-
-def _chunks(batches, first_index: int):
-    """(index of first doc, docs) with about CHUNK_BYTES of text each, cut from Arrow batches with no Python strings."""
-    import pyarrow as pa
-
-    index, pieces, size = first_index, [], 0
-    for batch in batches:
-        ends = np.cumsum(_byte_lengths(batch))
-        pos = 0
-        while pos < len(batch):
-            base = ends[pos - 1] if pos else 0
-            k = min(int(np.searchsorted(ends[pos:] - base, CHUNK_BYTES - size)) + 1, len(batch) - pos)
-            pieces.append(batch.slice(pos, k))
-            size += int(ends[pos + k - 1] - base)
-            pos += k
-            if size >= CHUNK_BYTES:
-                chunk = pa.concat_arrays(pieces)  # a compact copy: pickles only its own bytes
-                yield index, chunk
-                index, pieces, size = index + len(chunk), [], 0
-    if pieces:
-        yield index, pa.concat_arrays(pieces)
-
-
-def _start_pool(tokenizer_name: str, workers: int):
-    if workers == 0:
-        return None
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(tokenizer_name,)
-    )
-    for _ in range(workers):  # start them now: they load the tokenizer while the source opens
-        pool.submit(int)
-    return pool
-
-
-def _encoded(chunks, tokenizer_name: str, pool, workers: int):
-    """(first doc index, encode_chunk result) in order; at most 2 chunks per worker in flight."""
-    if pool is None:
-        for index, texts in chunks:
-            yield index, encode_chunk(texts, tokenizer_name)
-        return
-    try:
-        pending = deque()
-        for index, texts in chunks:
-            pending.append((index, pool.submit(encode_chunk, texts, tokenizer_name)))
-            if len(pending) >= 2 * workers:
-                index, future = pending.popleft()
-                yield index, future.result()
-        while pending:
-            index, future = pending.popleft()
-            yield index, future.result()
-    except BrokenProcessPool:
-        get_tokenizer(
-            tokenizer_name
-        ).enc if tokenizer_name == "gpt2" else None  # raises the readable error, if that was it
-        raise
 
 
 def _shard_after(pos: int, val_tokens: int, shard_tokens: int, budget: int | None):
@@ -238,7 +129,7 @@ def prepare(
         )
 
     t_start = time.time()
-    pool = _start_pool(tok.name, workers)
+    pool = start_pool(tok.name, workers)
     try:
         expected_tokens = _expected_tokens(spec, source, tok.name, budget, size_needed=val_tokens is None)
         if val_tokens is None:
@@ -304,13 +195,13 @@ def _expected_tokens(spec: dict, source: str, tokenizer_name: str, budget: int |
     batches = iter_batches(spec)
     try:
         for batch in batches:
-            if len(batch) and _byte_lengths(batch).max() > 0:
+            if len(batch) and byte_lengths(batch).max() > 0:
                 break
         else:
             raise bad("source", source, "has no documents with text", "Check the path, the glob, or --text_column")
         if budget is not None or not size_needed:
             return budget
-        size_bytes = sum(int(_byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
+        size_bytes = sum(int(byte_lengths(b).sum()) for b in itertools.chain([batch], batches))
         return size_bytes / BYTES_PER_TOKEN_GUESS[tokenizer_name]
     finally:
         batches.close()
@@ -355,11 +246,11 @@ def _run(
         atomic_write_text(out / MANIFEST, json.dumps(m, indent=1) + "\n")  # after the shard: a shard never counts early
 
     done = budget is not None and pos >= budget
-    encoded = _encoded(
-        _chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers
+    stream = encoded(
+        chunks(_emitted(job, m["doc"], job["shuffle_buffer"], job["seed"]), m["doc"]), tok.name, pool, workers
     )
     try:
-        for first, (tokens, lens, text_bytes) in [] if done else encoded:
+        for first, (tokens, lens, text_bytes) in [] if done else stream:
             ends = np.cumsum(lens)  # doc ends within this chunk's tokens
             starts = ends - lens
             c = skip
@@ -388,7 +279,7 @@ def _run(
                 break
     finally:  # a terminal's stdout is routed above the bar until it closes
         bar.close()
-    encoded.close()
+    stream.close()
     if fill:  # the source ended inside a shard: the last shard is shorter
         finish_shard(doc_pos, 0)
         pos += fill
