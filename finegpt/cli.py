@@ -138,7 +138,7 @@ def cmd_prepare(args, extra) -> int:
 
 
 def add_sample(sub) -> None:
-    from finegpt.sample import SAMPLING
+    from finegpt.config import SAMPLING
 
     p = sub.add_parser("sample", help="generate text from a checkpoint and/or a GPT-2 baseline")
     p.add_argument("--ckpt", default=None, help="checkpoint file or out dir (default: out, unless --baseline)")

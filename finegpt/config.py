@@ -108,6 +108,35 @@ class ModelConfig:
             raise bad("bias", self.bias, "must be True or False", "Use bias=True (GPT-2) or bias=False")
 
 
+# ---- parameter counts: arithmetic on a ModelConfig (finegpt.model builds the modules) --------------
+
+
+def param_breakdown(cfg: ModelConfig) -> dict[str, int]:
+    """Parameters per component. The LM head is tied to the token embedding, so it adds none."""
+    C, L, b = cfg.n_embd, cfg.n_layer, int(cfg.bias)
+    attention = 3 * C * C + 3 * C * b + C * C + C * b  # c_attn (C -> 3C) and c_proj (C -> C)
+    mlp = 4 * C * C + 4 * C * b + 4 * C * C + C * b  # c_fc (C -> 4C) and c_proj (4C -> C)
+    norms = 2 * (C + C * b)  # ln_1 and ln_2
+    return {
+        "token_embedding": cfg.vocab_size * C,
+        "position_embedding": cfg.block_size * C,
+        "attention": L * attention,
+        "mlp": L * mlp,
+        "layernorm": L * norms + (C + C * b),  # + ln_f
+        "lm_head (tied)": 0,
+    }
+
+
+def count_params(cfg: ModelConfig, non_embedding: bool = True) -> int:
+    """nanoGPT's convention (non_embedding=True) leaves out the position embedding only: the
+    token embedding is kept because it is tied to the LM head, which does real work."""
+    parts = param_breakdown(cfg)
+    return sum(parts.values()) - (parts["position_embedding"] if non_embedding else 0)
+
+
+# The sampling defaults, for the CLI, the widgets and finegpt.sample: nanoGPT's sample.py's, top_p off.
+SAMPLING = dict(max_new_tokens=200, temperature=0.8, top_k=200, top_p=None, seed=1337)
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SAMPLINGS = ("epoch", "random")  # every window once per epoch, in a seeded order; nanoGPT's random windows
@@ -115,8 +144,10 @@ SAMPLINGS = ("epoch", "random")  # every window once per epoch, in a seeded orde
 
 @dataclass
 class TrainConfig:
-    """nanoGPT's train.py settings, plus finegpt's data_dir / device / dtype auto-detection and
-    checkpoint keeping. Defaults are nanoGPT's GPT-2 124M run except device, dtype and compile."""
+    """nanoGPT's train.py settings, plus finegpt's own (data_dir, eval_batch_size, sampling, keep_checkpoints,
+    tensorboard, activation_checkpointing, fsdp, seed, deterministic). Defaults are nanoGPT's GPT-2 124M run
+    except dataset (the embedded plays), device and dtype ('auto': detected), compile (False; config files
+    follow train.py's True) and wandb_project."""
 
     # I/O
     out_dir: str = "out"

@@ -1,7 +1,8 @@
 """Text generation over `GPT.generate`: prompt in, strings out; seeded, cached, checked settings.
 
 Entry points: generate_text(model, tokenizer, prompt, ...) (safe to print: printable()), generate_tokens
-(the ids, for exact bytes), load_for_sampling(ckpt_or_baseline, device).
+(the ids, for exact bytes), load_for_sampling(ckpt=None, baseline=None, device='auto');
+the defaults are finegpt.config.SAMPLING.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from pathlib import Path
 
 import torch
 
+from finegpt.config import SAMPLING
 from finegpt.errors import bad
 from finegpt.step import pick_device
-
-# The sampling defaults, for the CLI, the widgets and the functions below: nanoGPT's sample.py's, top_p off.
-SAMPLING = dict(max_new_tokens=200, temperature=0.8, top_k=200, top_p=None, seed=1337)
 
 
 def check_sampling(

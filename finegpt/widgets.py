@@ -281,7 +281,8 @@ def sample_view(
 ) -> str:
     """One sample as text, or the one-line error for bad settings. None takes finegpt.sample.SAMPLING's
     value; top_k=0 and top_p=1 mean off (the sliders' ends)."""
-    from finegpt.sample import SAMPLING, generate_text
+    from finegpt.config import SAMPLING
+    from finegpt.sample import generate_text
 
     given = dict(temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
     s = {**SAMPLING, **{k: v for k, v in given.items() if v is not None}}
@@ -305,7 +306,7 @@ def sample_ui(model, tokenizer, **defaults):
     Generates once with the defaults when built."""
     import ipywidgets as w
 
-    from finegpt.sample import SAMPLING
+    from finegpt.config import SAMPLING
 
     d = {"prompt": "", **SAMPLING, "top_p": 1.0, **defaults}  # the slider's 1.0 is top-p off
     style, layout = {"description_width": "120px"}, w.Layout(width="480px")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.exercises.check import Hint, attempt, checker
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
-from finegpt.model import count_params, param_breakdown
 from finegpt.run import OPTIMIZERS
 
 GPT2 = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, bias=False)

@@ -8,6 +8,7 @@ was measured; presets (gpus.py), solvers and the one planner, plan_budget (solve
 (guide.py) build on them.
 """
 
+from finegpt.config import count_params
 from finegpt.gpus import (
     GPUS,
     Gpu,
@@ -42,7 +43,6 @@ from finegpt.memory.solve import (
     train_time_s,
 )
 from finegpt.memory.summary import fit_summary, format_fit_summary, format_recommendations, side_by_side
-from finegpt.model import count_params
 from finegpt.run import WHAT_IF, RunConfig, run_config, run_from_settings
 
 

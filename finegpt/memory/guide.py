@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
 from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import eager_and_compiled
 from finegpt.memory.solve import HEADROOM, max_micro_batch, tokens_per_run, train_time_range_s
-from finegpt.model import count_params
 from finegpt.run import RunConfig
 
 # The guide's table: (VRAM class, its GPU, claimed params (low, high), n_layer, n_head, n_embd,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from finegpt.config import ModelConfig, tokens_per_step
+from finegpt.config import ModelConfig, count_params, tokens_per_step
 from finegpt.errors import bad
 from finegpt.gpus import GPUS, Gpu, get_gpu, preset_key
 from finegpt.memory.gpus import mfu_range, peak_flops
 from finegpt.memory.report import GIB, estimate
-from finegpt.model import count_params
 from finegpt.run import RunConfig
 
 HEADROOM = 0.05  # beyond the high end of the estimate: other processes on the card, a notebook's leftovers

@@ -6,12 +6,11 @@ side_by_side.
 
 from __future__ import annotations
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
 from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
 from finegpt.memory.solve import HEADROOM, chinchilla_tokens, max_micro_batch, plan, tokens_per_run, train_time_range_s
-from finegpt.model import count_params
 from finegpt.run import RunConfig
 
 

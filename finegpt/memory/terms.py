@@ -12,7 +12,7 @@ their compiled form, measured on CPU inductor and, for CUDA runs, on a GPU (cali
 
 from __future__ import annotations
 
-from finegpt.config import GIB, ModelConfig
+from finegpt.config import GIB, ModelConfig, count_params, param_breakdown
 from finegpt.memory.calibration import (
     compiled_coefficient,
     eager_logit_bytes,
@@ -20,7 +20,6 @@ from finegpt.memory.calibration import (
     measured_overhead,
     widen,
 )
-from finegpt.model import count_params, param_breakdown
 from finegpt.run import RunConfig
 
 MIB = 2**20

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from finegpt import folders, memory
-from finegpt.config import GIB, ModelConfig, TrainConfig, local_accumulation, padded_vocab
+from finegpt.config import GIB, ModelConfig, TrainConfig, count_params, local_accumulation, padded_vocab
 from finegpt.errors import bad
-from finegpt.model import count_params
 from finegpt.step import pick_device, pick_dtype
 from finegpt.train import rundir
 from finegpt.train.checkpoint import load_checkpoint, model_config
