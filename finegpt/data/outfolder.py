@@ -102,10 +102,22 @@ def clear_stale(out: Path, keep: set[str]) -> None:
             p.unlink()
 
 
+def _listed(out: Path) -> set[str]:
+    """The old data's own files, as its meta.json and manifest.json list them: all an overwrite removes."""
+    names = {META, MANIFEST, STATS}
+    for index in (META, MANIFEST):
+        try:
+            names |= {s["file"] for s in json.loads((out / index).read_text())["shards"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return names
+
+
 def commit_output(stage: Path, out: Path) -> None:
-    """Move the complete new shards over the old; meta.json leaves first and comes back last."""
-    folders.commit(stage, out, "prepare", is_prepare_file, first_removed=(META,))
+    """Move the complete new shards over the old; meta.json leaves first and comes back last. Of the old
+    entries, only the files its meta.json / manifest.json list are removed: a user's own files stay."""
+    folders.commit(stage, out, "prepare", _listed(out).__contains__, first_removed=(META,))
 
 
 def recover_output(out: Path) -> bool:
-    return folders.recover(out, "prepare", is_prepare_file, first_removed=(META,))
+    return folders.recover(out, "prepare", _listed(out).__contains__, first_removed=(META,))
