@@ -146,10 +146,25 @@ def load_for_sampling(ckpt: str | Path | None = None, baseline: str | None = Non
 
 
 def read_prompt(prompt: str) -> str:
-    """nanoGPT's convention: 'FILE:prompt.txt' reads the prompt from a file."""
+    """nanoGPT's convention: 'FILE:prompt.txt' reads the prompt from a file. The prompt must be UTF-8 text:
+    a byte that is not (a latin-1 file, a terminal in another encoding) is named, with its position."""
+    fix = "Give the prompt as UTF-8 text, e.g. re-encode the file with `iconv -f latin1 -t utf-8`"
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
         if not path.is_file():
             raise bad("prompt", prompt, "no such file", "Check the path after FILE:")
-        return path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise bad("prompt", prompt, f"byte 0x{raw[e.start]:02x} at offset {e.start} is not UTF-8", fix) from None
+    try:
+        prompt.encode("utf-8")  # a non-UTF-8 byte in argv arrives as a lone surrogate (surrogateescape)
+    except UnicodeEncodeError as e:
+        shown = prompt.encode("utf-8", "surrogateescape")
+        byte = ord(prompt[e.start]) - 0xDC00 if 0xDC80 <= ord(prompt[e.start]) <= 0xDCFF else None
+        what = f"byte 0x{byte:02x}" if byte is not None else "a lone surrogate"
+        raise bad(
+            "prompt", shown.decode("utf-8", "replace"), f"{what} at character {e.start} is not UTF-8", fix
+        ) from None
     return prompt
