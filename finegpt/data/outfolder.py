@@ -16,7 +16,6 @@ from finegpt.data.shards import META
 from finegpt.data.sources import source_changes
 from finegpt.errors import FinegptError, bad
 
-
 MANIFEST, STATS = "manifest.json", "stats.json"
 
 
