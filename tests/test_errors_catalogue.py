@@ -88,6 +88,31 @@ CASES = [
     ("memory", "RunConfig(gpu='RTX 9090')", "gpu"),
     ("memory", "RunConfig(sharding='zero3')", "sharding"),
     ("memory", "ModelConfig(n_layer=10, n_head=10, n_embd=644)", "n_embd"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --seed=-1", "seed"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --batch_size=1e12", "batch_size"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --eval_iters=1e11", "eval_iters"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --learning_rate=1e999", "learning_rate"),
+    ("range", "finegpt prepare --source=story.txt --out=data_new --shuffle_buffer=100 --seed=-1", "seed"),
+    ("range", "finegpt quickstart --out=new --seed=-1", "seed"),
+    ("shards", f"finegpt train {TINY} --data_dir=data_oov --out_dir=new", "shard"),
+    ("shards", "finegpt check data_oov", "shard"),
+    ("shards", f"finegpt train {TINY} --data_dir=data_meta_empty --out_dir=new", "data_dir"),
+    ("shards", "finegpt check data_meta_list", "data_dir"),
+    ("source", "finegpt prepare --source=text_not_string.jsonl --out=data_new", "text_column"),
+    ("source", "finegpt prepare --source=int_text.parquet --out=data_new", "text_column"),
+    ("config file", "finegpt train latin1.py", "config"),
+    ("prompt", "finegpt sample --ckpt=run --prompt=FILE:latin1_prompt.txt", "prompt"),
+    ("prompt", "read_prompt(b'caf\\xe9'.decode('utf-8', 'surrogateescape'))", "prompt"),
+    ("checkpoint", "finegpt train --resume --out_dir=no_optimizer", "checkpoint"),
+    ("calibration", "use({'compiled': {'logits_train_copies': 'three'}})", "calibration"),
+    ("lab folder", "make_home(Path('notes.txt'), 'FINEGPT_HOME')", "FINEGPT_HOME"),
+    ("lab folder", "make_home(Path('dangling'), 'FINEGPT_HOME')", "FINEGPT_HOME"),
+    ("resume", "finegpt train --resume --out_dir=run --batch_size=4", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --gradient_accumulation_steps=2", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --seed=8 --sampling=random", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --block_size=16", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --data_dir=data_copy", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --batch_size=4 --resume_changed=batch_sise", "resume_changed"),
 ]
 
 
@@ -149,9 +174,46 @@ def workspace(tmp_path_factory):
         (root / "typo_key.py").write_text("batch_sise = 8\n")
         (root / "runs_code.py").write_text("import os\nbatch_size = os.system('echo pwned > pwned.txt')\n")
         (root / "bad_syntax.py").write_text("batch_size = = 8\n")
+        _hostile_inputs(root)
     finally:
         os.chdir(cwd)
     return root
+
+
+def _hostile_inputs(root: Path) -> None:
+    """Readable files that are wrong inside: an id past the vocab, meta.json of the wrong shape, text that is
+    no text, a latin-1 byte, a checkpoint without its optimizer state, a symlink to nowhere."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from finegpt.data.shards import HEADER_BYTES
+
+    shutil.copytree(root / "data", root / "data_oov")
+    shard = root / "data_oov" / "train_000000.bin"
+    raw = bytearray(shard.read_bytes())
+    raw[HEADER_BYTES + 2 * 3000 : HEADER_BYTES + 2 * 3001] = np.uint16(300).tobytes()  # token 3000 := 300
+    shard.write_bytes(bytes(raw))
+    shutil.copytree(root / "data", root / "data_meta_empty")
+    (root / "data_meta_empty" / "meta.json").write_text("{}\n")
+    shutil.copytree(root / "data", root / "data_meta_list")
+    meta = json.loads((root / "data" / "meta.json").read_text())
+    meta["shards"][0]["tokens"] = "6000"
+    (root / "data_meta_list" / "meta.json").write_text(json.dumps(meta))
+    shutil.copytree(root / "data", root / "data_copy")  # the same shards elsewhere: a changed data_dir
+    lines = [json.dumps({"text": f"document {i}"}) for i in range(5)] + [json.dumps({"text": 42})]
+    (root / "text_not_string.jsonl").write_text("\n".join(lines) + "\n")
+    pq.write_table(pa.table({"text": pa.array(range(100), type=pa.int64())}), root / "int_text.parquet")
+    (root / "latin1.py").write_bytes(b"batch_size = 4\nwandb_run_name = 'caf\xe9'\n")
+    (root / "latin1_prompt.txt").write_bytes(b"ROMEO: caf\xe9\n")
+    shutil.copytree(root / "run", root / "no_optimizer")
+    ckpt = torch.load(root / "run" / "ckpt.pt", weights_only=True)
+    del ckpt["optimizer"]
+    torch.save(ckpt, root / "no_optimizer" / "weights_only.pt")
+    os.replace(root / "no_optimizer" / "weights_only.pt", root / "no_optimizer" / "ckpt.pt")
+    os.symlink(root / "nowhere", root / "dangling")
 
 
 def tree_hashes(root: Path) -> dict:
@@ -165,13 +227,20 @@ def tree_hashes(root: Path) -> dict:
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     """(exit code, stderr) of a CLI case; (2, 'error: ' + message) for a Python expression that raises."""
     from finegpt.config import ModelConfig, local_accumulation
+    from finegpt.lab.folder import make_home
     from finegpt.memory import RunConfig, estimate
+    from finegpt.memory.calibration import use
+    from finegpt.sample import read_prompt
 
     names = {
         "ModelConfig": ModelConfig,
         "RunConfig": RunConfig,
         "estimate": estimate,
         "local_accumulation": local_accumulation,
+        "make_home": make_home,
+        "Path": Path,
+        "read_prompt": read_prompt,
+        "use": lambda c: use(c).__enter__(),
     }
     if inp.startswith("CUDA_VISIBLE_DEVICES= finegpt "):  # a machine without CUDA, even where there is one
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

@@ -62,8 +62,8 @@ def _out_of_vocab(path, ids: np.ndarray, first: int, vocab_size: int):
     return bad(
         "shard",
         str(path),
-        f"holds token id {int(ids[bad_at])} at position {first + bad_at}, outside its vocab of {vocab_size} "
-        "(the model's embedding has no row for it)",
+        f"holds token id {int(ids[bad_at])} at position {first + bad_at}, outside the vocab of {vocab_size} "
+        "that its header and meta.json declare",
         "The file is damaged: `finegpt check` scans every shard; rerun `finegpt prepare` with --overwrite",
     )
 

@@ -231,7 +231,8 @@ def prepare(
     if not 0 <= val_fraction < 1:
         raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
     shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
-    seed = _as_count("seed", seed, allow_zero=True)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise bad("seed", seed, "must be a whole number >= 0", "Use e.g. --seed 1337")
     workers = _default_workers(tok.name) if workers is None else _as_count("workers", workers, allow_zero=True)
     spec = resolve_source(source, name, data_files, text_column)
     if spec["kind"] == "hf" and not spec["data_files"] and budget is None:

@@ -94,6 +94,10 @@ def _txt_docs(files):
         yield _decode(Path(path).read_bytes(), path, None)
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def _jsonl_docs(files, text_column):
     for path in files:
         with open(path, "rb") as f:
@@ -118,7 +122,7 @@ def _jsonl_docs(files, text_column):
                     raise bad(
                         "text_column",
                         text_column,
-                        f"line {n} of {path} holds a {type(text).__name__} there ({json.dumps(text)[:40]}), not text",
+                        f"line {n} of {path} holds {_a(type(text).__name__)} there ({json.dumps(text)[:40]}), not text",
                         "Make every record's text a JSON string, or pass --text_column with the field that holds it",
                     )
                 yield text
