@@ -83,7 +83,7 @@ def _shipped_or_defaults() -> dict:
     """calibration.json; a damaged one warns once and the model runs on its cited defaults instead (every
     section empty), as before anything was measured: an estimate must not fail over a calibration file."""
     try:
-        return load()
+        return load(PATH)
     except FinegptError as e:
         warnings.warn(f"{e} Using the cited defaults until it is restored.", stacklevel=3)
         return _with_sections({"about": "cited defaults: calibration.json could not be used"}, str(PATH))

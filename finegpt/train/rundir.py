@@ -9,6 +9,7 @@ removes only those of the old run, never a file someone else put in the folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -212,12 +213,13 @@ class RunFolder:
             raise folders.gone("out_dir", self.work_dir, "was deleted while this process was writing it")
 
     def record_files(self, exact: bool = True) -> None:
-        """After each save: run.json lists the files this run wrote, and whether it is an exact run."""
+        """After each save: run.json lists the files this run has written, and whether it is an exact run.
+        A failed write (a full disk) keeps the earlier list, which only ever names fewer files."""
         if not self.is_main:
             return
-        mine = {p.name for p in self.work_dir.iterdir() if is_run_file(p.name) and not p.name.endswith(".tmp")}
-        mine = sorted((mine | set(own_files(self.work_dir) or [])) - {folders.STAGING})
-        update_owner(self.work_dir, files=mine, exact=exact)
+        mine = sorted(p.name for p in self.work_dir.iterdir() if is_run_file(p.name) and not p.name.endswith(".tmp"))
+        with contextlib.suppress(OSError):
+            update_owner(self.work_dir, files=[n for n in mine if n != folders.STAGING], exact=exact)
 
     def resume_hint(self) -> str:
         kept = f" (the earlier run in {str(self.target)!r} is kept until this one finishes)" if self.staged else ""
