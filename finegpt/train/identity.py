@@ -64,9 +64,27 @@ def _same(key: str, old, new) -> bool:
     return old == new
 
 
+_LAYOUT = ("batch_size", "gradient_accumulation_steps", "world_size")
+
+
+def _same_global_batch(old: dict, new: dict) -> bool:
+    """2 ranks x batch_size B read, at each micro-step, exactly the rows 1 rank x 2B reads (the loader's
+    contract): a new world size that keeps rows per micro-step and micro-steps per step is the same stream."""
+    try:
+        b0, g0, w0 = (int(old[k]) for k in _LAYOUT)
+        b1, g1, w1 = (int(new[k]) for k in _LAYOUT)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return b0 * w0 == b1 * w1 and g0 * w1 == g1 * w0
+
+
 def changes(old: dict, new: dict) -> dict:
-    """{key: (old, new)} for each recorded setting that differs."""
-    return {k: (old.get(k), new.get(k)) for k in STREAM_KEYS if not _same(k, old.get(k), new.get(k))}
+    """{key: (old, new)} for each recorded setting that differs (a new world size with the batch and
+    accumulation that keep the global batch is no change)."""
+    found = {k: (old.get(k), new.get(k)) for k in STREAM_KEYS if not _same(k, old.get(k), new.get(k))}
+    if set(found) & set(_LAYOUT) and _same_global_batch(old, new):
+        found = {k: v for k, v in found.items() if k not in _LAYOUT}
+    return found
 
 
 def _shown(key: str, old, new) -> str:
