@@ -148,6 +148,23 @@ SCENARIOS = {
         "is restored.",
         "test_nothing_lost.py::test_a_damaged_calibration_file_warns_once_and_the_cited_defaults_apply",
     ),
+    "lab_folder_read_only": (
+        "lab folder",
+        "`FINEGPT_HOME` on a read-only mount (a file there, or a symlink to nowhere: the catalogue above)",
+        "the first lab cell stops with one line",
+        "n/a",
+        "FINEGPT_HOME='<path>': cannot be created (Read-only file system). Point FINEGPT_HOME at a folder you "
+        "can write to, e.g. export FINEGPT_HOME=~/finegpt-lab.",
+        "test_nothing_lost.py::test_a_read_only_lab_folder_is_one_line",
+    ),
+    "hint_quoted": (
+        "paths",
+        "a run folder or data folder whose name holds a space",
+        "every command a hint prints quotes its paths (shlex.quote), so it can be pasted as it is",
+        "n/a",
+        "Resume with `finegpt train --resume --out_dir='my run'`",
+        "test_nothing_lost.py::test_hints_quote_the_paths_they_print",
+    ),
     "changed_source": (
         "resume",
         "`finegpt prepare` killed, a source file edited, the same command run again",

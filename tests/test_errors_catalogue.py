@@ -322,10 +322,17 @@ def render_doc(rows) -> str:
         "is refused.",
         "",
         "A run folder records its owner in `run.json` and is locked while `train`, `prepare` or `quickstart`",
-        "writes it (an OS advisory lock on `.lock`, which names the holder; the OS drops it when the process",
-        "exits, however it exits). `--overwrite` builds the new result in `<folder>/overwrite.partial/` and",
-        "moves it over the old one only once it is complete; the stage is marked complete before the move, so",
-        "a crash during the move is finished by the next command on that folder. `prepare` records each local",
+        "writes it: an OS lock (flock) on the folder's own directory, so deleting `.lock` (a note naming the",
+        "holder) cannot break it, and a run whose folder is deleted stops at its next save without making it",
+        "again; the OS drops the lock when the process exits, however it exits. `--overwrite`, a quickstart",
+        "rerun and notebook 04 build the new result in `<folder>/overwrite.partial/` and move it over the old",
+        "one only once it is complete; of the old result they remove only the files its own list names",
+        "(`run.json`'s files, `meta.json`'s shards, the quickstart's marker), never a file someone else put",
+        "there. The stage is marked complete, with what it will remove, before the move, so a crash during",
+        "the move is finished by the next command on that folder. A checkpoint records what decides the",
+        "batch stream (the shards' fingerprint, data_dir, batch_size, gradient_accumulation_steps,",
+        "block_size, sampling, seed, world size); `--resume` refuses any change unless `--resume_changed`",
+        "names it, which is logged in `metrics.jsonl` and marks the run as no longer exact. `prepare` records each local",
         "source file's size, mtime and BLAKE2b hash, and a resume refuses sources that changed (a dataset",
         "streamed from the hub can only be checked by its name). Every shard is checked against its",
         "`meta.json` when a loader opens it. Config files are data with limits: numbers below 2**64, strings",
@@ -361,7 +368,7 @@ def render_doc(rows) -> str:
     html = str.maketrans({"<": "&lt;", ">": "&gt;", "|": "&#124;"})  # <out> is a placeholder, not a tag
     scenarios += [
         f"| {i} | {area} | {situation} | {does} | {code} | "
-        f"{(msg.removeprefix('error: ') or '(killed: none)').translate(html)} | `{test}` |"
+        f"{(msg.removeprefix('error: ') or ('(killed: none)' if code == -9 else '(none)')).translate(html)} | `{test}` |"
         for i, (area, situation, does, code, msg, test) in enumerate(SCENARIOS.values(), len(rows) + 1)
     ]
     return "\n".join(head + body + scenarios) + "\n"
