@@ -332,8 +332,9 @@ def render_doc(rows) -> str:
         "the move is finished by the next command on that folder. A checkpoint records what decides the",
         "batch stream (the shards' fingerprint, data_dir, batch_size, gradient_accumulation_steps,",
         "block_size, sampling, seed, world size); `--resume` refuses any change unless `--resume_changed`",
-        "names it, which is logged in `metrics.jsonl` and marks the run as no longer exact. `prepare` records each local",
-        "source file's size, mtime and BLAKE2b hash, and a resume refuses sources that changed (a dataset",
+        "names it, which is logged in `metrics.jsonl` and marks the run as no longer exact. `prepare`",
+        "records each local source file's size, mtime and BLAKE2b hash, and a resume refuses sources that",
+        "changed (a dataset",
         "streamed from the hub can only be checked by its name). Every shard is checked against its",
         "`meta.json` when a loader opens it. Config files are data with limits: numbers below 2**64, strings",
         "of at most 4096 characters, 200 parts per expression, lines of 4196 characters, 1 MiB per file.",
@@ -368,7 +369,8 @@ def render_doc(rows) -> str:
     html = str.maketrans({"<": "&lt;", ">": "&gt;", "|": "&#124;"})  # <out> is a placeholder, not a tag
     scenarios += [
         f"| {i} | {area} | {situation} | {does} | {code} | "
-        f"{(msg.removeprefix('error: ') or ('(killed: none)' if code == -9 else '(none)')).translate(html)} | `{test}` |"
+        f"{(msg.removeprefix('error: ') or ('(killed: none)' if code == -9 else '(none)')).translate(html)} "
+        f"| `{test}` |"
         for i, (area, situation, does, code, msg, test) in enumerate(SCENARIOS.values(), len(rows) + 1)
     ]
     return "\n".join(head + body + scenarios) + "\n"
