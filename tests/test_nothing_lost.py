@@ -324,3 +324,13 @@ def test_a_damaged_calibration_file_warns_once_and_the_cited_defaults_apply(tmp_
     assert len(caught) == 1
     assert_scenario("calibration_damaged", str(caught[0].message).replace(str(bad), "<file>"), file="<file>")
     assert report.peak_bytes > 0 and calibration.compiled_coefficient("logits_train_copies") == 3.0
+
+
+def test_finegpt_check_reads_every_id_of_good_data(data, capsys):
+    from finegpt.cli import main
+
+    capsys.readouterr()
+    assert main(["check", str(data)]) == 0
+    assert capsys.readouterr().out == (
+        f"{data}: 2 shards, 22,000 bytes tokens, every id below the vocab of 257 (largest 256)\n"
+    )
