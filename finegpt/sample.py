@@ -19,15 +19,17 @@ def check_sampling(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, num_samples: int = 1
 ) -> None:
     """One-line errors for settings generate() would misread or crash on."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise bad("max_new_tokens", max_new_tokens, "must be an integer >= 1", "Use e.g. --max_new_tokens 200")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise bad("num_samples", num_samples, "must be an integer >= 1", "Use e.g. --num_samples 3")
-    if not isinstance(temperature, (int, float)) or not temperature >= 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 10**6:
+        raise bad(
+            "max_new_tokens", max_new_tokens, "must be an integer in [1, 1000000]", "Use e.g. --max_new_tokens 200"
+        )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= 10**4:
+        raise bad("num_samples", num_samples, "must be an integer in [1, 10000]", "Use e.g. --num_samples 3")
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
         raise bad(
             "temperature",
             temperature,
-            "must be >= 0",
+            "must be a finite number >= 0",
             "Use 0 for greedy, 0.8 for focused text, 1.0 for the model's own distribution",
         )
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
