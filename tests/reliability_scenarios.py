@@ -100,8 +100,7 @@ SCENARIOS = {
     "resume_data_changed": (
         "resume",
         "`finegpt prepare --overwrite` remakes the data from another text, then `finegpt train --resume`",
-        "refuses, naming the data's old and new fingerprint (a new world size or any other recorded setting: "
-        "the same)",
+        "refuses, naming the data's old and new fingerprint (a new world size or any other recorded setting: the same)",
         2,
         "error: resume='<out>': would not continue the same run, since its checkpoint was written with other "
         "settings: data fingerprint <old> -> <new> (the shards were prepared again). Resume with the "
