@@ -96,6 +96,7 @@ CASES = [
     ("range", "finegpt quickstart --out=new --seed=-1", "seed"),
     ("shards", f"finegpt train {TINY} --data_dir=data_oov --out_dir=new", "shard"),
     ("shards", "finegpt check data_oov", "shard"),
+    ("shards", "finegpt eval --ckpt=run --data_dir=data_oov --split=train --device=cpu", "shard"),
     ("shards", f"finegpt train {TINY} --data_dir=data_meta_empty --out_dir=new", "data_dir"),
     ("shards", "finegpt check data_meta_list", "data_dir"),
     ("source", "finegpt prepare --source=text_not_string.jsonl --out=data_new", "text_column"),

@@ -334,3 +334,29 @@ def test_finegpt_check_reads_every_id_of_good_data(data, capsys):
     assert capsys.readouterr().out == (
         f"{data}: 2 shards, 22,000 bytes tokens, every id below the vocab of 257 (largest 256)\n"
     )
+
+
+def test_an_id_past_the_vocab_that_the_sample_at_open_misses_stops_its_batch(tmp_path):
+    """The look at open reads 16 slices of a large shard; an id between them is caught by the batch that
+    reads it, in one line, before the model sees it."""
+    import numpy as np
+
+    from finegpt.data import BatchLoader
+    from finegpt.data.checks import SAMPLE_TOKENS
+    from finegpt.data.shards import HEADER_BYTES
+    from finegpt.errors import FinegptError
+
+    data = make_data(tmp_path / "data", n_train=200_000, n_val=2_000)
+    shard = data / "train_000000.bin"
+    position = 4 * SAMPLE_TOKENS  # the first slice ends at 2048, the second starts near 13,000
+    raw = bytearray(shard.read_bytes())
+    raw[HEADER_BYTES + 2 * position : HEADER_BYTES + 2 * position + 2] = np.uint16(999).tobytes()
+    shard.write_bytes(bytes(raw))
+    loader = BatchLoader(data, "train", batch_size=8, block_size=64, sampling="epoch")  # opens: sample passes
+    with pytest.raises(FinegptError) as e:
+        for step in range(loader.n_windows // 8 + 1):
+            loader.get_batch(step)
+    assert str(e.value) == (
+        f"data_dir='{data}': the train batch of step {step} holds token id 999, outside its vocab of 257. "
+        "A shard is damaged: `finegpt check` names it; rerun `finegpt prepare` with --overwrite."
+    )
