@@ -72,9 +72,31 @@ def _holder_info(path: Path, fd: int | None = None) -> str:
         return (_holder_from_proc(fd) if fd is not None else None) or "PID unknown"
 
 
+def _lockable(folder, flags: int) -> int:
+    """An fd of `folder` with an flock taken (flags), or raises BlockingIOError when someone holds it.
+    Where a directory cannot be flocked (NFS emulates flock with byte-range locks, which need a file open
+    for writing), the `.lock` file carries the lock instead, as it did before: deleting it then unlocks."""
+    fd = _open_dir(folder)
+    try:
+        fcntl.flock(fd, flags)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:
+        os.close(fd)
+    fd = os.open(Path(folder) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, flags)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def lock_holder(folder) -> str | None:
     """Who holds `folder`'s lock ('PID 123 on host: `finegpt train`, since ...'), or None. Creates nothing."""
-    if fcntl is None or os.path.realpath(folder) in _HELD:
+    if fcntl is None or os.path.realpath(folder) in _HELD or not os.path.isdir(folder):
         return None
     try:
         fd = _open_dir(folder)
@@ -84,6 +106,24 @@ def lock_holder(folder) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two probes never exclude each other
     except BlockingIOError:
         return _holder_info(Path(folder) / LOCK, fd)
+    except OSError:  # no flock on directories here: the .lock file is probed, when there is one
+        return _file_lock_holder(Path(folder) / LOCK)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _file_lock_holder(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _holder_info(path)
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
@@ -142,25 +182,33 @@ class FolderLock:
         if self.key in _HELD:
             _HELD[self.key][1] += 1
             return self
-        fd = _open_dir(self.folder)
         for _ in range(20):  # a probe holds a shared lock for microseconds
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fd = _lockable(self.folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 time.sleep(0.005)
         else:
-            holder = _holder_info(self.folder / LOCK, fd)
-            os.close(fd)
-            raise _busy(self.field, self.folder, holder)
+            raise _busy(self.field, self.folder, self._holder())
         self.since = time.strftime("%Y-%m-%d %H:%M:%S")
         try:
             self._note()
+            st = os.stat(self.key)
         except OSError:
             os.close(fd)
             raise
-        _HELD[self.key] = [fd, 1, self]
+        _HELD[self.key] = [fd, 1, self, (st.st_dev, st.st_ino)]
         return self
+
+    def _holder(self) -> str:
+        try:
+            fd = _open_dir(self.folder)
+        except OSError:
+            return _holder_info(self.folder / LOCK)
+        try:
+            return _holder_info(self.folder / LOCK, fd)
+        finally:
+            os.close(fd)
 
     def check_held(self) -> None:
         """The locked directory must still be the one at its path: a folder deleted (or deleted and made
@@ -168,12 +216,11 @@ class FolderLock:
         held = _HELD.get(self.key)
         if fcntl is None or held is None:
             return
-        mine = os.fstat(held[0])
         try:
-            now = os.stat(self.folder)
+            now = os.stat(self.key)  # the absolute path: a notebook may have changed its directory since
         except OSError:
             now = None
-        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+        if now is None or (now.st_dev, now.st_ino) != held[3]:
             how = "was deleted" if now is None else "was deleted and made again by someone else"
             raise gone(self.field, self.folder, f"{how} while this process was writing it")
         if not (self.folder / LOCK).exists():  # someone deleted the note: put it back for the next reader

@@ -360,3 +360,27 @@ def test_an_id_past_the_vocab_that_the_sample_at_open_misses_stops_its_batch(tmp
         f"data_dir='{data}': the train batch of step {step} holds token id 999, outside its vocab of 257. "
         "A shard is damaged: `finegpt check` names it; rerun `finegpt prepare` with --overwrite."
     )
+
+
+NO_DIRECTORY_FLOCK = """
+import errno, fcntl, os, stat, sys
+real = fcntl.flock
+def flock(fd, flags):  # as on NFS: a directory cannot be flocked
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+    return real(fd, flags)
+fcntl.flock = flock
+"""
+
+
+def test_where_a_directory_cannot_be_flocked_the_lock_file_carries_the_lock(tmp_path, monkeypatch):
+    from finegpt import folders
+
+    monkeypatch.setattr(folders.fcntl, "flock", folders.fcntl.flock)  # the real one comes back afterwards
+    exec(NO_DIRECTORY_FLOCK, {})  # patches fcntl.flock in this process
+    probe = NO_DIRECTORY_FLOCK + "from finegpt.folders import lock_holder\nprint(lock_holder(sys.argv[1]))\n"
+    with folders.FolderLock(tmp_path, "out", "finegpt train"):
+        done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+        assert done.stdout.startswith(f"PID {os.getpid()} on "), done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert done.stdout == "None\n", done.stderr
