@@ -1,4 +1,4 @@
-"""The `finegpt` command: prepare | train | sample | eval | memory | recommend | quickstart.
+"""The `finegpt` command: prepare | train | check | sample | eval | memory | recommend | quickstart.
 
 Each subcommand parses its arguments and calls one package function. Settings are written --key=value or
 --key value alike, for every subcommand (split_settings). Bad input prints one line
@@ -52,13 +52,40 @@ def add_train(sub) -> None:
         action="store_true",
         help="replace the run in out_dir, once the new one finishes (kept until then)",
     )
+    p.add_argument(
+        "--resume_changed",
+        default="",
+        metavar="KEYS",
+        help="with --resume: settings of the batch stream that may differ from the checkpoint's, e.g. "
+        "batch_size,data (logged; the run is then no longer exact)",
+    )
     p.set_defaults(func=cmd_train, accepts_overrides=True)
 
 
 def cmd_train(args, extra) -> int:
     from finegpt.train import train_from_cli
 
-    train_from_cli(args.config, extra, resume=args.resume, overwrite=args.overwrite)
+    train_from_cli(args.config, extra, resume=args.resume, overwrite=args.overwrite, resume_changed=args.resume_changed)
+    return 0
+
+
+# ---- check ------------------------------------------------------------------------------------
+
+
+def add_check(sub) -> None:
+    p = sub.add_parser("check", help="check prepared shards: meta.json, every header, every token id")
+    p.add_argument("data_dir", help="a folder written by finegpt prepare")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args, extra) -> int:
+    from finegpt.data.checks import scan_data
+
+    r = scan_data(args.data_dir)
+    print(
+        f"{args.data_dir}: {r['shards']} shards, {r['tokens']:,} {r['tokenizer']} tokens, every id below the "
+        f"vocab of {r['vocab_size']} (largest {r['max_id']})"
+    )
     return 0
 
 
@@ -335,7 +362,7 @@ def cmd_recommend(args, extra) -> int:
 
 # ---- the parser -------------------------------------------------------------------------------
 
-SECTIONS = [add_quickstart, add_train, add_prepare, add_sample, add_eval, add_memory, add_recommend]
+SECTIONS = [add_quickstart, add_train, add_prepare, add_check, add_sample, add_eval, add_memory, add_recommend]
 
 
 def build_parser() -> argparse.ArgumentParser:

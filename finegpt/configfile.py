@@ -132,6 +132,33 @@ def config_file_settings(path: str | Path, overrides: dict | None = None) -> tup
     return {**defaults, **values}, notes
 
 
+def _read_source(path: Path) -> str:
+    """The file's text in the encoding Python itself reads it in: UTF-8, or what a PEP 263 line
+    (`# -*- coding: latin-1 -*-`) names. A byte that encoding cannot read is named, with its place."""
+    import io
+    import tokenize
+
+    raw = path.read_bytes()
+    try:
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+        except SyntaxError as e:  # a bad byte in the first two lines, an unknown encoding, a contradicting BOM
+            raw.decode("utf-8")  # names the byte, when that was it
+            raise bad(
+                "config", str(path), f"its encoding line cannot be used ({e})", "Save the file as UTF-8"
+            ) from None
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise bad(
+            "config",
+            str(path),
+            f"byte 0x{raw[e.start]:02x} at line {line}, column {column} is not {e.encoding}",
+            "Save the file as UTF-8, or name its encoding in a first line such as `# -*- coding: latin-1 -*-`",
+        ) from None
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read `key = value` lines of a nanoGPT config file into a dict, safely (no exec). Only what the file
     says: config_file_settings adds nanoGPT train.py's defaults (compile=True)."""
@@ -146,7 +173,7 @@ def load_config_file(path: str | Path) -> dict:
             f"{size_bytes} bytes, more than a config file needs ({MAX_CONFIG_BYTES} at most)",
             "Write one `key = value` per line",
         )
-    source = path.read_text(encoding="utf-8")
+    source = _read_source(path)
     _check_lines(source, path)
     try:
         tree = ast.parse(source, filename=str(path))

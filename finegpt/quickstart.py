@@ -6,6 +6,8 @@ Entry point: quickstart(). The same steps by hand are `finegpt prepare`, `finegp
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import torch
 from finegpt import folders, step
 from finegpt.config import ModelConfig, TrainConfig, tokens_per_step
 from finegpt.errors import bad
+from finegpt.files import atomic_write_text
+from finegpt.train.preflight import check_ranges
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
 # 3000 steps x 1024 tokens, a few minutes on 2 cores (the README quotes measured times; each run prints
@@ -115,21 +119,19 @@ def _minutes(seconds: float) -> str:
 # ---- the command ----------------------------------------------------------------------------------------
 
 
-# ---- the command ----------------------------------------------------------------------------------------
-
-
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
     """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds", "estimate_s", "timing"}.
     Before training it prints how long the whole run will take on this machine, from a timed warm-up.
     Rerun in the same folder, it replaces its earlier output only once the new one is complete."""
     out = folders.check_path("out", out, "--out out-quickstart")
+    check_ranges(*_configs(out, max_iters, seed))  # a bad --seed or --max_iters fails before anything is made
     folders.check_unlocked(out, "out")
     mine = [p for p in out.iterdir() if p.name != folders.LOCK] if out.is_dir() else []
     if out.exists() and not (out / MARKER).exists() and (mine or not out.is_dir()):
         raise bad("out", str(out), "exists and was not made by the quickstart", "Pass another --out")
     out.mkdir(parents=True, exist_ok=True)
     with folders.FolderLock(out, "out", "finegpt quickstart"):
-        folders.recover(out, "quickstart", _all)  # an earlier rerun was cut short while replacing: finish it
+        folders.recover(out, "quickstart", _made_by_quickstart(out))  # a rerun cut short while replacing
         # A previous quickstart's files stay until this one has finished; then they are replaced.
         work = folders.fresh_stage(out) if any(p.name != folders.LOCK for p in out.iterdir()) else out
         (work / MARKER).touch()
@@ -138,13 +140,36 @@ def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None,
             result = _run(work, max_iters, seed, final=out)
         finally:
             torch.set_num_threads(threads)  # the warm-up may have picked one thread for this run only
+        made = sorted({p.name for p in work.iterdir()} - {folders.LOCK, folders.STAGING} | {MARKER})
+        atomic_write_text(work / MARKER, json.dumps({"files": made}) + "\n")  # what a rerun may replace
         if work != out:
-            folders.commit(work, out, "quickstart", _all)
+            folders.commit(work, out, "quickstart", _made_by_quickstart(out))
     return result
 
 
-def _all(name: str) -> bool:
-    return True  # the quickstart made every file in its folder
+def _made_by_quickstart(out: Path):
+    """stale(name) for a rerun: the entries the earlier quickstart listed in its marker as its own; a
+    student's notes or plots beside them are never touched. An unlisted (older) marker: finegpt's names."""
+    try:
+        listed = set(json.loads((out / MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        from finegpt.train.rundir import is_run_file
+
+        return lambda name: is_run_file(name) or name in ("data", MARKER)
+    return listed.__contains__
+
+
+def _configs(out: Path, max_iters: int | None, seed: int) -> tuple[ModelConfig, TrainConfig]:
+    """The quickstart's model and training settings, writing into `out`."""
+    steps = max_iters or QUICKSTART_TRAIN["max_iters"]
+    model_cfg = ModelConfig(**QUICKSTART_MODEL, vocab_size=320)  # 257 bytes + EOT, padded to a multiple of 64
+    train_cfg = TrainConfig(
+        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps},
+        out_dir=str(out),
+        data_dir=str(out / "data"),
+        seed=seed,
+    )
+    return model_cfg, train_cfg
 
 
 def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
@@ -160,14 +185,8 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     tokenizer = get_tokenizer("bytes")
     print(f"    {stats['documents']} plays, {stats['tokens']:,} tokens in {len(stats['shards'])} shards", flush=True)
 
-    model_cfg = ModelConfig(**QUICKSTART_MODEL, vocab_size=320)  # 257 bytes + EOT, padded to a multiple of 64
-    steps = max_iters or QUICKSTART_TRAIN["max_iters"]
-    train_cfg = TrainConfig(
-        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps},
-        out_dir=str(out),
-        data_dir=str(out / "data"),
-        seed=seed,
-    )
+    model_cfg, train_cfg = _configs(out, max_iters, seed)
+    steps = train_cfg.max_iters
     timing = warm_up(model_cfg, train_cfg)
     torch.manual_seed(seed)
     t_sample = time.time()
@@ -199,7 +218,7 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
         f"took {_minutes(seconds)} on this CPU; the estimate was {_minutes(total_s)} "
         f"({100 * (seconds - total_s) / total_s:+.0f} %)"
     )
-    print(f"next: finegpt sample --ckpt {final} --prompt 'JULIET:'")
+    print(f"next: finegpt sample --ckpt {shlex.quote(str(final))} --prompt 'JULIET:'")
     return {
         "val_loss": result["final_val_loss"],
         "before": before,

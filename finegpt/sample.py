@@ -21,15 +21,17 @@ def check_sampling(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, num_samples: int = 1
 ) -> None:
     """One-line errors for settings generate() would misread or crash on."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise bad("max_new_tokens", max_new_tokens, "must be an integer >= 1", "Use e.g. --max_new_tokens 200")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise bad("num_samples", num_samples, "must be an integer >= 1", "Use e.g. --num_samples 3")
-    if not isinstance(temperature, (int, float)) or not temperature >= 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 10**6:
+        raise bad(
+            "max_new_tokens", max_new_tokens, "must be an integer in [1, 1000000]", "Use e.g. --max_new_tokens 200"
+        )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= 10**4:
+        raise bad("num_samples", num_samples, "must be an integer in [1, 10000]", "Use e.g. --num_samples 3")
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
         raise bad(
             "temperature",
             temperature,
-            "must be >= 0",
+            "must be a finite number >= 0",
             "Use 0 for greedy, 0.8 for focused text, 1.0 for the model's own distribution",
         )
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
@@ -148,10 +150,25 @@ def load_for_sampling(ckpt: str | Path | None = None, baseline: str | None = Non
 
 
 def read_prompt(prompt: str) -> str:
-    """nanoGPT's convention: 'FILE:prompt.txt' reads the prompt from a file."""
+    """nanoGPT's convention: 'FILE:prompt.txt' reads the prompt from a file. The prompt must be UTF-8 text:
+    a byte that is not (a latin-1 file, a terminal in another encoding) is named, with its position."""
+    fix = "Give the prompt as UTF-8 text, e.g. re-encode the file with `iconv -f latin1 -t utf-8`"
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
         if not path.is_file():
             raise bad("prompt", prompt, "no such file", "Check the path after FILE:")
-        return path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise bad("prompt", prompt, f"byte 0x{raw[e.start]:02x} at offset {e.start} is not UTF-8", fix) from None
+    try:
+        prompt.encode("utf-8")  # a non-UTF-8 byte in argv arrives as a lone surrogate (surrogateescape)
+    except UnicodeEncodeError as e:
+        shown = prompt.encode("utf-8", "surrogateescape")
+        byte = ord(prompt[e.start]) - 0xDC00 if 0xDC80 <= ord(prompt[e.start]) <= 0xDCFF else None
+        what = f"byte 0x{byte:02x}" if byte is not None else "a lone surrogate"
+        raise bad(
+            "prompt", shown.decode("utf-8", "replace"), f"{what} at character {e.start} is not UTF-8", fix
+        ) from None
     return prompt

@@ -46,9 +46,8 @@ MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 
 # %%
 import math
-import shutil
 import time
-from dataclasses import replace
+from dataclasses import replace  # noqa: F401 (the "Try it" list below uses it)
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -57,7 +56,7 @@ from finegpt import lab, plots
 from finegpt import memory as M
 from finegpt.data import coverage_table, get_tokenizer, load_meta, prepare, read_budget  # noqa: F401 (prepare: the fix, if 01 is missing)
 from finegpt.sample import generate_text
-from finegpt.train import get_lr, load_checkpoint, train
+from finegpt.train import get_lr, load_checkpoint
 
 # %% [markdown]
 # The parameters cell only records what you asked for; here it becomes a decision, with this mode's sizes, the lab
@@ -291,15 +290,15 @@ def interrupt_midway(row):
 
 # %% [markdown]
 # `interrupt_midway` is an ordinary callback: it keeps each row, redraws the plot, and pulls the plug once
-# the run passes `stop_at`. The lesson starts from an empty folder, so it first deletes its own earlier run
-# (`overwrite=True` would keep that run until the new one finishes, and this one is about to be interrupted).
+# the run passes `stop_at`. Run again, this notebook never deletes its earlier run first: `lab.fresh_run` trains
+# with `overwrite=True`, which builds the new run beside the earlier one and replaces it only once the new one has
+# finished. A kernel that dies halfway leaves your earlier model exactly as it was.
 
 # %%
 plot = plots.LossPlot(f"Training: {meta['tokenizer']} tokens of {found[next(iter(found))].info['source']}").show()
-shutil.rmtree(paths.run, ignore_errors=True)  # this notebook's own earlier run, if any
 t0 = time.time()
 try:
-    train(model_cfg, train_cfg, callback=interrupt_midway)
+    lab.fresh_run(model_cfg, train_cfg, callback=interrupt_midway)  # an earlier run stays until this one finishes
 except KeyboardInterrupt:
     interrupted_at = history[-1]["iter"]
     plot.mark(interrupted_at, f"interrupted at {interrupted_at}")
@@ -317,7 +316,7 @@ except KeyboardInterrupt:
 # the iteration, the config), and loads with `torch.load(weights_only=True)`.
 
 # %%
-out_dir = paths.run
+out_dir = lab.run_in_progress(paths.run)  # paths.run, or beside an earlier run there until this one finishes
 ckpt = load_checkpoint(out_dir, map_location="cpu")
 print("files:", sorted(p.name for p in out_dir.iterdir()))
 print("keys:", sorted(ckpt))
@@ -348,7 +347,7 @@ def keep_plotting(row):
 
 plot.mark(ckpt["iter_num"], f"resumed from {ckpt['iter_num']}")
 t0 = time.time()
-result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting)
+result = lab.resume_run(model_cfg, train_cfg, callback=keep_plotting)  # finished: it is now the run in paths.run
 plot.final()
 train_s = time.time() - t0
 

@@ -44,11 +44,125 @@ SCENARIOS = {
     ),
     "overwrite_quickstart_killed": (
         "overwrite",
-        "`finegpt quickstart` rerun and killed (SIGKILL) once it has prepared its data again",
-        "the earlier quickstart's data, checkpoints and logs are byte-identical",
+        "`finegpt quickstart` rerun and killed (SIGKILL) once it has prepared its data again, in a folder "
+        "where the student also keeps notes",
+        "the earlier quickstart's data, checkpoints and logs are byte-identical; the rerun then replaces only "
+        "the files its marker lists as the quickstart's own: the notes stay",
         -9,
         "",
         "test_quickstart.py::test_quickstart_rerun_killed_midway_keeps_the_earlier_output",
+    ),
+    "overwrite_notebook_04": (
+        "overwrite",
+        "notebook 04 run again (smoke mode, through `lab.fresh_run`), its kernel killed (SIGKILL) halfway",
+        "the earlier run's model is byte-identical (the new run was building beside it); an interrupted rerun "
+        "resumes there (`lab.resume_run`) and replaces the earlier run only once it finishes",
+        -9,
+        "",
+        "test_nothing_lost.py::test_notebook_04_rerun_killed_midway_keeps_the_earlier_model",
+    ),
+    "overwrite_train_listed": (
+        "overwrite",
+        "`finegpt train --overwrite` in a folder where the user keeps notes.txt and a wandb/ folder of their own",
+        "removes only the earlier run's files that its run.json lists; the user's files stay byte-identical",
+        0,
+        "",
+        "test_nothing_lost.py::test_train_overwrite_removes_only_the_files_its_earlier_run_listed",
+    ),
+    "overwrite_prepare_listed": (
+        "overwrite",
+        "`finegpt prepare --overwrite` into a data folder holding a README and a file named like a shard",
+        "removes only the old shards its meta.json and manifest.json list; the user's files stay",
+        0,
+        "",
+        "test_nothing_lost.py::test_prepare_overwrite_removes_only_the_files_its_meta_listed",
+    ),
+    "lock_file_deleted": (
+        "run folder",
+        "`rm run/.lock` while `finegpt train` writes run/, then a second `finegpt train --resume` on it",
+        "the lock is an flock on the folder itself, so the second run fails at once, naming the first from the "
+        "OS's lock table; the first puts the note back at its next save",
+        2,
+        "error: out_dir='<out>': is in use by another finegpt process (PID <pid> on <host>: `<command>`; its "
+        ".lock note was deleted). Wait for it to finish or stop it, or choose another --out_dir.",
+        "test_nothing_lost.py::test_deleting_the_lock_file_does_not_unlock_the_folder",
+    ),
+    "folder_deleted": (
+        "run folder",
+        "`rm -rf run` while `finegpt train` writes it (and, a second time, another run made run/ again)",
+        "stops at its next save, writes nothing and never makes the folder again; the other run's files are "
+        "byte-identical",
+        2,
+        "error: out_dir='<out>': <how> while this process was writing it, so this run stopped without saving and "
+        "did not make it again. Start again with a new --out_dir, or put the folder back from a copy and resume.",
+        "test_nothing_lost.py::test_a_run_whose_folder_is_deleted_stops_at_its_next_save",
+    ),
+    "resume_data_changed": (
+        "resume",
+        "`finegpt prepare --overwrite` remakes the data from another text, then `finegpt train --resume`",
+        "refuses, naming the data's old and new fingerprint (a new world size or any other recorded setting: the same)",
+        2,
+        "error: resume='<out>': would not continue the same run, since its checkpoint was written with other "
+        "settings: data fingerprint <old> -> <new> (the shards were prepared again). Resume with the "
+        "checkpoint's settings (leave these out), or pass --resume_changed=data to continue anyway (logged in "
+        "metrics.jsonl; the run is no longer exact).",
+        "test_nothing_lost.py::test_resume_refuses_data_prepared_again_and_a_new_world_size_then_continues_on_request",
+    ),
+    "resume_changed_allowed": (
+        "resume",
+        "the same with `--resume_changed=batch_size,data` (and --batch_size=4)",
+        "continues; metrics.jsonl gets a row naming each change (old, new) with exact false, and the "
+        "checkpoints and run.json say exact false",
+        0,
+        "",
+        "test_nothing_lost.py::test_resume_refuses_data_prepared_again_and_a_new_world_size_then_continues_on_request",
+    ),
+    "prepare_no_room": (
+        "disk",
+        "`finegpt prepare --tokens=300000` into a 200 KiB tmpfs",
+        "refuses before anything is written",
+        2,
+        "error: out='<out>': has <free> free, but the shards need about <need>. Free some disk space, prepare "
+        "fewer --tokens, or choose another --out.",
+        "test_nothing_lost.py::test_prepare_on_a_full_disk_stops_with_one_line_and_whole_shards",
+    ),
+    "prepare_disk_full": (
+        "disk",
+        "`finegpt prepare` without a budget fills a 200 KiB tmpfs",
+        "stops with one line; every shard it lists is whole, no temp file is left, and the same command "
+        "resumes once there is room",
+        2,
+        "error: out='<out>': the disk is full (No space left on device) with <free> free: <n> shards (<tokens> "
+        "tokens) are complete and no partial file is left. Free some disk space or choose another --out, then "
+        "rerun the same command to resume.",
+        "test_nothing_lost.py::test_prepare_on_a_full_disk_stops_with_one_line_and_whole_shards",
+    ),
+    "calibration_damaged": (
+        "calibration",
+        "calibration.json rewritten with a number as text",
+        "warns once (a UserWarning) and estimates with the cited defaults until the file is restored",
+        0,
+        "calibration='<file>': compiled.logits_train_copies is \"three\", which the memory model cannot read. "
+        "Restore the file (git checkout), or rerun the bench that wrote it. Using the cited defaults until it "
+        "is restored.",
+        "test_nothing_lost.py::test_a_damaged_calibration_file_warns_once_and_the_cited_defaults_apply",
+    ),
+    "lab_folder_read_only": (
+        "lab folder",
+        "`FINEGPT_HOME` on a read-only mount (a file there, or a symlink to nowhere: the catalogue above)",
+        "the first lab cell stops with one line",
+        "n/a",
+        "FINEGPT_HOME='<path>': cannot be created (Read-only file system). Point FINEGPT_HOME at a folder you "
+        "can write to, e.g. export FINEGPT_HOME=~/finegpt-lab.",
+        "test_nothing_lost.py::test_a_read_only_lab_folder_is_one_line",
+    ),
+    "hint_quoted": (
+        "paths",
+        "a run folder or data folder whose name holds a space",
+        "every command a hint prints quotes its paths (shlex.quote), so it can be pasted as it is",
+        "n/a",
+        "Resume with `finegpt train --resume --out_dir='my run'`",
+        "test_nothing_lost.py::test_hints_quote_the_paths_they_print",
     ),
     "changed_source": (
         "resume",

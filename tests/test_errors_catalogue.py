@@ -88,6 +88,32 @@ CASES = [
     ("memory", "RunConfig(gpu='RTX 9090')", "gpu"),
     ("memory", "RunConfig(sharding='zero3')", "sharding"),
     ("memory", "ModelConfig(n_layer=10, n_head=10, n_embd=644)", "n_embd"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --seed=-1", "seed"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --batch_size=1e12", "batch_size"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --eval_iters=1e11", "eval_iters"),
+    ("range", f"finegpt train {TINY} --data_dir=data --out_dir=new --learning_rate=1e999", "learning_rate"),
+    ("range", "finegpt prepare --source=story.txt --out=data_new --shuffle_buffer=100 --seed=-1", "seed"),
+    ("range", "finegpt quickstart --out=new --seed=-1", "seed"),
+    ("shards", f"finegpt train {TINY} --data_dir=data_oov --out_dir=new", "shard"),
+    ("shards", "finegpt check data_oov", "shard"),
+    ("shards", "finegpt eval --ckpt=run --data_dir=data_oov --split=train --device=cpu", "shard"),
+    ("shards", f"finegpt train {TINY} --data_dir=data_meta_empty --out_dir=new", "data_dir"),
+    ("shards", "finegpt check data_meta_list", "data_dir"),
+    ("source", "finegpt prepare --source=text_not_string.jsonl --out=data_new", "text_column"),
+    ("source", "finegpt prepare --source=int_text.parquet --out=data_new", "text_column"),
+    ("config file", "finegpt train latin1.py", "config"),
+    ("prompt", "finegpt sample --ckpt=run --prompt=FILE:latin1_prompt.txt", "prompt"),
+    ("prompt", "read_prompt(b'caf\\xe9'.decode('utf-8', 'surrogateescape'))", "prompt"),
+    ("checkpoint", "finegpt train --resume --out_dir=no_optimizer", "checkpoint"),
+    ("calibration", "use({'compiled': {'logits_train_copies': 'three'}})", "calibration"),
+    ("lab folder", "make_home(Path('notes.txt'), 'FINEGPT_HOME')", "FINEGPT_HOME"),
+    ("lab folder", "make_home(Path('dangling'), 'FINEGPT_HOME')", "FINEGPT_HOME"),
+    ("resume", "finegpt train --resume --out_dir=run --batch_size=4", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --gradient_accumulation_steps=2", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --seed=8 --sampling=random", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --block_size=16", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --data_dir=data_copy", "resume"),
+    ("resume", "finegpt train --resume --out_dir=run --batch_size=4 --resume_changed=batch_sise", "resume_changed"),
 ]
 
 
@@ -149,9 +175,46 @@ def workspace(tmp_path_factory):
         (root / "typo_key.py").write_text("batch_sise = 8\n")
         (root / "runs_code.py").write_text("import os\nbatch_size = os.system('echo pwned > pwned.txt')\n")
         (root / "bad_syntax.py").write_text("batch_size = = 8\n")
+        _hostile_inputs(root)
     finally:
         os.chdir(cwd)
     return root
+
+
+def _hostile_inputs(root: Path) -> None:
+    """Readable files that are wrong inside: an id past the vocab, meta.json of the wrong shape, text that is
+    no text, a latin-1 byte, a checkpoint without its optimizer state, a symlink to nowhere."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from finegpt.data.shards import HEADER_BYTES
+
+    shutil.copytree(root / "data", root / "data_oov")
+    shard = root / "data_oov" / "train_000000.bin"
+    raw = bytearray(shard.read_bytes())
+    raw[HEADER_BYTES + 2 * 3000 : HEADER_BYTES + 2 * 3001] = np.uint16(300).tobytes()  # token 3000 := 300
+    shard.write_bytes(bytes(raw))
+    shutil.copytree(root / "data", root / "data_meta_empty")
+    (root / "data_meta_empty" / "meta.json").write_text("{}\n")
+    shutil.copytree(root / "data", root / "data_meta_list")
+    meta = json.loads((root / "data" / "meta.json").read_text())
+    meta["shards"][0]["tokens"] = "6000"
+    (root / "data_meta_list" / "meta.json").write_text(json.dumps(meta))
+    shutil.copytree(root / "data", root / "data_copy")  # the same shards elsewhere: a changed data_dir
+    lines = [json.dumps({"text": f"document {i}"}) for i in range(5)] + [json.dumps({"text": 42})]
+    (root / "text_not_string.jsonl").write_text("\n".join(lines) + "\n")
+    pq.write_table(pa.table({"text": pa.array(range(100), type=pa.int64())}), root / "int_text.parquet")
+    (root / "latin1.py").write_bytes(b"batch_size = 4\nwandb_run_name = 'caf\xe9'\n")
+    (root / "latin1_prompt.txt").write_bytes(b"ROMEO: caf\xe9\n")
+    shutil.copytree(root / "run", root / "no_optimizer")
+    ckpt = torch.load(root / "run" / "ckpt.pt", weights_only=True)
+    del ckpt["optimizer"]
+    torch.save(ckpt, root / "no_optimizer" / "weights_only.pt")
+    os.replace(root / "no_optimizer" / "weights_only.pt", root / "no_optimizer" / "ckpt.pt")
+    os.symlink(root / "nowhere", root / "dangling")
 
 
 def tree_hashes(root: Path) -> dict:
@@ -165,13 +228,20 @@ def tree_hashes(root: Path) -> dict:
 def run_case(inp: str, root: Path, capsys) -> tuple[int, str]:
     """(exit code, stderr) of a CLI case; (2, 'error: ' + message) for a Python expression that raises."""
     from finegpt.config import ModelConfig, local_accumulation
+    from finegpt.lab.folder import make_home
     from finegpt.memory import RunConfig, estimate
+    from finegpt.memory.calibration import use
+    from finegpt.sample import read_prompt
 
     names = {
         "ModelConfig": ModelConfig,
         "RunConfig": RunConfig,
         "estimate": estimate,
         "local_accumulation": local_accumulation,
+        "make_home": make_home,
+        "Path": Path,
+        "read_prompt": read_prompt,
+        "use": lambda c: use(c).__enter__(),
     }
     if inp.startswith("CUDA_VISIBLE_DEVICES= finegpt "):  # a machine without CUDA, even where there is one
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
@@ -253,14 +323,24 @@ def render_doc(rows) -> str:
         "is refused.",
         "",
         "A run folder records its owner in `run.json` and is locked while `train`, `prepare` or `quickstart`",
-        "writes it (an OS advisory lock on `.lock`, which names the holder; the OS drops it when the process",
-        "exits, however it exits). `--overwrite` builds the new result in `<folder>/overwrite.partial/` and",
-        "moves it over the old one only once it is complete; the stage is marked complete before the move, so",
-        "a crash during the move is finished by the next command on that folder. `prepare` records each local",
-        "source file's size, mtime and BLAKE2b hash, and a resume refuses sources that changed (a dataset",
-        "streamed from the hub can only be checked by its name). Every shard is checked against its",
-        "`meta.json` when a loader opens it. Config files are data with limits: numbers below 2**64, strings",
-        "of at most 4096 characters, 200 parts per expression, lines of 4196 characters, 1 MiB per file.",
+        "writes it: an OS lock (flock) on the folder's own directory, so deleting `.lock` (a note naming the",
+        "holder) cannot break it, and a run whose folder is deleted stops at its next save without making it",
+        "again; the OS drops the lock when the process exits, however it exits (where a directory cannot be",
+        "flocked, as on NFS, the `.lock` file carries the lock instead). `--overwrite`, a quickstart",
+        "rerun and notebook 04 build the new result in `<folder>/overwrite.partial/` and move it over the old",
+        "one only once it is complete; of the old result they remove only the files its own list names",
+        "(`run.json`'s files, `meta.json`'s shards, the quickstart's marker), never a file someone else put",
+        "there. The stage is marked complete, with what it will remove, before the move, so a crash during",
+        "the move is finished by the next command on that folder. A checkpoint records what decides the",
+        "batch stream (the shards' fingerprint, data_dir, batch_size, gradient_accumulation_steps,",
+        "block_size, sampling, seed, world size); `--resume` refuses any change unless `--resume_changed`",
+        "names it, which is logged in `metrics.jsonl` and marks the run as no longer exact. `prepare`",
+        "records each local source file's size, mtime and BLAKE2b hash, and a resume refuses sources that",
+        "changed (a dataset streamed from the hub can only be checked by its name). Every shard is checked",
+        "against its `meta.json`, and a sample of its token ids against the vocab, when a loader opens it",
+        "(`finegpt check DATA_DIR` reads every id). Config files are data with limits: numbers below 2**64,",
+        "strings of at most 4096 characters, 200 parts per expression, lines of 4196 characters, 1 MiB per",
+        "file; they are read in UTF-8 or the encoding a PEP 263 line names.",
         "",
         "Generated from the tables in `tests/test_errors_catalogue.py` and `tests/reliability_scenarios.py` by",
         "`FINEGPT_WRITE_DOCS=1 python -m pytest tests/test_errors_catalogue.py -k doc`; the test fails when",
@@ -292,7 +372,8 @@ def render_doc(rows) -> str:
     html = str.maketrans({"<": "&lt;", ">": "&gt;", "|": "&#124;"})  # <out> is a placeholder, not a tag
     scenarios += [
         f"| {i} | {area} | {situation} | {does} | {code} | "
-        f"{(msg.removeprefix('error: ') or '(killed: none)').translate(html)} | `{test}` |"
+        f"{(msg.removeprefix('error: ') or ('(killed: none)' if code == -9 else '(none)')).translate(html)} "
+        f"| `{test}` |"
         for i, (area, situation, does, code, msg, test) in enumerate(SCENARIOS.values(), len(rows) + 1)
     ]
     return "\n".join(head + body + scenarios) + "\n"

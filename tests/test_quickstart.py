@@ -3,6 +3,7 @@ earlier output only once the new one is complete."""
 
 import contextlib
 import io
+import json
 import math
 import signal
 
@@ -11,7 +12,7 @@ from train_fixtures import file_hashes, read_until, run_cli, spawn
 
 from finegpt.cli import main
 from finegpt.folders import STAGING
-from finegpt.quickstart import quickstart
+from finegpt.quickstart import MARKER, quickstart
 from finegpt.train import load_checkpoint
 
 
@@ -49,6 +50,9 @@ def test_quickstart_refuses_a_directory_it_did_not_make(tmp_path, capsys):
 
 def test_quickstart_rerun_killed_midway_keeps_the_earlier_output(first, capsys):
     root = first[0]
+    (root / "qs" / "notes.txt").write_text("what I tried")  # a student's own files beside the quickstart's
+    (root / "qs" / "plots").mkdir()
+    (root / "qs" / "plots" / "loss.png").write_bytes(b"\x89PNG")
     before = file_hashes(root / "qs")
     child = spawn(["quickstart", "--out=qs", "--max_iters=100000"], root)
     read_until(child, "    38 plays")  # the data prepared again, beside the old
@@ -61,3 +65,7 @@ def test_quickstart_rerun_killed_midway_keeps_the_earlier_output(first, capsys):
     rc, _ = run_cli(["quickstart", "--out=qs", "--max_iters=2"], root, capsys)
     assert rc == 0
     assert load_checkpoint(root / "qs")["iter_num"] == 2 and not (root / "qs" / STAGING).exists()
+    mine = {k: v for k, v in before.items() if k in ("notes.txt", "plots/loss.png")}
+    assert {k: v for k, v in file_hashes(root / "qs").items() if k in mine} == mine  # the rerun kept them
+    listed = json.loads((root / "qs" / MARKER).read_text())["files"]
+    assert "notes.txt" not in listed and "plots" not in listed and {"data", "ckpt.pt", MARKER} <= set(listed)

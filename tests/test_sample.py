@@ -90,12 +90,14 @@ def test_generate_text_restores_training_mode(model):
 @pytest.mark.parametrize(
     "setting, message",
     [
-        (dict(temperature=-0.5), "temperature=-0.5: must be >= 0."),
+        (dict(temperature=-0.5), "temperature=-0.5: must be a finite number >= 0."),
+        (dict(temperature=float("inf")), "temperature=inf: must be a finite number >= 0."),
         (dict(top_p=0.0), "top_p=0.0: must be in (0, 1]."),
         (dict(top_p=1.5), "top_p=1.5: must be in (0, 1]."),
         (dict(top_k=-1), "top_k=-1: must be an integer >= 0."),
-        (dict(max_new_tokens=0), "max_new_tokens=0: must be an integer >= 1."),
-        (dict(num_samples=0), "num_samples=0: must be an integer >= 1."),
+        (dict(max_new_tokens=0), "max_new_tokens=0: must be an integer in [1, 1000000]."),
+        (dict(max_new_tokens=10**12), "max_new_tokens=1000000000000: must be an integer in [1, 1000000]."),
+        (dict(num_samples=0), "num_samples=0: must be an integer in [1, 10000]."),
     ],
 )
 def test_bad_settings_give_one_line_errors(model, setting, message):

@@ -64,7 +64,19 @@ def test_checkpoints_keep_last_k_beside_latest_pointer(data_dir, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt["iter_num"] == 8
     assert set(ckpt) == {"model", "optimizer", "scaler", "rng", "iter_num", "best_val_loss", "config", "data"}
+    stream = ckpt["data"].pop("stream")  # what decides the batch stream, for a resume to compare
     assert ckpt["data"] == {"data_dir": str(data_dir), "tokenizer": "bytes", "vocab_size": 257}
+    assert {k: v for k, v in stream.items() if k != "data"} == {
+        "data_dir": str(data_dir),
+        "batch_size": ckpt["config"]["train"]["batch_size"],
+        "gradient_accumulation_steps": ckpt["config"]["train"]["gradient_accumulation_steps"],
+        "block_size": ckpt["config"]["model"]["block_size"],
+        "sampling": "epoch",
+        "seed": ckpt["config"]["train"]["seed"],
+        "world_size": 1,
+        "exact": True,
+    }
+    assert len(stream["data"]) == 16  # the shards' fingerprint: 8 bytes of BLAKE2b, in hex
     assert ckpt["config"]["model"]["vocab_size"] == 320
     assert not list(out.glob("*.tmp"))
 

@@ -15,6 +15,7 @@ at λ = 1 nothing is unseen and nothing is read twice.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,15 +100,16 @@ def prepare_command(meta: dict, data_dir, tokens: int) -> str:
     """The `finegpt prepare` that remakes data_dir (its source, tokenizer and val split) with `tokens` tokens."""
     job = meta.get("job") or {}
     source = job.get("source") or "shakespeare"
-    parts = ["finegpt prepare", f"--source {source}"]
+    q = lambda value: shlex.quote(str(value))  # noqa: E731 -- a path with a space stays one argument
+    parts = ["finegpt prepare", f"--source {q(source)}"]
     if job.get("name"):
-        parts.append(f"--name {job['name']}")
+        parts.append(f"--name {q(job['name'])}")
     if job.get("data_files"):
         files = job["data_files"]
-        parts.append(f"--data_files {files if isinstance(files, str) else files[0]}")
+        parts.append(f"--data_files {q(files if isinstance(files, str) else files[0])}")
     if meta.get("tokenizer") != default_tokenizer(source):
-        parts.append(f"--tokenizer {meta['tokenizer']}")
-    parts += [f"--out {data_dir}", f"--tokens {tokens}", f"--val_tokens {meta['tokens']['val']}", "--overwrite"]
+        parts.append(f"--tokenizer {q(meta['tokenizer'])}")
+    parts += [f"--out {q(data_dir)}", f"--tokens {tokens}", f"--val_tokens {meta['tokens']['val']}", "--overwrite"]
     return " ".join(parts)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from finegpt.config import SAMPLINGS
+from finegpt.data.checks import check_batch_ids
 from finegpt.data.shards import load_meta, read_shard
 from finegpt.errors import bad
 
@@ -173,6 +174,7 @@ class BatchLoader:
         rows = np.empty((B, T + 1), dtype=np.int64)
         for b, start in enumerate(self.starts(step, self.rank)):
             rows[b] = self._window(int(start), T + 1)
+        check_batch_ids(rows, self.vocab_size, self.data_dir, f"the {self.split} batch of step {step}")
         x = torch.from_numpy(rows[:, :-1].copy())  # (B, T)
         y = torch.from_numpy(rows[:, 1:].copy())  # (B, T)
         return x, y

@@ -6,13 +6,15 @@ Entry points: plan_output (read-only), make_writable, clear_stale, commit_output
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from pathlib import Path
 
 from finegpt import folders
 from finegpt.data.shards import META
 from finegpt.data.sources import source_changes
-from finegpt.errors import bad
+from finegpt.errors import FinegptError, bad
 
 MANIFEST, STATS = "manifest.json", "stats.json"
 
@@ -95,6 +97,53 @@ def make_writable(out: Path) -> None:
         ) from e
 
 
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def human_bytes(nbytes: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size:
+            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
+
+
+def _free_bytes(out: Path) -> int:
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def check_space(out: Path, need_bytes: int | None) -> None:
+    """Before anything is written: room for the shards this prepare will write (when their size is known)."""
+    if need_bytes is None:
+        return
+    free = _free_bytes(out)
+    if free < need_bytes:
+        raise bad(
+            "out",
+            str(out),
+            f"has {human_bytes(free)} free, but the shards need about {human_bytes(need_bytes)}",
+            "Free some disk space, prepare fewer --tokens, or choose another --out",
+        )
+
+
+def no_space(out: Path, work: Path, err: OSError) -> FinegptError:
+    """The one line for a prepare that ran out of room: the shards written so far are whole (each was
+    written to a temp name, which is removed), and the same command resumes after them."""
+    done = _manifest(work) or {"shards": []}
+    tokens = sum(s["tokens"] for s in done["shards"])
+    kept = f" (the data already in {str(out)!r} is untouched)" if work != out else ""
+    what = "the file system refused a file this large" if err.errno == errno.EFBIG else "the disk is full"
+    return bad(
+        "out",
+        str(out),
+        f"{what} ({err.strerror}) with {human_bytes(_free_bytes(work))} free: {len(done['shards'])} shards "
+        f"({tokens:,} tokens) are complete and no partial file is left{kept}",
+        "Free some disk space or choose another --out, then rerun the same command to resume",
+    )
+
+
 def clear_stale(out: Path, keep: set[str]) -> None:
     """Remove this tool's files that a resumed manifest doesn't list (stale shards, temp files)."""
     for p in out.iterdir():
@@ -102,10 +151,22 @@ def clear_stale(out: Path, keep: set[str]) -> None:
             p.unlink()
 
 
+def _listed(out: Path) -> set[str]:
+    """The old data's own files, as its meta.json and manifest.json list them: all an overwrite removes."""
+    names = {META, MANIFEST, STATS}
+    for index in (META, MANIFEST):
+        try:
+            names |= {s["file"] for s in json.loads((out / index).read_text())["shards"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return names
+
+
 def commit_output(stage: Path, out: Path) -> None:
-    """Move the complete new shards over the old; meta.json leaves first and comes back last."""
-    folders.commit(stage, out, "prepare", is_prepare_file, first_removed=(META,))
+    """Move the complete new shards over the old; meta.json leaves first and comes back last. Of the old
+    entries, only the files its meta.json / manifest.json list are removed: a user's own files stay."""
+    folders.commit(stage, out, "prepare", _listed(out).__contains__, first_removed=(META,))
 
 
 def recover_output(out: Path) -> bool:
-    return folders.recover(out, "prepare", is_prepare_file, first_removed=(META,))
+    return folders.recover(out, "prepare", _listed(out).__contains__, first_removed=(META,))

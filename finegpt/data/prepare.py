@@ -18,7 +18,7 @@ from finegpt import folders
 from finegpt.data import outfolder
 from finegpt.data.encode import byte_lengths, chunks, encoded, start_pool
 from finegpt.data.outfolder import MANIFEST, STATS
-from finegpt.data.shards import token_dtype, write_meta, write_shard
+from finegpt.data.shards import HEADER_BYTES, token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
 from finegpt.data.tokenizers import default_tokenizer, get_tokenizer
 from finegpt.errors import bad
@@ -121,6 +121,7 @@ def prepare(
     if not 0 <= val_fraction < 1:
         raise bad("val_fraction", val_fraction, "must be in [0, 1)", "Use e.g. 0.1 for a 10 % validation split")
     shuffle_buffer = _as_count("shuffle_buffer", shuffle_buffer, allow_zero=True)
+    _check_seed(seed)
     workers = _default_workers(tok.name) if workers is None else _as_count("workers", workers, allow_zero=True)
     spec = resolve_source(source, name, data_files, text_column)
     if spec["kind"] == "hf" and not spec["data_files"] and budget is None:
@@ -155,18 +156,34 @@ def prepare(
         def write(work: Path, manifest: dict) -> dict:
             return _run(work, tok, job, manifest, pool, workers, progress, t_start, expected_tokens)
 
-        return _into_folder(out, job, spec, overwrite, write)
+        return _into_folder(out, job, spec, overwrite, write, _shard_bytes(expected_tokens, tok, shard_tokens))
     finally:
         if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write) -> dict:
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise bad("seed", seed, "must be a whole number >= 0", "Use e.g. --seed 1337")
+
+
+def _shard_bytes(expected_tokens, tok, shard_tokens: int) -> int | None:
+    """The bytes the shards of expected_tokens take on disk (tokens and a header each); None when unknown."""
+    if not expected_tokens:
+        return None
+    itemsize = np.dtype(token_dtype(tok.vocab_size)).itemsize
+    return int(expected_tokens * itemsize + HEADER_BYTES * (expected_tokens // shard_tokens + 2))
+
+
+def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write, need_bytes=None) -> dict:
     """Under out's lock: resume an unfinished job, start one, or (overwrite) start one beside the old shards.
-    write(work, manifest) writes into `work`; a staged result replaces out's old one only once complete."""
+    write(work, manifest) writes into `work`; a staged result replaces out's old one only once complete.
+    A full disk: one line, every shard written so far whole, and the same command resumes."""
     work, manifest = outfolder.plan_output(out, job, spec, overwrite)  # refuses before anything is written
+    if manifest is None:
+        outfolder.check_space(out, need_bytes)
     outfolder.make_writable(out)
-    with folders.FolderLock(out, "out", "finegpt prepare"):
+    with folders.FolderLock(out, "out", "finegpt prepare") as lock:
         if outfolder.recover_output(out):  # an earlier overwrite was cut short while replacing: finish it
             work, manifest = outfolder.plan_output(out, job, spec, overwrite)
         if work != out and manifest is None:
@@ -174,8 +191,14 @@ def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write) -> di
         outfolder.make_writable(work)
         manifest = manifest or _new_manifest(job, spec)
         outfolder.clear_stale(work, keep={s["file"] for s in manifest["shards"]} | {MANIFEST})
-        atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        stats = write(work, manifest)
+        try:
+            atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            stats = write(work, manifest)
+        except OSError as e:
+            lock.check_held()  # the folder deleted under it: one line, and it is never made again
+            if e.errno not in outfolder._NO_SPACE:
+                raise
+            raise outfolder.no_space(out, work, e) from e
         if work != out:
             outfolder.commit_output(work, out)
         return stats

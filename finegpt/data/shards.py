@@ -6,10 +6,12 @@ Entry points: write_shard, read_shard, write_meta, load_meta, check_shard, check
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
 
+from finegpt.data.checks import check_meta, check_sampled_ids
 from finegpt.errors import bad
 from finegpt.files import atomic_write, atomic_write_text
 
@@ -113,6 +115,8 @@ def read_shard(path, meta: dict | None = None):
         if num_tokens
         else np.zeros(0, dtype)
     )
+    if meta is not None:  # ids past the vocab would index past the embedding, some iterations later
+        check_sampled_ids(path, tokens, meta["vocab_size"])
     return info, tokens
 
 
@@ -187,7 +191,7 @@ def write_meta(data_dir, tokenizer, shards: list[dict], **extra) -> dict:
 def load_meta(data_dir) -> dict:
     """The data directory's meta.json; a one-line error telling how to make it when it is missing."""
     data_dir = Path(data_dir)
-    fix = f"Run `finegpt prepare --out {data_dir}` first (or `finegpt quickstart`)"
+    fix = f"Run `finegpt prepare --out {shlex.quote(str(data_dir))}` first (or `finegpt quickstart`)"
     if not data_dir.is_dir():
         raise bad("data_dir", str(data_dir), "no such directory", fix)
     path = data_dir / META
@@ -201,11 +205,13 @@ def load_meta(data_dir) -> dict:
             )
         raise bad("data_dir", str(data_dir), "holds no meta.json, so no prepared shards", fix)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
         raise bad(
             "data_dir",
             str(data_dir),
-            f"meta.json is not valid JSON ({e.msg})",
+            f"meta.json is not valid JSON ({why})",
             "Rerun finegpt prepare with --overwrite",
         ) from e
+    return check_meta(meta, data_dir)

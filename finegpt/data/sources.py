@@ -94,6 +94,10 @@ def _txt_docs(files):
         yield _decode(Path(path).read_bytes(), path, None)
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def _jsonl_docs(files, text_column):
     for path in files:
         with open(path, "rb") as f:
@@ -113,7 +117,15 @@ def _jsonl_docs(files, text_column):
                         f"missing from line {n} of {path} (it has {keys})",
                         "Pass --text_column with the field that holds the text",
                     )
-                yield record[text_column]
+                text = record[text_column]
+                if text is not None and not isinstance(text, str):  # null is an empty document, as in parquet
+                    raise bad(
+                        "text_column",
+                        text_column,
+                        f"line {n} of {path} holds {_a(type(text).__name__)} there ({json.dumps(text)[:40]}), not text",
+                        "Make every record's text a JSON string, or pass --text_column with the field that holds it",
+                    )
+                yield text
 
 
 # ---- parquet: local files through pyarrow; FineWeb through HF datasets streaming ----------------------
@@ -253,15 +265,16 @@ def iter_batches(source="shakespeare", name=None, data_files=None, text_column="
 
     for batch in batches:
         if batch.type != pa.string():  # large_string from some writers; one type lets batches concatenate
-            try:
-                batch = batch.cast(pa.string())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            textual = pa.types.is_large_string(batch.type) or pa.types.is_null(batch.type)
+            textual = textual or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(batch.type))
+            if not textual:  # a cast would turn numbers into their digits and train on those
                 raise bad(
                     "text_column",
                     spec["text_column"],
-                    f"holds {batch.type}, not text",
+                    f"holds {batch.type} values in {spec['source']}, not text",
                     "Pass --text_column with the column that holds the text",
-                ) from e
+                )
+            batch = batch.cast(pa.string())
         if start >= len(batch):  # resuming: whole batches before the position are read, not kept
             start -= len(batch)
             continue

@@ -3,7 +3,7 @@
 A notebook's first cells call pick_mode(MODE), settings(MODE, gpu), paths(MODE), start(notebook, ...)
 and check(clock); its last cell calls clock.done(). Rooms: folder (modes, the lab folder), plan
 (what each notebook does per mode), clock (expected and actual time), inputs (found / missing, and
-the fix), evidence (measurements of what a lesson showed).
+the fix), evidence (measurements of what a lesson showed), runs (04's run, rerun without losing the last).
 """
 
 from finegpt.lab.clock import Clock, Device, expected_s, start
@@ -18,6 +18,7 @@ from finegpt.lab.evidence import (
 from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, paths, pick_mode
 from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
 from finegpt.lab.plan import LabSettings, prepare_args, probe_configs, run_configs, settings
+from finegpt.lab.runs import fresh_run, resume_run, run_in_progress
 
 __all__ = [
     "MODES",
@@ -33,6 +34,7 @@ __all__ = [
     "expected_s",
     "find_checkpoint",
     "find_shards",
+    "fresh_run",
     "head_scores",
     "home",
     "on_colab",
@@ -41,6 +43,8 @@ __all__ = [
     "prepare_args",
     "probe_configs",
     "real_word_share",
+    "resume_run",
+    "run_in_progress",
     "run_configs",
     "settings",
     "shakespeare_as_fineweb",

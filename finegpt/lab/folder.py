@@ -1,7 +1,7 @@
 """Where the lab lives: the mode a notebook runs in and the one work folder that carries shards,
 checkpoints and timings from notebook 01 to 05.
 
-Entry points: pick_mode(MODE), choose_home(...) (pure), home(), paths(mode), LabPaths.
+Entry points: pick_mode(MODE), choose_home(...) (pure), home(), make_home, paths(mode), LabPaths.
 """
 
 from __future__ import annotations
@@ -85,8 +85,25 @@ def home(drive: bool = True) -> Path:
     if colab and drive and not mounted and not os.environ.get("FINEGPT_HOME"):
         mounted = _mount_drive()
     path, note = choose_home(dict(os.environ), colab, mounted, Path.home())
-    path.mkdir(parents=True, exist_ok=True)
+    make_home(path, "FINEGPT_HOME" if os.environ.get("FINEGPT_HOME") else "lab folder")
     print(f"lab folder: {path} ({note})")
+    return path
+
+
+def make_home(path: Path, field: str) -> Path:
+    """The lab folder, created; one line when it cannot be: a file in the way, a symlink to nowhere, a
+    place this user cannot write."""
+    fix = "Point FINEGPT_HOME at a folder you can write to, e.g. export FINEGPT_HOME=~/finegpt-lab"
+    if path.is_symlink() and not path.exists():
+        raise bad(field, str(path), f"is a symlink to {os.readlink(path)!r}, which does not exist", fix)
+    if path.exists() and not path.is_dir():
+        raise bad(field, str(path), "is a file, not a folder", fix)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise bad(field, str(path), f"cannot be created ({e.strerror or e})", fix) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise bad(field, str(path), "is read-only for this user", fix)
     return path
 
 
@@ -131,5 +148,5 @@ def paths(mode: str, root: Path | None = None) -> LabPaths:
     if mode not in MODES:
         raise bad("mode", mode, "is not a mode", "Use 'smoke', 'cpu' or 'full'")
     base = Path(root) if root is not None else home()
-    (base / mode).mkdir(parents=True, exist_ok=True)
+    make_home(base / mode, "lab folder")
     return LabPaths(base / mode, mode)

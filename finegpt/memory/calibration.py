@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 
-from finegpt.errors import bad
+from finegpt.errors import FinegptError, bad
 
 PATH = Path(__file__).with_name("calibration.json")
 CPU_ONLY = "CPU-inductor calibrated, GPU pending"  # a CUDA run before any GPU measurement
@@ -34,27 +35,64 @@ _active: dict | None = None
 
 
 def load(path: str | Path = PATH) -> dict:
-    """calibration.json as a dict with every section (a missing one empty)."""
+    """calibration.json as a dict with every section (a missing one empty), its values of the right types."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise bad("calibration", str(path), f"cannot be read ({e})", "Restore it with `git checkout`") from None
     return _with_sections(data, str(path))
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type_errors(data: dict) -> str | None:
+    """The first value the model would read and cannot use (a number as text, a section as a list)."""
+    numbers = {  # section: the path below it whose leaves are numbers the model reads with float()
+        "compiled": lambda k, v: k not in COMPILED_DEFAULTS or _is_number(v),
+        "compiled_cpu": lambda k, v: k not in COMPILED_DEFAULTS or _is_number(v),
+        "overheads": lambda k, v: k == "source" or _is_number(v),
+        "eager_cuda": lambda k, v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
+        "mfu": lambda k, v: isinstance(v, dict) and all(_is_number(v[m]) for m in ("eager", "compiled") if m in v),
+    }
+    for section, ok in numbers.items():
+        for key, value in data[section].items():
+            if not ok(key, value):
+                return f"{section}.{key} is {json.dumps(value)[:40]}, which the memory model cannot read"
+    if not isinstance(data["compiled"].get("status", CPU_ONLY), str):
+        return "compiled.status is not text"
+    return None
+
+
 def _with_sections(data: dict, where: str) -> dict:
+    if not isinstance(data, dict):
+        raise bad("calibration", where, f"holds a {type(data).__name__}, not an object", "Restore the file")
     data = dict(data)
     for section in SECTIONS:
         if not isinstance(data.setdefault(section, {}), dict):
             raise bad("calibration", where, f"section {section!r} is not an object", "Restore the file")
+    problem = _type_errors(data)
+    if problem:
+        raise bad("calibration", where, problem, "Restore the file (git checkout), or rerun the bench that wrote it")
     return data
+
+
+def _shipped_or_defaults() -> dict:
+    """calibration.json; a damaged one warns once and the model runs on its cited defaults instead (every
+    section empty), as before anything was measured: an estimate must not fail over a calibration file."""
+    try:
+        return load(PATH)
+    except FinegptError as e:
+        warnings.warn(f"{e} Using the cited defaults until it is restored.", stacklevel=3)
+        return _with_sections({"about": "cited defaults: calibration.json could not be used"}, str(PATH))
 
 
 def reload() -> dict:
     """Read calibration.json again (after a bench rewrote it)."""
     global _active
-    _active = load()
+    _active = _shipped_or_defaults()
     return _active
 
 
@@ -62,7 +100,7 @@ def active() -> dict:
     """The calibration the model uses now: calibration.json, unless use() swapped in another."""
     global _active
     if _active is None:
-        _active = load()
+        _active = _shipped_or_defaults()
     return _active
 
 

@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import re
+import shlex
 import shutil
 import zipfile
 from pathlib import Path
@@ -97,7 +98,7 @@ def no_space(out_dir: Path, ckpt: dict, err: OSError) -> FinegptError:
     free = shutil.disk_usage(out_dir).free
     last = _last_good(out_dir)
     then = (
-        f"then resume from {str(last)!r} with `finegpt train --resume --out_dir={out_dir}`"
+        f"then resume from {str(last)!r} with `finegpt train --resume --out_dir={shlex.quote(str(out_dir))}`"
         if last
         else "then start the run again"
     )

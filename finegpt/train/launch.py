@@ -35,7 +35,11 @@ def resolve_settings(
 
 
 def train_from_cli(
-    config_file: str | None, overrides: list[str], resume: bool = False, overwrite: bool = False
+    config_file: str | None,
+    overrides: list[str],
+    resume: bool = False,
+    overwrite: bool = False,
+    resume_changed: str = "",
 ) -> dict:
     from finegpt.train.loop import train
 
@@ -45,4 +49,4 @@ def train_from_cli(
         print(note)
     if config_file:
         print(f"config: {Path(config_file)}")
-    return train(model_cfg, train_cfg, overwrite=overwrite, checkpoint=ckpt)
+    return train(model_cfg, train_cfg, overwrite=overwrite, checkpoint=ckpt, resume_changed=resume_changed)

@@ -20,6 +20,7 @@ import torch
 
 from finegpt import memory, step
 from finegpt.config import ModelConfig, TrainConfig, config_dict, tokens_per_step
+from finegpt.data.checks import data_fingerprint
 from finegpt.errors import FinegptError
 from finegpt.progress import progress
 from finegpt.tracking import open_trackers
@@ -30,6 +31,7 @@ from finegpt.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from finegpt.train.identity import stream_record
 from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
 from finegpt.train.rundir import RunFolder
@@ -129,6 +131,7 @@ class Run:
     history: list = field(default_factory=list)
     trackers: object = None
     callback: object = None
+    folder: object = None  # the RunFolder: each save checks it is still this run's, and lists its files
 
     def check_loss(self, loss) -> None:
         """The step's loss, averaged over ranks, kept as last_loss; one that is not finite stops the run
@@ -156,12 +159,18 @@ class Run:
             "config": config_dict(self.model_cfg, cfg),
             "data": self.data,
         }
+        if self.folder is not None:  # a folder deleted under the run stops it here, never made again
+            self.folder.check_held()
         if self.sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
-            return fsdp.save_sharded(
+            path = fsdp.save_sharded(
                 parts.raw_model, parts.optimizer, state, self.out_dir, cfg.keep_checkpoints, self.d.is_main
             )
-        state.update(model=parts.raw_model.state_dict(), optimizer=parts.optimizer.state_dict())
-        return save_checkpoint(state, self.out_dir, cfg.keep_checkpoints)
+        else:
+            state.update(model=parts.raw_model.state_dict(), optimizer=parts.optimizer.state_dict())
+            path = save_checkpoint(state, self.out_dir, cfg.keep_checkpoints)
+        if self.folder is not None:  # run.json lists the files this run wrote: all an overwrite may delete
+            self.folder.record_files(exact=self.data["stream"]["exact"])
+        return path
 
     def evaluate(self, loaders: dict, lr: float, may_save: bool) -> None:
         """Both splits' losses, logged; a checkpoint when val improved, or always with always_save_checkpoint.
@@ -228,6 +237,7 @@ def train(
     callback=None,
     overwrite: bool = False,
     checkpoint: dict | None = None,
+    resume_changed=(),
 ) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
@@ -235,6 +245,8 @@ def train(
     finish the step, save, and raise TrainingInterrupted (a KeyboardInterrupt) saying how to resume.
     checkpoint: the resume point when the caller has read it already (`finegpt train --resume` does, for
     its settings); it is emptied once restored, so its host copy of the weights is freed.
+    resume_changed: settings that decide the batch stream (identity.STREAM_KEYS) a resume may change; any
+    other change refuses, and an allowed one is logged and makes the run no longer exact.
 
     Logged rows: {"iter", "loss", "lr", "tokens_per_s", "mfu", "dt_s", "data_share", "tokens_read",
     "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
@@ -242,7 +254,8 @@ def train(
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
     """
     cfg = train_cfg
-    checkpoint = preflight(model_cfg, cfg, overwrite, checkpoint)  # every check, before the run folder is touched
+    # every check, before the run folder is touched
+    checkpoint = preflight(model_cfg, cfg, overwrite, checkpoint, resume_changed)
     device_type = (
         "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
@@ -252,17 +265,21 @@ def train(
         with GracefulStop(run.last_good, run.resume_hint()) as stop:
             d = distributed.setup(cfg.backend, device_type)
             try:
-                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop)
+                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop, folder=run)
             finally:
                 distributed.teardown(d)
         return run.finish(result)
 
 
-def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop) -> dict:
+def _train(
+    model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop, folder=None
+) -> dict:
     """train() inside its locked run folder: out_dir is where this run writes (run.work_dir)."""
     device, dtype = setup_device(cfg, d)
+    changed, exact = {}, True
     if cfg.init_from == "resume":
         ckpt = ckpt or load_checkpoint(out_dir, map_location="cpu")  # read once: weights, state and settings
+        changed, exact = ckpt.pop("resume_changes", {}), ckpt.pop("resume_exact", True)
         model_cfg = resumed_model(ckpt, model_cfg, d)
         distributed.log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
 
@@ -270,6 +287,9 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
     shards = loaders["train"]
     data = {"data_dir": cfg.resolved_data_dir(), "tokenizer": str(shards.tokenizer), "vocab_size": shards.vocab_size}
     model_cfg = model_vocab(model_cfg, data["vocab_size"], data["tokenizer"], data["data_dir"])
+    data["stream"] = stream_record(
+        cfg, model_cfg.block_size, d.world_size, data_fingerprint(shards.data_dir, shards.meta), exact
+    )
     run_cfg = resolved_run(cfg, device, dtype, d)
     gas = run_cfg.local_accumulation_steps
 
@@ -286,9 +306,12 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
         fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
 
     run = Run(cfg, model_cfg, d, parts, data, out_dir, sharded, iter_num, best_val_loss, callback=callback)
+    run.folder = folder
     if (out_dir / "ckpt.pt").exists():
         run.last_ckpt = out_dir / "ckpt.pt"
     run.trackers = open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
+    if changed and run.trackers is not None:  # a resume that changed its batch stream on purpose, on record
+        run.trackers.log(iter_num, {"resume_changed": changed, "exact": False})
     try:
         _loop(run, loaders, gas, stop)
     finally:

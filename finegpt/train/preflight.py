@@ -2,12 +2,14 @@
 precision, the data (presence, each shard against meta.json, split sizes, vocab), a resumed checkpoint's
 data, the memory model against the GPU, then the out_dir (earlier results, disk space).
 
-Entry points: preflight, model_vocab, check_memory, check_resume_data. Device and precision are
-finegpt.step's pick_device and pick_dtype.
+Entry points: preflight, check_ranges, model_vocab, check_memory, check_resume_data, check_complete.
+Device and precision are finegpt.step's pick_device and pick_dtype; a resume's settings against its
+checkpoint's record are finegpt.train.identity's.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +20,72 @@ from finegpt import folders, memory
 from finegpt.config import GIB, ModelConfig, TrainConfig, count_params, local_accumulation, padded_vocab
 from finegpt.errors import bad
 from finegpt.step import pick_device, pick_dtype
-from finegpt.train import rundir
+from finegpt.train import identity, rundir
 from finegpt.train.checkpoint import load_checkpoint, model_config
+
+# ---- numbers in range -----------------------------------------------------------------------------------
+
+INT32_MAX = 2**31 - 1  # counts a run keeps (iterations, tokens of a micro-batch) fit a 32-bit int
+_INT_RANGES = {  # name: (low, high, a usual value)
+    "n_layer": (1, 1024, 12),
+    "n_head": (1, 1024, 12),
+    "n_embd": (1, 2**16, 768),
+    "block_size": (1, 2**20, 1024),
+    "vocab_size": (1, 2**31 - 1, 50304),
+    "batch_size": (1, 2**20, 12),
+    "eval_batch_size": (0, 2**20, 0),
+    "gradient_accumulation_steps": (1, 2**20, 40),
+    "max_iters": (1, INT32_MAX, 5000),
+    "lr_decay_iters": (0, INT32_MAX, 5000),
+    "warmup_iters": (0, INT32_MAX, 100),
+    "eval_interval": (1, INT32_MAX, 250),
+    "log_interval": (1, INT32_MAX, 10),
+    "eval_iters": (1, 10**6, 200),
+    "keep_checkpoints": (0, 10**4, 3),
+    "seed": (0, INT32_MAX, 1337),  # numpy seeds must be below 2**32, and ranks add their number
+}
+_FLOATS = ("learning_rate", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "dropout")
+
+
+def check_ranges(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """Every numeric setting in a range a run can use, before anything is made: a seed numpy refuses, a
+    batch no memory holds or an eval of 1e11 batches fails here in one line, not after the folder exists."""
+    values = {**vars(model_cfg), **vars(cfg)}
+    for name, (low, high, usual) in _INT_RANGES.items():
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise bad(name, value, f"must be a whole number in [{low}, {high}]", f"Use e.g. {name}={usual}")
+    for name in _FLOATS:
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise bad(name, value, "must be a finite number >= 0", f"Use e.g. {name}={getattr(TrainConfig, name, 0.0)}")
+    for name in ("batch_size", "eval_batch_size"):
+        tokens = values[name] * model_cfg.block_size
+        if tokens > INT32_MAX:
+            raise bad(
+                name,
+                values[name],
+                f"times block_size={model_cfg.block_size} is {tokens:,} tokens in one micro-batch, more than 2**31 - 1",
+                "Use a smaller batch_size and more gradient_accumulation_steps",
+            )
+
+
+def check_complete(ckpt: dict, path) -> None:
+    """A checkpoint to resume must hold the whole training state: weights alone would restart AdamW's
+    moments and the RNG, and the run would silently go another way."""
+    sharded = bool(ckpt.get("dcp"))  # FSDP: the optimizer state lives in its DCP shards
+    optimizer = ckpt.get("optimizer")
+    missing = [] if sharded or (isinstance(optimizer, dict) and optimizer.get("state")) else ["optimizer state"]
+    missing += [key for key in ("rng", "best_val_loss") if key not in ckpt]
+    missing += [] if isinstance(ckpt.get("config", {}).get("train"), dict) else ["train settings"]
+    if missing:
+        raise bad(
+            "checkpoint",
+            str(path),
+            f"cannot be resumed: it has no {', no '.join(missing)}",
+            "Sample or evaluate with it (finegpt sample / eval), or start a new run in another --out_dir",
+        )
+
 
 # ---- data and the model's vocab ----------------------------------------------------------------------
 
@@ -102,12 +168,31 @@ def check_memory(
 # ---- all of them, in order -------------------------------------------------------------------------------
 
 
-def preflight(model_cfg: ModelConfig, cfg: TrainConfig, overwrite: bool, ckpt: dict | None = None) -> dict | None:
+def check_resume_stream(out_dir, model_cfg: ModelConfig, cfg: TrainConfig, ckpt: dict, meta: dict, allowed) -> None:
+    """The resume reads the batch stream its checkpoint was on, or every change is allowed by name; the
+    allowed changes go to the run in ckpt['resume_changes'] (logged, and the run is no longer exact)."""
+    from finegpt.data.checks import data_fingerprint
+
+    saved = identity.saved_record(ckpt)
+    block_size = saved.get("block_size") if model_cfg == ModelConfig() else model_cfg.block_size
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    data_dir = cfg.resolved_data_dir()
+    now = identity.stream_record(cfg, block_size, world_size, data_fingerprint(data_dir, meta))
+    found = identity.check_same_run(out_dir, saved, now, identity.allowed_changes(allowed))
+    ckpt["resume_changes"] = {k: list(v) for k, v in found.items()}
+    ckpt["resume_exact"] = bool(saved.get("exact", True)) and not found
+
+
+def preflight(
+    model_cfg: ModelConfig, cfg: TrainConfig, overwrite: bool, ckpt: dict | None = None, resume_changed=()
+) -> dict | None:
     """Run every check; return the checkpoint a resumed run starts from (ckpt when the caller has read it,
-    else read here, once), None for a fresh run. Reads only: a failure leaves every file as it was."""
+    else read here, once), None for a fresh run. Reads only: a failure leaves every file as it was.
+    resume_changed: the recorded settings (identity.STREAM_KEYS) a resume may change on purpose."""
     from finegpt.data import load_meta
     from finegpt.data.shards import check_splits
 
+    check_ranges(model_cfg, cfg)
     out_dir = Path(cfg.out_dir)
     if int(os.environ.get("RANK", "0")) == 0:  # a second run fails at once; rank 0 of this one takes the lock
         folders.check_unlocked(rundir.lock_target(out_dir), "out_dir")
@@ -119,7 +204,10 @@ def preflight(model_cfg: ModelConfig, cfg: TrainConfig, overwrite: bool, ckpt: d
     meta = load_meta(data_dir)  # a missing directory or an unfinished prepare fails here, with the command to run
     if cfg.init_from == "resume":
         ckpt = ckpt or load_checkpoint(out_dir, map_location="cpu")  # the weights too: train() reads no more
+        check_complete(ckpt, out_dir)
+        requested = model_cfg
         model_cfg = check_resume_data(out_dir, meta, data_dir, ckpt)
+        check_resume_stream(out_dir, requested, cfg, ckpt, meta, resume_changed)
     check_splits(data_dir, meta, model_cfg.block_size)
     model_cfg = model_vocab(model_cfg, meta["vocab_size"], meta["tokenizer"], data_dir)
     check_memory(model_cfg, cfg, device, dtype, world_size)

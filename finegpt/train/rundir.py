@@ -2,13 +2,17 @@
 the new run beside the old one and replaces it only once the new one has finished.
 
 Entry points: check_out_dir (read-only, before anything is written), RunFolder (lock, owner record,
-staging; .work_dir is where this run writes, .finish(result) replaces the old run), earlier_results.
+staging; .work_dir is where this run writes, .finish(result) replaces the old run), earlier_results,
+building (where an unfinished --overwrite run is). run.json lists the files the run wrote: an overwrite
+removes only those of the old run, never a file someone else put in the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -103,6 +107,18 @@ def read_owner(folder: Path) -> dict | None:
         return None
 
 
+def update_owner(folder: Path, **fields) -> None:
+    owner = read_owner(folder)
+    if owner is not None and any(owner.get(k) != v for k, v in fields.items()):
+        atomic_write_text(folder / OWNER, json.dumps({**owner, **fields}, indent=1) + "\n")
+
+
+def own_files(folder: Path) -> list[str]:
+    """run.json's list of the files this run wrote; an --overwrite removes only these of the old run."""
+    owner = read_owner(folder) or {}
+    return owner.get("files") if isinstance(owner.get("files"), list) else None
+
+
 def write_owner(folder: Path, **extra) -> dict:
     owner = {
         "run_id": uuid.uuid4().hex,
@@ -125,6 +141,13 @@ def is_stage_of_run(folder: Path) -> bool:
 def lock_target(out_dir: Path) -> Path:
     """The folder a run's lock guards: its out_dir, or for a staged run the folder it will replace."""
     return out_dir.parent if is_stage_of_run(out_dir) else out_dir
+
+
+def building(out_dir) -> Path:
+    """Where the newest run of out_dir is: the folder an --overwrite run is building beside the earlier
+    one while it is unfinished (resume it there), else out_dir itself."""
+    stage = folders.staging_dir(out_dir)
+    return stage if is_stage_of_run(stage) else Path(out_dir)
 
 
 # ---- the folder a run writes into ------------------------------------------------------------------------
@@ -154,7 +177,7 @@ class RunFolder:
         self.target.mkdir(parents=True, exist_ok=True)
         self.lock.__enter__()
         try:
-            self.recovered = folders.recover(self.target, "train", is_run_file)  # an overwrite cut short
+            self.recovered = folders.recover(self.target, "train", self._stale())  # an overwrite cut short
             if self.staged and self.init_from == "scratch":
                 folders.fresh_stage(self.target)
                 write_owner(self.work_dir, stage_of=str(self.target))
@@ -175,9 +198,32 @@ class RunFolder:
         if self.is_main:
             self.lock.__exit__(*exc)
 
+    def _stale(self):
+        """Which entries of the run in target an overwrite removes: the files its run.json lists (runs of
+        older finegpt versions, without a list: the names finegpt train writes)."""
+        listed = own_files(self.target)
+        return is_run_file if listed is None else set(listed).__contains__
+
+    def check_held(self) -> None:
+        """Before each save: the locked folder (and the stage) are still this run's, or one line and stop."""
+        if not self.is_main:
+            return
+        self.lock.check_held()
+        if not self.work_dir.is_dir():
+            raise folders.gone("out_dir", self.work_dir, "was deleted while this process was writing it")
+
+    def record_files(self, exact: bool = True) -> None:
+        """After each save: run.json lists the files this run has written, and whether it is an exact run.
+        A failed write (a full disk) keeps the earlier list, which only ever names fewer files."""
+        if not self.is_main:
+            return
+        mine = sorted(p.name for p in self.work_dir.iterdir() if is_run_file(p.name) and not p.name.endswith(".tmp"))
+        with contextlib.suppress(OSError):
+            update_owner(self.work_dir, files=[n for n in mine if n != folders.STAGING], exact=exact)
+
     def resume_hint(self) -> str:
         kept = f" (the earlier run in {str(self.target)!r} is kept until this one finishes)" if self.staged else ""
-        return f"Resume with `finegpt train --resume --out_dir={self.work_dir}`{kept}"
+        return f"Resume with `finegpt train --resume --out_dir={shlex.quote(str(self.work_dir))}`{kept}"
 
     def last_good(self) -> Path | None:
         try:
@@ -189,9 +235,10 @@ class RunFolder:
         """The run completed: a staged run now replaces the earlier one."""
         if not (self.staged and self.is_main):
             return result
-        folders.commit(self.work_dir, self.target, "train", is_run_file)
+        names = folders.commit(self.work_dir, self.target, "train", self._stale())
         owner = read_owner(self.target) or {}
         owner.pop("stage_of", None)
+        owner["files"] = sorted(set(owner.get("files") or []) | {n for n in names if is_run_file(n)})
         write_owner(self.target, **{k: v for k, v in owner.items() if k not in ("host", "pid", "argv", "created")})
         if result.get("checkpoint"):
             result["checkpoint"] = str(self.target / Path(result["checkpoint"]).name)
