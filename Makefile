@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip install --disable-pip-version-check
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart test install clean site
 
 quickstart: $(VENV)/.installed
 	$(BIN)/finegpt quickstart
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml
 	else $(PIP) --timeout 15 --retries 1 --index-url $(TORCH_CPU_INDEX) "$(TORCH)" || $(PIP) "$(TORCH)"; fi
 	$(PIP) -e ".[dev,extras]"
 	touch $@
+
+# The static calculator page (site/, for GitHub Pages or any file server): Pyodide from npm, finegpt's wheel
+site:
+	npm ci --no-audit --no-fund
+	$(PYTHON) tools/build_site.py
 
 clean:
 	rm -rf $(VENV)
