@@ -1,14 +1,17 @@
 """The `finegpt` command: prepare | train | sample | eval | memory | recommend | quickstart.
 
-Each subcommand parses its arguments and calls one package function; no logic lives here.
-Bad input prints one line (`error: <field>=<value>: ... .`) and exits 2; `--debug` shows the traceback.
+Each subcommand parses its arguments and calls one package function. Settings are written --key=value or
+--key value alike, for every subcommand (split_settings). Bad input prints one line
+(`error: <field>=<value>: ... .`) and exits 2; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 
+from finegpt.config import split_settings
 from finegpt.errors import FinegptError
 
 # ---- quickstart -------------------------------------------------------------------------------
@@ -135,6 +138,8 @@ def cmd_prepare(args, extra) -> int:
 
 
 def add_sample(sub) -> None:
+    from finegpt.config import SAMPLING
+
     p = sub.add_parser("sample", help="generate text from a checkpoint and/or a GPT-2 baseline")
     p.add_argument("--ckpt", default=None, help="checkpoint file or out dir (default: out, unless --baseline)")
     p.add_argument(
@@ -142,11 +147,12 @@ def add_sample(sub) -> None:
     )
     p.add_argument("--prompt", default="", help="start text; FILE:path reads it from a file; empty starts a document")
     p.add_argument("--num_samples", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    p.add_argument("--top_k", type=int, default=200, help="0 switches top-k off")
-    p.add_argument("--top_p", type=float, default=None, help="nucleus sampling, in (0, 1]")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--max_new_tokens", type=int)
+    p.add_argument("--temperature", type=float, help="0 is greedy")
+    p.add_argument("--top_k", type=int, help="0 switches top-k off")
+    p.add_argument("--top_p", type=float, help="nucleus sampling, in (0, 1]")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(**SAMPLING)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--no_cache", action="store_true", help="recompute the whole context every token (slow; for comparison)"
@@ -271,23 +277,6 @@ def add_memory(sub) -> None:
     p.set_defaults(func=cmd_memory, accepts_overrides=True)
 
 
-def format_guide_verdicts(verdicts: dict, gpu: str) -> str:
-    """guide_verdicts as the lines `finegpt memory --guide` starts with."""
-    from finegpt import memory
-
-    g = memory.get_gpu(gpu)
-    lines = [f"the guide's 24 GB config (10L/10H/640, batch_size=32, T=1024) on one {g.name} ({g.memory_gib} GiB):"]
-    for mode, v in verdicts.items():
-        low, high = v["nvidia_smi_gib"]
-        why = "widest uncertainty" if v["status"] == "tight" else "largest term"
-        extra = f" [{v['compiled_status']}]" if v["compiled_status"] else ""
-        lines.append(
-            f"  {mode:<9}peak {v['peak_gib']:5.1f} GiB, nvidia-smi {low:.1f}-{high:.1f} GiB: {v['label']} "
-            f"({why}: {v['deciding']}){extra}"
-        )
-    return "\n".join(lines)
-
-
 def cmd_memory(args, extra) -> int:
     import json
 
@@ -300,7 +289,7 @@ def cmd_memory(args, extra) -> int:
         if args.json:
             print(json.dumps({"guide_24gb": verdicts, "checks": [c.to_dict() for c in checks]}))
         else:
-            print(format_guide_verdicts(verdicts, gpu) + "\n\n" + memory.format_checks(checks))
+            print(memory.format_guide_verdicts(verdicts, gpu) + "\n\n" + memory.format_checks(checks))
         return 0
     overrides = parse_overrides(extra)
     values, notes = config_file_settings(args.config, overrides) if args.config else (overrides, [])
@@ -331,7 +320,6 @@ def cmd_recommend(args, extra) -> int:
     import json
 
     from finegpt import memory
-    from finegpt.memory.solve import HEADROOM
 
     kw = dict(block_size=args.block_size, hours=args.hours, compiled=args.compile)
     rows = [memory.recommend(args.gpu, **kw)] if args.gpu else memory.recommend_all(**kw)
@@ -339,26 +327,7 @@ def cmd_recommend(args, extra) -> int:
         print("\n".join(json.dumps(r.to_dict()) for r in rows))
         return 0
     gpu_note = memory.resolve_gpu(args.gpu).note if args.gpu else None
-    if gpu_note:
-        print(f"note: {gpu_note}")
-    print(
-        f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
-        f"{'peak GiB':>10}{'smi GiB':>9}{'budget h':>10}{'Chinchilla h':>14}{'MFU':>10}"
-    )
-    for r in rows:
-        fast, slow = r.hours_chinchilla
-        lo, hi = r.mfu_range
-        print(
-            f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
-            f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.peak_gib:>10.1f}"
-            f"{r.nvidia_smi_gib:>9.1f}{r.budget_hours:>10.2f}{f'{fast:.1f}-{slow:.1f}':>14}{f'{lo:.0%}-{hi:.0%}':>10}"
-        )
-    mode = "compiled" if args.compile else "eager"
-    print(
-        f"{mode}, bias=False, 0.5M tokens per step; the model whose tokens in the budget (at the low MFU) come "
-        f"closest to 20 per non-embedding parameter, that fits with {HEADROOM:.0%} headroom over the "
-        "high end of nvidia-smi (smi GiB); Chinchilla h: 20 tokens per parameter at the high-low MFU"
-    )
+    print((f"note: {gpu_note}\n" if gpu_note else "") + memory.format_recommendations(rows, args.compile))
     return 0
 
 
@@ -373,7 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SECTIONS:
         add(sub)
+    parser.subcommands = sub.choices  # name -> its parser, for split_settings
     return parser
+
+
+def unknown_option(parser: argparse.ArgumentParser, command: str, words: list[str]) -> FinegptError:
+    """One line for a flag the subcommand does not take, with the closest one it does."""
+    sub = parser.subcommands[command]
+    options = sorted(name for action in sub._actions for name in action.option_strings)
+    flag = next((w for w in words if w.startswith("-")), words[0])
+    close = difflib.get_close_matches(flag.split("=", 1)[0], options, n=1)
+    hint = f"Did you mean {close[0]}?" if close else f"See `finegpt {command} --help`"
+    return FinegptError(f"{flag}: not an option of `finegpt {command}`. {hint}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,13 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:  # accepted anywhere on the line, not only before the subcommand
         argv.remove("--debug")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    unknown = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if unknown or (extra and not getattr(args, "accepts_overrides", False)):
-        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    parser, args = build_parser(), None
     try:
-        return args.func(args, extra) or 0
+        sub = next((parser.subcommands[a] for a in argv if a in parser.subcommands), None)
+        if sub is not None and sub.get_default("accepts_overrides"):  # train, memory: settings as flags
+            argv, settings = split_settings(argv, {name for action in sub._actions for name in action.option_strings})
+        else:
+            settings = []
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise unknown_option(parser, args.command, unknown)
+        return args.func(args, settings) or 0
     except FinegptError as e:
         if debug:
             raise
@@ -396,6 +380,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training says where it saved; prepare resumes on a rerun
         if debug:
             raise
-        resume = ": rerun the same command to resume" if args.command == "prepare" else ""
+        resume = ": rerun the same command to resume" if args and args.command == "prepare" else ""
         print(str(e) or f"interrupted{resume}.", file=sys.stderr)
         return getattr(e, "exit_code", 130)

@@ -1,7 +1,7 @@
 """The GPT: nanoGPT's model with a KV cache for generation, and exact parameter counts.
 
 Reads bottom-up like nanoGPT: LayerNorm -> CausalSelfAttention -> MLP -> Block -> GPT.
-Entry points: GPT, param_breakdown, count_params, sample_next (top_k_logits, top_p_logits).
+Entry points: GPT, sample_next (top_k_logits, top_p_logits); param_breakdown and count_params (finegpt.config's).
 """
 
 from __future__ import annotations
@@ -15,33 +15,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
-from finegpt.config import ModelConfig
-
-# ---- parameter counts, from the config alone (no tensors) -----------------------------------
-
-
-def param_breakdown(cfg: ModelConfig) -> dict[str, int]:
-    """Parameters per component. The LM head is tied to the token embedding, so it adds none."""
-    C, L, b = cfg.n_embd, cfg.n_layer, int(cfg.bias)
-    attention = 3 * C * C + 3 * C * b + C * C + C * b  # c_attn (C -> 3C) and c_proj (C -> C)
-    mlp = 4 * C * C + 4 * C * b + 4 * C * C + C * b  # c_fc (C -> 4C) and c_proj (4C -> C)
-    norms = 2 * (C + C * b)  # ln_1 and ln_2
-    return {
-        "token_embedding": cfg.vocab_size * C,
-        "position_embedding": cfg.block_size * C,
-        "attention": L * attention,
-        "mlp": L * mlp,
-        "layernorm": L * norms + (C + C * b),  # + ln_f
-        "lm_head (tied)": 0,
-    }
-
-
-def count_params(cfg: ModelConfig, non_embedding: bool = True) -> int:
-    """nanoGPT's convention (non_embedding=True) leaves out the position embedding only: the
-    token embedding is kept because it is tied to the LM head, which does real work."""
-    parts = param_breakdown(cfg)
-    return sum(parts.values()) - (parts["position_embedding"] if non_embedding else 0)
-
+from finegpt.config import ModelConfig, count_params, param_breakdown  # noqa: F401 (counted from the config alone)
 
 # ---- the model ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from finegpt import folders, step
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, tokens_per_step
 from finegpt.errors import bad
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
@@ -175,11 +175,11 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     before = _sample(GPT(model_cfg).eval(), tokenizer, seed)
     print(f"\nbefore training, the model writes:\n{'-' * 60}\n{before}\n{'-' * 60}\n", flush=True)
     total_s = time.time() - t0 + estimate_s(timing, train_cfg, time.time() - t_sample)
-    tokens_per_step = train_cfg.batch_size * model_cfg.block_size
+    step_tokens = tokens_per_step(train_cfg.batch_size, model_cfg.block_size, train_cfg.gradient_accumulation_steps)
     threads = f"{timing['threads']} thread" + ("s" if timing["threads"] > 1 else "")
     print(
         f"estimate: about {_minutes(total_s)} in all on this CPU ({steps:,} steps at "
-        f"{tokens_per_step / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now)\n",
+        f"{step_tokens / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now)\n",
         flush=True,
     )
     print(

@@ -1,7 +1,8 @@
 """Text generation over `GPT.generate`: prompt in, strings out; seeded, cached, checked settings.
 
 Entry points: generate_text(model, tokenizer, prompt, ...) (safe to print: printable()), generate_tokens
-(the ids, for exact bytes), load_for_sampling(ckpt_or_baseline, device).
+(the ids, for exact bytes), load_for_sampling(ckpt=None, baseline=None, device='auto');
+the defaults are finegpt.config.SAMPLING.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from finegpt.config import SAMPLING
 from finegpt.errors import bad
 from finegpt.step import pick_device
 
@@ -70,11 +72,11 @@ def generate_tokens(
     model,
     tokenizer,
     prompt: str = "",
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = 200,
-    top_p: float | None = None,
-    seed: int | None = 1337,
+    max_new_tokens: int = SAMPLING["max_new_tokens"],
+    temperature: float = SAMPLING["temperature"],
+    top_k: int | None = SAMPLING["top_k"],
+    top_p: float | None = SAMPLING["top_p"],
+    seed: int | None = SAMPLING["seed"],
     use_cache: bool = True,
     num_samples: int = 1,
 ) -> list[list[int]]:
@@ -112,11 +114,11 @@ def generate_text(
     model,
     tokenizer,
     prompt: str = "",
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = 200,
-    top_p: float | None = None,
-    seed: int | None = 1337,
+    max_new_tokens: int = SAMPLING["max_new_tokens"],
+    temperature: float = SAMPLING["temperature"],
+    top_k: int | None = SAMPLING["top_k"],
+    top_p: float | None = SAMPLING["top_p"],
+    seed: int | None = SAMPLING["seed"],
     use_cache: bool = True,
     num_samples: int = 1,
     raw: bool = False,

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from finegpt.config import ModelConfig
 from finegpt.errors import bad
 from finegpt.model import GPT
+from finegpt.run import OPTIMIZERS, RunConfig, torch_dtype_name
 
 # ---- device and precision ----------------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    chosen = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    chosen = getattr(torch, torch_dtype_name(dtype))
     if device.type == "cpu" and chosen == torch.float16:
         raise bad("dtype", dtype, "float16 autocast is a GPU feature", "Use dtype='float32' or 'bfloat16' on CPU")
     if device.type == "cuda" and chosen == torch.bfloat16 and not torch.cuda.is_bf16_supported():
@@ -101,8 +102,6 @@ class Prefetch:
 
 # ---- the model, optimizer and scaler of a run ---------------------------------------------------------
 
-OPTIMIZERS = ("adamw_fused", "adamw_foreach", "sgd_momentum", "sgd")  # finegpt train runs adamw_fused
-
 
 @dataclass
 class Parts:
@@ -123,19 +122,19 @@ class Parts:
 
 def build(
     model_cfg: ModelConfig,
+    run: RunConfig,
     device: torch.device,
-    dtype: torch.dtype,
     *,
-    param_dtype: torch.dtype = torch.float32,
-    attention: str = "flash",
-    activation_checkpointing: bool = False,
-    optimizer: str = "adamw_fused",
     weight_decay: float = 0.1,
     learning_rate: float = 6e-4,
     betas: tuple[float, float] = (0.9, 0.95),
 ) -> Parts:
-    """The GPT on `device` (its weights in param_dtype: fp32 under autocast, bf16 for pure-bf16 what-ifs),
-    its optimizer and a GradScaler that is on for fp16 only. Seed torch before calling: this draws the init."""
+    """The GPT of `run` on `device` (its weights in run.param_dtype: fp32 under autocast, bf16 for the pure-bf16
+    what-if, which runs without autocast), its optimizer and a GradScaler that is on for fp16 only. Seed torch
+    before calling: this draws the init."""
+    param_dtype = getattr(torch, run.param_dtype)
+    dtype = getattr(torch, run.dtype) if param_dtype == torch.float32 else torch.float32  # autocast's dtype
+    attention, optimizer = run.attention, run.optimizer
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(param_dtype)
     try:  # initialized on the host, so one seed gives the same weights on every device
@@ -144,7 +143,7 @@ def build(
         torch.set_default_dtype(default_dtype)
     if device.type != "cpu":  # .to() would copy, and cannot swap the fake tensors finegpt.memory measures with
         model = model.to(device)
-    model.activation_checkpointing = activation_checkpointing
+    model.activation_checkpointing = run.activation_checkpointing
     if optimizer in ("adamw_fused", "adamw_foreach"):  # fused: where PyTorch has the kernel for the device
         fused = None if optimizer == "adamw_fused" else False
         opt = model.configure_optimizers(weight_decay, learning_rate, betas, device.type, fused=fused)
@@ -209,11 +208,13 @@ def sharded_scaler(scaler: torch.amp.GradScaler) -> torch.amp.GradScaler:
     return sharded
 
 
-def wrap(parts: Parts, *, compile: bool = False, parallel: str | None = None, bucket_view: bool = False) -> Parts:
-    """torch.compile, then spread over the ranks of an initialized process group: parallel='ddp' wraps
-    the compiled model in DDP (bucket_view: gradient_as_bucket_view), 'fsdp' shards the GPT under it in
-    place with FSDP2 and rebuilds the optimizer over the shards. Load weights and optimizer state before."""
-    model = torch.compile(parts.raw_model) if compile else parts.raw_model
+def wrap(parts: Parts, run: RunConfig) -> Parts:
+    """torch.compile (run.compile), then spread over the ranks of an initialized process group as run.parallel
+    says: 'ddp' wraps the compiled model in DDP (run.gradient_as_bucket_view), 'fsdp' shards the GPT under it in
+    place with FSDP2 and rebuilds the optimizer over the shards; None (one process) does neither. Load weights
+    and optimizer state before."""
+    parallel = run.parallel
+    model = torch.compile(parts.raw_model) if run.compile else parts.raw_model
     if parallel == "fsdp":
         optimizer = shard(parts.raw_model, parts.optimizer, parts.device, parts.dtype)
         return replace(parts, model=model, optimizer=optimizer, scaler=sharded_scaler(parts.scaler))
@@ -222,9 +223,7 @@ def wrap(parts: Parts, *, compile: bool = False, parallel: str | None = None, bu
 
         dev = parts.device
         ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
-        model = DDP(model, device_ids=ids, gradient_as_bucket_view=bucket_view)
-    elif parallel is not None:
-        raise bad("parallel", parallel, "is not supported", "Use None (one process), 'ddp' or 'fsdp'")
+        model = DDP(model, device_ids=ids, gradient_as_bucket_view=run.gradient_as_bucket_view)
     return replace(parts, model=model)
 
 

@@ -75,20 +75,18 @@ def memory_view(**settings) -> MemoryView:
             activation_checkpointing=bool(s["activation_checkpointing"]),
             compile=bool(s["compile"]),
         )  # dtype, attention and optimizer are the memory model's names (pure_bf16 and the others: what-ifs)
-        run = M.run_config(
-            train_cfg, gpu=s["gpu"], dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"]
-        )
-        report = M.estimate(cfg, run)
         match = M.resolve_gpu(s["gpu"])  # 'A100' takes the 40 GB card, and match.note says so
         gpu = match.gpu
+        run = M.run_config(train_cfg, gpu=gpu, dtype=s["dtype"], attention=s["attention"], optimizer=s["optimizer"])
+        report = M.estimate(cfg, run)
         view.report, view.verdict = report, report.verdict.label
         view.max_batch_size = M.max_micro_batch(cfg, run, gpu)
-        view.tokens_per_step = s["batch_size"] * s["gradient_accumulation_steps"] * s["block_size"]
+        view.tokens_per_step = run.tokens_per_step(cfg.block_size)
         if view.max_batch_size:
             view.plan = M.plan(cfg, run, view.tokens_per_step, gpu)
         view.iters = -(-int(s["tokens"]) // view.tokens_per_step)
         view.hours = tuple(
-            x / 3600 for x in M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.dtype, compiled=run.compile)
+            x / 3600 for x in M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.label, compiled=run.compile)
         )
     except FinegptError as e:
         view.error = str(e)
@@ -182,7 +180,7 @@ def _memory_controls(d: dict) -> dict:
     import ipywidgets as w
 
     from finegpt.memory import GPUS
-    from finegpt.memory.run import DTYPES, OPTIMIZERS
+    from finegpt.run import DTYPES, OPTIMIZERS
 
     style, layout = {"description_width": "190px"}, w.Layout(width="520px")
     ints = dict(
@@ -270,32 +268,34 @@ def memory_ui(**defaults):
 
 # ---- sampling ---------------------------------------------------------------------------------
 
-SAMPLE_DEFAULTS = dict(prompt="", temperature=0.8, top_k=200, top_p=1.0, max_new_tokens=200, seed=1337)
-
 
 def sample_view(
     model,
     tokenizer,
     prompt: str = "",
-    temperature: float = 0.8,
-    top_k: int = 200,
+    temperature: float | None = None,
+    top_k: int | None = None,
     top_p: float = 1.0,
-    max_new_tokens: int = 200,
-    seed: int = 1337,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
 ) -> str:
-    """One sample as text, or the one-line error for bad settings. top_k=0 and top_p=1 mean off."""
+    """One sample as text, or the one-line error for bad settings. None takes finegpt.sample.SAMPLING's
+    value; top_k=0 and top_p=1 mean off (the sliders' ends)."""
+    from finegpt.config import SAMPLING
     from finegpt.sample import generate_text
 
+    given = dict(temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
+    s = {**SAMPLING, **{k: v for k, v in given.items() if v is not None}}
     try:
         return generate_text(
             model,
             tokenizer,
             prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k or None,
+            max_new_tokens=s["max_new_tokens"],
+            temperature=s["temperature"],
+            top_k=s["top_k"] or None,
             top_p=None if top_p >= 1.0 else top_p,
-            seed=seed,
+            seed=s["seed"],
         )[0]
     except FinegptError as e:
         return f"error: {e}"
@@ -306,7 +306,9 @@ def sample_ui(model, tokenizer, **defaults):
     Generates once with the defaults when built."""
     import ipywidgets as w
 
-    d = {**SAMPLE_DEFAULTS, **defaults}
+    from finegpt.config import SAMPLING
+
+    d = {"prompt": "", **SAMPLING, "top_p": 1.0, **defaults}  # the slider's 1.0 is top-p off
     style, layout = {"description_width": "120px"}, w.Layout(width="480px")
     prompt = w.Textarea(
         value=d["prompt"],

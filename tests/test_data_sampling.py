@@ -11,9 +11,9 @@ import torch
 from train_fixtures import TINY_MODEL, TINY_TRAIN, english_text, make_data, one_torch_thread  # noqa: F401
 
 from finegpt.cli import main
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, tokens_per_step
 from finegpt.data import BatchLoader, coverage_table, load_meta, measure_coverage, prepare, read_budget
-from finegpt.data.budget import eval_summary, over_budget_warning, planned_tokens
+from finegpt.data.budget import eval_summary, over_budget_warning
 from finegpt.data.loader import EpochOrder
 from finegpt.data.shards import write_meta, write_shard
 from finegpt.errors import FinegptError
@@ -158,7 +158,7 @@ def test_random_windows_leave_about_1_over_e_unseen_when_reads_equal_the_stream(
 
 def test_read_budget_counts_reads_distinct_tokens_and_epochs():
     prepared = {"train": N_TRAIN * T + 1, "val": 481}
-    once = read_budget(planned_tokens(15, 4, 2, T), prepared, T)  # 15 steps x 8 windows = the 120 windows
+    once = read_budget(15 * tokens_per_step(4, T, 2), prepared, T)  # 15 steps x 8 windows = the 120 windows
     assert (once.tokens_read, once.distinct_tokens, once.epochs, once.covered) == (1920, 1920, 1.0, True)
     assert (once.unseen_share, once.repeated_share) == (0.0, 0.0)
     twice_and_half = read_budget(4800, prepared, T)

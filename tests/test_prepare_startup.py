@@ -8,7 +8,7 @@ import sys
 
 import pyarrow as pa
 
-from finegpt.data.prepare import _byte_lengths
+from finegpt.data.encode import byte_lengths
 
 
 def group_members(pgid: int) -> list[str]:
@@ -40,10 +40,10 @@ def test_prepare_with_workers_leaves_no_process_in_its_group(tmp_path):
 
 def test_byte_lengths_read_offsets_of_sliced_null_and_chunked_arrays():
     texts = pa.array(["", "héllo", None, "ab", "€"])
-    assert _byte_lengths(texts).tolist() == [0, 6, 0, 2, 3]
-    assert _byte_lengths(texts.slice(1, 3)).tolist() == [6, 0, 2]
-    assert _byte_lengths(texts.cast(pa.large_string())).tolist() == [0, 6, 0, 2, 3]
-    assert _byte_lengths(pa.chunked_array([texts.slice(0, 2), texts.slice(3)])).tolist() == [0, 6, 2, 3]
+    assert byte_lengths(texts).tolist() == [0, 6, 0, 2, 3]
+    assert byte_lengths(texts.slice(1, 3)).tolist() == [6, 0, 2]
+    assert byte_lengths(texts.cast(pa.large_string())).tolist() == [0, 6, 0, 2, 3]
+    assert byte_lengths(pa.chunked_array([texts.slice(0, 2), texts.slice(3)])).tolist() == [0, 6, 2, 3]
 
 
 def test_prepare_of_a_parquet_file_imports_no_pandas(tmp_path):

@@ -113,7 +113,9 @@ def check_error_beside_field(page, expected: str):
     expect(page.locator(f"#error-{field}")).to_have_text(message)
 
 
-@pytest.mark.parametrize("texts", URL_CONFIGS, ids=lambda t: "&".join(f"{k}={v}" for k, v in t.items())[:60] or "defaults")
+@pytest.mark.parametrize(
+    "texts", URL_CONFIGS, ids=lambda t: "&".join(f"{k}={v}" for k, v in t.items())[:60] or "defaults"
+)
 def test_page_result_equals_cli_json_for_url_configs(calculator, texts):
     page, site, refused = calculator
     page.goto(site + "#" + urlencode(texts))

@@ -1,7 +1,7 @@
 """What a token budget reads: tokens read, distinct tokens, epochs and the share of the prepared data a run
 sees, from the plan alone (read_budget), and measured on prepared shards (measure_coverage).
 
-Entry points: planned_tokens, read_budget, ReadBudget, over_budget_warning, prepare_command, eval_summary,
+Entry points: read_budget, ReadBudget, over_budget_warning, prepare_command, eval_summary,
 measure_coverage, coverage_table.
 
 Why random windows waste data. Draw R windows of T input tokens at starts uniform over the S-token
@@ -21,13 +21,8 @@ import numpy as np
 
 from finegpt.config import SAMPLINGS
 from finegpt.data.loader import BatchLoader
+from finegpt.data.tokenizers import default_tokenizer
 from finegpt.errors import bad
-
-
-def planned_tokens(max_iters: int, batch_size: int, gradient_accumulation_steps: int, block_size: int) -> int:
-    """Input tokens a run reads: max_iters x batch_size x gradient_accumulation_steps x block_size, with
-    TrainConfig's gradient_accumulation_steps (all ranks together: a rank runs its share of the micro-steps)."""
-    return max_iters * batch_size * gradient_accumulation_steps * block_size
 
 
 @dataclass(frozen=True)
@@ -110,7 +105,7 @@ def prepare_command(meta: dict, data_dir, tokens: int) -> str:
     if job.get("data_files"):
         files = job["data_files"]
         parts.append(f"--data_files {files if isinstance(files, str) else files[0]}")
-    if meta.get("tokenizer") != ("bytes" if source == "shakespeare" else "gpt2"):
+    if meta.get("tokenizer") != default_tokenizer(source):
         parts.append(f"--tokenizer {meta['tokenizer']}")
     parts += [f"--out {data_dir}", f"--tokens {tokens}", f"--val_tokens {meta['tokens']['val']}", "--overwrite"]
     return " ".join(parts)

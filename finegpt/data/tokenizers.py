@@ -16,6 +16,11 @@ TOKENIZERS = ("gpt2", "bytes")
 EOT_TEXT = "<|endoftext|>"
 
 
+def default_tokenizer(source: str) -> str:
+    """bytes for the small embedded corpus (like nanoGPT's shakespeare_char), GPT-2 BPE for everything else."""
+    return "bytes" if source == "shakespeare" else "gpt2"
+
+
 class BytesTokenizer:
     """UTF-8 bytes as ids 0..255 and one EOT id 256: the offline tokenizer, like nanoGPT's shakespeare_char."""
 

@@ -5,7 +5,7 @@ Entry points: evaluate (loss.py), load_gpt2 (gpt2.py), hellaswag (hellaswag.py).
 """
 
 from finegpt.eval.gpt2 import GPT2_SIZES, load_gpt2
-from finegpt.eval.hellaswag import HELLASWAG_GPT2_124M, hellaswag
+from finegpt.eval.hellaswag import hellaswag
 from finegpt.eval.loss import evaluate, shard_info
 
-__all__ = ["evaluate", "shard_info", "load_gpt2", "GPT2_SIZES", "hellaswag", "HELLASWAG_GPT2_124M"]
+__all__ = ["evaluate", "shard_info", "load_gpt2", "GPT2_SIZES", "hellaswag"]

@@ -20,10 +20,6 @@ from finegpt.eval.loss import autocast_for
 from finegpt.progress import progress
 
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
-# GPT-2 124M on the 10,042 val examples with this scoring, from the docstrings of karpathy/build-nanogpt
-# hellaswag.py and karpathy/llm.c dev/data/hellaswag.py ("completion style"). lm-evaluation-harness's
-# multiple-choice style gives 28.92 / 31.14 % instead (its acc_norm divides by characters, not tokens).
-HELLASWAG_GPT2_124M = {"acc": 0.2859, "acc_norm": 0.2955, "examples": 10042}
 
 
 def cache_dir() -> Path:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.exercises.check import Hint, attempt, checker
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
-from finegpt.model import count_params, param_breakdown
+from finegpt.run import OPTIMIZERS
 
 GPT2 = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, bias=False)
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=320, bias=True)
-OPTIMIZERS = ("adamw_fused", "adamw_foreach", "sgd_momentum", "sgd")
 
 # ---- 3.1 the optimizer step -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from finegpt.config import tokens_per_step
 from finegpt.lab.folder import MODE_WORDS, LabPaths
 from finegpt.lab.plan import LabSettings, settings
 
@@ -74,7 +75,9 @@ def cpu_device(model_fields: dict, batch_size: int, steps: int = 3) -> Device:
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
     step_s = sorted(times[1:])[len(times[1:]) // 2]
-    return Device("this CPU", M.flops_per_token(cfg) * batch_size * cfg.block_size / step_s, 0.0, _cores())
+    return Device(
+        "this CPU", M.flops_per_token(cfg) * tokens_per_step(batch_size, cfg.block_size, 1) / step_s, 0.0, _cores()
+    )
 
 
 # ---- the work each notebook does, in each mode -------------------------------------------------

@@ -10,14 +10,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finegpt.config import ModelConfig, TrainConfig
+from finegpt.config import ModelConfig, TrainConfig, padded_vocab
 from finegpt.errors import bad
 from finegpt.lab.folder import MODES, LabPaths
 from finegpt.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
+from finegpt.run import torch_dtype_name
 
 FULL_VAL_TOKENS = 5_000_000  # held out of a FineWeb budget: enough for a stable val loss at any eval_iters here
-BYTES_VOCAB = 320  # 256 bytes + EOT, padded to a multiple of 64 (notebook 02)
-GPT2_VOCAB = 50304  # 50257, padded the same way
 
 # 02's probe and the cpu run are the quickstart's byte model (finegpt/quickstart.py): 1.71 val loss in 3000 steps
 PROBE_STEPS = {"smoke": 60, "cpu": 600, "full": 1500}
@@ -70,7 +69,7 @@ def _full_run(gpu: str, train_minutes: float) -> tuple[dict, dict, int]:
         learning_rate=lr,
         min_lr=lr / 10,
         warmup_iters=max(2, iters // 20),
-        dtype={"fp16": "float16", "bf16": "bfloat16"}[s.dtype],
+        dtype=torch_dtype_name(s.dtype),
         device="cuda",
     )
     return dict(s.model), train, s.tokens
@@ -156,10 +155,17 @@ def _configs(fields: tuple[dict, dict], vocab: int, data_dir: Path, out_dir: Pat
 
 def probe_configs(s: LabSettings, p: LabPaths) -> tuple[ModelConfig, TrainConfig]:
     """02's small model on the byte shards of the plays (written by 01)."""
-    return _configs(s.probe, BYTES_VOCAB, p.shakespeare, p.probe)
+    return _configs(s.probe, model_vocab("bytes"), p.shakespeare, p.probe)
 
 
 def run_configs(s: LabSettings, p: LabPaths) -> tuple[ModelConfig, TrainConfig]:
     """04's run on its training data: FineWeb's GPT-2 shards in full mode, the plays' bytes otherwise."""
-    vocab = GPT2_VOCAB if s.mode == "full" else BYTES_VOCAB
+    vocab = model_vocab("gpt2" if s.mode == "full" else "bytes")
     return _configs(s.run, vocab, p.train_data, p.run, deterministic=s.mode != "full")
+
+
+def model_vocab(tokenizer: str) -> int:
+    """The model's vocab for a tokenizer: its ids padded to a multiple of 64 (bytes 257 -> 320, gpt2 50257 -> 50304)."""
+    from finegpt.data import get_tokenizer
+
+    return padded_vocab(get_tokenizer(tokenizer).vocab_size)

@@ -8,22 +8,20 @@ was measured; presets (gpus.py), solvers and the one planner, plan_budget (solve
 (guide.py) build on them.
 """
 
-from finegpt.memory.gpus import (
+from finegpt.config import count_params
+from finegpt.gpus import (
     GPUS,
-    MFU_RANGES,
     Gpu,
     GpuMatch,
     custom_gpu,
     detected_gpu_key,
     get_gpu,
     gpu_from_device_name,
-    mfu_range,
-    peak_flops,
     resolve_gpu,
 )
-from finegpt.memory.guide import check_guide, format_checks, guide_verdicts
+from finegpt.memory.gpus import MFU_RANGES, mfu_range, peak_flops
+from finegpt.memory.guide import check_guide, format_checks, format_guide_verdicts, guide_verdicts
 from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
-from finegpt.memory.run import WHAT_IF, RunConfig, run_config, run_from_settings
 from finegpt.memory.solve import (
     BatchPlan,
     BudgetPlan,
@@ -44,8 +42,14 @@ from finegpt.memory.solve import (
     train_time_range_s,
     train_time_s,
 )
-from finegpt.memory.summary import fit_summary, format_fit_summary, side_by_side, summary_from_settings
-from finegpt.model import count_params
+from finegpt.memory.summary import (
+    fit_summary,
+    format_fit_summary,
+    format_recommendations,
+    side_by_side,
+    summary_from_settings,
+)
+from finegpt.run import WHAT_IF, RunConfig, run_config, run_from_settings
 
 
 def measure(model_cfg, run, device: str = "cpu", seed: int = 0, **kw) -> dict:
@@ -95,6 +99,8 @@ __all__ = [
     "flops_per_token",
     "format_fit_summary",
     "format_checks",
+    "format_guide_verdicts",
+    "format_recommendations",
     "get_gpu",
     "gpu_from_device_name",
     "detected_gpu_key",

@@ -17,7 +17,7 @@ from pathlib import Path
 from finegpt.config import ModelConfig
 from finegpt.memory import calibration, terms
 from finegpt.memory.report import estimate
-from finegpt.memory.run import RunConfig
+from finegpt.run import RunConfig
 
 
 def _copies(measured: int, predicted: int, term_bytes: int, coefficient: float, per_copy_bytes: int) -> float:
@@ -56,7 +56,7 @@ def fit_eager_cuda(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str,
     found: dict[str, dict[str, list[float]]] = {}
     for cfg, run, measured in rows:
         report, V = estimate(cfg, run), cfg.vocab_size
-        per_dtype = found.setdefault(run.dtype, {"logits_train_bytes": [], "logits_eval_bytes": []})
+        per_dtype = found.setdefault(run.label, {"logits_train_bytes": [], "logits_eval_bytes": []})
         if report.peak_phase == "train":  # the train peak sits on the logits (a large vocab)
             n, term = terms.train_tokens(cfg, run), report.terms["logits + cross-entropy"]
             per = term / (n * V)

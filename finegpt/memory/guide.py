@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from finegpt.config import ModelConfig
-from finegpt.memory.gpus import get_gpu, mfu_range
+from finegpt.config import ModelConfig, count_params
+from finegpt.gpus import get_gpu
+from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import eager_and_compiled
-from finegpt.memory.run import RunConfig
 from finegpt.memory.solve import HEADROOM, max_micro_batch, tokens_per_run, train_time_range_s
-from finegpt.model import count_params
+from finegpt.run import RunConfig
 
 # The guide's table: (VRAM class, its GPU, claimed params (low, high), n_layer, n_head, n_embd,
 # batch_size (low, high), gradient_accumulation_steps (low, high), claimed effective batch (low, high), block_size)
@@ -207,4 +207,19 @@ def format_checks(checks: list[Check]) -> str:
     for c in checks:
         m = mark.get(c.status) or ("ok" if c.holds else "NO")
         lines.append(f"{m:<4}{c.claim:<68}{c.guide:<44}{c.computed}")
+    return "\n".join(lines)
+
+
+def format_guide_verdicts(verdicts: dict, gpu: str) -> str:
+    """guide_verdicts as the lines `finegpt memory --guide` starts with."""
+    g = get_gpu(gpu)
+    lines = [f"the guide's 24 GB config (10L/10H/640, batch_size=32, T=1024) on one {g.name} ({g.memory_gib} GiB):"]
+    for mode, v in verdicts.items():
+        low, high = v["nvidia_smi_gib"]
+        why = "widest uncertainty" if v["status"] == "tight" else "largest term"
+        extra = f" [{v['compiled_status']}]" if v["compiled_status"] else ""
+        lines.append(
+            f"  {mode:<9}peak {v['peak_gib']:5.1f} GiB, nvidia-smi {low:.1f}-{high:.1f} GiB: {v['label']} "
+            f"({why}: {v['deciding']}){extra}"
+        )
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_flatten
 
 from finegpt import step
 from finegpt.config import ModelConfig
-from finegpt.memory.run import RunConfig
+from finegpt.run import RunConfig
 
 PHASES = ("train", "optimizer", "eval", "first_eval")
 EVAL_ITERS = 2  # estimate_loss's peak is its second batch: the first one's logits are still bound
@@ -125,20 +125,10 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.
     ranks of an initialized process group. Knobs the trainer does not run (WHAT_IF) are passed through."""
     if run.world_size > 1 and run.sharding not in ("ddp", "fsdp"):
         raise NotImplementedError(f"measuring sharding={run.sharding!r} is not implemented; ddp and fsdp are")
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.float32}
-    parts = step.build(
-        model_cfg,
-        device,
-        dtype[run.dtype],
-        param_dtype=torch.bfloat16 if run.dtype == "pure_bf16" else torch.float32,
-        attention=run.attention,
-        activation_checkpointing=run.activation_checkpointing,
-        optimizer=run.optimizer,
-    )
-    parallel = run.sharding if run.world_size > 1 else None
     if run.compile:  # a fresh compile per run, as in a new process: past 8 compiles dynamo silently runs eager
         torch._dynamo.reset()
-    return step.wrap(parts, compile=run.compile, parallel=parallel, bucket_view=run.gradient_as_bucket_view)
+    parts = step.build(model_cfg, run, device)  # the trainer's two lines (finegpt.train.loop._train)
+    return step.wrap(parts, run)
 
 
 def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker, evals: bool = True) -> dict:

@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from finegpt.config import GIB, ModelConfig
 from finegpt.memory import terms as t
 from finegpt.memory.calibration import compiled_status
-from finegpt.memory.gpus import get_gpu
-from finegpt.memory.run import RunConfig
+from finegpt.run import RunConfig
 
 PHASES = ("train", "optimizer", "eval", "first_eval")
 # the terms torch.compile changes: their CPU-inductor calibration is part of the uncertainty
@@ -262,7 +261,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         notes=_notes(run),
     )
     if run.gpu is not None:
-        gpu = get_gpu(run.gpu)
+        gpu = run.gpu
         report.gpu, report.memory_bytes = gpu.name, int(gpu.memory_gib * GIB)
         report.verdict = _verdict(report)
     return report

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from finegpt.config import ModelConfig
+from finegpt.config import ModelConfig, count_params, tokens_per_step
 from finegpt.errors import bad
-from finegpt.memory.gpus import Gpu, get_gpu, mfu_range, peak_flops, preset_key
+from finegpt.gpus import GPUS, Gpu, get_gpu, preset_key
+from finegpt.memory.gpus import mfu_range, peak_flops
 from finegpt.memory.report import GIB, estimate
-from finegpt.memory.run import RunConfig
-from finegpt.model import count_params
+from finegpt.run import RunConfig
 
 HEADROOM = 0.05  # beyond the high end of the estimate: other processes on the card, a notebook's leftovers
 CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: compute-optimal D ~ 20 N
@@ -108,7 +108,7 @@ def plan(
             G = math.ceil(seqs / b_max)
             B = math.ceil(seqs / G)  # the smallest micro-batch that keeps G steps: less memory, ~same tokens
     peak = estimate(model_cfg, replace(run, batch_size=B, gradient_accumulation_steps=G)).peak_gib
-    return BatchPlan(B, G, B * G * run.world_size * model_cfg.block_size, peak)
+    return BatchPlan(B, G, tokens_per_step(B, model_cfg.block_size, G * run.world_size), peak)
 
 
 # ---- compute and time -----------------------------------------------------------------------
@@ -122,7 +122,7 @@ def flops_per_token(model_cfg: ModelConfig) -> int:
 def tokens_per_run(
     max_iters: int, batch_size: int, gradient_accumulation_steps: int, block_size: int, world_size: int = 1
 ) -> int:
-    return max_iters * batch_size * gradient_accumulation_steps * block_size * world_size
+    return max_iters * tokens_per_step(batch_size, block_size, gradient_accumulation_steps * world_size)
 
 
 def train_time_s(
@@ -298,8 +298,6 @@ def recommend(
 
 
 def recommend_all(**kw) -> list[Recommendation]:
-    from finegpt.memory.gpus import GPUS
-
     return [recommend(k, **kw) for k in GPUS]
 
 

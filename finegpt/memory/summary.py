@@ -6,12 +6,12 @@ side_by_side, summary_from_settings (what `finegpt memory --json` prints, and th
 
 from __future__ import annotations
 
-from finegpt.config import ModelConfig
-from finegpt.memory.gpus import get_gpu, mfu_range
+from finegpt.config import ModelConfig, count_params
+from finegpt.gpus import get_gpu
+from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
-from finegpt.memory.run import RunConfig, run_from_settings
 from finegpt.memory.solve import HEADROOM, chinchilla_tokens, max_micro_batch, plan, tokens_per_run, train_time_range_s
-from finegpt.model import count_params
+from finegpt.run import RunConfig, run_from_settings
 
 
 def _mode(report: MemoryReport) -> dict:
@@ -40,7 +40,7 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
     tokens per step, and hours (fast, slow). Plain data (JSON-ready). Accumulation in the plan is
     counted as the trainer counts it: over all ranks."""
     report = estimate(model_cfg, run)
-    tokens_per_step = run.batch_size * run.gradient_accumulation_steps * run.world_size * model_cfg.block_size
+    tokens_per_step = run.tokens_per_step(model_cfg.block_size)
     tokens = tokens_per_run(
         max_iters, run.batch_size, run.gradient_accumulation_steps, model_cfg.block_size, run.world_size
     )
@@ -66,7 +66,7 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
                 "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
                 "tokens_per_step": p.tokens_per_step,
             }
-        seconds = train_time_range_s(model_cfg, tokens, gpu, run.dtype, run.world_size, run.compile)
+        seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile)
         out["hours"] = [s / 3600 for s in seconds]
         out["mfu_range"] = list(mfu_range(gpu, run.compile))
     return out
@@ -89,7 +89,7 @@ def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str
     lines = [
         f"{model_cfg.n_layer}L/{model_cfg.n_head}H/{model_cfg.n_embd}, block_size={model_cfg.block_size}, "
         f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
-        f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.dtype}, compile={run.compile}",
+        f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.label}, compile={run.compile}",
         str(estimate(model_cfg, run)),
         "eager and compiled side by side:",
     ]
@@ -119,4 +119,27 @@ def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str
         lines.append(
             f"time on {gpus}{get_gpu(run.gpu).name}: {fast:.1f}-{slow:.1f} h at {hi:.0%}-{lo:.0%} MFU ({mode})"
         )
+    return "\n".join(lines)
+
+
+def format_recommendations(rows: list, compiled: bool = False) -> str:
+    """recommend()'s rows as the table `finegpt recommend` prints."""
+    lines = [
+        f"{'gpu':<9}{'GiB':>7}  {'model':<12}{'params':>8}  {'dtype':<6}{'batch':>6}{'x acc':>7}"
+        f"{'peak GiB':>10}{'smi GiB':>9}{'budget h':>10}{'Chinchilla h':>14}{'MFU':>10}"
+    ]
+    for r in rows:
+        fast, slow = r.hours_chinchilla
+        lo, hi = r.mfu_range
+        lines.append(
+            f"{r.gpu:<9}{r.memory_gib:>7.1f}  {f'{r.n_layer}L/{r.n_head}H/{r.n_embd}':<12}{r.params / 1e6:>7.1f}M  "
+            f"{r.dtype:<6}{r.batch_size:>6}{r.gradient_accumulation_steps:>7}{r.peak_gib:>10.1f}"
+            f"{r.nvidia_smi_gib:>9.1f}{r.budget_hours:>10.2f}{f'{fast:.1f}-{slow:.1f}':>14}{f'{lo:.0%}-{hi:.0%}':>10}"
+        )
+    mode = "compiled" if compiled else "eager"
+    lines.append(
+        f"{mode}, bias=False, 0.5M tokens per step; the model whose tokens in the budget (at the low MFU) come "
+        f"closest to 20 per non-embedding parameter, that fits with {HEADROOM:.0%} headroom over the "
+        "high end of nvidia-smi (smi GiB); Chinchilla h: 20 tokens per parameter at the high-low MFU"
+    )
     return "\n".join(lines)

@@ -12,7 +12,7 @@ their compiled form, measured on CPU inductor and, for CUDA runs, on a GPU (cali
 
 from __future__ import annotations
 
-from finegpt.config import GIB, ModelConfig
+from finegpt.config import GIB, ModelConfig, count_params, param_breakdown
 from finegpt.memory.calibration import (
     compiled_coefficient,
     eager_logit_bytes,
@@ -20,8 +20,7 @@ from finegpt.memory.calibration import (
     measured_overhead,
     widen,
 )
-from finegpt.memory.run import RunConfig
-from finegpt.model import count_params, param_breakdown
+from finegpt.run import RunConfig
 
 MIB = 2**20
 
@@ -29,11 +28,11 @@ MIB = 2**20
 
 
 def param_size(run: RunConfig) -> int:
-    return 2 if run.dtype == "pure_bf16" else 4  # autocast keeps fp32 master weights
+    return 2 if run.label == "pure_bf16" else 4  # autocast keeps fp32 master weights
 
 
 def act_size(run: RunConfig) -> int:
-    return 4 if run.dtype == "fp32" else 2  # matmul outputs (and the logits): 16-bit under autocast or pure bf16
+    return 4 if run.label == "fp32" else 2  # matmul outputs (and the logits): 16-bit under autocast or pure bf16
 
 
 def resid_size(run: RunConfig) -> int:
@@ -46,7 +45,7 @@ def mask_size(run: RunConfig, elem: int) -> int:
 
 def softmax_size(run: RunConfig) -> int:
     # CUDA autocast runs softmax in fp32; CPU autocast keeps it 16-bit
-    if run.dtype == "fp32" or (run.dtype in ("bf16", "fp16") and run.device == "cuda"):
+    if run.label == "fp32" or (run.label in ("bf16", "fp16") and run.device == "cuda"):
         return 4
     return 2
 
@@ -135,7 +134,7 @@ def ddp_bucket_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def fsdp_param_size(run: RunConfig) -> int:
     # FSDP2's MixedPrecisionPolicy (finegpt.step.mixed_precision) gathers 16-bit weights on GPU; CPU stays fp32
-    return 2 if fsdp(run) and run.device == "cuda" and run.dtype != "fp32" else param_size(run)
+    return 2 if fsdp(run) and run.device == "cuda" and run.label != "fp32" else param_size(run)
 
 
 def fsdp_gathered_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -154,7 +153,7 @@ def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = N
     # autocast caches a 16-bit copy of every matmul weight (and bias): 2 * (12LC^2 + VC + biases);
     # `blocks` counts how many blocks' copies are alive (checkpointing frees them; lm_head's stays).
     # Compiled, the graph saves the weights' copies for backward, not the biases'
-    if run.dtype not in ("bf16", "fp16") or fsdp_param_size(run) == 2:
+    if run.label not in ("bf16", "fp16") or fsdp_param_size(run) == 2:
         return 0  # fp32, or FSDP2 already gathers 16-bit weights: nothing for autocast to cast
     parts, C, b = param_breakdown(cfg), cfg.n_embd, int(cfg.bias)
     blocks = cfg.n_layer if blocks is None else blocks
@@ -291,10 +290,10 @@ def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V = train_tokens(cfg, run), cfg.vocab_size
     if run.compile:
         return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies", run.device))
-    measured = eager_logit_bytes("logits_train_bytes", run.dtype, run.device)
+    measured = eager_logit_bytes("logits_train_bytes", run.label, run.device)
     if measured is not None:
         return int(n * V * measured)
-    return n * V * {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}[run.dtype]
+    return n * V * {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}[run.label]
 
 
 def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -302,7 +301,7 @@ def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V = train_tokens(cfg, run), cfg.vocab_size
     if run.compile:
         return n * V * act_size(run)
-    return n * V * {"fp32": 8, "bf16": 6, "fp16": 6, "pure_bf16": 4}[run.dtype]
+    return n * V * {"fp32": 8, "bf16": 6, "fp16": 6, "pure_bf16": 4}[run.label]
 
 
 def bound_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -319,10 +318,10 @@ def eval_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # log_softmax: fp32 4+4+4 = 12V, autocast 2+2+4+4 = 12V, pure bf16 2+2+2 = 6V; compiled 2aV
     if run.compile:
         return int(cfg.vocab_size * act_size(run) * compiled_coefficient("logits_eval_copies", run.device))
-    measured = eager_logit_bytes("logits_eval_bytes", run.dtype, run.device)
+    measured = eager_logit_bytes("logits_eval_bytes", run.label, run.device)
     if measured is not None:
         return int(cfg.vocab_size * measured)
-    return cfg.vocab_size * {"fp32": 12, "bf16": 12, "fp16": 12, "pure_bf16": 6}[run.dtype]
+    return cfg.vocab_size * {"fp32": 12, "bf16": 12, "fp16": 12, "pure_bf16": 6}[run.label]
 
 
 def eval_weight_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
@@ -344,7 +343,7 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile:
         per_token = r * C + 6 * a * C
     else:
-        per_token = 2 * r * C + (2 if run.dtype == "pure_bf16" else 4) * C + 8 * a * C
+        per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
     return n_e * (per_token + a * cfg.vocab_size) + eval_weight_copy_bytes(cfg, run, "mlp")
 
@@ -357,7 +356,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.attention != "math":
         return 0
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
-    ln_out = 0 if run.compile else (2 if run.dtype == "pure_bf16" else 4) * C
+    ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + a * cfg.vocab_size)
     mask = 0 if run.compile else cfg.block_size**2
     return base + max(n_e * a * HT + mask, n_e * softmax_size(run) * HT) + eval_weight_copy_bytes(cfg, run, "attention")

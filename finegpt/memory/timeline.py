@@ -17,7 +17,7 @@ import torch
 from finegpt import step
 from finegpt.config import ModelConfig
 from finegpt.memory.measurement import LiveBytes, RandomBatches, build
-from finegpt.memory.run import RunConfig
+from finegpt.run import RunConfig
 
 
 @dataclass

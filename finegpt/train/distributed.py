@@ -64,3 +64,9 @@ def barrier(d: Dist) -> None:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def log(d: Dist, msg: str) -> None:
+    """print on rank 0 only, flushed: one line per event, whatever the number of processes."""
+    if d.is_main:
+        print(msg, flush=True)

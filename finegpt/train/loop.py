@@ -11,7 +11,6 @@ model_vocab.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,22 +19,21 @@ import numpy as np
 import torch
 
 from finegpt import memory, step
-from finegpt.config import ModelConfig, TrainConfig, config_dict, local_accumulation
+from finegpt.config import ModelConfig, TrainConfig, config_dict, tokens_per_step
 from finegpt.errors import FinegptError
 from finegpt.progress import progress
 from finegpt.tracking import open_trackers
 from finegpt.train import distributed, fsdp
 from finegpt.train.checkpoint import (
-    clean_state_dict,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
 from finegpt.train.rundir import RunFolder
+from finegpt.train.setup import resolved_run, restore, resumed_model, setup_device
 
 # ---- schedule, data, eval --------------------------------------------------------------------------
 
@@ -81,14 +79,14 @@ def log_data_plan(cfg: TrainConfig, loaders: dict, tokens_per_iter: int, d: dist
     warning naming the `finegpt prepare` that covers the run when it reads more than was prepared."""
     from finegpt.data.budget import eval_summary, over_budget_warning
 
-    _log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
+    distributed.log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
     if cfg.eval_only:
         return
     budget = reads(cfg, loaders, cfg.max_iters * tokens_per_iter)
-    _log(d, f"data: {budget.summary()}")
+    distributed.log(d, f"data: {budget.summary()}")
     warning = over_budget_warning(budget, loaders["train"].meta, cfg.resolved_data_dir())
     if warning is not None:
-        _log(d, warning)
+        distributed.log(d, warning)
 
 
 def estimate_loss(parts: step.Parts, loaders: dict, eval_iters: int, d: distributed.Dist | None = None) -> dict:
@@ -106,59 +104,6 @@ def diverged(loss: float, iter_num: int, last_ckpt) -> FinegptError:
         f"loss={loss}: training diverged at iter {iter_num}. {where}. Lower learning_rate "
         f"or raise warmup_iters, then resume from it with --resume."
     )
-
-
-def _log(d: distributed.Dist, msg: str) -> None:
-    if d.is_main:
-        print(msg, flush=True)
-
-
-# ---- setting up: device, resume point, model ---------------------------------------------------------
-
-
-def setup_device(cfg: TrainConfig, d: distributed.Dist) -> tuple[torch.device, torch.dtype]:
-    """This process's device and autocast dtype, with PyTorch's global switches for them."""
-    device = step.pick_device(cfg.device, d.local_rank)
-    dtype = step.pick_dtype(device, cfg.dtype)
-    if cfg.deterministic:  # bitwise-repeatable runs: slower kernels, one fixed algorithm each
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~8x fp32 speed on Ampere+
-        torch.backends.cudnn.allow_tf32 = True
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device, dtype
-
-
-def resumed_model(ckpt: dict, model_cfg: ModelConfig, d: distributed.Dist) -> ModelConfig:
-    """The checkpoint's model settings: the weights fix the shape."""
-    saved_cfg = ModelConfig(**ckpt["config"]["model"])
-    if saved_cfg != model_cfg and model_cfg != ModelConfig():
-        _log(d, f"note: resuming keeps the checkpoint's model settings {asdict(saved_cfg)}")
-    return saved_cfg
-
-
-def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist, sharded: bool, out_dir: Path):
-    """A resumed run's weights, optimizer state, loss scale and RNG, into parts before step.wrap; returns
-    (iter_num, best_val_loss, dcp_dir). An FSDP run's optimizer state lives in its DCP shards (dcp_dir):
-    read here unless this run is sharded too, then after step.wrap. The checkpoint is emptied: its host
-    copy of the weights is freed."""
-    dcp_dir = resolve_checkpoint(out_dir).parent / ckpt["dcp"] if ckpt.get("dcp") else None
-    parts.raw_model.load_state_dict(clean_state_dict(ckpt["model"]))
-    if dcp_dir is None:
-        parts.optimizer.load_state_dict(ckpt["optimizer"])
-    elif not sharded:
-        fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
-    if ckpt.get("scaler"):
-        parts.scaler.load_state_dict(ckpt["scaler"])
-    iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
-    if d.rank == 0:
-        set_rng_state(ckpt["rng"])
-    else:  # only rank 0's RNG is saved; the others get a fresh stream per resume point
-        torch.manual_seed(cfg.seed + d.rank + 1000 * iter_num)
-    ckpt.clear()
-    return iter_num, best_val_loss, dcp_dir
 
 
 # ---- the run's state: what nanoGPT's train.py keeps in globals -----------------------------------------
@@ -218,14 +163,14 @@ class Run:
         if not all(map(math.isfinite, losses.values())):
             raise diverged(losses["val"], self.iter_num, self.last_ckpt)
         self.final_val = losses["val"]
-        _log(d, f"iter {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        distributed.log(d, f"iter {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if d.is_main:
             self.emit({"iter": self.iter_num, "train/loss": losses["train"], "val/loss": losses["val"], "lr": lr})
         if (losses["val"] < self.best_val_loss or cfg.always_save_checkpoint) and not cfg.eval_only:
             self.best_val_loss = min(self.best_val_loss, losses["val"])
             if may_save and (d.is_main or self.sharded):
                 self.last_ckpt, self.saved_at = self.save() or self.last_ckpt, self.iter_num
-                _log(d, f"saved checkpoint iter {self.iter_num} to {self.last_ckpt}")
+                distributed.log(d, f"saved checkpoint iter {self.iter_num} to {self.last_ckpt}")
         distributed.barrier(d)
 
     def log_step(self, lossf: float, lr: float, dt_s: float, data_s: float, tokens: int, peak_flops, budget) -> None:
@@ -311,31 +256,24 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
     if cfg.init_from == "resume":
         ckpt = ckpt or load_checkpoint(out_dir, map_location="cpu")  # read once: weights, state and settings
         model_cfg = resumed_model(ckpt, model_cfg, d)
-        _log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
+        distributed.log(d, f"resuming from {resolve_checkpoint(out_dir)} at iter {ckpt['iter_num']}")
 
     loaders = make_loaders(cfg, model_cfg.block_size, d)
     shards = loaders["train"]
     data = {"data_dir": cfg.resolved_data_dir(), "tokenizer": str(shards.tokenizer), "vocab_size": shards.vocab_size}
     model_cfg = model_vocab(model_cfg, data["vocab_size"], data["tokenizer"], data["data_dir"])
-    gas = local_accumulation(cfg.gradient_accumulation_steps, d.world_size)
+    run_cfg = resolved_run(cfg, device, dtype, d)
+    gas = run_cfg.local_accumulation_steps
 
     torch.manual_seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
-    parts = step.build(
-        model_cfg,
-        device,
-        dtype,
-        activation_checkpointing=cfg.activation_checkpointing,
-        weight_decay=cfg.weight_decay,
-        learning_rate=cfg.learning_rate,
-        betas=(cfg.beta1, cfg.beta2),
-    )
-    sharded = cfg.fsdp and d.enabled  # FSDP2 under torchrun; one process has nothing to shard
+    optim = dict(weight_decay=cfg.weight_decay, learning_rate=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    parts = step.build(model_cfg, run_cfg, device, **optim)  # the meter's two lines (finegpt.memory.measurement)
+    sharded = run_cfg.parallel == "fsdp"  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
     if cfg.init_from == "resume":
         iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded, out_dir)
-    parallel = ("fsdp" if sharded else "ddp") if d.enabled else None
-    parts = step.wrap(parts, compile=cfg.compile, parallel=parallel)
+    parts = step.wrap(parts, run_cfg)
     if sharded and dcp_dir is not None:  # weights and optimizer state from the shards, resharded to this run
         fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
 
@@ -355,10 +293,10 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
     """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
     or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
     cfg, d, parts = run.cfg, run.d, run.parts
-    tokens_per_iter = gas * d.world_size * cfg.batch_size * run.model_cfg.block_size
+    tokens_per_iter = tokens_per_step(cfg.batch_size, run.model_cfg.block_size, cfg.gradient_accumulation_steps)
     name = step.gpu_name(parts.device)
     peak_flops = memory.peak_flops(name, str(parts.dtype).removeprefix("torch.")) if name else None
-    _log(
+    distributed.log(
         d,
         f"{parts.raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
         f"{parts.device} {str(parts.dtype).removeprefix('torch.')} | world_size {d.world_size}",

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from finegpt import folders, memory
-from finegpt.config import GIB, ModelConfig, TrainConfig, local_accumulation, padded_vocab
+from finegpt.config import GIB, ModelConfig, TrainConfig, count_params, local_accumulation, padded_vocab
 from finegpt.errors import bad
-from finegpt.model import count_params
 from finegpt.step import pick_device, pick_dtype
 from finegpt.train import rundir
 from finegpt.train.checkpoint import load_checkpoint, model_config
@@ -78,14 +77,13 @@ def check_memory(
     if (device.type != "cuda" and total_bytes is None) or (cfg.compile and not gpu_measured()):
         return
     total_bytes = total_bytes or torch.cuda.mem_get_info(device)[1]
-    sharding = "fsdp" if cfg.fsdp and world_size > 1 else "ddp"  # one process has nothing to shard
-    run = memory.run_config(replace(cfg, dtype=str(dtype).removeprefix("torch.")), world_size, sharding=sharding)
+    run = memory.run_config(replace(cfg, dtype=str(dtype).removeprefix("torch.")), world_size)
     report = memory.estimate(model_cfg, run)
     if report.peak_bytes <= total_bytes:
         return
     card = memory.custom_gpu(total_bytes / GIB, bf16=dtype != torch.float16)
     best = memory.max_micro_batch(model_cfg, run, card, headroom=0.0)
-    tokens = cfg.batch_size * cfg.gradient_accumulation_steps
+    tokens = cfg.batch_size * cfg.gradient_accumulation_steps  # sequences per step
     fix = (
         f"Use batch_size={best} with gradient_accumulation_steps={-(-tokens // best)} (the same tokens per step); "
         "`finegpt memory` shows the terms"
