@@ -4,18 +4,21 @@ import { loadPyodide } from "./pyodide/pyodide.mjs";
 
 // [key, label, hint]; the keys and their defaults come from finegpt.calculator.DEFAULTS
 const LAYOUT = [
-  ["GPU", [["gpu", "GPU", "a preset, or custom with its memory in GiB"], ["world_size", "GPUs", "world_size"],
-    ["fsdp", "FSDP", "shard weights, grads and optimizer states"]]],
-  ["Model", [["n_layer", "layers", "n_layer"], ["n_head", "heads", "n_head"], ["n_embd", "width", "n_embd"],
-    ["block_size", "block", "block_size: tokens of context"], ["vocab_size", "vocab", "vocab_size"],
-    ["bias", "bias", "GPT-2: True"], ["dropout", "dropout", "0.0 for pretraining"]]],
-  ["Batch", [["batch_size", "micro-batch", "batch_size, per GPU"],
-    ["gradient_accumulation_steps", "accumulation", "gradient_accumulation_steps, total over all GPUs"],
-    ["eval_batch_size", "eval micro-batch", "0: the same as batch_size"],
-    ["max_iters", "iterations", "max_iters: the run's optimizer steps"]]],
-  ["Run", [["dtype", "dtype", "auto: bf16 where the GPU has it, else fp16"], ["compile", "compile", "torch.compile"],
-    ["attention", "attention", "flash: SDPA; math is a what-if"],
-    ["activation_checkpointing", "activation checkpointing", "recompute each block in backward"],
+  ["GPU", [["gpu", "GPU", "a preset (its memory as PyTorch sees it), or custom with its memory in GiB"],
+    ["world_size", "GPUs", "how many GPUs train together (DDP, or FSDP below); figures are per GPU"],
+    ["fsdp", "FSDP", "shard weights, gradients and optimizer states over the GPUs"]]],
+  ["Model", [["n_layer", "layers", "transformer blocks"], ["n_head", "heads", "attention heads; must divide the width"],
+    ["n_embd", "width", "the embedding size"], ["block_size", "block (context)", "tokens of context"],
+    ["vocab_size", "vocab", "GPT-2's 50257 padded to 50304"], ["bias", "bias", "GPT-2: True; nanoGPT's config files: False"],
+    ["dropout", "dropout", "0.0 for pretraining; masks cost memory"]]],
+  ["Batch", [["batch_size", "micro-batch", "sequences per GPU per forward pass"],
+    ["gradient_accumulation_steps", "accumulation", "micro-steps per optimizer step, total over all GPUs"],
+    ["eval_batch_size", "eval micro-batch", "0: the same as the micro-batch"],
+    ["max_iters", "iterations", "optimizer steps in the run: sets tokens and hours"]]],
+  ["Run", [["dtype", "dtype", "auto: bf16 where the GPU has it, else fp16; pure_bf16 is a what-if"],
+    ["compile", "torch.compile", "compiled runs keep fewer activations"],
+    ["attention", "attention", "flash: PyTorch's SDPA, as the trainer runs; math is a what-if"],
+    ["activation_checkpointing", "activation checkpointing", "recompute each block in backward: less memory, ~30 % more compute"],
     ["optimizer", "optimizer", "the trainer runs adamw_fused; the others are what-ifs"]]],
 ];
 const BOOLS = ["True", "False"];
@@ -45,9 +48,10 @@ function buildControls() {
       const options = choicesOf(key);
       const input = options ? el("select", { id: `f-${key}`, name: key }) : el("input", { id: `f-${key}`, name: key, type: "text", inputmode: "decimal", size: 8 });
       for (const o of options || []) input.append(el("option", { value: o }, key === "gpu" && o in GPUS ? `${o} (${GPUS[o]} GiB)` : o));
+      input.title = hint;
       const row = el("div", { class: "field", id: `row-${key}` }, el("label", { for: `f-${key}`, title: hint }, label), input);
       if (key === "gpu") row.append(el("input", { id: "f-gpu-gib", type: "text", inputmode: "decimal", size: 5, "aria-label": "custom GiB", placeholder: "GiB" }));
-      row.append(el("span", { class: "hint" }, hint), el("span", { class: "error", id: `error-${key}` }));
+      row.append(el("code", { class: "key", title: hint }, key), el("span", { class: "error", id: `error-${key}` }));
       set.append(row);
     }
     form.append(set);
@@ -128,7 +132,7 @@ function drawSummary(out) {
   const v = s[mode].verdict;
   $("verdict").className = v ? VERDICT_CLASS[v.status] || "" : "";
   $("verdict").replaceChildren(v ? el("strong", { class: "verdict-label" }, v.label) : el("strong", {}, "no GPU: no verdict"),
-    v ? el("span", {}, ` ${mode}, peak ${s[mode].peak_gib.toFixed(2)} GiB. ${v.text}`) : "");
+    v ? el("span", {}, ` (${mode}, peak ${s[mode].peak_gib.toFixed(2)} GiB allocated): ${v.text.replace(/^[^:]*: /, "")}`) : "");
   const rows = [["", "eager", "compiled"],
     ["peak (allocated)", ...["eager", "compiled"].map((m) => `${s[m].peak_gib.toFixed(2)} GiB (${s[m].peak_phase})`)],
     ["nvidia-smi shows", ...["eager", "compiled"].map((m) => s[m].nvidia_smi_range_gib.map((x) => x.toFixed(2)).join(" - ") + " GiB")],
@@ -218,8 +222,9 @@ async function main() {
   GPUS = JSON.parse(pyodide.runPython("import json; from finegpt.memory import GPUS; json.dumps({k: g.memory_gib for k, g in GPUS.items()})"));
   const t2 = performance.now();
   buildControls();
+  $("guides").append("Load a config file: ");
   for (const [name, text] of Object.entries(site.configs)) {
-    const button = el("button", { type: "button", class: "guide" }, `load configs/${name}`);
+    const button = el("button", { type: "button", class: "guide", title: `set every field from configs/${name}` }, name);
     button.addEventListener("click", () => loadGuide(name, text));
     $("guides").append(button);
   }
