@@ -1,6 +1,7 @@
 # The README's two commands, on a machine that has only Python (3.11+) and make:
 #   make quickstart   a virtual environment in .venv with PyTorch and finegpt, then `finegpt quickstart`
 #   make test         the same environment, then the test suite (what CI runs)
+#   make site         the static calculator page in site/ (Pyodide from npm, finegpt's wheel); needs npm
 # PyTorch: the CPU build from PyTorch's CPU index unless nvidia-smi sees a GPU (then PyPI's CUDA build);
 # where that index cannot be reached, pip's own configuration (a local wheel, a mirror) is tried instead.
 
