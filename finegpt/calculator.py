@@ -1,7 +1,7 @@
 """The static calculator page's Python side; it runs in the browser, in Pyodide (tools/build_site.py builds
 the page). The page's state is the text of its fields, read as `finegpt memory` reads --key=value; it shows
-what `finegpt memory --json` prints for them. Entry points: FIELDS, DEFAULTS, page, config_fields,
-config_text, cli_args.
+what `finegpt memory --json` prints for them. Entry points: FIELDS, DEFAULTS, page (page_json: the
+one call the page makes per change), config_fields, config_text, cli_args, controls_json.
 """
 
 from __future__ import annotations
@@ -90,6 +90,18 @@ def page(texts: dict[str, str]) -> dict:
 def page_json(texts_json: str) -> str:
     """page() with JSON in and out: the one call the page's JavaScript makes."""
     return json.dumps(page(json.loads(texts_json)))
+
+
+def controls_json() -> str:
+    """What the page builds its controls from: the fields' default texts, the drop-downs' choices, and each
+    GPU preset's memory in GiB (shown in its drop-down)."""
+    gpus = {key: gpu.memory_gib for key, gpu in GPUS.items()}
+    return json.dumps({"defaults": DEFAULTS, "choices": CHOICES, "gpu_memory_gib": gpus})
+
+
+def config_fields_json(path: str) -> str:
+    """config_fields with JSON out, for the page's config-file buttons."""
+    return json.dumps(config_fields(path))
 
 
 def config_text(texts: dict[str, str]) -> str:

@@ -69,7 +69,7 @@ def site(tmp_path_factory):
             pytest.fail("CI must run the site test, but node_modules/pyodide is missing: run `npm ci`")
         pytest.skip("node_modules/pyodide is missing: run `npm ci` (or `make site`)")
     given = os.environ.get("FINEGPT_SITE_DIR")  # a site/ already built, tested as it is
-    out = Path(given) if given else build_site.build(tmp_path_factory.mktemp("site") / "site")
+    out = Path(given).resolve() if given else build_site.build(tmp_path_factory.mktemp("site") / "site")
     port = free_port()
     cmd = [sys.executable, "-u", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)]
     server = Server(cmd, out, dict(os.environ), r"Serving HTTP")
@@ -80,7 +80,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calculator(site, tmp_path_factory):
-    """The page, loaded once; requests anywhere but the local server are aborted and recorded."""
+    """The page, loaded once; requests anywhere but the local server are aborted and recorded, and so are
+    the local server's error responses (a file the build forgot)."""
     tmp = tmp_path_factory.mktemp("browser")
     with open_browser(tmp, width=1280, height=1180) as page:
         refused = []
@@ -93,8 +94,11 @@ def calculator(site, tmp_path_factory):
                 r.abort()
 
         page.context.route("**/*", route)
+        page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.goto(site)
-        page.locator("body[data-ready='1']").wait_for(timeout=START_MS)
+        ready = "document.body.dataset.ready === '1' || document.getElementById('status').className === 'error'"
+        page.wait_for_function(ready, timeout=START_MS)
+        assert page.evaluate("document.body.dataset.ready") == "1", page.locator("#status").inner_text()
         yield page, site, refused
 
 

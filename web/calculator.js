@@ -214,14 +214,8 @@ async function main() {
   const wheel = await (await fetch(site.wheel)).arrayBuffer();
   pyodide.unpackArchive(wheel, "wheel");
   const calc = pyodide.pyimport("finegpt.calculator");
-  py = {
-    page_json: calc.page_json,
-    guide_json: (path) => pyodide.runPython(`import json; from finegpt.calculator import config_fields; json.dumps(config_fields(${JSON.stringify(path)}))`),
-    FS: pyodide.FS,
-  };
-  DEFAULTS = calc.DEFAULTS.toJs({ dict_converter: Object.fromEntries });
-  CHOICES = calc.CHOICES.toJs({ dict_converter: Object.fromEntries });
-  GPUS = JSON.parse(pyodide.runPython("import json; from finegpt.memory import GPUS; json.dumps({k: g.memory_gib for k, g in GPUS.items()})"));
+  py = { page_json: calc.page_json, guide_json: calc.config_fields_json, FS: pyodide.FS };
+  ({ defaults: DEFAULTS, choices: CHOICES, gpu_memory_gib: GPUS } = JSON.parse(calc.controls_json()));
   const t2 = performance.now();
   buildControls();
   $("guides").append("Load a config file: ");
