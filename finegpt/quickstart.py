@@ -55,8 +55,7 @@ def _seconds_per_step(parts: step.Parts, batches: step.Prefetch, gas: int, grad_
     until budget_s has passed, at least two."""
 
     def one(k: int) -> None:
-        step.forward_backward(parts, batches, k * gas, gas)
-        step.optimizer_step(parts, grad_clip)
+        step.train_step(parts, batches, k, gas, grad_clip)
 
     one(0)
     t0, n = time.perf_counter(), 0

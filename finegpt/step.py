@@ -270,6 +270,23 @@ def optimizer_step(parts: Parts, grad_clip: float = 1.0) -> None:
     parts.optimizer.zero_grad(set_to_none=True)
 
 
+def train_step(
+    parts: Parts, batches: Prefetch, iter_num: int, gas: int, grad_clip: float = 1.0, *, check=None, phase=None
+):
+    """Iteration iter_num's optimizer step, in the order the trainer runs it and the memory meter reads it:
+    phase("train"), gas micro-steps into the gradients; check(loss), where the trainer stops on a loss that is
+    not finite before the weights change; phase("optimizer"), the update. Returns the step's loss (detached).
+    phase(name) marks where each phase begins: finegpt.memory reads its peaks there."""
+    phase = phase or (lambda name: None)
+    phase("train")
+    loss = forward_backward(parts, batches, iter_num * gas, gas)
+    if check is not None:
+        check(loss)
+    phase("optimizer")
+    optimizer_step(parts, grad_clip)
+    return loss
+
+
 @torch.no_grad()
 def eval_loss(parts: Parts, loader, iters: int) -> torch.Tensor:
     """Mean loss over loader.get_batch(0 .. iters-1) in eval mode (dropout off), as nanoGPT's estimate_loss:

@@ -107,3 +107,37 @@ def test_trainer_and_meter_build_the_step_from_the_same_run(monkeypatch):
         ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=64), run, torch.device("cpu")
     )
     assert seen == [("build", run), ("wrap", run)]
+
+
+@pytest.mark.parametrize(
+    "argv, settings",
+    [
+        (["memory", "c.py", "--gpu", "T4", "--batch_size", "8"], ["--batch_size=8"]),
+        (["memory", "--batch_size=8", "c.py", "--gpu=T4"], ["--batch_size=8"]),
+        (["train", "--data_dir=my data", "--out_dir", "out dir/é"], ["--data_dir=my data", "--out_dir=out dir/é"]),
+        (["train", "c.py", "--resume", "--max_iters", "10"], ["--max_iters=10"]),
+    ],
+)
+def test_settings_are_written_either_way_and_may_hold_spaces(argv, settings):
+    from finegpt.config import split_settings
+
+    parser = cli.build_parser()
+    sub = parser.subcommands[argv[0]]
+    rest, found = split_settings(argv, {n for a in sub._actions for n in a.option_strings})
+    assert found == settings
+    assert "c.py" in rest or "c.py" not in argv
+
+
+def test_a_path_with_a_space_reaches_the_config_not_the_config_file_slot(tmp_path, capsys):
+    code = cli.main(["memory", "--n_layer", "2", "--n_head=2", "--n_embd", "64", "--out_dir=my runs/one", "--json"])
+    assert code == 0 and '"params"' in capsys.readouterr().out
+
+
+def test_a_setting_without_a_value_is_one_line(capsys):
+    assert cli.main(["memory", "--n_layer"]) == 2
+    assert capsys.readouterr().err.strip() == "error: n_layer=: has no value. Write --n_layer=VALUE or --n_layer VALUE."
+
+
+def test_an_unknown_flag_of_prepare_gets_a_did_you_mean(capsys):
+    assert cli.main(["prepare", "--sorce=shakespeare"]) == 2
+    assert "Did you mean --source?" in capsys.readouterr().err

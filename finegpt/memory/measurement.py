@@ -143,15 +143,19 @@ def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker, e
         step.eval_loss(parts, eval_batches, EVAL_ITERS)
         peaks["first_eval"] = tracker.peak_bytes
     batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
-    G = run.gradient_accumulation_steps
-    step.forward_backward(parts, batches, 0, G)
-    step.optimizer_step(parts)
-    tracker.reset_peak()
-    step.forward_backward(parts, batches, G, G)
-    peaks["train"] = tracker.peak_bytes
-    tracker.reset_peak()
-    step.optimizer_step(parts)
-    peaks["optimizer"] = tracker.peak_bytes
+    G = run.local_accumulation_steps
+    step.train_step(parts, batches, 0, G)  # the first step creates the optimizer state
+    current = []
+
+    def phase(name: str) -> None:  # the step's own phase marks: close the last phase's peak, start this one's
+        if current:
+            peaks[current.pop()] = tracker.peak_bytes
+        tracker.reset_peak()
+        current.append(name)
+
+    step.train_step(parts, batches, 1, G, phase=phase)
+    phase("done")
+    current.clear()
     if evals:
         tracker.reset_peak()
         step.eval_loss(parts, eval_batches, EVAL_ITERS)

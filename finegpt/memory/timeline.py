@@ -2,7 +2,7 @@
 forward, backward and optimizer phases marked, measured on the CPU (or under FakeTensorMode).
 
 Entry point: memory_timeline(model_cfg, run, device="cpu"|"fake", seed=0) -> Timeline.
-It runs the step `measure()` runs (measurement.build, then finegpt.step's forward_backward and
+It runs the step `measure()` runs (measurement.build, then finegpt.step's train_step: forward_backward and
 optimizer_step) under the same LiveBytes tracker with its history on, so its peak is measure()'s
 training-step peak, to the byte.
 """
@@ -70,13 +70,11 @@ def memory_timeline(model_cfg: ModelConfig, run: RunConfig, device: str = "cpu",
         for p in model.parameters():
             p.register_post_accumulate_grad_hook(lambda p: marks.append(("grad", now())))
         batches = step.Prefetch(RandomBatches(model_cfg, run.batch_size), parts.device)
-        step.forward_backward(parts, batches, 0, G)
-        step.optimizer_step(parts)
+        step.train_step(parts, batches, 0, G)
         marks.clear()
         tracker.history = []
         start_bytes = tracker.now_bytes
-        step.forward_backward(parts, batches, G, G)
-        step.optimizer_step(parts)
+        step.train_step(parts, batches, 1, G)
         del parts, model, batches
     live = [b for _, b in tracker.history]
     return Timeline(live, [op for op, _ in tracker.history], _phases(marks, len(live)), start_bytes)

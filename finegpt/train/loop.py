@@ -125,9 +125,17 @@ class Run:
     last_ckpt: Path | None = None
     saved_at: int = 0  # the iteration of the newest checkpoint on disk
     final_val: float | None = None
+    last_loss: float = float("nan")
     history: list = field(default_factory=list)
     trackers: object = None
     callback: object = None
+
+    def check_loss(self, loss) -> None:
+        """The step's loss, averaged over ranks, kept as last_loss; one that is not finite stops the run
+        before the update, so the weights stay as they were."""
+        self.last_loss = distributed.all_mean(loss, self.d).item()
+        if not math.isfinite(self.last_loss):
+            raise diverged(self.last_loss, self.iter_num, self.last_ckpt)
 
     def emit(self, row: dict) -> None:
         """A logged row: kept, sent to the trackers, shown to the callback (rank 0 only)."""
@@ -320,11 +328,8 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
             if cfg.eval_only or run.iter_num >= cfg.max_iters:
                 break
 
-            loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
-            lossf = distributed.all_mean(loss_sum, d).item()
-            if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
-                raise diverged(lossf, run.iter_num, run.last_ckpt)
-            step.optimizer_step(parts, cfg.grad_clip)
+            step.train_step(parts, batches, run.iter_num, gas, cfg.grad_clip, check=run.check_loss)
+            lossf = run.last_loss
             run.iter_num += 1
             bar.update(tokens_per_iter)
 
