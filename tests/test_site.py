@@ -108,6 +108,13 @@ def expect_result(page, expected: str):
     expect(page.locator("#result")).to_have_text(expected, timeout=10_000)
 
 
+def expect_text(page, selector: str, allowed: tuple[str, ...]):
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).not_to_be_empty(timeout=10_000)
+    assert page.locator(selector).inner_text() in allowed
+
+
 def check_error_beside_field(page, expected: str):
     """An error line names its field first (`n_embd=640: ...`): the page shows it beside that field."""
     from playwright.sync_api import expect
@@ -169,6 +176,8 @@ def test_config_file_button_and_screenshot(calculator, tmp_path):
     page.get_by_role("button", name="guide_24gb.py").click()
     texts = {**config_fields(ROOT / "configs" / "guide_24gb.py")[0], "gpu": "4090"}
     expect_result(page, cli_says(texts))
+    page.locator("#copy-config").click()  # to the clipboard, or (headless, no permission) selected for Ctrl+C
+    expect_text(page, "#copied", ("copied", "selected: press Ctrl+C"))
     config = tmp_path / "from_page.py"
     config.write_text(page.locator("#config-text").inner_text())
     out = io.StringIO()
