@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -53,11 +54,12 @@ CONTROL_STEPS = [
 
 
 def cli_says(texts: dict) -> str:
-    """What `finegpt memory --json <the same settings>` prints: the JSON line, or the error line."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = finegpt_main(["memory", "--json", *cli_args(texts)])
-    return out.getvalue().strip() if code == 0 else err.getvalue().strip()
+    """What `finegpt memory --json <the same settings>` prints, run now as a command: the JSON line, or the
+    error line (exit code 2)."""
+    cmd = [sys.executable, "-m", "finegpt", "memory", "--json", *cli_args(texts)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 2), out.stderr
+    return out.stdout.strip() if out.returncode == 0 else out.stderr.strip()
 
 
 @pytest.fixture(scope="module")
