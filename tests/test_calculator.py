@@ -5,6 +5,7 @@ it imports without torch or numpy (Pyodide has neither). tests/test_site.py runs
 import contextlib
 import io
 import json
+import re
 
 import pytest
 from test_torch_free import ROOT, run_without_torch
@@ -95,3 +96,25 @@ def test_the_calculator_imports_neither_torch_nor_numpy():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+def test_build_site_holds_the_page_pyodide_the_wheel_and_the_configs(tmp_path):
+    import os
+    import sys
+    import zipfile
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_site
+
+    if not (build_site.PYODIDE_DIR / "package.json").is_file():
+        if os.environ.get("FINEGPT_BROWSER_TESTS") == "require" or os.environ.get("CI") in ("true", "1"):
+            pytest.fail("node_modules/pyodide is missing: run `npm ci` (.ci/browser-deps does)")
+        pytest.skip("node_modules/pyodide is missing: run `npm ci` (or `make site`)")
+    out = build_site.build(tmp_path / "site")
+    manifest = json.loads((out / "site.json").read_text())
+    assert sorted(manifest["configs"]) == sorted(p.name for p in (ROOT / "configs").glob("*.py"))
+    assert all((out / "pyodide" / name).is_file() for name in build_site.PYODIDE_FILES)
+    names = zipfile.ZipFile(out / manifest["wheel"]).namelist()
+    assert {"finegpt/calculator.py", "finegpt/memory/calibration.json", "finegpt/run.py"} <= set(names)
+    for name in build_site.WEB_FILES:  # the page's own files name no other server
+        assert re.findall(r"(?:https?:)?//[\w.-]+\.\w+/", (out / name).read_text()) == [], name
