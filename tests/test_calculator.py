@@ -47,6 +47,8 @@ def test_page_result_is_what_finegpt_memory_json_prints(texts):
         ({"gpu": "T4", "dtype": "bf16"}, "dtype"),
         ({"batch_size": "0"}, "batch_size"),
         ({"gpu": "RTX 9999"}, "gpu"),
+        ({"gpu": "custom:-3"}, "gpu"),
+        ({"gpu": "custom:lots"}, "gpu"),
         ({"compile": "maybe"}, "compile"),
     ],
 )
