@@ -208,11 +208,12 @@ async function loadGuide(name, text) {
 }
 
 async function main() {
+  const starting = loadPyodide({ indexURL: new URL("pyodide/", location.href).href });
   const site = await (await fetch("site.json")).json();
-  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", location.href).href });
+  const wheel = fetch(site.wheel).then((r) => r.arrayBuffer()); // while Pyodide starts
+  const pyodide = await starting;
   const t1 = performance.now();
-  const wheel = await (await fetch(site.wheel)).arrayBuffer();
-  pyodide.unpackArchive(wheel, "wheel");
+  pyodide.unpackArchive(await wheel, "wheel");
   const calc = pyodide.pyimport("finegpt.calculator");
   py = { page_json: calc.page_json, guide_json: calc.config_fields_json, FS: pyodide.FS };
   ({ defaults: DEFAULTS, choices: CHOICES, gpu_memory_gib: GPUS } = JSON.parse(calc.controls_json()));
