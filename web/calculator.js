@@ -228,7 +228,7 @@ async function main() {
   const first = loadTexts(fromHash());
   window.addEventListener("hashchange", () => showRedraw(loadTexts(fromHash())));
   const t3 = performance.now();
-  $("status").textContent = `Python ${pyodide.version} (Pyodide), finegpt from ${site.wheel}.`;
+  $("status").textContent = `Python by Pyodide ${pyodide.version} (MPL-2.0, the npm package pyodide), finegpt from ${site.wheel}.`;
   $("timing").replaceChildren(
     el("span", { id: "startup-ms", "data-ms": t3.toFixed(0) },
       `ready ${(t3 / 1000).toFixed(2)} s after the page opened: Pyodide ${((t1 - t0) / 1000).toFixed(2)} s, ` +
