@@ -320,13 +320,11 @@ def cmd_memory(args, extra) -> int:
         return 0
     overrides = parse_overrides(extra)
     values, notes = config_file_settings(args.config, overrides) if args.config else (overrides, [])
-    model_cfg, run, train_cfg, more = memory.run_from_settings(values, gpu=args.gpu)
-    summary = memory.fit_summary(model_cfg, run, train_cfg.max_iters)
-    summary["notes"] = notes + more
+    model_cfg, run, summary = memory.summary_from_settings(values, args.gpu, notes)
     print(
         json.dumps(summary)
         if args.json
-        else "\n".join(notes + more + [memory.format_fit_summary(model_cfg, run, summary)])
+        else "\n".join([*summary["notes"], memory.format_fit_summary(model_cfg, run, summary)])
     )
     return 0
 

@@ -166,9 +166,12 @@ def resolve_gpu(name: str | Gpu) -> GpuMatch:
     text = str(name).strip()
     if text.lower().startswith("custom:"):
         try:
-            gpu = custom_gpu(float(text.split(":", 1)[1]))
+            memory_gib = float(text.split(":", 1)[1])
         except ValueError:
             raise bad("gpu", text, "custom size is not a number", "Write e.g. gpu=custom:24 (GiB)") from None
+        if not 0 < memory_gib < float("inf"):
+            raise bad("gpu", text, "custom size must be a positive number of GiB", "Write e.g. gpu=custom:24")
+        gpu = custom_gpu(memory_gib)
         return GpuMatch(gpu.name, gpu, None)
     by_norm = {_norm(k): k for k in GPUS}
     if _norm(text) in by_norm:  # a key as written, also of a preset that has no GPU_NAMES entry

@@ -20,7 +20,7 @@ LAYERS = [
     {"eval"},
     {"sample"},
     {"plots"},
-    {"widgets", "quickstart", "diagrams", "exercises"},
+    {"widgets", "quickstart", "diagrams", "exercises", "calculator"},
     {"cli", "lab"},
     {"__main__"},
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from finegpt import folders
 from finegpt.data import outfolder
-from finegpt.data.encode import byte_lengths, chunks, encoded, start_pool
+from finegpt.data.encode import byte_lengths, chunks, close_pool, encoded, start_pool, tokenizer_ready
 from finegpt.data.outfolder import MANIFEST, STATS
 from finegpt.data.shards import HEADER_BYTES, token_dtype, write_meta, write_shard
 from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
@@ -111,7 +111,6 @@ def prepare(
     out = folders.check_path("out", out, "--out data/shakespeare")
     folders.check_unlocked(out, "out")  # a second prepare into the same folder fails at once
     tok = get_tokenizer(tokenizer or default_tokenizer(source))
-    tok.encode("")  # load the tokenizer's files now: a missing BPE file fails before anything is written
     budget = None if tokens is None else _as_count("tokens", tokens)
     shard_tokens = _as_count("shard_tokens", shard_tokens)
     if shard_tokens >= 2**31:
@@ -143,6 +142,7 @@ def prepare(
                 f"leaves no train tokens in a budget of {budget}",
                 "Use a smaller val_tokens or val_fraction",
             )
+        tokenizer_ready(tok, pool)  # a missing BPE file fails here, before anything is written
         job = {
             **spec,
             "tokenizer": tok.name,
@@ -158,8 +158,8 @@ def prepare(
 
         return _into_folder(out, job, spec, overwrite, write, _shard_bytes(expected_tokens, tok, shard_tokens))
     finally:
-        if pool is not None:  # workers finish at most the chunk in hand, then exit and are reaped
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            close_pool(pool)
 
 
 def _check_seed(seed) -> None:

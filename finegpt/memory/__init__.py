@@ -42,7 +42,13 @@ from finegpt.memory.solve import (
     train_time_range_s,
     train_time_s,
 )
-from finegpt.memory.summary import fit_summary, format_fit_summary, format_recommendations, side_by_side
+from finegpt.memory.summary import (
+    fit_summary,
+    format_fit_summary,
+    format_recommendations,
+    side_by_side,
+    summary_from_settings,
+)
 from finegpt.run import WHAT_IF, RunConfig, run_config, run_from_settings
 
 
@@ -109,6 +115,7 @@ __all__ = [
     "run_config",
     "run_from_settings",
     "session_plan",
+    "summary_from_settings",
     "tokens_per_run",
     "train_time_s",
 ]

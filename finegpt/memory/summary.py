@@ -1,7 +1,7 @@
 """One config, every answer: what `finegpt memory` prints. The run as configured, its eager and compiled
 peaks side by side (each with its verdict and the term that decides it), tokens, the largest micro-batch,
 a plan that keeps the tokens per step, and hours as a range. Entry points: fit_summary, format_fit_summary,
-side_by_side.
+side_by_side, summary_from_settings (what `finegpt memory --json` prints, and the static page shows).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from finegpt.gpus import get_gpu
 from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
 from finegpt.memory.solve import HEADROOM, chinchilla_tokens, max_micro_batch, plan, tokens_per_run, train_time_range_s
-from finegpt.run import RunConfig
+from finegpt.run import RunConfig, run_from_settings
 
 
 def _mode(report: MemoryReport) -> dict:
@@ -70,6 +70,16 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
         out["hours"] = [s / 3600 for s in seconds]
         out["mfu_range"] = list(mfu_range(gpu, run.compile))
     return out
+
+
+def summary_from_settings(values: dict, gpu: str | None = None, notes: list[str] = ()) -> tuple:
+    """nanoGPT-style settings (a config file's dict + overrides, with the file's `notes`) -> (ModelConfig,
+    RunConfig, fit_summary with its notes). `finegpt memory --json` prints json.dumps of the summary; the
+    static calculator page (finegpt.calculator) shows the same."""
+    model_cfg, run, train_cfg, more = run_from_settings(values, gpu=gpu)
+    summary = fit_summary(model_cfg, run, train_cfg.max_iters)
+    summary["notes"] = [*notes, *more]
+    return model_cfg, run, summary
 
 
 def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str:
