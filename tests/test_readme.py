@@ -10,7 +10,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from finegpt.cli import build_parser
-from finegpt.config import MODEL_KEYS, TRAIN_KEYS, WHAT_IF
+from finegpt.config import MODEL_KEYS, TRAIN_KEYS, WHAT_IF, split_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -52,6 +52,10 @@ def finegpt_args(words: list[str]) -> list[str] | None:
 def check_finegpt(args: list[str]) -> None:
     """Parse as `finegpt` does; --key=value overrides must name a setting the subcommand knows."""
     parser = build_parser()
+    sub = next((parser.subcommands[a] for a in args if a in parser.subcommands), None)
+    if sub is not None and sub.get_default("accepts_overrides"):  # as finegpt.cli.main reads settings
+        args, settings = split_settings(args, {n for action in sub._actions for n in action.option_strings})
+        args = args + settings
     parsed, extra = parser.parse_known_args(args)  # unknown flags come back in `extra`; bad choices exit
     keys = MEMORY_KEYS if parsed.command == "memory" else TRAIN_KEYS | MODEL_KEYS
     assert not extra or getattr(parsed, "accepts_overrides", False), f"unknown arguments {extra}"
@@ -74,7 +78,7 @@ def check_command(words: list[str]) -> None:
         assert set(words[1:]) <= make_targets(), f"not a Makefile target: {words}"
     elif words[0] == "python":
         if words[1] == "-m":
-            assert words[2] in ("pytest", "venv", "pip"), words
+            assert words[2] in ("pytest", "venv", "pip", "http.server"), words
         elif words[1] != "-c":
             assert (ROOT / words[1]).is_file(), f"no such script {words[1]}"
     elif words[0].startswith("#!"):
