@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
+
 from finegpt.config import ModelConfig
-from finegpt.exercises.check import Hint, attempt, checker
+from finegpt.exercises.check import Hint, checker, integer, student
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
 from finegpt.model import count_params, param_breakdown
 
@@ -26,10 +28,10 @@ OPTIMIZERS = ("adamw_fused", "adamw_foreach", "sgd_momentum", "sgd")
 def check_optimizer_step_bytes(optimizer_step_bytes):
     cases = [(TINY, opt, dtype) for dtype in ("fp32", "bf16", "pure_bf16") for opt in OPTIMIZERS]
     cases += [(GPT2, "adamw_foreach", "fp32"), (GPT2, "adamw_fused", "pure_bf16"), (GPT2, "sgd_momentum", "bf16")]
-    got = [attempt(optimizer_step_bytes, cfg, opt, dtype) for cfg, opt, dtype in cases]
     want = [
         _step_bytes(estimate(cfg, RunConfig(batch_size=1, optimizer=opt, dtype=dtype))) for cfg, opt, dtype in cases
     ]
+    got = [integer("the bytes", student(optimizer_step_bytes, cfg, opt, dtype)) for cfg, opt, dtype in cases]
     if got == want:
         return "weights + gradients + optimizer state + temporaries, for AdamW (fused, foreach) and SGD, in 3 dtypes"
     for hint, wrong in _step_mistakes().items():
@@ -89,14 +91,15 @@ def _step_mistakes() -> dict:
 
 @checker("logits + cross-entropy bytes")
 def check_logits_bytes(logits_bytes):
-    cases = [(4, 128, 50304, d) for d in ("fp32", "bf16", "fp16", "pure_bf16")] + [(3, 64, 320, "fp32")]
+    cases = [(4, 128, 50304, d) for d in ("fp32", "bf16", "fp16", "pure_bf16")]
+    cases += [(3, 64, 320, "fp32"), (2, 32, 50257, "bf16")]
     for B, T, V, dtype in cases:
-        got = attempt(logits_bytes, B, T, V, dtype)
         cfg = ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=T, vocab_size=V)
         # the count the lesson teaches: PyTorch's eager step as the CPU build runs it (a GPU's measured count,
         # calibration.json's eager_cuda, may differ by a copy)
         run = RunConfig(batch_size=B, dtype=dtype, device="cpu")
-        want = estimate(cfg, run).phase_terms["train"]["logits + cross-entropy"]
+        want = estimate(cfg, run).phase_terms["train"]["logits + cross-entropy"]  # finegpt's, first
+        got = integer("the bytes", student(logits_bytes, B, T, V, dtype))
         if got != want:
             _logits_mistake(got, want, B, T, V, dtype)
     return "4 tensors of n·V scores at the start of backward, in each dtype's sizes, as estimate() counts them"
@@ -108,6 +111,15 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
     autocast = dtype in ("bf16", "fp16")
     if got == want // T:
         raise Hint(f"n counts tokens, batch_size × block_size = {B * T:,}, not sequences ({setting})")
+    if got == want // (B * T):
+        raise Hint(f"that is one token's bytes: multiply by the n = batch_size × block_size = {B * T:,} tokens")
+    if V % 64 and got == want // V * (V + 64 - V % 64):
+        raise Hint(
+            f"you padded vocab_size={V} to {V + 64 - V % 64}: the V given is the model's own (already padded "
+            f"when the config pads it); count V as given"
+        )
+    if got == want * 8:
+        raise Hint("that is bits, not bytes: a float32 is 4 bytes (32 bits), a bf16 2")
     alone = {"fp32": 4, "bf16": 2, "fp16": 2, "pure_bf16": 2}[dtype]
     hints = [
         (per == alone, "that is the logits alone; at the start of backward cross-entropy also holds its "
@@ -131,13 +143,26 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
 
 
 class _Counted:
-    """A fits(b) predicate that counts its calls."""
+    """A fits(b) predicate that counts its calls and remembers a question it should not be asked."""
 
-    def __init__(self, fits_fn):
-        self.fits, self.calls = fits_fn, 0
+    def __init__(self, fits_fn, limit: int):
+        self.fits, self.limit, self.calls, self.odd = fits_fn, limit, 0, None
 
-    def __call__(self, b: int) -> bool:
+    def __call__(self, b) -> bool:
         self.calls += 1
+        if isinstance(b, bool) or not isinstance(b, int):
+            self.odd = self.odd or (
+                f"fits({b!r}) was asked: a batch size is an int (use // for the midpoint, not /)"
+                if isinstance(b, float)
+                else f"fits({b!r}) was asked: pass it a batch size, an int"
+            )
+            return False
+        if b < 1:
+            self.odd = self.odd or f"fits({b}) was asked: batch sizes start at 1 (when fits(1) is False, return 0)"
+            return False
+        if b > self.limit:
+            self.odd = self.odd or f"fits({b}) was asked, past limit={self.limit}: never ask beyond limit"
+            return False
         return self.fits(b)
 
 
@@ -145,20 +170,23 @@ class _Counted:
 def check_largest_batch(largest_batch):
     limit = 4096
     run = RunConfig(batch_size=1, dtype="fp16")
-    real = [(GPT2, replace(run, gpu=gpu)) for gpu in ("T4", "4090", "H100")]
-    for cfg, r in real:  # the estimate on real cards: the answer is finegpt's max_micro_batch
-        pred = _Counted(lambda b, cfg=cfg, r=r: fits(cfg, replace(r, batch_size=b), r.gpu))
-        got = attempt(largest_batch, pred, limit)
-        _batch_mistake(got, pred, limit, max_micro_batch(cfg, r, r.gpu, limit=limit))
-    for k in (0, 1, 2, 37, 4096, 10**6):  # thresholds at the edges: nothing fits, 1, a few, everything
-        pred = _Counted(lambda b, k=k: b <= k)
-        _batch_mistake(attempt(largest_batch, pred, limit), pred, limit, min(k, limit))
+    for gpu in ("T4", "4090", "H100"):  # the estimate on real cards: the answer is finegpt's max_micro_batch
+        r = replace(run, gpu=gpu)
+        want = max_micro_batch(GPT2, r, gpu, limit=limit)  # finegpt's, first
+        pred = _Counted(lambda b, r=r: fits(GPT2, replace(r, batch_size=b), r.gpu), limit)
+        _batch_mistake(student(largest_batch, pred, limit, shared=(0,)), pred, limit, want)
+    for k in (0, 1, 2, 37, 4095, 4096, 10**6):  # thresholds at the edges: nothing fits, 1, a few, everything
+        pred = _Counted(lambda b, k=k: b <= k, limit)
+        _batch_mistake(student(largest_batch, pred, limit, shared=(0,)), pred, limit, min(k, limit))
     return "the largest batch that fits, 0 when none does, never past limit, in about 2·log2(answer) calls"
 
 
 def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
-    if isinstance(got, bool) or not isinstance(got, int):
-        raise Hint(f"return an int (a batch size), got {type(got).__name__} {got!r}")
+    if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
+        raise Hint(f"return an int (a batch size), got {type(got).__name__} {str(got)[:40]!r}")
+    got = int(got)
+    if pred.odd:
+        raise Hint(pred.odd)
     check = pred.fits  # the uncounted predicate, for diagnosis
     if got > limit:
         raise Hint(f"returned {got}, past limit={limit}: never search beyond limit")
@@ -168,6 +196,8 @@ def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
         raise Hint(
             f"returned {got}, but batch_size={got} does not fit: return the last b that fit, not the first that failed"
         )
+    if got == limit - 1 and want == limit:
+        raise Hint(f"batch_size={limit} fits too: limit itself may be the answer, so try it (the range is 1..limit)")
     if got < limit and check(got + 1):
         raise Hint(f"batch_size={got + 1} fits too: the search stopped early (the answer is {want})")
     budget = 2 * math.ceil(math.log2(limit)) + 4

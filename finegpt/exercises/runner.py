@@ -1,0 +1,281 @@
+"""Running the student's code so that nothing it does can break the checker: a time limit, every
+exception caught, its inputs handed over as copies, and `None` named as a missing `return`.
+
+student(fn, *args) is the one way a checker calls student code; budget(limit_s) opens a check's time
+budget. In the main thread the limit is a SIGALRM timer (it stops pure-Python and torch loops, and
+time.sleep); elsewhere a trace function checks the clock at every line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import math
+import os
+import signal
+import sys
+import sysconfig
+import threading
+import time
+import traceback
+
+import numpy as np
+import torch
+
+TIME_LIMIT_S = 10.0  # the student's code gets this much in total, per check
+
+
+class Hint(Exception):
+    """The one mistake a checker found, said so that the student knows what to change."""
+
+
+class NotAttempted(Exception):
+    """The gap is still a gap: NotImplementedError raised by the student's own code, or `...`."""
+
+
+class StudentRaised(Exception):
+    """The student's code raised (anything, SystemExit included): the message names it and where."""
+
+
+class _TimeUp(BaseException):
+    """Raised into the student's code when its time is up; a BaseException, so `except Exception` in
+    their loop does not swallow it (and the timer raises again if a bare `except:` does)."""
+
+
+# ---- where in the student's code --------------------------------------------------------------------
+
+_OURS = os.path.dirname(os.path.abspath(__file__))  # finegpt/exercises: the checkers themselves
+_LIBRARIES = tuple(
+    os.path.abspath(p)
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    | {os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))}
+)
+_PACKAGE = os.path.dirname(_OURS)  # finegpt: code the student may call, not theirs
+
+
+def _is_student(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return not (path.startswith(_PACKAGE) or path.startswith(_LIBRARIES) or filename.startswith("<frozen"))
+
+
+def where(tb) -> str:
+    """'line 3 of lr_at: `while it > 0:`', the innermost line of student code in a traceback."""
+    frames = [f for f in traceback.extract_tb(tb) if _is_student(f.filename)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    line = f" `{f.line.strip()}`" if f.line else ""
+    return f" (line {f.lineno} of {f.name}:{line})"
+
+
+# ---- the time limit ---------------------------------------------------------------------------------
+
+
+class _Budget:
+    def __init__(self, limit_s: float):
+        self.limit_s, self.used_s = float(limit_s), 0.0
+
+
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def budget(limit_s: float | None):
+    """A check's time budget: every student call inside shares it."""
+    previous = getattr(_budget, "current", None)
+    _budget.current = _Budget(TIME_LIMIT_S if limit_s is None else limit_s)
+    try:
+        yield _budget.current
+    finally:
+        _budget.current = previous
+
+
+class _Alarm:
+    """SIGALRM after `seconds`, raising _TimeUp; re-armed every 50 ms until stopped, in case the
+    student's code catches it. Main thread only."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.active, self.previous = seconds, False, None
+
+    def _fire(self, signum, frame):
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            raise _TimeUp
+
+    def start(self) -> None:
+        self.previous = signal.signal(signal.SIGALRM, self._fire)
+        self.active = True
+        signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))
+
+    def stop(self) -> None:
+        while True:  # a last alarm may land here, before `active` is down: go round again
+            try:
+                self.active = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)
+                return
+            except _TimeUp:
+                continue
+
+
+class _Tracer:
+    """The same limit outside the main thread: a trace function that looks at the clock at every line."""
+
+    def __init__(self, seconds: float):
+        self.deadline, self.previous = time.monotonic() + seconds, None
+
+    def _trace(self, frame, event, arg):
+        if time.monotonic() > self.deadline:
+            raise _TimeUp
+        return self._trace
+
+    def start(self) -> None:
+        self.previous = sys.gettrace()
+        sys.settrace(self._trace)
+
+    def stop(self) -> None:
+        sys.settrace(self.previous)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+
+
+@contextlib.contextmanager
+def _ctrl_c():
+    """While the student's code runs, remember whether the user really pressed Ctrl-C, so that a
+    KeyboardInterrupt raised by their code is reported, and a real one still stops the cell."""
+    pressed = [False]
+    if not _in_main_thread():
+        yield pressed
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        pressed[0] = True
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _call(fn, args, kwargs, seconds: float):
+    """(True, result) or (False, the exception): whatever the student's code does, this returns."""
+    timer = (_Alarm if _in_main_thread() else _Tracer)(seconds)
+    try:
+        try:
+            timer.start()
+            try:
+                return True, fn(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - SystemExit, GeneratorExit, _TimeUp: all theirs
+                return False, e
+        finally:
+            timer.stop()
+    except _TimeUp as e:  # landed between their last line and the timer's stop
+        return False, e
+
+
+# ---- calling the student's code ---------------------------------------------------------------------
+
+
+def _name(fn) -> str:
+    if isinstance(fn, torch.nn.Module):
+        return f"{type(fn).__name__}.forward"
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return "your function" if name == "<lambda>" else f"{name}"
+
+
+def _copy(value):
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - a tokenizer or a file handle: hand it over as it is
+        return value
+
+
+def same(a, b) -> bool:
+    """Deep equality of what a checker hands over: tensors and arrays exactly (NaN equal to NaN),
+    modules by their state, containers element by element; anything else by ==, or assumed unchanged."""
+    if isinstance(a, torch.Tensor):
+        return (
+            isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.equal(torch.nan_to_num(a.detach(), nan=0.123), torch.nan_to_num(b.detach(), nan=0.123))
+        )
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, torch.nn.Module):
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(same(sa[k], sb[k]) for k in sa)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return type(a) is type(b) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if type(a).__eq__ is object.__eq__:  # no equality of its own (a tokenizer): compare its attributes
+        return type(a) is type(b) and (not hasattr(a, "__dict__") or same(vars(a), vars(b)))
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _parameter_names(fn, n: int) -> list[str]:
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        names = []
+    return (names + [f"argument {i + 1}" for i in range(len(names), n)])[:n]
+
+
+def student(fn, *args, shared: tuple[int, ...] = (), allow_none: bool = False, **kwargs):
+    """Call the student's `fn` on deep copies of `args` (those at the indexes in `shared` are passed as
+    they are: a model to train, a counting predicate) within the check's time budget. Returns what it
+    returned; raises NotAttempted, Hint (time up, None returned, an input changed in place) or
+    StudentRaised. A real Ctrl-C propagates."""
+    given = [a if i in shared else _copy(a) for i, a in enumerate(args)]
+    state = getattr(_budget, "current", None) or _Budget(TIME_LIMIT_S)
+    left = state.limit_s - state.used_s
+    if left <= 0:
+        raise Hint(f"your code used up its {state.limit_s:g} s: it is far too slow, or a loop never ends")
+    start = time.monotonic()
+    with _ctrl_c() as pressed:
+        ok, out = _call(fn, given, kwargs, left)
+    state.used_s += time.monotonic() - start
+    if not ok:
+        _raised(fn, out, pressed[0], state.limit_s)
+    if out is Ellipsis:
+        raise NotAttempted
+    if out is None and not allow_none:
+        raise Hint(f"{_name(fn)} returned None: is its `return` missing? (A function without `return` gives None)")
+    for i, (a, g) in enumerate(zip(args, given)):
+        if i not in shared and g is not a and not same(a, g):
+            name = _parameter_names(fn, len(args))[i]
+            raise Hint(
+                f"your code changed its input `{name}` in place (an in-place op such as +=, masked_fill_, "
+                f"x[...] = ..., .append, .sort): the caller still needs it. Work on a copy, or use out-of-place ops"
+            )
+    return out
+
+
+def _raised(fn, e: BaseException, pressed: bool, limit_s: float) -> None:
+    if isinstance(e, KeyboardInterrupt) and pressed:
+        raise e  # the user pressed Ctrl-C: stop the cell, as any other cell would
+    if isinstance(e, _TimeUp):
+        raise Hint(
+            f"your code did not finish in {limit_s:g} s{where(e.__traceback__) or ''}: a loop that never ends? "
+            f"Check when it stops"
+        )
+    tb = traceback.extract_tb(e.__traceback__)
+    if isinstance(e, NotImplementedError) and tb and _is_student(tb[-1].filename):
+        raise NotAttempted
+    if isinstance(e, SystemExit):
+        raise StudentRaised(f"your code called sys.exit({e.code!r}){where(e.__traceback__)}: return a value instead")
+    message = f": {e}" if str(e) else ""
+    raise StudentRaised(f"your code raised {type(e).__name__}{message}{where(e.__traceback__)}") from None
