@@ -53,7 +53,7 @@ def check_shard_header(shard_header):
 def _shifted(got: np.ndarray, want: np.ndarray) -> None:
     """Fields one or two slots off: a slot left out (or one too many) moves every field after it."""
     for s in (1, -1, 2, -2):
-        moved = [i for i in range(1, 6) if 0 <= i + s < 8 and got[i] != want[i] and got[i] == want[i + s]]
+        moved = [i for i in range(0, 6) if 0 <= i + s < 8 and got[i] != want[i] and got[i] == want[i + s]]
         if len(moved) >= 2:
             i = moved[0]
             slot = f"left out (is the {FIELDS[i]} slot missing?)" if s > 0 else "an extra value in front"
@@ -138,8 +138,9 @@ def check_shard_reader(read_tokens):
             info, tokens = read_shard(path)  # finegpt's, first
             want, raw = np.array(tokens), path.read_bytes()
             del tokens
-            got = array("the tokens", student(read_tokens, str(path)))
-            got = np.array(got)  # a copy: the file goes away with tmp
+            got = np.array(array("the tokens", student(read_tokens, str(path))))  # a copy: the file goes with tmp
+            if path.read_bytes() != raw:
+                raise Hint("your code changed the shard file: a reader only reads (np.memmap(..., mode='r'))")
             if got.shape == want.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64)):
                 continue
             _reader_mistake(got, want, raw, info)
@@ -207,7 +208,7 @@ TEXTS = [
     "Grüße aus München: Äpfel, Öl und Übermut.",
     "東京は日本の首都です。",
     "def f(x):\n    return x ** 2  # 🙂\n",
-    "A short one.",
+    "And that was the lot.",
 ]
 
 
@@ -215,12 +216,14 @@ TEXTS = [
 def check_bytes_per_token(bytes_per_token):
     for name in ("gpt2", "bytes"):
         tok = get_tokenizer(name)
-        want = _prepared_bytes_per_token(tuple(TEXTS), name)  # finegpt's, first
+        want = _exact(tok)  # finegpt's, first: the ratio prepare reports (to its 4 decimals), unrounded
+        if abs(_prepared_bytes_per_token(tuple(TEXTS), name) - want) > 1e-4:
+            raise RuntimeError(f"prepare's bytes_per_token disagrees with {want:.6f}")
         got = number("the ratio", student(bytes_per_token, list(TEXTS), tok))
-        if abs(got - want) <= 1e-4 * want:
+        if math.isclose(got, want, rel_tol=1e-9):
             continue
-        for hint, value in _ratio_mistakes(tok).items():
-            if abs(got - value) <= 1e-4 * max(abs(value), 1e-9):
+        for hint, value in _ratio_mistakes(tok):
+            if math.isclose(got, value, rel_tol=1e-9):
                 raise Hint(hint)
         per_doc = [f"{len(t.encode('utf-8'))} bytes / {len(tok.encode(t))} tokens" for t in TEXTS[:2]]
         raise Hint(
@@ -230,32 +233,32 @@ def check_bytes_per_token(bytes_per_token):
     return "UTF-8 bytes over tokens, equal to what finegpt prepare reports, for GPT-2 and byte tokens"
 
 
-def _ratio_mistakes(tok) -> dict:
+def _exact(tok) -> float:
+    return sum(len(t.encode("utf-8")) for t in TEXTS) / sum(len(ids) for ids in tok.encode_batch(TEXTS))
+
+
+def _ratio_mistakes(tok) -> list:
+    """Each typical mistake as the number it gives, in (hint, value) pairs."""
     counts = [len(ids) for ids in tok.encode_batch(TEXTS)]
     utf8 = [len(t.encode("utf-8")) for t in TEXTS]
     ratio = sum(utf8) / sum(counts)
-    return {
-        "you counted characters; count UTF-8 bytes, len(text.encode('utf-8')): é is 2 bytes, 東 3, 🙂 4": sum(
-            map(len, TEXTS)
-        )
-        / sum(counts),
-        "you averaged each document's ratio, so a 3-token line weighs as much as a long page; divide all "
-        "the bytes by all the tokens": float(np.mean([b / c for b, c in zip(utf8, counts)])),
-        "you counted an EOT token per document; the ratio is about the text's own tokens (EOT carries no text)": sum(
-            utf8
-        )
-        / (sum(counts) + len(TEXTS)),
-        "that is tokens per byte: divide bytes by tokens, not tokens by bytes": sum(counts) / sum(utf8),
-        "that is the last document's ratio only: the loop overwrites instead of adding up (use += or sum)": (
-            utf8[-1] / counts[-1]
-        ),
-        "integer division (//) drops the fraction: use / for the ratio": float(sum(utf8) // sum(counts)),
-        "you rounded the ratio: return it unrounded, and round only when you print it": round(ratio, 2),
-        "you counted words (text.split()), not tokens: use len(tokenizer.encode(text))": sum(utf8)
-        / sum(len(t.split()) for t in TEXTS),
-        "you tokenized the texts joined into one string, which merges tokens across their edges: encode each "
-        "text on its own": sum(utf8) / len(tok.encode("".join(TEXTS))),
-    }
+    rounded = "you rounded the ratio: return it unrounded, and round only when you print it"
+    eot = "you counted an EOT token per document; the ratio is about the text's own tokens (EOT carries no text)"
+    return [
+        ("you counted characters; count UTF-8 bytes, len(text.encode('utf-8')): é is 2 bytes, 東 3, 🙂 4",
+         sum(map(len, TEXTS)) / sum(counts)),
+        ("you averaged each document's ratio, so a 3-token line weighs as much as a long page; divide all the "
+         "bytes by all the tokens", float(np.mean([b / c for b, c in zip(utf8, counts)]))),
+        (eot, sum(utf8) / (sum(counts) + len(TEXTS))),
+        ("that is tokens per byte: divide bytes by tokens, not tokens by bytes", sum(counts) / sum(utf8)),
+        ("that is the last document's ratio only: the loop overwrites instead of adding up (use += or sum)",
+         utf8[-1] / counts[-1]),
+        ("integer division (//) drops the fraction: use / for the ratio", float(sum(utf8) // sum(counts))),
+        ("you counted words (text.split()), not tokens: use len(tokenizer.encode(text))",
+         sum(utf8) / sum(len(t.split()) for t in TEXTS)),
+        ("you tokenized the texts joined into one string, which merges tokens across their edges: encode each "
+         "text on its own", sum(utf8) / len(tok.encode("".join(TEXTS)))),
+    ] + [(rounded, round(ratio, d)) for d in (4, 3, 2)]  # fmt: skip
 
 
 @functools.cache

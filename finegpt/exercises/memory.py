@@ -143,27 +143,32 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
 
 
 class _Counted:
-    """A fits(b) predicate that counts its calls and remembers a question it should not be asked."""
+    """A fits(b) predicate that counts its calls and remembers a question it should not be asked. The
+    counts live in a closure, so that the student's code cannot reset them by setting an attribute."""
 
     def __init__(self, fits_fn, limit: int):
-        self.fits, self.limit, self.calls, self.odd = fits_fn, limit, 0, None
+        record = {"calls": 0, "odd": None}
+        self.record, self.fits = lambda: dict(record), fits_fn
 
-    def __call__(self, b) -> bool:
-        self.calls += 1
-        if isinstance(b, bool) or not isinstance(b, int):
-            self.odd = self.odd or (
-                f"fits({b!r}) was asked: a batch size is an int (use // for the midpoint, not /)"
-                if isinstance(b, float)
-                else f"fits({b!r}) was asked: pass it a batch size, an int"
-            )
-            return False
-        if b < 1:
-            self.odd = self.odd or f"fits({b}) was asked: batch sizes start at 1 (when fits(1) is False, return 0)"
-            return False
-        if b > self.limit:
-            self.odd = self.odd or f"fits({b}) was asked, past limit={self.limit}: never ask beyond limit"
-            return False
-        return self.fits(b)
+        def ask(b) -> bool:
+            record["calls"] += 1
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+                record["odd"] = record["odd"] or (
+                    f"fits({b!r}) was asked: a batch size is an int (use // for the midpoint, not /)"
+                    if isinstance(b, float)
+                    else f"fits({str(b)[:40]!r}) was asked: pass it a batch size, an int"
+                )
+                return False
+            if b < 1 or b > limit:
+                record["odd"] = record["odd"] or (
+                    f"fits({b}) was asked: batch sizes start at 1 (when fits(1) is False, return 0)"
+                    if b < 1
+                    else f"fits({b}) was asked, past limit={limit}: never ask beyond limit"
+                )
+                return False
+            return bool(fits_fn(int(b)))
+
+        self.ask = ask
 
 
 @checker("largest micro-batch")
@@ -174,10 +179,10 @@ def check_largest_batch(largest_batch):
         r = replace(run, gpu=gpu)
         want = max_micro_batch(GPT2, r, gpu, limit=limit)  # finegpt's, first
         pred = _Counted(lambda b, r=r: fits(GPT2, replace(r, batch_size=b), r.gpu), limit)
-        _batch_mistake(student(largest_batch, pred, limit, shared=(0,)), pred, limit, want)
+        _batch_mistake(student(largest_batch, pred.ask, limit, shared=(0,)), pred, limit, want)
     for k in (0, 1, 2, 37, 4095, 4096, 10**6):  # thresholds at the edges: nothing fits, 1, a few, everything
         pred = _Counted(lambda b, k=k: b <= k, limit)
-        _batch_mistake(student(largest_batch, pred, limit, shared=(0,)), pred, limit, min(k, limit))
+        _batch_mistake(student(largest_batch, pred.ask, limit, shared=(0,)), pred, limit, min(k, limit))
     return "the largest batch that fits, 0 when none does, never past limit, in about 2·log2(answer) calls"
 
 
@@ -185,8 +190,9 @@ def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
         raise Hint(f"return an int (a batch size), got {type(got).__name__} {str(got)[:40]!r}")
     got = int(got)
-    if pred.odd:
-        raise Hint(pred.odd)
+    record = pred.record()
+    if record["odd"]:
+        raise Hint(record["odd"])
     check = pred.fits  # the uncounted predicate, for diagnosis
     if got > limit:
         raise Hint(f"returned {got}, past limit={limit}: never search beyond limit")
@@ -201,8 +207,8 @@ def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
     if got < limit and check(got + 1):
         raise Hint(f"batch_size={got + 1} fits too: the search stopped early (the answer is {want})")
     budget = 2 * math.ceil(math.log2(limit)) + 4
-    if pred.calls > budget:
+    if record["calls"] > budget:
         raise Hint(
-            f"right answer, but fits() ran {pred.calls} times: bisect instead (double b until it fails, then "
+            f"right answer, but fits() ran {record['calls']} times: bisect instead (double b until it fails, then "
             f"halve the gap), about 2·log2(answer) calls, at most {budget} here"
         )

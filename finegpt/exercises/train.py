@@ -171,7 +171,7 @@ def _flat_grads(model) -> torch.Tensor:
 
 def _watch(model, optimizer) -> dict:
     """What the steps did: the loss of each forward, and the gradients at each optimizer.step()."""
-    seen = {"losses": [], "grads": []}
+    seen = {"losses": [], "grads": [], "params": []}
 
     def on_forward(m, args, out):
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], torch.Tensor) and out[1].numel() == 1:
@@ -179,7 +179,12 @@ def _watch(model, optimizer) -> dict:
 
     model.register_forward_hook(on_forward)
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen["grads"].append(_flat_grads(model)))
+    optimizer.register_step_post_hook(lambda opt, args, kwargs: seen["params"].append(_flat_params(model)))
     return seen
+
+
+def _flat_params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 class _Batches:
@@ -235,6 +240,11 @@ def check_optimizer_step(optimizer_step):
                         "micro-batch)"
                     )
                 _grad_mistake(seen["grads"][n], expected["grads"][n], scale)
+            if not torch.allclose(_flat_params(model), expected["params"][n], rtol=1e-4, atol=1e-6):
+                raise Hint(
+                    "the gradients were right, but the weights after the step are not optimizer.step()'s update: "
+                    "let the given optimizer do the update, as it is (its lr, its state), and leave the weights alone"
+                )
             _loss_mistake(loss, expected["losses"][n * G : (n + 1) * G], seen["losses"][losses_before:])
     return f"gradients averaged over {G} micro-batches, clipped to norm {CLIP:g}, one step, zeroed each step"
 
