@@ -136,12 +136,12 @@ def check_shard_reader(read_tokens):
             path = Path(tmp) / f"{tok.name}_000000.bin"
             write_shard(path, ids, tok)
             info, tokens = read_shard(path)  # finegpt's, first
-            want, raw = np.array(tokens), path.read_bytes()
+            want, raw = np.array(tokens, dtype=np.int64), path.read_bytes()
             del tokens
             got = np.array(array("the tokens", student(read_tokens, str(path))))  # a copy: the file goes with tmp
             if path.read_bytes() != raw:
                 raise Hint("your code changed the shard file: a reader only reads (np.memmap(..., mode='r'))")
-            if got.shape == want.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64)):
+            if got.dtype.kind in "iu" and got.shape == want.shape and np.array_equal(got.astype(np.int64), want):
                 continue
             _reader_mistake(got, want, raw, info)
     return "the tokens of a version-1 (uint16) and a version-2 (uint32) shard, exactly"
@@ -196,6 +196,8 @@ def _reader_mistake(got: np.ndarray, want: np.ndarray, raw: bytes, info: dict) -
             raise Hint(hint)
     if got.shape != want.shape:
         raise Hint(f"the header's count (header[2]) says {want.size} tokens; you returned shape {got.shape}")
+    if got.dtype.kind == "f":
+        raise Hint(f"token ids are integers; you returned {got.dtype}: keep the shard's uint16 / uint32")
     i = int(np.flatnonzero(got.astype(np.int64) != want.astype(np.int64))[0])
     raise Hint(f"in the version-{info['version']} shard, token {i} should be {want[i]}, got {got[i]}")
 

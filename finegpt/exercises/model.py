@@ -130,10 +130,8 @@ def _forward(module, x: torch.Tensor, training: bool, seed: int, own: bool) -> t
     """One forward in the given mode, from a fixed RNG state, so that dropout draws the same mask."""
     (student(module.train, training) if own else module.train(training))
     torch.manual_seed(seed)
-    with torch.no_grad():
-        if not own:
-            return module(x)
-        y = tensor("the output", student(module, x))
+    with torch.no_grad():  # both ways: with autograd on, dropout may draw its mask differently
+        y = tensor("the output", student(module, x)) if own else module(x)
     same_shape("the output", y.shape, tuple(x.shape), "B, T, C")
     return y
 
@@ -202,13 +200,19 @@ def _mlp_mistakes(ref, x: torch.Tensor, p: float, training: bool) -> dict:
     }
     if training:
         mistakes |= _dropout_mistakes(7, out, p, "after c_proj")
-        mistakes |= _dropout_mistakes(7, hidden, p, "after c_proj")
+        mistakes |= _dropout_mistakes(7, hidden, p, "after c_proj, not on the hidden layer")
         if p:
             mistakes["dropout on the 4C hidden layer: nanoGPT's MLP drops c_proj's output, "
                      "dropout(c_proj(gelu(c_fc(x))))"] = _dropped(7, hidden, p)  # fmt: skip
-    elif p:
-        mistakes["your dropout also drops in eval mode: F.dropout(x, p) has training=True by default. Use "
-                 "nn.Dropout(config.dropout), or pass training=self.training"] = _dropped(7, out, p)  # fmt: skip
+    else:  # F.dropout(x, p) without training=self.training drops in eval mode too
+        eval_too = (
+            "also drops in eval mode: F.dropout(x, p) has training=True by default. Use nn.Dropout(config.dropout)"
+        )
+        for q in (p, 0.1, 0.2, 0.5, 0.3):
+            if q:
+                what = "your dropout" if q == p else f"your dropout is hard-coded at p={q} and"
+                mistakes[f"{what} {eval_too}(config.dropout)"] = _dropped(7, out, q)
+                mistakes[f"{what} {eval_too}(config.dropout), after c_proj"] = _dropped(7, hidden, q)
     return mistakes
 
 
@@ -234,12 +238,12 @@ def check_block(BlockClass):
             continue
         ref.eval()
         with torch.no_grad():
-            match(y, _block_mistakes(ref, x, training))
+            match(y, _block_mistakes(ref, x))
         raise Hint(differ_at("the output", y, want, f" ({'training' if training else 'eval'} mode)"))
     return "x + attn(ln_1(x)), then x + mlp(ln_2(x)): pre-LN, as GPT-2"
 
 
-def _block_mistakes(ref, x: torch.Tensor, training: bool) -> dict:
+def _block_mistakes(ref, x: torch.Tensor) -> dict:
     a, m, ln_1, ln_2 = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
     h = x + a(ln_1(x))  # the right first half
     post = ln_1(x + a(x))
@@ -265,18 +269,15 @@ def _block_mistakes(ref, x: torch.Tensor, training: bool) -> dict:
         "the attention's output replaces x: add it to x, x = x + attn(ln_1(x))": only_attn + m(ln_2(only_attn)),
         "the MLP's output replaces x: add it to x, x = x + mlp(ln_2(x))": m(ln_2(h)),
     }
-    if training:
-        branches = {
-            "on both residual branches": (True, True),
-            "on the attention's branch": (True, False),
-            "on the MLP's branch": (False, True),
-        }
-        for p in (0.1, 0.2, 0.5):
-            for part, (on_attn, on_mlp) in branches.items():
-                mistakes[
-                    f"dropout is hard-coded at p={p} {part}: the Block's parts already drop by config.dropout "
-                    f"(0 here, in training mode); add none of your own"
-                ] = _dropped(3, lambda d, on_attn=on_attn, on_mlp=on_mlp: _block_with(ref, x, d, on_attn, on_mlp), p)
+    # dropout of one's own, in either mode (F.dropout(x, p) drops in eval mode too, unless training=self.training)
+    branches = {"both residual branches": (True, True), "the attention's branch": (True, False),
+                "the MLP's branch": (False, True)}  # fmt: skip
+    for p in (0.1, 0.2, 0.5):
+        for part, (on_attn, on_mlp) in branches.items():
+            mistakes[
+                f"dropout is hard-coded at p={p} on {part}: the Block's parts already drop by config.dropout "
+                f"(0 here); add none of your own"
+            ] = _dropped(3, lambda d, on_attn=on_attn, on_mlp=on_mlp: _block_with(ref, x, d, on_attn, on_mlp), p)
     return mistakes
 
 
