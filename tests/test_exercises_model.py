@@ -211,7 +211,7 @@ ATTENTION = [
     (_attention(after=True), "the mask is applied after the softmax"),
     (_attention(dim=-2), "the softmax runs over the queries"),
     (_attention(dim=1), "the softmax runs over the heads (dim=1, size 3)"),
-    (_attention(dim=1, fill=-1e9), "the softmax runs over the heads (dim=1, size 3)"),
+    (_attention(dim=1, fill=-1e9), "the softmax runs over the heads (dim=1"),
     (_attention(fill=0.0), "the future scores are set to 0, not -inf"),
     (_attention(mask="past"), "the mask hides the past and shows the future"),
     (_attention(mask="diagonal"), "the mask also hides the diagonal"),

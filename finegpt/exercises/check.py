@@ -60,7 +60,7 @@ def checker(title: str):
 # ---- the type of what came back ---------------------------------------------------------------------
 
 
-def _kind(got) -> str:
+def kind(got) -> str:
     if isinstance(got, str):
         return f"a string {got[:40]!r}"
     return f"a {type(got).__name__}"
@@ -68,9 +68,9 @@ def _kind(got) -> str:
 
 def tensor(name: str, got, floating: bool = True) -> torch.Tensor:
     if isinstance(got, str):
-        raise Hint(f"{name} is {_kind(got)}, not a torch.Tensor: return the tensor itself, not text")
+        raise Hint(f"{name} is {kind(got)}, not a torch.Tensor: return the tensor itself, not text")
     if not isinstance(got, torch.Tensor):
-        raise Hint(f"{name} should be a torch.Tensor, got {_kind(got)}")
+        raise Hint(f"{name} should be a torch.Tensor, got {kind(got)}")
     if got.device.type != "cpu" or got.is_complex():
         raise Hint(f"{name} should be a real tensor on the input's device (cpu), got {got.dtype} on {got.device}")
     if floating and not got.is_floating_point():
@@ -85,7 +85,7 @@ def number(name: str, got) -> float:
     if isinstance(got, np.ndarray) and got.size == 1 and got.dtype.kind in "iuf":
         return float(got)
     if isinstance(got, bool) or not isinstance(got, numbers.Real):
-        raise Hint(f"{name} should be a number, got {_kind(got)}: return the value itself, not text or a container")
+        raise Hint(f"{name} should be a number, got {kind(got)}: return the value itself, not text or a container")
     return float(got)
 
 
@@ -101,11 +101,11 @@ def array(name: str, got) -> np.ndarray:
     if isinstance(got, torch.Tensor):
         got = got.detach().cpu().numpy()
     if isinstance(got, (str, bytes)) or got is None:
-        raise Hint(f"{name} should be a numpy array, got {_kind(got)}")
+        raise Hint(f"{name} should be a numpy array, got {kind(got)}")
     try:
         out = np.asarray(got)
     except Exception:  # noqa: BLE001 - a ragged list, an odd object
-        raise Hint(f"{name} should be a numpy array, got {_kind(got)}") from None
+        raise Hint(f"{name} should be a numpy array, got {kind(got)}") from None
     if out.dtype.kind not in "iuf":
         raise Hint(f"{name} should hold numbers, got an array of {out.dtype}")
     return out

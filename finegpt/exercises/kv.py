@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from finegpt.config import ModelConfig
-from finegpt.exercises.check import Hint, checker, close, differ_at, match, same_shape, student, tensor
+from finegpt.exercises.check import Hint, checker, close, differ_at, kind, match, same_shape, student, tensor
 from finegpt.model import CausalSelfAttention, KVCache
 
 CFG = ModelConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=64, bias=True)
@@ -37,8 +37,8 @@ def check_kv_decode_step(decode_step):
     if isinstance(out, list) and len(out) == 3:
         out = tuple(out)
     if not (isinstance(out, tuple) and len(out) == 3):
-        raise Hint(f"return (y, k, v): the output (B, 1, C) and the keys and values grown by one position; got a "
-                   f"{type(out).__name__}{f' of {len(out)}' if isinstance(out, tuple) else ''}")  # fmt: skip
+        raise Hint(f"return (y, k, v): the output (B, 1, C) and the keys and values grown by one position; got "
+                   f"{kind(out)}{f' of {len(out)}' if isinstance(out, tuple) else ''}")  # fmt: skip
     y, k, v = (tensor(name, t) for name, t in zip(("y", "k", "v"), out))
     q_new, k_new, v_new = new
     _cache_mistake(k, past_k, k_new, v_new, "k")

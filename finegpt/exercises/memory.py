@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from finegpt.config import ModelConfig
-from finegpt.exercises.check import Hint, checker, integer, student
+from finegpt.exercises.check import Hint, checker, integer, kind, student
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
 from finegpt.model import count_params, param_breakdown
 
@@ -188,7 +188,7 @@ def check_largest_batch(largest_batch):
 
 def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
-        raise Hint(f"return an int (a batch size), got {type(got).__name__} {str(got)[:40]!r}")
+        raise Hint(f"return an int (a batch size), got {kind(got)}")
     got = int(got)
     record = pred.record()
     if record["odd"]:

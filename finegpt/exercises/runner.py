@@ -91,51 +91,75 @@ def budget(limit_s: float | None):
         _budget.current = previous
 
 
-class _Alarm:
-    """SIGALRM after `seconds`, raising _TimeUp; re-armed every 50 ms until stopped, in case the
-    student's code catches it. Main thread only."""
+class _Tracer:
+    """A trace function that raises _TimeUp at the next line of the student's code once the deadline
+    has passed: outside the main thread it is the time limit, in it _Alarm's second line, for a loop
+    that catches the exception (the next line, in the `except` block itself, raises again). Only the
+    student's frames are touched, never the checker's."""
 
     def __init__(self, seconds: float):
-        self.seconds, self.active, self.previous = seconds, False, None
+        self.deadline, self.active, self.previous, self.frames = time.monotonic() + seconds, False, None, []
+
+    def _trace(self, frame, event, arg):
+        if not _is_student(frame.f_code.co_filename):
+            return None
+        if event == "line" and self.active and time.monotonic() > self.deadline:
+            raise _TimeUp  # (Python then drops the trace function: _Alarm puts it back at its next alarm)
+        return self._trace
+
+    def start(self, frame=None) -> None:
+        """Trace every new frame of this thread, and the student's frames already running under `frame`."""
+        self.active, self.previous = True, sys.gettrace()
+        sys.settrace(self._trace)
+        while frame is not None and frame.f_code is not _call.__code__:
+            if _is_student(frame.f_code.co_filename):
+                frame.f_trace, frame.f_trace_lines = self._trace, True
+                self.frames.append(frame)
+            frame = frame.f_back
+
+    def stop(self) -> None:
+        self.active = False
+        sys.settrace(self.previous)
+        for frame in self.frames:
+            frame.f_trace = None
+        self.frames.clear()
+
+
+class _Alarm:
+    """SIGALRM after `seconds`, raising _TimeUp into the running code (it stops pure-Python and torch
+    loops, and time.sleep). It also starts a _Tracer, in case the student's code catches the exception.
+    Main thread only."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.active, self.previous, self.tracer, self.trace = seconds, False, None, None, None
 
     def _fire(self, signum, frame):
         if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)  # and again, until stopped
+            if self.tracer is not None:
+                self.tracer.stop()
+            self.tracer = _Tracer(0.0)
+            self.tracer.start(frame)
             raise _TimeUp
 
     def start(self) -> None:
+        self.trace = sys.gettrace()
         self.previous = signal.signal(signal.SIGALRM, self._fire)
         self.active = True
         signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))
 
     def stop(self) -> None:
-        while True:  # a last alarm may land here, before `active` is down: go round again
+        while True:  # an alarm may land here, before `active` is down: go round again
             try:
                 self.active = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)
+                if self.tracer is not None:
+                    self.tracer.stop()
+                    sys.settrace(self.trace)
                 return
             except _TimeUp:
                 continue
-
-
-class _Tracer:
-    """The same limit outside the main thread: a trace function that looks at the clock at every line."""
-
-    def __init__(self, seconds: float):
-        self.deadline, self.previous = time.monotonic() + seconds, None
-
-    def _trace(self, frame, event, arg):
-        if time.monotonic() > self.deadline:
-            raise _TimeUp
-        return self._trace
-
-    def start(self) -> None:
-        self.previous = sys.gettrace()
-        sys.settrace(self._trace)
-
-    def stop(self) -> None:
-        sys.settrace(self.previous)
 
 
 def _in_main_thread() -> bool:
@@ -227,8 +251,13 @@ def same(a, b) -> bool:
 
 
 def _parameter_names(fn, n: int) -> list[str]:
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
     try:
-        names = [p.name for p in inspect.signature(fn).parameters.values()]
+        names = []
+        for p in inspect.signature(target).parameters.values():
+            if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                break
+            names.append(p.name)
     except (TypeError, ValueError):
         names = []
     return (names + [f"argument {i + 1}" for i in range(len(names), n)])[:n]
