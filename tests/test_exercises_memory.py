@@ -12,11 +12,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _step_bytes(adamw_moments=2, grads=True, temporaries=True, size=None, bf16_size=4, fused_temps=False,
-                temps_all=False, sgd_buffer=False, embedding=True):  # fmt: skip
+                temps_all=False, sgd_buffer=False, embedding=True, embeddings_decayed=True):  # fmt: skip
     def optimizer_step_bytes(cfg, optimizer, dtype):
         n = count_params(cfg, non_embedding=not embedding)
         width = size or (2 if dtype == "pure_bf16" else bf16_size if dtype == "bf16" else 4)
         decayed = n - param_breakdown(cfg)["layernorm"] - cfg.n_layer * 9 * cfg.n_embd * cfg.bias
+        decayed -= 0 if embeddings_decayed else (cfg.vocab_size + cfg.block_size) * cfg.n_embd
         states = {"adamw_fused": adamw_moments, "adamw_foreach": adamw_moments, "sgd_momentum": 1}.get(
             optimizer, 1 if sgd_buffer else 0
         )
@@ -37,6 +38,7 @@ OPTIMIZER_BYTES = [
     (_step_bytes(temps_all=True), "foreach's temporaries cover the decayed group only"),
     (_step_bytes(sgd_buffer=True), "plain SGD keeps none"),
     (_step_bytes(embedding=False), "count_params(cfg) leaves out the position embedding"),
+    (_step_bytes(embeddings_decayed=False), "the embeddings are 2-D tensors too"),
 ]
 
 
@@ -150,7 +152,7 @@ LARGEST = [
     (_limit_never_tried, "limit itself may be the answer"),
     (_float_midpoint, "a batch size is an int (use // for the midpoint"),
     (_asks_zero, "fits(0) was asked: batch sizes start at 1"),
-    (lambda fits, limit=4096: float(_halving(fits, limit)), "return an int (a batch size), got float"),
+    (lambda fits, limit=4096: float(_halving(fits, limit)), "return an int (a batch size), got a float"),
 ]
 
 

@@ -208,6 +208,7 @@ ATTENTION = [
     (_attention(scale=lambda q: math.sqrt(q.size(1))), "you scaled by √n_head = √3"),
     (_attention(scale=lambda q: math.sqrt(q.size(1) * q.size(-1))), "you scaled by √C = √48"),
     (_attention(scale=lambda q: q.size(-1)), "you divided by hs = 16"),
+    (_attention(scale=lambda q: math.sqrt(q.size(0))), "you scaled by √B = √2"),
     (_attention(after=True), "the mask is applied after the softmax"),
     (_attention(dim=-2), "the softmax runs over the queries"),
     (_attention(dim=1), "the softmax runs over the heads (dim=1, size 3)"),

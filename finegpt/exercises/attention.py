@@ -63,6 +63,9 @@ def _mistakes(q, k, v) -> list[tuple[str, torch.Tensor]]:
             s / math.sqrt(TA)
         ),
         f"you scaled by √n_head = √{H}: the scale is √hs, the head size k.size(-1) = {HS}": att(s / math.sqrt(H)),
+        f"you scaled by √B = √{B}, the batch size: the scale is √hs, the head size k.size(-1) = {HS}": att(
+            s / math.sqrt(B)
+        ),
         f"you scaled by √C = √{C}, the model width (n_head · hs): the scale is √hs, the head size k.size(-1) = "
         f"{HS}": att(s / math.sqrt(C)),
         "the mask is applied after the softmax: each row then sums to less than 1. Set the future scores to -inf "

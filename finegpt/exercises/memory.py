@@ -79,6 +79,10 @@ def _step_mistakes() -> dict:
         "bf16 autocast keeps fp32 master weights (and fp32 grads and states): 4 bytes each, not 2": lambda c, o, d: (
             -((2 + states[o]) * n(c) * 2 + decayed(c) * 2 * (o == "adamw_foreach")) * (d == "bf16")
         ),
+        "the embeddings are 2-D tensors too, so they are decayed and foreach builds temporaries for them: every "
+        "tensor with dim >= 2": lambda c, o, d: (
+            -(c.vocab_size + c.block_size) * c.n_embd * size(d) * (o == "adamw_foreach")
+        ),
         "count_params(cfg) leaves out the position embedding: use non_embedding=False, every parameter has "
         "its weight, gradient and state": lambda c, o, d: (
             -c.block_size * c.n_embd * size(d) * (2 + states[o] + (o == "adamw_foreach"))

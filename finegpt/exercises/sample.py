@@ -84,7 +84,11 @@ def check_top_k(top_k_filter):
         match(got, mistakes)
         _shared_checks("top-k", got, logits)
         counts, need = torch.isfinite(got).sum(-1).tolist(), min(k, V)
-        raise Hint(f"with k={k} each row keeps its {need} largest logits at their places; yours kept {counts}")
+        r, i = (int(j) for j in (got != want).nonzero()[0])
+        raise Hint(
+            f"with k={k} each row keeps its {need} largest logits at their places; yours kept {counts}. Row {r}, "
+            f"token {i}: expected {want[r, i].item():.5g}, got {got[r, i].item():.5g}"
+        )
     return "the k largest logits of each row stay where they are, the rest are -inf; k past V keeps all"
 
 
@@ -130,11 +134,12 @@ def check_top_p(top_p_filter):
             row = int((~kept).all(-1).nonzero()[0])
             raise Hint(f"row {row} lost every token: the most likely token always stays, even when it alone passes p")
         _shared_checks("top-p", got, logits)
-        row = int((kept != need).any(-1).nonzero()[0])
+        row, i = (int(j) for j in (kept != need).nonzero()[0])
         n, m = int(kept[row].sum()), int(need[row].sum())
         raise Hint(
-            f"with p={p}, row {row} keeps {n} tokens, not the {m} most likely whose probability first reaches p: "
-            f"sort by probability (descending), add up, and cut there"
+            f"with p={p}, row {row} keeps {n} tokens, not the {m} most likely whose probability first reaches p "
+            f"(token {i}: expected {want[row, i].item():.5g}, got {got[row, i].item():.5g}): sort by probability "
+            f"(descending), add up, and cut there"
         )
     return "the smallest set of most likely tokens whose probability reaches p, at least one, in place"
 
