@@ -39,6 +39,8 @@ BYTES_PER_TOKEN = [
     (lambda texts, tok: round(_utf8(texts) / _tokens(texts, tok), 2), "you rounded the ratio"),
     (lambda texts, tok: _utf8(texts) / sum(len(t.split()) for t in texts), "you counted words"),
     (lambda texts, tok: _utf8(texts) / len(tok.encode("".join(texts))), "texts joined into one string"),
+    (lambda texts, tok: len(" ".join(texts).encode()) / len(tok.encode(" ".join(texts))), "joined into one string,"),
+    (lambda texts, tok: sum(len(t.encode("utf-16")) for t in texts) / _tokens(texts, tok), "you counted UTF-16 bytes"),
 ]
 
 
@@ -111,6 +113,8 @@ HEADER = [
     (_edit(lambda h, n, tok: h.__setitem__(5, len(tok.name))), "counts the name's UTF-8 bytes"),
     (_edit(lambda h, n, tok: h.__setitem__(2, n + 1)), "header[2] is the token count as given"),
     (_without_magic, "your fields are shifted by 1: header[0] holds the version"),
+    (_edit(lambda h, n, tok: h.__setitem__(4, tok.vocab_size)), "you wrote vocab_size (50257), which is no id"),
+    (_edit(lambda h, n, tok: h.__setitem__(5, -(-len(tok.name) // 4))), "counts the name's bytes (4), not the ints"),
 ]
 
 

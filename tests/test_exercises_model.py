@@ -36,6 +36,7 @@ PARAM_COUNT = [
     (lambda cfg: _count(cfg) + 9 * cfg.n_layer * cfg.n_embd * (not cfg.bias), "bias=False means no Linear biases"),
     (lambda cfg: _count(cfg) + (2 * cfg.n_layer + 1) * cfg.n_embd * (not cfg.bias), "removes the LayerNorms' biases"),
     (_one_block, "you counted one block"),
+    (lambda cfg: 12 * cfg.n_layer * cfg.n_embd**2, "that is the rule of thumb 12·n_layer·C²"),
     (lambda cfg: _count(cfg) + (-cfg.vocab_size % 64) * cfg.n_embd, "you padded vocab_size to a multiple of 64"),
     (lambda cfg: _count(cfg) - 4 * cfg.n_layer * cfg.n_embd**2 - 2 * cfg.n_layer * cfg.n_embd * cfg.bias, "to 4C"),
 ]
@@ -88,6 +89,8 @@ MLPS = [
     (_mlp(lambda self, x: x + self.c_proj(F.gelu(self.c_fc(x)))), "the MLP adds its input back"),
     (_mlp(lambda self, x: F.gelu(self.c_proj(F.gelu(self.c_fc(x))))), "GELU after c_proj too"),
     (_mlp(lambda self, x: self.c_proj(self.c_fc(F.gelu(x)))), "GELU before c_fc"),
+    (_mlp(lambda self, x: F.gelu(self.c_proj(self.c_fc(x)))), "GELU after c_proj instead of between the layers"),
+    (_mlp(lambda self, x: self.c_proj(F.leaky_relu(self.c_fc(x)))), "LeakyReLU where GPT-2 has GELU"),
     (_mlp(_MLP.forward, _narrow), "c_fc.weight has shape (32, 32), expected (128, 32)"),
     (_mlp(_MLP.forward, _always_biased), "config.bias=False but you made"),
     (_mlp(lambda self, x: self.dropout(self.c_proj(F.gelu(self.c_fc(x)))), _dropout_01), "hard-coded at p=0.1"),
@@ -159,6 +162,11 @@ def _hard_coded_dropout(self, x):
     return x + F.dropout(self.mlp(self.ln_2(x)), 0.1, self.training)
 
 
+def _right(self, x):
+    x = x + self.attn(self.ln_1(x))
+    return x + self.mlp(self.ln_2(x))
+
+
 def _mlp_first(self, x):
     x = x + self.mlp(self.ln_2(x))
     return x + self.attn(self.ln_1(x))
@@ -173,6 +181,7 @@ BLOCKS = [
     (_block(lambda self, x: x + self.attn(self.ln_1(x))), "the MLP is missing"),
     (_block(_attention_reads_x), "the attention reads x itself"),
     (_block(_mlp_output_replaces_x), "the MLP's output replaces x"),
+    (_block(lambda self, x: self.ln_2(_right(self, x))), "the Block's output is normalised"),
     (_block(_hard_coded_dropout), "dropout is hard-coded at p=0.1 on both residual branches"),
 ]
 
@@ -196,6 +205,8 @@ def _attention(scale=None, dim=-1, fill=-math.inf, mask="future", after=False):
         }[mask].bool()
         if after:
             return w.softmax(dim).masked_fill(hide, 0.0) @ v
+        if dim is None:
+            return w.masked_fill(hide, 0.0) @ v
         return w.masked_fill(hide, fill).softmax(dim) @ v
 
     return causal_self_attention
@@ -218,6 +229,7 @@ ATTENTION = [
     (_attention(mask="diagonal"), "the mask also hides the diagonal"),
     (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2), "got (B, T, H, hs)"),
     (lambda q, k, v: (q @ k.transpose(-2, -1)).softmax(-1), "you returned the attention weights"),
+    (_attention(dim=None), "there is no softmax"),
 ]
 
 

@@ -84,6 +84,9 @@ def _mistakes(q, k, v) -> list[tuple[str, torch.Tensor]]:
             (k @ q.transpose(-2, -1)) / rt
         ),
         "you multiplied the weights by k: the output is weights @ v": att(s / rt, values=k),
+        "there is no softmax: the weights are softmax(scores, dim=-1), with the future at -inf before it": (
+            (s / rt).masked_fill(future, 0.0) @ v
+        ),
     }
     pairs = list(mistakes.items())
     for dim, axis in ((1, f"heads (dim=1, size {H})"), (0, f"batch (dim=0, size {B})")):

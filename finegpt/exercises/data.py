@@ -81,7 +81,10 @@ def _header_mistake(got: np.ndarray, want: np.ndarray, tok, n: int) -> None:
                 f"a vocab of {tok.vocab_size:,} has ids above 65,535, which uint16 cannot hold: the version "
                 f"must be 2 (uint32 tokens), got {got[1]}"
             )
-        raise Hint(f"a vocab of {tok.vocab_size:,} fits uint16: the version must be 1, got {got[1]}")
+        raise Hint(
+            f"a vocab of {tok.vocab_size:,} fits uint16: the version must be 1, got {got[1]}. The version follows "
+            f"vocab_size (the largest id), not the token count"
+        )
     if got[2] == n + 1:
         raise Hint(f"header[2] is the token count as given ({n}); you wrote {n + 1}. Nothing is added to it")
     if got[3] != want[3] and got[3] == math.ceil(tok.vocab_size / 64) * 64:
@@ -99,9 +102,16 @@ def _header_mistake(got: np.ndarray, want: np.ndarray, tok, n: int) -> None:
             f"header[5] counts the name's UTF-8 bytes, len(name.encode('utf-8')) = {len(name)} for "
             f"{tok.name!r}; you counted its {len(tok.name)} characters"
         )
+    if got[4] != want[4] and got[4] == tok.vocab_size and got[3] == want[3]:
+        raise Hint(
+            f"header[4] is the EOT id, tokenizer.eot = {tok.eot}; you wrote vocab_size ({tok.vocab_size}), which is "
+            f"no id at all: ids run 0..vocab_size - 1"
+        )
+    if got[5] != want[5] and got[5] == -(-len(name) // 4):
+        raise Hint(f"header[5] counts the name's bytes ({len(name)}), not the ints it fills ({got[5]})")
     for i, field in enumerate(FIELDS[:6]):
         if got[i] != want[i]:
-            if got[i] in want[:6] and (j := list(want[:6]).index(got[i])) != i:
+            if got[i] in want[:6] and (j := list(want[:6]).index(got[i])) != i and got[j] != want[j]:
                 raise Hint(
                     f"header[{i}] holds the {FIELDS[j]} ({got[i]}), which belongs in header[{j}]; "
                     f"header[{i}] is the {field} ({want[i]}). {ORDER}"
@@ -258,8 +268,14 @@ def _ratio_mistakes(tok) -> list:
         ("integer division (//) drops the fraction: use / for the ratio", float(sum(utf8) // sum(counts))),
         ("you counted words (text.split()), not tokens: use len(tokenizer.encode(text))",
          sum(utf8) / sum(len(t.split()) for t in TEXTS)),
+    ] + [
         ("you tokenized the texts joined into one string, which merges tokens across their edges: encode each "
-         "text on its own", sum(utf8) / len(tok.encode("".join(TEXTS)))),
+         "text on its own", b / len(tok.encode(sep.join(TEXTS))))
+        for sep in ("", " ", "\n") for b in (sum(utf8), len(sep.join(TEXTS).encode("utf-8")))
+    ] + [
+        (f"you counted {enc.upper()} bytes: the text's bytes on disk are UTF-8, len(text.encode('utf-8'))",
+         sum(len(t.encode(enc)) for t in TEXTS) / sum(counts))
+        for enc in ("utf-16", "utf-32")
     ] + [(rounded, round(ratio, d)) for d in (4, 3, 2)]  # fmt: skip
 
 

@@ -87,6 +87,8 @@ def _param_mistakes() -> dict:
         "you counted one block: there are n_layer of them, multiply the block's parameters by n_layer": lambda c: (
             -(c.n_layer - 1) * block(c)
         ),
+        "that is the rule of thumb 12·n_layer·C² (the blocks' weight matrices only): count every tensor, the "
+        "embeddings, biases and LayerNorms too": lambda c: 12 * c.n_layer * C(c) ** 2 - count_params(c, False),
         "you padded vocab_size to a multiple of 64: the config's vocab_size is already the model's (GPT-2's "
         "50304 is padded in the config), count it as given": lambda c: (
             (math.ceil(c.vocab_size / 64) * 64 - c.vocab_size) * C(c)
@@ -192,6 +194,8 @@ def _mlp_mistakes(ref, x: torch.Tensor, p: float, training: bool) -> dict:
         "SiLU (swish) where GPT-2 has GELU: use nn.GELU()": ref.c_proj(F.silu(h)),
         "tanh where GPT-2 has GELU: use nn.GELU()": ref.c_proj(torch.tanh(h)),
         "sigmoid where GPT-2 has GELU: use nn.GELU()": ref.c_proj(torch.sigmoid(h)),
+        "LeakyReLU where GPT-2 has GELU: use nn.GELU()": ref.c_proj(F.leaky_relu(h)),
+        "GELU after c_proj instead of between the layers: c_proj(gelu(c_fc(x)))": F.gelu(ref.c_proj(h)),
         "GELU before c_fc: the activation sits between the two layers, c_proj(gelu(c_fc(x)))": ref.c_proj(
             ref.c_fc(F.gelu(x))
         ),
@@ -268,6 +272,8 @@ def _block_mistakes(ref, x: torch.Tensor) -> dict:
         "the MLP reads x itself: it must read the normalised copy, x + mlp(ln_2(x))": h + m(h),
         "the attention's output replaces x: add it to x, x = x + attn(ln_1(x))": only_attn + m(ln_2(only_attn)),
         "the MLP's output replaces x: add it to x, x = x + mlp(ln_2(x))": m(ln_2(h)),
+        "the Block's output is normalised: return x + mlp(ln_2(x)) as it is (the model's ln_f comes after the "
+        "last block)": ln_2(h + m(ln_2(h))),
     }
     # dropout of one's own, in either mode (F.dropout(x, p) drops in eval mode too, unless training=self.training)
     branches = {"both residual branches": (True, True), "the attention's branch": (True, False),
