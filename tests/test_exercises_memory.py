@@ -39,6 +39,8 @@ OPTIMIZER_BYTES = [
     (_step_bytes(sgd_buffer=True), "plain SGD keeps none"),
     (_step_bytes(embedding=False), "count_params(cfg) leaves out the position embedding"),
     (_step_bytes(embeddings_decayed=False), "the embeddings are 2-D tensors too"),
+    (lambda c, o, d: _step_bytes()(c, o, d) // 2**20, "those are MiB: return bytes"),
+    (lambda c, o, d: _step_bytes()(c, o, d) + 2 * count_params(c, False) * (d == "bf16"), "autocast's bf16 copies"),
 ]
 
 
@@ -64,6 +66,7 @@ LOGITS = [
     (lambda B, T, V, d: PER_SCORE[d] * V, "that is one token's bytes"),
     (lambda B, T, V, d: PER_SCORE[d] * B * T * _padded(V), "you padded vocab_size=50257 to 50304"),
     (lambda B, T, V, d: 8 * PER_SCORE[d] * B * T * V, "that is bits, not bytes"),
+    (lambda B, T, V, d: PER_SCORE[d] * B * T * V / 2**30, "those are GiB: return bytes"),
     (lambda B, T, V, d: {"pure_bf16": 14}.get(d, PER_SCORE[d]) * B * T * V, "pure bf16 makes all four tensors bf16"),
     (lambda B, T, V, d: {"fp32": 14}.get(d, PER_SCORE[d]) * B * T * V, "in fp32 each of the four tensors"),
 ]

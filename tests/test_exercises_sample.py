@@ -37,6 +37,7 @@ TOP_K = [
     (lambda logits, k: logits.masked_fill(logits < _kth(logits, k), 0.0), "the dropped entries are 0, not -inf"),
     (lambda logits, k: logits.masked_fill(logits < _kth(logits, k), -1e9), "the dropped entries are -1e+09"),
     (_top_k_whole_batch, "the cut-off is shared by the whole batch"),
+    (lambda logits, k: logits.masked_fill(logits < logits.topk(min(k, 3), dim=0).values[[-1]], NEG), "dim=0"),
     (_top_k_sorted, "the kept logits moved"),
     (lambda logits, k: logits.masked_fill(logits < torch.topk(logits, k).values[:, [-1]], NEG), "is more than the 40"),
     (lambda logits, k: torch.topk(logits, min(k, logits.size(-1))).values, "you returned torch.topk's 5 values"),
@@ -65,8 +66,8 @@ def _top_p(cut="right", descending=True, back="scatter", probs_out=False, on="pr
         s, order = torch.sort(logits, descending=descending)
         probs = s.softmax(-1) if on == "probs" else s
         drop = probs.cumsum(-1) > p if cut == "crossing dropped" else probs.cumsum(-1) - probs > p
-        if back == "none":
-            return logits.masked_fill(drop, NEG)
+        if back in ("none", "gather mask"):
+            return logits.masked_fill(drop.gather(-1, order) if back == "gather mask" else drop, NEG)
         kept = (s.softmax(-1) if probs_out else s).masked_fill(drop, NEG)
         if back == "gather":
             return kept.gather(-1, order)
@@ -85,6 +86,7 @@ TOP_P = [
     (_top_p(descending=False), "you kept the least likely tokens"),
     (_top_p_token_order, "you added up the probabilities in token-id order"),
     (_top_p(back="gather"), "you put the sorted logits back with gather; undoing a sort is a scatter"),
+    (_top_p(back="gather mask"), "you put the mask back with gather; undoing a sort is a scatter"),
     (_top_p(back="none"), "your mask is in sorted order but you applied it to the unsorted logits"),
     (_top_p(on="logits"), "you added up the logits, not probabilities"),
     (_top_p(probs_out=True), "you returned probabilities"),

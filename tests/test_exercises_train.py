@@ -89,6 +89,14 @@ LR = [
         "min_lr is hard-coded as learning_rate / 10",
     ),  # fmt: skip
     (lambda it, cfg: get_lr(it, cfg) * 1.01 if it == 20 else get_lr(it, cfg), "at it=20, in the cosine decay"),
+    (
+        _lr(
+            decay=lambda it, cfg: cfg.min_lr + 0.5 * (1 + math.cos(_ratio(it, cfg))) * (cfg.learning_rate - cfg.min_lr)
+        ),
+        "cos takes radians",
+    ),  # fmt: skip
+    (lambda it, cfg: get_lr(it + 1, cfg), "your schedule runs one iteration ahead"),
+    (lambda it, cfg: cfg.learning_rate, "the rate is constant"),
 ]
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from finegpt.config import ModelConfig
-from finegpt.exercises.check import Hint, checker, integer, kind, student
+from finegpt.exercises.check import Hint, checker, integer, kind, number, student
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
 from finegpt.model import count_params, param_breakdown
 
@@ -31,9 +31,11 @@ def check_optimizer_step_bytes(optimizer_step_bytes):
     want = [
         _step_bytes(estimate(cfg, RunConfig(batch_size=1, optimizer=opt, dtype=dtype))) for cfg, opt, dtype in cases
     ]
-    got = [integer("the bytes", student(optimizer_step_bytes, cfg, opt, dtype)) for cfg, opt, dtype in cases]
+    got = [number("the bytes", student(optimizer_step_bytes, cfg, opt, dtype)) for cfg, opt, dtype in cases]
     if got == want:
         return "weights + gradients + optimizer state + temporaries, for AdamW (fused, foreach) and SGD, in 3 dtypes"
+    _units(got, want)
+    got = [integer("the bytes", g) for g in got]
     for hint, wrong in _step_mistakes().items():
         if all(g == w + wrong(cfg, opt, dtype) for g, w, (cfg, opt, dtype) in zip(got, want, cases)):
             raise Hint(hint)
@@ -76,6 +78,8 @@ def _step_mistakes() -> dict:
         "pure_bf16 keeps weights, gradients and states in bf16: 2 bytes each": lambda c, o, d: (
             ((2 + states[o]) * n(c) * 2 + decayed(c) * 2 * (o == "adamw_foreach")) * (d == "pure_bf16")
         ),
+        "autocast's bf16 copies of the weights live in the forward and backward only: during the step the fp32 "
+        "weights, gradients and states are alive": lambda c, o, d: 2 * n(c) * (d == "bf16"),
         "bf16 autocast keeps fp32 master weights (and fp32 grads and states): 4 bytes each, not 2": lambda c, o, d: (
             -((2 + states[o]) * n(c) * 2 + decayed(c) * 2 * (o == "adamw_foreach")) * (d == "bf16")
         ),
@@ -103,10 +107,24 @@ def check_logits_bytes(logits_bytes):
         # calibration.json's eager_cuda, may differ by a copy)
         run = RunConfig(batch_size=B, dtype=dtype, device="cpu")
         want = estimate(cfg, run).phase_terms["train"]["logits + cross-entropy"]  # finegpt's, first
-        got = integer("the bytes", student(logits_bytes, B, T, V, dtype))
+        got = number("the bytes", student(logits_bytes, B, T, V, dtype))
+        if got != want:
+            _units([got], [want])
+        got = integer("the bytes", got)
         if got != want:
             _logits_mistake(got, want, B, T, V, dtype)
     return "4 tensors of n·V scores at the start of backward, in each dtype's sizes, as estimate() counts them"
+
+
+def _units(got: list[float], want: list[int]) -> None:
+    """A Hint when every answer is the right one in MiB, GiB, MB or GB (exact, or rounded to a whole one)."""
+    for unit, size in (("MiB", 2**20), ("GiB", 2**30), ("MB", 10**6), ("GB", 10**9)):
+        # a whole number of units (rounded either way) where the bytes make one or more, else the exact fraction
+        near = [
+            abs(g - w / size) < 1 and (w >= size or g in (0, 1) or math.isclose(g, w / size)) for g, w in zip(got, want)
+        ]
+        if all(near) and any(got):
+            raise Hint(f"those are {unit}: return bytes, the whole number, and convert only to print")
 
 
 def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> None:

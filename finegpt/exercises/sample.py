@@ -108,6 +108,9 @@ def _top_k_mistakes(logits: torch.Tensor, k: int) -> list:
                       logits.masked_fill(logits >= kth, NEG)))  # fmt: skip
         pairs.append(("you kept the k smallest logits: torch.topk returns the largest by default (largest=True)",
                       logits.masked_fill(logits > logits.sort(-1).values[:, [n - 1]], NEG)))  # fmt: skip
+    b = min(n, logits.size(0))
+    pairs.append(("torch.topk ran over the batch axis (dim=0): take each row's top k over the vocabulary, dim=-1",
+                  logits.masked_fill(logits < logits.topk(b, dim=0).values[[-1]], NEG)))  # fmt: skip
     whole = logits.flatten().sort(descending=True).values[n * logits.size(0) - 1]
     pairs.append(("the cut-off is shared by the whole batch: take each row's own top k (torch.topk over dim=-1)",
                   logits.masked_fill(logits < whole, NEG)))  # fmt: skip
@@ -170,6 +173,8 @@ def _top_p_mistakes(logits: torch.Tensor, p: float) -> list:
         ("you put the sorted logits back with gather; undoing a sort is a scatter: "
          "torch.full_like(logits, -inf).scatter(-1, order, sorted_logits)",
          s.masked_fill(drop, NEG).gather(-1, order)),
+        ("you put the mask back with gather; undoing a sort is a scatter: drop.scatter(-1, order, drop)",
+         logits.masked_fill(drop.gather(-1, order), NEG)),
         ("your mask is in sorted order but you applied it to the unsorted logits: scatter the mask (or the "
          "masked sorted logits) back to token order first", logits.masked_fill(drop, NEG)),
         ("you added up the logits, not probabilities: take the softmax of the sorted logits, then cumsum",

@@ -118,6 +118,23 @@ def _lr_mistakes() -> dict:
         "warmup_iters)": region(decay=lambda it, cfg: _cosine(it, cfg, start=0)),
         "your cosine rises: coeff = 0.5 * (1 + cos(pi * decay_ratio)) goes from 1 at the end of warmup to 0 "
         "(a minus sign where the plus is?)": region(decay=lambda it, cfg: _cosine(it, cfg, sign=-1.0)),
+        "cos takes radians: coeff = 0.5 * (1 + math.cos(math.pi * decay_ratio)), with the π": region(
+            decay=lambda it, cfg: (
+                cfg.min_lr
+                + 0.5
+                * (1 + math.cos((it - cfg.warmup_iters) / (cfg.lr_decay_iters - cfg.warmup_iters)))
+                * (cfg.learning_rate - cfg.min_lr)
+            )
+        ),
+        "your schedule runs one iteration ahead: lr_at(it) is the rate of iteration it, from 0": lambda it, cfg: get_lr(
+            it + 1, cfg
+        ),
+        "your schedule runs one iteration behind: lr_at(it) is the rate of iteration it, from 0": lambda it, cfg: (
+            get_lr(max(it - 1, 0), cfg)
+        ),
+        "the rate is constant: with decay_lr=True it warms up over warmup_iters, then follows the cosine to min_lr": (
+            lambda it, cfg: cfg.learning_rate
+        ),
         "coeff lacks its 0.5: 0.5 * (1 + cos(pi * decay_ratio)) runs from 1 to 0, 1 + cos from 2 to 0": region(
             decay=lambda it, cfg: _cosine(it, cfg, half=1.0)
         ),
