@@ -179,7 +179,7 @@ def check_mlp(MLPClass):
             match(y, _mlp_mistakes(ref, x, p, training))
         mode = "training" if training else "eval"
         raise Hint(differ_at("the output", y, want, f" (bias={bias}, dropout={p}, {mode} mode)"))
-    return "C → 4C → GELU → C, with nanoGPT's names, with and without biases, dropout from the config"
+    return "C → 4C → GELU → C, with nanoGPT's names, with and without biases"
 
 
 def _mlp_mistakes(ref, x: torch.Tensor, p: float, training: bool) -> dict:

@@ -263,7 +263,7 @@ def check_optimizer_step(optimizer_step):
                     "let the given optimizer do the update, as it is (its lr, its state), and leave the weights alone"
                 )
             _loss_mistake(loss, expected["losses"][n * G : (n + 1) * G], seen["losses"][losses_before:])
-    return f"gradients averaged over {G} micro-batches, clipped to norm {CLIP:g}, one step, zeroed each step"
+    return f"gradients averaged over {G} micro-batches, clipped to norm {CLIP:g}, one step, zeroed after"
 
 
 def _grad_mistake(got: torch.Tensor, want: torch.Tensor, scale: float) -> None:
