@@ -19,14 +19,9 @@ import torch
 
 from finegpt.exercises.runner import Hint, NotAttempted, StudentRaised, budget, student
 
-__all__ = ["NOT_ATTEMPTED", "Hint", "NotAttempted", "attempt", "checker", "student"]
+__all__ = ["NOT_ATTEMPTED", "Hint", "NotAttempted", "StudentRaised", "checker", "student"]
 
 NOT_ATTEMPTED = "not attempted yet: write it, then run this cell"
-
-
-def attempt(fn, *args, **kwargs):
-    """Old name of runner.student, kept for callers outside this package."""
-    return student(fn, *args, **kwargs)
 
 
 def checker(title: str):

@@ -301,10 +301,12 @@ def _grad_mistake(got: torch.Tensor, want: torch.Tensor, scale: float) -> None:
         if torch.allclose(got, wrong, rtol=1e-4, atol=1e-7):
             raise Hint(hint)
     i = int((~torch.isclose(got, want, rtol=1e-4, atol=1e-7)).nonzero()[0])
+    where = "under" if scale < 1 else "over"
     raise Hint(
-        f"the gradients at optimizer.step() differ from the mean over the micro-batches, clipped to norm {CLIP:g}: "
-        f"element {i} of the flattened gradients is {got[i]:.6g}, expected {want[i]:.6g} (their norms: "
-        f"{got.norm():.4g}, expected {want.norm():.4g})"
+        f"the gradients at optimizer.step() differ from the mean over the micro-batches, clipped to norm {CLIP:g} "
+        f"(a step whose gradients are {where} the clip): element {i} of the flattened gradients, in "
+        f"model.parameters() order, is {got[i]:.6g}, expected {want[i]:.6g} (norms {got.norm():.4g} and "
+        f"{want.norm():.4g})"
     )
 
 
