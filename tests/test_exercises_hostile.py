@@ -253,3 +253,16 @@ def test_the_reference_is_computed_on_the_checkers_own_copy(capsys):
         return tokens
 
     assert "your code changed the shard file" in verdict(capsys, ex.check_shard_reader, read_and_damage)
+
+
+@pytest.mark.parametrize("answer", [None, "lr_at", 0.1], ids=["none", "string", "number"])
+def test_passing_something_other_than_code_is_named(answer, capsys):
+    line = verdict(capsys, ex.check_lr_schedule, answer)
+    assert line.startswith("✗ learning-rate schedule: pass your function or class itself, as check_lr_schedule(")
+
+
+def test_passing_a_module_instead_of_its_class_is_named(capsys):
+    from finegpt.config import ModelConfig
+
+    line = verdict(capsys, ex.check_mlp, MLP(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=16)))
+    assert "pass your function or class itself" in line and "got a MLP" in line, line

@@ -30,6 +30,11 @@ def checker(title: str):
         def check(answer, *, time_limit_s: float | None = None) -> None:
             """Check `answer`; the student's code gets time_limit_s seconds in all (default 10)."""
             try:
+                if not callable(answer) or isinstance(answer, torch.nn.Module):
+                    raise Hint(
+                        f"pass your function or class itself, as {diagnose.__name__}(my_function) or "
+                        f"{diagnose.__name__}(MyClass), not what it returns; got {kind(answer)}"
+                    )
                 with budget(time_limit_s):
                     note = diagnose(answer)
             except NotAttempted:
