@@ -3,7 +3,9 @@ exception caught, its inputs handed over as copies, and `None` named as a missin
 
 student(fn, *args) is the one way a checker calls student code; budget(limit_s) opens a check's time
 budget. In the main thread the limit is a SIGALRM timer (it stops pure-Python and torch loops, and
-time.sleep); elsewhere a trace function checks the clock at every line.
+time.sleep), helped by a trace function when their code catches the exception; in other threads the
+trace function alone checks the clock at every line (there a loop that catches every exception can
+outlast it).
 """
 
 from __future__ import annotations
@@ -46,17 +48,15 @@ class _TimeUp(BaseException):
 # ---- where in the student's code --------------------------------------------------------------------
 
 _OURS = os.path.dirname(os.path.abspath(__file__))  # finegpt/exercises: the checkers themselves
-_LIBRARIES = tuple(
-    os.path.abspath(p)
+_NOT_THEIRS = tuple(  # folders whose code the student may call but did not write: finegpt, stdlib, packages
+    os.path.join(os.path.abspath(p), "")
     for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    | {os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))}
+    | {os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__))), os.path.dirname(_OURS)}
 )
-_PACKAGE = os.path.dirname(_OURS)  # finegpt: code the student may call, not theirs
 
 
 def _is_student(filename: str) -> bool:
-    path = os.path.abspath(filename)
-    return not (path.startswith(_PACKAGE) or path.startswith(_LIBRARIES) or filename.startswith("<frozen"))
+    return not (os.path.abspath(filename).startswith(_NOT_THEIRS) or filename.startswith("<frozen"))
 
 
 def where(tb) -> str:
