@@ -40,7 +40,7 @@ TOP_K = [
     (lambda logits, k: logits.masked_fill(logits < logits.topk(min(k, 3), dim=0).values[[-1]], NEG), "dim=0"),
     (_top_k_sorted, "the kept logits moved"),
     (lambda logits, k: logits.masked_fill(logits < torch.topk(logits, k).values[:, [-1]], NEG), "is more than the 40"),
-    (lambda logits, k: torch.topk(logits, min(k, logits.size(-1))).values, "you returned torch.topk's 5 values"),
+    (lambda logits, k: torch.topk(logits, min(k, logits.size(-1))).values, "you returned torch.topk's 2 values"),
     (lambda logits, k: logits.masked_fill(logits >= _kth(logits, k), NEG), "you dropped the k largest"),
     (lambda logits, k: logits.masked_fill(logits < _kth(logits, k), NEG).softmax(-1), "you returned probabilities"),
     (lambda logits, k: logits.masked_fill(logits < _kth(logits, k)[-1], NEG), "every row uses row 2's k-th largest"),

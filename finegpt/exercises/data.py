@@ -40,6 +40,8 @@ def check_shard_header(shard_header):
         got = array("the header", student(shard_header, n, SimpleNamespace(**vars(tok))))
         if got.dtype.byteorder == ">":
             raise Hint("your header is big-endian (dtype '>i4'): llm.c's shards are little-endian, np.int32")
+        if got.size == 256 and got.shape != (256,):
+            raise Hint(f"your header has shape {got.shape}: make it flat, 256 numbers, np.zeros(256, dtype=np.int32)")
         if got.dtype != np.int32 or got.shape != (256,):
             raise Hint(
                 f"got {got.size} numbers of {got.dtype} ({got.nbytes} bytes); a header is 256 int32 numbers, "

@@ -26,7 +26,8 @@ def _logits() -> torch.Tensor:
 def _common(name: str, logits: torch.Tensor, want: torch.Tensor) -> list:
     """Mistakes any filter can make, as (hint, output) pairs."""
     kept = torch.isfinite(want)
-    pairs = [
+    pairs = [(f"nothing was dropped: {name} keeps some tokens and sets every other logit to -inf", logits)]
+    pairs += [
         (f"the dropped entries are {fill:g}, not -inf: use float('-inf'), so that they can never be sampled and "
          f"every later step sees them as gone", want.masked_fill(~kept, fill))
         for fill in (0.0, -1e9, -1e10, -1e4, -100.0)
@@ -71,7 +72,7 @@ def _run(fn, logits: torch.Tensor, setting, name: str) -> torch.Tensor:
 @checker("top-k filter")
 def check_top_k(top_k_filter):
     logits = _logits()
-    for k in (5, 1, V + 10):
+    for k in (2, 5, 1, V + 10):  # k = 2 first: below the batch of 3, so a top-k over the batch axis shows
         want, mistakes = top_k_logits(logits, k), _top_k_mistakes(logits, k)  # finegpt's, first
         try:
             got = _run(top_k_filter, logits, k, "top-k")
@@ -108,16 +109,16 @@ def _top_k_mistakes(logits: torch.Tensor, k: int) -> list:
                       logits.masked_fill(logits >= kth, NEG)))  # fmt: skip
         pairs.append(("you kept the k smallest logits: torch.topk returns the largest by default (largest=True)",
                       logits.masked_fill(logits > logits.sort(-1).values[:, [n - 1]], NEG)))  # fmt: skip
-    b = min(n, logits.size(0))
-    pairs.append(("torch.topk ran over the batch axis (dim=0): take each row's top k over the vocabulary, dim=-1",
-                  logits.masked_fill(logits < logits.topk(b, dim=0).values[[-1]], NEG)))  # fmt: skip
+    if n < logits.size(0):
+        pairs.append(("torch.topk ran over the batch axis (dim=0): take each row's top k over the vocabulary, dim=-1",
+                      logits.masked_fill(logits < logits.topk(n, dim=0).values[[-1]], NEG)))  # fmt: skip
     whole = logits.flatten().sort(descending=True).values[n * logits.size(0) - 1]
     pairs.append(("the cut-off is shared by the whole batch: take each row's own top k (torch.topk over dim=-1)",
                   logits.masked_fill(logits < whole, NEG)))  # fmt: skip
     for r in range(logits.size(0)):
         pairs.append((f"every row uses row {r}'s k-th largest as its cut-off: take each row's own, "
                       f"torch.topk(logits, k).values[:, [-1]]", logits.masked_fill(logits < kth[r], NEG)))  # fmt: skip
-    return pairs + _common("top-k", logits, want)
+    return _common("top-k", logits, want) + pairs
 
 
 # ---- 5.2 top-p ------------------------------------------------------------------------------------
@@ -180,4 +181,4 @@ def _top_p_mistakes(logits: torch.Tensor, p: float) -> list:
         ("you added up the logits, not probabilities: take the softmax of the sorted logits, then cumsum",
          back(s.masked_fill(s.cumsum(-1) - s > p, NEG))),
     ]  # fmt: skip
-    return pairs + _common("top-p", logits, want)
+    return _common("top-p", logits, want) + pairs
