@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 import torch.nn as nn
 
 from finegpt import exercises as ex
@@ -98,8 +99,10 @@ def test_a_loop_that_swallows_every_exception_is_still_stopped(capsys):
             except BaseException:  # noqa: BLE001 - what a student may write
                 pass
 
+    trace = sys.gettrace()
     line = verdict(capsys, ex.check_lr_schedule, lr_at, time_limit_s=0.3)
     assert "did not finish in 0.3 s" in line, line
+    assert sys.gettrace() is trace and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_a_check_outside_the_main_thread_is_stopped_by_its_time_limit(capsys):
@@ -219,7 +222,17 @@ def _decode_then_zero_cache(attn, x, past_k, past_v):
     return out
 
 
+def _decode_with_zeroed_weights(attn, x, past_k, past_v):
+    """Right for the module it leaves behind: the reference, run first on the checker's own copy, is not fooled."""
+    from tests.test_exercises import _decode_with_explicit_softmax
+
+    with torch.no_grad():
+        attn.c_proj.weight.zero_()
+    return _decode_with_explicit_softmax(attn, x, past_k, past_v)
+
+
 MUTATING = [
+    (ex.check_kv_decode_step, _decode_with_zeroed_weights, "`attn`"),
     (ex.check_bytes_per_token, _ratio_then_append, "`texts`"),
     (ex.check_shard_header, _header_then_change, "`tok`"),
     (ex.check_param_count, _count_then_change, "`cfg`"),
