@@ -90,6 +90,17 @@ def test_the_timer_and_the_signal_handlers_are_put_back(capsys):
     assert signal.getsignal(signal.SIGALRM) is alarm and signal.getsignal(signal.SIGINT) is sigint
 
 
+def test_an_outer_alarm_is_given_back(capsys):
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100.0)
+        verdict(capsys, ex.check_lr_schedule, _loop, time_limit_s=0.2)
+        assert 99.0 < signal.getitimer(signal.ITIMER_REAL)[0] < 100.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_loop_that_swallows_every_exception_is_still_stopped(capsys):
     def lr_at(it, cfg):
         while True:

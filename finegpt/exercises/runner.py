@@ -132,6 +132,7 @@ class _Alarm:
 
     def __init__(self, seconds: float):
         self.seconds, self.active, self.previous, self.tracer, self.trace = seconds, False, None, None, None
+        self.outer, self.t0 = (0.0, 0.0), 0.0
 
     def _fire(self, signum, frame):
         if self.active:
@@ -145,8 +146,8 @@ class _Alarm:
     def start(self) -> None:
         self.trace = sys.gettrace()
         self.previous = signal.signal(signal.SIGALRM, self._fire)
-        self.active = True
-        signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))
+        self.active, self.t0 = True, time.monotonic()
+        self.outer = signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))  # someone else's alarm, if any
 
     def stop(self) -> None:
         while True:  # an alarm may land here, before `active` is down: go round again
@@ -154,6 +155,9 @@ class _Alarm:
                 self.active = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)
+                if self.outer[0] > 0:  # give the outer alarm back, less the time spent here
+                    left = max(self.outer[0] - (time.monotonic() - self.t0), 1e-3)
+                    signal.setitimer(signal.ITIMER_REAL, left, self.outer[1])
                 if self.tracer is not None:
                     self.tracer.stop()
                     sys.settrace(self.trace)
