@@ -90,6 +90,18 @@ def test_the_timer_and_the_signal_handlers_are_put_back(capsys):
     assert signal.getsignal(signal.SIGALRM) is alarm and signal.getsignal(signal.SIGINT) is sigint
 
 
+def test_global_settings_changed_by_the_students_code_are_put_back(capsys):
+    def top_k_filter(logits, k):
+        torch.set_grad_enabled(False)
+        torch.set_default_dtype(torch.float64)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - left open, as a student might
+        raise ValueError("later")
+
+    line = verdict(capsys, ex.check_top_k, top_k_filter)
+    assert line.startswith("✗ top-k filter: your code raised ValueError: later")
+    assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32
+
+
 def test_an_outer_alarm_is_given_back(capsys):
     previous = signal.signal(signal.SIGALRM, lambda *args: None)
     try:

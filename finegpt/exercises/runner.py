@@ -193,6 +193,19 @@ def _ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _kept():
+    """Global settings the student's code may change and not put back, put back: autograd on or off,
+    torch's default dtype, and where print goes."""
+    grad, dtype, out, err = torch.is_grad_enabled(), torch.get_default_dtype(), sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(grad)
+        torch.set_default_dtype(dtype)
+        sys.stdout, sys.stderr = out, err
+
+
 def _call(fn, args, kwargs, seconds: float):
     """(True, result) or (False, the exception): whatever the student's code does, this returns."""
     timer = (_Alarm if _in_main_thread() else _Tracer)(seconds)
@@ -278,7 +291,7 @@ def student(fn, *args, shared: tuple[int, ...] = (), allow_none: bool = False, *
     if left <= 0:
         raise Hint(f"your code used up its {state.limit_s:g} s: it is far too slow, or a loop never ends")
     start = time.monotonic()
-    with _ctrl_c() as pressed:
+    with _ctrl_c() as pressed, _kept():
         ok, out = _call(fn, given, kwargs, left)
     state.used_s += time.monotonic() - start
     if not ok:
