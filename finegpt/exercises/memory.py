@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
+
 from finegpt.config import ModelConfig, count_params, param_breakdown
-from finegpt.exercises.check import Hint, attempt, checker
+from finegpt.exercises.check import Hint, checker, integer, kind, number, student
 from finegpt.memory import RunConfig, estimate, fits, max_micro_batch
 from finegpt.run import OPTIMIZERS
 
@@ -25,12 +27,14 @@ TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=320
 def check_optimizer_step_bytes(optimizer_step_bytes):
     cases = [(TINY, opt, dtype) for dtype in ("fp32", "bf16", "pure_bf16") for opt in OPTIMIZERS]
     cases += [(GPT2, "adamw_foreach", "fp32"), (GPT2, "adamw_fused", "pure_bf16"), (GPT2, "sgd_momentum", "bf16")]
-    got = [attempt(optimizer_step_bytes, cfg, opt, dtype) for cfg, opt, dtype in cases]
     want = [
         _step_bytes(estimate(cfg, RunConfig(batch_size=1, optimizer=opt, dtype=dtype))) for cfg, opt, dtype in cases
     ]
+    got = [number("the bytes", student(optimizer_step_bytes, cfg, opt, dtype)) for cfg, opt, dtype in cases]
     if got == want:
         return "weights + gradients + optimizer state + temporaries, for AdamW (fused, foreach) and SGD, in 3 dtypes"
+    _units(got, want)
+    got = [integer("the bytes", g) for g in got]
     for hint, wrong in _step_mistakes().items():
         if all(g == w + wrong(cfg, opt, dtype) for g, w, (cfg, opt, dtype) in zip(got, want, cases)):
             raise Hint(hint)
@@ -73,8 +77,14 @@ def _step_mistakes() -> dict:
         "pure_bf16 keeps weights, gradients and states in bf16: 2 bytes each": lambda c, o, d: (
             ((2 + states[o]) * n(c) * 2 + decayed(c) * 2 * (o == "adamw_foreach")) * (d == "pure_bf16")
         ),
+        "autocast's bf16 copies of the weights live in the forward and backward only: during the step the fp32 "
+        "weights, gradients and states are alive": lambda c, o, d: 2 * n(c) * (d == "bf16"),
         "bf16 autocast keeps fp32 master weights (and fp32 grads and states): 4 bytes each, not 2": lambda c, o, d: (
             -((2 + states[o]) * n(c) * 2 + decayed(c) * 2 * (o == "adamw_foreach")) * (d == "bf16")
+        ),
+        "the embeddings are 2-D tensors too, so they are decayed and foreach builds temporaries for them: every "
+        "tensor with dim >= 2": lambda c, o, d: (
+            -(c.vocab_size + c.block_size) * c.n_embd * size(d) * (o == "adamw_foreach")
         ),
         "count_params(cfg) leaves out the position embedding: use non_embedding=False, every parameter has "
         "its weight, gradient and state": lambda c, o, d: (
@@ -88,17 +98,32 @@ def _step_mistakes() -> dict:
 
 @checker("logits + cross-entropy bytes")
 def check_logits_bytes(logits_bytes):
-    cases = [(4, 128, 50304, d) for d in ("fp32", "bf16", "fp16", "pure_bf16")] + [(3, 64, 320, "fp32")]
+    cases = [(4, 128, 50304, d) for d in ("fp32", "bf16", "fp16", "pure_bf16")]
+    cases += [(3, 64, 320, "fp32"), (2, 32, 50257, "bf16")]
     for B, T, V, dtype in cases:
-        got = attempt(logits_bytes, B, T, V, dtype)
         cfg = ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=T, vocab_size=V)
         # the count the lesson teaches: PyTorch's eager step as the CPU build runs it (a GPU's measured count,
         # calibration.json's eager_cuda, may differ by a copy)
         run = RunConfig(batch_size=B, dtype=dtype, device="cpu")
-        want = estimate(cfg, run).phase_terms["train"]["logits + cross-entropy"]
+        want = estimate(cfg, run).phase_terms["train"]["logits + cross-entropy"]  # finegpt's, first
+        got = number("the bytes", student(logits_bytes, B, T, V, dtype))
+        if got != want:
+            _units([got], [want])
+        got = integer("the bytes", got)
         if got != want:
             _logits_mistake(got, want, B, T, V, dtype)
     return "4 tensors of n·V scores at the start of backward, in each dtype's sizes, as estimate() counts them"
+
+
+def _units(got: list[float], want: list[int]) -> None:
+    """A Hint when every answer is the right one in MiB, GiB, MB or GB (exact, or rounded to a whole one)."""
+    for unit, size in (("MiB", 2**20), ("GiB", 2**30), ("MB", 10**6), ("GB", 10**9)):
+        # a whole number of units (rounded either way) where the bytes make one or more, else the exact fraction
+        near = [
+            abs(g - w / size) < 1 and (w >= size or g in (0, 1) or math.isclose(g, w / size)) for g, w in zip(got, want)
+        ]
+        if all(near) and any(got):
+            raise Hint(f"those are {unit}: return bytes, the whole number, and convert only to print")
 
 
 def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> None:
@@ -107,6 +132,15 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
     autocast = dtype in ("bf16", "fp16")
     if got == want // T:
         raise Hint(f"n counts tokens, batch_size × block_size = {B * T:,}, not sequences ({setting})")
+    if got == want // (B * T):
+        raise Hint(f"that is one token's bytes: multiply by the n = batch_size × block_size = {B * T:,} tokens")
+    if V % 64 and got == want // V * (V + 64 - V % 64):
+        raise Hint(
+            f"you padded vocab_size={V} to {V + 64 - V % 64}: the V given is the model's own (already padded "
+            f"when the config pads it); count V as given"
+        )
+    if got == want * 8:
+        raise Hint("that is bits, not bytes: a float32 is 4 bytes (32 bits), a bf16 2")
     alone = {"fp32": 4, "bf16": 2, "fp16": 2, "pure_bf16": 2}[dtype]
     hints = [
         (per == alone, "that is the logits alone; at the start of backward cross-entropy also holds its "
@@ -130,34 +164,56 @@ def _logits_mistake(got: int, want: int, B: int, T: int, V: int, dtype: str) -> 
 
 
 class _Counted:
-    """A fits(b) predicate that counts its calls."""
+    """A fits(b) predicate that counts its calls and remembers a question it should not be asked. The
+    counts live in a closure, so that the student's code cannot reset them by setting an attribute."""
 
-    def __init__(self, fits_fn):
-        self.fits, self.calls = fits_fn, 0
+    def __init__(self, fits_fn, limit: int):
+        record = {"calls": 0, "odd": None}
+        self.record, self.fits = lambda: dict(record), fits_fn
 
-    def __call__(self, b: int) -> bool:
-        self.calls += 1
-        return self.fits(b)
+        def ask(b) -> bool:
+            record["calls"] += 1
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+                record["odd"] = record["odd"] or (
+                    f"fits({b!r}) was asked: a batch size is an int (use // for the midpoint, not /)"
+                    if isinstance(b, float)
+                    else f"fits({str(b)[:40]!r}) was asked: pass it a batch size, an int"
+                )
+                return False
+            if b < 1 or b > limit:
+                record["odd"] = record["odd"] or (
+                    f"fits({b}) was asked: batch sizes start at 1 (when fits(1) is False, return 0)"
+                    if b < 1
+                    else f"fits({b}) was asked, past limit={limit}: never ask beyond limit"
+                )
+                return False
+            return bool(fits_fn(int(b)))
+
+        self.ask = ask
 
 
 @checker("largest micro-batch")
 def check_largest_batch(largest_batch):
     limit = 4096
     run = RunConfig(batch_size=1, dtype="fp16")
-    real = [(GPT2, replace(run, gpu=gpu)) for gpu in ("T4", "4090", "H100")]
-    for cfg, r in real:  # the estimate on real cards: the answer is finegpt's max_micro_batch
-        pred = _Counted(lambda b, cfg=cfg, r=r: fits(cfg, replace(r, batch_size=b), r.gpu))
-        got = attempt(largest_batch, pred, limit)
-        _batch_mistake(got, pred, limit, max_micro_batch(cfg, r, r.gpu, limit=limit))
-    for k in (0, 1, 2, 37, 4096, 10**6):  # thresholds at the edges: nothing fits, 1, a few, everything
-        pred = _Counted(lambda b, k=k: b <= k)
-        _batch_mistake(attempt(largest_batch, pred, limit), pred, limit, min(k, limit))
+    for gpu in ("T4", "4090", "H100"):  # the estimate on real cards: the answer is finegpt's max_micro_batch
+        r = replace(run, gpu=gpu)
+        want = max_micro_batch(GPT2, r, gpu, limit=limit)  # finegpt's, first
+        pred = _Counted(lambda b, r=r: fits(GPT2, replace(r, batch_size=b), r.gpu), limit)
+        _batch_mistake(student(largest_batch, pred.ask, limit, shared=(0,)), pred, limit, want)
+    for k in (0, 1, 2, 37, 4095, 4096, 10**6):  # thresholds at the edges: nothing fits, 1, a few, everything
+        pred = _Counted(lambda b, k=k: b <= k, limit)
+        _batch_mistake(student(largest_batch, pred.ask, limit, shared=(0,)), pred, limit, min(k, limit))
     return "the largest batch that fits, 0 when none does, never past limit, in about 2·log2(answer) calls"
 
 
 def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
-    if isinstance(got, bool) or not isinstance(got, int):
-        raise Hint(f"return an int (a batch size), got {type(got).__name__} {got!r}")
+    if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
+        raise Hint(f"return an int (a batch size), got {kind(got)}")
+    got = int(got)
+    record = pred.record()
+    if record["odd"]:
+        raise Hint(record["odd"])
     check = pred.fits  # the uncounted predicate, for diagnosis
     if got > limit:
         raise Hint(f"returned {got}, past limit={limit}: never search beyond limit")
@@ -167,11 +223,13 @@ def _batch_mistake(got, pred: _Counted, limit: int, want: int) -> None:
         raise Hint(
             f"returned {got}, but batch_size={got} does not fit: return the last b that fit, not the first that failed"
         )
+    if got == limit - 1 and want == limit:
+        raise Hint(f"batch_size={limit} fits too: limit itself may be the answer, so try it (the range is 1..limit)")
     if got < limit and check(got + 1):
         raise Hint(f"batch_size={got + 1} fits too: the search stopped early (the answer is {want})")
     budget = 2 * math.ceil(math.log2(limit)) + 4
-    if pred.calls > budget:
+    if record["calls"] > budget:
         raise Hint(
-            f"right answer, but fits() ran {pred.calls} times: bisect instead (double b until it fails, then "
+            f"right answer, but fits() ran {record['calls']} times: bisect instead (double b until it fails, then "
             f"halve the gap), about 2·log2(answer) calls, at most {budget} here"
         )
