@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from finegpt import folders, step
 from finegpt.config import ModelConfig, TrainConfig, tokens_per_step
 from finegpt.errors import bad
 from finegpt.files import atomic_write_text
+from finegpt.run import run_config
 from finegpt.train.preflight import check_ranges
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
@@ -77,10 +79,11 @@ def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.
 
     c = train_cfg
     loader = BatchLoader(c.data_dir, "train", c.batch_size, model_cfg.block_size, seed=c.seed)
+    run = run_config(replace(c, dtype="float32"), device="cpu")  # the run the trainer resolves on this CPU
     parts = step.build(
         model_cfg,
+        run,
         torch.device("cpu"),
-        torch.float32,
         weight_decay=c.weight_decay,
         learning_rate=c.learning_rate,
         betas=(c.beta1, c.beta2),
