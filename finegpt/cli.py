@@ -1,4 +1,4 @@
-"""The `finegpt` command: prepare | train | sample | eval | memory | recommend | quickstart.
+"""The `finegpt` command: prepare | train | sample | eval | memory | recommend | speed | quickstart.
 
 Each subcommand parses its arguments and calls one package function. Settings are written --key=value or
 --key value alike, for every subcommand (split_settings). Bad input prints one line
@@ -126,11 +126,8 @@ def cmd_prepare(args, extra) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(
-        json.dumps(
-            {k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"]), "out": args.out}
-        )
-    )
+    info = {k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"]), "out": args.out}
+    print(json.dumps(info))
     return 0
 
 
@@ -333,9 +330,24 @@ def cmd_recommend(args, extra) -> int:
     return 0
 
 
+def add_speed(sub) -> None:
+    p = sub.add_parser("speed", help="time the real training step of a config on this device: tokens/s, MFU, run time")
+    p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file; then --key=value")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long to time steps after warm-up")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_speed, accepts_overrides=True)
+
+
+def cmd_speed(args, extra) -> int:
+    from finegpt.memory.probe import speed_report
+
+    print(speed_report(args.config, extra, args.seconds, args.json))  # the run `finegpt train` would make, timed
+    return 0
+
+
 # ---- the parser -------------------------------------------------------------------------------
 
-SECTIONS = [add_quickstart, add_train, add_prepare, add_sample, add_eval, add_memory, add_recommend]
+SECTIONS = [add_quickstart, add_train, add_prepare, add_sample, add_eval, add_memory, add_recommend, add_speed]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,13 @@ def measure(model_cfg, run, device: str = "cpu", seed: int = 0, **kw) -> dict:
     return _measure(model_cfg, run, device, seed, **kw)
 
 
+def probe_speed(model_cfg, train_cfg, seconds: float = 3.0):
+    """finegpt.step's real step timed on this device: tokens/s, ms/iter, MFU; see finegpt.memory.probe (imports torch)."""
+    from finegpt.memory.probe import probe
+
+    return probe(model_cfg, train_cfg, seconds)
+
+
 def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
     """One training step's live bytes op by op, phases marked; see finegpt.memory.timeline (imports torch)."""
     from finegpt.memory.timeline import memory_timeline as _timeline
@@ -101,6 +108,7 @@ __all__ = [
     "max_micro_batch",
     "measure",
     "memory_timeline",
+    "probe_speed",
     "peak_flops",
     "plan",
     "recommend",
