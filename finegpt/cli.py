@@ -306,7 +306,7 @@ def add_recommend(sub) -> None:
         "recommend", help="the model each GPU trains Chinchilla-optimally in a budget (the corrected guide table)"
     )
     p.add_argument("--gpu", default=None, help="one preset only (default: all)")
-    p.add_argument("--block_size", type=int, default=1024)
+    p.add_argument("--block_size", type=int, default=None, help="default: 512 for a session budget, else 1024")
     p.add_argument(
         "--hours", type=float, default=None, help="training budget (default: a day; the T4: its lab session)"
     )

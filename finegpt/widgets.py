@@ -104,7 +104,6 @@ def memory_view(**settings) -> MemoryView:
 
 def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
     from finegpt import memory as M
-    from finegpt.memory.solve import HEADROOM
 
     r, b, (lo, hi) = view.report, view.plan, M.mfu_range(gpu, run.compile)
     low, high = r.nvidia_smi_range
@@ -114,7 +113,7 @@ def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
         f"{M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token; {mode}",
         f"peak {format_gib(r.peak_bytes)} GiB allocated ({r.peak_phase}); nvidia-smi {format_gib(low)}-"
         f"{format_gib(high)} GiB; {gpu.name}: {format_gib(r.memory_bytes)} GiB -> {r.verdict}",
-        f"largest micro-batch with {HEADROOM:.0%} headroom over the high end: {view.max_batch_size}"
+        f"largest micro-batch that fits (the high end under the card's memory): {view.max_batch_size}"
         + (
             f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
             f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)"

@@ -54,7 +54,7 @@ def measure(model_cfg, run, device: str = "cpu", seed: int = 0, **kw) -> dict:
 
 
 def probe_speed(model_cfg, train_cfg, seconds: float = 3.0):
-    """finegpt.step's real step timed on this device: tokens/s, ms/iter, MFU; see finegpt.memory.probe (imports torch)."""
+    """finegpt.step's real step timed on this device: tokens/s, ms/iter, MFU; see finegpt.memory.probe (torch)."""
     from finegpt.memory.probe import probe
 
     return probe(model_cfg, train_cfg, seconds)

@@ -15,10 +15,13 @@ from finegpt.config import ModelConfig, count_params, tokens_per_step
 from finegpt.errors import bad
 from finegpt.gpus import GPUS, Gpu, get_gpu, preset_key
 from finegpt.memory.gpus import mfu_range, peak_flops
-from finegpt.memory.report import GIB, estimate
+from finegpt.memory.report import GIB, estimate, fits_memory
 from finegpt.run import RunConfig
 
-HEADROOM = 0.05  # beyond the high end of the estimate: other processes on the card, a notebook's leftovers
+# The planners' margin beyond the high end of the estimate (other processes on the card, a notebook's leftovers):
+# plan_budget, recommend and session_plan size their batches with it. A config's own verdict, fits() and
+# max_micro_batch() use none, so "fits at batch B" and "largest micro-batch >= B" always agree.
+HEADROOM = 0.05
 CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: compute-optimal D ~ 20 N
 
 
@@ -35,10 +38,11 @@ def best_dtype(gpu: str | Gpu) -> str:
 # ---- memory ---------------------------------------------------------------------------------
 
 
-def fits(model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = HEADROOM) -> bool:
-    """True when the high end of what nvidia-smi will show stays under (1 - headroom) of the card."""
+def fits(model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = 0.0) -> bool:
+    """estimate()'s "fits" verdict (report.fits_memory): the high end of what nvidia-smi will show stays under
+    the card's memory, less `headroom` (the planners pass HEADROOM)."""
     gpu = get_gpu(gpu if gpu is not None else run.gpu or _no_gpu())
-    return estimate(model_cfg, run).nvidia_smi_bytes <= (1 - headroom) * gpu.memory_gib * GIB
+    return fits_memory(estimate(model_cfg, run).nvidia_smi_bytes, int(gpu.memory_gib * GIB), headroom)
 
 
 def _no_gpu():
@@ -46,7 +50,7 @@ def _no_gpu():
 
 
 def max_micro_batch(
-    model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = HEADROOM, limit: int = 4096
+    model_cfg: ModelConfig, run: RunConfig, gpu: str | Gpu | None = None, headroom: float = 0.0, limit: int = 4096
 ) -> int:
     """The largest batch_size that fits at run's gradient accumulation (eval batch scaled along when it
     is 0), or 0 if none does."""
@@ -77,7 +81,7 @@ def plan(
     run: RunConfig,
     target_tokens_per_step: int,
     gpu: str | Gpu | None = None,
-    headroom: float = HEADROOM,
+    headroom: float = 0.0,
     power_of_two: bool = False,
 ) -> BatchPlan:
     """Micro-batch and gradient accumulation that reach target tokens per optimizer step (all ranks).
@@ -156,14 +160,15 @@ def train_time_range_s(
     return tuple(train_time_s(model_cfg, tokens, gpu, dtype, m, world_size) for m in (high, low))
 
 
-def chinchilla_tokens(model_cfg: ModelConfig) -> int:
-    return CHINCHILLA_TOKENS_PER_PARAM * count_params(model_cfg)
-
-
 def body_params(cfg: ModelConfig) -> int:
     # the blocks and norms: everything but the token and position embeddings (Kaplan et al. 2020 fit loss
     # to these; a 50k vocab makes the embedding most of a small model's count)
     return count_params(cfg, non_embedding=False) - cfg.vocab_size * cfg.n_embd - cfg.block_size * cfg.n_embd
+
+
+def chinchilla_tokens(model_cfg: ModelConfig) -> int:
+    """20 tokens per non-embedding parameter: the count the planner scores its models on."""
+    return CHINCHILLA_TOKENS_PER_PARAM * body_params(model_cfg)
 
 
 # ---- one planner: the model a GPU trains Chinchilla-optimally in a budget ------------------------
@@ -173,6 +178,16 @@ LADDER = [(4, 4, 128), (4, 4, 256), (6, 6, 384), (8, 8, 512), (10, 10, 640), (12
 SESSION_MINUTES = 45.0  # a Colab T4 lab: 45 minutes of training inside a 90-minute session
 RECOMMEND_HOURS = 24.0  # a day on the card
 MIN_MICRO_BATCH = 4  # below this a GPU idles between small kernels
+# The run's shape by budget, shared by recommend and session_plan: a lab session trains at T=512 with 128k
+# tokens per step (hundreds of steps in 45 minutes, so its evals show a curve); a day at GPT-2's T=1024, 0.5M.
+SESSION_SHAPE = dict(block_size=512, tokens_per_step=131_072)
+DAY_SHAPE = dict(block_size=1024, tokens_per_step=524_288)
+SESSION_MAX_HOURS = 2.0  # budgets up to this long are sessions
+
+
+def budget_shape(hours: float) -> dict:
+    """block_size and tokens_per_step for a budget of `hours`: SESSION_SHAPE for a session, else DAY_SHAPE."""
+    return dict(SESSION_SHAPE if hours <= SESSION_MAX_HOURS else DAY_SHAPE)
 
 
 def budget_hours(gpu: str | Gpu) -> float:
@@ -256,19 +271,28 @@ class Recommendation:
     chinchilla_tokens: int
     hours_chinchilla: tuple[float, float]  # (fast, slow): the Chinchilla tokens at the high and low MFU
     mfu_range: tuple[float, float]
+    block_size: int
+    max_iters: int  # the budget's optimizer steps at the low MFU
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def recommend(
-    gpu: str | Gpu, block_size: int = 1024, hours: float | None = None, vocab_size: int = 50304, compiled: bool = False
+    gpu: str | Gpu,
+    block_size: int | None = None,
+    hours: float | None = None,
+    vocab_size: int = 50304,
+    compiled: bool = False,
+    tokens_per_step: int | None = None,
 ) -> Recommendation:
-    """plan_budget for this GPU with 0.5M tokens per step: the model it trains Chinchilla-optimally in
-    `hours` (default budget_hours(gpu): the lab session on the T4, so the row is session_plan's model)."""
+    """plan_budget for this GPU: the model it trains Chinchilla-optimally in `hours` (default budget_hours(gpu):
+    the lab session on the T4, so the row is session_plan's plan), at budget_shape(hours) unless given."""
     g = get_gpu(gpu)
     hours = budget_hours(g) if hours is None else hours
-    p = plan_budget(g, hours * 3600, block_size, 524_288, vocab_size, compiled)
+    shape = budget_shape(hours)
+    block_size, tokens_per_step = block_size or shape["block_size"], tokens_per_step or shape["tokens_per_step"]
+    p = plan_budget(g, hours * 3600, block_size, tokens_per_step, vocab_size, compiled)
     cfg, b = p.model, p.batch
     run = RunConfig(b.batch_size, b.gradient_accumulation_steps, p.dtype, compile=compiled)
     r = estimate(cfg, run)
@@ -294,6 +318,8 @@ def recommend(
         tokens,
         (round(fast / 3600, 2), round(slow / 3600, 2)),
         p.mfu_range,
+        cfg.block_size,
+        p.max_iters,
     )
 
 
@@ -331,16 +357,19 @@ def session_plan(
     gpu: str | Gpu = "T4",
     train_minutes: float = SESSION_MINUTES,
     mfu: float | None = None,
-    block_size: int = 512,
-    tokens_per_step: int = 131_072,
+    block_size: int | None = None,
+    tokens_per_step: int | None = None,
     vocab_size: int = 50304,
     compiled: bool = False,
 ) -> SessionPlan:
-    """plan_budget for train_minutes on one GPU (the notebooks' lab plan). mfu: plan at this MFU
-    instead of the low end of the card's range (e.g. the one your training log printed)."""
+    """plan_budget for train_minutes on one GPU (the notebooks' lab plan), at budget_shape(train_minutes / 60)
+    unless given: the same search and defaults as recommend(). mfu: plan at this MFU instead of the low end
+    of the card's range (e.g. the one your training log printed, or finegpt speed measured)."""
     g = get_gpu(gpu)
     if mfu is not None and not 0 < mfu <= 1:
         raise bad("mfu", mfu, "must be in (0, 1]", "Use the MFU your training log prints, e.g. 0.12")
+    shape = budget_shape(train_minutes / 60)
+    block_size, tokens_per_step = block_size or shape["block_size"], tokens_per_step or shape["tokens_per_step"]
     p = plan_budget(g, train_minutes * 60, block_size, tokens_per_step, vocab_size, compiled, mfu=mfu)
     cfg, b, (lo, hi) = p.model, p.batch, p.mfu_range
     fast, slow = (sec / 60 for sec in p.seconds_range)
