@@ -178,11 +178,15 @@ def test_every_recommend_row_respects_its_own_headroom_with_its_accumulation(com
     assert recommend("T4").dtype == "fp16"
 
 
-def test_t4_session_plan_fits_with_headroom_and_stays_in_time_at_the_low_mfu():
+def test_t4_session_plan_fits_with_headroom_and_plans_at_the_predicted_mfu():
+    from finegpt.memory import predict_speed
+
     s = session_plan("T4", train_minutes=45)
     assert s.dtype == "fp16" and s.minutes <= 45.5 and s.peak_gib < 0.9 * GPUS["T4"].memory_gib
     assert 5 < s.tokens_per_body_param < 80 and s.model["n_layer"] >= 6  # a 4-layer toy writes no English
-    assert s.mfu == mfu_range("T4")[0] and s.minutes_range[0] < s.minutes_range[1] <= 45.5
+    predicted = predict_speed(ModelConfig(**s.model), "T4", s.batch_size, s.gradient_accumulation_steps, False, "fp16")
+    assert s.mfu == predicted.mfu and s.mfu_range == predicted.mfu_range
+    assert s.minutes_range[0] < 45 < s.minutes_range[1]  # max_minutes makes the run end on time within that range
     assert s.max_iters * s.batch_size * s.gradient_accumulation_steps * 512 == s.tokens
 
 

@@ -21,12 +21,18 @@ from finegpt.gpus import (
 )
 from finegpt.memory.gpus import MFU_RANGES, mfu_range, peak_flops
 from finegpt.memory.guide import check_guide, format_checks, format_guide_verdicts, guide_verdicts
-from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
-from finegpt.memory.solve import (
-    BatchPlan,
+from finegpt.memory.planner import (
     BudgetPlan,
     Recommendation,
     SessionPlan,
+    plan_budget,
+    recommend,
+    recommend_all,
+    session_plan,
+)
+from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
+from finegpt.memory.solve import (
+    BatchPlan,
     best_dtype,
     chinchilla_tokens,
     default_mfu,
@@ -34,14 +40,11 @@ from finegpt.memory.solve import (
     flops_per_token,
     max_micro_batch,
     plan,
-    plan_budget,
-    recommend,
-    recommend_all,
-    session_plan,
     tokens_per_run,
     train_time_range_s,
     train_time_s,
 )
+from finegpt.memory.speed import SpeedPrediction, predict_speed, run_mfu_range
 from finegpt.memory.summary import fit_summary, format_fit_summary, format_recommendations, side_by_side
 from finegpt.run import WHAT_IF, RunConfig, run_config, run_from_settings
 
@@ -80,6 +83,9 @@ __all__ = [
     "guide_verdicts",
     "mfu_range",
     "plan_budget",
+    "predict_speed",
+    "run_mfu_range",
+    "SpeedPrediction",
     "side_by_side",
     "train_time_range_s",
     "Gpu",

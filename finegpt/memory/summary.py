@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
-from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
 from finegpt.memory.solve import (
     HEADROOM,
@@ -19,6 +18,7 @@ from finegpt.memory.solve import (
     tokens_per_run,
     train_time_range_s,
 )
+from finegpt.memory.speed import run_mfu_range
 from finegpt.run import RunConfig
 
 
@@ -74,9 +74,12 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
                 "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
                 "tokens_per_step": p.tokens_per_step,
             }
-        seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile)
+        kw = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
+        seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile, **kw)
         out["hours"] = [s / 3600 for s in seconds]
-        out["mfu_range"] = list(mfu_range(gpu, run.compile))
+        out["mfu_range"] = list(
+            run_mfu_range(model_cfg, gpu, run.batch_size, run.gradient_accumulation_steps, run.compile, run.label)
+        )
     return out
 
 
@@ -138,7 +141,8 @@ def format_recommendations(rows: list, compiled: bool = False) -> str:
     mode = "compiled" if compiled else "eager"
     lines.append(
         f"{mode}, bias=False; tokens per step: 128k at T=512 for a session budget (<= 2 h), else 0.5M at T=1024; "
-        "the model whose tokens in the budget (at the low MFU) come closest to 20 per non-embedding parameter, "
+        "the model whose tokens in the budget (at the MFU finegpt's speed model predicts for it) come closest to 20 "
+        "per non-embedding parameter, "
         f"that fits with {HEADROOM:.0%} headroom over the high end of nvidia-smi (smi GiB); Chinchilla h: the same "
         "20 tokens per non-embedding parameter at the high-low MFU"
     )
