@@ -16,8 +16,8 @@ from finegpt.config import ModelConfig, TrainConfig, tokens_per_step
 from finegpt.errors import bad
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
-# 3000 steps x 1024 tokens, a few minutes on 2 cores (the README quotes measured times; each run prints
-# its own estimate first).
+# time-boxed to QUICKSTART_MINUTES of training (the loop sets max_iters from its own speed; about 3000 steps
+# x 1024 tokens on 2 free cores), or a fixed number of steps with max_iters.
 QUICKSTART_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
 QUICKSTART_TRAIN = dict(
     batch_size=16,
@@ -36,6 +36,7 @@ QUICKSTART_TRAIN = dict(
     compile=False,
     keep_checkpoints=1,
 )
+QUICKSTART_MINUTES = 3.0
 PROMPT = "ROMEO:\n"
 MARKER = ".finegpt-quickstart"
 
@@ -73,15 +74,12 @@ def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.
     from finegpt.data import BatchLoader
 
     c = train_cfg
+    from finegpt.run import run_config
+
     loader = BatchLoader(c.data_dir, "train", c.batch_size, model_cfg.block_size, seed=c.seed)
-    parts = step.build(
-        model_cfg,
-        torch.device("cpu"),
-        torch.float32,
-        weight_decay=c.weight_decay,
-        learning_rate=c.learning_rate,
-        betas=(c.beta1, c.beta2),
-    )
+    run = run_config(c, 1, device="cpu")  # the run the trainer resolves on this CPU
+    optim = dict(weight_decay=c.weight_decay, learning_rate=c.learning_rate, betas=(c.beta1, c.beta2))
+    parts = step.build(model_cfg, run, torch.device("cpu"), **optim)
     batches = step.Prefetch(loader, parts.device)
     by_threads = {}
     for threads in sorted({torch.get_num_threads(), 1}, reverse=True):
@@ -103,8 +101,11 @@ def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.
 
 def estimate_s(timing: dict, train_cfg: TrainConfig, sample_s: float) -> float:
     """Seconds from here to the end: the steps, the evals (each eval_iters forwards on both splits, at
-    iter 0, every eval_interval and at the end) and the closing sample, as long as the opening one took."""
+    iter 0, every eval_interval and at the end) and the closing sample, as long as the opening one took.
+    A time-boxed run (max_minutes) takes its minutes."""
     c = train_cfg
+    if c.max_minutes:
+        return 60 * c.max_minutes + sample_s
     evals = c.max_iters // c.eval_interval + 1 + (c.max_iters % c.eval_interval > 0)
     return c.max_iters * timing["step_s"] + evals * 2 * c.eval_iters * timing["eval_forward_s"] + sample_s
 
@@ -120,7 +121,8 @@ def _minutes(seconds: float) -> str:
 
 
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
-    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds", "estimate_s", "timing"}.
+    """Prepare, train (QUICKSTART_MINUTES, time-boxed; or max_iters steps) and sample; returns {"val_loss",
+    "before", "after", "seconds", "estimate_s", "timing"}.
     Before training it prints how long the whole run will take on this machine, from a timed warm-up.
     Rerun in the same folder, it replaces its earlier output only once the new one is complete."""
     out = folders.check_path("out", out, "--out out-quickstart")
@@ -163,8 +165,9 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
 
     model_cfg = ModelConfig(**QUICKSTART_MODEL, vocab_size=320)  # 257 bytes + EOT, padded to a multiple of 64
     steps = max_iters or QUICKSTART_TRAIN["max_iters"]
+    box = 0.0 if max_iters else QUICKSTART_MINUTES  # time-boxed unless a number of steps was asked for
     train_cfg = TrainConfig(
-        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps},
+        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps, "max_minutes": box},
         out_dir=str(out),
         data_dir=str(out / "data"),
         seed=seed,
@@ -177,15 +180,13 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     total_s = time.time() - t0 + estimate_s(timing, train_cfg, time.time() - t_sample)
     step_tokens = tokens_per_step(train_cfg.batch_size, model_cfg.block_size, train_cfg.gradient_accumulation_steps)
     threads = f"{timing['threads']} thread" + ("s" if timing["threads"] > 1 else "")
-    print(
-        f"estimate: about {_minutes(total_s)} in all on this CPU ({steps:,} steps at "
-        f"{step_tokens / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now)\n",
-        flush=True,
+    rate = f"{step_tokens / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now"
+    length = (
+        f"{box:g} minutes of training, about {60 * box / timing['step_s']:,.0f} steps" if box else f"{steps:,} steps"
     )
-    print(
-        f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide for {steps} steps on the CPU ...",
-        flush=True,
-    )
+    print(f"estimate: about {_minutes(total_s)} in all on this CPU ({length} at {rate})\n", flush=True)
+    what = f"for {box:g} minutes (time-boxed: max_minutes={box:g})" if box else f"for {steps} steps"
+    print(f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide {what} on the CPU ...", flush=True)
     result = train(model_cfg, train_cfg, overwrite=True)
 
     print("\n3/3 sampling from the trained model ...", flush=True)

@@ -80,12 +80,14 @@ def plan_budget(
     headroom: float = HEADROOM,
     min_micro_batch: int = MIN_MICRO_BATCH,
     mfu: float | None = None,
+    measure=None,
 ) -> BudgetPlan:
     """Among LADDER's models that fit this GPU (micro-batch >= min_micro_batch, accumulation's held
     gradients and headroom counted), the one whose tokens in budget_s, at the MFU finegpt.memory.speed predicts
     for it and its batch, come closest to Chinchilla's 20 per non-embedding parameter (log scale); mfu: plan at
-    this MFU instead (one measured by `finegpt speed`). A run that must end on time sets max_minutes (the loop
-    then fits max_iters to its measured speed). Time = tokens * FLOPs/token / (peak * MFU)."""
+    this MFU instead; measure: a function (model_cfg, BatchPlan) -> MFU measured on the card at hand (finegpt.lab
+    passes finegpt.memory.probe's), called for each candidate. A run that must end on time sets max_minutes (the
+    loop then fits max_iters to its measured speed). Time = tokens * FLOPs/token / (peak * MFU)."""
     if not budget_s > 0:
         raise bad("train_minutes", budget_s / 60, "must be > 0", "Use e.g. 45")
     g = get_gpu(gpu)
@@ -99,6 +101,9 @@ def plan_budget(
         batch = plan(cfg, run, tokens_per_step, g, headroom, power_of_two=True)
         pred = predict(cfg, g, batch.batch_size, batch.gradient_accumulation_steps, compiled, dtype)
         planned = pred.mfu if mfu is None else mfu
+        if measure is not None and mfu is None:
+            planned = measure(cfg, batch)
+            pred.mfu_range = (planned, planned)
         iters = max(1, int(peak_flops(g, dtype) * planned * budget_s / flops_per_token(cfg) / batch.tokens_per_step))
         tokens = iters * batch.tokens_per_step
         score = abs(math.log(tokens / body_params(cfg) / CHINCHILLA_TOKENS_PER_PARAM))
@@ -223,19 +228,23 @@ def session_plan(
     tokens_per_step: int | None = None,
     vocab_size: int = 50304,
     compiled: bool = False,
+    measure=None,
 ) -> SessionPlan:
     """plan_budget for train_minutes on one GPU (the notebooks' lab plan), at budget_shape(train_minutes / 60)
     unless given: the same search and defaults as recommend(). mfu: plan at this MFU instead of finegpt's speed
-    model's (e.g. the one `finegpt speed` measured on the card at hand, or a training log printed)."""
+    model's (e.g. the one `finegpt speed` measured on the card at hand, or a training log printed); measure:
+    plan_budget's, a probe of each candidate on this GPU."""
     g = get_gpu(gpu)
     if mfu is not None and not 0 < mfu <= 1:
         raise bad("mfu", mfu, "must be in (0, 1]", "Use the MFU your training log prints, e.g. 0.12")
     shape = budget_shape(train_minutes / 60)
     block_size, tokens_per_step = block_size or shape["block_size"], tokens_per_step or shape["tokens_per_step"]
-    p = plan_budget(g, train_minutes * 60, block_size, tokens_per_step, vocab_size, compiled, mfu=mfu)
+    p = plan_budget(g, train_minutes * 60, block_size, tokens_per_step, vocab_size, compiled, mfu=mfu, measure=measure)
     cfg, b, (lo, hi) = p.model, p.batch, p.mfu_range
     fast, slow = (sec / 60 for sec in p.seconds_range)
     how = "given" if mfu is not None else f"finegpt's speed model for this model and batch on the {g.name}"
+    if measure is not None and mfu is None:
+        how = f"measured on this {g.name} by finegpt speed, a few seconds per candidate model"
     notes = [
         f"planned at {p.mfu:.1%} MFU of {g.tflops_16bit:g} TFLOPS ({p.dtype}, {how}; "
         f"{'compiled' if compiled else 'eager'} range {lo:.1%}-{hi:.1%}: {fast:.0f}-{slow:.0f} min). "

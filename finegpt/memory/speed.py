@@ -12,6 +12,7 @@ run_mfu_range, mfu_of, cpu_constants, CALIBRATION_POINTS.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from finegpt.config import ModelConfig, count_params
@@ -67,6 +68,32 @@ class SpeedPrediction:
     parts_s: dict  # per micro-step: matmul, LM head + loss traffic, activation traffic, weights, kernels
 
 
+_OVERRIDE: dict[str, float] = {}  # share_override's: a refit trying shares
+
+
+def matmul_share(family: str) -> float:
+    """A family's matmul share: what bench/gpu_check.py's sweep fitted (calibration.json speed.<family>), else
+    MATMUL_SHARE's."""
+    if family in _OVERRIDE:
+        return _OVERRIDE[family]
+    fitted = active().get("speed", {}).get(family, {}).get("matmul_share")
+    return float(fitted) if fitted is not None else MATMUL_SHARE.get(family, MATMUL_SHARE["other"])
+
+
+def measured_family(family: str) -> bool:
+    return family in MEASURED_FAMILIES or "matmul_share" in active().get("speed", {}).get(family, {})
+
+
+@contextlib.contextmanager
+def share_override(family: str, share: float):
+    """Predict with another matmul share for a family for a while (a refit's search)."""
+    _OVERRIDE[family] = share
+    try:
+        yield
+    finally:
+        del _OVERRIDE[family]
+
+
 def run_mfu_range(
     model_cfg: ModelConfig,
     gpu: str | Gpu,
@@ -97,15 +124,38 @@ def cpu_constants() -> dict:
     return {"flops_per_s": 30e9, "bytes_per_s": 5e9, "op_s": 30e-6, "spread": [0.6, 1.6], **fitted}
 
 
-def _micro_parts(model_cfg: ModelConfig, tokens: int, mode: str, matmul_flops_per_s: float, bytes_per_s: float, fp32):
+def work(model_cfg: ModelConfig, batch_size: int, compiled: bool = False, fp32: bool = False) -> dict:
+    """One micro-step's work: matmul 'flops', bytes moved (the LM head and loss over the logits, every layer's
+    elementwise ops, the weights' copies) and 'kernels'; and the optimizer step's 'opt_bytes', 'opt_kernels'."""
+    mode = "compiled" if compiled else "eager"
     C, L, V = model_cfg.n_embd, model_cfg.n_layer, model_cfg.vocab_size
+    tokens, n_params = batch_size * model_cfg.block_size, count_params(model_cfg, non_embedding=False)
     scale = FP32_TRAFFIC if fp32 else 1.0
     return {
-        "matmul": flops_per_token(model_cfg) * tokens / matmul_flops_per_s,
-        "LM head + loss": tokens * V * LOGIT_BYTES[mode] * scale / bytes_per_s,
-        "activations": tokens * C * L * ACTIVATION_BYTES[mode] * scale / bytes_per_s,
-        "weights": WEIGHT_BYTES_PER_PARAM * count_params(model_cfg, non_embedding=False) * scale / bytes_per_s,
+        "flops": flops_per_token(model_cfg) * tokens,
+        "logit_bytes": tokens * V * LOGIT_BYTES[mode] * scale,
+        "activation_bytes": tokens * C * L * ACTIVATION_BYTES[mode] * scale,
+        "weight_bytes": WEIGHT_BYTES_PER_PARAM * n_params * scale,
+        "kernels": KERNELS_PER_LAYER[mode] * L + KERNELS_FIXED[mode],
+        "opt_bytes": OPTIMIZER_BYTES_PER_PARAM * n_params,
+        "opt_kernels": OPTIMIZER_KERNELS,
     }
+
+
+def _parts(w: dict, matmul_flops_per_s: float, bytes_per_s: float) -> dict:
+    return {
+        "matmul": w["flops"] / matmul_flops_per_s,
+        "LM head + loss": w["logit_bytes"] / bytes_per_s,
+        "activations": w["activation_bytes"] / bytes_per_s,
+        "weights": w["weight_bytes"] / bytes_per_s,
+    }
+
+
+def cpu_step_s(w: dict, gradient_accumulation_steps: int, flops_per_s: float, bytes_per_s: float, op_s: float):
+    """A CPU step: everything runs one after the other, so the terms add (linear in 1 / flops_per_s,
+    1 / bytes_per_s and op_s: bench/speed_check.py fits the three by least squares)."""
+    micro_s = sum(_parts(w, flops_per_s, bytes_per_s).values()) + w["kernels"] * op_s
+    return gradient_accumulation_steps * micro_s + w["opt_bytes"] / bytes_per_s + w["opt_kernels"] * op_s
 
 
 def predict(
@@ -119,30 +169,27 @@ def predict(
     """The step time of a run of model_cfg at batch_size x gradient_accumulation_steps x block_size on one
     `gpu` (a preset or Gpu), or on this CPU (gpu=None, fp32, constants from calibration.json)."""
     mode = "compiled" if compiled else "eager"
-    tokens = batch_size * model_cfg.block_size
-    kernels = KERNELS_PER_LAYER[mode] * model_cfg.n_layer + KERNELS_FIXED[mode]
-    n_params = count_params(model_cfg, non_embedding=False)
     if gpu is None:  # a CPU: no peak to speak of, the work and the per-op cost add up
         k = cpu_constants()
-        parts = _micro_parts(model_cfg, tokens, mode, k["flops_per_s"], k["bytes_per_s"], fp32=True)
-        parts["kernels"] = kernels * k["op_s"]
-        micro_s = sum(parts.values())
-        opt_s = OPTIMIZER_BYTES_PER_PARAM * n_params / k["bytes_per_s"] + OPTIMIZER_KERNELS * k["op_s"]
+        w = work(model_cfg, batch_size, compiled, fp32=True)
+        parts = {**_parts(w, k["flops_per_s"], k["bytes_per_s"]), "kernels": w["kernels"] * k["op_s"]}
+        step_s = cpu_step_s(w, gradient_accumulation_steps, k["flops_per_s"], k["bytes_per_s"], k["op_s"])
         spread, g = tuple(k["spread"]), None
     else:
         g = get_gpu(gpu)
         fp32 = dtype in ("fp32", "float32")
         peak = 1e12 * (g.tflops_fp32 if fp32 else g.tflops_16bit)
-        share = MATMUL_SHARE.get(g.family, MATMUL_SHARE["other"]) * model_cfg.n_embd / (model_cfg.n_embd + WIDTH_HALF)
-        parts = _micro_parts(model_cfg, tokens, mode, peak * share, g.memory_gbps * 1e9, fp32)
-        device_s = sum(parts.values()) + kernels * KERNEL_MIN_S
-        parts["kernels"] = kernels * LAUNCH_S[mode]
+        share = matmul_share(g.family) * model_cfg.n_embd / (model_cfg.n_embd + WIDTH_HALF)
+        w, bytes_per_s = work(model_cfg, batch_size, compiled, fp32), g.memory_gbps * 1e9
+        parts = _parts(w, peak * share, bytes_per_s)
+        device_s = sum(parts.values()) + w["kernels"] * KERNEL_MIN_S
+        parts["kernels"] = w["kernels"] * LAUNCH_S[mode]
         micro_s = max(device_s, parts["kernels"])  # the host launches while the device works
-        opt_s = max(OPTIMIZER_BYTES_PER_PARAM * n_params / (g.memory_gbps * 1e9), OPTIMIZER_KERNELS * LAUNCH_S[mode])
-        spread = SPREAD["measured" if g.family in MEASURED_FAMILIES else "cited"]
-    step_s = gradient_accumulation_steps * micro_s + opt_s
+        opt_s = max(w["opt_bytes"] / bytes_per_s, w["opt_kernels"] * LAUNCH_S[mode])
+        step_s = gradient_accumulation_steps * micro_s + opt_s
+        spread = SPREAD["measured" if measured_family(g.family) else "cited"]
     step_range = (step_s * spread[0], step_s * spread[1])
-    tokens_per_s = gradient_accumulation_steps * tokens / step_s
+    tokens_per_s = gradient_accumulation_steps * batch_size * model_cfg.block_size / step_s
     if g is None:
         mfu = mfu_range = None
     else:

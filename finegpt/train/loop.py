@@ -34,7 +34,7 @@ from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
 from finegpt.train.rundir import RunFolder
 from finegpt.train.setup import resolved_run, restore, resumed_model, setup_device
-from finegpt.train.timebox import TimeBox, apply_plan
+from finegpt.train.timebox import TimeBox, agree, apply_plan
 
 # ---- schedule, data, eval --------------------------------------------------------------------------
 
@@ -356,11 +356,13 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
             step.optimizer_step(parts, cfg.grad_clip)
             run.iter_num += 1
             bar.update(tokens_per_iter)
-            if box and (chosen := box.step_done(run.iter_num, start_iter)):  # the time box's plan, once
+            chosen = agree(box, box.step_done(run.iter_num, start_iter), d, parts.device) if box else None
+            if chosen:  # the time box's plan after the warm-up, and once revised (timebox.REVISE_AT)
                 cfg = run.cfg = apply_plan(cfg, chosen)
                 run.time_box = chosen.to_dict()
                 distributed.log(d, chosen.summary(run.iter_num, box.elapsed_s(), cfg.eval_interval))
-                log_data_plan(cfg, loaders, tokens_per_iter, d)
+                if not chosen.revised:
+                    log_data_plan(cfg, loaders, tokens_per_iter, d)
                 set_total(bar, cfg.max_iters * tokens_per_iter)
 
             boxed_end = run.time_box is not None and run.iter_num == cfg.max_iters  # a time box logs its last step

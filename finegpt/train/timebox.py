@@ -2,8 +2,9 @@
 max_iters and lr_decay_iters so that the run, its evals and checkpoints included, ends within the budget,
 with warmup + cosine laid over those steps so the last one runs at min_lr.
 
-Entry points: TimeBox (the loop's clock: warm-up timing, then one plan, printed once), plan_iters (the
-arithmetic, pure), apply_plan (a plan onto a TrainConfig; a resumed run applies the checkpoint's).
+Entry points: TimeBox (the loop's clock: warm-up timing, then one plan, printed once, checked once at
+REVISE_AT of the budget against the speed since), plan_iters (the arithmetic, pure), apply_plan (a plan onto a
+TrainConfig; a resumed run applies the checkpoint's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ SAFETY = 0.97  # plan to 97 % of what is left: the step time drifts a little (th
 WARMUP_SHARE = 0.05  # time the warm-up for 5 % of the budget ...
 WARMUP_MAX_S = 20.0  # ... but at most 20 s
 WARMUP_MIN_STEPS = 3  # and at least 3 timed steps
+REVISE_AT = 0.3  # at 30 % of the budget, max_iters is set again from every step timed so far (a busy machine's
+# first seconds can be far from its average), keeping the warmup; the cosine then bends a little
 CHECKPOINT_BYTES_PER_S = 200e6  # a checkpoint written and fsynced: a laptop SSD or a cloud disk
 CHECKPOINT_FIXED_S = 0.05  # open, fsync, rename, prune: a few file operations
 
@@ -55,6 +58,7 @@ class Plan:
     max_minutes: float
     step_s: float
     eval_s: float
+    revised: bool = False
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -62,12 +66,38 @@ class Plan:
     def summary(self, iter_num: int, elapsed_s: float, eval_interval: int) -> str:
         evals = evals_between(iter_num, self.max_iters, eval_interval)
         end_s = elapsed_s + (self.max_iters - iter_num) * self.step_s + evals * self.eval_s
+        when = f"re-planned at {REVISE_AT:.0%} of the budget" if self.revised else "planned after warm-up"
         return (
-            f"time box: {self.max_minutes:g} min -> max_iters {self.max_iters:,} (lr_decay_iters "
-            f"{self.lr_decay_iters:,}, warmup_iters {self.warmup_iters}): {1000 * self.step_s:.1f} ms/iter measured "
-            f"after warm-up, {evals} more eval(s) at {self.eval_s:.2f} s with checkpoint; ends at about "
+            f"time box ({when}): {self.max_minutes:g} min -> max_iters {self.max_iters:,} (lr_decay_iters "
+            f"{self.lr_decay_iters:,}, warmup_iters {self.warmup_iters}): {1000 * self.step_s:.1f} ms/iter measured, "
+            f"{evals} more eval(s) at {self.eval_s:.2f} s with checkpoint; ends at about "
             f"{end_s:.0f} s of {60 * self.max_minutes:.0f}"
         )
+
+
+def agree(box: TimeBox, chosen: Plan | None, d, device) -> Plan | None:
+    """Under torchrun every rank times its own steps, but all must stop at the same iteration: rank 0's
+    decision, sent to every rank after each step until the plan is final. Alone: the decision itself."""
+    if not d.enabled:
+        return chosen
+    if box.agreed is not None and box.agreed.revised:  # final on every rank: no more messages
+        return None
+    import torch
+
+    from finegpt.train.distributed import all_mean
+
+    p = chosen if d.rank == 0 else None
+    fields = (p.max_iters, p.lr_decay_iters, p.warmup_iters, p.step_s, p.eval_s, float(p.revised)) if p else (0.0,) * 6
+    mine = torch.tensor([float(p is not None), *fields], dtype=torch.float64, device=device)
+    shared = (all_mean(mine if d.rank == 0 else torch.zeros_like(mine), d) * d.world_size).tolist()
+    if not shared[0]:
+        box.plan = box.agreed  # this rank's own decision is not the run's
+        return None
+    n, decay, warmup, step_s, eval_s, revised = shared[1:]
+    box.plan = box.agreed = Plan(
+        round(n), round(decay), round(warmup), box.cfg.max_minutes, step_s, eval_s, bool(revised)
+    )
+    return box.plan
 
 
 def apply_plan(cfg: TrainConfig, plan: dict | Plan) -> TrainConfig:
@@ -88,6 +118,7 @@ class TimeBox:
         self.steps = 0
         self.eval_s: float | None = None
         self.plan: Plan | None = None
+        self.agreed: Plan | None = None  # under torchrun: rank 0's plan, the one every rank runs (agree)
 
     def started(self) -> None:
         self.t0 = time.time()
@@ -101,8 +132,12 @@ class TimeBox:
             self.timed_from += seconds
 
     def step_done(self, iter_num: int, start_iter: int) -> Plan | None:
+        """After each step: the plan when one is chosen (after the warm-up) or revised (at REVISE_AT), else None."""
         if self.plan is not None:
-            return None
+            self.steps += 1
+            if self.plan.revised or self.elapsed_s() < REVISE_AT * self.budget_s:
+                return None
+            return self._plan(iter_num, (time.time() - self.timed_from) / self.steps, revise=True)
         done = iter_num - start_iter
         if done == self.skip_steps:
             self.timed_from, self.steps = time.time(), 0
@@ -116,7 +151,7 @@ class TimeBox:
             return None
         return self._plan(iter_num, timed_s / self.steps)
 
-    def _plan(self, iter_num: int, step_s: float) -> Plan:
+    def _plan(self, iter_num: int, step_s: float, revise: bool = False) -> Plan:
         cfg = self.cfg
         # an eval is 2 x eval_iters forwards (a third of a step's work per micro-batch): its time if none was taken
         eval_s = self.eval_s if self.eval_s is not None else step_s * 2 * cfg.eval_iters / 3
@@ -124,6 +159,8 @@ class TimeBox:
         left_s = SAFETY * self.budget_s - self.elapsed_s()
         max_iters = plan_iters(iter_num, left_s, step_s, eval_s, cfg.eval_interval)
         warmup = min(cfg.warmup_iters, max(0, max_iters // 10))  # warmup inside the run: at most a tenth of it
+        if revise:
+            warmup = self.plan.warmup_iters  # already run as planned
         decay = max(warmup + 1, max_iters - 1)  # the last step, max_iters - 1, runs at min_lr
-        self.plan = Plan(max_iters, decay, warmup, cfg.max_minutes, step_s, eval_s)
+        self.plan = Plan(max_iters, decay, warmup, cfg.max_minutes, step_s, eval_s, revised=revise)
         return self.plan
