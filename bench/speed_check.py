@@ -206,8 +206,9 @@ def main(argv=None) -> int:
     ]
     for label, r in pairs:
         ratio = r["probe"] / r["train"]
+        close = "yes" if abs(ratio - 1) <= 0.15 else "NO"
         pair_lines.append(
-            f"| {label} | {r['probe']:,.0f} | {r['train']:,.0f} | {ratio:.2f} | {'yes' if abs(ratio - 1) <= 0.15 else 'NO'} "
+            f"| {label} | {r['probe']:,.0f} | {r['train']:,.0f} | {ratio:.2f} | {close} "
             f"| {r['took_s']:.1f} of {budget:g} | {r['last_lr']:.3g} | {r['max_iters']:,} |"
         )
     when = datetime.date.today().isoformat()

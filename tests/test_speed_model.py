@@ -44,3 +44,25 @@ def test_finegpt_memory_times_gpt2_on_the_h200_from_the_speed_model(capsys):
     assert main(["memory", "configs/gpt2_124m.py", "--gpu", "H200", "--json"]) == 0
     low, high = json.loads(capsys.readouterr().out)["mfu_range"]
     assert low <= 0.425 <= high  # compiled
+
+
+def test_the_gpu_sweep_refits_the_matmul_share_it_was_measured_at():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import speed_sweep
+
+    from finegpt.memory.speed import share_override
+
+    rows = []
+    with share_override("ampere", 0.42):  # "measured": what the model says at a share of 0.42
+        for L, H, C, B in speed_sweep.SIZES:
+            cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, bias=False)
+            for compiled in (False, True):
+                rows.append((cfg, B, compiled, predict(cfg, "A100-80", B, 1, compiled).mfu))
+    assert speed_sweep.refit(rows, "A100-80") == 0.42
+    results = {"sweep_share": 0.42}
+    assert speed_sweep.updates(results, "A100-80", "src") == {
+        "speed": {"ampere": {"matmul_share": 0.42, "source": "src"}}
+    }
