@@ -353,6 +353,54 @@ display(Markdown(
 # this sum with a real number.
 
 # %% [markdown]
+# ### 5.1 Why does a small model run at a low MFU?
+#
+# The MFU is not a property of the card alone. Three steps were measured on one NVIDIA H200 (`python
+# bench/gpu_check.py` and `python tools/lab_run.py --data shakespeare --short`, kept in
+# `finegpt.memory.speed.CALIBRATION_POINTS`): GPT-2 small eager and compiled, and the lab's 4-layer, 128-wide
+# model (the one notebook 04 trains there). `finegpt.memory.speed` splits a step's time by what it
+# does: matmuls at a share of the peak (narrow layers use the tensor cores poorly), bytes moved at the card's
+# memory bandwidth (the logits of the LM head and the loss over them, every layer's elementwise ops), and a
+# cost per kernel launched.
+
+# %%
+from finegpt.memory.speed import CALIBRATION_POINTS, predict
+
+rows = []
+for name, fields, card, b, acc, compiled, measured in CALIBRATION_POINTS:
+    pred = predict(ModelConfig(**fields, vocab_size=50304, bias=False), card, b, acc, compiled)
+    share = {k: v / sum(pred.parts_s.values()) for k, v in pred.parts_s.items()}
+    rows.append({"step": name, "measured MFU": f"{measured:.1%}",
+                 "predicted (range)": f"{pred.mfu:.1%} ({pred.mfu_range[0]:.1%}-{pred.mfu_range[1]:.1%})",
+                 **{k: f"{v:.0%}" for k, v in share.items()}})
+    assert pred.mfu_range[0] <= measured <= pred.mfu_range[1]
+print(pd.DataFrame(rows).to_string(index=False))
+small = ModelConfig(**CALIBRATION_POINTS[2][1], vocab_size=50304, bias=False)
+print(f"logits per token / hidden width, lab model: {small.vocab_size / small.n_embd:.0f}; FLOPs per token, "
+      f"GPT-2 small / lab model: {M.flops_per_token(gpt2) / M.flops_per_token(small):.0f}x")
+
+# %% [markdown]
+# The measured MFUs differ sevenfold on the same card, and the model's split says why. The lab's model spends
+# most of its step on the LM head and the loss: each token's logits are hundreds of times wider than its hidden
+# state (the ratio printed above), and moving them is memory traffic, not matmul work, so it earns no FLOPs.
+# GPT-2 small does far more matmul work per token against the same logits. At a small batch the launch cost
+# takes over: every kernel costs a few microseconds of Python and driver time however little it computes.
+
+# %%
+lab_model = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=512, vocab_size=50304, bias=False)
+for b in (1, 16, 256):
+    parts = predict(lab_model, "H200", b).parts_s
+    print(f"batch {b:>3}: {max(parts, key=parts.get):<15} takes the largest share "
+          f"({max(parts.values()) / sum(parts.values()):.0%}); predicted MFU {predict(lab_model, 'H200', b).mfu:.1%}")
+assert max(predict(lab_model, "H200", 1).parts_s.items(), key=lambda kv: kv[1])[0] == "kernels"
+
+# %% [markdown]
+# So plans are made per model, not per card: `finegpt memory` and the planner below take the time from this
+# model of the model's own work, and `finegpt speed config.py` measures the real step on the machine you have.
+# A run that must end on time sets `max_minutes` (notebook 04 does): the trainer times its own steps and fits
+# `max_iters` to the minutes.
+
+# %% [markdown]
 # ## 6. Is the prediction right? Predicted vs measured on this machine
 #
 # `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
@@ -563,7 +611,8 @@ assert lab_minutes.sum() < LAB_MINUTES
 # - Peak memory = persistent state (weights 4N, AdamW 8N, gradients 4N) + what the batch needs
 #   (autocast copies, activations, and the logits + cross-entropy, often the largest).
 # - The largest micro-batch that fits plus gradient accumulation gives any tokens per step you want.
-# - Hours = tokens × FLOPs per token / (peak FLOPS × MFU).
+# - Hours = tokens × FLOPs per token / (peak FLOPS × MFU), and the MFU depends on the model: a small model with a
+#   large vocabulary spends its step moving logits and launching kernels, not multiplying matrices.
 # - The predictions match measured peaks on this machine; the guide's sizes do not hold.
 # - The verdict counts what the card really holds: the peak's terms, the allocator's reserve and the CUDA context,
 #   each a range: fits, tight (inside the uncertainty), or out of memory, with the term that decides it.
