@@ -4,8 +4,9 @@ estimate() (report.py) sums named terms (terms.py) into the train / optimizer-st
 of a RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py), adds what nvidia-smi
 shows as a low-high range and gives a three-way verdict; measure() (measurement.py, imports torch) runs
 finegpt.step's real step and memory_timeline() (timeline.py) records it op by op; calibration.json holds what
-was measured; presets (gpus.py), solvers and the one planner, plan_budget (solve.py), and the guide check
-(guide.py) build on them.
+was measured; presets (gpus.py), solvers (solve.py), the one planner, plan_budget (planner.py), and the guide
+check (guide.py) build on them. Time: predict_speed() (speed.py) models a step from the model's work on a card,
+probe_speed() (probe.py, imports torch) times finegpt.step's real step on the device at hand.
 """
 
 from finegpt.config import count_params
