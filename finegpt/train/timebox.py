@@ -2,9 +2,9 @@
 max_iters and lr_decay_iters so that the run, its evals and checkpoints included, ends within the budget,
 with warmup + cosine laid over those steps so the last one runs at min_lr.
 
-Entry points: TimeBox (the loop's clock: warm-up timing, then one plan, printed once, checked once at
-REVISE_AT of the budget against the speed since), plan_iters (the arithmetic, pure), apply_plan (a plan onto a
-TrainConfig; a resumed run applies the checkpoint's).
+Entry points: TimeBox (the loop's clock: warm-up timing, then one plan, printed, and revised at each of
+REVISE_AT's shares of the budget from the speed since the last plan), plan_iters (the arithmetic, pure),
+apply_plan (a plan onto a TrainConfig; a resumed run applies the checkpoint's), agree (rank 0's plan for all).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 
 from finegpt.config import TrainConfig
 
-SAFETY = 0.97  # plan to 97 % of what is left: the step time drifts a little (thermals, other processes)
+SAFETY = 0.97  # plan to 97 % of the budget: the step time drifts a little (thermals, other processes)
 WARMUP_SHARE = 0.05  # time the warm-up for 5 % of the budget ...
 WARMUP_MAX_S = 20.0  # ... but at most 20 s
 WARMUP_MIN_STEPS = 3  # and at least 3 timed steps
-REVISE_AT = 0.3  # at 30 % of the budget, max_iters is set again from every step timed so far (a busy machine's
-# first seconds can be far from its average), keeping the warmup; the cosine then bends a little
+REVISE_AT = (0.3, 0.7)  # at 30 % and 70 % of the budget, max_iters is set again from the steps since the last
+# plan (a busy machine's speed drifts), keeping the warmup; the cosine then bends a little
 CHECKPOINT_BYTES_PER_S = 200e6  # a checkpoint written and fsynced: a laptop SSD or a cloud disk
 CHECKPOINT_FIXED_S = 0.05  # open, fsync, rename, prune: a few file operations
 
@@ -58,7 +58,7 @@ class Plan:
     max_minutes: float
     step_s: float
     eval_s: float
-    revised: bool = False
+    revised: int = 0  # 0: chosen after the warm-up; k: the k-th revision (REVISE_AT[k - 1])
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -66,7 +66,11 @@ class Plan:
     def summary(self, iter_num: int, elapsed_s: float, eval_interval: int) -> str:
         evals = evals_between(iter_num, self.max_iters, eval_interval)
         end_s = elapsed_s + (self.max_iters - iter_num) * self.step_s + evals * self.eval_s
-        when = f"re-planned at {REVISE_AT:.0%} of the budget" if self.revised else "planned after warm-up"
+        when = (
+            f"re-planned at {REVISE_AT[self.revised - 1]:.0%} of the budget"
+            if self.revised
+            else "planned after warm-up"
+        )
         return (
             f"time box ({when}): {self.max_minutes:g} min -> max_iters {self.max_iters:,} (lr_decay_iters "
             f"{self.lr_decay_iters:,}, warmup_iters {self.warmup_iters}): {1000 * self.step_s:.1f} ms/iter measured, "
@@ -80,7 +84,7 @@ def agree(box: TimeBox, chosen: Plan | None, d, device) -> Plan | None:
     decision, sent to every rank after each step until the plan is final. Alone: the decision itself."""
     if not d.enabled:
         return chosen
-    if box.agreed is not None and box.agreed.revised:  # final on every rank: no more messages
+    if box.agreed is not None and box.agreed.revised == len(REVISE_AT):  # final on every rank: no more messages
         return None
     import torch
 
@@ -95,7 +99,7 @@ def agree(box: TimeBox, chosen: Plan | None, d, device) -> Plan | None:
         return None
     n, decay, warmup, step_s, eval_s, revised = shared[1:]
     box.plan = box.agreed = Plan(
-        round(n), round(decay), round(warmup), box.cfg.max_minutes, step_s, eval_s, bool(revised)
+        round(n), round(decay), round(warmup), box.cfg.max_minutes, step_s, eval_s, round(revised)
     )
     return box.plan
 
@@ -108,7 +112,7 @@ def apply_plan(cfg: TrainConfig, plan: dict | Plan) -> TrainConfig:
 
 class TimeBox:
     """The loop's clock for max_minutes. started() at the top of the loop, eval_took() after each eval,
-    step_done() after each step; step_done returns a Plan once (after the warm-up), else None."""
+    step_done() after each step; step_done returns a Plan after the warm-up and at each revision, else None."""
 
     def __init__(self, cfg: TrainConfig, n_params: int, skip_steps: int = 1):
         self.cfg, self.budget_s = cfg, 60.0 * cfg.max_minutes
@@ -135,9 +139,10 @@ class TimeBox:
         """After each step: the plan when one is chosen (after the warm-up) or revised (at REVISE_AT), else None."""
         if self.plan is not None:
             self.steps += 1
-            if self.plan.revised or self.elapsed_s() < REVISE_AT * self.budget_s:
+            k = self.plan.revised
+            if k == len(REVISE_AT) or self.elapsed_s() < REVISE_AT[k] * self.budget_s:
                 return None
-            return self._plan(iter_num, (time.time() - self.timed_from) / self.steps, revise=True)
+            return self._plan(iter_num, (time.time() - self.timed_from) / self.steps, revise=k + 1)
         done = iter_num - start_iter
         if done == self.skip_steps:
             self.timed_from, self.steps = time.time(), 0
@@ -151,7 +156,7 @@ class TimeBox:
             return None
         return self._plan(iter_num, timed_s / self.steps)
 
-    def _plan(self, iter_num: int, step_s: float, revise: bool = False) -> Plan:
+    def _plan(self, iter_num: int, step_s: float, revise: int = 0) -> Plan:
         cfg = self.cfg
         # an eval is 2 x eval_iters forwards (a third of a step's work per micro-batch): its time if none was taken
         eval_s = self.eval_s if self.eval_s is not None else step_s * 2 * cfg.eval_iters / 3
@@ -163,4 +168,5 @@ class TimeBox:
             warmup = self.plan.warmup_iters  # already run as planned
         decay = max(warmup + 1, max_iters - 1)  # the last step, max_iters - 1, runs at min_lr
         self.plan = Plan(max_iters, decay, warmup, cfg.max_minutes, step_s, eval_s, revised=revise)
+        self.timed_from, self.steps = time.time(), 0  # the next revision times the steps from here
         return self.plan
