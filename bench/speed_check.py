@@ -1,9 +1,10 @@
 """Speed on this CPU: the speed model against measured steps, `finegpt speed` against the `finegpt train` that
 follows it, and a time-boxed `finegpt train --max_minutes`. Writes docs/speed.md and calibration.json's speed.cpu.
 
-    python bench/speed_check.py                      # the sweep, 3 probe-vs-train pairs of 60 s, the time box
+    python bench/speed_check.py                      # the sweep and 3 probe-vs-train pairs of 60 s
     python bench/speed_check.py --train_seconds 30   # shorter trains on a busy machine (the doc says so)
     python bench/speed_check.py --no_write           # print only
+    python bench/speed_check.py --time_box           # also tiny.py --max_minutes=1, killed and --resume (2 min)
 
 One thread throughout (OMP_NUM_THREADS=1): on a shared machine, OpenMP threads that wait for each other add more
 noise than they save, and the probe and the train must run alike.
@@ -116,24 +117,56 @@ def run_lines(cmd: list[str], cwd: Path) -> list[tuple[float, str]]:
     return lines
 
 
-def probe_then_train(folder: Path, cfg_path: Path, minutes: float) -> dict:
+def probe_then_train(folder: Path, cfg_path: Path, minutes: float, probe: bool = True, out: Path | None = None) -> dict:
     finegpt = [sys.executable, "-m", "finegpt"]
-    speed = json.loads(run_lines([*finegpt, "speed", str(cfg_path), "--json"], folder)[-1][1])
-    out = folder / f"out_{cfg_path.stem}"
+    speed = json.loads(run_lines([*finegpt, "speed", str(cfg_path), "--json"], folder)[-1][1]) if probe else {}
+    out = out or folder / f"out_{cfg_path.stem}"
     lines = run_lines([*finegpt, "train", str(cfg_path), f"--max_minutes={minutes}", f"--out_dir={out}"], folder)
     start = next(t for t, line in lines if "parameters |" in line)  # the loop starts: the budget's clock
     end = lines[-1][0]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "tokens_per_s" in r]
     plan = next(line for _, line in lines if line.startswith("time box (planned"))
+    plan += "".join(f"; then {line}" for _, line in lines if line.startswith("time box (re-planned"))
     return {
-        "probe": speed["tokens_per_s"],
+        "probe": speed.get("tokens_per_s"),
         "train": statistics.median(r["tokens_per_s"] for r in steps[1:]),  # the first row holds the warm-up
         "took_s": end - start,
         "last_lr": steps[-1]["lr"],
         "max_iters": rows[-1]["step"],
         "plan": plan,
     }
+
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32)
+
+
+def time_box_check(folder: Path, data: Path, minutes: float) -> dict:
+    """`finegpt train tiny.py --max_minutes=M`: how long it took from the loop's start and its last logged lr;
+    then the same run killed (SIGKILL) after its first planned checkpoint, and --resume: the max_iters it ends at."""
+    cfg = config_file(folder, ("tiny", TINY, 320, 8, 2), data)
+    cfg.rename(folder / "tiny.py")
+    out = folder / "out_box"
+    r = probe_then_train(folder, folder / "tiny.py", minutes, probe=False, out=out)
+    killed = folder / "out_killed"
+    cmd = [sys.executable, "-m", "finegpt", "train", "tiny.py", f"--max_minutes={minutes}", f"--out_dir={killed}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from finegpt.train.checkpoint import load_checkpoint
+
+    while child.poll() is None:  # wait for a checkpoint that holds the plan, then kill at once
+        time.sleep(0.5)
+        try:
+            if (killed / "ckpt.pt").exists() and "time_box" in load_checkpoint(killed):
+                break
+        except Exception:  # noqa: BLE001 (a checkpoint being replaced this instant)
+            continue
+    child.kill()
+    child.wait()
+    planned = load_checkpoint(killed)["time_box"]["max_iters"]
+    run_lines([*cmd, "--resume"], folder)
+    rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    return {**r, "killed_plan": planned, "resumed_end": rows[-1]["step"]}
 
 
 def make_data(folder: Path) -> Path:
@@ -177,14 +210,29 @@ def cpu_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def time_box_lines(r: dict) -> list[str]:
+    return [
+        "",
+        "### The time box: `finegpt train tiny.py --max_minutes=1`, then killed and resumed",
+        "",
+        f"tiny.py: {TINY}, batch 8 x 2, eval every 250 steps, min_lr 2e-4. It ran {r['took_s']:.1f} s from the "
+        f"loop's start (budget 60 s, evals and checkpoints included), {r['max_iters']:,} steps at a median "
+        f"{r['train']:,.0f} tokens/s; its last logged lr was {r['last_lr']:.4g}. Its plan: {r['plan']}.",
+        "",
+        f"The same command killed with SIGKILL after its first checkpoint holding the plan (max_iters "
+        f"{r['killed_plan']:,}), then `--resume`: it ended at step {r['resumed_end']:,}.",
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="probe time per sweep config")
     ap.add_argument("--train_seconds", type=float, default=60.0, help="each time-boxed finegpt train")
     ap.add_argument("--no_write", action="store_true", help="print; write neither docs/speed.md nor calibration")
+    ap.add_argument("--time_box", action="store_true", help="also: tiny.py --max_minutes=1, and killed + --resume")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    t0 = time.time()
+    t0, load_before = time.time(), os.getloadavg()[0]
     rows = sweep(args.seconds)
     fitted = fit_cpu(rows)
     print("fitted CPU constants:", fitted)
@@ -198,6 +246,7 @@ def main(argv=None) -> int:
             r = probe_then_train(folder, config_file(folder, CPU_SWEEP[i], data), args.train_seconds / 60)
             pairs.append((CPU_SWEEP[i][0], r))
             print(CPU_SWEEP[i][0], r, flush=True)
+        box = time_box_check(folder, data, 1.0) if args.time_box else None
     budget = args.train_seconds
     pair_lines = [
         "| config | `finegpt speed` tokens/s | `finegpt train` median tokens/s | speed / train | within ±15 % "
@@ -217,8 +266,10 @@ def main(argv=None) -> int:
         [
             f"## This CPU ({when})",
             "",
-            f"Command: `python bench/speed_check.py{'' if budget == 60 else f' --train_seconds {budget:g}'}`  ",
-            f"Machine: {machine}. Total time {time.time() - t0:.0f} s.",
+            f"Command: `python bench/speed_check.py{'' if budget == 60 else f' --train_seconds {budget:g}'}"
+            f"{' --time_box' if box else ''}`  ",
+            f"Machine: {machine}, shared: load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            f"the end. Total time {time.time() - t0:.0f} s.",
             "",
             "### The speed model against measured steps, fitted in the same run",
             "",
@@ -235,6 +286,7 @@ def main(argv=None) -> int:
             *pair_lines,
             "",
             *[f"- {label}: {r['plan']}" for label, r in pairs],
+            *(time_box_lines(box) if box else []),
         ]
     )
     print(section)

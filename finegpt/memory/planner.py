@@ -1,6 +1,6 @@
 """One planner: the model a GPU trains Chinchilla-optimally in a time budget, which both `recommend` (a row
 per GPU) and `session_plan` (one lab session) use, with the same search, shapes and defaults. The MFU it plans
-at is finegpt.memory.speed's prediction for each candidate (the slow end), or one the caller measured.
+at is finegpt.memory.speed's prediction for each candidate, or one the caller measured (a probe of each candidate).
 
 Entry points: plan_budget, recommend, recommend_all, session_plan, budget_hours, budget_shape, LADDER.
 """
@@ -55,7 +55,7 @@ def budget_hours(gpu: str | Gpu) -> float:
 
 @dataclass
 class BudgetPlan:
-    """One planned run: the model, its batch (with accumulation), the token budget at the low MFU, and times."""
+    """One planned run: the model, its batch (with accumulation), the token budget at the planned MFU, and times."""
 
     gpu: str
     model: ModelConfig
@@ -133,12 +133,12 @@ class Recommendation:
     memory_gib: float
     headroom: float
     budget_hours: float
-    tokens: int  # what the budget trains at the low MFU
+    tokens: int  # what the budget trains at the planned MFU
     chinchilla_tokens: int
     hours_chinchilla: tuple[float, float]  # (fast, slow): the Chinchilla tokens at the high and low MFU
     mfu_range: tuple[float, float]
     block_size: int
-    max_iters: int  # the budget's optimizer steps at the low MFU
+    max_iters: int  # the budget's optimizer steps at the planned MFU
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,9 @@ from finegpt.memory.solve import flops_per_token
 from finegpt.run import run_config
 
 
+WARMUP_MIN_S = 1.0  # untimed steps for at least this long: a fresh process's first steps run slow
+
+
 @dataclass
 class Speed:
     """One probe's result. Step times are whole optimizer steps (all micro-steps), in seconds."""
@@ -78,7 +81,8 @@ def _sync(device: torch.device) -> None:
 
 def probe(model_cfg: ModelConfig, train_cfg: TrainConfig, seconds: float = 3.0, warmup_steps: int = 2) -> Speed:
     """Time finegpt.step's forward_backward + optimizer_step for `seconds` (at least 3 steps) after
-    warmup_steps untimed ones (the first compiles with compile=True), as the trainer runs them."""
+    warmup_steps untimed ones (the first compiles with compile=True) and at least WARMUP_MIN_S, as the
+    trainer runs them."""
     cfg = train_cfg
     device, dtype = _device_and_dtype(cfg)
     loader, model_cfg, data = _batches(model_cfg, cfg)
@@ -100,13 +104,14 @@ def probe(model_cfg: ModelConfig, train_cfg: TrainConfig, seconds: float = 3.0, 
         _sync(device)
         return time.perf_counter() - t
 
-    t0 = time.perf_counter()
-    for k in range(warmup_steps):
+    t0, k = time.perf_counter(), 0
+    while k < warmup_steps or time.perf_counter() - t0 < WARMUP_MIN_S:  # compile, allocations, caches
         one(k)
+        k += 1
     warmup_s = time.perf_counter() - t0
     times, t0 = [], time.perf_counter()
     while len(times) < 3 or time.perf_counter() - t0 < seconds:
-        times.append(one(warmup_steps + len(times)))
+        times.append(one(k + len(times)))
     return _speed(model_cfg, cfg, run, device, dtype, times, warmup_s, data)
 
 
