@@ -22,7 +22,6 @@ from finegpt.memory.measurement import RandomBatches
 from finegpt.memory.solve import flops_per_token
 from finegpt.run import run_config
 
-
 WARMUP_MIN_S = 1.0  # untimed steps for at least this long: a fresh process's first steps run slow
 
 
