@@ -85,9 +85,9 @@ def memory_view(**settings) -> MemoryView:
         if view.max_batch_size:
             view.plan = M.plan(cfg, run, view.tokens_per_step, gpu)
         view.iters = -(-int(s["tokens"]) // view.tokens_per_step)
-        view.hours = tuple(
-            x / 3600 for x in M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.label, compiled=run.compile)
-        )
+        batch = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
+        seconds = M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.label, compiled=run.compile, **batch)
+        view.hours = tuple(x / 3600 for x in seconds)
     except FinegptError as e:
         view.error = str(e)
         view.html = (
@@ -105,7 +105,8 @@ def memory_view(**settings) -> MemoryView:
 def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
     from finegpt import memory as M
 
-    r, b, (lo, hi) = view.report, view.plan, M.mfu_range(gpu, run.compile)
+    acc = run.gradient_accumulation_steps
+    r, b, (lo, hi) = view.report, view.plan, M.run_mfu_range(cfg, gpu, run.batch_size, acc, run.compile, run.label)
     low, high = r.nvidia_smi_range
     mode = f"compiled, {r.compiled_status}" if run.compile else "eager"
     return [
