@@ -36,7 +36,7 @@ QUICKSTART_TRAIN = dict(
     compile=False,
     keep_checkpoints=1,
 )
-QUICKSTART_MINUTES = 3.0
+QUICKSTART_MINUTES = 5.0
 PROMPT = "ROMEO:\n"
 MARKER = ".finegpt-quickstart"
 
