@@ -305,6 +305,19 @@ def write_doc(cpu_section: str) -> None:
             "elementwise traffic at the card's memory bandwidth, and a cost per kernel. `finegpt speed` measures the "
             "real step on the device at hand.",
             "",
+            "```bash",
+            "finegpt speed configs/gpt2_124m.py --compile=False    # tokens/s, ms/iter, MFU, the run's time as a range",
+            "finegpt memory configs/gpt2_124m.py --gpu H200 --compile=False   # the speed model's hours for a card",
+            "finegpt train config.py --max_minutes=45   # time-boxed: max_iters fitted to 45 minutes as it runs",
+            "```",
+            "",
+            "An H100 and an H200 differ in the model only by memory bandwidth (3,350 against 4,800 GB/s): the same "
+            "FLOPs peak, so GPT-2 small at 16 x 4 x 1024 is predicted at 28 % eager on the H100 against 33 % on the "
+            'H200 (`python -c "from finegpt.memory.speed import predict; ..."`, `tests/test_speed_model.py`). '
+            "The families without a measured card (Ampere, GeForce, the T4, ...) use cited figures "
+            "(finegpt/memory/speed.py names them) and a wider range; `python bench/gpu_check.py --budget_s 420` on a "
+            "GPU runs a sweep of five sizes, eager and compiled, and refits its family.",
+            "",
             "## GPU points (the model is fitted to these)",
             "",
             'Predicted by `python -c "from finegpt.memory.speed import predict ..."` (the rows below are '

@@ -45,6 +45,7 @@ class Speed:
     max_iters: int
     run_s_range: tuple[float, float]  # max_iters steps at the fast and the slow step time (evals not counted)
     data: str  # 'random tokens' or the data_dir read
+    max_minutes: float = 0.0  # the run's time box, if any: then the trainer sets max_iters itself
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +141,7 @@ def _speed(model_cfg, cfg, run, device, dtype, times, warmup_s, data) -> Speed:
         cfg.max_iters,
         (cfg.max_iters * fast, cfg.max_iters * slow),
         data,
+        cfg.max_minutes,
     )
 
 
@@ -165,6 +167,16 @@ def format_speed(s: Speed) -> str:
     mfu = f", MFU {100 * s.mfu:.1f} %" if s.mfu is not None else " (MFU: no known peak for this device)"
     fast, slow = s.step_s_range
     run_fast, run_slow = s.run_s_range
+    if s.max_minutes:  # time-boxed: the steps the budget holds, at the slow and the fast step time
+        run_line = (
+            f"max_minutes={s.max_minutes:g}: about {60 * s.max_minutes / slow:,.0f}-{60 * s.max_minutes / fast:,.0f} "
+            "steps (the trainer times its own and sets max_iters; evals and checkpoints take some of the time)"
+        )
+    else:
+        run_line = (
+            f"max_iters={s.max_iters:,}: {_duration(run_fast)}-{_duration(run_slow)} of training steps "
+            "(evals and checkpoints not counted)"
+        )
     return "\n".join(
         [
             f"{s.device} {s.dtype} {mode}: {s.batch_size} x {s.gradient_accumulation_steps} x {s.block_size} = "
@@ -172,7 +184,6 @@ def format_speed(s: Speed) -> str:
             f"warm-up {s.warmup_s:.1f} s ({'compile, ' if s.compile else ''}first steps), then {s.steps} steps timed",
             f"{s.tokens_per_s:,.0f} tokens/s, {1000 * s.step_s:.1f} ms/iter (10-90 %: {1000 * fast:.1f}-"
             f"{1000 * slow:.1f}){mfu}",
-            f"max_iters={s.max_iters:,}: {_duration(run_fast)}-{_duration(run_slow)} of training steps "
-            "(evals and checkpoints not counted)",
+            run_line,
         ]
     )
