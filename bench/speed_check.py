@@ -312,7 +312,7 @@ def write_doc(cpu_section: str) -> None:
             "```",
             "",
             "An H100 and an H200 differ in the model only by memory bandwidth (3,350 against 4,800 GB/s): the same "
-            "FLOPs peak, so GPT-2 small at 16 x 4 x 1024 is predicted at 28 % eager on the H100 against 33 % on the "
+            "FLOPs peak, so GPT-2 small at 16 x 4 x 1024 is predicted at 28 % eager on the H100 against 32 % on the "
             'H200 (`python -c "from finegpt.memory.speed import predict; ..."`, `tests/test_speed_model.py`). '
             "The families without a measured card (Ampere, GeForce, the T4, ...) use cited figures "
             "(finegpt/memory/speed.py names them) and a wider range; `python bench/gpu_check.py --budget_s 420` on a "
