@@ -76,3 +76,14 @@ def test_a_killed_time_boxed_run_resumes_the_same_plan(data_dir, tmp_path):
     assert [r for r in rows if "loss" in r][-1]["lr"] == pytest.approx(
         BOX.get("min_lr", TINY_TRAIN["min_lr"]), rel=0.02
     )
+
+
+def test_two_ddp_processes_stop_together_on_rank_0s_plan(tmp_path):
+    from train_fixtures import TORCHRUN, overrides, run
+
+    make_data(tmp_path / "data")
+    settings = {**TINY_MODEL, **TINY_TRAIN, **BOX, "eval_interval": 50, "data_dir": "data", "out_dir": "ddp"}
+    out = run([*TORCHRUN, "train", *overrides(settings)], tmp_path)  # a rank stopping alone would hang the other
+    plan = load_checkpoint(tmp_path / "ddp")["time_box"]
+    assert out.count("time box (planned after warm-up)") == 1  # logged by rank 0 only
+    assert load_checkpoint(tmp_path / "ddp")["iter_num"] == plan["max_iters"]
