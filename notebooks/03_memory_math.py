@@ -539,9 +539,11 @@ plots.memory_bars(guide_rows, "The guide's table, eager and compiled")
 # %% [markdown]
 # ## 8. What should I train on my GPU?
 #
-# `recommend` picks, for each GPU preset, the largest model of a fixed ladder (the guide's shapes, GPT-2
-# small and medium) that fits at a micro-batch of at least 8, with the accumulation that reaches 0.5M
-# tokens per step, and the hours to train it on its compute-optimal budget.
+# `recommend` picks, for each GPU preset, the model of a fixed ladder (a toy, the guide's shapes, GPT-2 small
+# and medium) whose tokens in a day come closest to 20 per non-embedding parameter, at the speed section 5.1's
+# model predicts for it; the T4 gets its lab session instead of a day, the same plan as `session_plan` below.
+# Each row has the accumulation that reaches the tokens per step, and the hours to train the model on its
+# compute-optimal budget.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -553,9 +555,9 @@ print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size
             "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
 
 # %% [markdown]
-# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row: bigger cards
-# spend their memory on bigger micro-batches and fewer accumulation steps, not on a different optimizer
-# step. The model is capped by the ladder, so the largest cards all get its largest model.
+# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row but the T4's (a
+# session plans 128k tokens per step at T=512): bigger cards spend their memory on bigger micro-batches and fewer
+# accumulation steps, not on a different optimizer step.
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best
@@ -573,16 +575,17 @@ display(Markdown(
     f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter, "
     f"{getattr(session, 'tokens_per_body_param', session.tokens_per_param):g} per non-embedding parameter), "
     f"peak {session.peak_gib:.1f} GiB, **{session.minutes_range[0]:.0f}–{session.minutes_range[1]:.0f} minutes** at "
-    f"{session.mfu_range[1]:.0%}–{session.mfu_range[0]:.0%} MFU. The plan sizes the run for the slow end, so it "
-    "finishes in time."))
+    f"{session.mfu_range[1]:.0%}–{session.mfu_range[0]:.0%} MFU (planned at {session.mfu:.0%}). Notebook 04 trains "
+    "it time-boxed, so it finishes in time whatever the speed."))
 
 # %% [markdown]
 # Training is not the only thing a lab's clock must cover. `finegpt.lab` models every notebook of the lab in full
-# mode from the same numbers: training FLOPs at the assumed MFU, tokens to tokenize at an assumed speed per CPU
-# core, bytes to download at an assumed speed, and a fixed part for the small cells. On a Colab T4:
+# mode from the same numbers: training FLOPs at the assumed MFU (04's time-boxed minutes as they are), tokens to
+# tokenize at an assumed speed per CPU core, bytes to download at an assumed speed, and a fixed part for the small
+# cells. On a Colab T4:
 
 # %%
-t4 = lab.settings("full", "T4", env={})
+t4 = lab.settings("full", "T4", env={}, measure=None)  # the speed model's plan, not a probe of this machine
 t4_device = lab.clock.gpu_device("T4")
 lab_minutes = pd.Series({nb: lab.expected_s(t4, nb, t4_device) / 60 for nb in lab.clock.NOTEBOOKS}, name="minutes")
 LAB_MINUTES = 90  # one lab session: notebooks 01 -> 05 in full mode
