@@ -1,7 +1,9 @@
 """One-shot GPU check, most valuable first: the CUDA context and allocator overheads; eager vs compiled
 peaks of the guide's 24 GB config and of GPT-2 124M (vocab 50304); tokens/s and MFU, eager and
-compiled; the eager grid; sampling speed. Writes docs/gpu_results.md and, from what it measured only,
-finegpt/memory/calibration.json (the compiled coefficients, the overheads, this GPU's MFU).
+compiled; the eager grid; sampling speed; a sweep of five model sizes, eager and compiled, against
+finegpt.memory.speed (bench/speed_sweep.py; about 150 s more: --budget_s 420). Writes docs/gpu_results.md and,
+from what it measured only, finegpt/memory/calibration.json (the compiled coefficients, the overheads, this
+GPU's MFU, its family's matmul share).
 
     python bench/gpu_check.py             # on a CUDA machine; a section starts only if it fits --budget_s (270)
     python bench/gpu_check.py --dry-run   # every section on CPU with a tiny model, in seconds; writes nothing
@@ -29,6 +31,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benches: memory_validation, train_throughput
+
+import speed_sweep  # noqa: E402
 
 from finegpt import memory  # noqa: E402
 from finegpt.config import ModelConfig  # noqa: E402
@@ -242,6 +246,7 @@ def calibration_updates(results: dict, device_name: str, gpu_key: str | None, da
             overheads[f"reserved_factor_{mode}"] = round(max(e["reserved_factor"] for e in extras), 3)
     if overheads:
         updates["overheads"] = {**overheads, "source": source}
+    updates.update(speed_sweep.updates(results, gpu_key, source))  # the speed model's matmul share, refitted
     mfu = {k: round(v, 4) for k, v in results["mfu"].items() if v is not None}
     if mfu and gpu_key:
         updates["mfu"] = {
@@ -261,6 +266,8 @@ NOTES = {
     "speed": "finegpt's train() on random tokens: MFU = (6N + 12LCT) FLOPs per token x tokens/s / the dense 16-bit "
     "peak of this GPU in finegpt.memory's table, median over the steps after warm-up.",
     "sampling": "Random weights: this measures speed only.",
+    "sweep": "finegpt.memory.probe (the trainer's step, random tokens, 2 s after warm-up) per size and mode, against "
+    "finegpt.memory.speed's prediction for this card; the family's matmul share is refitted to the rows.",
 }
 SECTIONS = [  # (kind, title, estimated seconds on an H100-class GPU, function): most valuable first
     ("overhead", "Overheads: CUDA context, cuBLAS, allocator", 10, overhead_section),
@@ -270,6 +277,12 @@ SECTIONS = [  # (kind, title, estimated seconds on an H100-class GPU, function):
     ("speed", "Speed: tokens/s and MFU, torch.compile", 60, lambda ctx: speed_section(ctx, True)),
     ("memory", "Memory: the eager grid", 30, eager_grid_section),
     ("sampling", "Sampling: KV cache vs full recompute (batch 1, greedy)", 15, sampling_section),
+    (
+        "sweep",
+        "Speed sweep: five sizes, eager and compiled, against finegpt.memory.speed",
+        150,
+        speed_sweep.sweep_section,
+    ),
 ]
 
 
@@ -326,7 +339,7 @@ def run_checks(args, out: Path | None) -> int:
         ctx = SimpleNamespace(
             device=args.device, run_device=args.device, tiny=args.tiny, torch_dtype=dtype, root=Path(tmp),
             dtype_key={"bfloat16": "bf16", "float16": "fp16"}[dtype], budget_s=args.budget_s,
-            started=time.perf_counter(), results={"overhead": {}, "memory": [], "mfu": {}},
+            started=time.perf_counter(), results={"overhead": {}, "memory": [], "mfu": {}, "gpu_key": gpu_key},
         )  # fmt: skip
         command = "python bench/gpu_check.py" + (" --dry-run" if args.dry_run else "")
         parts = [

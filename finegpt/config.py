@@ -183,6 +183,9 @@ class TrainConfig:
     warmup_iters: int = 2000
     lr_decay_iters: int = 600000
     min_lr: float = 6e-5
+    # time box: > 0 trains for this many minutes, evals and checkpoints included; after a warm-up the loop
+    # sets max_iters and lr_decay_iters from its own measured speed (finegpt.train.timebox). 0: off
+    max_minutes: float = 0.0
     # system
     backend: str = "auto"  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     device: str = "auto"
@@ -210,6 +213,12 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad(name, value, "must be an integer >= 0", f"Use {name}=0 or more")
+        if (
+            isinstance(self.max_minutes, bool)
+            or not isinstance(self.max_minutes, (int, float))
+            or not (0 <= self.max_minutes < float("inf"))
+        ):
+            raise bad("max_minutes", self.max_minutes, "must be a number of minutes >= 0", "Use e.g. 45, or 0 for off")
         if not self.learning_rate > 0:
             raise bad("learning_rate", self.learning_rate, "must be > 0", "Use 6e-4 for ~100M models")
         if not 0 <= self.min_lr <= self.learning_rate:

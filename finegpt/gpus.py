@@ -23,39 +23,43 @@ class Gpu:
     tflops_16bit: float  # dense bf16 (or fp16 where no bf16) tensor-core peak, fp32 accumulate
     tflops_fp32: float  # dense fp32 (non-tensor-core) peak
     family: str = "other"  # a key of MFU_RANGES
+    memory_gbps: float = 500.0  # memory bandwidth, GB/s, from the datasheet: what the LM head and loss run at
 
 
-# Dense figures: datasheets quote 2x "with sparsity"; those are halved here. GeForce cards run
+# Dense figures: datasheets quote 2x "with sparsity"; those are halved here. Memory bandwidth (memory_gbps) is
+# each datasheet's GB/s: T4 320, L4 300, A10 600, RTX A4000 448, RTX A6000 768, V100 SXM2 900, A100 40GB 1555,
+# A100 80GB SXM 2039, H100 SXM 3350, H200 4800; GeForce spec pages: 3060 360, 3080 760, 3090 936, 4070 Ti 504,
+# 4080 717, 4090 1008. GeForce cards run
 # fp16/bf16 tensor math with fp32 accumulate (what PyTorch uses) at half the fp16-accumulate rate.
 GPUS: dict[str, Gpu] = {
     # NVIDIA T4 datasheet: 65 TFLOPS mixed fp16, 8.1 fp32; Turing has no bf16
-    "T4": Gpu("T4", 14.74, False, 65.0, 8.1, family="t4"),
+    "T4": Gpu("T4", 14.74, False, 65.0, 8.1, family="t4", memory_gbps=320),
     # GA102/GA106 whitepaper (Ampere GeForce): fp16 tensor w/ fp32 accumulate, dense
-    "3060": Gpu("RTX 3060 12GB", 11.76, True, 25.6, 12.7, family="geforce"),
-    "3080": Gpu("RTX 3080 10GB", 9.77, True, 59.5, 29.8, family="geforce"),
-    "3090": Gpu("RTX 3090", 23.69, True, 71.0, 35.6, family="geforce"),
+    "3060": Gpu("RTX 3060 12GB", 11.76, True, 25.6, 12.7, family="geforce", memory_gbps=360),
+    "3080": Gpu("RTX 3080 10GB", 9.77, True, 59.5, 29.8, family="geforce", memory_gbps=760),
+    "3090": Gpu("RTX 3090", 23.69, True, 71.0, 35.6, family="geforce", memory_gbps=936),
     # Ada Lovelace whitepaper: fp16 tensor w/ fp32 accumulate, dense
-    "4070ti": Gpu("RTX 4070 Ti", 11.72, True, 80.2, 40.1, family="geforce"),
-    "4080": Gpu("RTX 4080", 15.70, True, 97.5, 48.7, family="geforce"),
-    "4090": Gpu("RTX 4090", 23.64, True, 165.2, 82.6, family="geforce"),
+    "4070ti": Gpu("RTX 4070 Ti", 11.72, True, 80.2, 40.1, family="geforce", memory_gbps=504),
+    "4080": Gpu("RTX 4080", 15.70, True, 97.5, 48.7, family="geforce", memory_gbps=717),
+    "4090": Gpu("RTX 4090", 23.64, True, 165.2, 82.6, family="geforce", memory_gbps=1008),
     # RTX A4000 datasheet: 153.4 sparse tensor TFLOPS -> 76.7 dense; 19.2 fp32
-    "A4000": Gpu("RTX A4000", 15.72, True, 76.7, 19.2, family="geforce"),
+    "A4000": Gpu("RTX A4000", 15.72, True, 76.7, 19.2, family="geforce", memory_gbps=448),
     # NVIDIA A10 datasheet (A10G is AWS's variant of it): 125 dense bf16, 31.2 fp32
-    "A10G": Gpu("A10G", 22.49, True, 125.0, 31.2, family="a10"),
+    "A10G": Gpu("A10G", 22.49, True, 125.0, 31.2, family="a10", memory_gbps=600),
     # NVIDIA L4 datasheet: 242 bf16 with sparsity -> 121 dense; 30.3 fp32
-    "L4": Gpu("L4", 22.49, True, 121.0, 30.3, family="l4"),
+    "L4": Gpu("L4", 22.49, True, 121.0, 30.3, family="l4", memory_gbps=300),
     # RTX A6000 datasheet: 309.7 sparse tensor TFLOPS -> 154.8 dense; 38.7 fp32
-    "A6000": Gpu("RTX A6000", 47.54, True, 154.8, 38.7, family="geforce"),
+    "A6000": Gpu("RTX A6000", 47.54, True, 154.8, 38.7, family="geforce", memory_gbps=768),
     # V100 SXM2 datasheet: 125 fp16 tensor, 15.7 fp32; Volta has no bf16
-    "V100-16": Gpu("V100 16GB", 15.77, False, 125.0, 15.7, family="volta"),
-    "V100-32": Gpu("V100 32GB", 31.74, False, 125.0, 15.7, family="volta"),
+    "V100-16": Gpu("V100 16GB", 15.77, False, 125.0, 15.7, family="volta", memory_gbps=900),
+    "V100-32": Gpu("V100 32GB", 31.74, False, 125.0, 15.7, family="volta", memory_gbps=900),
     # A100 datasheet: 312 dense bf16, 19.5 fp32
-    "A100-40": Gpu("A100 40GB", 39.39, True, 312.0, 19.5, family="ampere"),
-    "A100-80": Gpu("A100 80GB", 79.15, True, 312.0, 19.5, family="ampere"),
+    "A100-40": Gpu("A100 40GB", 39.39, True, 312.0, 19.5, family="ampere", memory_gbps=1555),
+    "A100-80": Gpu("A100 80GB", 79.15, True, 312.0, 19.5, family="ampere", memory_gbps=2039),
     # H100 SXM datasheet: 1979 bf16 with sparsity -> 989.4 dense; 67 fp32
-    "H100": Gpu("H100 80GB", 79.10, True, 989.4, 67.0, family="hopper"),
+    "H100": Gpu("H100 80GB", 79.10, True, 989.4, 67.0, family="hopper", memory_gbps=3350),
     # H200 datasheet: same compute as H100 SXM, 141 GB HBM3e
-    "H200": Gpu("H200", 139.80, True, 989.4, 67.0, family="hopper"),
+    "H200": Gpu("H200", 139.80, True, 989.4, 67.0, family="hopper", memory_gbps=4800),
 }
 
 

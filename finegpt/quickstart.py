@@ -22,8 +22,8 @@ from finegpt.run import run_config
 from finegpt.train.preflight import check_ranges
 
 # A byte-level model like nanoGPT's shakespeare_char on CPU (its README's laptop settings), run longer:
-# 3000 steps x 1024 tokens, a few minutes on 2 cores (the README quotes measured times; each run prints
-# its own estimate first).
+# time-boxed to QUICKSTART_MINUTES of training (the loop sets max_iters from its own speed; about 3000 steps
+# x 1024 tokens on 2 free cores), or a fixed number of steps with max_iters.
 QUICKSTART_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
 QUICKSTART_TRAIN = dict(
     batch_size=16,
@@ -42,6 +42,7 @@ QUICKSTART_TRAIN = dict(
     compile=False,
     keep_checkpoints=1,
 )
+QUICKSTART_MINUTES = 5.0
 PROMPT = "ROMEO:\n"
 MARKER = ".finegpt-quickstart"
 
@@ -80,14 +81,8 @@ def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.
     c = train_cfg
     loader = BatchLoader(c.data_dir, "train", c.batch_size, model_cfg.block_size, seed=c.seed)
     run = run_config(replace(c, dtype="float32"), device="cpu")  # the run the trainer resolves on this CPU
-    parts = step.build(
-        model_cfg,
-        run,
-        torch.device("cpu"),
-        weight_decay=c.weight_decay,
-        learning_rate=c.learning_rate,
-        betas=(c.beta1, c.beta2),
-    )
+    optim = dict(weight_decay=c.weight_decay, learning_rate=c.learning_rate, betas=(c.beta1, c.beta2))
+    parts = step.build(model_cfg, run, torch.device("cpu"), **optim)
     batches = step.Prefetch(loader, parts.device)
     by_threads = {}
     for threads in sorted({torch.get_num_threads(), 1}, reverse=True):
@@ -109,8 +104,11 @@ def warm_up(model_cfg: ModelConfig, train_cfg: TrainConfig, budget_s: float = 1.
 
 def estimate_s(timing: dict, train_cfg: TrainConfig, sample_s: float) -> float:
     """Seconds from here to the end: the steps, the evals (each eval_iters forwards on both splits, at
-    iter 0, every eval_interval and at the end) and the closing sample, as long as the opening one took."""
+    iter 0, every eval_interval and at the end) and the closing sample, as long as the opening one took.
+    A time-boxed run (max_minutes) takes its minutes."""
     c = train_cfg
+    if c.max_minutes:
+        return 60 * c.max_minutes + sample_s
     evals = c.max_iters // c.eval_interval + 1 + (c.max_iters % c.eval_interval > 0)
     return c.max_iters * timing["step_s"] + evals * 2 * c.eval_iters * timing["eval_forward_s"] + sample_s
 
@@ -123,7 +121,8 @@ def _minutes(seconds: float) -> str:
 
 
 def quickstart(out: str | Path = "out-quickstart", max_iters: int | None = None, seed: int = 1337) -> dict:
-    """Prepare, train and sample; returns {"val_loss", "before", "after", "seconds", "estimate_s", "timing"}.
+    """Prepare, train (QUICKSTART_MINUTES, time-boxed; or max_iters steps) and sample; returns {"val_loss",
+    "before", "after", "seconds", "estimate_s", "timing"}.
     Before training it prints how long the whole run will take on this machine, from a timed warm-up.
     Rerun in the same folder, it replaces its earlier output only once the new one is complete."""
     out = folders.check_path("out", out, "--out out-quickstart")
@@ -165,9 +164,10 @@ def _made_by_quickstart(out: Path):
 def _configs(out: Path, max_iters: int | None, seed: int) -> tuple[ModelConfig, TrainConfig]:
     """The quickstart's model and training settings, writing into `out`."""
     steps = max_iters or QUICKSTART_TRAIN["max_iters"]
+    box = 0.0 if max_iters else QUICKSTART_MINUTES  # time-boxed unless a number of steps was asked for
     model_cfg = ModelConfig(**QUICKSTART_MODEL, vocab_size=320)  # 257 bytes + EOT, padded to a multiple of 64
     train_cfg = TrainConfig(
-        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps},
+        **{**QUICKSTART_TRAIN, "max_iters": steps, "lr_decay_iters": steps, "max_minutes": box},
         out_dir=str(out),
         data_dir=str(out / "data"),
         seed=seed,
@@ -189,7 +189,7 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     print(f"    {stats['documents']} plays, {stats['tokens']:,} tokens in {len(stats['shards'])} shards", flush=True)
 
     model_cfg, train_cfg = _configs(out, max_iters, seed)
-    steps = train_cfg.max_iters
+    steps, box = train_cfg.max_iters, train_cfg.max_minutes
     timing = warm_up(model_cfg, train_cfg)
     torch.manual_seed(seed)
     t_sample = time.time()
@@ -198,15 +198,13 @@ def _run(out: Path, max_iters: int | None, seed: int, final: Path) -> dict:
     total_s = time.time() - t0 + estimate_s(timing, train_cfg, time.time() - t_sample)
     step_tokens = tokens_per_step(train_cfg.batch_size, model_cfg.block_size, train_cfg.gradient_accumulation_steps)
     threads = f"{timing['threads']} thread" + ("s" if timing["threads"] > 1 else "")
-    print(
-        f"estimate: about {_minutes(total_s)} in all on this CPU ({steps:,} steps at "
-        f"{step_tokens / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now)\n",
-        flush=True,
+    rate = f"{step_tokens / timing['step_s']:,.0f} tokens/s on {threads}, timed in a warm-up just now"
+    length = (
+        f"{box:g} minutes of training, about {60 * box / timing['step_s']:,.0f} steps" if box else f"{steps:,} steps"
     )
-    print(
-        f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide for {steps} steps on the CPU ...",
-        flush=True,
-    )
+    print(f"estimate: about {_minutes(total_s)} in all on this CPU ({length} at {rate})\n", flush=True)
+    what = f"for {box:g} minutes (time-boxed: max_minutes={box:g})" if box else f"for {steps} steps"
+    print(f"2/3 training {model_cfg.n_layer} layers x {model_cfg.n_embd} wide {what} on the CPU ...", flush=True)
     result = train(model_cfg, train_cfg, overwrite=True)
 
     print("\n3/3 sampling from the trained model ...", flush=True)

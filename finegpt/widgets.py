@@ -85,9 +85,9 @@ def memory_view(**settings) -> MemoryView:
         if view.max_batch_size:
             view.plan = M.plan(cfg, run, view.tokens_per_step, gpu)
         view.iters = -(-int(s["tokens"]) // view.tokens_per_step)
-        view.hours = tuple(
-            x / 3600 for x in M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.label, compiled=run.compile)
-        )
+        batch = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
+        seconds = M.train_time_range_s(cfg, int(s["tokens"]), gpu, run.label, compiled=run.compile, **batch)
+        view.hours = tuple(x / 3600 for x in seconds)
     except FinegptError as e:
         view.error = str(e)
         view.html = (
@@ -104,9 +104,9 @@ def memory_view(**settings) -> MemoryView:
 
 def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
     from finegpt import memory as M
-    from finegpt.memory.solve import HEADROOM
 
-    r, b, (lo, hi) = view.report, view.plan, M.mfu_range(gpu, run.compile)
+    acc = run.gradient_accumulation_steps
+    r, b, (lo, hi) = view.report, view.plan, M.run_mfu_range(cfg, gpu, run.batch_size, acc, run.compile, run.label)
     low, high = r.nvidia_smi_range
     mode = f"compiled, {r.compiled_status}" if run.compile else "eager"
     return [
@@ -114,7 +114,7 @@ def _memory_lines(view: MemoryView, cfg, run, gpu) -> list[str]:
         f"{M.flops_per_token(cfg) / 1e9:.2f} GFLOPs per token; {mode}",
         f"peak {format_gib(r.peak_bytes)} GiB allocated ({r.peak_phase}); nvidia-smi {format_gib(low)}-"
         f"{format_gib(high)} GiB; {gpu.name}: {format_gib(r.memory_bytes)} GiB -> {r.verdict}",
-        f"largest micro-batch with {HEADROOM:.0%} headroom over the high end: {view.max_batch_size}"
+        f"largest micro-batch that fits (the high end under the card's memory): {view.max_batch_size}"
         + (
             f"; to keep {view.tokens_per_step:,} tokens/step: batch_size={b.batch_size} x "
             f"gradient_accumulation_steps={b.gradient_accumulation_steps} ({format_gib(b.peak_gib * GIB)} GiB)"

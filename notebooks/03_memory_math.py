@@ -353,6 +353,54 @@ display(Markdown(
 # this sum with a real number.
 
 # %% [markdown]
+# ### 5.1 Why does a small model run at a low MFU?
+#
+# The MFU is not a property of the card alone. Three steps were measured on one NVIDIA H200 (`python
+# bench/gpu_check.py` and `python tools/lab_run.py --data shakespeare --short`, kept in
+# `finegpt.memory.speed.CALIBRATION_POINTS`): GPT-2 small eager and compiled, and the lab's 4-layer, 128-wide
+# model (the one notebook 04 trains there). `finegpt.memory.speed` splits a step's time by what it
+# does: matmuls at a share of the peak (narrow layers use the tensor cores poorly), bytes moved at the card's
+# memory bandwidth (the logits of the LM head and the loss over them, every layer's elementwise ops), and a
+# cost per kernel launched.
+
+# %%
+from finegpt.memory.speed import CALIBRATION_POINTS, predict
+
+rows = []
+for name, fields, card, b, acc, compiled, measured in CALIBRATION_POINTS:
+    pred = predict(ModelConfig(**fields, vocab_size=50304, bias=False), card, b, acc, compiled)
+    share = {k: v / sum(pred.parts_s.values()) for k, v in pred.parts_s.items()}
+    rows.append({"step": name, "measured MFU": f"{measured:.1%}",
+                 "predicted (range)": f"{pred.mfu:.1%} ({pred.mfu_range[0]:.1%}-{pred.mfu_range[1]:.1%})",
+                 **{k: f"{v:.0%}" for k, v in share.items()}})
+    assert pred.mfu_range[0] <= measured <= pred.mfu_range[1]
+print(pd.DataFrame(rows).to_string(index=False))
+small = ModelConfig(**CALIBRATION_POINTS[2][1], vocab_size=50304, bias=False)
+print(f"logits per token / hidden width, lab model: {small.vocab_size / small.n_embd:.0f}; FLOPs per token, "
+      f"GPT-2 small / lab model: {M.flops_per_token(gpt2) / M.flops_per_token(small):.0f}x")
+
+# %% [markdown]
+# The measured MFUs differ sevenfold on the same card, and the model's split says why. The lab's model spends
+# most of its step on the LM head and the loss: each token's logits are hundreds of times wider than its hidden
+# state (the ratio printed above), and moving them is memory traffic, not matmul work, so it earns no FLOPs.
+# GPT-2 small does far more matmul work per token against the same logits. At a small batch the launch cost
+# takes over: every kernel costs a few microseconds of Python and driver time however little it computes.
+
+# %%
+lab_model = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=512, vocab_size=50304, bias=False)
+for b in (1, 16, 256):
+    parts = predict(lab_model, "H200", b).parts_s
+    print(f"batch {b:>3}: {max(parts, key=parts.get):<15} takes the largest share "
+          f"({max(parts.values()) / sum(parts.values()):.0%}); predicted MFU {predict(lab_model, 'H200', b).mfu:.1%}")
+assert max(predict(lab_model, "H200", 1).parts_s.items(), key=lambda kv: kv[1])[0] == "kernels"
+
+# %% [markdown]
+# So plans are made per model, not per card: `finegpt memory` and the planner below take the time from this
+# model of the model's own work, and `finegpt speed config.py` measures the real step on the machine you have.
+# A run that must end on time sets `max_minutes` (notebook 04 does): the trainer times its own steps and fits
+# `max_iters` to the minutes.
+
+# %% [markdown]
 # ## 6. Is the prediction right? Predicted vs measured on this machine
 #
 # `finegpt.memory.measure` runs two real training steps and an eval pass of finegpt's model and reads
@@ -491,9 +539,11 @@ plots.memory_bars(guide_rows, "The guide's table, eager and compiled")
 # %% [markdown]
 # ## 8. What should I train on my GPU?
 #
-# `recommend` picks, for each GPU preset, the largest model of a fixed ladder (the guide's shapes, GPT-2
-# small and medium) that fits at a micro-batch of at least 8, with the accumulation that reaches 0.5M
-# tokens per step, and the hours to train it on its compute-optimal budget.
+# `recommend` picks, for each GPU preset, the model of a fixed ladder (a toy, the guide's shapes, GPT-2 small
+# and medium) whose tokens in a day come closest to 20 per non-embedding parameter, at the speed section 5.1's
+# model predicts for it; the T4 gets its lab session instead of a day, the same plan as `session_plan` below.
+# Each row has the accumulation that reaches the tokens per step, and the hours to train the model on its
+# compute-optimal budget.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -505,9 +555,9 @@ print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size
             "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
 
 # %% [markdown]
-# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row: bigger cards
-# spend their memory on bigger micro-batches and fewer accumulation steps, not on a different optimizer
-# step. The model is capped by the ladder, so the largest cards all get its largest model.
+# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row but the T4's (a
+# session plans 128k tokens per step at T=512): bigger cards spend their memory on bigger micro-batches and fewer
+# accumulation steps, not on a different optimizer step.
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best
@@ -525,16 +575,17 @@ display(Markdown(
     f"{session.max_iters:,} steps = {session.tokens / 1e6:.0f}M tokens ({session.tokens_per_param:g} per parameter, "
     f"{getattr(session, 'tokens_per_body_param', session.tokens_per_param):g} per non-embedding parameter), "
     f"peak {session.peak_gib:.1f} GiB, **{session.minutes_range[0]:.0f}–{session.minutes_range[1]:.0f} minutes** at "
-    f"{session.mfu_range[1]:.0%}–{session.mfu_range[0]:.0%} MFU. The plan sizes the run for the slow end, so it "
-    "finishes in time."))
+    f"{session.mfu_range[1]:.0%}–{session.mfu_range[0]:.0%} MFU (planned at {session.mfu:.0%}). Notebook 04 trains "
+    "it time-boxed, so it finishes in time whatever the speed."))
 
 # %% [markdown]
 # Training is not the only thing a lab's clock must cover. `finegpt.lab` models every notebook of the lab in full
-# mode from the same numbers: training FLOPs at the assumed MFU, tokens to tokenize at an assumed speed per CPU
-# core, bytes to download at an assumed speed, and a fixed part for the small cells. On a Colab T4:
+# mode from the same numbers: training FLOPs at the assumed MFU (04's time-boxed minutes as they are), tokens to
+# tokenize at an assumed speed per CPU core, bytes to download at an assumed speed, and a fixed part for the small
+# cells. On a Colab T4:
 
 # %%
-t4 = lab.settings("full", "T4", env={})
+t4 = lab.settings("full", "T4", env={}, measure=None)  # the speed model's plan, not a probe of this machine
 t4_device = lab.clock.gpu_device("T4")
 lab_minutes = pd.Series({nb: lab.expected_s(t4, nb, t4_device) / 60 for nb in lab.clock.NOTEBOOKS}, name="minutes")
 LAB_MINUTES = 90  # one lab session: notebooks 01 -> 05 in full mode
@@ -563,7 +614,8 @@ assert lab_minutes.sum() < LAB_MINUTES
 # - Peak memory = persistent state (weights 4N, AdamW 8N, gradients 4N) + what the batch needs
 #   (autocast copies, activations, and the logits + cross-entropy, often the largest).
 # - The largest micro-batch that fits plus gradient accumulation gives any tokens per step you want.
-# - Hours = tokens × FLOPs per token / (peak FLOPS × MFU).
+# - Hours = tokens × FLOPs per token / (peak FLOPS × MFU), and the MFU depends on the model: a small model with a
+#   large vocabulary spends its step moving logits and launching kernels, not multiplying matrices.
 # - The predictions match measured peaks on this machine; the guide's sizes do not hold.
 # - The verdict counts what the card really holds: the peak's terms, the allocator's reserve and the CUDA context,
 #   each a range: fits, tight (inside the uncertainty), or out of memory, with the term that decides it.

@@ -82,8 +82,12 @@ data_dir = paths.train_data
 #
 # In full mode: notebook 03's `session_plan` for the detected card: among a ladder of model sizes, the one whose
 # token budget for a fixed number of minutes comes closest to the compute-optimal 20 tokens per (non-embedding)
-# parameter, at a micro-batch that fits with headroom. On a Colab T4 it uses fp16 with a gradient scaler (the
-# T4 has no bf16).
+# parameter, at a micro-batch that fits with headroom. On the GPU it runs on, each candidate model's real step is
+# timed for a couple of seconds (`finegpt speed`'s probe) and the plan uses those speeds; the settings' notes say
+# which. On a Colab T4 it uses fp16 with a gradient scaler (the T4 has no bf16). The run is time-boxed
+# (`max_minutes`): after a short warm-up the trainer times its own steps, evals and checkpoints, and sets
+# `max_iters` so the run ends on time, with the learning rate reaching `min_lr` at the last step. The
+# `max_iters` printed below is the plan's guess; the training log prints the one the trainer chose.
 #
 # In cpu mode: the settings of `finegpt quickstart`, a 4-layer, 128-wide model reading one byte per token, which
 # learns to write like the plays in a few thousand steps on a laptop. Smoke mode is the same code on a toy scale.
@@ -106,8 +110,9 @@ print(f"{train_cfg.max_iters:,} iterations x {tokens_per_iter:,} tokens = {train
 run = M.run_config(train_cfg, gpu=settings.gpu, device=settings.device)  # the run as the memory model sees it
 report = M.estimate(model_cfg, run)
 minutes = None
-if settings.gpu:  # a range: the card family's MFU, high to low (notebook 03, section 5)
-    mfu_low, mfu_high = M.mfu_range(settings.gpu, compiled=train_cfg.compile)
+if settings.gpu:  # a range: finegpt's speed model for this model and batch, high to low (notebook 03, section 5.1)
+    mfu_low, mfu_high = M.run_mfu_range(model_cfg, settings.gpu, train_cfg.batch_size,
+                                        train_cfg.gradient_accumulation_steps, train_cfg.compile, run.label)
     minutes = [M.train_time_s(model_cfg, train_cfg.max_iters * tokens_per_iter, settings.gpu, run.dtype, mfu=m) / 60
                for m in (mfu_high, mfu_low)]
 print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase})"
@@ -395,9 +400,10 @@ if mfus and settings.gpu:  # replan the session at the MFU this run measured, in
 # %% [markdown]
 # Tokens per second is the number to compare between settings on the same machine. MFU is the one to
 # compare across machines, because it divides by each card's own peak. The lab's plan (notebooks 01 and 03)
-# assumed the low end of a published range for your card; the last line, printed on a GPU, rescales it from
-# the MFU your log measured: `M.session_plan(GPU, mfu=...)` with the `mfu` the log rows print. Minutes scale as
-# 1/MFU, so a run at twice the assumed MFU buys twice the tokens in the same time.
+# came from speeds probed on your card (or, without one, finegpt's speed model); the time box kept the minutes
+# whatever the speed turned out to be. The last line, printed on a GPU, replans from the MFU your log measured:
+# `M.session_plan(GPU, mfu=...)` with the `mfu` the log rows print. At twice the MFU the same minutes buy twice
+# the tokens.
 
 # %% [markdown]
 # ## 8. What is the validation loss, and is it good?

@@ -49,6 +49,8 @@ def test_dry_run_runs_every_section_on_cpu_and_leaves_the_calibration_alone(tmp_
     assert "| tiny (dry run) | eager |" in text and "| tiny (dry run) | compiled |" in text
     assert "| eager | 4 x 4 x 32 |" in text and "| torch.compile | 4 x 4 x 32 |" in text
     assert "| float32 | 16 |" in text and "| bfloat16 | 32 |" in text
+    assert "| 1L/16 | 4 x 32 | eager |" in text and "| 4L/96 | 4 x 32 | compiled |" in text  # the speed sweep
+    assert text.count("x 32 | eager |") >= 5 and "Refitted matmul share" in text
     assert "Skipped" not in text and "Failed" not in text and text.rstrip().splitlines()[-1].startswith("Total time")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md"]  # no temp file, no calibration written
     assert torch.compile.__module__ == "torch"  # the eager-backend swap is undone

@@ -50,7 +50,7 @@ def test_tokens_per_step_is_one_function_that_every_planner_agrees_with():
     b = memory.plan_budget("4090", 60.0, block_size=128)
     assert b.batch.tokens_per_step == tokens_per_step(b.batch.batch_size, 128, b.batch.gradient_accumulation_steps)
     r = memory.recommend("T4")
-    assert r.tokens_per_step == tokens_per_step(r.batch_size, 1024, r.gradient_accumulation_steps)
+    assert r.tokens_per_step == tokens_per_step(r.batch_size, r.block_size, r.gradient_accumulation_steps)
     s = memory.session_plan("T4")
     assert s.tokens == s.max_iters * tokens_per_step(s.batch_size, s.model["block_size"], s.gradient_accumulation_steps)
 

@@ -127,8 +127,9 @@ def test_memory_view_shows_exactly_what_estimate_returns(s):
     if view.max_batch_size:
         assert view.plan == M.plan(cfg, run, tokens_per_step, s["gpu"])
         assert view.plan.batch_size <= view.max_batch_size
-    seconds = M.train_time_range_s(cfg, int(s["tokens"]), s["gpu"], run.dtype, compiled=run.compile)
-    assert view.hours == pytest.approx(tuple(x / 3600 for x in seconds))
+    batch = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
+    seconds = M.train_time_range_s(cfg, int(s["tokens"]), s["gpu"], run.label, compiled=run.compile, **batch)
+    assert view.hours == pytest.approx(tuple(x / 3600 for x in seconds))  # the speed model, for this batch
 
 
 @pytest.mark.parametrize(

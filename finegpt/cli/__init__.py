@@ -1,4 +1,4 @@
-"""The `finegpt` command: prepare | train | check | sample | eval | memory | recommend | quickstart.
+"""The `finegpt` command: prepare | train | check | sample | eval | memory | recommend | speed | quickstart.
 
 Each subcommand parses its arguments and calls one package function. Settings are written --key=value or
 --key value alike, for every subcommand (split_settings). Bad input prints one line
@@ -12,14 +12,15 @@ import difflib
 import sys
 
 from finegpt.cli.data import add_check, add_eval, add_prepare, add_sample
-from finegpt.cli.plans import add_memory, add_recommend
+from finegpt.cli.plans import add_memory, add_recommend, add_speed
 from finegpt.cli.runs import add_quickstart, add_train
 from finegpt.config import split_settings
 from finegpt.errors import FinegptError
 
 # ---- the parser -------------------------------------------------------------------------------
 
-SECTIONS = [add_quickstart, add_train, add_prepare, add_check, add_sample, add_eval, add_memory, add_recommend]
+SECTIONS = [add_quickstart, add_train, add_prepare, add_check, add_sample, add_eval]
+SECTIONS += [add_memory, add_recommend, add_speed]
 
 
 def build_parser() -> argparse.ArgumentParser:

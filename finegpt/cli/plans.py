@@ -1,5 +1,6 @@
-"""`finegpt memory` and `finegpt recommend`: the commands that plan a run before it starts; they import
-neither torch nor numpy. Each add_* adds its subparser, each cmd_* calls one package function."""
+"""`finegpt memory`, `recommend` and `speed`: the commands that plan a run before it starts. memory and
+recommend import neither torch nor numpy; speed times the real step. Each add_* adds its subparser, each
+cmd_* calls one package function."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def add_recommend(sub) -> None:
         "recommend", help="the model each GPU trains Chinchilla-optimally in a budget (the corrected guide table)"
     )
     p.add_argument("--gpu", default=None, help="one preset only (default: all)")
-    p.add_argument("--block_size", type=int, default=1024)
+    p.add_argument("--block_size", type=int, default=None, help="default: 512 for a session budget, else 1024")
     p.add_argument(
         "--hours", type=float, default=None, help="training budget (default: a day; the T4: its lab session)"
     )
@@ -83,4 +84,19 @@ def cmd_recommend(args, extra) -> int:
         return 0
     gpu_note = memory.resolve_gpu(args.gpu).note if args.gpu else None
     print((f"note: {gpu_note}\n" if gpu_note else "") + memory.format_recommendations(rows, args.compile))
+    return 0
+
+
+def add_speed(sub) -> None:
+    p = sub.add_parser("speed", help="time the real training step of a config on this device: tokens/s, MFU, run time")
+    p.add_argument("config", nargs="?", default=None, help="a nanoGPT-style config file; then --key=value")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long to time steps after warm-up")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_speed, accepts_overrides=True)
+
+
+def cmd_speed(args, extra) -> int:
+    from finegpt.memory.probe import speed_report
+
+    print(speed_report(args.config, extra, args.seconds, args.json))  # the run `finegpt train` would make, timed
     return 0

@@ -83,16 +83,19 @@ def cpu_device(model_fields: dict, batch_size: int, steps: int = 3) -> Device:
 # ---- the work each notebook does, in each mode -------------------------------------------------
 
 
-def _train_work(model: dict, train: dict, vocab: int) -> tuple[float, int]:
-    """(FLOPs, optimizer steps) of a run: training plus its evaluations (forward only, a third of the cost)."""
+def _train_work(model: dict, train: dict, vocab: int) -> tuple[float, int, float]:
+    """(FLOPs, optimizer steps, seconds) of a run: training plus its evaluations (forward only, a third of the
+    cost); a time-boxed run (max_minutes) is its seconds instead."""
     from finegpt import memory as M
     from finegpt.config import ModelConfig
 
     cfg = ModelConfig(**{**model, "vocab_size": vocab})
+    if train.get("max_minutes"):  # time-boxed: the loop fits its steps and evals into the budget
+        return 0.0, 0, 60.0 * train["max_minutes"]
     per_step = train["batch_size"] * train["gradient_accumulation_steps"] * cfg.block_size
     evals = train["max_iters"] // train["eval_interval"] + 1
     eval_tokens = evals * 2 * train["eval_iters"] * train["batch_size"] * cfg.block_size
-    return M.flops_per_token(cfg) * (train["max_iters"] * per_step + eval_tokens / 3), train["max_iters"]
+    return M.flops_per_token(cfg) * (train["max_iters"] * per_step + eval_tokens / 3), train["max_iters"], 0.0
 
 
 def _local_tokens(pattern: str) -> float:
@@ -119,14 +122,14 @@ def work(s: LabSettings) -> dict[str, dict[str, float]]:
         download = gpt2_tokens * FINEWEB_PARQUET_BYTES_PER_TOKEN
     else:  # the plays as FineWeb-schema rows: counted once for token_count, once by prepare
         gpt2_tokens, download = 2 * plays / TEXT_BYTES_PER_GPT2_TOKEN, 0.0
-    probe_flops, probe_steps = _train_work(*s.probe, 320)
-    run_flops, run_steps = _train_work(*s.run, 50304 if s.mode == "full" else 320)
+    probe_flops, probe_steps, _ = _train_work(*s.probe, 320)
+    run_flops, run_steps, run_s = _train_work(*s.run, 50304 if s.mode == "full" else 320)
     gpt2 = GPT2_DOWNLOAD_BYTES if s.mode == "full" and not s.local_source else 0.0
     return {
         "01": {"tokenize": gpt2_tokens + (s.shakespeare.get("tokens") or plays), "download": download},
         "02": {"flops": probe_flops, "steps": probe_steps},
         "03": {},
-        "04": {"flops": run_flops, "steps": run_steps, "download": gpt2},
+        "04": {"flops": run_flops, "steps": run_steps, "seconds": run_s, "download": gpt2},
         "05": {"download": gpt2},
     }
 
@@ -137,6 +140,7 @@ def expected_s(s: LabSettings, notebook: str, device: Device) -> float:
         FIXED_S
         + w.get("flops", 0.0) / device.flops_per_s
         + w.get("steps", 0) * device.step_overhead_s
+        + w.get("seconds", 0.0)
         + w.get("tokenize", 0.0) / (TOKENS_PER_S_PER_CORE * device.cores)
         + w.get("download", 0.0) / DOWNLOAD_BYTES_PER_S
     )
@@ -152,7 +156,7 @@ class Clock:
         self.t0 = time.time()
 
     def plan_lines(self) -> list[str]:
-        t4 = settings("full", "T4", env={})
+        t4 = settings("full", "T4", env={}, measure=None)
         t4_s = expected_s(t4, self.notebook, gpu_device("T4"))
         how = (
             f"at an assumed {self.device.mfu:.0%} MFU"

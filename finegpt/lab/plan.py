@@ -1,7 +1,10 @@
 """What each notebook does in each mode: how many documents 01 reads and tokenizes, the small model 02
 trains to look inside, and the run 04 trains. One place, so the notebooks and the lab's clock agree.
 
-Entry points: settings(mode, gpu) -> LabSettings, prepare_args, probe_configs, run_configs.
+Entry points: settings(mode, gpu) -> LabSettings, prepare_args, probe_configs, run_configs, gpu_speed.
+In full mode on a GPU, 04's model and token budget come from each candidate's speed measured on that GPU
+(gpu_speed, finegpt.memory.probe); without one, from finegpt.memory.speed's model. 04 trains time-boxed
+(max_minutes), so its minutes are the student's whatever the speed.
 """
 
 from __future__ import annotations
@@ -53,10 +56,42 @@ class LabSettings:
     notes: list[str] = field(default_factory=list)
 
 
-def _full_run(gpu: str, train_minutes: float) -> tuple[dict, dict, int]:
+PROBE_SECONDS = 2.0  # each candidate's timed steps on the GPU, after its warm-up
+
+
+def gpu_speed(seconds: float = PROBE_SECONDS):
+    """The planner's measure(model_cfg, batch) -> MFU on this machine's GPU: finegpt.memory.probe of one
+    micro-batch per step (no accumulation: the optimizer step counted every micro-step, a little slow)."""
+    from finegpt.memory.probe import probe
+
+    def measure(model_cfg: ModelConfig, batch) -> float:
+        run = TrainConfig(batch_size=batch.batch_size, gradient_accumulation_steps=1, device="cuda", max_iters=1)
+        return probe(model_cfg, run, seconds, warmup_steps=2).mfu
+
+    return measure
+
+
+def _measure_here(gpu: str):
+    """gpu_speed() when this machine's CUDA GPU is the preset planned for, else None (the speed model plans)."""
+    import sys
+
+    if "torch" not in sys.modules:  # the planner alone never starts torch
+        return None
+    from finegpt.gpus import detected_gpu_key
+
+    return gpu_speed() if detected_gpu_key(default="") == gpu else None
+
+
+_PLANS: dict = {}  # (gpu, minutes, measured?) -> session plan: a notebook probes its GPU once
+
+
+def _full_run(gpu: str, train_minutes: float, measure=None) -> tuple[dict, dict, int, list[str]]:
     from finegpt import memory as M
 
-    s = M.session_plan(gpu, train_minutes=train_minutes)
+    key = (gpu, train_minutes, measure is not None)
+    if key not in _PLANS:
+        _PLANS[key] = M.session_plan(gpu, train_minutes=train_minutes, measure=measure)
+    s = _PLANS[key]
     iters = s.max_iters
     lr = 1e-3 if s.params < 50e6 else 6e-4  # small models take a larger learning rate
     train = dict(
@@ -71,14 +106,17 @@ def _full_run(gpu: str, train_minutes: float) -> tuple[dict, dict, int]:
         warmup_iters=max(2, iters // 20),
         dtype=torch_dtype_name(s.dtype),
         device="cuda",
+        max_minutes=train_minutes,  # time-boxed: max_iters is the plan's guess, the loop sets the real one
     )
-    return dict(s.model), train, s.tokens
+    return dict(s.model), train, s.tokens, s.notes[:1]
 
 
-def settings(mode: str, gpu: str | None = None, env: dict | None = None) -> LabSettings:
+def settings(mode: str, gpu: str | None = None, env: dict | None = None, measure="auto") -> LabSettings:
     """The sizes for `mode`. Full mode plans for `gpu` (a preset key, default T4); two environment
     variables, printed wherever they act, change it: FINEGPT_TRAIN_MINUTES (04's budget, default 45)
-    and FINEGPT_FINEWEB_FILES (local FineWeb-schema parquet/jsonl instead of streaming the Hub)."""
+    and FINEGPT_FINEWEB_FILES (local FineWeb-schema parquet/jsonl instead of streaming the Hub).
+    measure: 'auto' probes the candidates on this machine's GPU when it is `gpu` (and torch is loaded);
+    None plans from the speed model; or a measure(model_cfg, batch) -> MFU of your own."""
     env = os.environ if env is None else env
     if mode not in MODES:
         raise bad("mode", mode, "is not a mode", "Use 'smoke', 'cpu' or 'full'")
@@ -108,9 +146,11 @@ def settings(mode: str, gpu: str | None = None, env: dict | None = None) -> LabS
         )
     gpu = gpu or "T4"
     minutes = float(env.get("FINEGPT_TRAIN_MINUTES") or 45)
-    model, train, tokens = _full_run(gpu, minutes)
+    measure = _measure_here(gpu) if measure == "auto" else measure
+    model, train, tokens, plan_notes = _full_run(gpu, minutes, measure)
     local = env.get("FINEGPT_FINEWEB_FILES") or None
-    notes = [f"04 trains for about {minutes:g} minutes" + (" (FINEGPT_TRAIN_MINUTES)" if minutes != 45 else "")]
+    notes = [f"04 trains for {minutes:g} minutes, time-boxed" + (" (FINEGPT_TRAIN_MINUTES)" if minutes != 45 else "")]
+    notes += ["04's plan: " + plan_notes[0]]
     if local:  # the whole local source, however big: its size is the user's choice
         fineweb = dict(tokens=None, shard_tokens=100_000_000)
         notes.append(f"data: local FineWeb-schema files {local} (FINEGPT_FINEWEB_FILES), not the Hub's FineWeb")

@@ -4,8 +4,9 @@ estimate() (report.py) sums named terms (terms.py) into the train / optimizer-st
 of a RunConfig, which run_config() derives from the TrainConfig the trainer runs (run.py), adds what nvidia-smi
 shows as a low-high range and gives a three-way verdict; measure() (measurement.py, imports torch) runs
 finegpt.step's real step and memory_timeline() (timeline.py) records it op by op; calibration.json holds what
-was measured; presets (gpus.py), solvers and the one planner, plan_budget (solve.py), and the guide check
-(guide.py) build on them.
+was measured; presets (gpus.py), solvers (solve.py), the one planner, plan_budget (planner.py), and the guide
+check (guide.py) build on them. Time: predict_speed() (speed.py) models a step from the model's work on a card,
+probe_speed() (probe.py, imports torch) times finegpt.step's real step on the device at hand.
 """
 
 from finegpt.config import count_params
@@ -21,12 +22,18 @@ from finegpt.gpus import (
 )
 from finegpt.memory.gpus import MFU_RANGES, mfu_range, peak_flops
 from finegpt.memory.guide import check_guide, format_checks, format_guide_verdicts, guide_verdicts
-from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
-from finegpt.memory.solve import (
-    BatchPlan,
+from finegpt.memory.planner import (
     BudgetPlan,
     Recommendation,
     SessionPlan,
+    plan_budget,
+    recommend,
+    recommend_all,
+    session_plan,
+)
+from finegpt.memory.report import GIB, MemoryReport, Verdict, bar_segments, eager_and_compiled, estimate
+from finegpt.memory.solve import (
+    BatchPlan,
     best_dtype,
     chinchilla_tokens,
     default_mfu,
@@ -34,14 +41,11 @@ from finegpt.memory.solve import (
     flops_per_token,
     max_micro_batch,
     plan,
-    plan_budget,
-    recommend,
-    recommend_all,
-    session_plan,
     tokens_per_run,
     train_time_range_s,
     train_time_s,
 )
+from finegpt.memory.speed import SpeedPrediction, predict_speed, run_mfu_range
 from finegpt.memory.summary import (
     fit_summary,
     format_fit_summary,
@@ -57,6 +61,13 @@ def measure(model_cfg, run, device: str = "cpu", seed: int = 0, **kw) -> dict:
     from finegpt.memory.measurement import measure as _measure
 
     return _measure(model_cfg, run, device, seed, **kw)
+
+
+def probe_speed(model_cfg, train_cfg, seconds: float = 3.0):
+    """finegpt.step's real step timed on this device: tokens/s, ms/iter, MFU; see finegpt.memory.probe (torch)."""
+    from finegpt.memory.probe import probe
+
+    return probe(model_cfg, train_cfg, seconds)
 
 
 def memory_timeline(model_cfg, run, device: str = "cpu", seed: int = 0):
@@ -79,6 +90,9 @@ __all__ = [
     "guide_verdicts",
     "mfu_range",
     "plan_budget",
+    "predict_speed",
+    "run_mfu_range",
+    "SpeedPrediction",
     "side_by_side",
     "train_time_range_s",
     "Gpu",
@@ -107,6 +121,7 @@ __all__ = [
     "max_micro_batch",
     "measure",
     "memory_timeline",
+    "probe_speed",
     "peak_flops",
     "plan",
     "recommend",

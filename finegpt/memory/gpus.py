@@ -54,8 +54,12 @@ def peak_flops(device_name_or_gpu: str | Gpu, dtype: str = "bf16") -> float | No
 
 
 def mfu_range(gpu: str | Gpu, compiled: bool = False) -> tuple[float, float]:
-    """(low, high) MFU for this card, eager or compiled: its family's cited range, widened to include
-    what bench/gpu_check.py measured on this preset (finegpt/memory/calibration.json)."""
+    """(low, high) MFU for this card, eager or compiled, whatever the model: its family's cited range, widened
+    to include what bench/gpu_check.py measured on any card of the family (finegpt/memory/calibration.json), so
+    an H100 and an H200 read the same range. finegpt.memory.speed's run_mfu_range knows the model and batch."""
     g = get_gpu(gpu)
     cited = MFU_RANGES.get(g.family, MFU_RANGES["other"])["compiled" if compiled else "eager"]
-    return widen(cited, measured_mfu(preset_key(g), compiled))
+    for key, card in GPUS.items():
+        if card.family == g.family:
+            cited = widen(cited, measured_mfu(key, compiled))
+    return cited

@@ -12,7 +12,7 @@ from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
 from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import eager_and_compiled
-from finegpt.memory.solve import HEADROOM, max_micro_batch, tokens_per_run, train_time_range_s
+from finegpt.memory.solve import max_micro_batch, tokens_per_run, train_time_range_s
 from finegpt.run import RunConfig
 
 # The guide's table: (VRAM class, its GPU, claimed params (low, high), n_layer, n_head, n_embd,
@@ -97,7 +97,7 @@ def _memory(cfg: ModelConfig, gpu_key: str, batch_size: int, accumulation: int, 
         f"compiled {c['peak_gib']:.1f} GiB allocated, {c['nvidia_smi_gib'][0]:.1f}-{c['nvidia_smi_gib'][1]:.1f} in "
         f"nvidia-smi: {c['label']} ({c['deciding']}; {c['compiled_status']}); eager {e['peak_gib']:.1f} GiB, "
         f"{e['nvidia_smi_gib'][0]:.1f}-{e['nvidia_smi_gib'][1]:.1f}: {e['label']}; largest micro-batch with "
-        f"{HEADROOM:.0%} headroom: {c['max_micro_batch']} compiled, {e['max_micro_batch']} eager"
+        f"the high end under the card: {c['max_micro_batch']} compiled, {e['max_micro_batch']} eager"
     )
     gpu = get_gpu(gpu_key)
     return Check(

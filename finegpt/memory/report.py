@@ -208,9 +208,15 @@ def _overheads(run: RunConfig, peak_bytes: int, phase_terms: dict[str, int]) -> 
     }
 
 
+def fits_memory(high_bytes: int, memory_bytes: float, headroom: float = 0.0) -> bool:
+    """The one rule for "fits": the high end of what nvidia-smi will show stays under the card's memory (less
+    a planning margin, headroom, which the planners keep). The verdict, fits() and max_micro_batch() use it."""
+    return high_bytes <= (1 - headroom) * memory_bytes
+
+
 def _verdict(report: MemoryReport) -> Verdict:
     low, high = report.nvidia_smi_range
-    if high <= report.memory_bytes:
+    if fits_memory(high, report.memory_bytes):
         status = "fits"
     elif low > report.memory_bytes:
         status = "out of memory"

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
-from finegpt.memory.gpus import mfu_range
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
-from finegpt.memory.solve import HEADROOM, chinchilla_tokens, max_micro_batch, plan, tokens_per_run, train_time_range_s
+from finegpt.memory.solve import (
+    HEADROOM,
+    body_params,
+    chinchilla_tokens,
+    max_micro_batch,
+    plan,
+    tokens_per_run,
+    train_time_range_s,
+)
+from finegpt.memory.speed import run_mfu_range
 from finegpt.run import RunConfig, run_from_settings
 
 
@@ -53,7 +61,7 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
         "tokens_per_step": tokens_per_step,
         "max_iters": max_iters,
         "tokens_per_run": tokens,
-        "tokens_per_param": tokens / params,
+        "tokens_per_param": tokens / body_params(model_cfg),  # per non-embedding parameter, as Chinchilla here
         "chinchilla_tokens": chinchilla_tokens(model_cfg),
     }
     if run.gpu:
@@ -66,9 +74,12 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
                 "gradient_accumulation_steps": p.gradient_accumulation_steps * run.world_size,
                 "tokens_per_step": p.tokens_per_step,
             }
-        seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile)
+        kw = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
+        seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile, **kw)
         out["hours"] = [s / 3600 for s in seconds]
-        out["mfu_range"] = list(mfu_range(gpu, run.compile))
+        out["mfu_range"] = list(
+            run_mfu_range(model_cfg, gpu, run.batch_size, run.gradient_accumulation_steps, run.compile, run.label)
+        )
     return out
 
 
@@ -102,13 +113,14 @@ def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str
         lines.append(f"  (compiled terms: {out['compiled']['compiled_status']})")
     lines.append(
         f"tokens per step {out['tokens_per_step']:,}; per run ({out['max_iters']:,} iters) {tokens / 1e9:.2f}B = "
-        f"{out['tokens_per_param']:.0f} tokens/param (Chinchilla ~20: {out['chinchilla_tokens'] / 1e9:.2f}B)"
+        f"{out['tokens_per_param']:.0f} tokens per non-embedding parameter (Chinchilla ~20: "
+        f"{out['chinchilla_tokens'] / 1e9:.2f}B)"
     )
     if run.gpu:
         if "plan" in out:
             same = "same" if out["plan"]["tokens_per_step"] == out["tokens_per_step"] else "about the same"
             lines.append(
-                f"largest micro-batch ({mode}, {HEADROOM:.0%} headroom over the high end): {out['max_micro_batch']}; "
+                f"largest micro-batch that fits ({mode}, the high end under the card): {out['max_micro_batch']}; "
                 f"{same} tokens per step: --batch_size={out['plan']['batch_size']} "
                 f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}"
             )
@@ -138,8 +150,10 @@ def format_recommendations(rows: list, compiled: bool = False) -> str:
         )
     mode = "compiled" if compiled else "eager"
     lines.append(
-        f"{mode}, bias=False, 0.5M tokens per step; the model whose tokens in the budget (at the low MFU) come "
-        f"closest to 20 per non-embedding parameter, that fits with {HEADROOM:.0%} headroom over the "
-        "high end of nvidia-smi (smi GiB); Chinchilla h: 20 tokens per parameter at the high-low MFU"
+        f"{mode}, bias=False; tokens per step: 128k at T=512 for a session budget (<= 2 h), else 0.5M at T=1024; "
+        "the model whose tokens in the budget (at the MFU finegpt's speed model predicts for it) come closest to 20 "
+        "per non-embedding parameter, "
+        f"that fits with {HEADROOM:.0%} headroom over the high end of nvidia-smi (smi GiB); Chinchilla h: the same "
+        "20 tokens per non-embedding parameter at the high-low MFU"
     )
     return "\n".join(lines)

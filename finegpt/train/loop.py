@@ -35,7 +35,8 @@ from finegpt.train.identity import stream_record
 from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
 from finegpt.train.rundir import RunFolder
-from finegpt.train.setup import resolved_run, restore, resumed_model, setup_device
+from finegpt.train.setup import log_data_plan, make_loaders, reads, resolved_run, restore, resumed_model, setup_device
+from finegpt.train.timebox import TimeBox, agree, apply_plan
 
 # ---- schedule, data, eval --------------------------------------------------------------------------
 
@@ -53,44 +54,6 @@ def get_lr(it: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def make_loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
-    """Training batches with cfg.sampling, plus fixed eval batches: eval batch k is the same at every eval,
-    and the epoch sampler makes the eval windows distinct as long as the split holds them."""
-    from finegpt.data import BatchLoader
-
-    data_dir = cfg.resolved_data_dir()
-    eval_b = cfg.eval_batch_size or cfg.batch_size
-    kw = dict(rank=d.rank, world_size=d.world_size)
-    return {
-        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, sampling=cfg.sampling, **kw),
-        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, sampling="epoch", **kw),
-        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, sampling="epoch", **kw),
-    }
-
-
-def reads(cfg: TrainConfig, loaders: dict, tokens_read: int):
-    """finegpt.data.budget's ReadBudget of the train split after tokens_read tokens."""
-    from finegpt.data.budget import read_budget
-
-    prepared = {"train": loaders["train"].num_tokens, "val": loaders["eval_val"].num_tokens}
-    return read_budget(tokens_read, prepared, loaders["train"].block_size, cfg.sampling)
-
-
-def log_data_plan(cfg: TrainConfig, loaders: dict, tokens_per_iter: int, d: distributed.Dist) -> None:
-    """Before training: what the run will read of its prepared data, what the val loss scores, and a
-    warning naming the `finegpt prepare` that covers the run when it reads more than was prepared."""
-    from finegpt.data.budget import eval_summary, over_budget_warning
-
-    distributed.log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
-    if cfg.eval_only:
-        return
-    budget = reads(cfg, loaders, cfg.max_iters * tokens_per_iter)
-    distributed.log(d, f"data: {budget.summary()}")
-    warning = over_budget_warning(budget, loaders["train"].meta, cfg.resolved_data_dir())
-    if warning is not None:
-        distributed.log(d, warning)
-
-
 def estimate_loss(parts: step.Parts, loaders: dict, eval_iters: int, d: distributed.Dist | None = None) -> dict:
     """Mean loss over the same eval_iters batches of each split (averaged over ranks under DDP)."""
     d = d or distributed.Dist()
@@ -98,6 +61,12 @@ def estimate_loss(parts: step.Parts, loaders: dict, eval_iters: int, d: distribu
         split: distributed.all_mean(step.eval_loss(parts, loaders[f"eval_{split}"], eval_iters), d).item()
         for split in ("train", "val")
     }
+
+
+def set_total(bar, total: int) -> None:
+    """A progress bar's total, once a time box has chosen max_iters."""
+    target = getattr(bar, "tqdm", bar)
+    target.total = total
 
 
 def diverged(loss: float, iter_num: int, last_ckpt) -> FinegptError:
@@ -132,6 +101,7 @@ class Run:
     trackers: object = None
     callback: object = None
     folder: object = None  # the RunFolder: each save checks it is still this run's, and lists its files
+    time_box: dict | None = None  # max_minutes' plan once chosen (finegpt.train.timebox), saved in each checkpoint
 
     def check_loss(self, loss) -> None:
         """The step's loss, averaged over ranks, kept as last_loss; one that is not finite stops the run
@@ -159,6 +129,8 @@ class Run:
             "config": config_dict(self.model_cfg, cfg),
             "data": self.data,
         }
+        if self.time_box is not None:
+            state["time_box"] = self.time_box
         if self.folder is not None:  # a folder deleted under the run stops it here, never made again
             self.folder.check_held()
         if self.sharded:  # every rank writes its shards; rank 0 adds the full weights for load_model
@@ -190,7 +162,9 @@ class Run:
                 distributed.log(d, f"saved checkpoint iter {self.iter_num} to {self.last_ckpt}")
         distributed.barrier(d)
 
-    def log_step(self, lossf: float, lr: float, dt_s: float, data_s: float, tokens: int, peak_flops, budget) -> None:
+    def log_step(
+        self, lossf: float, lr: float, dt_s: float, data_s: float, tokens: int, peak_flops, budget, steps: int = 0
+    ) -> None:
         """One row for the last log_interval steps, which took dt_s (data_s of it fetching batches) for `tokens`;
         budget: the ReadBudget of the train split so far (tokens read, distinct tokens, epochs)."""
         flops = memory.flops_per_token(self.model_cfg) * tokens  # 6N + 12·L·C·T per token, nanoGPT's estimate_mfu
@@ -201,7 +175,7 @@ class Run:
             "lr": lr,
             "tokens_per_s": tokens / max(dt_s, 1e-9),
             "mfu": mfu,
-            "dt_s": dt_s / self.cfg.log_interval,
+            "dt_s": dt_s / (steps or self.cfg.log_interval),
             "data_share": data_s / max(dt_s, 1e-9),
             "tokens_read": budget.tokens_read,
             "distinct_tokens": budget.distinct_tokens,
@@ -298,15 +272,19 @@ def _train(
     optim = dict(weight_decay=cfg.weight_decay, learning_rate=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
     parts = step.build(model_cfg, run_cfg, device, **optim)  # the meter's two lines (finegpt.memory.measurement)
     sharded = run_cfg.parallel == "fsdp"  # FSDP2 under torchrun; one process has nothing to shard
-    iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
+    iter_num, best_val_loss, dcp_dir, time_box = 0, float("inf"), None, None
     if cfg.init_from == "resume":
+        time_box = ckpt.get("time_box") if cfg.max_minutes else None  # a time-boxed run resumes its own plan
         iter_num, best_val_loss, dcp_dir = restore(parts, ckpt, cfg, d, sharded, out_dir)
+    if time_box is not None:
+        cfg = apply_plan(cfg, time_box)
+        distributed.log(d, f"time box: resuming its plan, max_iters {cfg.max_iters:,}")
     parts = step.wrap(parts, run_cfg)
     if sharded and dcp_dir is not None:  # weights and optimizer state from the shards, resharded to this run
         fsdp.load_sharded(parts.raw_model, parts.optimizer, dcp_dir)
 
     run = Run(cfg, model_cfg, d, parts, data, out_dir, sharded, iter_num, best_val_loss, callback=callback)
-    run.folder = folder
+    run.folder, run.time_box = folder, time_box
     if (out_dir / "ckpt.pt").exists():
         run.last_ckpt = out_dir / "ckpt.pt"
     run.trackers = open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
@@ -332,34 +310,56 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
         f"{parts.raw_model.get_num_params() / 1e6:.2f}M parameters | {tokens_per_iter:,} tokens/iter | "
         f"{parts.device} {str(parts.dtype).removeprefix('torch.')} | world_size {d.world_size}",
     )
-    log_data_plan(cfg, loaders, tokens_per_iter, d)
+    box = None  # max_minutes without a plan yet: max_iters is chosen after a timed warm-up
+    if cfg.max_minutes and run.time_box is None and not cfg.eval_only:
+        box = TimeBox(cfg, parts.raw_model.get_num_params(non_embedding=False), skip_steps=2 if cfg.compile else 1)
+    else:
+        log_data_plan(cfg, loaders, tokens_per_iter, d)
     batches = step.Prefetch(loaders["train"], parts.device)
     start_iter = run.iter_num
     run.saved_at = start_iter  # the resume point is already on disk
-    total_tokens, done_tokens = cfg.max_iters * tokens_per_iter, start_iter * tokens_per_iter
+    total_tokens = None if box else cfg.max_iters * tokens_per_iter
     # a context manager: in a terminal the bar routes print() above itself until it closes, Ctrl-C included
-    with progress(total_tokens, "train", initial=done_tokens, enabled=d.is_main and not cfg.eval_only) as bar:
+    with progress(
+        total_tokens, "train", initial=start_iter * tokens_per_iter, enabled=d.is_main and not cfg.eval_only
+    ) as bar:
         t0 = time.time()
+        if box:
+            box.started()
         stop.arm()
         while True:
             lr = get_lr(run.iter_num, cfg)
             for group in parts.optimizer.param_groups:
                 group["lr"] = lr
-            if run.iter_num % cfg.eval_interval == 0 or run.iter_num == cfg.max_iters or cfg.eval_only:
+            last_iter = cfg.max_iters if box is None or box.plan else None  # a time box's end is not known yet
+            if run.iter_num % cfg.eval_interval == 0 or run.iter_num == last_iter or cfg.eval_only:
+                t_eval = time.time()
                 run.evaluate(loaders, lr, may_save=run.iter_num > start_iter)
+                if box:
+                    box.eval_took(time.time() - t_eval)
                 t0, batches.busy_s = time.time(), 0.0  # eval time is not training time
-            if cfg.eval_only or run.iter_num >= cfg.max_iters:
+            if cfg.eval_only or (last_iter is not None and run.iter_num >= last_iter):
                 break
 
             step.train_step(parts, batches, run.iter_num, gas, cfg.grad_clip, check=run.check_loss)
             lossf = run.last_loss
             run.iter_num += 1
             bar.update(tokens_per_iter)
+            chosen = agree(box, box.step_done(run.iter_num, start_iter), d, parts.device) if box else None
+            if chosen:  # the time box's plan after the warm-up, and once revised (timebox.REVISE_AT)
+                cfg = run.cfg = apply_plan(cfg, chosen)
+                run.time_box = chosen.to_dict()
+                distributed.log(d, chosen.summary(run.iter_num, box.elapsed_s(), cfg.eval_interval))
+                if not chosen.revised:
+                    log_data_plan(cfg, loaders, tokens_per_iter, d)
+                set_total(bar, cfg.max_iters * tokens_per_iter)
 
-            if run.iter_num % cfg.log_interval == 0 and d.is_main:
+            boxed_end = run.time_box is not None and run.iter_num == cfg.max_iters  # a time box logs its last step
+            if (run.iter_num % cfg.log_interval == 0 or boxed_end) and d.is_main:
                 dt_s, t0 = time.time() - t0, time.time()
                 budget = reads(cfg, loaders, run.iter_num * tokens_per_iter)
-                run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * cfg.log_interval, peak_flops, budget)
+                steps = run.iter_num % cfg.log_interval or cfg.log_interval
+                run.log_step(lossf, lr, dt_s, batches.busy_s, tokens_per_iter * steps, peak_flops, budget, steps)
                 batches.busy_s = 0.0
             if stop.requested(d, parts.device):  # Ctrl-C / SIGTERM: this step is done; save it and say how to resume
                 if run.iter_num > run.saved_at and (d.is_main or run.sharded):

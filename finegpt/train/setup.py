@@ -1,7 +1,8 @@
 """Setting a run up: this process's device and precision, the run resolved once for them (finegpt.run), the
 resume point's model settings, and a checkpoint's weights, optimizer state, loss scale and RNG restored.
 
-Entry points: setup_device, resolved_run, resumed_model, restore. finegpt.train.loop calls them in this order.
+Entry points: setup_device, resolved_run, resumed_model, restore (finegpt.train.loop calls them in this order);
+make_loaders, reads, log_data_plan: the data the run reads.
 """
 
 from __future__ import annotations
@@ -69,3 +70,44 @@ def restore(parts: step.Parts, ckpt: dict, cfg: TrainConfig, d: distributed.Dist
         torch.manual_seed(cfg.seed + d.rank + 1000 * iter_num)
     ckpt.clear()
     return iter_num, best_val_loss, dcp_dir
+
+
+# ---- the data: loaders, and what the run will read of the prepared tokens ----------------------------
+
+
+def make_loaders(cfg: TrainConfig, block_size: int, d: distributed.Dist) -> dict:
+    """Training batches with cfg.sampling, plus fixed eval batches: eval batch k is the same at every eval,
+    and the epoch sampler makes the eval windows distinct as long as the split holds them."""
+    from finegpt.data import BatchLoader
+
+    data_dir = cfg.resolved_data_dir()
+    eval_b = cfg.eval_batch_size or cfg.batch_size
+    kw = dict(rank=d.rank, world_size=d.world_size)
+    return {
+        "train": BatchLoader(data_dir, "train", cfg.batch_size, block_size, seed=cfg.seed, sampling=cfg.sampling, **kw),
+        "eval_train": BatchLoader(data_dir, "train", eval_b, block_size, seed=cfg.seed + 1, sampling="epoch", **kw),
+        "eval_val": BatchLoader(data_dir, "val", eval_b, block_size, seed=cfg.seed, sampling="epoch", **kw),
+    }
+
+
+def reads(cfg: TrainConfig, loaders: dict, tokens_read: int):
+    """finegpt.data.budget's ReadBudget of the train split after tokens_read tokens."""
+    from finegpt.data.budget import read_budget
+
+    prepared = {"train": loaders["train"].num_tokens, "val": loaders["eval_val"].num_tokens}
+    return read_budget(tokens_read, prepared, loaders["train"].block_size, cfg.sampling)
+
+
+def log_data_plan(cfg: TrainConfig, loaders: dict, tokens_per_iter: int, d: distributed.Dist) -> None:
+    """Before training: what the run will read of its prepared data, what the val loss scores, and a
+    warning naming the `finegpt prepare` that covers the run when it reads more than was prepared."""
+    from finegpt.data.budget import eval_summary, over_budget_warning
+
+    distributed.log(d, f"eval: {eval_summary(loaders['eval_val'], cfg.eval_iters)}")
+    if cfg.eval_only:
+        return
+    budget = reads(cfg, loaders, cfg.max_iters * tokens_per_iter)
+    distributed.log(d, f"data: {budget.summary()}")
+    warning = over_budget_warning(budget, loaders["train"].meta, cfg.resolved_data_dir())
+    if warning is not None:
+        distributed.log(d, warning)
