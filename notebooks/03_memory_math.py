@@ -12,6 +12,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -52,6 +60,7 @@ from finegpt import memory as M
 from finegpt.config import ModelConfig
 from finegpt.memory import measure
 from finegpt.memory.guide import GUIDE_TABLE
+from finegpt.memory.solve import HEADROOM, MIN_MICRO_BATCH, RECOMMEND_HOURS, SESSION_MINUTES
 from finegpt.model import count_params
 
 # %% [markdown]
@@ -284,19 +293,23 @@ assert max(redraw_s) < 0.1
 # What matters for the optimizer is the number of tokens per step: micro-batch × gradient accumulation ×
 # block size. Gradient accumulation runs several micro-batches before each optimizer step and adds their
 # gradients, so a smaller micro-batch with more accumulation gives the same step with less memory.
-# `max_micro_batch` bisects on the estimate (keeping 10 % of the card free) and `plan` picks the
-# smallest micro-batch that reaches the target with the fewest accumulation steps.
+# `max_micro_batch` bisects on the estimate, keeping some of the card free (the cell prints how much), and
+# `plan` picks the smallest micro-batch that reaches the target with the fewest accumulation steps.
 
 # %%
 b_max = M.max_micro_batch(gpt2, run, GPU)
 target = run.batch_size * run.gradient_accumulation_steps * gpt2.block_size
 p = M.plan(gpt2, run, target, GPU)
 print(f"largest micro-batch on the {M.GPUS[GPU].name}: {b_max}")
+lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")  # kept free beyond the high end of what nvidia-smi shows
 print(f"nanoGPT's {target:,} tokens/step -> batch_size={p.batch_size} x gradient_accumulation_steps="
       f"{p.gradient_accumulation_steps} = {p.tokens_per_step:,} tokens/step, peak {p.peak_gib:.2f} GiB")
 assert p.batch_size <= b_max and p.tokens_per_step >= target
 
 # %% [markdown]
+# `max_micro_batch` keeps 5 %<!-- value: headroom_pct --> of the card free beyond the *high* end of what
+# `nvidia-smi` would show: room for another process on the card, or a notebook's leftovers.
+#
 # The plan reaches nanoGPT's tokens per step with a smaller micro-batch and more accumulation steps: the
 # same optimizer step, built from more, smaller forward and backward passes.
 
@@ -390,8 +403,12 @@ if device == "cpu":  # validated on CPU to within 1 %; on a GPU this cell report
     assert worst < 0.05
 
 # %% [markdown]
-# An error as small as the one printed is what makes sections 3–5 trustworthy: the calculator runs the
-# same formulas this cell just checked against real allocations.
+# What this check covers, and what it does not. Without a GPU it measures a 2-layer model in fp32 on the CPU:
+# the weights, the optimizer state, the gradients, the activations and the logits, term by term, with the same
+# formulas the calculator uses. It does not touch what a T4 adds: autocast's fp16 copies and fp16 logits, the
+# CUDA context and the allocator's reserve. Those terms rest on GPU measurements (`docs/gpu_results.md`,
+# `finegpt/memory/calibration.json`), and the verdicts above carry their uncertainty as the hatched range. On a
+# GPU, full mode runs this cell on GPT-2 small itself.
 
 # %% [markdown]
 # Where in the step is the peak? `finegpt.memory.memory_timeline` runs the same training step with the CPU
@@ -425,8 +442,8 @@ assert abs(cpu_report.peaks["train"] / timeline.peak_bytes - 1) < 0.01
 # ## 7. Is the guide's table right?
 #
 # `check_guide()` recomputes every number of the popular guide: parameter counts in both conventions,
-# effective batches, memory at its batch size on its GPU (eager PyTorch), tokens, hours and tokens per
-# parameter. "ok" means the claim holds.
+# effective batches, memory at its batch size on its GPU (compiled, as the guide's nanoGPT config files run,
+# with the eager figure beside it), tokens, hours and tokens per parameter. `holds` is True when the claim holds.
 
 # %%
 checks = M.check_guide()
@@ -454,6 +471,11 @@ for mode, v in guide.items():
     print(f"{mode:8s}: peak {v['peak_gib']:.1f} GiB allocated, {low:.1f}-{high:.1f} GiB in nvidia-smi: {v['label']} "
           f"({v['deciding']}); largest micro-batch {v['max_micro_batch']}")
 print(f"compiled terms: {guide['compiled']['compiled_status']}")
+lab.claim("~160M parameters, runs comfortably on one 4090 using ~20–22 GB VRAM",
+          f"nvidia-smi {guide['compiled']['nvidia_smi_gib'][0]:.1f}-{guide['compiled']['nvidia_smi_gib'][1]:.1f} GiB "
+          f"compiled ({guide['compiled']['label']}), {guide['eager']['nvidia_smi_gib'][0]:.1f}-"
+          f"{guide['eager']['nvidia_smi_gib'][1]:.1f} GiB eager ({guide['eager']['label']})",
+          "the memory holds only compiled; the parameter count does not (section 3 of notebook 02)")
 
 # %% [markdown]
 # So the guide's "20–22 GB" holds only compiled, which nanoGPT's `train.py` does by default. The compiled
@@ -491,9 +513,9 @@ plots.memory_bars(guide_rows, "The guide's table, eager and compiled")
 # %% [markdown]
 # ## 8. What should I train on my GPU?
 #
-# `recommend` picks, for each GPU preset, the largest model of a fixed ladder (the guide's shapes, GPT-2
-# small and medium) that fits at a micro-batch of at least 8, with the accumulation that reaches 0.5M
-# tokens per step, and the hours to train it on its compute-optimal budget.
+# `recommend` plans one training budget per GPU preset and picks, from a fixed ladder of models (the guide's
+# shapes, GPT-2 small and medium), the one that budget trains closest to Chinchilla's 20 tokens per parameter.
+# The rules it applies are printed under the table, and the text after it spells them out.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -503,11 +525,27 @@ recs["chinchilla_tokens"] = (recs["chinchilla_tokens"] / 1e9).round(2).astype(st
 recs["hours_chinchilla"] = [f"{fast:.1f}-{slow:.1f}" for fast, slow in recs["hours_chinchilla"]]
 print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size", "gradient_accumulation_steps",
             "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
+by_gpu = recs.set_index("gpu")
+lab.show("budget_hours", RECOMMEND_HOURS, "{:g}")
+lab.show("t4_budget_minutes", SESSION_MINUTES, "{:g}")
+lab.show("min_micro_batch", MIN_MICRO_BATCH)
+lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")
+lab.show("gib_3080", by_gpu.loc["3080", "memory_gib"], "{:.1f}")
+assert by_gpu.loc["T4", "n_layer"] < by_gpu.loc["3080", "n_layer"]  # the T4 plans for a session, the 3080 a day
+assert (recs["batch_size"] >= MIN_MICRO_BATCH).all() and (recs["batch_size"] * recs["gradient_accumulation_steps"]).nunique() == 1
 
 # %% [markdown]
-# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row: bigger cards
-# spend their memory on bigger micro-batches and fewer accumulation steps, not on a different optimizer
-# step. The model is capped by the ladder, so the largest cards all get its largest model.
+# The rules behind each row: the budget is a day on the card (24<!-- value: budget_hours --> hours), except on
+# the T4, where it is one lab session (45<!-- value: t4_budget_minutes --> minutes of training). A model qualifies
+# when it fits at a micro-batch of at least 4<!-- value: min_micro_batch --> with 5 %<!-- value: headroom_pct -->
+# of the card free beyond the high end of the estimate; among those, the planner takes the one whose tokens in
+# the budget, at the low end of the card's MFU range, come closest to 20 per non-embedding parameter. So a row's
+# model follows the card's speed and budget as much as its memory: the 9.8<!-- value: gib_3080 --> GiB 3080
+# gets a bigger model than the 16 GB T4, because it has a day and the T4 has 45 minutes.
+#
+# Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row (the cell asserts
+# it): bigger cards spend their memory on bigger micro-batches and fewer accumulation steps, not on a different
+# optimizer step.
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best

@@ -12,6 +12,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -124,10 +132,10 @@ print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase
 # ## 2. How much of the data will the run read, and how often?
 #
 # A run reads `max_iters × batch_size × gradient_accumulation_steps × block_size` input tokens; the loader's
-# `sampling` decides which. finegpt's default, `"epoch"`, reads the way llm.c and build-nanogpt read FineWeb: it
-# cuts the train split into windows of `block_size + 1` tokens that do not overlap (a window's last token, only a
-# target, is the next one's first) and visits them in a shuffled order, so every window is read once before any is
-# read twice. nanoGPT's `"random"` starts each window at a random position: windows overlap and leave gaps. Either
+# `sampling` decides which. build-nanogpt reads FineWeb's shards front to back, in order, so each token is read
+# once per pass. finegpt's default, `"epoch"`, keeps that promise but not the order: it cuts the train split into
+# windows of `block_size + 1` tokens that do not overlap (a window's last token, only a target, is the next one's
+# first) and visits them in a shuffled order, so every window is read once before any is read twice. nanoGPT's `"random"` starts each window at a random position: windows overlap and leave gaps. Either
 # way a batch is a pure function of the step number, so a resumed run reads the same batches, and a whole run's
 # reads can be worked out before it starts. First from the numbers alone, with `read_budget`:
 
@@ -346,6 +354,7 @@ def keep_plotting(row):
     plot.log(row)
 
 
+plot.show()  # a new output for the resumed run: the plot above stays as it was when the run was interrupted
 plot.mark(ckpt["iter_num"], f"resumed from {ckpt['iter_num']}")
 t0 = time.time()
 result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting)
@@ -353,13 +362,8 @@ plot.final()
 train_s = time.time() - t0
 
 # %% [markdown]
-# The finished plot, as it stands after the run:
-
-# %%
-plot.figure()
-
-# %% [markdown]
-# The dotted lines are the interrupt and the resume. Between them the run went back to its checkpoint: the
+# The plot under the interrupted cell stops where the interrupt came; the one above is the whole run. The dotted
+# lines are the interrupt and the resume. Between them the run went back to its checkpoint: the
 # iterations after it ran twice. Compare them, once before the interrupt and again after resuming:
 
 # %%
@@ -432,11 +436,18 @@ assert val_loss < uniform
 # %%
 if meta["tokenizer"] != "gpt2":
     print(f"skipped: this run predicts {meta['tokenizer']}, GPT-2 predicts GPT-2 tokens; their losses are not comparable")
+    lab.claim("People get very good 160M–350M models on FineWeb with these settings, often beating original GPT-2",
+              "nothing: this mode's model predicts bytes of the plays", "not checked here; full mode checks it")
 else:
     from finegpt.eval.compare import compare, format_table
 
     try:
-        print(format_table(compare(ckpt=str(paths.run), baseline="gpt2", tokens=2**20)))
+        scored = compare(ckpt=str(paths.run), baseline="gpt2", tokens=2**20)  # [this run, GPT-2], same tokens
+        print(format_table(scored))
+        ours_loss, gpt2_loss = scored[0]["loss"], scored[1]["loss"]
+        lab.claim("People get very good 160M–350M models on FineWeb with these settings, often beating original GPT-2",
+                  f"this run's val loss {ours_loss:.3f}, GPT-2's {gpt2_loss:.3f}, on the same {scored[0]['tokens']:,} tokens",
+                  "holds for this run" if ours_loss < gpt2_loss else "does not hold for this run: GPT-2 scores lower")
     except Exception as e:  # no network: the weights cannot be downloaded
         print(f"skipped: GPT-2's weights could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
 
@@ -450,12 +461,29 @@ else:
 # %%
 tok = get_tokenizer(meta["tokenizer"])
 prompt = "ROMEO:\n" if meta["tokenizer"] == "bytes" else "The meaning of life is"
-print(generate_text(result["model"], tok, prompt, max_new_tokens=300 if meta["tokenizer"] == "bytes" else 100,
-                    temperature=0.8, seed=1337)[0])
+sample = generate_text(result["model"], tok, prompt, max_new_tokens=300 if meta["tokenizer"] == "bytes" else 100,
+                       temperature=0.8, seed=1337)[0]
+print(sample)
 
 # %% [markdown]
-# Look at what a short run learns first: the shape of the text (names in capitals followed by a colon,
-# line breaks, punctuation) comes before real words do.
+# What did the run learn? Two things can be counted in the sample: the share of its words that occur in the
+# training text (a made-up word does not), and the lines that are a speaker's name in capitals with a colon, the
+# plays' layout.
+
+# %%
+import re
+
+words = lab.corpus_words(lab.shard_text(data_dir))
+written = sample[len(prompt):]  # the model's text, not the prompt's
+real = lab.real_word_share(written, words)
+names = re.findall(r"^[A-Z][A-Z ]*[A-Z]:$", written, re.M)
+print(f"real words: {real:.0%} of the sample's words occur in the training text")
+print(f"speaker names on their own line: {len(names)}" + (f" ({', '.join(sorted(set(names)))})" if names else ""))
+display(Markdown(
+    f"After {result['iter_num']:,} iterations, **{real:.0%}** of the words this model writes are real words of its "
+    f"training text, and it wrote **{len(names)}** speaker name{'s' if len(names) != 1 else ''} in capitals on a "
+    "line of their own. Notebook 05 puts the same two counts beside an untrained model's and an early checkpoint's, "
+    "to show which comes first."))
 
 # %% [markdown]
 # ## Try it

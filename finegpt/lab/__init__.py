@@ -3,7 +3,8 @@
 A notebook's first cells call pick_mode(MODE), settings(MODE, gpu), paths(MODE), start(notebook, ...)
 and check(clock); its last cell calls clock.done(). Rooms: folder (modes, the lab folder), plan
 (what each notebook does per mode), clock (expected and actual time), inputs (found / missing, and
-the fix), evidence (measurements of what a lesson showed).
+the fix), evidence (measurements of what a lesson showed),
+prose (numbers the text states, printed by name; the guide's claims quoted with a verdict).
 """
 
 from finegpt.lab.clock import Clock, Device, expected_s, start
@@ -18,6 +19,7 @@ from finegpt.lab.evidence import (
 from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, paths, pick_mode
 from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
 from finegpt.lab.plan import LabSettings, prepare_args, probe_configs, run_configs, settings
+from finegpt.lab.prose import claim, show
 
 __all__ = [
     "MODES",
@@ -29,6 +31,7 @@ __all__ = [
     "attention_weights",
     "check",
     "choose_home",
+    "claim",
     "corpus_words",
     "expected_s",
     "find_checkpoint",
@@ -45,5 +48,6 @@ __all__ = [
     "settings",
     "shakespeare_as_fineweb",
     "shard_text",
+    "show",
     "start",
 ]
