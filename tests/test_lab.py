@@ -96,7 +96,8 @@ def test_full_mode_keeps_two_checkpoints_and_says_how_much_it_writes(tmp_path):
     note = next(n for n in s.notes if "checkpoints" in n)
     assert note == (
         f"04 keeps its last 2 checkpoints of about {each / 1e6:,.0f} MB each in the lab folder (at most "
-        f"{3 * each / 1e9:.2f} GB at once) and writes at most {w['saves']}, {w['saves'] * each / 1e9:.1f} GB over the run"
+        f"{3 * each / 1e9:.2f} GB at once) and writes at most {w['saves']}, "
+        f"{w['saves'] * each / 1e9:.1f} GB over the run"
     )
 
 

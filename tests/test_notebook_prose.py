@@ -93,7 +93,9 @@ def test_04_does_not_claim_build_nanogpt_shuffles_or_that_names_come_first():
 
 
 def test_guide_claims_are_quoted_where_they_are_checked():
-    quoted = {name: "the guide says: “" in "".join(
-        "".join(o.get("text", "")) for c in load(name)["cells"] for o in c.get("outputs", [])
-    ) for name in NAMES}
+    quoted = {
+        name: "the guide says: “"
+        in "".join("".join(o.get("text", "")) for c in load(name)["cells"] for o in c.get("outputs", []))
+        for name in NAMES
+    }
     assert quoted["01_data_prep"] and quoted["02_model_anatomy"] and quoted["03_memory_math"], quoted
