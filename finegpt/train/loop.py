@@ -30,6 +30,7 @@ from finegpt.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from finegpt.train.hooks import Hooks
 from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
 from finegpt.train.rundir import RunFolder
@@ -220,6 +221,7 @@ def train(
     callback=None,
     overwrite: bool = False,
     checkpoint: dict | None = None,
+    hooks: Hooks | None = None,
 ) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
@@ -232,6 +234,7 @@ def train(
     "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
     fetching batches; epoch: tokens read / one pass over the train split), and
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
+    hooks: a notebook's own model, schedule or step (finegpt.train.hooks); None: finegpt's own.
     """
     cfg = train_cfg
     checkpoint = preflight(model_cfg, cfg, overwrite, checkpoint)  # every check, before the run folder is touched
@@ -244,13 +247,13 @@ def train(
         with GracefulStop(run.last_good, run.resume_hint()) as stop:
             d = distributed.setup(cfg.backend, device_type)
             try:
-                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop)
+                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop, hooks or Hooks())
             finally:
                 distributed.teardown(d)
         return run.finish(result)
 
 
-def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop) -> dict:
+def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop, hooks) -> dict:
     """train() inside its locked run folder: out_dir is where this run writes (run.work_dir)."""
     device, dtype = setup_device(cfg, d)
     if cfg.init_from == "resume":
@@ -268,7 +271,7 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
     torch.manual_seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
     optim = dict(weight_decay=cfg.weight_decay, learning_rate=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    parts = step.build(model_cfg, run_cfg, device, **optim)  # the meter's two lines (finegpt.memory.measurement)
+    parts = step.build(model_cfg, run_cfg, device, **optim, make_model=hooks.make_model)  # the meter's two lines
     sharded = run_cfg.parallel == "fsdp"  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
     if cfg.init_from == "resume":
@@ -282,14 +285,14 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
         run.last_ckpt = out_dir / "ckpt.pt"
     run.trackers = open_trackers(cfg, out_dir, config_dict(model_cfg, cfg)) if d.is_main else None
     try:
-        _loop(run, loaders, gas, stop)
+        _loop(run, loaders, gas, stop, hooks)
     finally:
         if run.trackers is not None:
             run.trackers.close()
     return run.result()
 
 
-def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
+def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop, hooks: Hooks) -> None:
     """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
     or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
     cfg, d, parts = run.cfg, run.d, run.parts
@@ -311,7 +314,7 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
         t0 = time.time()
         stop.arm()
         while True:
-            lr = get_lr(run.iter_num, cfg)
+            lr = (hooks.get_lr or get_lr)(run.iter_num, cfg)
             for group in parts.optimizer.param_groups:
                 group["lr"] = lr
             if run.iter_num % cfg.eval_interval == 0 or run.iter_num == cfg.max_iters or cfg.eval_only:
@@ -320,11 +323,16 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
             if cfg.eval_only or run.iter_num >= cfg.max_iters:
                 break
 
-            loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
-            lossf = distributed.all_mean(loss_sum, d).item()
-            if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
-                raise diverged(lossf, run.iter_num, run.last_ckpt)
-            step.optimizer_step(parts, cfg.grad_clip)
+            if hooks.step is not None:  # a notebook's own step: forward, backward and optimizer step in one call
+                lossf = float(hooks.step(parts, batches, run.iter_num * gas, gas, cfg.grad_clip))
+                if not math.isfinite(lossf):
+                    raise diverged(lossf, run.iter_num, run.last_ckpt)
+            else:
+                loss_sum = step.forward_backward(parts, batches, run.iter_num * gas, gas)
+                lossf = distributed.all_mean(loss_sum, d).item()
+                if not math.isfinite(lossf):  # stop before the step: the weights stay as they were
+                    raise diverged(lossf, run.iter_num, run.last_ckpt)
+                step.optimizer_step(parts, cfg.grad_clip)
             run.iter_num += 1
             bar.update(tokens_per_iter)
 
