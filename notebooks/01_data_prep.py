@@ -233,8 +233,12 @@ display(Markdown(
 # `encode_batch(texts)`.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for Σ len(text.encode("utf-8")) / Σ len(tokenizer.encode(text)): a ratio of two totals, with bytes,
 # not characters. The byte tokenizer makes one token per byte, so for it the answer is exactly 1.0.
+#
+# </details>
 
 # %%
 def text_bytes_per_token(texts, tokenizer):
@@ -346,9 +350,13 @@ print(f"round trip ok: the first {checked} documents decode to the stream's text
 # itself, UTF-8 (at most 64 bytes); every other int 0.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # `np.zeros(256, dtype=np.int32)` gives the zeros. `header.view(np.uint8)` sees the same memory as 1024
 # bytes, so ints 8..23 are bytes 32..95. `tokenizer` has `name`, `vocab_size` and `eot`; the check also
 # passes one with 100,277 tokens (OpenAI's cl100k), whose ids do not fit uint16.
+#
+# </details>
 
 # %%
 def shard_header(num_tokens, tokenizer):
@@ -373,8 +381,12 @@ check_shard_header(shard_header)
 # are uint16 (1) or uint32 (2), and int 2 how many there are.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # The tokens start at byte 1024, so `np.fromfile(..., offset=1024)` or `np.memmap(..., offset=1024)`
 # reads them. The result must equal the ids that went in, for a version-1 and a version-2 shard.
+#
+# </details>
 
 # %%
 def read_tokens(path):

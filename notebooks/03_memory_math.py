@@ -135,10 +135,14 @@ print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / Gi
 # `"pure_bf16"` (bf16 weights).
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for weights + gradients + optimizer state + temporaries, each a multiple of a parameter count: N
 # parameters (every one, `count_params(cfg, non_embedding=False)`) at 4 bytes, or 2 in pure bf16; AdamW keeps
 # 2 moments per parameter, SGD with momentum 1, plain SGD none; foreach AdamW also builds one temporary per
 # *decayed* parameter (the 2-D tensors; biases and norms are not decayed), the fused kernel none.
+#
+# </details>
 
 # %%
 def optimizer_step_bytes(cfg, optimizer, dtype):
@@ -188,9 +192,13 @@ display(Markdown(
 # `"bf16"`, `"fp16"` (both autocast) and `"pure_bf16"`.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for n·V scores (n = batch_size × block_size tokens) times the bytes of four tensors of that size: the
 # logits, the log-softmax cross-entropy keeps, and the gradients of both. Each tensor's element size depends
 # on the dtype: under autocast the logits come out of the matmul in 16 bits, but cross-entropy works in fp32.
+#
+# </details>
 
 # %%
 def logits_bytes(batch_size, block_size, vocab_size, dtype):
@@ -321,9 +329,13 @@ assert p.batch_size <= b_max and p.tokens_per_step >= target
 # and memory only grows with the batch: true up to some b, false after it.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for about 2·log2(answer) calls: double b while it fits, then halve the gap between the last size
 # that fit and the first that did not. Trying 1, 2, 3, ... in turn finds the same answer, but with
 # hundreds of calls on a big card.
+#
+# </details>
 
 # %%
 def largest_batch(fits, limit=4096):
@@ -339,6 +351,32 @@ def largest_batch(fits, limit=4096):
 from finegpt.exercises import check_largest_batch
 
 check_largest_batch(largest_batch)
+
+# %% [markdown]
+# ### Task 3.4 · The longest context a T4 can train
+#
+# An open question with a number for an answer. For GPT-2 small (12 layers, 12 heads, 768 wide, no biases) at
+# `batch_size=8` in fp16 on a T4, what is the largest `block_size`, in steps of 64, that fits? Get close with the
+# calculator's sliders in section 3, then confirm with the estimate itself, `M.fits(cfg, run, "T4")`. The
+# check says whether yours fits, and whether the next step up would fit too.
+
+# %% [markdown]
+# <details><summary>Hint: what grows with block_size</summary>
+#
+# The tokens per micro-batch, n = B·T, multiply the activations and the logits; the position embedding grows
+# too, by T·C parameters. So the peak rises a little faster than in proportion to T, and bisection works as it
+# did for the batch.
+#
+# </details>
+
+# %%
+my_block_size = None  # your answer: a multiple of 64
+
+# %%
+from finegpt.exercises.course import check_block_size_task
+
+check_block_size_task(my_block_size, model=dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50304, bias=False),
+                      batch_size=8, gpu="T4")
 
 # %% [markdown]
 # ## 5. How long will training take?

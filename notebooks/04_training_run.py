@@ -226,9 +226,13 @@ lr_plot.figure()
 # `cfg.decay_lr` (False: the rate is constant).
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for three pieces. Warmup, it < warmup_iters: learning_rate · (it + 1) / (warmup_iters + 1), so
 # iteration 0 already moves. Decay, up to lr_decay_iters: min_lr + ½(1 + cos(π·r))·(learning_rate − min_lr)
 # with r = (it − warmup_iters) / (lr_decay_iters − warmup_iters). After that: min_lr.
+#
+# </details>
 
 # %%
 def lr_at(it, cfg):
@@ -244,7 +248,7 @@ def lr_at(it, cfg):
 # %%
 from finegpt.exercises import check_lr_schedule
 
-check_lr_schedule(lr_at)
+lab.hand_in("lr", lr_at, check_lr_schedule, paths)
 
 # %% [markdown]
 # ### Exercise 4.2 · One optimizer step, with gradient accumulation and clipping
@@ -256,10 +260,14 @@ check_lr_schedule(lr_at)
 # return the step's loss, the mean over the micro-batches.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for gradients that equal one big batch's: divide each micro-batch's loss by the number of
 # micro-batches before `backward()`, so the gradients that add up in `.grad` are a mean. Clip once, with
 # `torch.nn.utils.clip_grad_norm_`, after the last backward; `optimizer.zero_grad(set_to_none=True)` after
 # the step.
+#
+# </details>
 
 # %%
 def optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, grad_clip):
@@ -275,7 +283,19 @@ def optimizer_step(model, optimizer, get_batch, gradient_accumulation_steps, gra
 # %%
 from finegpt.exercises import check_optimizer_step
 
-check_optimizer_step(optimizer_step)
+lab.hand_in("step", optimizer_step, check_optimizer_step, paths)
+
+# %% [markdown]
+# ### Whose code trains?
+#
+# Every exercise that passed its check was handed in: notebook 02's attention, MLP and Block build the model, and
+# this notebook's schedule and optimizer step drive the loop, through `train(..., hooks=mine.hooks)`. What has
+# not passed stays finegpt's own. In full mode the model and the step are always finegpt's: they need the fused
+# attention kernel and the mixed-precision step that a GPU run depends on.
+
+# %%
+mine = lab.handed_in(paths, MODE, config=model_cfg, only=["attention", "mlp", "block", "lr", "step"])
+print(mine)
 
 # %% [markdown]
 # ## 4. Does the loss go down? Train with a live plot
@@ -307,7 +327,7 @@ plot = plots.LossPlot(f"Training: {meta['tokenizer']} tokens of {found[next(iter
 shutil.rmtree(paths.run, ignore_errors=True)  # this notebook's own earlier run, if any
 t0 = time.time()
 try:
-    train(model_cfg, train_cfg, callback=interrupt_midway)
+    train(model_cfg, train_cfg, callback=interrupt_midway, hooks=mine.hooks)
 except KeyboardInterrupt:
     interrupted_at = history[-1]["iter"]
     plot.mark(interrupted_at, f"interrupted at {interrupted_at}")
@@ -357,7 +377,7 @@ def keep_plotting(row):
 plot.show()  # a new output for the resumed run: the plot above stays as it was when the run was interrupted
 plot.mark(ckpt["iter_num"], f"resumed from {ckpt['iter_num']}")
 t0 = time.time()
-result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting)
+result = train(model_cfg, replace(train_cfg, init_from="resume"), callback=keep_plotting, hooks=mine.hooks)
 plot.final()
 train_s = time.time() - t0
 
@@ -484,6 +504,39 @@ display(Markdown(
     f"training text, and it wrote **{len(names)}** speaker name{'s' if len(names) != 1 else ''} in capitals on a "
     "line of their own. Notebook 05 puts the same two counts beside an untrained model's and an early checkpoint's, "
     "to show which comes first."))
+
+# %% [markdown]
+# ### Task 4.3 · One setting, a lower loss
+#
+# An open task with a number to beat. The run above evaluated its val loss after its first stretch of
+# iterations. Train that stretch again from scratch with **one** setting of `task_cfg` changed (any field of
+# the `TrainConfig`: the learning rate, the warmup, the batch size, ...), and end below the target. The cell
+# prints the stretch and the target; the check counts the settings you changed and reads your run's val loss.
+
+# %%
+task_iters = train_cfg.eval_interval
+baseline = next(r["val/loss"] for r in history if r["iter"] == task_iters and "val/loss" in r)
+task_cfg = replace(train_cfg, max_iters=task_iters, eval_interval=task_iters, out_dir=str(paths.root / "task-04"))
+target = baseline - 0.02
+print(f"the run above: val loss {baseline:.4f} at iteration {task_iters}; the target: below {target:.4f}")
+
+# %% [markdown]
+# <details><summary>Hint: which settings move the loss at a fixed iteration</summary>
+#
+# At a fixed number of iterations, anything that makes each step learn more moves the loss: more tokens per
+# step (`batch_size`, `gradient_accumulation_steps`) or a larger step (`learning_rate`, a shorter
+# `warmup_iters`). Too large a learning rate makes it worse, not better.
+#
+# </details>
+
+# %%
+my_train_cfg = None  # e.g. replace(task_cfg, warmup_iters=...): one setting changed
+
+# %%
+from finegpt.exercises.course import check_one_setting_task
+
+my_result = None if my_train_cfg is None else train(model_cfg, my_train_cfg, overwrite=True, hooks=mine.hooks)
+check_one_setting_task(my_train_cfg, task_cfg, my_result, target)
 
 # %% [markdown]
 # ## Try it

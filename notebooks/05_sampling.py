@@ -171,8 +171,12 @@ print(f"200 draws with top_k=5 used {len(draws)} distinct tokens, all among the 
 # probability 0. A k larger than V keeps everything.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for one threshold per row: `torch.topk(logits, k).values[:, [-1]]` is each row's k-th largest,
 # (B, 1), and `masked_fill` sets everything below it to -inf. Return a new tensor; leave `logits` as it was.
+#
+# </details>
 
 # %%
 def top_k_filter(logits, k):  # (B, V) -> (B, V)
@@ -188,7 +192,7 @@ def top_k_filter(logits, k):  # (B, V) -> (B, V)
 # %%
 from finegpt.exercises import check_top_k
 
-check_top_k(top_k_filter)
+lab.hand_in("top_k", top_k_filter, check_top_k, paths)
 
 # %% [markdown]
 # ### Exercise 5.2 · Top-p (nucleus) filtering
@@ -198,9 +202,13 @@ check_top_k(top_k_filter)
 # most likely token always stays, even when its probability alone passes p.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for the by-hand count above, per row: sort descending (`torch.sort` also returns the order), take
 # softmax and its cumulative sum, drop a token when the mass *before* it already exceeds p, then put the
 # kept logits back at their ids (`scatter`).
+#
+# </details>
 
 # %%
 def top_p_filter(logits, p):  # (B, V) -> (B, V)
@@ -215,7 +223,15 @@ def top_p_filter(logits, p):  # (B, V) -> (B, V)
 # %%
 from finegpt.exercises import check_top_p
 
-check_top_p(top_p_filter)
+lab.hand_in("top_p", top_p_filter, check_top_p, paths)
+
+# %% [markdown]
+# Which filters draw the samples below? Each one that passed its check is yours; the samples of sections 3 and
+# 5 go through `mine.sampler`, which applies them (`generate(..., sampler=mine.sampler)`).
+
+# %%
+mine = lab.handed_in(paths, MODE, only=["top_k", "top_p"])
+print(mine)
 
 # %% [markdown]
 # ## 3. What does the model write? Try the controls
@@ -234,7 +250,8 @@ ui
 # temperatures, as a table:
 
 # %%
-samples = pd.DataFrame({f"temperature {t}": [widgets.sample_view(model, tok, prompt, temperature=t, max_new_tokens=n_new)]
+samples = pd.DataFrame({f"temperature {t}": [widgets.sample_view(model, tok, prompt, temperature=t, max_new_tokens=n_new,
+                                                                 sampler=mine.sampler)]
                         for t in (0.5, 0.8, 1.2)}).T.rename(columns={0: "sample (seed 1337)"})
 with pd.option_context("display.max_colwidth", None):
     display(samples.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "font-family": "monospace"}))
@@ -315,33 +332,39 @@ kv_cache_diagram(model.config, pos=len(tok.encode(prompt)))
 # That is why a long context costs memory even when generating a single token.
 
 # %% [markdown]
-# ### Exercise 5.3 · One decoding step with a KV cache
+# ### Exercise 5.3 · The model's forward, after a KV cache
 #
-# Write `decode_step(attn, x, past_k, past_v)` for one `CausalSelfAttention` layer `attn`: x is the new
-# token, (B, 1, C); past_k and past_v are the cached keys and values, (B, H, P, hs). Return
-# `(y, k, v)`: the layer's output (B, 1, C), and the keys and values grown to (B, H, P + 1, hs).
+# `generate` runs only the new tokens through the model once the cache holds the earlier ones. Write
+# `cached_forward(model, idx, caches)`: the logits (B, T, V) of the T new tokens `idx` (B, T), given `caches`,
+# one `KVCache` per block, already holding the `caches[0].pos` tokens before them. Build it from the model's
+# parts, as the by-hand forward pass of notebook 02: `model.transformer.wte`, `wpe`, `drop`, the blocks
+# `model.transformer.h` (each block takes `(x, cache)` and appends its keys and values), `ln_f` and
+# `model.lm_head`. The check hides `model(...)` itself.
 
 # %% [markdown]
-# Aim for the module's own forward, for one token: q, k, v = attn.c_attn(x).split(C, dim=2), each viewed as
-# (B, 1, H, hs) and transposed to (B, H, 1, hs); the new k and v appended after the cache along time
-# (dim 2); `torch.nn.functional.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged
-# back to (B, 1, C); then `attn.c_proj`. `attn.n_head` is H.
+# <details><summary>Hint: where the new tokens sit</summary>
+#
+# The new tokens are not at positions 0..T-1: they come after the cached ones. Read the offset
+# `past = caches[0].pos` *before* the blocks run (each block's cache moves it on), and embed positions
+# `torch.arange(past, past + T)`. Each block gets its own cache: `x = block(x, caches[i])`.
+#
+# </details>
 
 # %%
-def decode_step(attn, x, past_k, past_v):
+def cached_forward(model, idx, caches):  # idx (B, T) -> logits (B, T, V)
     raise NotImplementedError  # your code here
 
 
 # %% [markdown]
-# The check fills a cache with a 5-token prompt through the module itself, then compares your step with the
-# module's cached step. It names the new key or value not appended or put in front, `is_causal=True` with a
-# single query (it would see only the first key), a query that sees only itself, and the heads not merged
-# or not projected.
+# The check fills the caches with a 5-token prompt, then compares your logits for a chunk of 3 new tokens and
+# for a single one with a full recompute of the whole text. It names the classic bug, a position embedding
+# without the cache's offset, and also positions one too far, the offset read after it moved, every block
+# given the first block's cache, blocks run without their caches, and the final LayerNorm left out.
 
 # %%
-from finegpt.exercises import check_kv_decode_step
+from finegpt.exercises.course import check_cached_forward
 
-check_kv_decode_step(decode_step)
+check_cached_forward(cached_forward)
 
 # %% [markdown]
 # ## 5. How do samples change as training goes on?
@@ -378,7 +401,7 @@ print(f"word list: {len(words):,} distinct words from the training text")
 # %%
 rows = []
 for name, (m, val) in models.items():
-    text = generate_text(m, tok, prompt, max_new_tokens=n_new + 100, temperature=0.8, seed=1337)[0]
+    text = generate_text(m, tok, prompt, max_new_tokens=n_new + 100, temperature=0.8, seed=1337, sampler=mine.sampler)[0]
     share = lab.real_word_share(text[len(prompt):], words)  # the model's words, not the prompt's
     names = len(re.findall(r"^[A-Z][A-Z ]*[A-Z]:$", text[len(prompt):], re.M))
     rows.append({"model": name, "val loss": val, "real words": share, "speaker names": names})
@@ -408,6 +431,32 @@ display(Markdown(
 # %%
 if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model behind
     assert progress["real words"].iloc[-1] > progress["real words"].iloc[0] + 0.3
+
+# %% [markdown]
+# ### Task 5.4 · More real words, one setting
+#
+# An open task with a number to beat: change **one** sampling setting (temperature, top_k or top_p) so that the
+# trained model's sample, same prompt, same seed, has at least 5 points more real words than at the defaults
+# used above. The check generates both and counts. Greedy decoding (temperature 0) does not count: it is not
+# sampling.
+
+# %% [markdown]
+# <details><summary>Hint: what each knob trades</summary>
+#
+# Every knob trades variety for safety: a lower temperature sharpens the distribution, a smaller top_k or top_p
+# cuts its tail, where the misspelt words come from. Go too far and the text repeats itself.
+#
+# </details>
+
+# %%
+my_sampling = None  # e.g. dict(temperature=...): one setting changed
+
+# %%
+from finegpt.exercises.course import check_sampling_task
+
+trained_model = models[progress.index[-1]][0]
+check_sampling_task(my_sampling, trained_model, tok, prompt, words, n_new + 100,
+                    defaults=dict(temperature=0.8, top_k=200, top_p=None), sampler=mine.sampler)
 
 # %% [markdown]
 # ## 6. Can the same `generate` drive OpenAI's GPT-2?

@@ -4,7 +4,8 @@ A notebook's first cells call pick_mode(MODE), settings(MODE, gpu), paths(MODE),
 and check(clock); its last cell calls clock.done(). Rooms: folder (modes, the lab folder), plan
 (what each notebook does per mode), clock (expected and actual time), inputs (found / missing, and
 the fix), evidence (measurements of what a lesson showed),
-prose (numbers the text states, printed by name; the guide's claims quoted with a verdict).
+prose (numbers the text states, printed by name; the guide's claims quoted with a verdict), student
+(answers that passed their check, handed in for the notebooks after).
 """
 
 from finegpt.lab.clock import Clock, Device, expected_s, start
@@ -20,6 +21,7 @@ from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, pat
 from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
 from finegpt.lab.plan import LabSettings, prepare_args, probe_configs, run_configs, settings
 from finegpt.lab.prose import claim, show
+from finegpt.lab.student import hand_in, handed_in
 
 __all__ = [
     "MODES",
@@ -36,6 +38,8 @@ __all__ = [
     "expected_s",
     "find_checkpoint",
     "find_shards",
+    "hand_in",
+    "handed_in",
     "head_scores",
     "home",
     "on_colab",

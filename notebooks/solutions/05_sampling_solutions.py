@@ -37,7 +37,6 @@ print(f"finegpt {finegpt.__version__}")
 
 # %%
 import torch
-from torch.nn import functional as F
 
 # %% [markdown]
 # ## Exercise 5.1 · Top-k
@@ -80,30 +79,27 @@ from finegpt.exercises import check_top_p
 check_top_p(top_p_filter)
 
 # %% [markdown]
-# ## Exercise 5.3 · One decoding step with a KV cache
+# ## Exercise 5.3 · The model's forward, after a KV cache
 #
-# Why it is written this way: only the new token goes through `c_attn`; its key and value are appended
-# after the cached ones (time is dim 2), and its one query attends over all of them. No causal mask is
-# needed, since every cached token is in the past; `is_causal=True` would be wrong here, because with
-# one query and several keys PyTorch aligns the mask to the top left and hides all but the first key.
+# Why it is written this way: the new tokens come after the cached ones, so their positions start at the
+# cache's length, read before any block appends to it. Each block keeps its own keys and values, so block i
+# gets caches[i]; inside, finegpt's attention appends the new keys and values and lets each new query see every
+# cached key and the new ones up to itself. Then the final LayerNorm and the tied output layer, as in `forward`.
 
 # %%
-def decode_step(attn, x, past_k, past_v):  # x (B, 1, C); past_k, past_v (B, H, P, hs)
-    B, T, C = x.shape
-    H = attn.n_head
-    q, k, v = attn.c_attn(x).split(C, dim=2)  # 3 x (B, 1, C)
-    q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hs)
-    k = torch.cat([past_k, k], dim=2)  # (B, H, P + 1, hs)
-    v = torch.cat([past_v, v], dim=2)
-    y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hs): one query, every key
-    y = y.transpose(1, 2).reshape(B, T, C)  # (B, 1, C)
-    return attn.c_proj(y), k, v
+def cached_forward(model, idx, caches):  # idx (B, T) -> logits (B, T, V)
+    past = caches[0].pos  # tokens already cached: the new ones start here
+    pos = torch.arange(past, past + idx.size(1), device=idx.device)  # (T,)
+    x = model.transformer.drop(model.transformer.wte(idx) + model.transformer.wpe(pos))  # (B, T, C)
+    for block, cache in zip(model.transformer.h, caches):
+        x = block(x, cache)  # appends this layer's keys and values
+    return model.lm_head(model.transformer.ln_f(x))  # (B, T, V)
 
 
 # %%
-from finegpt.exercises import check_kv_decode_step
+from finegpt.exercises.course import check_cached_forward
 
-check_kv_decode_step(decode_step)
+check_cached_forward(cached_forward)
 
 # %% [markdown]
 # Back to [05 · Sampling](../05_sampling.ipynb).
