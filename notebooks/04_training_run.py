@@ -203,6 +203,7 @@ w = train_cfg.warmup_iters
 print(f"iteration 0: {schedule[0]:.2e}, iteration {w}: {schedule[w]:.2e}, iteration {train_cfg.max_iters}: "
       f"{schedule[-1]:.2e}")
 assert max(schedule) == schedule[w] == train_cfg.learning_rate  # the peak is where warmup ends
+lab.show("min_lr_share_of_peak", train_cfg.min_lr / train_cfg.learning_rate, "{:.2g}")
 
 # %% [markdown]
 # The rate starts small, peaks exactly when warmup ends, and falls from there. Now the curve: look for the
@@ -215,8 +216,8 @@ for it in range(0, train_cfg.max_iters + 1, max(1, train_cfg.max_iters // 200)):
 lr_plot.figure()
 
 # %% [markdown]
-# The rate never reaches zero: it stops at `min_lr`, a tenth of the peak in every mode, so the last iterations
-# still learn a little.
+# The rate never reaches zero: it stops at `min_lr`, 0.1<!-- value: min_lr_share_of_peak --> of the peak (the
+# lab sets it so in every mode), so the last iterations still learn a little.
 
 # %% [markdown]
 # ### Exercise 4.1 · The learning-rate schedule

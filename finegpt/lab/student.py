@@ -119,13 +119,18 @@ def _training_only(cls):
 
 def student_gpt(config, attention=None, mlp=None, block=None):
     """finegpt's GPT with every block rebuilt from the handed-in classes (None: finegpt's), then GPT-2's
-    init drawn again over the whole model, as GPT.__init__ draws it."""
+    init drawn again over the whole model, as GPT.__init__ draws it. It generates without a KV cache (the
+    exercises' classes have none): every new token recomputes the context, with the same tokens as a result."""
     import torch
     import torch.nn as nn
 
     from finegpt.model import GPT, Block
 
-    model = GPT(config)
+    class StudentGPT(GPT):
+        def generate(self, idx, max_new_tokens, *args, use_cache=True, **kwargs):
+            return super().generate(idx, max_new_tokens, *args, use_cache=False, **kwargs)
+
+    model = StudentGPT(config)
     blocks = []
     for _ in range(config.n_layer):
         b = _training_only(block)(config) if block else Block(config)
