@@ -123,6 +123,10 @@ lab.claim("FineWeb is the 100B-token cleaned version of Common Crawl on which LL
           "does not hold: 100B tokens is one sample's size, not FineWeb's, and those models predate it")
 
 # %% [markdown]
+# The name matters less than the size: section 7 computes what the guide's download of the 100B-token sample
+# costs on disk.
+
+# %% [markdown]
 # For a course the samples are the configs to use: each is a random draw from all the crawls, so the
 # 10B-token sample reads like the whole dataset rather than like a single year of the web.
 

@@ -267,6 +267,10 @@ lab.claim("best config for a 24 GB GPU, 10 layers x 640: \"~160M parameters\"",
           f"does not hold: {160e6 / count_params(guide_24gb):.1f}x too many claimed")
 
 # %% [markdown]
+# Both verdicts rest on the counts above, which the meta-device model confirmed tensor by tensor. Notebook 03
+# checks the guide's memory claims the same way.
+
+# %% [markdown]
 # Why it matters: weights, gradients and optimizer state all scale with the parameter count, and notebook
 # 03 computes them from it. A size that is wrong makes every memory term built on it wrong too.
 
@@ -526,6 +530,10 @@ lab.hand_in("attention", MyCausalSelfAttention, check_attention_module, paths, n
 
 # %%
 print(lab.handed_in(paths, MODE, config=gpt2_small, only=["attention", "mlp", "block"]))
+
+# %% [markdown]
+# These lines are decided again whenever a check cell runs: fix an exercise, rerun its check, and notebook 04
+# picks up your class; a check that fails withdraws it, and 04 falls back to finegpt's part.
 
 # %% [markdown]
 # Now the attention weights themselves. `lab.attention_weights` computes what exercise 2.4 asks for, the

@@ -382,6 +382,10 @@ check_block_size_task(my_block_size, model=dict(n_layer=12, n_head=12, n_embd=76
                       batch_size=8, gpu="T4")
 
 # %% [markdown]
+# The guide recommends `block_size=1024` for every card. Your number says whether GPT-2 small can train with it
+# on a T4 at this micro-batch, or what the T4 would need to give up.
+
+# %% [markdown]
 # ## 5. How long will training take?
 #
 # A training token costs about 6 FLOPs per parameter (2 forward, 4 backward) plus the attention scores,

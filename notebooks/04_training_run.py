@@ -299,6 +299,10 @@ mine = lab.handed_in(paths, MODE, config=model_cfg, only=["attention", "mlp", "b
 print(mine)
 
 # %% [markdown]
+# Both `train` calls below, the interrupted run and its resume, pass `hooks=mine.hooks`: a resumed run goes on
+# with the same code it started with, or its losses could not match.
+
+# %% [markdown]
 # ## 4. Does the loss go down? Train with a live plot
 #
 # `finegpt.train.train` calls a callback with every logged row; `LossPlot.log` redraws the figure in place.
@@ -531,13 +535,15 @@ print(f"the run above: val loss {baseline:.4f} at iteration {task_iters}; the ta
 # </details>
 
 # %%
-my_train_cfg = None  # e.g. replace(task_cfg, warmup_iters=...): one setting changed
-
-# %%
 from finegpt.exercises.course import check_one_setting_task
 
+my_train_cfg = None  # e.g. replace(task_cfg, warmup_iters=...): one setting changed
 my_result = None if my_train_cfg is None else train(model_cfg, my_train_cfg, overwrite=True, hooks=mine.hooks)
 check_one_setting_task(my_train_cfg, task_cfg, my_result, target)
+
+# %% [markdown]
+# A setting that wins over a short stretch need not win over a whole run: a high learning rate gains early and
+# can lose later. The Try-it list below asks for the long run.
 
 # %% [markdown]
 # ## Try it

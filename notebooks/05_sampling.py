@@ -234,6 +234,10 @@ mine = lab.handed_in(paths, MODE, only=["top_k", "top_p"])
 print(mine)
 
 # %% [markdown]
+# The widget's Generate button in section 3 draws with finegpt's sampler; the table under it, and every sample
+# of section 5, with `mine.sampler`.
+
+# %% [markdown]
 # ## 3. What does the model write? Try the controls
 #
 # Each click calls `finegpt.widgets.sample_view`, a thin wrapper over `finegpt.sample.generate_text`.
