@@ -459,7 +459,7 @@ my_sampling = None  # e.g. dict(temperature=...): one setting changed
 from finegpt.exercises.course import check_sampling_task
 
 trained_model = models[progress.index[-1]][0]
-check_sampling_task(my_sampling, trained_model, tok, prompt, words, n_new + 100,
+check_sampling_task(my_sampling, trained_model, tok, prompt, lambda text: lab.real_word_share(text, words), n_new + 100,
                     defaults=dict(temperature=0.8, top_k=200, top_p=None), sampler=mine.sampler)
 
 # %% [markdown]

@@ -160,7 +160,9 @@ def test_sampling_task_measures_real_words_at_the_same_seed(capsys):
     torch.manual_seed(0)
     model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=320)).eval()
     defaults = dict(temperature=0.8, top_k=200, top_p=None)
-    args = (model, tok, "ab", {"the", "and"}, 20, defaults)
+    from finegpt.lab import real_word_share
+
+    args = (model, tok, "ab", lambda text: real_word_share(text, {"the", "and"}), 20, defaults)
     assert "change one of" in printed(capsys, course.check_sampling_task, {"temperature": 0.5, "top_k": 5}, *args)
     assert "greedy" in printed(capsys, course.check_sampling_task, {"temperature": 0}, *args)
     out = printed(capsys, course.check_sampling_task, {"temperature": 0.5}, *args)

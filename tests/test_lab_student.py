@@ -161,12 +161,10 @@ def test_04_trains_the_students_model_schedule_and_step_not_finegpts(smoke, monk
     assert type(block.attn).__mro__[1].forward.__code__.co_filename == saved  # rebuilt from the handed-in source
     assert math.isfinite(result["final_val_loss"]) and result["iter_num"] == 6
 
-    # the student's model writes (without a KV cache) the same text finegpt's GPT writes with the same weights
+    # 05 samples with finegpt's GPT: the student's weights load into it, both give the same logits, and the
+    # student's model writes (without a KV cache) the same text finegpt's GPT writes with the same weights
     from finegpt.data import get_tokenizer
-    from finegpt.sample import generate_text
-
-    # 05 samples with finegpt's GPT: the student's weights load into it, and both give the same logits
-    from finegpt.sample import load_for_sampling
+    from finegpt.sample import generate_text, load_for_sampling
 
     ours, _, _ = load_for_sampling(smoke.run, device="cpu")
     idx = torch.randint(0, 256, (2, 16))

@@ -248,16 +248,15 @@ def check_one_setting_task(mine, base, result: dict | None, target: float) -> bo
     return _report("one setting, a lower loss", judge, mine)
 
 
-def check_sampling_task(settings: dict | None, model, tokenizer, prompt: str, words, max_new_tokens: int,
+def check_sampling_task(settings: dict | None, model, tokenizer, prompt: str, score, max_new_tokens: int,
                         defaults: dict, sampler=None, gain: float = 0.05) -> bool:  # fmt: skip
-    """05: one sampling setting changed from `defaults` that raises the sample's share of real words by
-    `gain` (or to at least 0.98) at the same seed."""
-    from finegpt.lab import real_word_share
+    """05: one sampling setting changed from `defaults` that raises score(the sample's text after the prompt),
+    its share of real words (finegpt.lab.real_word_share), by `gain` (or to at least 0.98) at the same seed."""
     from finegpt.sample import generate_text
 
     def share(s: dict) -> float:
         text = generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, sampler=sampler, **s)[0]
-        return real_word_share(text[len(prompt) :], words)
+        return score(text[len(prompt) :])
 
     def judge(s):
         if s is None:
