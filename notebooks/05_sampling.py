@@ -336,13 +336,46 @@ kv_cache_diagram(model.config, pos=len(tok.encode(prompt)))
 # That is why a long context costs memory even when generating a single token.
 
 # %% [markdown]
-# ### Exercise 5.3 · The model's forward, after a KV cache
+# ### Exercise 5.3 · One decoding step with a KV cache
 #
-# `generate` runs only the new tokens through the model once the cache holds the earlier ones. Write
-# `cached_forward(model, idx, caches)`: the logits (B, T, V) of the T new tokens `idx` (B, T), given `caches`,
-# one `KVCache` per block, already holding the `caches[0].pos` tokens before them. Build it from the model's
-# parts, as the by-hand forward pass of notebook 02: `model.transformer.wte`, `wpe`, `drop`, the blocks
-# `model.transformer.h` (each block takes `(x, cache)` and appends its keys and values), `ln_f` and
+# Write `decode_step(attn, x, past_k, past_v)` for one `CausalSelfAttention` layer `attn`: x is the new
+# token, (B, 1, C); past_k and past_v are the cached keys and values, (B, H, P, hs). Return
+# `(y, k, v)`: the layer's output (B, 1, C), and the keys and values grown to (B, H, P + 1, hs).
+
+# %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
+# Aim for the module's own forward, for one token: q, k, v = attn.c_attn(x).split(C, dim=2), each viewed as
+# (B, 1, H, hs) and transposed to (B, H, 1, hs); the new k and v appended after the cache along time
+# (dim 2); `torch.nn.functional.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged
+# back to (B, 1, C); then `attn.c_proj`. `attn.n_head` is H.
+#
+# </details>
+
+# %%
+def decode_step(attn, x, past_k, past_v):
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check fills a cache with a 5-token prompt through the module itself, then compares your step with the
+# module's cached step. It names the new key or value not appended or put in front, `is_causal=True` with a
+# single query (it would see only the first key), a query that sees only itself, and the heads not merged
+# or not projected.
+
+# %%
+from finegpt.exercises import check_kv_decode_step
+
+check_kv_decode_step(decode_step)
+
+# %% [markdown]
+# ### Exercise 5.4 · The model's forward, after a KV cache
+#
+# Exercise 5.3 was one layer; `generate` runs the whole model on the new tokens only, once the cache holds the
+# earlier ones. Write `cached_forward(model, idx, caches)`: the logits (B, T, V) of the T new tokens `idx`
+# (B, T), given `caches`, one `KVCache` per block, already holding the `caches[0].pos` tokens before them. Build
+# it from the model's parts, as the by-hand forward pass of notebook 02: `model.transformer.wte`, `wpe`, `drop`,
+# the blocks `model.transformer.h` (each block takes `(x, cache)` and appends its keys and values), `ln_f` and
 # `model.lm_head`. The check hides `model(...)` itself.
 
 # %% [markdown]
@@ -437,7 +470,7 @@ if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model 
     assert progress["real words"].iloc[-1] > progress["real words"].iloc[0] + 0.3
 
 # %% [markdown]
-# ### Task 5.4 · More real words, one setting
+# ### Task 5.5 · More real words, one setting
 #
 # An open task with a number to beat: change **one** sampling setting (temperature, top_k or top_p) so that the
 # trained model's sample, same prompt, same seed, has at least 5 points more real words than at the defaults

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Sampling: solutions
 #
-# Worked solutions to the three exercises of [05 · Sampling](../05_sampling.ipynb). Try each one there
+# Worked solutions to the four exercises of [05 · Sampling](../05_sampling.ipynb). Try each one there
 # first: its check cell compares your code with finegpt's sampler and KV cache.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/solutions/05_sampling_solutions.ipynb)
@@ -37,6 +37,7 @@ print(f"finegpt {finegpt.__version__}")
 
 # %%
 import torch
+from torch.nn import functional as F
 
 # %% [markdown]
 # ## Exercise 5.1 · Top-k
@@ -79,7 +80,33 @@ from finegpt.exercises import check_top_p
 check_top_p(top_p_filter)
 
 # %% [markdown]
-# ## Exercise 5.3 · The model's forward, after a KV cache
+# ## Exercise 5.3 · One decoding step with a KV cache
+#
+# Why it is written this way: only the new token goes through `c_attn`; its key and value are appended
+# after the cached ones (time is dim 2), and its one query attends over all of them. No causal mask is
+# needed, since every cached token is in the past; `is_causal=True` would be wrong here, because with
+# one query and several keys PyTorch aligns the mask to the top left and hides all but the first key.
+
+# %%
+def decode_step(attn, x, past_k, past_v):  # x (B, 1, C); past_k, past_v (B, H, P, hs)
+    B, T, C = x.shape
+    H = attn.n_head
+    q, k, v = attn.c_attn(x).split(C, dim=2)  # 3 x (B, 1, C)
+    q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hs)
+    k = torch.cat([past_k, k], dim=2)  # (B, H, P + 1, hs)
+    v = torch.cat([past_v, v], dim=2)
+    y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hs): one query, every key
+    y = y.transpose(1, 2).reshape(B, T, C)  # (B, 1, C)
+    return attn.c_proj(y), k, v
+
+
+# %%
+from finegpt.exercises import check_kv_decode_step
+
+check_kv_decode_step(decode_step)
+
+# %% [markdown]
+# ## Exercise 5.4 · The model's forward, after a KV cache
 #
 # Why it is written this way: the new tokens come after the cached ones, so their positions start at the
 # cache's length, read before any block appends to it. Each block keeps its own keys and values, so block i
