@@ -111,7 +111,8 @@ def configs(p):
 
 
 def test_passing_answers_are_handed_in_and_failing_ones_withdrawn(smoke, capsys):
-    assert student.hand_in("mlp", MyMLP, check_mlp, smoke)
+    student.hand_in("mlp", MyMLP, check_mlp, smoke)
+    assert student.is_handed_in("mlp", smoke)
     out = capsys.readouterr().out
     assert out.startswith("✓ MLP") and "handed in: notebook 04 will use your MyMLP as its MLP" in out
     saved = (student.folder(smoke) / "mlp.py").read_text()
@@ -121,7 +122,8 @@ def test_passing_answers_are_handed_in_and_failing_ones_withdrawn(smoke, capsys)
         def forward(self, x):
             return self.c_proj(F.relu(self.c_fc(x)))
 
-    assert not student.hand_in("mlp", Relu, check_mlp, smoke)
+    student.hand_in("mlp", Relu, check_mlp, smoke)
+    assert not student.is_handed_in("mlp", smoke)
     assert "(your earlier one is withdrawn): notebook 04 uses finegpt's MLP" in capsys.readouterr().out
     assert not (student.folder(smoke) / "mlp.py").exists()
     assert "MLP: finegpt's (pass exercise in notebook 02 to use yours)" in student.handed_in(smoke, "smoke").lines
@@ -129,14 +131,13 @@ def test_passing_answers_are_handed_in_and_failing_ones_withdrawn(smoke, capsys)
 
 def test_04_trains_the_students_model_schedule_and_step_not_finegpts(smoke, monkeypatch, capsys):
     model_cfg, train_cfg = configs(smoke)
-    handed = [
-        student.hand_in("attention", MyCausalSelfAttention, check_attention_module, smoke, needs=[explicit_attention]),
-        student.hand_in("mlp", MyMLP, check_mlp, smoke),
-        student.hand_in("block", MyBlock, check_block, smoke),
-        student.hand_in("lr", my_lr, check_lr_schedule, smoke),
-        student.hand_in("step", my_step, check_optimizer_step, smoke),
-    ]
-    assert all(handed), capsys.readouterr().out
+    student.hand_in("attention", MyCausalSelfAttention, check_attention_module, smoke, needs=[explicit_attention])
+    student.hand_in("mlp", MyMLP, check_mlp, smoke)
+    student.hand_in("block", MyBlock, check_block, smoke)
+    student.hand_in("lr", my_lr, check_lr_schedule, smoke)
+    student.hand_in("step", my_step, check_optimizer_step, smoke)
+    parts = ["attention", "mlp", "block", "lr", "step"]
+    assert all(student.is_handed_in(p, smoke) for p in parts), capsys.readouterr().out
     mine = student.handed_in(smoke, "smoke", config=model_cfg)
     assert "CausalSelfAttention: yours (MyCausalSelfAttention, handed in from notebook 02)" in mine.lines
     assert "optimizer step: yours (my_step, handed in from notebook 04)" in mine.lines
@@ -186,7 +187,8 @@ def test_05s_sampler_uses_the_students_filter(smoke, monkeypatch):
     from finegpt.config import ModelConfig
     from finegpt.model import GPT
 
-    assert student.hand_in("top_k", my_top_k, check_top_k, smoke)
+    student.hand_in("top_k", my_top_k, check_top_k, smoke)
+    assert student.is_handed_in("top_k", smoke)
     mine = student.handed_in(smoke, "cpu", only=["top_k", "top_p"])
     assert mine.lines == ["top-k filter: yours (my_top_k, handed in from notebook 05)",
                           "top-p filter: finegpt's (pass exercise in notebook 05 to use yours)"]  # fmt: skip

@@ -56,8 +56,9 @@ def source_of(obj) -> str:
     raise ValueError(f"the source of class {obj.__name__} was not found")
 
 
-def hand_in(part: str, answer, check, paths, needs=()) -> bool:
-    """Run check(answer), print its line, and keep answer for the notebook that uses it when it passed."""
+def hand_in(part: str, answer, check, paths, needs=()) -> None:
+    """Run check(answer), print its line, and keep answer for the notebook that uses it when it passed.
+    Returns nothing, so a notebook cell ending with it shows only what it printed; is_handed_in tells."""
     where, what, user = PARTS[part]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -70,16 +71,19 @@ def hand_in(part: str, answer, check, paths, needs=()) -> bool:
         file.unlink(missing_ok=True)
         print(f"not handed in{' (your earlier one is withdrawn)' if withdrawn else ''}: notebook {user} uses "
               f"finegpt's {what} until this check passes")  # fmt: skip
-        return False
+        return
     try:
         source = "\n\n".join([*map(source_of, needs), source_of(answer)])
     except (OSError, TypeError, ValueError) as e:
         print(f"not handed in: your code's source could not be read ({e}); notebook {user} uses finegpt's {what}")
-        return False
+        return
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(f"# {what}, handed in from notebook {where}\n# answer: {answer.__name__}\n\n{source}\n")
     print(f"handed in: notebook {user} will use your {answer.__name__} as its {what}")
-    return True
+
+
+def is_handed_in(part: str, paths) -> bool:
+    return (folder(paths) / f"{part}.py").exists()
 
 
 def load(part: str, paths):
