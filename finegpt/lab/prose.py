@@ -21,18 +21,17 @@ PRINTED = re.compile(rf"^({NAME}) = (-?[\d,]*\.?\d+)\s*$", re.M)  # what show() 
 MARKED = re.compile(rf"(-?\d[\d,]*(?:\.\d+)?)[ %×x*]*<!-- value: ({NAME}) -->")
 
 
-def show(name: str, value: float, fmt: str = "{:g}") -> float:
-    """Print `name = value` (fmt without thousands separators is easiest to read back) and return value."""
+def show(name: str, value: float, fmt: str = "{:g}") -> None:
+    """Print `name = value` (fmt without thousands separators is easiest to read back). Returns nothing, so a
+    cell ending with it shows the line once."""
     if not re.fullmatch(NAME, name):
         raise ValueError(f"name={name!r}: not an identifier. Use letters, digits and _")
     print(f"{name} = {fmt.format(value)}")
-    return value
 
 
-def claim(quote: str, computed: str, verdict: str, source: str = "the guide") -> str:
-    """Print a claim as quoted, what this notebook computed, and the verdict; return the verdict."""
+def claim(quote: str, computed: str, verdict: str, source: str = "the guide") -> None:
+    """Print a claim as quoted, what this notebook computed, and the verdict."""
     print(f"{source} says: “{quote}”\n  computed here: {computed}\n  verdict: {verdict}")
-    return verdict
 
 
 # ---- reading a notebook back (tests/test_notebook_prose.py) ------------------------------------------
