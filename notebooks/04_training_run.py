@@ -135,9 +135,10 @@ print(f"predicted peak: {report.peak_bytes / 2**20:,.1f} MiB ({report.peak_phase
 # `sampling` decides which. build-nanogpt reads FineWeb's shards front to back, in order, so each token is read
 # once per pass. finegpt's default, `"epoch"`, keeps that promise but not the order: it cuts the train split into
 # windows of `block_size + 1` tokens that do not overlap (a window's last token, only a target, is the next one's
-# first) and visits them in a shuffled order, so every window is read once before any is read twice. nanoGPT's `"random"` starts each window at a random position: windows overlap and leave gaps. Either
-# way a batch is a pure function of the step number, so a resumed run reads the same batches, and a whole run's
-# reads can be worked out before it starts. First from the numbers alone, with `read_budget`:
+# first) and visits them in a shuffled order, so every window is read once before any is read twice. nanoGPT's
+# `"random"` starts each window at a random position: windows overlap and leave gaps. Either way a batch is a
+# pure function of the step number, so a resumed run reads the same batches, and a whole run's reads can be
+# worked out before it starts. First from the numbers alone, with `read_budget`:
 
 # %%
 tokens_read = train_cfg.max_iters * tokens_per_iter
