@@ -176,18 +176,17 @@ def check_cached_forward(cached_forward):
 # ---- open tasks ------------------------------------------------------------------------------------
 
 
-def _report(title: str, judge, *args) -> bool:
-    """Print ✓ / ✗ / not attempted for an open task, like the checkers; True when it passed."""
+def _report(title: str, judge, *args) -> None:
+    """Print ✓ / ✗ / not attempted for an open task, like the checkers (and, like them, return nothing)."""
     try:
         note = judge(*args)
     except Hint as hint:
         print(f"✗ {title}: {hint}")
-        return False
+        return
     if note is None:
         print(f"… {title}: not attempted yet: set your answer, then run this cell")
-        return False
+        return
     print(f"✓ {title}: {note}")
-    return True
 
 
 def largest_block_size(model: dict, batch_size: int, gpu: str, step: int = 64, limit: int = 8192) -> int:
@@ -206,7 +205,7 @@ def largest_block_size(model: dict, batch_size: int, gpu: str, step: int = 64, l
     return best
 
 
-def check_block_size_task(block_size, model: dict, batch_size: int, gpu: str = "T4") -> bool:
+def check_block_size_task(block_size, model: dict, batch_size: int, gpu: str = "T4") -> None:
     """03: the largest block_size (a multiple of 64) at which `model` fits `gpu` at batch_size."""
 
     def judge(b):
@@ -224,7 +223,7 @@ def check_block_size_task(block_size, model: dict, batch_size: int, gpu: str = "
     return _report("largest block_size", judge, block_size)
 
 
-def check_one_setting_task(mine, base, result: dict | None, target: float) -> bool:
+def check_one_setting_task(mine, base, result: dict | None, target: float) -> None:
     """04: a TrainConfig that differs from base in one setting (out_dir aside) and whose run (result, what
     train returned) ended with a val loss below target."""
 
@@ -249,7 +248,7 @@ def check_one_setting_task(mine, base, result: dict | None, target: float) -> bo
 
 
 def check_sampling_task(settings: dict | None, model, tokenizer, prompt: str, score, max_new_tokens: int,
-                        defaults: dict, sampler=None, gain: float = 0.05) -> bool:  # fmt: skip
+                        defaults: dict, sampler=None, gain: float = 0.05) -> None:  # fmt: skip
     """05: one sampling setting changed from `defaults` that raises score(the sample's text after the prompt),
     its share of real words (finegpt.lab.real_word_share), by `gain` (or to at least 0.98) at the same seed."""
     from finegpt.sample import generate_text
