@@ -219,10 +219,12 @@ class GPT(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        sampler=None,
     ):
         """Append max_new_tokens to idx (B, T). temperature=0 is greedy. With use_cache the keys and
         values of earlier tokens are kept, so each step runs one token through the model instead of
-        the whole context. Past block_size, both paths see the same last-block_size-token window."""
+        the whole context. Past block_size, both paths see the same last-block_size-token window.
+        sampler: a function with sample_next's arguments to draw each token (05 passes the student's)."""
         bs = self.config.block_size
         caches = None
         with sdpa_kernel(DECODE_BACKENDS):
@@ -234,7 +236,7 @@ class GPT(nn.Module):
                     logits, _ = self(idx[:, -bs:], caches=caches, last_only=True)
                 else:
                     logits, _ = self(idx[:, -1:], caches=caches, last_only=True)
-                idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+                idx_next = (sampler or sample_next)(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
                 idx = torch.cat((idx, idx_next), dim=1)
         return idx
 

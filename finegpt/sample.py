@@ -81,10 +81,11 @@ def generate_tokens(
     seed: int | None = SAMPLING["seed"],
     use_cache: bool = True,
     num_samples: int = 1,
+    sampler=None,
 ) -> list[list[int]]:
     """num_samples continuations of prompt as token ids, each with the prompt's ids in front. An empty
     prompt starts from the end-of-text token, as documents do in the shards, and that token is left out.
-    temperature=0 is greedy; the same seed and settings give the same ids."""
+    temperature=0 is greedy; the same seed and settings give the same ids. sampler: GPT.generate's."""
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
     device = next(model.parameters()).device
     start = tokenizer.encode(prompt) if prompt else [tokenizer.eot]
@@ -105,6 +106,7 @@ def generate_tokens(
                 top_p=top_p,
                 use_cache=use_cache,
                 generator=generator,
+                sampler=sampler,
             )
     finally:
         model.train(was_training)
@@ -124,11 +126,12 @@ def generate_text(
     use_cache: bool = True,
     num_samples: int = 1,
     raw: bool = False,
+    sampler=None,
 ) -> list[str]:
     """generate_tokens(...) decoded, each with the prompt in front: invalid UTF-8 as U+FFFD and, unless
     raw=True, control characters written out visibly (printable), so the text is safe to print."""
     rows = generate_tokens(
-        model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, use_cache, num_samples
+        model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, use_cache, num_samples, sampler
     )
     texts = [tokenizer.decode(ids) for ids in rows]
     return texts if raw else [printable(text) for text in texts]

@@ -128,17 +128,18 @@ def build(
     weight_decay: float = 0.1,
     learning_rate: float = 6e-4,
     betas: tuple[float, float] = (0.9, 0.95),
+    make_model=None,
 ) -> Parts:
     """The GPT of `run` on `device` (its weights in run.param_dtype: fp32 under autocast, bf16 for the pure-bf16
     what-if, which runs without autocast), its optimizer and a GradScaler that is on for fp16 only. Seed torch
-    before calling: this draws the init."""
+    before calling: this draws the init. make_model(model_cfg): a module with GPT's interface to build instead."""
     param_dtype = getattr(torch, run.param_dtype)
     dtype = getattr(torch, run.dtype) if param_dtype == torch.float32 else torch.float32  # autocast's dtype
     attention, optimizer = run.attention, run.optimizer
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(param_dtype)
     try:  # initialized on the host, so one seed gives the same weights on every device
-        model = GPT(model_cfg, attention=attention)
+        model = GPT(model_cfg, attention=attention) if make_model is None else make_model(model_cfg)
     finally:
         torch.set_default_dtype(default_dtype)
     if device.type != "cpu":  # .to() would copy, and cannot swap the fake tensors finegpt.memory measures with

@@ -278,9 +278,10 @@ def sample_view(
     top_p: float = 1.0,
     max_new_tokens: int | None = None,
     seed: int | None = None,
+    sampler=None,
 ) -> str:
     """One sample as text, or the one-line error for bad settings. None takes finegpt.sample.SAMPLING's
-    value; top_k=0 and top_p=1 mean off (the sliders' ends)."""
+    value; top_k=0 and top_p=1 mean off (the sliders' ends). sampler: GPT.generate's."""
     from finegpt.config import SAMPLING
     from finegpt.sample import generate_text
 
@@ -296,6 +297,7 @@ def sample_view(
             top_k=s["top_k"] or None,
             top_p=None if top_p >= 1.0 else top_p,
             seed=s["seed"],
+            sampler=sampler,
         )[0]
     except FinegptError as e:
         return f"error: {e}"

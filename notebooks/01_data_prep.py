@@ -12,6 +12,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -55,7 +63,7 @@ from IPython.display import Markdown, display
 
 from finegpt import lab, plots
 from finegpt import memory as M
-from finegpt.data import get_tokenizer, load_meta, prepare, read_shard
+from finegpt.data import get_tokenizer, iter_documents, load_meta, prepare, read_shard
 from finegpt.data.sources import FINEWEB_COLUMNS
 
 # %% [markdown]
@@ -103,6 +111,20 @@ for name, (tokens, size) in FINEWEB_CONFIGS.items():
     print(f"{name:22s} {tokens / 1e9:>8,.0f}B tokens   " + (f"{size / 1e9:6.1f} GB parquet" if size else ""))
 print("columns:", ", ".join(FINEWEB_COLUMNS))
 print("licence:", LICENCE)
+
+# %% [markdown]
+# The guide calls FineWeb something else. Its claim, beside the dataset card's numbers:
+
+# %%
+lab.claim("FineWeb is the 100B-token cleaned version of Common Crawl on which LLaMA, Mistral etc. were trained",
+          f"FineWeb is {FINEWEB_CONFIGS['default (all crawls)'][0] / 1e12:.0f}T tokens; sample-100BT is a random "
+          f"{FINEWEB_CONFIGS['sample-100BT'][0] / 1e9:.0f}B-token sample of it. FineWeb was published in 2024, "
+          "after LLaMA (February 2023) and Mistral 7B (September 2023)",
+          "does not hold: 100B tokens is one sample's size, not FineWeb's, and those models predate it")
+
+# %% [markdown]
+# The name matters less than the size: section 7 computes what the guide's download of the 100B-token sample
+# costs on disk.
 
 # %% [markdown]
 # For a course the samples are the configs to use: each is a random draw from all the crawls, so the
@@ -215,8 +237,12 @@ display(Markdown(
 # `encode_batch(texts)`.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for Σ len(text.encode("utf-8")) / Σ len(tokenizer.encode(text)): a ratio of two totals, with bytes,
 # not characters. The byte tokenizer makes one token per byte, so for it the answer is exactly 1.0.
+#
+# </details>
 
 # %%
 def text_bytes_per_token(texts, tokenizer):
@@ -328,9 +354,13 @@ print(f"round trip ok: the first {checked} documents decode to the stream's text
 # itself, UTF-8 (at most 64 bytes); every other int 0.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # `np.zeros(256, dtype=np.int32)` gives the zeros. `header.view(np.uint8)` sees the same memory as 1024
 # bytes, so ints 8..23 are bytes 32..95. `tokenizer` has `name`, `vocab_size` and `eot`; the check also
 # passes one with 100,277 tokens (OpenAI's cl100k), whose ids do not fit uint16.
+#
+# </details>
 
 # %%
 def shard_header(num_tokens, tokenizer):
@@ -355,8 +385,12 @@ check_shard_header(shard_header)
 # are uint16 (1) or uint32 (2), and int 2 how many there are.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # The tokens start at byte 1024, so `np.fromfile(..., offset=1024)` or `np.memmap(..., offset=1024)`
 # reads them. The result must equal the ids that went in, for a version-1 and a version-2 shard.
+#
+# </details>
 
 # %%
 def read_tokens(path):
@@ -387,8 +421,18 @@ print(f"{bytes_stats['tokens']:,} byte tokens from {bytes_stats['documents']} pl
       f"{bytes_stats['tokens_by_split']['train']:,} train, {bytes_stats['tokens_by_split']['val']:,} val")
 
 # %% [markdown]
-# One token per byte, so the plays' bytes and their tokens are nearly the same number (plus one EOT per play):
-# about four times as many tokens as GPT-2 needs for the same text, each one far easier to predict.
+# One token per byte: how many more tokens is that than GPT-2 makes of the same plays? The cell counts both.
+
+# %%
+plays = list(iter_documents("shakespeare"))
+play_bytes = sum(len(p.encode("utf-8")) for p in plays)
+play_gpt2_tokens = sum(map(len, tok.encode_batch(plays)))
+lab.show("byte_tokens_per_gpt2_token", play_bytes / play_gpt2_tokens, "{:.2f}")
+display(Markdown(
+    f"The plays' {play_bytes:,} bytes are {play_bytes:,} byte tokens (plus one EOT per play) but only "
+    f"{play_gpt2_tokens:,} GPT-2 tokens: **{play_bytes / play_gpt2_tokens:.2f} times as many tokens** for the same "
+    f"text, each one far easier to predict."))
+assert bytes_stats["tokens"] <= play_bytes + len(plays)  # every byte once, one EOT per play, at most
 
 # %% [markdown]
 # ## 7. Should I `save_to_disk` sample-100BT, as the guide says, or stream?
@@ -422,7 +466,15 @@ for k, v in guide_disk.items():
 print(f"{'total':30s} {sum(guide_disk.values()) / 1e9:8,.0f} GB   (Arrow copies: {basis})")
 
 # %% [markdown]
-# Neither Arrow copy is what training reads: only the token shards are.
+# Neither Arrow copy is what training reads: only the token shards are. The guide's recipe, quoted, with what it
+# costs:
+
+# %%
+lab.claim("load_dataset('HuggingFaceFW/fineweb', name='sample-100BT', split='train') then "
+          "ds.save_to_disk('data/fineweb100B')",
+          f"{'about' if MODE == 'full' and not local else 'at least'} {sum(guide_disk.values()) / 1e12:.1f} TB of "
+          f"disk before training starts, of which {T100 * 2 / 1e9:,.0f} GB are the token shards training reads",
+          "works, but only with terabytes free: stream the token budget you train on instead (next cell)")
 
 # %% [markdown]
 # Against that, streaming keeps nothing but the shards of the token budget you actually train on.

@@ -12,6 +12,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -55,7 +63,7 @@ from finegpt import lab, plots
 from finegpt import memory as M
 from finegpt.config import ModelConfig
 from finegpt.data import get_tokenizer
-from finegpt.memory.guide import BIAS, GUIDE_TABLE
+from finegpt.memory.guide import BIAS, GUIDE_24GB, GUIDE_TABLE
 from finegpt.model import GPT, count_params, param_breakdown
 from finegpt.train import train
 
@@ -183,9 +191,13 @@ display(Markdown(
 # `n_embd`, `vocab_size`, `block_size`, `bias`). No tensors: arithmetic only.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for V·C + T·C + L·(12·C² + 2 LayerNorms) + ln_f, plus the biases when `cfg.bias` is True: c_attn
 # (C → 3C), the attention's c_proj (C → C), c_fc (C → 4C) and the MLP's c_proj (4C → C) each have one,
 # and every LayerNorm has C weights (+ C biases). `lm_head` shares `wte`'s tensor.
+#
+# </details>
 
 # %%
 def param_count(cfg):
@@ -239,6 +251,24 @@ display(Markdown(
 medium = ModelConfig(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50304, bias=BIAS)
 assert 340e6 < count_params(medium) < 360e6  # GPT-2 medium really is ~350M
 assert 120e6 < counted["80 GB"] < 130e6
+
+# %% [markdown]
+# The guide's own words for these models, each beside the count and a verdict:
+
+# %%
+guide_24gb = ModelConfig(**GUIDE_24GB)
+lab.claim("80 GB (A100/H100): ~350M parameters, 12 layers, 12 heads, 768 wide, \"close to original GPT-2 medium\"",
+          f"{counted['80 GB'] / 1e6:.1f}M (nanoGPT's count), "
+          f"{count_params(gpt2_small, non_embedding=False) / 1e6:.1f}M with every parameter",
+          "does not hold: 12 x 768 is GPT-2 small; GPT-2 medium is 24 layers x 1024 "
+          f"({count_params(medium) / 1e6:.0f}M)")
+lab.claim("best config for a 24 GB GPU, 10 layers x 640: \"~160M parameters\"",
+          f"{count_params(guide_24gb) / 1e6:.1f}M (nanoGPT's count)",
+          f"does not hold: {160e6 / count_params(guide_24gb):.1f}x too many claimed")
+
+# %% [markdown]
+# Both verdicts rest on the counts above, which the meta-device model confirmed tensor by tensor. Notebook 03
+# checks the guide's memory claims the same way.
 
 # %% [markdown]
 # Why it matters: weights, gradients and optimizer state all scale with the parameter count, and notebook
@@ -330,8 +360,12 @@ block_diagram(gpt2_small, batch_size=2, tokens=8)
 # nanoGPT's, so GPT-2's weights load into your module.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for y = c_proj(gelu(c_fc(x))): (B, T, C) → (B, T, 4C) → (B, T, 4C) → (B, T, C). Leave dropout out;
 # the check uses `dropout=0`.
+#
+# </details>
 
 # %%
 import torch.nn as nn
@@ -349,12 +383,13 @@ class MyMLP(nn.Module):
 # %% [markdown]
 # The check loads finegpt's `MLP` weights into yours and compares outputs. It names a wrong layer width or
 # name, biases made when `bias=False`, ReLU instead of GELU, no activation at all, and a residual added
-# inside the MLP.
+# inside the MLP. `lab.hand_in` runs the check and, when it passes, keeps your class in the lab folder:
+# notebook 04 then trains a model built with it (in cpu and smoke mode).
 
 # %%
 from finegpt.exercises import check_mlp
 
-check_mlp(MyMLP)
+lab.hand_in("mlp", MyMLP, check_mlp, paths)
 
 # %% [markdown]
 # ### Exercise 2.3 · Wire a Block
@@ -363,8 +398,12 @@ check_mlp(MyMLP)
 # `forward`: the two lines of the by-hand forward pass above, for one block, input and output (B, T, C).
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for pre-LN, as GPT-2: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)). Each sublayer reads a
 # normalised copy and adds its result to x itself.
+#
+# </details>
 
 # %%
 from finegpt.model import MLP, CausalSelfAttention, LayerNorm
@@ -385,12 +424,12 @@ class MyBlock(nn.Module):
 # %% [markdown]
 # The check gives the two norms different weights and compares with finegpt's `Block`. It recognises
 # post-LN, missing residuals, a residual added to the normalised x, `ln_1` used twice, attention and MLP
-# side by side, the MLP first, and the MLP left out.
+# side by side, the MLP first, and the MLP left out. Passed, your Block builds notebook 04's model.
 
 # %%
 from finegpt.exercises import check_block
 
-check_block(MyBlock)
+lab.hand_in("block", MyBlock, check_block, paths)
 
 # %% [markdown]
 # ## 5. What does attention look at?
@@ -398,8 +437,8 @@ check_block(MyBlock)
 # Inside a block, every token makes a query q, a key k and a value v. Token i reads from token j with
 # weight softmax(q_i · k_j / √d) over j ≤ i: the causal mask hides the future. PyTorch's
 # `scaled_dot_product_attention` never builds that T × T matrix (that is what makes it "flash"), so we
-# compute it by hand for the first block's first head, and check that multiplying it with the values
-# gives what the fused kernel gives.
+# compute the matrix ourselves (first q, k and v below; exercise 2.4 then asks you for the rest), and check
+# that multiplying it with the values gives what the fused kernel gives.
 
 # %%
 text = "The cat sat on the mat because it was tired and warm."
@@ -420,9 +459,16 @@ print("q, k, v:", tuple(q.shape), "each: (batch, heads, tokens, head size)")
 # the values of the positions up to and including itself.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for y = softmax(q·kᵀ / √hs + M)·v, where M[i, j] = -inf for j > i (the future) and 0 elsewhere, and
 # the softmax runs over the keys (the last dimension). `masked_fill`, `torch.ones(T, T).triu(1)` and
 # `k.size(-1) ** 0.5` (that is √hs) help.
+#
+# No worked answer follows: the cells after the check compute the weights with `lab.attention_weights`, and
+# the solutions notebook has one.
+#
+# </details>
 
 # %%
 def causal_self_attention(q, k, v):  # (B, H, T, hs) each -> (B, H, T, hs)
@@ -433,7 +479,7 @@ def causal_self_attention(q, k, v):  # (B, H, T, hs) each -> (B, H, T, hs)
 # The check compares with `F.scaled_dot_product_attention(q, k, v, is_causal=True)`, what finegpt's model
 # calls, and moves one future value at a time to catch a position that sees its future. It also names a
 # missing or wrong 1/√hs scale, the mask applied after the softmax, a softmax over the wrong axis, a mask
-# that hides the diagonal, and a transposed output. The next cells show the same computation step by step.
+# that hides the diagonal, and a transposed output.
 
 # %%
 from finegpt.exercises import check_causal_attention
@@ -441,15 +487,64 @@ from finegpt.exercises import check_causal_attention
 check_causal_attention(causal_self_attention)
 
 # %% [markdown]
-# Now the attention itself: scores, the causal mask, and a softmax over each row. The last line asks
-# PyTorch's fused kernel for the same product of weights and values.
+# ### Exercise 2.5 · Your attention inside nanoGPT's module
+#
+# A model calls attention through a module: `MyCausalSelfAttention(config)` has `c_attn`, a Linear from C to
+# 3C that makes q, k and v at once, and `c_proj`, a Linear from C to C, both with `bias=config.bias`. Its
+# `forward(x)` takes (B, T, C), splits q, k, v into `config.n_head` heads, calls **your**
+# `causal_self_attention`, merges the heads and applies `c_proj`. Passed, it is the attention of notebook 04's
+# model, so 04 trains on your code.
+
+# %% [markdown]
+# <details><summary>Hint: the shapes, step by step</summary>
+#
+# `self.c_attn(x).split(C, dim=2)` gives q, k, v, each (B, T, C). `t.view(B, T, H, C // H).transpose(1, 2)` makes
+# (B, H, T, hs). After your function, `y.transpose(1, 2).contiguous().view(B, T, C)` merges the heads back. Keep
+# `n_head` from the config; store no other weights (a mask buffer needs `persistent=False`), so the model's
+# weights keep nanoGPT's names.
+#
+# </details>
 
 # %%
+class MyCausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        raise NotImplementedError  # your code here: self.c_attn, self.c_proj, self.n_head
+
+    def forward(self, x):  # (B, T, C) -> (B, T, C)
+        raise NotImplementedError  # your code here: call causal_self_attention(q, k, v)
+
+
+# %% [markdown]
+# The check loads finegpt's `CausalSelfAttention` weights into yours and compares outputs. It names c_proj
+# left out, q, k, v taken in the wrong order, heads not moved in front of time, heads merged without moving
+# time back, and one wide head. `hand_in` keeps the class together with your `causal_self_attention`.
+
+# %%
+from finegpt.exercises.course import check_attention_module
+
+lab.hand_in("attention", MyCausalSelfAttention, check_attention_module, paths, needs=[causal_self_attention])
+
+# %% [markdown]
+# Which model will notebook 04 train? Yours where a part passed its check, finegpt's elsewhere:
+
+# %%
+print(lab.handed_in(paths, MODE, config=gpt2_small, only=["attention", "mlp", "block"]))
+
+# %% [markdown]
+# These lines are decided again whenever a check cell runs: fix an exercise, rerun its check, and notebook 04
+# picks up your class; a check that fails withdraws it, and 04 falls back to finegpt's part.
+
+# %% [markdown]
+# Now the attention weights themselves. `lab.attention_weights` computes what exercise 2.4 asks for, the
+# causal softmax of the scaled scores, for every block and head; the last line asks PyTorch's fused kernel
+# for the same product of weights and values.
+
+# %%
+T = ids.size(1)
+weights = torch.from_numpy(lab.attention_weights(model, ids)[:1]).to(device)  # (1, H, T, T): block 0's heads
 with torch.no_grad():
-    scores = q @ k.transpose(-2, -1) / hs**0.5  # (1, H, T, T)
-    T = ids.size(1)
-    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=device).triu(1), float("-inf"))
-    weights = scores.softmax(dim=-1)  # (1, H, T, T), each row sums to 1
+    scores = q @ k.transpose(-2, -1) / hs**0.5  # (1, H, T, T): the scaled scores, before mask and softmax
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
 assert torch.allclose(weights @ v, fused, atol=1e-5)
 print(f"T={T} tokens, {H} heads; by-hand attention matches scaled_dot_product_attention")
@@ -593,34 +688,43 @@ print(f"{gpt2_vocab} -> {padded}: {padded - gpt2_vocab} unused rows, {extra:,} e
 # buys speed.
 
 # %% [markdown]
-# How much does it matter for speed? Time the output layer's matmul, (B·T, C) × (C, V), for both sizes
-# on this device. On a GPU the padded size is usually faster despite doing more work; on a CPU the
-# difference is small, and either way the number depends on your hardware.
+# How much does it matter for speed? Time the output layer's matmul, (B·T, C) × (C, V), for both sizes on this
+# device. One timing on a busy machine can differ from the next by a third, so the cell times both sizes
+# alternately, several times, and reports the spread of the ratio, not one number. A lesson needs a spread
+# that stays on one side of 1.
 
 # %%
-def time_matmul(vocab: int, rows: int, repeats: int = 5) -> float:
+def time_matmul(vocab: int, rows: int) -> float:
     a = torch.randn(rows, gpt2_small.n_embd, device=device)
     w = torch.randn(gpt2_small.n_embd, vocab, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        a @ w
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    a @ w
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
 
 rows = {"full": 8 * 1024, "cpu": 256, "smoke": 32}[MODE]  # B·T
-t_odd, t_pad = time_matmul(gpt2_vocab, rows), time_matmul(padded, rows)
-print(f"V={gpt2_vocab}: {t_odd * 1e3:.2f} ms   V={padded}: {t_pad * 1e3:.2f} ms   "
-      f"(padded / unpadded = {t_pad / t_odd:.2f}) on {device}")
+REPEATS = 9
+time_matmul(gpt2_vocab, rows), time_matmul(padded, rows)  # warm up: first calls pay for allocation
+ratios = sorted(time_matmul(padded, rows) / time_matmul(gpt2_vocab, rows) for _ in range(REPEATS))
+median, low, high = ratios[REPEATS // 2], ratios[0], ratios[-1]
+print(f"padded / unpadded time on {device}, {REPEATS} alternating repeats: median {median:.2f}, "
+      f"range {low:.2f}-{high:.2f}")
 
 # %% [markdown]
-# Whatever your ratio, the padded layer did more multiply-adds. A ratio at or below 1 means the hardware
-# rewarded the alignment; on a GPU's tiled kernels that is where the padding pays off.
+# What the spread says, in words:
+
+# %%
+verdict = ("the padded layer was faster in every repeat: the hardware rewards the alignment" if high < 1 else
+           "the padded layer was slower in every repeat: it does more work, and this device gains nothing from "
+           "the alignment" if low > 1 else
+           "the range straddles 1: on this device the difference is smaller than the noise, and no lesson can "
+           "be drawn from it")
+display(Markdown(f"Padded / unpadded ranged from {low:.2f} to {high:.2f} over {REPEATS} repeats: {verdict}. "
+                 "nanoGPT pads for a GPU's tiled kernels: rerun this cell on one to see whether they reward it."))
 
 # %% [markdown]
 # ## Try it

@@ -12,6 +12,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -52,6 +60,8 @@ from finegpt import memory as M
 from finegpt.config import ModelConfig
 from finegpt.memory import measure
 from finegpt.memory.guide import GUIDE_TABLE
+from finegpt.memory.planner import MIN_MICRO_BATCH, RECOMMEND_HOURS, SESSION_MINUTES
+from finegpt.memory.solve import HEADROOM
 from finegpt.model import count_params
 
 # %% [markdown]
@@ -126,10 +136,14 @@ print(f"N = {N:,} parameters -> weights {4 * N / GiB:.2f} GiB, AdamW {8 * N / Gi
 # `"pure_bf16"` (bf16 weights).
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for weights + gradients + optimizer state + temporaries, each a multiple of a parameter count: N
 # parameters (every one, `count_params(cfg, non_embedding=False)`) at 4 bytes, or 2 in pure bf16; AdamW keeps
 # 2 moments per parameter, SGD with momentum 1, plain SGD none; foreach AdamW also builds one temporary per
 # *decayed* parameter (the 2-D tensors; biases and norms are not decayed), the fused kernel none.
+#
+# </details>
 
 # %%
 def optimizer_step_bytes(cfg, optimizer, dtype):
@@ -166,10 +180,11 @@ display(Markdown(
     f"{share:.0%} of the {report.peak_bytes / GiB:.2f} GiB peak and "
     f"{logits_by_hand / acts:.1f}× the activations of all {gpt2.n_layer} layers together "
     f"({acts / GiB:.2f} GiB). Many memory calculators leave this term out."))
+lab.show("logits_bytes_per_score", report.terms["logits + cross-entropy"] / (n * gpt2.vocab_size))
 
 # %% [markdown]
 # So `batch_size` and `block_size` move the peak the most: both multiply n, and the logits term is
-# n × V bytes times a constant.
+# n × V scores times 14<!-- value: logits_bytes_per_score --> bytes each under autocast.
 
 # %% [markdown]
 # ### Exercise 3.2 · The logits and cross-entropy term, in every precision
@@ -179,9 +194,13 @@ display(Markdown(
 # `"bf16"`, `"fp16"` (both autocast) and `"pure_bf16"`.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for n·V scores (n = batch_size × block_size tokens) times the bytes of four tensors of that size: the
 # logits, the log-softmax cross-entropy keeps, and the gradients of both. Each tensor's element size depends
 # on the dtype: under autocast the logits come out of the matmul in 16 bits, but cross-entropy works in fp32.
+#
+# </details>
 
 # %%
 def logits_bytes(batch_size, block_size, vocab_size, dtype):
@@ -271,12 +290,14 @@ for b in (2, 6, 12):
     ui.controls["batch_size"].value = b
     redraw_s.append(ui.last_redraw_s)
 ui.controls["batch_size"].value = 12
+REDRAW_LIMIT_S = 0.1  # about where a slider stops feeling instant
 print(f"slowest redraw: {max(redraw_s) * 1e3:.1f} ms")
-assert max(redraw_s) < 0.1
+lab.show("redraw_limit_s", REDRAW_LIMIT_S)
+assert max(redraw_s) < REDRAW_LIMIT_S
 
 # %% [markdown]
-# A tenth of a second is about where a slider stops feeling instant; the assert keeps that promise in
-# the tests, since the redraw is only arithmetic and a plot.
+# 0.1<!-- value: redraw_limit_s --> s is about where a slider stops feeling instant; the assert keeps that
+# promise in the tests, since the redraw is only arithmetic and a plot.
 
 # %% [markdown]
 # ## 4. What is the largest micro-batch, and how do I keep my effective batch?
@@ -284,19 +305,23 @@ assert max(redraw_s) < 0.1
 # What matters for the optimizer is the number of tokens per step: micro-batch × gradient accumulation ×
 # block size. Gradient accumulation runs several micro-batches before each optimizer step and adds their
 # gradients, so a smaller micro-batch with more accumulation gives the same step with less memory.
-# `max_micro_batch` bisects on the estimate (keeping 10 % of the card free) and `plan` picks the
-# smallest micro-batch that reaches the target with the fewest accumulation steps.
+# `max_micro_batch` bisects on the estimate, keeping some of the card free (the cell prints how much), and
+# `plan` picks the smallest micro-batch that reaches the target with the fewest accumulation steps.
 
 # %%
 b_max = M.max_micro_batch(gpt2, run, GPU)
 target = run.batch_size * run.gradient_accumulation_steps * gpt2.block_size
 p = M.plan(gpt2, run, target, GPU)
 print(f"largest micro-batch on the {M.GPUS[GPU].name}: {b_max}")
+lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")  # kept free beyond the high end of what nvidia-smi shows
 print(f"nanoGPT's {target:,} tokens/step -> batch_size={p.batch_size} x gradient_accumulation_steps="
       f"{p.gradient_accumulation_steps} = {p.tokens_per_step:,} tokens/step, peak {p.peak_gib:.2f} GiB")
 assert p.batch_size <= b_max and p.tokens_per_step >= target
 
 # %% [markdown]
+# `max_micro_batch` keeps 5 %<!-- value: headroom_pct --> of the card free beyond the *high* end of what
+# `nvidia-smi` would show: room for another process on the card, or a notebook's leftovers.
+#
 # The plan reaches nanoGPT's tokens per step with a smaller micro-batch and more accumulation steps: the
 # same optimizer step, built from more, smaller forward and backward passes.
 
@@ -308,9 +333,13 @@ assert p.batch_size <= b_max and p.tokens_per_step >= target
 # and memory only grows with the batch: true up to some b, false after it.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for about 2·log2(answer) calls: double b while it fits, then halve the gap between the last size
 # that fit and the first that did not. Trying 1, 2, 3, ... in turn finds the same answer, but with
 # hundreds of calls on a big card.
+#
+# </details>
 
 # %%
 def largest_batch(fits, limit=4096):
@@ -326,6 +355,36 @@ def largest_batch(fits, limit=4096):
 from finegpt.exercises import check_largest_batch
 
 check_largest_batch(largest_batch)
+
+# %% [markdown]
+# ### Task 3.4 · The longest context a T4 can train
+#
+# An open question with a number for an answer. For GPT-2 small (12 layers, 12 heads, 768 wide, no biases) at
+# `batch_size=8` in fp16 on a T4, what is the largest `block_size`, in steps of 64, that fits? Get close with the
+# calculator's sliders in section 3, then confirm with the estimate itself, `M.fits(cfg, run, "T4")`. The
+# check says whether yours fits, and whether the next step up would fit too.
+
+# %% [markdown]
+# <details><summary>Hint: what grows with block_size</summary>
+#
+# The tokens per micro-batch, n = B·T, multiply the activations and the logits; the position embedding grows
+# too, by T·C parameters. So the peak rises a little faster than in proportion to T, and bisection works as it
+# did for the batch.
+#
+# </details>
+
+# %%
+my_block_size = None  # your answer: a multiple of 64
+
+# %%
+from finegpt.exercises.course import check_block_size_task
+
+check_block_size_task(my_block_size, model=dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50304, bias=False),
+                      batch_size=8, gpu="T4")
+
+# %% [markdown]
+# The guide recommends `block_size=1024` for every card. Your number says whether GPT-2 small can train with it
+# on a T4 at this micro-batch, or what the T4 would need to give up.
 
 # %% [markdown]
 # ## 5. How long will training take?
@@ -438,8 +497,12 @@ if device == "cpu":  # validated on CPU to within 1 %; on a GPU this cell report
     assert worst < 0.05
 
 # %% [markdown]
-# An error as small as the one printed is what makes sections 3–5 trustworthy: the calculator runs the
-# same formulas this cell just checked against real allocations.
+# What this check covers, and what it does not. Without a GPU it measures a 2-layer model in fp32 on the CPU:
+# the weights, the optimizer state, the gradients, the activations and the logits, term by term, with the same
+# formulas the calculator uses. It does not touch what a T4 adds: autocast's fp16 copies and fp16 logits, the
+# CUDA context and the allocator's reserve. Those terms rest on GPU measurements (`docs/gpu_results.md`,
+# `finegpt/memory/calibration.json`), and the verdicts above carry their uncertainty as the hatched range. On a
+# GPU, full mode runs this cell on GPT-2 small itself.
 
 # %% [markdown]
 # Where in the step is the peak? `finegpt.memory.memory_timeline` runs the same training step with the CPU
@@ -473,8 +536,8 @@ assert abs(cpu_report.peaks["train"] / timeline.peak_bytes - 1) < 0.01
 # ## 7. Is the guide's table right?
 #
 # `check_guide()` recomputes every number of the popular guide: parameter counts in both conventions,
-# effective batches, memory at its batch size on its GPU (eager PyTorch), tokens, hours and tokens per
-# parameter. "ok" means the claim holds.
+# effective batches, memory at its batch size on its GPU (compiled, as the guide's nanoGPT config files run,
+# with the eager figure beside it), tokens, hours and tokens per parameter. `holds` is True when the claim holds.
 
 # %%
 checks = M.check_guide()
@@ -502,6 +565,11 @@ for mode, v in guide.items():
     print(f"{mode:8s}: peak {v['peak_gib']:.1f} GiB allocated, {low:.1f}-{high:.1f} GiB in nvidia-smi: {v['label']} "
           f"({v['deciding']}); largest micro-batch {v['max_micro_batch']}")
 print(f"compiled terms: {guide['compiled']['compiled_status']}")
+lab.claim("~160M parameters, runs comfortably on one 4090 using ~20–22 GB VRAM",
+          f"nvidia-smi {guide['compiled']['nvidia_smi_gib'][0]:.1f}-{guide['compiled']['nvidia_smi_gib'][1]:.1f} GiB "
+          f"compiled ({guide['compiled']['label']}), {guide['eager']['nvidia_smi_gib'][0]:.1f}-"
+          f"{guide['eager']['nvidia_smi_gib'][1]:.1f} GiB eager ({guide['eager']['label']})",
+          "the memory holds only compiled; the parameter count does not (section 3 of notebook 02)")
 
 # %% [markdown]
 # So the guide's "20–22 GB" holds only compiled, which nanoGPT's `train.py` does by default. The compiled
@@ -540,10 +608,10 @@ plots.memory_bars(guide_rows, "The guide's table, eager and compiled")
 # ## 8. What should I train on my GPU?
 #
 # `recommend` picks, for each GPU preset, the model of a fixed ladder (a toy, the guide's shapes, GPT-2 small
-# and medium) whose tokens in a day come closest to 20 per non-embedding parameter, at the speed section 5.1's
-# model predicts for it; the T4 gets its lab session instead of a day, the same plan as `session_plan` below.
-# Each row has the accumulation that reaches the tokens per step, and the hours to train the model on its
-# compute-optimal budget.
+# and medium) whose tokens in its budget come closest to 20 per non-embedding parameter, at the speed section
+# 5.1's model predicts for it; the T4 gets its lab session instead of a day, the same plan as `session_plan`
+# below. Each row has the accumulation that reaches the tokens per step, and the hours to train the model on its
+# compute-optimal budget. The rules it applies are printed under the table, and the text after it spells them out.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -553,11 +621,28 @@ recs["chinchilla_tokens"] = (recs["chinchilla_tokens"] / 1e9).round(2).astype(st
 recs["hours_chinchilla"] = [f"{fast:.1f}-{slow:.1f}" for fast, slow in recs["hours_chinchilla"]]
 print(recs[["gpu", "n_layer", "n_head", "n_embd", "params", "dtype", "batch_size", "gradient_accumulation_steps",
             "peak_gib", "memory_gib", "chinchilla_tokens", "hours_chinchilla"]].to_string(index=False))
+by_gpu = recs.set_index("gpu")
+lab.show("budget_hours", RECOMMEND_HOURS, "{:g}")
+lab.show("t4_budget_minutes", SESSION_MINUTES, "{:g}")
+lab.show("min_micro_batch", MIN_MICRO_BATCH)
+lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")
+lab.show("gib_3080", by_gpu.loc["3080", "memory_gib"], "{:.1f}")
+assert by_gpu.loc["T4", "n_layer"] < by_gpu.loc["3080", "n_layer"]  # the T4 plans for a session, the 3080 a day
+day = recs[recs["gpu"] != "T4"]
+assert (recs["batch_size"] >= MIN_MICRO_BATCH).all() and (day["batch_size"] * day["gradient_accumulation_steps"]).nunique() == 1
 
 # %% [markdown]
+# The rules behind each row: the budget is a day on the card (24<!-- value: budget_hours --> hours), except on
+# the T4, where it is one lab session (45<!-- value: t4_budget_minutes --> minutes of training). A model qualifies
+# when it fits at a micro-batch of at least 4<!-- value: min_micro_batch --> with 5 %<!-- value: headroom_pct -->
+# of the card free beyond the high end of the estimate; among those, the planner takes the one whose tokens in
+# the budget, at the speed predicted for it, come closest to 20 per non-embedding parameter. So a row's model
+# follows the card's speed and budget as much as its memory: the 9.8<!-- value: gib_3080 --> GiB 3080 gets a
+# bigger model than the 16 GB T4, because it has a day and the T4 has 45 minutes.
+#
 # Notice that `batch_size` × `gradient_accumulation_steps` is the same product in every row but the T4's (a
-# session plans 128k tokens per step at T=512): bigger cards spend their memory on bigger micro-batches and fewer
-# accumulation steps, not on a different optimizer step.
+# session plans 128k tokens per step at T=512; the cell asserts it): bigger cards spend their memory on bigger
+# micro-batches and fewer accumulation steps, not on a different optimizer step.
 
 # %% [markdown]
 # And for one time-boxed session, the plan notebook 04 uses: which model and token budget make the best

@@ -11,6 +11,7 @@
 
 # %%
 # Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -20,11 +21,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -43,6 +51,7 @@ MODE = None  # "smoke", "cpu" or "full"; None: "full" on a CUDA GPU, else "cpu"
 # lab from notebook to notebook: the mode, the lab folder, this notebook's sizes and its clock.
 
 # %%
+import re
 import time
 
 import pandas as pd
@@ -162,8 +171,12 @@ print(f"200 draws with top_k=5 used {len(draws)} distinct tokens, all among the 
 # probability 0. A k larger than V keeps everything.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for one threshold per row: `torch.topk(logits, k).values[:, [-1]]` is each row's k-th largest,
 # (B, 1), and `masked_fill` sets everything below it to -inf. Return a new tensor; leave `logits` as it was.
+#
+# </details>
 
 # %%
 def top_k_filter(logits, k):  # (B, V) -> (B, V)
@@ -179,7 +192,7 @@ def top_k_filter(logits, k):  # (B, V) -> (B, V)
 # %%
 from finegpt.exercises import check_top_k
 
-check_top_k(top_k_filter)
+lab.hand_in("top_k", top_k_filter, check_top_k, paths)
 
 # %% [markdown]
 # ### Exercise 5.2 · Top-p (nucleus) filtering
@@ -189,9 +202,13 @@ check_top_k(top_k_filter)
 # most likely token always stays, even when its probability alone passes p.
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for the by-hand count above, per row: sort descending (`torch.sort` also returns the order), take
 # softmax and its cumulative sum, drop a token when the mass *before* it already exceeds p, then put the
 # kept logits back at their ids (`scatter`).
+#
+# </details>
 
 # %%
 def top_p_filter(logits, p):  # (B, V) -> (B, V)
@@ -206,7 +223,19 @@ def top_p_filter(logits, p):  # (B, V) -> (B, V)
 # %%
 from finegpt.exercises import check_top_p
 
-check_top_p(top_p_filter)
+lab.hand_in("top_p", top_p_filter, check_top_p, paths)
+
+# %% [markdown]
+# Which filters draw the samples below? Each one that passed its check is yours; the samples of sections 3 and
+# 5 go through `mine.sampler`, which applies them (`generate(..., sampler=mine.sampler)`).
+
+# %%
+mine = lab.handed_in(paths, MODE, only=["top_k", "top_p"])
+print(mine)
+
+# %% [markdown]
+# The widget's Generate button in section 3 draws with finegpt's sampler; the table under it, and every sample
+# of section 5, with `mine.sampler`.
 
 # %% [markdown]
 # ## 3. What does the model write? Try the controls
@@ -225,7 +254,8 @@ ui
 # temperatures, as a table:
 
 # %%
-samples = pd.DataFrame({f"temperature {t}": [widgets.sample_view(model, tok, prompt, temperature=t, max_new_tokens=n_new)]
+samples = pd.DataFrame({f"temperature {t}": [widgets.sample_view(model, tok, prompt, temperature=t, max_new_tokens=n_new,
+                                                                 sampler=mine.sampler)]
                         for t in (0.5, 0.8, 1.2)}).T.rename(columns={0: "sample (seed 1337)"})
 with pd.option_context("display.max_colwidth", None):
     display(samples.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "font-family": "monospace"}))
@@ -313,10 +343,14 @@ kv_cache_diagram(model.config, pos=len(tok.encode(prompt)))
 # `(y, k, v)`: the layer's output (B, 1, C), and the keys and values grown to (B, H, P + 1, hs).
 
 # %% [markdown]
+# <details><summary>Hint: the recipe</summary>
+#
 # Aim for the module's own forward, for one token: q, k, v = attn.c_attn(x).split(C, dim=2), each viewed as
 # (B, 1, H, hs) and transposed to (B, H, 1, hs); the new k and v appended after the cache along time
 # (dim 2); `torch.nn.functional.scaled_dot_product_attention(q, k, v)` with no causal mask; heads merged
 # back to (B, 1, C); then `attn.c_proj`. `attn.n_head` is H.
+#
+# </details>
 
 # %%
 def decode_step(attn, x, past_k, past_v):
@@ -335,14 +369,51 @@ from finegpt.exercises import check_kv_decode_step
 check_kv_decode_step(decode_step)
 
 # %% [markdown]
+# ### Exercise 5.4 · The model's forward, after a KV cache
+#
+# Exercise 5.3 was one layer; `generate` runs the whole model on the new tokens only, once the cache holds the
+# earlier ones. Write `cached_forward(model, idx, caches)`: the logits (B, T, V) of the T new tokens `idx`
+# (B, T), given `caches`, one `KVCache` per block, already holding the `caches[0].pos` tokens before them. Build
+# it from the model's parts, as the by-hand forward pass of notebook 02: `model.transformer.wte`, `wpe`, `drop`,
+# the blocks `model.transformer.h` (each block takes `(x, cache)` and appends its keys and values), `ln_f` and
+# `model.lm_head`. The check hides `model(...)` itself.
+
+# %% [markdown]
+# <details><summary>Hint: where the new tokens sit</summary>
+#
+# The new tokens are not at positions 0..T-1: they come after the cached ones. Read the offset
+# `past = caches[0].pos` *before* the blocks run (each block's cache moves it on), and embed positions
+# `torch.arange(past, past + T)`. Each block gets its own cache: `x = block(x, caches[i])`.
+#
+# </details>
+
+# %%
+def cached_forward(model, idx, caches):  # idx (B, T) -> logits (B, T, V)
+    raise NotImplementedError  # your code here
+
+
+# %% [markdown]
+# The check fills the caches with a 5-token prompt, then compares your logits for a chunk of 3 new tokens and
+# for a single one with a full recompute of the whole text. It names the classic bug, a position embedding
+# without the cache's offset, and also positions one too far, the offset read after it moved, every block
+# given the first block's cache, blocks run without their caches, and the final LayerNorm left out.
+
+# %%
+from finegpt.exercises.course import check_cached_forward
+
+check_cached_forward(cached_forward)
+
+# %% [markdown]
 # ## 5. How do samples change as training goes on?
 #
 # Three models, one prompt, one seed, one setting: the run's starting point (untrained: the same config built with
-# the run's seed, exactly as `train` builds it before the first step), its first checkpoint, and its last. Every
-# difference between the samples is what training added.
+# the run's seed, exactly as `train` builds it before the first step), its oldest checkpoint still on disk (the
+# first evaluation's in cpu and smoke mode; full mode keeps only the last two, to spare your Drive), and its last.
+# Every difference between the samples is what training added.
 #
 # To put a number on "reads like the plays", we count the share of a sample's words that occur in the text the
-# model trained on (the train split of its shards).
+# model trained on (the train split of its shards), and the lines that are a speaker's name in capitals with a
+# colon, the plays' layout.
 
 # %%
 words = lab.corpus_words(lab.shard_text(found.info["data_dir"]))
@@ -367,9 +438,10 @@ print(f"word list: {len(words):,} distinct words from the training text")
 # %%
 rows = []
 for name, (m, val) in models.items():
-    text = generate_text(m, tok, prompt, max_new_tokens=n_new + 100, temperature=0.8, seed=1337)[0]
+    text = generate_text(m, tok, prompt, max_new_tokens=n_new + 100, temperature=0.8, seed=1337, sampler=mine.sampler)[0]
     share = lab.real_word_share(text[len(prompt):], words)  # the model's words, not the prompt's
-    rows.append({"model": name, "val loss": val, "real words": share})
+    names = len(re.findall(r"^[A-Z][A-Z ]*[A-Z]:$", text[len(prompt):], re.M))
+    rows.append({"model": name, "val loss": val, "real words": share, "speaker names": names})
     print(f"=== {name}: {share:.0%} real words ===\n{text}\n")
 progress = pd.DataFrame(rows).set_index("model")
 progress
@@ -378,12 +450,16 @@ progress
 # In words, with these numbers:
 
 # %%
-shares, vals = progress["real words"], progress["val loss"]
+shares, vals, names = progress["real words"], progress["val loss"], progress["speaker names"]
+layout_first = names.iloc[1] > names.iloc[0] and shares.iloc[1] - shares.iloc[0] < shares.iloc[2] - shares.iloc[1]
 display(Markdown(
     f"The share of real words goes from {shares.iloc[0]:.0%} (untrained) to {shares.iloc[1]:.0%} (early) and "
     f"{shares.iloc[2]:.0%} (trained), as the validation loss falls from {vals.iloc[1]:.2f} to {vals.iloc[2]:.2f}. "
-    "Look at the layout as well as the words: line breaks, and speaker names in capitals followed by a colon, "
-    "are what a model of the plays picks up first."))
+    f"Speaker names in capitals on a line of their own: {names.iloc[0]}, {names.iloc[1]} and {names.iloc[2]}. "
+    + ("The early checkpoint already writes the layout while most of its gain in real words is still to come: the "
+       "shape of the text comes first." if layout_first else
+       "In these samples the layout does not come before the words: the counts rise together, or the early "
+       "checkpoint writes no speaker name yet.")))
 
 # %% [markdown]
 # The check: the trained model's share of real words must beat the untrained one's by at least 30 points (not in
@@ -392,6 +468,32 @@ display(Markdown(
 # %%
 if MODE != "smoke":  # a few dozen smoke steps barely leave the untrained model behind
     assert progress["real words"].iloc[-1] > progress["real words"].iloc[0] + 0.3
+
+# %% [markdown]
+# ### Task 5.5 · More real words, one setting
+#
+# An open task with a number to beat: change **one** sampling setting (temperature, top_k or top_p) so that the
+# trained model's sample, same prompt, same seed, has at least 5 points more real words than at the defaults
+# used above. The check generates both and counts. Greedy decoding (temperature 0) does not count: it is not
+# sampling.
+
+# %% [markdown]
+# <details><summary>Hint: what each knob trades</summary>
+#
+# Every knob trades variety for safety: a lower temperature sharpens the distribution, a smaller top_k or top_p
+# cuts its tail, where the misspelt words come from. Go too far and the text repeats itself.
+#
+# </details>
+
+# %%
+my_sampling = None  # e.g. dict(temperature=...): one setting changed
+
+# %%
+from finegpt.exercises.course import check_sampling_task
+
+trained_model = models[progress.index[-1]][0]
+check_sampling_task(my_sampling, trained_model, tok, prompt, lambda text: lab.real_word_share(text, words), n_new + 100,
+                    defaults=dict(temperature=0.8, top_k=200, top_p=None), sampler=mine.sampler)
 
 # %% [markdown]
 # ## 6. Can the same `generate` drive OpenAI's GPT-2?

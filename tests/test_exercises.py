@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.mark.parametrize("path", sorted(SOLUTIONS.glob("*.py")), ids=lambda p: p.stem)
 def test_every_worked_solution_passes_its_checker(path, capsys):
     runpy.run_path(str(path))
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("finegpt ")]
     calls = re.findall(r"^check_\w+\(", path.read_text(), re.M)
     assert len(lines) == len(calls) >= 2 and all(line.startswith("✓ ") for line in lines), lines
 
@@ -69,7 +69,8 @@ def test_every_checker_has_a_solution_and_a_gap_in_a_notebook():
     lessons = "".join(p.read_text() for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     assert len(CHECKS) >= 12
     for name in CHECKS:
-        assert f"\n{name}(" in solved and f"\n{name}(" in lessons, name
+        handed_in = f", {name}, paths" in lessons  # lab.hand_in(part, answer, check, paths) runs the check
+        assert f"\n{name}(" in solved and (f"\n{name}(" in lessons or handed_in), name
     assert lessons.count("raise NotImplementedError  # your code here") >= len(CHECKS)
 
 

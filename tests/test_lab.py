@@ -83,6 +83,24 @@ def test_full_mode_trains_the_session_plan_and_obeys_the_two_environment_overrid
     assert any("FINEGPT_FINEWEB_FILES" in n for n in short.notes)
 
 
+def test_full_mode_keeps_two_checkpoints_and_says_how_much_it_writes(tmp_path):
+    s = lab.settings("full", "T4", env={})
+    model_cfg, train_cfg = lab.run_configs(s, lab.LabPaths(tmp_path, "full"))
+    assert train_cfg.keep_checkpoints == 2
+    assert lab.run_configs(lab.settings("cpu", env={}), lab.LabPaths(tmp_path, "cpu"))[1].keep_checkpoints == 50
+    w = lab.plan.checkpoint_writes(s.run[0], s.run[1])
+    each = w["checkpoint_bytes"]
+    assert each == 12 * GPT(model_cfg).get_num_params(non_embedding=False)  # fp32 weights + AdamW's two moments
+    assert w["saves"] == math.ceil(train_cfg.max_iters / train_cfg.eval_interval)
+    assert w["written_bytes"] == w["saves"] * each and w["kept_bytes"] == 3 * each
+    note = next(n for n in s.notes if "checkpoints" in n)
+    assert note == (
+        f"04 keeps its last 2 checkpoints of about {each / 1e6:,.0f} MB each in the lab folder (at most "
+        f"{3 * each / 1e9:.2f} GB at once) and writes at most {w['saves']}, "
+        f"{w['saves'] * each / 1e9:.1f} GB over the run"
+    )
+
+
 # ---- inputs: found, or missing with the fix ------------------------------------------------------
 
 
@@ -115,6 +133,8 @@ def test_04_without_01s_shards_offers_01_or_the_prepare_call(tmp_path):
     assert "01's byte shards of the plays: no shards" in str(e.value)
     assert "Run notebook 01 first with MODE = 'cpu'" in str(e.value)
     assert "prepare(**lab.prepare_args(settings, paths, 'shakespeare'))" in str(e.value)
+    fix = str(e.value).split("`")[1]  # the fix runs as written in any notebook, which has lab, settings, paths
+    assert fix.startswith("from finegpt.data import prepare; ") and compile(fix, "fix", "exec")
     (tmp_path / "shakespeare-bytes").mkdir()
     (tmp_path / "shakespeare-bytes" / "manifest.json").write_text("{}")
     with pytest.raises(FinegptError, match="an unfinished prepare"):

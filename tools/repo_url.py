@@ -1,6 +1,7 @@
 """The repository URL lives in one place, `[project.urls] Repository` in pyproject.toml. This tool
-writes it into every notebook's Open-in-Colab badge and install cell (the .py source and its .ipynb,
-outputs kept) and into the README's badges.
+writes it into every notebook's Open-in-Colab badge and install cell (the five lessons and their worked
+solutions, the .py source and its .ipynb, outputs kept; a notebook without them gets them) and into the
+README's badges.
 
     python tools/repo_url.py                                       # rewrite everything from pyproject.toml
     python tools/repo_url.py --set https://github.com/you/finegpt  # a fork: change the URL, then rewrite
@@ -24,8 +25,10 @@ URL_LINE = re.compile(r'^(Repository\s*=\s*)"([^"]*)"', re.M)
 GITHUB = re.compile(r"^https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?/blob/[^/)\s]+/notebooks/")
 INSTALL_MARKER = "# Install finegpt when this kernel lacks it."
+BADGE_IMAGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 
 INSTALL_CELL = """# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -35,11 +38,18 @@ if importlib.util.find_spec("finegpt") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {{REPO}} run "
                                   "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {{n: importlib.metadata.version(n) for n in loaded}}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{{REPO}}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
         raise RuntimeError(f"pip could not install finegpt from {{REPO}}:\\n{{pip.stderr[-1500:]}}\\nCheck that "
                            "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{{n}} {{v}} -> {{importlib.metadata.version(n)}}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({{', '.join(changed)}}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
     importlib.invalidate_caches()
 import finegpt
 
@@ -68,6 +78,11 @@ def install_cell(url: str) -> str:
     return INSTALL_CELL.format(url=url)
 
 
+def badge(url: str, rel: str) -> str:
+    """The badge line for notebooks/<rel>, e.g. rel='solutions/01_data_prep_solutions.ipynb'."""
+    return f"{BADGE_IMAGE}({colab_prefix(url)}{rel})"
+
+
 def rewrite_cells(cells: list[tuple[str, str]], url: str) -> list[str]:
     """New sources for (cell_type, source) pairs: badges pointed at url, the install cell regenerated."""
     out = []
@@ -80,9 +95,17 @@ def rewrite_cells(cells: list[tuple[str, str]], url: str) -> list[str]:
     return out
 
 
-def rewrite_py(text: str, url: str) -> str:
-    """A py:percent source: badge lines (comments) and the install cell between its `# %%` markers."""
+def rewrite_py(text: str, url: str, rel: str | None = None) -> str:
+    """A py:percent source: badge lines (comments) and the install cell between its `# %%` markers. With rel
+    (the notebook's path under notebooks/), a source without them gets the badge at the end of its first cell
+    and the install cell right after it."""
     text = BADGE.sub(colab_prefix(url), text)
+    first_end = text.find("\n# %%", 1)
+    if rel and BADGE_IMAGE not in text and first_end > 0:
+        text = text[:first_end].rstrip("\n") + f"\n#\n# {badge(url, rel)}\n" + text[first_end:]
+        first_end = text.find("\n# %%", 1)
+    if rel and INSTALL_MARKER not in text and first_end > 0:
+        text = text[:first_end] + "\n# %%\n" + INSTALL_MARKER + "\n" + text[first_end:]
     start = text.find(INSTALL_MARKER)
     if start < 0:
         return text
@@ -90,22 +113,35 @@ def rewrite_py(text: str, url: str) -> str:
     return text[:start] + install_cell(url) + "\n" + (text[end:] if end >= 0 else "")
 
 
-def rewrite_ipynb(nb, url: str):
+def rewrite_ipynb(nb, url: str, rel: str | None = None):
+    """As rewrite_py, cell by cell; with rel, a notebook without a badge or an install cell gets them."""
+    if rel and nb.cells and BADGE_IMAGE not in nb.cells[0].source:
+        nb.cells[0].source = nb.cells[0].source.rstrip("\n") + f"\n\n{badge(url, rel)}"
+    if rel and (len(nb.cells) < 2 or not nb.cells[1].source.startswith(INSTALL_MARKER)):
+        nb.cells.insert(1, nbformat.v4.new_code_cell(install_cell(url)))
     for cell, source in zip(nb.cells, rewrite_cells([(c.cell_type, c.source) for c in nb.cells], url)):
         cell.source = source
     return nb
 
 
+def notebook_sources(root: Path = ROOT) -> list[Path]:
+    """The five lessons, then their worked solutions."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.py")) + sorted(
+        (root / "notebooks" / "solutions").glob("[0-9][0-9]_*.py")
+    )
+
+
 def targets(url: str, root: Path = ROOT) -> dict[Path, tuple[str, str]]:
     """Each file that carries the URL: (what it holds now, what it should hold)."""
     out = {}
-    for py in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
+    for py in notebook_sources(root):
+        rel = py.with_suffix(".ipynb").relative_to(root / "notebooks").as_posix()
         text = py.read_text()
-        out[py] = (text, rewrite_py(text, url))
+        out[py] = (text, rewrite_py(text, url, rel))
         ipynb = py.with_suffix(".ipynb")
         if ipynb.exists():
             now = ipynb.read_text()
-            out[ipynb] = (now, nbformat.writes(rewrite_ipynb(nbformat.reads(now, as_version=4), url)) + "\n")
+            out[ipynb] = (now, nbformat.writes(rewrite_ipynb(nbformat.reads(now, as_version=4), url, rel)) + "\n")
     readme = root / "README.md"
     text = readme.read_text()
     out[readme] = (text, BADGE.sub(colab_prefix(url), text))

@@ -3,7 +3,9 @@
 A notebook's first cells call pick_mode(MODE), settings(MODE, gpu), paths(MODE), start(notebook, ...)
 and check(clock); its last cell calls clock.done(). Rooms: folder (modes, the lab folder), plan
 (what each notebook does per mode), clock (expected and actual time), inputs (found / missing, and
-the fix), evidence (measurements of what a lesson showed), runs (04's run, rerun without losing the last).
+the fix), evidence (measurements of what a lesson showed), runs (04's run, rerun without losing the last),
+prose (numbers the text states, printed by name; the guide's claims quoted with a verdict), student
+(answers that passed their check, handed in for the notebooks after).
 """
 
 from finegpt.lab.clock import Clock, Device, expected_s, start
@@ -18,7 +20,9 @@ from finegpt.lab.evidence import (
 from finegpt.lab.folder import MODES, LabPaths, choose_home, home, on_colab, paths, pick_mode
 from finegpt.lab.inputs import Found, check, find_checkpoint, find_shards
 from finegpt.lab.plan import LabSettings, prepare_args, probe_configs, run_configs, settings
+from finegpt.lab.prose import claim, show
 from finegpt.lab.runs import fresh_run, resume_run, run_in_progress
+from finegpt.lab.student import hand_in, handed_in
 
 __all__ = [
     "MODES",
@@ -30,11 +34,14 @@ __all__ = [
     "attention_weights",
     "check",
     "choose_home",
+    "claim",
     "corpus_words",
     "expected_s",
     "find_checkpoint",
     "find_shards",
     "fresh_run",
+    "hand_in",
+    "handed_in",
     "head_scores",
     "home",
     "on_colab",
@@ -49,5 +56,6 @@ __all__ = [
     "settings",
     "shakespeare_as_fineweb",
     "shard_text",
+    "show",
     "start",
 ]

@@ -106,7 +106,7 @@ def fix(notebook: str, s: LabSettings, seconds: dict[str, float]) -> str:
     which = "fineweb" if notebook == "04" and s.mode == "full" else "shakespeare"
     return (
         f"Run notebook 01 first with {mode} and the same lab folder ({about(seconds['01'])}), or prepare "
-        f"them here now: `prepare(**lab.prepare_args(settings, paths, {which!r}))`"
+        f"them here now: `from finegpt.data import prepare; prepare(**lab.prepare_args(settings, paths, {which!r}))`"
     )
 
 

@@ -19,6 +19,7 @@ from finegpt.lab.folder import MODES, LabPaths
 from finegpt.quickstart import QUICKSTART_MODEL, QUICKSTART_TRAIN
 from finegpt.run import torch_dtype_name
 
+FULL_KEEP_CHECKPOINTS = 2  # full mode: the last 2 of 04's checkpoints, to spare a student's Drive
 FULL_VAL_TOKENS = 5_000_000  # held out of a FineWeb budget: enough for a stable val loss at any eval_iters here
 
 # 02's probe and the cpu run are the quickstart's byte model (finegpt/quickstart.py): 1.71 val loss in 3000 steps
@@ -151,6 +152,7 @@ def settings(mode: str, gpu: str | None = None, env: dict | None = None, measure
     local = env.get("FINEGPT_FINEWEB_FILES") or None
     notes = [f"04 trains for {minutes:g} minutes, time-boxed" + (" (FINEGPT_TRAIN_MINUTES)" if minutes != 45 else "")]
     notes += ["04's plan: " + plan_notes[0]]
+    notes.append(checkpoint_note(model, train))
     if local:  # the whole local source, however big: its size is the user's choice
         fineweb = dict(tokens=None, shard_tokens=100_000_000)
         notes.append(f"data: local FineWeb-schema files {local} (FINEGPT_FINEWEB_FILES), not the Hub's FineWeb")
@@ -171,6 +173,27 @@ def settings(mode: str, gpu: str | None = None, env: dict | None = None, measure
     )
 
 
+def checkpoint_writes(model: dict, train: dict, keep: int = FULL_KEEP_CHECKPOINTS) -> dict:
+    """What 04's run writes into the lab folder (Drive on Colab): a checkpoint is 12 bytes per parameter (fp32
+    weights and AdamW's two moments); one is written at each evaluation whose val loss improves, at most one
+    per eval_interval; the last `keep` stay, and one more exists while the next is written."""
+    from finegpt.config import count_params
+
+    cfg = ModelConfig(**{**model, "vocab_size": model_vocab("gpt2")})
+    each = 12 * count_params(cfg, non_embedding=False)
+    saves = -(-train["max_iters"] // train["eval_interval"])  # evals after iteration 0, the last one included
+    return {"checkpoint_bytes": each, "saves": saves, "written_bytes": saves * each, "kept_bytes": (keep + 1) * each}
+
+
+def checkpoint_note(model: dict, train: dict, keep: int = FULL_KEEP_CHECKPOINTS) -> str:
+    w = checkpoint_writes(model, train, keep)
+    return (
+        f"04 keeps its last {keep} checkpoints of about {w['checkpoint_bytes'] / 1e6:,.0f} MB each in the lab folder "
+        f"(at most {w['kept_bytes'] / 1e9:.2f} GB at once) and writes at most {w['saves']}, "
+        f"{w['written_bytes'] / 1e9:.1f} GB over the run"
+    )
+
+
 def prepare_args(s: LabSettings, p: LabPaths, which: str) -> dict:
     """finegpt.data.prepare's arguments for 01's two outputs: 'fineweb' (GPT-2 tokens) or 'shakespeare' (bytes)."""
     if which == "shakespeare":
@@ -186,7 +209,7 @@ def prepare_args(s: LabSettings, p: LabPaths, which: str) -> dict:
 
 def _configs(fields: tuple[dict, dict], vocab: int, data_dir: Path, out_dir: Path, **extra):
     model, train = fields
-    # every eval's checkpoint is kept: 05 samples from an early one
+    # every eval's checkpoint is kept unless `extra` says otherwise: 05 samples from an early one
     train = {**train, "lr_decay_iters": train["max_iters"], "keep_checkpoints": 50, **extra}
     return ModelConfig(**{**model, "vocab_size": vocab}), TrainConfig(
         out_dir=str(out_dir), data_dir=str(data_dir), **train
@@ -201,7 +224,8 @@ def probe_configs(s: LabSettings, p: LabPaths) -> tuple[ModelConfig, TrainConfig
 def run_configs(s: LabSettings, p: LabPaths) -> tuple[ModelConfig, TrainConfig]:
     """04's run on its training data: FineWeb's GPT-2 shards in full mode, the plays' bytes otherwise."""
     vocab = model_vocab("gpt2" if s.mode == "full" else "bytes")
-    return _configs(s.run, vocab, p.train_data, p.run, deterministic=s.mode != "full")
+    keep = FULL_KEEP_CHECKPOINTS if s.mode == "full" else 50  # cpu and smoke keep every one (05 samples an early one)
+    return _configs(s.run, vocab, p.train_data, p.run, deterministic=s.mode != "full", keep_checkpoints=keep)
 
 
 def model_vocab(tokenizer: str) -> int:

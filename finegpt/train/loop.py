@@ -31,6 +31,7 @@ from finegpt.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from finegpt.train.hooks import Hooks
 from finegpt.train.identity import stream_record
 from finegpt.train.interrupt import GracefulStop
 from finegpt.train.preflight import model_vocab, preflight
@@ -212,6 +213,7 @@ def train(
     overwrite: bool = False,
     checkpoint: dict | None = None,
     resume_changed=(),
+    hooks: Hooks | None = None,
 ) -> dict:
     """Train (or with init_from='resume', continue) a GPT; return the logged metrics and the checkpoint.
     A scratch run refuses an out_dir that holds an earlier run's results unless overwrite=True; then the
@@ -226,6 +228,7 @@ def train(
     "distinct_tokens", "epoch"} every log_interval steps (data_share: the part of dt_s the host spent
     fetching batches; epoch: tokens read / one pass over the train split), and
     {"iter", "train/loss", "val/loss", "lr"} at each eval. callback(row) sees each row (rank 0 only).
+    hooks: a notebook's own model, schedule or step (finegpt.train.hooks); None: finegpt's own.
     """
     cfg = train_cfg
     # every check, before the run folder is touched
@@ -239,14 +242,14 @@ def train(
         with GracefulStop(run.last_good, run.resume_hint()) as stop:
             d = distributed.setup(cfg.backend, device_type)
             try:
-                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop, folder=run)
+                result = _train(model_cfg, cfg, d, callback, checkpoint, run.work_dir, stop, hooks or Hooks(), run)
             finally:
                 distributed.teardown(d)
         return run.finish(result)
 
 
 def _train(
-    model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop, folder=None
+    model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callback, ckpt, out_dir, stop, hooks, folder=None
 ) -> dict:
     """train() inside its locked run folder: out_dir is where this run writes (run.work_dir)."""
     device, dtype = setup_device(cfg, d)
@@ -270,7 +273,7 @@ def _train(
     torch.manual_seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
     optim = dict(weight_decay=cfg.weight_decay, learning_rate=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    parts = step.build(model_cfg, run_cfg, device, **optim)  # the meter's two lines (finegpt.memory.measurement)
+    parts = step.build(model_cfg, run_cfg, device, **optim, make_model=hooks.make_model)  # the meter's two lines
     sharded = run_cfg.parallel == "fsdp"  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir, time_box = 0, float("inf"), None, None
     if cfg.init_from == "resume":
@@ -291,14 +294,14 @@ def _train(
     if changed and run.trackers is not None:  # a resume that changed its batch stream on purpose, on record
         run.trackers.log(iter_num, {"resume_changed": changed, "exact": False})
     try:
-        _loop(run, loaders, gas, stop)
+        _loop(run, loaders, gas, stop, hooks)
     finally:
         if run.trackers is not None:
             run.trackers.close()
     return run.result()
 
 
-def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
+def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop, hooks: Hooks) -> None:
     """nanoGPT's training loop: set the learning rate, eval (and checkpoint), one step, log; until max_iters,
     or until Ctrl-C / SIGTERM, which save the step just finished and stop."""
     cfg, d, parts = run.cfg, run.d, run.parts
@@ -328,7 +331,7 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
             box.started()
         stop.arm()
         while True:
-            lr = get_lr(run.iter_num, cfg)
+            lr = (hooks.get_lr or get_lr)(run.iter_num, cfg)
             for group in parts.optimizer.param_groups:
                 group["lr"] = lr
             last_iter = cfg.max_iters if box is None or box.plan else None  # a time box's end is not known yet
@@ -341,8 +344,13 @@ def _loop(run: Run, loaders: dict, gas: int, stop: GracefulStop) -> None:
             if cfg.eval_only or (last_iter is not None and run.iter_num >= last_iter):
                 break
 
-            step.train_step(parts, batches, run.iter_num, gas, cfg.grad_clip, check=run.check_loss)
-            lossf = run.last_loss
+            if hooks.step is not None:  # a notebook's own step: forward, backward and optimizer step in one call
+                lossf = float(hooks.step(parts, batches, run.iter_num * gas, gas, cfg.grad_clip))
+                if not math.isfinite(lossf):
+                    raise diverged(lossf, run.iter_num, run.last_ckpt)
+            else:
+                step.train_step(parts, batches, run.iter_num, gas, cfg.grad_clip, check=run.check_loss)
+                lossf = run.last_loss
             run.iter_num += 1
             bar.update(tokens_per_iter)
             chosen = agree(box, box.step_done(run.iter_num, start_iter), d, parts.device) if box else None

@@ -1,8 +1,39 @@
 # %% [markdown]
 # # 02 · Model anatomy: solutions
 #
-# Worked solutions to the four exercises of [02 · Model anatomy](../02_model_anatomy.ipynb). Try each one
+# Worked solutions to the five exercises of [02 · Model anatomy](../02_model_anatomy.ipynb). Try each one
 # there first: its check cell runs your code against finegpt's own model and names the mistake it finds.
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/solutions/02_model_anatomy_solutions.ipynb)
+
+# %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %%
 import math
@@ -114,6 +145,35 @@ check_causal_attention(causal_self_attention)
 
 # %%
 check_causal_attention(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+# %% [markdown]
+# ## Exercise 2.5 · Your attention inside nanoGPT's module
+#
+# Why it is written this way: one Linear makes q, k and v at once (C → 3C), `split` cuts them apart, and
+# `view` + `transpose` put the heads in front of time, so the attention function works on each head's (T, hs)
+# matrix. The merge reverses it; `contiguous` is needed because `transpose` only changes strides. The names
+# `c_attn` and `c_proj` are nanoGPT's, so the weights load into finegpt's model (notebook 05 samples with it).
+
+# %%
+class MyCausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head = config.n_head
+
+    def forward(self, x):  # (B, T, C) -> (B, T, C)
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hs)
+        y = causal_self_attention(q, k, v)  # (B, H, T, hs)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+# %%
+from finegpt.exercises.course import check_attention_module
+
+check_attention_module(MyCausalSelfAttention)
 
 # %% [markdown]
 # Back to [02 · Model anatomy](../02_model_anatomy.ipynb), or on to the

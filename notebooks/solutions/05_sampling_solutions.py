@@ -1,8 +1,39 @@
 # %% [markdown]
 # # 05 · Sampling: solutions
 #
-# Worked solutions to the three exercises of [05 · Sampling](../05_sampling.ipynb). Try each one there
+# Worked solutions to the four exercises of [05 · Sampling](../05_sampling.ipynb). Try each one there
 # first: its check cell compares your code with finegpt's sampler and KV cache.
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/finegpt/finegpt/blob/main/notebooks/solutions/05_sampling_solutions.ipynb)
+
+# %%
+# Install finegpt when this kernel lacks it. Written by tools/repo_url.py from pyproject.toml.
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+
+REPO = "https://github.com/finegpt/finegpt"
+if importlib.util.find_spec("finegpt") is None:
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(f"finegpt is not installed in this kernel. In a clone of {REPO} run "
+                                  "`pip install -e .`, then restart the kernel")
+    loaded = [n for n in ("ipywidgets", "numpy", "pandas", "matplotlib", "torch") if n in sys.modules]
+    before = {n: importlib.metadata.version(n) for n in loaded}
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"finegpt @ git+{REPO}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip could not install finegpt from {REPO}:\n{pip.stderr[-1500:]}\nCheck that "
+                           "the URL opens in a browser; a fork sets its own with `python tools/repo_url.py --set URL`")
+    changed = [f"{n} {v} -> {importlib.metadata.version(n)}" for n, v in before.items()
+               if importlib.metadata.version(n) != v]
+    if changed:  # finegpt asks for versions Colab has; a package this kernel already uses changed anyway
+        raise RuntimeError(f"pip replaced packages this kernel had already loaded ({', '.join(changed)}). "
+                           "Restart the session (Runtime > Restart session), then run the notebook from the top")
+    importlib.invalidate_caches()
+import finegpt
+
+print(f"finegpt {finegpt.__version__}")
 
 # %%
 import torch
@@ -73,6 +104,29 @@ def decode_step(attn, x, past_k, past_v):  # x (B, 1, C); past_k, past_v (B, H, 
 from finegpt.exercises import check_kv_decode_step
 
 check_kv_decode_step(decode_step)
+
+# %% [markdown]
+# ## Exercise 5.4 · The model's forward, after a KV cache
+#
+# Why it is written this way: the new tokens come after the cached ones, so their positions start at the
+# cache's length, read before any block appends to it. Each block keeps its own keys and values, so block i
+# gets caches[i]; inside, finegpt's attention appends the new keys and values and lets each new query see every
+# cached key and the new ones up to itself. Then the final LayerNorm and the tied output layer, as in `forward`.
+
+# %%
+def cached_forward(model, idx, caches):  # idx (B, T) -> logits (B, T, V)
+    past = caches[0].pos  # tokens already cached: the new ones start here
+    pos = torch.arange(past, past + idx.size(1), device=idx.device)  # (T,)
+    x = model.transformer.drop(model.transformer.wte(idx) + model.transformer.wpe(pos))  # (B, T, C)
+    for block, cache in zip(model.transformer.h, caches):
+        x = block(x, cache)  # appends this layer's keys and values
+    return model.lm_head(model.transformer.ln_f(x))  # (B, T, V)
+
+
+# %%
+from finegpt.exercises.course import check_cached_forward
+
+check_cached_forward(cached_forward)
 
 # %% [markdown]
 # Back to [05 · Sampling](../05_sampling.ipynb).
