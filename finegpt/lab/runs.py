@@ -12,8 +12,8 @@ from pathlib import Path
 
 def fresh_run(model_cfg, train_cfg, callback=None, hooks=None) -> dict:
     """A new run into train_cfg.out_dir. An earlier run there (a trained model) is kept until this one has
-    finished: interrupted or killed, the new run waits in out_dir/overwrite.partial for resume_run. hooks: the
-notebook's own model, schedule or step (finegpt.train.hooks)."""
+        finished: interrupted or killed, the new run waits in out_dir/overwrite.partial for resume_run. hooks: the
+    notebook's own model, schedule or step (finegpt.train.hooks)."""
     from finegpt.train import train
 
     return train(model_cfg, replace(train_cfg, init_from="scratch"), callback=callback, overwrite=True, hooks=hooks)
