@@ -90,7 +90,8 @@ def head_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile:
         return C * r + C * act_size(run) + 4 + 8 + 4
     drop = C * mask_size(run, r) if cfg.dropout > 0 else 0
-    return C * r + 2 * r + C * act_size(run) + drop
+    saved = r if run.loss_chunks else act_size(run)  # the chunked loss's checkpoints keep ln_f's output as it is
+    return C * r + 2 * r + C * saved + drop
 
 
 # ---- activations, whole micro-batch ---------------------------------------------------------
@@ -145,6 +146,8 @@ def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # logits + the loss's gradient, each a*V (3aV)
     # An eager CUDA run uses the bytes per logit a GPU measured, where one has (calibration.json eager_cuda).
     n, V = train_tokens(cfg, run), cfg.vocab_size
+    if run.loss_chunks:
+        return 0  # the chunked loss keeps no logits for backward: moments.py has its chunk's moment
     if run.compile:
         return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies", run.device))
     measured = eager_logit_bytes("logits_train_bytes", run.dtype, run.device)
@@ -156,6 +159,8 @@ def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # at the end of forward: logits + log_softmax output (fp32 under autocast); compiled, the logits only
     n, V = train_tokens(cfg, run), cfg.vocab_size
+    if run.loss_chunks:
+        n = loss_chunk_tokens(n, run)  # one chunk at a time, freed before the next
     if run.compile:
         return n * V * act_size(run)
     return n * V * {"fp32": 8, "bf16": 6, "fp16": 6, "pure_bf16": 4}[run.dtype]
@@ -163,11 +168,32 @@ def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def bound_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # a micro-step's logits, still bound after its backward (`logits, loss = model(X, Y)`) and through the
-    # next micro-step's forward, until forward_backward returns: n * V * a, eager or compiled
+    # next micro-step's forward, until forward_backward returns: n * V * a, eager or compiled (chunked: none)
+    if run.loss_chunks:
+        return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
 
 
 # ---- eval: no grad, two batches (the previous one's logits still bound) ------------------------
+
+
+def loss_chunk_tokens(tokens: int, run: RunConfig) -> int:
+    # n_c = ceil(n / loss_chunks): the tokens of one chunk of the chunked loss (all n when it is off)
+    return -(-tokens // run.loss_chunks) if run.loss_chunks else tokens
+
+
+def previous_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per eval token: the previous eval batch's logits, still bound (a*V); the chunked loss returns none
+    return 0 if run.loss_chunks else act_size(run) * cfg.vocab_size
+
+
+def eval_chunk_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the chunked loss without grad: one chunk's logits + the loss's fp32 copy and log_softmax, n_c,e * V *
+    # (fp32 4+4, autocast 2+4+4, pure bf16 2+2); compiled, its logits and the fused loss's (2aV per token)
+    n_c, V, a = loss_chunk_tokens(eval_tokens(cfg, run), run), cfg.vocab_size, act_size(run)
+    if run.compile:
+        return n_c * V * 2 * a
+    return n_c * V * {"fp32": 8, "bf16": 10, "fp16": 10, "pure_bf16": 4}[run.dtype]
 
 
 def eval_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -202,7 +228,7 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.dtype == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    return n_e * (per_token + a * cfg.vocab_size) + eval_weight_copy_bytes(cfg, run, "mlp")
+    return n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -214,7 +240,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         return 0
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     ln_out = 0 if run.compile else (2 if run.dtype == "pure_bf16" else 4) * C
-    base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + a * cfg.vocab_size)
+    base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + previous_logits_bytes(cfg, run))
     mask = 0 if run.compile else cfg.block_size**2
     return base + max(n_e * a * HT + mask, n_e * softmax_size(run) * HT) + eval_weight_copy_bytes(cfg, run, "attention")
 
@@ -223,6 +249,8 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # at the loss: the residual stream (compiled: ln_f's output, a*C) + the logits terms above, per token
     r = act_size(run) if run.compile else resid_size(run)
     n_e = eval_tokens(cfg, run)
+    if run.loss_chunks:
+        return n_e * r * cfg.n_embd + eval_chunk_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "head")
     return n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
 
 

@@ -135,6 +135,7 @@ def build(model_cfg: ModelConfig, run: RunConfig, device: torch.device) -> step.
         activation_checkpointing=run.activation_checkpointing,
         optimizer=run.optimizer,
     )
+    parts.raw_model.loss_chunks = run.loss_chunks  # as the trainer sets it (finegpt.train.loop)
     parallel = run.sharding if run.world_size > 1 else None
     if run.compile:  # a fresh compile per run, as in a new process: past 8 compiles dynamo silently runs eager
         torch._dynamo.reset()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
+from finegpt.memory import moments as m
 from finegpt.memory import terms as t
 from finegpt.memory.calibration import compiled_status
 from finegpt.memory.gpus import get_gpu
@@ -146,6 +147,15 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "activations (recomputed block)": t.recomputed_block_bytes(cfg, run),
         "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
         "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
+        "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
+        "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
+        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt else 0,
+        "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
+        "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
+        "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
+        "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
+        "last block's freed activations": -m.last_block_freed_bytes(cfg, run) if run.attention == "math" else 0,
+        "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run),
     }
 
 
@@ -163,22 +173,35 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     )
     # from the 2nd micro-step on, the previous micro-step's logits are bound until this forward returns
     previous_logits = {} if single else pick("logits still bound (last micro-step)")
+    bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
     stages = [  # the moments of a training step when memory can peak
         {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
-        {**pick(copies_kept, "logits + cross-entropy"), **acts, **prefetched},  # start of backward
-        {  # end of backward: the grads, this micro-step's logits and batch still bound
+        # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
+        {**pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"), **acts, **prefetched},
+        {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
             "gradients (this step)": T["gradients (this step)"] if single else 0,
-            **pick("logits still bound (last micro-step)", "batch still bound (x, y)"),
+            **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
+            **bound,
             **prefetched,
         },
     ]
-    if run.activation_checkpointing:  # one block recomputed while every checkpoint is held
+    if T["softmax backward (math attention)"]:  # the last block's attention backward
         stages.append(
             {
-                **pick("autocast copies (recomputed block)", "activations (recomputed block)"),
+                **pick(copies_kept, "softmax backward (math attention)", "last block's freed activations"),
+                **pick("gradients before the last attention backward"),
                 **acts,
+                **bound,
                 **prefetched,
-                "LM head gradient": T["LM head gradient"] if single else 0,
+            }
+        )
+    if run.activation_checkpointing:  # a block recomputed: the last (all checkpoints) or the first (all grads)
+        stages.append(
+            {
+                **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
+                **pick("embedding dropout mask", "batch (x, y, positions)", "recompute transients (MLP backward)"),
+                **prefetched,
+                "LM head gradient": T["LM head gradient"],
             }
         )
     no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}

@@ -31,6 +31,7 @@ class RunConfig:
     dtype: str = "bf16"  # what-if: pure_bf16
     attention: str = "flash"  # what-if: math
     activation_checkpointing: bool = False
+    loss_chunks: int = 0  # the loss over this many chunks of tokens, each recomputed in backward; 0: off
     optimizer: str = "adamw_fused"  # what-if: adamw_foreach, sgd_momentum, sgd
     eval_batch_size: int = 0  # 0 means batch_size
     world_size: int = 1
@@ -47,9 +48,10 @@ class RunConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fix = "Use world_size=1 for one GPU" if name == "world_size" else f"Use {name} >= 1"
                 raise bad(name, value, "must be an integer >= 1", fix)
-        value = self.eval_batch_size
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad("eval_batch_size", value, "must be an integer >= 0", "Use 0 to mean batch_size")
+        for name, fix in (("eval_batch_size", "Use 0 to mean batch_size"), ("loss_chunks", "Use 0 for off, or 8")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, value, "must be an integer >= 0", fix)
         for name, allowed in (
             ("device", ("cuda", "cpu")),
             ("dtype", DTYPES),
@@ -93,6 +95,7 @@ def run_config(train_cfg: TrainConfig, world_size: int = 1, gpu: str | None = No
         gradient_accumulation_steps=local_accumulation(train_cfg.gradient_accumulation_steps, world_size),
         dtype=dtype,
         activation_checkpointing=train_cfg.activation_checkpointing,
+        loss_chunks=train_cfg.loss_chunks,
         eval_batch_size=train_cfg.eval_batch_size,
         compile=train_cfg.compile,
         world_size=world_size,

@@ -330,6 +330,7 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, d: distributed.Dist, callba
         learning_rate=cfg.learning_rate,
         betas=(cfg.beta1, cfg.beta2),
     )
+    parts.raw_model.loss_chunks = cfg.loss_chunks  # the loss in chunks, logits recomputed in backward (0: off)
     sharded = cfg.fsdp and d.enabled  # FSDP2 under torchrun; one process has nothing to shard
     iter_num, best_val_loss, dcp_dir = 0, float("inf"), None
     if cfg.init_from == "resume":

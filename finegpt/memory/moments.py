@@ -1,0 +1,116 @@
+"""The memory terms of moments inside backward, where transients sit beside what is already there: one chunk
+of the chunked loss recomputed, the tied embedding's gradient at the end, math attention's softmax backward,
+and activation checkpointing's recompute. Each is one small function with its formula and reason (bytes per
+rank); report.py places them in the moments they belong to. Notation as in terms.py.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import ModelConfig
+from finegpt.memory.activations import layer_act_bytes, loss_chunk_tokens, mlp_act_bytes, norm_act_bytes
+from finegpt.memory.run import RunConfig
+from finegpt.memory.state import (
+    act_size,
+    mask_size,
+    param_size,
+    resid_size,
+    softmax_size,
+    train_tokens,
+)
+from finegpt.model import param_breakdown
+
+# ---- the chunked loss (model.GPT.chunked_loss) --------------------------------------------------
+
+
+def chunk_ce_size(run: RunConfig) -> int:
+    return 2 if run.dtype == "pure_bf16" else 4  # cross-entropy's working dtype: fp32 (autocast casts up)
+
+
+def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # one chunk's backward, its logits recomputed: log_softmax's output, the loss's gradient and
+    # log_softmax's backward, 3 * n_c * V * 4 (2 pure bf16); beside it the LM head's gradient summed over
+    # the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of ln_f's
+    # output gathered chunk by chunk (n*C*r)
+    if not run.loss_chunks:
+        return 0
+    n, V, C = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd
+    summed = V * C * act_size(run) if run.loss_chunks > 1 else 0
+    return 3 * loss_chunk_tokens(n, run) * V * chunk_ce_size(run) + summed + n * C * resid_size(run)
+
+
+# ---- the end of backward: the tied embedding's gradient ------------------------------------------
+
+
+def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # embedding_dense_backward makes a dense V x C gradient (the weight's dtype) for the token embedding,
+    # while the tied LM head's gradient of the same weight waits in autograd's buffer to be summed with it;
+    # + the gradient of the embeddings' output (n*C*r) it reads
+    return cfg.vocab_size * cfg.n_embd * param_size(run) + train_tokens(cfg, run) * cfg.n_embd * resid_size(run)
+
+
+def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # from the 2nd micro-step the grads exist and autograd adds into them, but the tied weight's LM-head
+    # gradient (V*C*p) still waits for the embedding's; on the 1st it is this step's gradient, counted there
+    return cfg.vocab_size * cfg.n_embd * param_size(run) if run.gradient_accumulation_steps > 1 else 0
+
+
+# ---- math attention: the softmax's backward in the last block ------------------------------------
+
+
+def block_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # one block's gradients: (12C^2 + 13C biases + 4C norms) * p
+    parts, ln_f = param_breakdown(cfg), cfg.n_embd * (1 + int(cfg.bias))
+    return (parts["attention"] + parts["mlp"] + parts["layernorm"] - ln_f) // cfg.n_layer * param_size(run)
+
+
+def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the gradient of the T x T attention weights and _softmax_backward_data's output beside it (the softmax
+    # output is still saved): 2 * n * H * T * s, s the softmax's element size (fp32 on CUDA autocast)
+    if run.attention != "math" or run.compile:
+        return 0
+    return 2 * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
+
+
+def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # freed before the last block's attention backward: its MLP's activations, ln_2's output and stats and
+    # input, the attention output c_proj saved (a*C) and the dropout masks after c_proj and the MLP, per token
+    C = cfg.n_embd
+    drop = 2 * C * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
+    per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + C * act_size(run)
+    return train_tokens(cfg, run) * (per_token + drop)
+
+
+def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # grads made before the last block's attention backward, on the 1st micro-step: the MLP's and c_proj's
+    # weights and biases and ln_2 (9C^2 + 6C biases + 2C), beside the LM head's (V*C) and ln_f's (2C)
+    if run.gradient_accumulation_steps > 1:
+        return waiting_head_grad_bytes(cfg, run)
+    C, b = cfg.n_embd, int(cfg.bias)
+    return (9 * C * C + 6 * C * b + 2 * C * (1 + b) + cfg.vocab_size * C) * param_size(run)
+
+
+# ---- activation checkpointing: a block recomputed for its backward ---------------------------------
+
+
+def recompute_transient_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inside the recomputed block's MLP backward: the gradient of the GELU output beside GELU's backward
+    # (4aC net, the recomputed GELU output is freed as it is used) and the residual stream's gradients
+    # (4rC: the block's output grad, the branch's, their sum and ln_2's); + c_proj's weight grad (4C^2 p)
+    n, C = train_tokens(cfg, run), cfg.n_embd
+    return n * (4 * act_size(run) * C + 4 * resid_size(run) * C) + 4 * C * C * param_size(run)
+
+
+def embedding_dropout_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the embeddings' dropout mask (n*C), the one part of the final norm + embeddings term still alive once
+    # ln_f's backward has run
+    return train_tokens(cfg, run) * cfg.n_embd * mask_size(run, resid_size(run)) if cfg.dropout > 0 else 0
+
+
+def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
+    # (first, last) block recomputed: the last block is recomputed first, with every checkpoint held and no
+    # block's grads; the first block last, with one checkpoint held and the other L-1 blocks' grads
+    n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
+    checkpoint = n * C * resid_size(run)
+    grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
+    block = n * sum(layer_act_bytes(cfg, run).values())
+    return L * checkpoint + block, checkpoint + (L - 1) * grads + block
