@@ -97,14 +97,14 @@ def errors(cfg: ModelConfig, run: RunConfig, measured: dict) -> dict:
     return out
 
 
-def search(seed: int, n: int, cap_bytes: int = 160 * MIB, log=print) -> list[dict]:
+def search(seed: int, n: int, cap_bytes: int = 160 * MIB, compiled_share: float = 0.25, log=print) -> list[dict]:
     """n samples from seed, each measured and predicted: [{'config', 'cfg', 'run', 'measured', 'errors'}]."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rng, rows = random.Random(seed), []
     for i in range(n):
-        cfg, run = sample(rng, cap_bytes)
+        cfg, run = sample(rng, cap_bytes, compiled_share)
         started = time.time()
         measured = measure_one(cfg, run)
         row = dict(config=describe(cfg, run), cfg=cfg, run=run, measured=measured, errors=errors(cfg, run, measured))

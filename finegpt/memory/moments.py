@@ -7,7 +7,14 @@ rank); report.py places them in the moments they belong to. Notation as in terms
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
-from finegpt.memory.activations import layer_act_bytes, loss_chunk_tokens, mlp_act_bytes, norm_act_bytes
+from finegpt.memory.activations import (
+    activation_bytes,
+    head_bytes,
+    layer_act_bytes,
+    loss_chunk_tokens,
+    mlp_act_bytes,
+    norm_act_bytes,
+)
 from finegpt.memory.run import RunConfig
 from finegpt.memory.state import (
     act_size,
@@ -44,8 +51,11 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # embedding_dense_backward makes a dense V x C gradient (the weight's dtype) for the token embedding,
     # while the tied LM head's gradient of the same weight waits in autograd's buffer to be summed with it;
-    # + the gradient of the embeddings' output (n*C*r) it reads
-    return cfg.vocab_size * cfg.n_embd * param_size(run) + train_tokens(cfg, run) * cfg.n_embd * resid_size(run)
+    # + the gradient of the embeddings' output (n*C*r) it reads. Without an autocast copy between them the
+    # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor
+    V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
+    out_of_place = V * C * p if run.dtype in ("fp32", "pure_bf16") else 0
+    return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -78,6 +88,15 @@ def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     drop = 2 * C * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
     per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + C * act_size(run)
     return train_tokens(cfg, run) * (per_token + drop)
+
+
+def attention_backward_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # what is still saved when the last block's attention backward runs: every layer's activations and the
+    # final norm + embeddings' (activation_bytes + head_bytes), less what the last block has freed
+    if not softmax_backward_bytes(cfg, run):
+        return 0
+    saved = activation_bytes(cfg, run) + head_bytes(cfg, run)
+    return saved - last_block_freed_bytes(cfg, run)
 
 
 def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

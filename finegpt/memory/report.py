@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from finegpt.config import GIB, ModelConfig
 from finegpt.memory import moments as m
 from finegpt.memory import terms as t
-from finegpt.memory.calibration import compiled_status
+from finegpt.memory.calibration import compiled_status, eager_logit_bytes
 from finegpt.memory.gpus import get_gpu
 from finegpt.memory.run import RunConfig
 
@@ -123,7 +123,7 @@ class MemoryReport:
 
 def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
     """Every named term once, in bytes per rank (0 where the run does not have it)."""
-    ckpt = run.activation_checkpointing
+    ckpt, math = run.activation_checkpointing, bool(m.softmax_backward_bytes(cfg, run))
     return {
         "weights": t.weight_bytes(cfg, run),
         "buffers": t.buffer_bytes(cfg, run),
@@ -154,8 +154,8 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
-        "last block's freed activations": -m.last_block_freed_bytes(cfg, run) if run.attention == "math" else 0,
-        "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run),
+        "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
+        "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
 
 
@@ -188,9 +188,8 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     if T["softmax backward (math attention)"]:  # the last block's attention backward
         stages.append(
             {
-                **pick(copies_kept, "softmax backward (math attention)", "last block's freed activations"),
-                **pick("gradients before the last attention backward"),
-                **acts,
+                **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
+                **pick("gradients before the last attention backward", "batch (x, y, positions)"),
                 **bound,
                 **prefetched,
             }
@@ -248,8 +247,34 @@ def _verdict(report: MemoryReport) -> Verdict:
     return Verdict(status, low, high, report.memory_bytes, deciding)
 
 
-def _notes(run: RunConfig) -> list[str]:
+# terms measured on CPU only so far: bench/gpu_check.py measures them on a GPU when one is lent
+CPU_CALIBRATED = (
+    "loss chunk (backward, recomputed)",
+    "embedding gradient (dense, tied)",
+    "softmax backward (math attention)",
+    "recompute transients (MLP backward)",
+)
+
+
+def _cpu_calibrated(run: RunConfig, alive: dict[str, int]) -> list[str]:
+    """The peak's terms whose bytes only a CPU has measured, for a CUDA run."""
+    if run.device == "cpu":
+        return []
+    names = [k for k in CPU_CALIBRATED if alive.get(k)]
+    if (
+        not run.compile
+        and alive.get("logits + cross-entropy")
+        and eager_logit_bytes("logits_train_bytes", run.dtype) is None
+    ):
+        names.insert(0, "logits + cross-entropy (eager bytes per logit)")
+    return names
+
+
+def _notes(run: RunConfig, alive: dict[str, int]) -> list[str]:
     notes = []
+    cpu_only = _cpu_calibrated(run, alive)
+    if cpu_only:
+        notes.append(f"CPU-calibrated, GPU pending (bench/gpu_check.py): {', '.join(cpu_only)}")
     if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(
             f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
@@ -282,7 +307,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         overheads=_overheads(run, peaks[phase], phases[phase]),
         compiled=run.compile,
         compiled_status=compiled_status(run.device) if run.compile else "",
-        notes=_notes(run),
+        notes=_notes(run, phases[phase]),
     )
     if run.gpu is not None:
         gpu = get_gpu(run.gpu)
