@@ -223,6 +223,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (n_chunk, V): the only logits alive, in forward and again in backward
         return F.cross_entropy(logits, targets, ignore_index=-1, reduction="sum")
 
+    @torch.compiler.disable  # inductor would run every chunk's matmul before their reductions: all logits at once
     def chunked_loss(self, x, targets):
         """The mean cross-entropy of x (B, T, C) after ln_f against targets (B, T), computed loss_chunks
         chunks of tokens at a time. With grad, each chunk is checkpointed: backward recomputes its logits

@@ -87,6 +87,8 @@ def head_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # Compiled: ln_f's normalized input + rstd, the loss's row max and log-sum-exp (fp32 each), and
     # the first block's ln_1 mean (its input is recomputed from the embeddings, so mean and rstd are kept)
     C, r = cfg.n_embd, resid_size(run)
+    if run.compile and run.loss_chunks:  # the graph ends at ln_f: its output goes to the eager chunked loss
+        return C * r + C * r + 4 + 4
     if run.compile:
         return C * r + C * act_size(run) + 4 + 8 + 4
     drop = C * mask_size(run, r) if cfg.dropout > 0 else 0
@@ -160,8 +162,8 @@ def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # at the end of forward: logits + log_softmax output (fp32 under autocast); compiled, the logits only
     n, V = train_tokens(cfg, run), cfg.vocab_size
     if run.loss_chunks:
-        n = loss_chunk_tokens(n, run)  # one chunk at a time, freed before the next
-    if run.compile:
+        n = loss_chunk_tokens(n, run)  # one chunk at a time, freed before the next; eager even when compiled
+    if run.compile and not run.loss_chunks:
         return n * V * act_size(run)
     return n * V * {"fp32": 8, "bf16": 6, "fp16": 6, "pure_bf16": 4}[run.dtype]
 
@@ -189,10 +191,8 @@ def previous_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def eval_chunk_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the chunked loss without grad: one chunk's logits + the loss's fp32 copy and log_softmax, n_c,e * V *
-    # (fp32 4+4, autocast 2+4+4, pure bf16 2+2); compiled, its logits and the fused loss's (2aV per token)
-    n_c, V, a = loss_chunk_tokens(eval_tokens(cfg, run), run), cfg.vocab_size, act_size(run)
-    if run.compile:
-        return n_c * V * 2 * a
+    # (fp32 4+4, autocast 2+4+4, pure bf16 2+2). Compiled alike: torch.compile leaves the chunked loss eager
+    n_c, V = loss_chunk_tokens(eval_tokens(cfg, run), run), cfg.vocab_size
     return n_c * V * {"fp32": 8, "bf16": 10, "fp16": 10, "pure_bf16": 4}[run.dtype]
 
 
@@ -247,7 +247,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # at the loss: the residual stream (compiled: ln_f's output, a*C) + the logits terms above, per token
-    r = act_size(run) if run.compile else resid_size(run)
+    r = act_size(run) if run.compile and not run.loss_chunks else resid_size(run)
     n_e = eval_tokens(cfg, run)
     if run.loss_chunks:
         return n_e * r * cfg.n_embd + eval_chunk_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "head")

@@ -54,8 +54,16 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # + the gradient of the embeddings' output (n*C*r) it reads. Without an autocast copy between them the
     # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
-    out_of_place = V * C * p if run.dtype in ("fp32", "pure_bf16") else 0
+    out_of_place = V * C * p if run.dtype in ("fp32", "pure_bf16") and not run.compile else 0  # compiled: in-graph
     return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+
+
+def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, the backward graph's inputs are held until it returns: autograd's zero gradient for the
+    # returned logits (n*V*a) and, under autocast, the loss's 16-bit gradient (n*V*a); the chunked loss has none
+    if not run.compile or run.loss_chunks:
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run) * (2 if run.dtype in ("bf16", "fp16") else 1)
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
