@@ -35,7 +35,7 @@ DTYPES = ["fp32", "bf16", "fp16", "pure_bf16"]
 SECTION = "## Randomized search for misses"
 
 
-def sample(rng: random.Random, cap_bytes: int = 160 * MIB, compiled_share: float = 0.25):
+def sample(rng: random.Random, cap_bytes: int = 160 * MIB, compiled_share: float = 0.25, threads: int = 1):
     """One (ModelConfig, RunConfig) drawn across the corners whose predicted peak is under cap_bytes
     (compiled samples under a quarter of it: inductor compiles each cold)."""
     while True:
@@ -60,6 +60,7 @@ def sample(rng: random.Random, cap_bytes: int = 160 * MIB, compiled_share: float
             loss_chunks=rng.choice([0, 0, 2, 4, 8]),
             compile=compiled,
             device="cpu",
+            cpu_threads=threads,
         )
         if estimate(cfg, run).peak_bytes <= cap_bytes // (4 if compiled else 1):
             return cfg, run
@@ -104,7 +105,7 @@ def search(seed: int, n: int, cap_bytes: int = 160 * MIB, compiled_share: float 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rng, rows = random.Random(seed), []
     for i in range(n):
-        cfg, run = sample(rng, cap_bytes, compiled_share)
+        cfg, run = sample(rng, cap_bytes, compiled_share, torch.get_num_threads())
         started = time.time()
         measured = measure_one(cfg, run)
         row = dict(config=describe(cfg, run), cfg=cfg, run=run, measured=measured, errors=errors(cfg, run, measured))

@@ -10,6 +10,7 @@ from finegpt.memory.run import RunConfig
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
+    cpu_flash_workspace_bytes,
     eval_tokens,
     mask_size,
     param_size,
@@ -37,8 +38,12 @@ def norm_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
     if run.attention == "flash":
-        # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix
-        return 4 * a * C + 4 * H
+        # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
+        # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
+        # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
+        cpu_math = run.device == "cpu" and cfg.dropout > 0 and not run.compile
+        fallback = 12 * H * T + 3 * C * (4 - a) if cpu_math else 0
+        return 4 * a * C + 4 * H + fallback
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
     soft = softmax_size(run)
     if run.compile:  # inductor saves the scores' softmax (and, fp32, its row max and sum: 8H)
@@ -235,11 +240,15 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # math attention, beside the previous batch's logits (aV per token): the residual, (eager) ln_1's output,
     # q, k, v (3aC) and the no-grad T x T transients, two at a time: scores and their masked copy (+ the T x T
     # bool ~mask, eager), or the softmax and its input (CUDA autocast: fp32 softmax + its 16-bit cast).
-    # Flash attention keeps no T x T matrix and never peaks here
-    if run.attention != "math":
-        return 0
+    # Flash attention keeps no T x T matrix; on CPU its kernel's buffers sit beside q, k, v and its output
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     ln_out = 0 if run.compile else (2 if run.dtype == "pure_bf16" else 4) * C
+    if run.attention != "math":
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        if not workspace:
+            return 0
+        base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + previous_logits_bytes(cfg, run))
+        return base + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + previous_logits_bytes(cfg, run))
     mask = 0 if run.compile else cfg.block_size**2
     return base + max(n_e * a * HT + mask, n_e * softmax_size(run) * HT) + eval_weight_copy_bytes(cfg, run, "attention")

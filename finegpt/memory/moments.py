@@ -18,6 +18,7 @@ from finegpt.memory.activations import (
 from finegpt.memory.run import RunConfig
 from finegpt.memory.state import (
     act_size,
+    cpu_flash_workspace_bytes,
     mask_size,
     param_size,
     resid_size,
@@ -101,7 +102,7 @@ def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def attention_backward_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # what is still saved when the last block's attention backward runs: every layer's activations and the
     # final norm + embeddings' (activation_bytes + head_bytes), less what the last block has freed
-    if not softmax_backward_bytes(cfg, run):
+    if not (softmax_backward_bytes(cfg, run) or cpu_flash_workspace_bytes(cfg, run)):
         return 0
     saved = activation_bytes(cfg, run) + head_bytes(cfg, run)
     return saved - last_block_freed_bytes(cfg, run)
@@ -114,6 +115,17 @@ def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         return waiting_head_grad_bytes(cfg, run)
     C, b = cfg.n_embd, int(cfg.bias)
     return (9 * C * C + 6 * C * b + 2 * C * (1 + b) + cfg.vocab_size * C) * param_size(run)
+
+
+# ---- the last block's MLP backward: the first thing backward does after the loss --------------------
+
+
+def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # c_proj's backward in the last block, every activation still saved: the gradient of the GELU output
+    # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
+    # logits are small or chunked, this is the step's peak
+    n, C = train_tokens(cfg, run), cfg.n_embd
+    return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run)
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------

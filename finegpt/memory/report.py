@@ -123,7 +123,8 @@ class MemoryReport:
 
 def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
     """Every named term once, in bytes per rank (0 where the run does not have it)."""
-    ckpt, math = run.activation_checkpointing, bool(m.softmax_backward_bytes(cfg, run))
+    ckpt = run.activation_checkpointing
+    math = bool(m.softmax_backward_bytes(cfg, run) or t.cpu_flash_workspace_bytes(cfg, run))  # a moment inside
     return {
         "weights": t.weight_bytes(cfg, run),
         "buffers": t.buffer_bytes(cfg, run),
@@ -147,8 +148,11 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "activations (recomputed block)": t.recomputed_block_bytes(cfg, run),
         "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
         "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
+        "MLP backward transients (last block)": m.mlp_backward_bytes(cfg, run),
+        "LM head gradient (before the blocks' backward)": t.lm_head_grad_bytes(cfg, run),
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
+        "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
         "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt else 0,
         "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
@@ -187,10 +191,21 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
     ]
-    if T["softmax backward (math attention)"]:  # the last block's attention backward
+    if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
+        stages.append(
+            {
+                **pick(copies_kept, "MLP backward transients (last block)"),
+                **pick("LM head gradient (before the blocks' backward)"),
+                **acts,
+                **bound,
+                **prefetched,
+            }
+        )
+    if T["activations (last attention backward)"]:  # the last block's attention backward
         stages.append(
             {
                 **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
+                **pick("CPU flash-attention workspace"),
                 **pick("gradients before the last attention backward", "batch (x, y, positions)"),
                 **bound,
                 **prefetched,
@@ -200,7 +215,8 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
         stages.append(
             {
                 **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
-                **pick("embedding dropout mask", "batch (x, y, positions)", "recompute transients (MLP backward)"),
+                **pick("embedding dropout mask", "batch (x, y, positions)"),
+                **pick(max(("recompute transients (MLP backward)", "CPU flash-attention workspace"), key=T.get)),
                 **prefetched,
                 "LM head gradient": T["LM head gradient"],
             }

@@ -40,10 +40,11 @@ class RunConfig:
     compile: bool = False
     gpu: str | None = None  # a GPU name resolve_gpu reads ('T4', 'Tesla T4'); None: no verdict
     device: str = "cuda"  # "cpu" only for validating against CPU measurements (dropout masks differ)
+    cpu_threads: int = 1  # device "cpu": torch's intra-op threads (the CPU flash kernel keeps buffers per thread)
 
     def __post_init__(self) -> None:
         self.dtype = TORCH_DTYPE_NAMES.get(self.dtype, self.dtype)
-        for name in ("batch_size", "gradient_accumulation_steps", "world_size"):
+        for name in ("batch_size", "gradient_accumulation_steps", "world_size", "cpu_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fix = "Use world_size=1 for one GPU" if name == "world_size" else f"Use {name} >= 1"

@@ -151,6 +151,24 @@ def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = N
     return 2 * (blocks * per_block + parts["token_embedding"])  # lm_head is the tied wte
 
 
+# ---- CPU only: the flash-attention kernel's buffers -----------------------------------------------
+
+
+def cpu_flash_workspace_bytes(cfg: ModelConfig, run: RunConfig, backward: bool = True) -> int:
+    # PyTorch's CPU flash attention (FlashAttentionKernel.cpp) allocates per thread, for q blocks of qS rows
+    # (32, 64 from T 192, 256 from T 768) and kv blocks of kvS = min(T, 512): forward fp32 scores + max + sum
+    # + output qS*(kvS + 2 + hs); backward fp32 scores and their gradient 2*qS*kvS; + a 16-bit copy of the
+    # scores for bf16 inputs. CUDA's kernels keep no such buffers
+    if run.device != "cpu" or run.attention != "flash":
+        return 0
+    T, hs = cfg.block_size, cfg.n_embd // cfg.n_head
+    qS = min(T, 256 if T >= 768 else 64 if T >= 192 else 32)
+    kvS = min(T, 512)
+    per_thread = 4 * (2 * qS * kvS if backward else qS * (kvS + 2 + hs))
+    reduced = 2 * qS * kvS if act_size(run) == 2 else 0
+    return run.cpu_threads * (per_thread + reduced)
+
+
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
 
 
