@@ -132,11 +132,9 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def recompute_transient_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # inside the recomputed block's MLP backward: the gradient of the GELU output beside GELU's backward
-    # (4aC net, the recomputed GELU output is freed as it is used) and the residual stream's gradients
-    # (4rC: the block's output grad, the branch's, their sum and ln_2's); + c_proj's weight grad (4C^2 p)
-    n, C = train_tokens(cfg, run), cfg.n_embd
-    return n * (4 * act_size(run) * C + 4 * resid_size(run) * C) + 4 * C * C * param_size(run)
+    # inside the recomputed block's MLP backward: as in any block's (mlp_backward_bytes), the gradient of the
+    # GELU output and of the residual stream, and c_proj's weight gradient
+    return mlp_backward_bytes(cfg, run)
 
 
 def embedding_dropout_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -146,10 +144,13 @@ def embedding_dropout_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
-    # (first, last) block recomputed: the last block is recomputed first, with every checkpoint held and no
-    # block's grads; the first block last, with one checkpoint held and the other L-1 blocks' grads
+    # (top, bottom) block recomputed. The top block is recomputed first, with every checkpoint held and no
+    # block's grads; the bottom block last, with its one checkpoint, the other L-1 blocks' grads, and the
+    # gradient arriving from the block above still held beside the two branch gradients and their sum (4rC).
+    # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
     checkpoint = n * C * resid_size(run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
-    block = n * sum(layer_act_bytes(cfg, run).values())
-    return L * checkpoint + block, checkpoint + (L - 1) * grads + block
+    block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
+    below_top = 4 * checkpoint if L > 1 else 0
+    return L * checkpoint + block, checkpoint + (L - 1) * grads + block + below_top
