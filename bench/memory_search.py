@@ -6,9 +6,10 @@ finegpt.memory.estimate, and print the worst cases first.
     python bench/memory_search.py --seed 7 --n 12 --no-write
 
 The corners: width/depth ratios (1 layer x 384 wide to 6 layers x 16), T from 16 to 2048, B, vocab from 64
-to 50304, flash and math attention, dropout, activation checkpointing, gradient accumulation, fp32, bf16,
-and pure bf16 (fp16 autocast is a GPU's: bench/gpu_check.py), eager and compiled, the chunked loss. Each sample is kept small enough to measure in
-seconds (its predicted peak under --cap-mib); a miss becomes a named term in finegpt/memory, never a fudge.
+to 50304, flash and math attention, dropout, activation checkpointing, gradient accumulation, fp32, bf16 and
+pure bf16 (fp16 autocast is a GPU's: bench/gpu_check.py), eager and compiled, the chunked loss. Each sample
+is kept small enough to measure in seconds (its predicted peak under --cap-mib); a miss becomes a named term
+in finegpt/memory, never a fudge.
 Entry points: sample(rng), search(seed, n), table(rows).
 """
 
