@@ -35,15 +35,18 @@ def chunk_ce_size(run: RunConfig) -> int:
 
 
 def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # one chunk's backward, its logits recomputed: log_softmax's output, the loss's gradient and
-    # log_softmax's backward, 3 * n_c * V * 4 (2 pure bf16); beside it the LM head's gradient summed over
-    # the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of ln_f's
-    # output gathered chunk by chunk (n*C*r)
+    # one chunk's backward, its logits recomputed, at the larger of two moments, beside the LM head's gradient
+    # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of
+    # ln_f's output gathered chunk by chunk (n*C*r). At log_softmax's backward: its output, the loss's
+    # gradient and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits'
+    # gradient (n_c*V*a), this chunk's weight gradient (V*C*a) and the matmul's scratch (V*C*a/2)
     if not run.loss_chunks:
         return 0
-    n, V, C = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd
-    summed = V * C * act_size(run) if run.loss_chunks > 1 else 0
-    return 3 * loss_chunk_tokens(n, run) * V * chunk_ce_size(run) + summed + n * C * resid_size(run)
+    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
+    n_c = loss_chunk_tokens(n, run)
+    summed = V * C * a if run.loss_chunks > 1 else 0
+    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a * 3 // 2)
+    return moment + summed + n * C * resid_size(run)
 
 
 # ---- the end of backward: the tied embedding's gradient ------------------------------------------
