@@ -62,12 +62,12 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
 
 
-def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled, the backward graph's inputs are held until it returns: autograd's zero gradient for the
-    # returned logits (n*V*a) and, under autocast, the loss's 16-bit gradient (n*V*a); the chunked loss has none
+def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, the backward graph sums the tied weight's two gradients itself: the LM head's, as its matmul
+    # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager
     if not run.compile or run.loss_chunks:
         return 0
-    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run) * (2 if run.dtype in ("bf16", "fp16") else 1)
+    return cfg.vocab_size * cfg.n_embd * act_size(run)
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
