@@ -39,13 +39,14 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of
     # ln_f's output gathered chunk by chunk (n*C*r). At log_softmax's backward: its output, the loss's
     # gradient and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits'
-    # gradient (n_c*V*a), this chunk's weight gradient (V*C*a) and the matmul's scratch (V*C*a/2)
+    # gradient (n_c*V*a), this chunk's weight gradient (V*C*a) and the CPU matmul's scratch for it (measured
+    # from half to all of V*C*a, depending on C: counted whole)
     if not run.loss_chunks:
         return 0
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
-    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a * 3 // 2)
+    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + 2 * V * C * a)
     return moment + summed + n * C * resid_size(run)
 
 
