@@ -10,6 +10,7 @@ from finegpt.memory.run import RunConfig
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
+    cpu_bf16_pack_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
     mask_size,
@@ -233,7 +234,9 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.dtype == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    return n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
+    moment = n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
+    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU bf16 weight pack are added
+    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run))
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -18,6 +18,7 @@ from finegpt.memory.activations import (
 from finegpt.memory.run import RunConfig
 from finegpt.memory.state import (
     act_size,
+    cpu_bf16_pack_bytes,
     cpu_flash_workspace_bytes,
     mask_size,
     param_size,
@@ -78,9 +79,9 @@ def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def allreduce_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # DDP over gloo (CPU): the all-reduce of the gradient buckets at the end of backward works on a copy of
-    # them (4N); NCCL reduces in place, so a CUDA run has none
-    if run.device != "cpu" or run.world_size == 1 or run.sharding != "ddp":
+    # DDP over gloo (CPU) with gradient_as_bucket_view: the all-reduce at the end of backward works on a copy of
+    # the buckets the grads live in (4N); NCCL reduces in place, so a CUDA run has none
+    if run.device != "cpu" or run.world_size == 1 or run.sharding != "ddp" or not run.gradient_as_bucket_view:
         return 0
     return count_params(cfg, non_embedding=False) * param_size(run)
 
@@ -137,7 +138,8 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
     # logits are small or chunked, this is the step's peak
     n, C = train_tokens(cfg, run), cfg.n_embd
-    return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run)
+    pack = cpu_bf16_pack_bytes(cfg, run)
+    return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run) + pack
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------
