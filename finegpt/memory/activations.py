@@ -236,7 +236,7 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n_e = eval_tokens(cfg, run)
     moment = n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU bf16 weight pack are added
-    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run))
+    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e))
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:

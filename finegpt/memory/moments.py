@@ -138,7 +138,7 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
     # logits are small or chunked, this is the step's peak
     n, C = train_tokens(cfg, run), cfg.n_embd
-    pack = cpu_bf16_pack_bytes(cfg, run)
+    pack = cpu_bf16_pack_bytes(cfg, run, n)
     return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run) + pack
 
 

@@ -169,10 +169,11 @@ def cpu_flash_workspace_bytes(cfg: ModelConfig, run: RunConfig, backward: bool =
     return run.cpu_threads * (per_thread + reduced)
 
 
-def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # pure bf16 on CPU: the matmul of the MLP's c_proj (K = 4C) packs its bf16 weight into a copy first,
-    # 4C^2 * 2 bytes, for as long as the matmul runs; autocast's and CUDA's matmuls do not
-    return 8 * cfg.n_embd**2 if run.device == "cpu" and run.dtype == "pure_bf16" else 0
+def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) packs its bf16 weight
+    # into a copy first, 4C^2 * 2 bytes, while it runs (seen at 128 tokens, not at 256 or 512); autocast's
+    # and CUDA's matmuls do not
+    return 8 * cfg.n_embd**2 if run.device == "cpu" and run.dtype == "pure_bf16" and tokens <= 128 else 0
 
 
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
