@@ -42,8 +42,10 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
         # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
         # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
-        cpu_math = run.device == "cpu" and cfg.dropout > 0 and not run.compile
+        cpu_math = run.device == "cpu" and cfg.dropout > 0
         fallback = 12 * H * T + 3 * C * (4 - a) if cpu_math else 0
+        if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
+            fallback = (4 + a + 1) * H * T
         return 4 * a * C + 4 * H + fallback
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
     soft = softmax_size(run)
