@@ -249,6 +249,10 @@ for c, r in chunking.items():
 assert chunking[0].verdict.status == "out of memory" and chunking[8].verdict.status == "fits"
 
 # %% [markdown]
+# Each verdict names the term that decides it: without chunks the logits, with them the activations of the ten
+# layers. The logits have stopped being the problem.
+
+# %% [markdown]
 # The meter agrees. `measure(..., device="fake")` runs finegpt's real training step under FakeTensorMode, so
 # the guide's step allocates nothing on this machine while every tensor's size is counted (smoke mode runs a
 # micro-batch of 2 instead of 32, to stay quick):
@@ -296,6 +300,11 @@ timed_run = replace(meter_run, batch_size={"full": 32, "cpu": 1}.get(MODE, 4), d
 seconds = {c: step_seconds(timed_cfg, replace(timed_run, loss_chunks=c)) for c in (0, 8)}
 display(Markdown(f"One step: {seconds[0]:.2f} s without chunks, {seconds[8]:.2f} s with 8 "
                  f"({seconds[8] / seconds[0] - 1:+.0%}) on {device}."))
+
+# %% [markdown]
+# Backward recomputes each chunk's scores: one more LM-head matmul per step, 2·n·V·C FLOPs, about a tenth of the
+# guide's step on a GPU. On a busy CPU that difference can drown in the noise of the measurement. To use it, add
+# `--loss_chunks=8` to `finegpt train` or `finegpt memory`; the calculator below has it as a control too.
 
 # %% [markdown]
 # ## 3. Does my configuration fit? The calculator
