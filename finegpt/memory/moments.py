@@ -103,6 +103,12 @@ def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return 2 * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
 
 
+def recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing, math attention: in a recomputed block's attention backward the two T x T transients sit
+    # where its MLP's recomputed activations were (freed by then)
+    return max(0, softmax_backward_bytes(cfg, run) - last_block_freed_bytes(cfg, run))
+
+
 def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # freed before the last block's attention backward: its MLP's activations, ln_2's output and stats and
     # input, the attention output c_proj saved (a*C) and the dropout masks after c_proj and the MLP, per token

@@ -160,6 +160,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "all-reduce scratch (gloo)": m.allreduce_scratch_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
+        "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
         "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
@@ -202,7 +203,8 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                 **prefetched,
             }
         )
-    if T["activations (last attention backward)"]:  # the last block's attention backward
+    # the last block's attention backward (checkpointing recomputes it: see below)
+    if T["activations (last attention backward)"] and not run.activation_checkpointing:
         stages.append(
             {
                 **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
@@ -217,7 +219,16 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             {
                 **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
                 **pick("embedding dropout mask", "batch (x, y, positions)"),
-                **pick(max(("recompute transients (MLP backward)", "CPU flash-attention workspace"), key=T.get)),
+                **pick(
+                    max(
+                        (
+                            "recompute transients (MLP backward)",
+                            "CPU flash-attention workspace",
+                            "softmax backward (recomputed block)",
+                        ),
+                        key=T.get,
+                    )
+                ),
                 **prefetched,
                 "LM head gradient": T["LM head gradient"],
             }
