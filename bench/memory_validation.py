@@ -332,7 +332,9 @@ def main() -> int:
     )
     print("DDP on gloo: each rank measures its own peaks")
     doc += section(
-        "Per rank under DDP (2 processes, gloo, CPU)", "Eager, measured with `ProfiledBytes` on each rank.", ddp_table()
+        "Per rank under DDP (2 processes, gloo, CPU)",
+        "Eager, measured with `LiveBytes` on each rank (gloo's own copies vary run to run; NCCL has none).",
+        ddp_table(),
     )
     speed = speed_line()
     doc += ["## Speed", "", speed, ""]

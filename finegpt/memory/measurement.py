@@ -175,10 +175,12 @@ def _tracker(dev: torch.device, run: RunConfig, fake: bool):
     profiler's allocation events (ProfiledBytes: the allocator's own account. A dispatch mode sees no
     inductor buffer, stops dynamo compiling, and changes what it watches: under one, autograd sums the two
     gradients of the tied embedding out of place, a V x C tensor more than a plain run holds); LiveBytes
-    under FakeTensorMode for device 'fake', which carries that same extra V x C (fake tensors are subclasses)."""
+    under FakeTensorMode for device 'fake', which carries that same extra V x C (fake tensors are subclasses),
+    and for gloo ranks: gloo copies buffers on its own thread at moments that vary run to run, which the
+    dispatch mode does not count, as a rank on NCCL (which reduces in place) would not hold them."""
     if dev.type == "cuda":
         return _CudaBytes(dev), [nullcontext()]
-    if not fake:
+    if not fake and run.world_size == 1:
         from finegpt.memory.profiled import ProfiledBytes
 
         tracker = ProfiledBytes()
@@ -186,7 +188,7 @@ def _tracker(dev: torch.device, run: RunConfig, fake: bool):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     tracker = LiveBytes()
-    return tracker, [FakeTensorMode(), tracker]
+    return tracker, [FakeTensorMode() if fake else nullcontext(), tracker]
 
 
 def measure(

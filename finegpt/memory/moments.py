@@ -26,7 +26,7 @@ from finegpt.memory.state import (
     softmax_size,
     train_tokens,
 )
-from finegpt.model import count_params, param_breakdown
+from finegpt.model import param_breakdown
 
 # ---- the chunked loss (model.GPT.chunked_loss) --------------------------------------------------
 
@@ -76,14 +76,6 @@ def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # from the 2nd micro-step the grads exist and autograd adds into them, but the tied weight's LM-head
     # gradient (V*C*p) still waits for the embedding's; on the 1st it is this step's gradient, counted there
     return cfg.vocab_size * cfg.n_embd * param_size(run) if run.gradient_accumulation_steps > 1 else 0
-
-
-def allreduce_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # DDP over gloo (CPU): the all-reduce at the end of backward works on a copy of the buckets (4N), made on
-    # gloo's own thread, so whether it meets the peak is timing; NCCL reduces in place, so a CUDA run has none
-    if run.device != "cpu" or run.world_size == 1 or run.sharding != "ddp":
-        return 0
-    return count_params(cfg, non_embedding=False) * param_size(run)
 
 
 # ---- math attention: the softmax's backward in the last block ------------------------------------

@@ -158,7 +158,6 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
-        "all-reduce scratch (gloo)": m.allreduce_scratch_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -188,7 +187,7 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
             "gradients (this step)": T["gradients (this step)"] if single else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
-            **pick("LM head gradient (compiled, before the tied sum)", "all-reduce scratch (gloo)"),
+            **pick("LM head gradient (compiled, before the tied sum)"),
             **bound,
             **prefetched,
         },
