@@ -69,7 +69,7 @@ def sample(rng: random.Random, cap_bytes: int = 160 * MIB, compiled_share: float
 
 def describe(cfg: ModelConfig, run: RunConfig) -> str:
     words = [f"{cfg.n_layer}L/{cfg.n_embd}/{cfg.n_head}h T={cfg.block_size} V={cfg.vocab_size} B={run.batch_size}"]
-    words.append(run.dtype)
+    words.append(run.label)
     words.append(run.attention)
     words += [w for w, on in (("compiled", run.compile), ("ckpt", run.activation_checkpointing)) if on]
     if run.gradient_accumulation_steps > 1:
