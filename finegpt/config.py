@@ -192,6 +192,7 @@ class TrainConfig:
     dtype: str = "auto"  # bf16 where supported, else fp16 with a GradScaler; fp32 on CPU
     compile: bool = False  # nanoGPT's train.py says True, and so do config files (NANOGPT_TRAIN_DEFAULTS)
     activation_checkpointing: bool = False
+    loss_chunks: int = 0  # >= 1: the loss over that many chunks of tokens, logits recomputed in backward; 0: off
     fsdp: bool = False
     seed: int = 1337
     deterministic: bool = False
@@ -209,7 +210,7 @@ class TrainConfig:
             ("eval_iters", "e.g. 200"),
         ]:
             _positive_int(name, getattr(self, name), example)
-        for name in ("warmup_iters", "lr_decay_iters", "eval_batch_size", "keep_checkpoints"):
+        for name in ("warmup_iters", "lr_decay_iters", "eval_batch_size", "keep_checkpoints", "loss_chunks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad(name, value, "must be an integer >= 0", f"Use {name}=0 or more")

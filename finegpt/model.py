@@ -146,6 +146,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
         self.activation_checkpointing = False  # recompute each block in backward to save memory
+        self.loss_chunks = 0  # >= 1: the loss in that many chunks of tokens, each chunk's logits recomputed in backward
 
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L)
@@ -182,6 +183,8 @@ class GPT(nn.Module):
             else:
                 x = block(x, caches[i] if caches else None)
         x = self.transformer.ln_f(x)
+        if targets is not None and self.loss_chunks:
+            return None, self.chunked_loss(x, targets)  # no (B, T, V) logits are ever held
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
@@ -189,6 +192,27 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, [-1], :]  # (B, 1, C): generation needs only the next token's logits
         return self.lm_head(x), None
+
+    def _loss_sum(self, x, targets):
+        logits = self.lm_head(x)  # (n_chunk, V): the only logits alive, in forward and again in backward
+        return F.cross_entropy(logits, targets, ignore_index=-1, reduction="sum")
+
+    @torch.compiler.disable  # inductor would run every chunk's matmul before their reductions: all logits at once
+    def chunked_loss(self, x, targets):
+        """The mean cross-entropy of x (B, T, C) after ln_f against targets (B, T), computed loss_chunks
+        chunks of tokens at a time. With grad, each chunk is checkpointed: backward recomputes its logits
+        instead of keeping them, so no more than one chunk's (n / loss_chunks, V) logits are ever alive.
+        Equals F.cross_entropy over the full logits (tests/test_chunked_loss.py); llm.c fuses the classifier
+        for the same reason."""
+        x, targets = x.view(-1, x.size(-1)), targets.view(-1)  # (n, C), (n,)
+        size = -(-x.size(0) // self.loss_chunks)  # tokens per chunk; the last one may be shorter
+        total = 0.0
+        for x_c, y_c in zip(x.split(size), targets.split(size)):
+            if torch.is_grad_enabled():
+                total = total + checkpoint(self._loss_sum, x_c, y_c, use_reentrant=False)
+            else:
+                total = total + self._loss_sum(x_c, y_c)
+        return total / (targets != -1).sum()  # the mean over the tokens that count, as ignore_index=-1 does
 
     def configure_optimizers(
         self, weight_decay: float, learning_rate: float, betas, device_type: str, fused: bool | None = None

@@ -67,6 +67,8 @@ class RunConfig:
     gpu: Gpu | str | None = None  # a Gpu, or a name resolve_gpu reads ('T4', 'Tesla T4'); None: no verdict
     device: str = "cuda"  # "cpu" only for validating against CPU measurements (dropout masks differ)
     param_dtype: str = "float32"  # the weights' dtype: bfloat16 for the pure_bf16 what-if
+    loss_chunks: int = 0  # the loss over this many chunks of tokens, each recomputed in backward; 0: off
+    cpu_threads: int = 1  # device "cpu": torch's intra-op threads (the CPU flash kernel keeps buffers per thread)
 
     def __post_init__(self) -> None:
         if self.dtype == "pure_bf16" or self.dtype not in DTYPE_SPELLINGS:
@@ -74,14 +76,15 @@ class RunConfig:
             self.dtype, self.param_dtype = DTYPE_SPELLINGS[self.dtype]
         else:
             self.dtype = DTYPE_SPELLINGS[self.dtype][0]
-        for name in ("batch_size", "gradient_accumulation_steps", "world_size"):
+        for name in ("batch_size", "gradient_accumulation_steps", "world_size", "cpu_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fix = "Use world_size=1 for one GPU" if name == "world_size" else f"Use {name} >= 1"
                 raise bad(name, value, "must be an integer >= 1", fix)
-        value = self.eval_batch_size
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad("eval_batch_size", value, "must be an integer >= 0", "Use 0 to mean batch_size")
+        for name, fix in (("eval_batch_size", "Use 0 to mean batch_size"), ("loss_chunks", "Use 0 for off, or 8")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, value, "must be an integer >= 0", fix)
         for name, allowed in (
             ("device", ("cuda", "cpu")),
             ("attention", ATTENTIONS),
@@ -145,6 +148,7 @@ def run_config(train_cfg: TrainConfig, world_size: int = 1, gpu: str | Gpu | Non
         gradient_accumulation_steps=local_accumulation(train_cfg.gradient_accumulation_steps, world_size),
         dtype=dtype,
         activation_checkpointing=train_cfg.activation_checkpointing,
+        loss_chunks=train_cfg.loss_chunks,
         eval_batch_size=train_cfg.eval_batch_size,
         compile=train_cfg.compile,
         world_size=world_size,

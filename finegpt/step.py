@@ -145,6 +145,7 @@ def build(
     if device.type != "cpu":  # .to() would copy, and cannot swap the fake tensors finegpt.memory measures with
         model = model.to(device)
     model.activation_checkpointing = run.activation_checkpointing
+    model.loss_chunks = run.loss_chunks  # the loss in chunks, each chunk's logits recomputed in backward (0: off)
     if optimizer in ("adamw_fused", "adamw_foreach"):  # fused: where PyTorch has the kernel for the device
         fused = None if optimizer == "adamw_fused" else False
         opt = model.configure_optimizers(weight_decay, learning_rate, betas, device.type, fused=fused)

@@ -32,6 +32,7 @@ MEMORY_DEFAULTS = dict(
     dtype="fp16",
     attention="flash",
     activation_checkpointing=False,
+    loss_chunks=0,
     optimizer="adamw_fused",
     compile=False,
     gpu="T4",
@@ -73,6 +74,7 @@ def memory_view(**settings) -> MemoryView:
             batch_size=s["batch_size"],
             gradient_accumulation_steps=s["gradient_accumulation_steps"],
             activation_checkpointing=bool(s["activation_checkpointing"]),
+            loss_chunks=int(s["loss_chunks"]),
             compile=bool(s["compile"]),
         )  # dtype, attention and optimizer are the memory model's names (pure_bf16 and the others: what-ifs)
         match = M.resolve_gpu(s["gpu"])  # 'A100' takes the 40 GB card, and match.note says so
@@ -220,6 +222,7 @@ def _memory_controls(d: dict) -> dict:
         dtype=list(DTYPES),
         attention=["flash", "math"],
         activation_checkpointing=[("off", False), ("on", True)],
+        loss_chunks=[("off", 0), ("4 chunks", 4), ("8 chunks", 8), ("16 chunks", 16), ("32 chunks", 32)],
         optimizer=list(OPTIMIZERS),
         compile=[("off (eager)", False), ("on (torch.compile)", True)],
         gpu=[(f"{k} ({g.memory_gib:g} GiB)", k) for k, g in GPUS.items()],
@@ -233,7 +236,7 @@ def _memory_controls(d: dict) -> dict:
 
 MEMORY_LAYOUT = [  # the calculator's two columns: the model and batch, then the run
     ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "tokens"],
-    ["dtype", "attention", "activation_checkpointing", "optimizer", "compile", "gpu"],
+    ["dtype", "attention", "activation_checkpointing", "loss_chunks", "optimizer", "compile", "gpu"],
 ]
 
 

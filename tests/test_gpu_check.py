@@ -47,6 +47,9 @@ def test_dry_run_runs_every_section_on_cpu_and_leaves_the_calibration_alone(tmp_
         assert f"## {title}" in text
     assert "Command: `python bench/gpu_check.py --dry-run`" in text
     assert "| tiny (dry run) | eager |" in text and "| tiny (dry run) | compiled |" in text
+    for label, _, _, modes, _ in gpu_check.OWED_ROWS:  # the rows a GPU still owes run too, tiny
+        for mode in modes:
+            assert f"| {label} (dry run: tiny) | {'compiled' if mode else 'eager'} |" in text
     assert "| eager | 4 x 4 x 32 |" in text and "| torch.compile | 4 x 4 x 32 |" in text
     assert "| float32 | 16 |" in text and "| bfloat16 | 32 |" in text
     assert "| 1L/16 | 4 x 32 | eager |" in text and "| 4L/96 | 4 x 32 | compiled |" in text  # the speed sweep

@@ -45,6 +45,13 @@ def test_the_loop_runs_the_step_finegpt_memory_measures(data_dir, tmp_path, monk
     assert calls == ["eval_loss"] * 2 + ["forward_backward", "optimizer_step"] * 2 + ["eval_loss"] * 2
 
 
+def test_the_chunked_loss_trains_to_the_same_losses(data_dir, tmp_path):
+    plain = train(*cfgs(data_dir, tmp_path / "plain", max_iters=4, eval_interval=4))
+    chunked = train(*cfgs(data_dir, tmp_path / "chunked", max_iters=4, eval_interval=4, loss_chunks=3))
+    assert train_losses(chunked) == pytest.approx(train_losses(plain), rel=1e-4)
+    assert chunked["final_val_loss"] == pytest.approx(plain["final_val_loss"], rel=1e-4)
+
+
 def test_resume_gives_same_next_losses(data_dir, tmp_path):
     full = train(*cfgs(data_dir, tmp_path / "full", max_iters=12, eval_interval=6))
     first = train(*cfgs(data_dir, tmp_path / "split", max_iters=6, eval_interval=6))

@@ -80,6 +80,7 @@ def _estimate(s):
         attention=s["attention"],
         optimizer=s["optimizer"],
         activation_checkpointing=s["activation_checkpointing"],
+        loss_chunks=s["loss_chunks"],
         compile=s["compile"],
         gpu=s["gpu"],
     )
@@ -102,6 +103,7 @@ GRID = [
         dict(optimizer="sgd_momentum", gpu="V100-16", n_embd=512, n_head=8, n_layer=8),
         dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=1, gradient_accumulation_steps=1),
         dict(compile=True),
+        dict(loss_chunks=8, n_layer=10, n_head=10, n_embd=640, batch_size=32, gpu="4090", dtype="bf16"),
         dict(compile=True, n_layer=10, n_head=10, n_embd=640, batch_size=32, gpu="4090", dtype="bf16"),
         dict(compile=True, batch_size=16, gpu="4080", dtype="bf16", n_layer=8, n_head=8, n_embd=512),
     ]
@@ -156,6 +158,7 @@ def test_memory_ui_redraws_on_every_control_within_100_ms():
         ("block_size", 512),
         ("dtype", "fp32"),
         ("activation_checkpointing", True),
+        ("loss_chunks", 8),
         ("optimizer", "sgd"),
         ("compile", True),
         ("gpu", "4090"),

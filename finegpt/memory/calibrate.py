@@ -30,6 +30,8 @@ def fit_compiled(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str, f
     vocab). Returns the median logits_train_copies and logits_eval_copies they imply, to 0.01."""
     train, evals = [], []
     for cfg, run, measured in rows:
+        if run.loss_chunks:
+            continue  # the chunked loss keeps no logits: nothing here to fit
         report = estimate(cfg, run)
         if report.phase_terms["train"].get("logits + cross-entropy"):
             n, a = terms.train_tokens(cfg, run), terms.act_size(run)
@@ -55,6 +57,8 @@ def fit_eager_cuda(rows: list[tuple[ModelConfig, RunConfig, dict]]) -> dict[str,
     token ('logits_eval_bytes'), to 0.01: the eager_cuda section of calibration.json."""
     found: dict[str, dict[str, list[float]]] = {}
     for cfg, run, measured in rows:
+        if run.loss_chunks:
+            continue  # the chunked loss keeps no logits: nothing here to fit
         report, V = estimate(cfg, run), cfg.vocab_size
         per_dtype = found.setdefault(run.label, {"logits_train_bytes": [], "logits_eval_bytes": []})
         if report.peak_phase == "train":  # the train peak sits on the logits (a large vocab)

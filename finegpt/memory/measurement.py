@@ -2,9 +2,9 @@
 
 Entry points: measure(model_cfg, run, device="cpu"|"cuda"|"fake"), measure_ranks, LiveBytes.
 The step is finegpt.step's, the one the trainer runs; this module only reads the peaks between its
-phases. On CUDA the allocator's peak stats are read; on CPU a dispatch mode tracks live storages (the
-profiler's allocation events for a compiled step, see profiled.py); "fake" runs the same step under
-FakeTensorMode, so a 1B model costs no memory at all.
+phases. On CUDA the allocator's peak stats are read; on CPU the profiler's allocation events (ProfiledBytes,
+profiled.py); "fake" runs the same step under FakeTensorMode, so a 1B model costs no memory at all, tracked by
+LiveBytes, a dispatch mode (which reads one V x C gradient more at a tied embedding's sum, see _tracker).
 """
 
 from __future__ import annotations
@@ -165,11 +165,15 @@ def _peaks(parts: step.Parts, run: RunConfig, model_cfg: ModelConfig, tracker, e
 
 def _tracker(dev: torch.device, run: RunConfig, fake: bool):
     """What reads the peaks, and the modes to run the step under: the CUDA allocator's stats; on CPU the
-    profiler's allocation events for a compiled step (inductor's buffers are invisible to a dispatch mode,
-    and dynamo does not compile under one); else LiveBytes, under FakeTensorMode for device 'fake'."""
+    profiler's allocation events (ProfiledBytes: the allocator's own account. A dispatch mode sees no
+    inductor buffer, stops dynamo compiling, and changes what it watches: under one, autograd sums the two
+    gradients of the tied embedding out of place, a V x C tensor more than a plain run holds); LiveBytes
+    under FakeTensorMode for device 'fake', which carries that same extra V x C (fake tensors are subclasses),
+    and for gloo ranks: gloo copies buffers on its own thread at moments that vary run to run, which the
+    dispatch mode does not count, as a rank on NCCL (which reduces in place) would not hold them."""
     if dev.type == "cuda":
         return _CudaBytes(dev), [nullcontext()]
-    if run.compile and not fake:
+    if not fake and run.world_size == 1:
         from finegpt.memory.profiled import ProfiledBytes
 
         tracker = ProfiledBytes()
@@ -187,7 +191,7 @@ def measure(
     step (no optimizer state, no prefetched batch); 'train' and 'optimizer' of the second of two training
     steps; 'eval', the eval pass after them (evals=False: the training phases only). device "fake": the
     CPU step under FakeTensorMode, allocating nothing. tracker: a CPU tracker to read instead of the
-    default (LiveBytes, or ProfiledBytes when compiled), entered around the run. With run.world_size > 1,
+    default (ProfiledBytes on CPU, LiveBytes under "fake"), entered around the run. With run.world_size > 1,
     call it on every rank of an initialized process group: each rank measures its own peaks."""
     torch.manual_seed(seed)
     fake = device == "fake"

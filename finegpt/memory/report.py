@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
+from finegpt.memory import moments as m
 from finegpt.memory import terms as t
-from finegpt.memory.calibration import compiled_status
+from finegpt.memory.calibration import compiled_status, eager_logit_bytes
 from finegpt.run import RunConfig
 
 PHASES = ("train", "optimizer", "eval", "first_eval")
@@ -122,6 +123,7 @@ class MemoryReport:
 def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
     """Every named term once, in bytes per rank (0 where the run does not have it)."""
     ckpt = run.activation_checkpointing
+    math = bool(m.softmax_backward_bytes(cfg, run) or t.cpu_flash_workspace_bytes(cfg, run))  # a moment inside
     return {
         "weights": t.weight_bytes(cfg, run),
         "buffers": t.buffer_bytes(cfg, run),
@@ -145,6 +147,20 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "activations (recomputed block)": t.recomputed_block_bytes(cfg, run),
         "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
         "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
+        "MLP backward transients (last block)": m.mlp_backward_bytes(cfg, run),
+        "LM head gradient (before the blocks' backward)": t.lm_head_grad_bytes(cfg, run),
+        "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
+        "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
+        "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
+        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt else 0,
+        "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
+        "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
+        "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
+        "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
+        "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
+        "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
+        "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
+        "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
 
 
@@ -162,22 +178,57 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     )
     # from the 2nd micro-step on, the previous micro-step's logits are bound until this forward returns
     previous_logits = {} if single else pick("logits still bound (last micro-step)")
+    bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
     stages = [  # the moments of a training step when memory can peak
         {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
-        {**pick(copies_kept, "logits + cross-entropy"), **acts, **prefetched},  # start of backward
-        {  # end of backward: the grads, this micro-step's logits and batch still bound
+        # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
+        {**pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"), **acts, **prefetched},
+        {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
             "gradients (this step)": T["gradients (this step)"] if single else 0,
-            **pick("logits still bound (last micro-step)", "batch still bound (x, y)"),
+            **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
+            **pick("LM head gradient (compiled, before the tied sum)"),
+            **bound,
             **prefetched,
         },
     ]
-    if run.activation_checkpointing:  # one block recomputed while every checkpoint is held
+    if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
         stages.append(
             {
-                **pick("autocast copies (recomputed block)", "activations (recomputed block)"),
+                **pick(copies_kept, "MLP backward transients (last block)"),
+                **pick("LM head gradient (before the blocks' backward)"),
                 **acts,
+                **bound,
                 **prefetched,
-                "LM head gradient": T["LM head gradient"] if single else 0,
+            }
+        )
+    # the last block's attention backward (checkpointing recomputes it: see below)
+    if T["activations (last attention backward)"] and not run.activation_checkpointing:
+        stages.append(
+            {
+                **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
+                **pick("CPU flash-attention workspace"),
+                **pick("gradients before the last attention backward", "batch (x, y, positions)"),
+                **bound,
+                **prefetched,
+            }
+        )
+    if run.activation_checkpointing:  # a block recomputed: the last (all checkpoints) or the first (all grads)
+        stages.append(
+            {
+                **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
+                **pick("embedding dropout mask", "batch (x, y, positions)"),
+                **pick(
+                    max(
+                        (
+                            "recompute transients (MLP backward)",
+                            "CPU flash-attention workspace",
+                            "softmax backward (recomputed block)",
+                        ),
+                        key=T.get,
+                    )
+                ),
+                **prefetched,
+                "LM head gradient": T["LM head gradient"],
             }
         )
     no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
@@ -230,8 +281,34 @@ def _verdict(report: MemoryReport) -> Verdict:
     return Verdict(status, low, high, report.memory_bytes, deciding)
 
 
-def _notes(run: RunConfig) -> list[str]:
+# terms measured on CPU only so far: bench/gpu_check.py measures them on a GPU when one is lent
+CPU_CALIBRATED = (
+    "loss chunk (backward, recomputed)",
+    "embedding gradient (dense, tied)",
+    "softmax backward (math attention)",
+    "recompute transients (MLP backward)",
+)
+
+
+def _cpu_calibrated(run: RunConfig, alive: dict[str, int]) -> list[str]:
+    """The peak's terms whose bytes only a CPU has measured, for a CUDA run."""
+    if run.device == "cpu":
+        return []
+    names = [k for k in CPU_CALIBRATED if alive.get(k)]
+    if (
+        not run.compile
+        and alive.get("logits + cross-entropy")
+        and eager_logit_bytes("logits_train_bytes", run.label) is None
+    ):
+        names.insert(0, "logits + cross-entropy (eager bytes per logit)")
+    return names
+
+
+def _notes(run: RunConfig, alive: dict[str, int]) -> list[str]:
     notes = []
+    cpu_only = _cpu_calibrated(run, alive)
+    if cpu_only:
+        notes.append(f"CPU-calibrated, GPU pending (bench/gpu_check.py): {', '.join(cpu_only)}")
     if run.world_size > 1 and run.sharding in ("zero1", "zero2"):
         notes.append(
             f"sharding={run.sharding}: per-rank figures are analytic (states, grads, weights / "
@@ -264,7 +341,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
         overheads=_overheads(run, peaks[phase], phases[phase]),
         compiled=run.compile,
         compiled_status=compiled_status(run.device) if run.compile else "",
-        notes=_notes(run),
+        notes=_notes(run, phases[phase]),
     )
     if run.gpu is not None:
         gpu = run.gpu

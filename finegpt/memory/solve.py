@@ -102,7 +102,7 @@ def plan(
                 "batch_size",
                 1,
                 f"does not fit even at 1 on this GPU (about {one.nvidia_smi_bytes / GIB:.1f} GiB)",
-                "Turn on activation_checkpointing, use a smaller model or block_size, or a bigger GPU",
+                "Turn on activation_checkpointing or loss_chunks=8, use a smaller model or block_size, or a bigger GPU",
             )
         if power_of_two:
             b_max = 2 ** int(math.log2(b_max))

@@ -6,6 +6,8 @@ side_by_side, summary_from_settings (what `finegpt memory --json` prints, and th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from finegpt.config import ModelConfig, count_params
 from finegpt.gpus import get_gpu
 from finegpt.memory.report import GIB, MemoryReport, eager_and_compiled, estimate
@@ -93,6 +95,23 @@ def summary_from_settings(values: dict, gpu: str | None = None, notes: list[str]
     return model_cfg, run, summary
 
 
+SUGGESTED_LOSS_CHUNKS = 8
+
+
+def loss_chunks_hint(model_cfg: ModelConfig, run: RunConfig) -> str | None:
+    """When the logits decide a verdict that does not fit, what --loss_chunks would give instead: the loss
+    over chunks of tokens, each chunk's logits recomputed in backward (finegpt.model.GPT.chunked_loss)."""
+    report = estimate(model_cfg, run)
+    v = report.verdict
+    if run.loss_chunks or v is None or v.status == "fits" or "logits" not in v.deciding:
+        return None
+    chunked = estimate(model_cfg, replace(run, loss_chunks=SUGGESTED_LOSS_CHUNKS))
+    return (
+        f"the logits decide it: --loss_chunks={SUGGESTED_LOSS_CHUNKS} computes the loss in chunks of tokens, each "
+        f"chunk's logits recomputed in backward: peak {chunked.peak_gib:.1f} GiB -> {chunked.verdict}"
+    )
+
+
 def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str:
     """fit_summary as the lines `finegpt memory` prints."""
     tokens = out["tokens_per_run"]
@@ -102,8 +121,10 @@ def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str
         f"{out['params'] / 1e6:.1f}M parameters; batch_size={run.batch_size} x "
         f"gradient_accumulation_steps={run.gradient_accumulation_steps}, {run.label}, compile={run.compile}",
         str(estimate(model_cfg, run)),
-        "eager and compiled side by side:",
     ]
+    hint = loss_chunks_hint(model_cfg, run)
+    lines += [f"hint: {hint}"] if hint else []
+    lines.append("eager and compiled side by side:")
     for name in ("eager", "compiled"):
         m = out[name]
         verdict = f" -> {m['verdict']['text']}" if "verdict" in m else ""
@@ -125,7 +146,10 @@ def format_fit_summary(model_cfg: ModelConfig, run: RunConfig, out: dict) -> str
                 f"--gradient_accumulation_steps={out['plan']['gradient_accumulation_steps']}"
             )
         else:
-            lines.append("does not fit even at batch_size=1: try --activation_checkpointing=True or a smaller model")
+            lines.append(
+                "does not fit even at batch_size=1: try --activation_checkpointing=True, --loss_chunks=8 "
+                "or a smaller model"
+            )
         gpus = f"{run.world_size} x " if run.world_size > 1 else "one "
         (fast, slow), (lo, hi) = out["hours"], out["mfu_range"]
         lines.append(

@@ -1,0 +1,274 @@
+"""The memory terms a step holds while it runs: activations saved for backward, the logits and the loss,
+and the no-grad eval forward. Each is one small function with its formula and reason; notation as in terms.py.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import ModelConfig
+from finegpt.memory.calibration import compiled_coefficient, eager_logit_bytes
+from finegpt.memory.state import (
+    act_size,
+    autocast_copy_bytes,
+    cpu_bf16_pack_bytes,
+    cpu_flash_workspace_bytes,
+    eval_tokens,
+    mask_size,
+    param_size,
+    resid_size,
+    softmax_size,
+    train_tokens,
+)
+from finegpt.run import RunConfig
+
+# ---- activations saved for backward, per layer per token ------------------------------------
+
+
+def residual_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the residual stream saved as ln_1 and ln_2 inputs: 2 * C * (4 fp32 / autocast, 2 pure bf16);
+    # compiled, ln_2 keeps its normalized input instead, of the same size
+    return 2 * cfg.n_embd * resid_size(run)
+
+
+def norm_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per LayerNorm (2 per block): its output as the next matmul saves it (a*C) + mean and rstd
+    # (2 values); compiled, the fused norm keeps rstd only (one fp32)
+    stats = 4 if run.compile else 2 * resid_size(run)
+    return 2 * (cfg.n_embd * act_size(run) + stats)
+
+
+def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
+    if run.attention == "flash":
+        # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
+        # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
+        # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
+        cpu_math = run.device == "cpu" and cfg.dropout > 0
+        fallback = 12 * H * T + 3 * C * (4 - a) if cpu_math else 0
+        if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
+            fallback = (4 + a + 1) * H * T
+        return 4 * a * C + 4 * H + fallback
+    # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
+    soft = softmax_size(run)
+    if run.compile:  # inductor saves the scores' softmax (and, fp32, its row max and sum: 8H)
+        return 4 * a * C + soft * H * T + (8 * H if soft == 4 else 0)
+    recast = soft == 4 and a == 2  # CUDA autocast: att @ v saves a 16-bit copy of the fp32 weights
+    total = 4 * a * C + soft * H * T + (2 * H * T if recast else 0)
+    if cfg.dropout > 0:  # dropout on the T x T weights: its mask, and its output unless it is recast
+        total += mask_size(run, soft) * H * T + (0 if recast else soft * H * T)
+    return total
+
+
+def mlp_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # c_fc output (4C) and GELU output (4C), 16-bit under autocast
+    return 8 * cfg.n_embd * act_size(run)
+
+
+def dropout_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # resid_dropout and the MLP's dropout each keep a mask of C elements
+    return 2 * cfg.n_embd * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
+
+
+def layer_act_bytes(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
+    """Per layer per token, by component."""
+    return {
+        "residual": residual_act_bytes(cfg, run),
+        "norms": norm_act_bytes(cfg, run),
+        "attention": attention_act_bytes(cfg, run),
+        "mlp": mlp_act_bytes(cfg, run),
+        "dropout": dropout_act_bytes(cfg, run),
+    }
+
+
+def checkpoint_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # with activation checkpointing a block keeps only its input (the residual, C elements)
+    return cfg.n_embd * resid_size(run)
+
+
+def per_layer_fixed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per layer, independent of batch: math attention's inverted causal mask (T*T bool) saved by masked_fill
+    eager_math = run.attention == "math" and not run.activation_checkpointing and not run.compile
+    return cfg.block_size**2 if eager_math else 0
+
+
+def head_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per token: ln_f input + its mean/rstd, ln_f output as lm_head saves it, embedding dropout mask.
+    # Compiled: ln_f's normalized input + rstd, the loss's row max and log-sum-exp (fp32 each), and
+    # the first block's ln_1 mean (its input is recomputed from the embeddings, so mean and rstd are kept)
+    C, r = cfg.n_embd, resid_size(run)
+    if run.compile and run.loss_chunks:  # the graph ends at ln_f: its output goes to the eager chunked loss
+        return C * r + C * r + 4 + 4
+    if run.compile:
+        return C * r + C * act_size(run) + 4 + 8 + 4
+    drop = C * mask_size(run, r) if cfg.dropout > 0 else 0
+    saved = r if run.loss_chunks else act_size(run)  # the chunked loss's checkpoints keep ln_f's output as it is
+    return C * r + 2 * r + C * saved + drop
+
+
+# ---- activations, whole micro-batch ---------------------------------------------------------
+
+
+def activation_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # L * (n * per layer per token + per-layer fixed); checkpointing keeps each block's input only
+    per_token = (
+        checkpoint_act_bytes(cfg, run) if run.activation_checkpointing else sum(layer_act_bytes(cfg, run).values())
+    )
+    return cfg.n_layer * (train_tokens(cfg, run) * per_token + per_layer_fixed_bytes(cfg, run))
+
+
+def recomputed_block_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing: one block's activations rebuilt for its backward, n * (one layer per token)
+    return train_tokens(cfg, run) * sum(layer_act_bytes(cfg, run).values()) if run.activation_checkpointing else 0
+
+
+def lm_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing: the tied lm_head's gradient (V*C) is allocated before the blocks' backward starts
+    return cfg.vocab_size * cfg.n_embd * param_size(run)
+
+
+def head_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    return train_tokens(cfg, run) * head_act_bytes(cfg, run)  # n * head per token
+
+
+def batch_bytes(cfg: ModelConfig, tokens: int) -> int:
+    # x and y int64 (8 bytes each per token), + the int64 positions
+    return 16 * tokens + 8 * cfg.block_size
+
+
+def prefetched_batch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the loop's next micro-batch (x, y int64: 16n), copied to the device after this one's forward
+    # (finegpt.step.forward_backward): alive through backward, the optimizer step and eval
+    return 16 * train_tokens(cfg, run)
+
+
+def bound_batch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # this micro-step's X, Y (16n, int64 each) stay bound after its backward, until the next micro-step
+    # rebinds them or forward_backward returns
+    return 16 * train_tokens(cfg, run)
+
+
+# ---- the logits: per token V wide, the largest term of a small GPT ---------------------------
+
+
+def logits_train_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # at backward start: eager logits + log_softmax output + its grad + the logits grad:
+    # fp32 4+4+4+4 = 16V; autocast 2 (bf16 logits) + 4+4+4 (cross-entropy runs in fp32) = 14V; pure bf16 8V.
+    # Compiled: the fused loss keeps no fp32 copy: logits + autograd's zero gradient for the returned
+    # logits + the loss's gradient, each a*V (3aV)
+    # An eager CUDA run uses the bytes per logit a GPU measured, where one has (calibration.json eager_cuda).
+    n, V = train_tokens(cfg, run), cfg.vocab_size
+    if run.loss_chunks:
+        return 0  # the chunked loss keeps no logits for backward: moments.py has its chunk's moment
+    if run.compile:
+        return int(n * V * act_size(run) * compiled_coefficient("logits_train_copies", run.device))
+    measured = eager_logit_bytes("logits_train_bytes", run.label, run.device)
+    if measured is not None:
+        return int(n * V * measured)
+    return n * V * {"fp32": 16, "bf16": 14, "fp16": 14, "pure_bf16": 8}[run.label]
+
+
+def logits_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # at the end of forward: logits + log_softmax output (fp32 under autocast); compiled, the logits only
+    n, V = train_tokens(cfg, run), cfg.vocab_size
+    if run.loss_chunks:
+        n = loss_chunk_tokens(n, run)  # one chunk at a time, freed before the next; eager even when compiled
+    if run.compile and not run.loss_chunks:
+        return n * V * act_size(run)
+    return n * V * {"fp32": 8, "bf16": 6, "fp16": 6, "pure_bf16": 4}[run.label]
+
+
+def bound_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # a micro-step's logits, still bound after its backward (`logits, loss = model(X, Y)`) and through the
+    # next micro-step's forward, until forward_backward returns: n * V * a, eager or compiled (chunked: none)
+    if run.loss_chunks:
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+# ---- eval: no grad, two batches (the previous one's logits still bound) ------------------------
+
+
+def loss_chunk_tokens(tokens: int, run: RunConfig) -> int:
+    # n_c = ceil(n / loss_chunks): the tokens of one chunk of the chunked loss (all n when it is off)
+    return -(-tokens // run.loss_chunks) if run.loss_chunks else tokens
+
+
+def previous_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per eval token: the previous eval batch's logits, still bound (a*V); the chunked loss returns none
+    return 0 if run.loss_chunks else act_size(run) * cfg.vocab_size
+
+
+def eval_chunk_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the chunked loss without grad: one chunk's logits + the loss's fp32 copy and log_softmax, n_c,e * V *
+    # (fp32 4+4, autocast 2+4+4, pure bf16 2+2). Compiled alike: torch.compile leaves the chunked loss eager
+    n_c, V = loss_chunk_tokens(eval_tokens(cfg, run), run), cfg.vocab_size
+    return n_c * V * {"fp32": 8, "bf16": 10, "fp16": 10, "pure_bf16": 4}[run.label]
+
+
+def eval_logits_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per eval token: the previous batch's logits + the new logits + (eager) the loss's fp32 copy and
+    # log_softmax: fp32 4+4+4 = 12V, autocast 2+2+4+4 = 12V, pure bf16 2+2+2 = 6V; compiled 2aV
+    if run.compile:
+        return int(cfg.vocab_size * act_size(run) * compiled_coefficient("logits_eval_copies", run.device))
+    measured = eager_logit_bytes("logits_eval_bytes", run.label, run.device)
+    if measured is not None:
+        return int(cfg.vocab_size * measured)
+    return cfg.vocab_size * {"fp32": 12, "bf16": 12, "fp16": 12, "pure_bf16": 6}[run.label]
+
+
+def eval_weight_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
+    # eager autocast caches every copy until the autocast context exits; compiled, only the 16-bit copy of
+    # the weight in use: c_fc's (8C^2) in the MLP, c_attn's (6C^2) in attention, lm_head's (2VC) at the loss
+    if not autocast_copy_bytes(cfg, run):
+        return 0
+    if not run.compile:
+        return autocast_copy_bytes(cfg, run)
+    C = cfg.n_embd
+    return {"mlp": 8 * C * C, "attention": 6 * C * C, "head": 2 * cfg.vocab_size * C}[moment]
+
+
+def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inside an MLP, beside the previous batch's logits (aV per token). Eager: the block's input (the caller
+    # still holds it) and the residual after attention (2rC) + ln_2's output (fp32 under autocast) + c_fc
+    # and GELU outputs (8aC). Compiled: the residual + c_fc's output, GELU in place (4aC) + two a*C tensors
+    C, a, r = cfg.n_embd, act_size(run), resid_size(run)
+    if run.compile:
+        per_token = r * C + 6 * a * C
+    else:
+        per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
+    n_e = eval_tokens(cfg, run)
+    moment = n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
+    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU bf16 weight pack are added
+    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e))
+
+
+def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # math attention, beside the previous batch's logits (aV per token): the residual, (eager) ln_1's output,
+    # q, k, v (3aC) and the no-grad T x T transients, two at a time: scores and their masked copy (+ the T x T
+    # bool ~mask, eager), or the softmax and its input (CUDA autocast: fp32 softmax + its 16-bit cast).
+    # Flash attention keeps no T x T matrix; on CPU its kernel's buffers sit beside q, k, v and its output
+    C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
+    ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
+    if run.attention != "math":
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        if not workspace:
+            return 0
+        base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + previous_logits_bytes(cfg, run))
+        return base + workspace + eval_weight_copy_bytes(cfg, run, "attention")
+    base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + previous_logits_bytes(cfg, run))
+    mask = 0 if run.compile else cfg.block_size**2
+    return base + max(n_e * a * HT + mask, n_e * softmax_size(run) * HT) + eval_weight_copy_bytes(cfg, run, "attention")
+
+
+def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # at the loss: the residual stream (compiled: ln_f's output, a*C) + the logits terms above, per token
+    r = act_size(run) if run.compile and not run.loss_chunks else resid_size(run)
+    n_e = eval_tokens(cfg, run)
+    if run.loss_chunks:
+        return n_e * r * cfg.n_embd + eval_chunk_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "head")
+    return n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
+
+
+def eval_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the largest moment of a no-grad forward (with the weight copies alive then) + the eval batch
+    moments = (eval_mlp_moment_bytes(cfg, run), eval_attention_moment_bytes(cfg, run), eval_head_moment_bytes(cfg, run))
+    return max(moments) + batch_bytes(cfg, eval_tokens(cfg, run))

@@ -1,0 +1,213 @@
+"""The memory terms a run holds for its whole life, and the element sizes every term reads.
+
+Element sizes and token counts (param_size, act_size, ...); persistent state (weights, gradients, optimizer
+states and temporaries, DDP buckets, FSDP's gathered weights, autocast's 16-bit weight copies); and what
+nvidia-smi adds outside the allocator's peak. Notation as in terms.py.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import GIB, ModelConfig, count_params, param_breakdown
+from finegpt.memory.calibration import gpu_measured, measured_overhead, widen
+from finegpt.run import RunConfig
+
+MIB = 2**20
+
+# ---- element sizes and token counts ---------------------------------------------------------
+
+
+def param_size(run: RunConfig) -> int:
+    return 2 if run.label == "pure_bf16" else 4  # autocast keeps fp32 master weights
+
+
+def act_size(run: RunConfig) -> int:
+    return 4 if run.label == "fp32" else 2  # matmul outputs (and the logits): 16-bit under autocast or pure bf16
+
+
+def resid_size(run: RunConfig) -> int:
+    return param_size(run)  # residual stream: fp32 + bf16 promotes to fp32 under autocast
+
+
+def mask_size(run: RunConfig, elem: int) -> int:
+    return elem if run.device == "cpu" else 1  # dropout masks: bool on CUDA, input dtype on CPU
+
+
+def softmax_size(run: RunConfig) -> int:
+    # CUDA autocast runs softmax in fp32; CPU autocast keeps it 16-bit
+    if run.label == "fp32" or (run.label in ("bf16", "fp16") and run.device == "cuda"):
+        return 4
+    return 2
+
+
+def train_tokens(cfg: ModelConfig, run: RunConfig) -> int:
+    return run.batch_size * cfg.block_size  # n = B*T per micro-step
+
+
+def eval_tokens(cfg: ModelConfig, run: RunConfig) -> int:
+    return run.eval_micro_batch * cfg.block_size  # n_e = eval_batch_size*T per eval batch
+
+
+def sharded(nbytes: int, run: RunConfig, *kinds: str) -> int:
+    # a rank keeps 1/world_size of what the listed shardings split (ceil: the last shard is padded)
+    return -(-nbytes // run.world_size) if run.world_size > 1 and run.sharding in kinds else nbytes
+
+
+def fsdp(run: RunConfig) -> bool:
+    return run.world_size > 1 and run.sharding == "fsdp"
+
+
+# ---- persistent state -----------------------------------------------------------------------
+
+
+def weight_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # N * 4 (fp32 master weights; tied lm_head counted once), N * 2 for pure bf16; FSDP keeps 1/world
+    return sharded(count_params(cfg, non_embedding=False) * param_size(run), run, "fsdp")
+
+
+def buffer_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # math attention registers a bool causal mask T*T per layer
+    return cfg.n_layer * cfg.block_size**2 if run.attention == "math" else 0
+
+
+def full_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # one gradient per parameter, in the parameter's dtype: N * 4 (N * 2 pure bf16), unsharded
+    return count_params(cfg, non_embedding=False) * param_size(run)
+
+
+def grads_in_buckets(run: RunConfig) -> bool:
+    return run.world_size > 1 and run.sharding == "ddp" and run.gradient_as_bucket_view
+
+
+def grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # this step's gradients per rank: ZeRO-2 and FSDP reduce-scatter them to 1/world; with DDP's
+    # gradient_as_bucket_view they are views into the buckets and cost nothing more
+    return 0 if grads_in_buckets(run) else sharded(full_grad_bytes(cfg, run), run, "zero2", "fsdp")
+
+
+def held_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # gradient accumulation: from the 2nd micro-step the previous ones' gradients are held; FSDP2 skips
+    # the reduce-scatter on all but the last micro-step, so it holds them full size
+    if run.gradient_accumulation_steps == 1:
+        return 0
+    return full_grad_bytes(cfg, run) if fsdp(run) else grad_bytes(cfg, run)
+
+
+def optimizer_state_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # AdamW: exp_avg + exp_avg_sq = 2 * param bytes; SGD momentum buffer 1x; plain SGD none
+    per = {"adamw_fused": 2, "adamw_foreach": 2, "sgd_momentum": 1, "sgd": 0}[run.optimizer]
+    total = per * count_params(cfg, non_embedding=False) * param_size(run)
+    return sharded(total, run, "zero1", "zero2", "fsdp")
+
+
+def decayed_params(cfg: ModelConfig) -> int:
+    # nanoGPT's first param group: the 2-D tensors (matmuls, embeddings); biases and norms are the second
+    parts, b = param_breakdown(cfg), int(cfg.bias)
+    return sum(parts.values()) - parts["layernorm"] - cfg.n_layer * 9 * cfg.n_embd * b
+
+
+def optimizer_temp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # foreach AdamW builds a temporary per tensor (the denominator sqrt(v)) for one param group at a
+    # time: the decayed group's size, about 4N; the fused kernel updates in place
+    if run.optimizer != "adamw_foreach":
+        return 0
+    return sharded(decayed_params(cfg) * param_size(run), run, "zero1", "zero2", "fsdp")
+
+
+def ddp_bucket_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # DDP's flat all-reduce buckets hold a copy of every grad (4N), allocated when DDP wraps the model:
+    # zero_grad cannot free them. With gradient_as_bucket_view=True the grads are views into them instead
+    if run.world_size == 1 or run.sharding != "ddp":
+        return 0
+    return full_grad_bytes(cfg, run)
+
+
+def fsdp_param_size(run: RunConfig) -> int:
+    # FSDP2's MixedPrecisionPolicy (finegpt.step.mixed_precision) gathers 16-bit weights on GPU; CPU stays fp32
+    return 2 if fsdp(run) and run.device == "cuda" and run.label != "fp32" else param_size(run)
+
+
+def fsdp_gathered_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # FSDP2 gathers weights whole while they work. At the start of backward (and in eval) that is the
+    # root's (embeddings / tied lm_head, ln_f: the root is not resharded after forward) and one block's
+    # (the last, prefetched for its backward): (V*C + T*C + ln_f + one block) * gathered element size
+    if not fsdp(run):
+        return 0
+    parts, ln_f = param_breakdown(cfg), cfg.n_embd * (1 + int(cfg.bias))
+    block = (parts["attention"] + parts["mlp"] + parts["layernorm"] - ln_f) // cfg.n_layer
+    root = parts["token_embedding"] + parts["position_embedding"] + ln_f
+    return (root + block) * fsdp_param_size(run)
+
+
+def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = None) -> int:
+    # autocast caches a 16-bit copy of every matmul weight (and bias): 2 * (12LC^2 + VC + biases);
+    # `blocks` counts how many blocks' copies are alive (checkpointing frees them; lm_head's stays).
+    # Compiled, the graph saves the weights' copies for backward, not the biases'
+    if run.label not in ("bf16", "fp16") or fsdp_param_size(run) == 2:
+        return 0  # fp32, or FSDP2 already gathers 16-bit weights: nothing for autocast to cast
+    parts, C, b = param_breakdown(cfg), cfg.n_embd, int(cfg.bias)
+    blocks = cfg.n_layer if blocks is None else blocks
+    per_block = (parts["attention"] + parts["mlp"]) // cfg.n_layer - (9 * C * b if run.compile else 0)
+    return 2 * (blocks * per_block + parts["token_embedding"])  # lm_head is the tied wte
+
+
+# ---- CPU only: the flash-attention kernel's buffers -----------------------------------------------
+
+
+def cpu_flash_workspace_bytes(cfg: ModelConfig, run: RunConfig, backward: bool = True) -> int:
+    # PyTorch's CPU flash attention (FlashAttentionKernel.cpp) allocates per thread, for q blocks of qS rows
+    # (32, 64 from T 192, 256 from T 768) and kv blocks of kvS = min(T, 512): forward fp32 scores + max + sum
+    # + output qS*(kvS + 2 + hs); backward fp32 scores and their gradient 2*qS*kvS; + a 16-bit copy of the
+    # scores for bf16 inputs. CUDA's kernels keep no such buffers
+    if run.device != "cpu" or run.attention != "flash":
+        return 0
+    T, hs = cfg.block_size, cfg.n_embd // cfg.n_head
+    qS = min(T, 256 if T >= 768 else 64 if T >= 192 else 32)
+    kvS = min(T, 512)
+    per_thread = 4 * (2 * qS * kvS if backward else qS * (kvS + 2 + hs))
+    reduced = 2 * qS * kvS if act_size(run) == 2 else 0
+    return run.cpu_threads * (per_thread + reduced)
+
+
+def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) packs its bf16 weight
+    # into a copy first, 4C^2 * 2 bytes, while it runs (seen at 128 tokens, not at 256 or 512); autocast's
+    # and CUDA's matmuls do not
+    return 8 * cfg.n_embd**2 if run.device == "cpu" and run.label == "pure_bf16" and tokens <= 128 else 0
+
+
+# ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
+
+
+def cuda_context_range(run: RunConfig) -> tuple[int, int]:
+    # CUDA context + loaded kernels: ~0.3 GiB with lazy module loading (PyTorch's default on CUDA >= 11.7)
+    # to 0.7 GiB for one tensor on older stacks (discuss.pytorch.org/t/73021: 723 MiB). Compiled, inductor's
+    # Triton kernels load as more modules: 0.4-1.0 GiB. A GPU measurement (calibration.json) widens it
+    low, high = (0.4, 1.0) if run.compile else (0.3, 0.8)
+    key = "cuda_context_gib_compiled" if run.compile else "cuda_context_gib_eager"
+    low, high = widen((low, high), measured_overhead(key))
+    return int(low * GIB), int(high * GIB)
+
+
+def cublas_workspace_range(run: RunConfig) -> tuple[int, int]:
+    # allocated through the caching allocator, per cuBLAS handle (the forward's thread and autograd's
+    # backward thread each have one): cuBLAS 8 MiB (discuss.pytorch.org/t/178671: 8519680 B) + cuBLASLt
+    # 1-32 MiB (pytorch/pytorch#120925: 32 MiB on Hopper); the CPU measurements cannot see them
+    return 2 * 9 * MIB, 2 * 40 * MIB
+
+
+def reserve_factor_range(run: RunConfig) -> tuple[float, float]:
+    # the caching allocator keeps freed blocks for reuse and rounds requests up (to 512 B and 2 MiB
+    # segments): reserved = allocated * 1.05-1.20 for static shapes. A GPU measurement widens it
+    key = "reserved_factor_compiled" if run.compile else "reserved_factor_eager"
+    return widen((1.05, 1.20), measured_overhead(key))
+
+
+def nccl_bytes(run: RunConfig) -> int:
+    # NCCL's buffers: about 3 GiB per GPU seen with 8-GPU DDP, scaled down for fewer ranks
+    return int(3 * GIB * (run.world_size - 1) / 7) if run.world_size > 1 else 0
+
+
+def compiled_uncertainty_bytes(compiled_terms_bytes: int, run: RunConfig) -> int:
+    # a CUDA run's compiled terms, while only CPU inductor has measured them: +5 % (the CPU grid's
+    # acceptance); none once a GPU has measured them, or for a CPU run (the backend they were measured on)
+    return 0 if run.device == "cpu" or gpu_measured() else compiled_terms_bytes // 20

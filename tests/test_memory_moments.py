@@ -1,0 +1,164 @@
+"""The chunked loss (exact, predicted, offered by the CLI), the moments inside backward the memory model names
+(the tied embedding's gradient, math attention's softmax backward, checkpointing's recompute), the meter
+measure() reads on CPU, and a fixed-seed sample of bench/memory_search.py's corners."""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from finegpt.cli import main
+from finegpt.config import ModelConfig
+from finegpt.errors import FinegptError
+from finegpt.memory import RunConfig, estimate, measure
+from finegpt.memory.measurement import LiveBytes
+from finegpt.memory.profiled import ProfiledBytes
+from finegpt.model import GPT
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import memory_search  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _error(cfg: ModelConfig, run: RunConfig, phase: str = "train") -> float:
+    measured = measure(cfg, run, evals=phase != "train")[phase]
+    return (estimate(cfg, run).peaks[phase] - measured) / measured
+
+
+# ---- the chunked loss -------------------------------------------------------------------------------
+
+
+def test_chunked_loss_equals_the_full_loss_and_its_gradients_in_fp32():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=300))
+    x, y = torch.randint(300, (3, 16)), torch.randint(300, (3, 16))
+    y[0, :5] = -1  # ignored targets count in neither the sum nor the mean
+    logits, full = model(x, y)
+    full.backward()
+    expected = {k: p.grad.clone() for k, p in model.named_parameters()}
+    for chunks in (1, 5, 7, 48):  # 48 tokens: chunks of 48, 10 (the last 8), 7 (the last 6), 1
+        model.zero_grad(set_to_none=True)
+        model.loss_chunks = chunks
+        none, loss = model(x, y)
+        loss.backward()
+        assert none is None and logits.shape == (3, 16, 300)
+        assert abs(loss.item() - full.item()) <= 1e-5 * abs(full.item())
+        for k, p in model.named_parameters():
+            assert (p.grad - expected[k]).abs().max() <= 1e-5 * expected[k].abs().max(), (chunks, k)
+
+
+def test_chunked_loss_without_grad_is_the_eval_loss():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=64)).eval()
+    x, y = torch.randint(64, (2, 8)), torch.randint(64, (2, 8))
+    with torch.no_grad():
+        _, full = model(x, y)
+        model.loss_chunks = 3
+        _, chunked = model(x, y)
+    assert torch.allclose(full, chunked, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "pure_bf16"])
+def test_chunked_loss_peak_is_predicted_within_one_percent(dtype):
+    cfg = ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=8192)
+    run = RunConfig(batch_size=4, gradient_accumulation_steps=2, dtype=dtype, loss_chunks=4, device="cpu")
+    measured = measure(cfg, run)
+    e = estimate(cfg, run)
+    for phase in ("train", "eval", "first_eval"):
+        assert abs(e.peaks[phase] - measured[phase]) <= 0.01 * measured[phase], phase
+    unchunked = measure(cfg, replace(run, loss_chunks=0))
+    assert measured["train"] < 0.6 * unchunked["train"]  # the logits were most of the step
+
+
+def test_loss_chunks_is_a_training_setting_and_validated():
+    from finegpt.config import TrainConfig
+    from finegpt.memory import run_config
+
+    assert run_config(TrainConfig(loss_chunks=8)).loss_chunks == 8
+    with pytest.raises(FinegptError, match=r"^loss_chunks=-1: must be an integer >= 0"):
+        TrainConfig(loss_chunks=-1)
+    with pytest.raises(FinegptError, match=r"^loss_chunks=True: must be an integer >= 0"):
+        RunConfig(loss_chunks=True)
+
+
+def test_cli_offers_chunking_when_the_logits_decide_and_the_guide_then_fits_a_4090_eager(capsys):
+    guide = str(Path(__file__).resolve().parents[1] / "configs" / "guide_24gb.py")
+    assert main(["memory", guide, "--gpu", "4090", "--compile=False"]) == 0
+    out = capsys.readouterr().out
+    assert "out of memory" in out and "(largest term: logits + cross-entropy)" in out
+    assert "hint: the logits decide it: --loss_chunks=8" in out
+    assert main(["memory", guide, "--gpu", "4090", "--compile=False", "--loss_chunks=8"]) == 0
+    out = capsys.readouterr().out
+    verdict = next(line for line in out.splitlines() if line.startswith("RTX 4090"))
+    assert ": fits: needs" in verdict and "hint:" not in out
+    assert "CPU-calibrated, GPU pending (bench/gpu_check.py): loss chunk (backward, recomputed)" in out
+
+
+def test_widgets_and_solver_know_the_knob():
+    from finegpt import widgets
+    from finegpt.memory import get_gpu, max_micro_batch
+
+    guide = ModelConfig(n_layer=10, n_head=10, n_embd=640, block_size=1024)
+    run = RunConfig(batch_size=32, dtype="bf16", gpu="4090")
+    assert max_micro_batch(guide, replace(run, loss_chunks=8), get_gpu("4090")) > 2 * max_micro_batch(
+        guide, run, get_gpu("4090")
+    )
+    view = widgets.memory_view(n_layer=10, n_head=10, n_embd=640, batch_size=32, gpu="4090", dtype="bf16")
+    chunked = widgets.memory_view(
+        n_layer=10, n_head=10, n_embd=640, batch_size=32, gpu="4090", dtype="bf16", loss_chunks=8
+    )
+    assert (view.verdict, chunked.verdict) == ("out of memory", "fits")
+
+
+# ---- the moments inside backward ------------------------------------------------------------------
+
+WIDE = ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=64, vocab_size=50304)  # 1 layer, GPT-2's vocab
+MISSED = {  # the corners a hand-picked grid missed, each peaking at a moment of its own
+    "tied embedding gradient, bf16": (WIDE, RunConfig(batch_size=2, dtype="bf16", device="cpu")),
+    "tied embedding gradient, fp32 (summed out of place)": (WIDE, RunConfig(batch_size=2, dtype="fp32", device="cpu")),
+    "math attention T=1024": (
+        ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=1024, vocab_size=512),
+        RunConfig(batch_size=1, dtype="fp32", attention="math", device="cpu"),
+    ),
+    "checkpointing fp32": (
+        ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=512),
+        RunConfig(batch_size=4, dtype="fp32", activation_checkpointing=True, device="cpu"),
+    ),
+}
+MOMENT_TERMS = {
+    "tied embedding gradient, bf16": "embedding gradient (dense, tied)",
+    "tied embedding gradient, fp32 (summed out of place)": "embedding gradient (dense, tied)",
+    "math attention T=1024": "softmax backward (math attention)",
+    "checkpointing fp32": "recompute transients (MLP backward)",
+}
+
+
+@pytest.mark.parametrize("name", MISSED)
+def test_each_missed_moment_is_a_named_term_and_the_peak_is_within_one_percent(name):
+    cfg, run = MISSED[name]
+    assert MOMENT_TERMS[name] in estimate(cfg, run).phase_terms["train"]
+    assert abs(_error(cfg, run)) <= 0.01
+
+
+def test_cpu_measurement_reads_the_allocator_and_a_dispatch_mode_would_read_one_vocab_gradient_more():
+    cfg, run = MISSED["tied embedding gradient, bf16"]
+    default = measure(cfg, run, evals=False)["train"]
+    assert default == measure(cfg, run, tracker=ProfiledBytes(), evals=False)["train"]
+    # under a TorchDispatchMode autograd sums the tied weight's two gradients out of place: + V*C fp32
+    extra = measure(cfg, run, tracker=LiveBytes(), evals=False)["train"] - default
+    assert abs(extra - 50304 * 256 * 4) <= 0.01 * 50304 * 256 * 4
+
+
+# ---- the search ----------------------------------------------------------------------------------
+
+
+def test_a_fixed_seed_sample_of_the_search_never_under_predicts():
+    """12 small eager configs drawn as bench/memory_search.py draws them: none under-predicted by more than
+    1 % (the direction that lets a run go out of memory after a "fits"), none over by more than 5 %. The
+    search's 3 % target is not met yet by checkpointing + the chunked loss on tiny configs (+4.5 % here)."""
+    rows = memory_search.search(seed=2024, n=12, cap_bytes=24 * 2**20, compiled_share=0.0, log=lambda line: None)
+    errors = [e for r in rows for e in r["errors"].values()]
+    assert len(rows) == 12 and min(errors) >= -0.01 and max(errors) <= 0.05, "\n".join(memory_search.table(rows))
