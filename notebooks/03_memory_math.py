@@ -381,22 +381,26 @@ assert max(redraw_s) < REDRAW_LIMIT_S
 # What matters for the optimizer is the number of tokens per step: micro-batch × gradient accumulation ×
 # block size. Gradient accumulation runs several micro-batches before each optimizer step and adds their
 # gradients, so a smaller micro-batch with more accumulation gives the same step with less memory.
-# `max_micro_batch` bisects on the estimate, keeping some of the card free (the cell prints how much), and
-# `plan` picks the smallest micro-batch that reaches the target with the fewest accumulation steps.
+# `max_micro_batch` bisects on the estimate with the verdict's own rule (the high end of what `nvidia-smi`
+# would show stays under the card), so a config that "fits" at a micro-batch B always has a largest micro-batch
+# of at least B. `plan` picks the smallest micro-batch that reaches the target with the fewest accumulation
+# steps, and can keep a margin free on top (the planners below do).
 
 # %%
 b_max = M.max_micro_batch(gpt2, run, GPU)
-target = run.batch_size * run.gradient_accumulation_steps * gpt2.block_size
+target = run.tokens_per_step(gpt2.block_size)
 p = M.plan(gpt2, run, target, GPU)
+p_margin = M.plan(gpt2, run, target, GPU, headroom=HEADROOM)
 print(f"largest micro-batch on the {M.GPUS[GPU].name}: {b_max}")
-lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")  # kept free beyond the high end of what nvidia-smi shows
+lab.show("headroom_pct", 100 * HEADROOM, "{:.0f}")  # the planners' margin beyond the high end of nvidia-smi
 print(f"nanoGPT's {target:,} tokens/step -> batch_size={p.batch_size} x gradient_accumulation_steps="
       f"{p.gradient_accumulation_steps} = {p.tokens_per_step:,} tokens/step, peak {p.peak_gib:.2f} GiB")
-assert p.batch_size <= b_max and p.tokens_per_step >= target
+print(f"with the planners' margin: batch_size={p_margin.batch_size} x {p_margin.gradient_accumulation_steps}")
+assert p.batch_size <= b_max and p.tokens_per_step >= target and p_margin.batch_size <= p.batch_size
 
 # %% [markdown]
-# `max_micro_batch` keeps 5 %<!-- value: headroom_pct --> of the card free beyond the *high* end of what
-# `nvidia-smi` would show: room for another process on the card, or a notebook's leftovers.
+# The planners (`recommend`, `session_plan`) keep 5 %<!-- value: headroom_pct --> of the card free beyond the
+# *high* end of what `nvidia-smi` would show: room for another process on the card, or a notebook's leftovers.
 #
 # The plan reaches nanoGPT's tokens per step with a smaller micro-batch and more accumulation steps: the
 # same optimizer step, built from more, smaller forward and backward passes.
