@@ -78,11 +78,16 @@ def fit_summary(model_cfg: ModelConfig, run: RunConfig, max_iters: int) -> dict:
             }
         kw = dict(batch_size=run.batch_size, gradient_accumulation_steps=run.gradient_accumulation_steps)
         seconds = train_time_range_s(model_cfg, tokens, gpu, run.label, run.world_size, run.compile, **kw)
-        out["hours"] = [s / 3600 for s in seconds]
-        out["mfu_range"] = list(
-            run_mfu_range(model_cfg, gpu, run.batch_size, run.gradient_accumulation_steps, run.compile, run.label)
-        )
+        mfu = run_mfu_range(model_cfg, gpu, run.batch_size, run.gradient_accumulation_steps, run.compile, run.label)
+        out["hours"] = [_digits(s / 3600) for s in seconds]
+        out["mfu_range"] = [_digits(x) for x in mfu]
     return out
+
+
+def _digits(x: float) -> float:
+    """12 significant digits: a time model's pow and exp differ in the last bits between libms (glibc here,
+    WebAssembly's in the browser page), and the JSON must read the same everywhere."""
+    return float(f"{x:.12g}")
 
 
 def summary_from_settings(values: dict, gpu: str | None = None, notes: list[str] = ()) -> tuple:
