@@ -1,15 +1,26 @@
 """Files that are never half-written: write `<name>.tmp`, fsync it, rename it over the name, fsync the folder.
 
 A crash at any moment leaves the old file or the new one; a failed write leaves no temp file.
-Entry points: atomic_write, atomic_write_text, fsync_dir.
+Entry points: atomic_write, atomic_write_text, fsync_dir; NO_SPACE and human_bytes for messages about space.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that failed for want of space (disk or quota)
+
+
+def human_bytes(nbytes: float) -> str:
+    """1.50 GiB, 12.3 MiB or 640 KiB: a size as a message to a student shows it."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size:
+            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"
 
 
 def fsync_dir(path: str | Path) -> None:

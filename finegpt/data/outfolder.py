@@ -15,6 +15,7 @@ from finegpt import folders
 from finegpt.data.shards import META
 from finegpt.data.sources import source_changes
 from finegpt.errors import FinegptError, bad
+from finegpt.files import human_bytes
 
 MANIFEST, STATS = "manifest.json", "stats.json"
 
@@ -95,16 +96,6 @@ def make_writable(out: Path) -> None:
         raise bad(
             "out", str(out), f"cannot be written ({e.strerror or e})", "Choose a folder you can write to with --out"
         ) from e
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-def human_bytes(nbytes: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= size:
-            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
-    return f"{nbytes / 2**10:.0f} KiB"
 
 
 def _free_bytes(out: Path) -> int:

@@ -22,7 +22,7 @@ from finegpt.data.shards import HEADER_BYTES, token_dtype, write_meta, write_sha
 from finegpt.data.sources import iter_batches, resolve_source, source_fingerprint
 from finegpt.data.tokenizers import default_tokenizer, get_tokenizer
 from finegpt.errors import bad
-from finegpt.files import atomic_write_text
+from finegpt.files import NO_SPACE, atomic_write_text
 
 BYTES_PER_TOKEN_GUESS = {"bytes": 1.0, "gpt2": 4.0}  # only sizes the default val split when no budget is given
 
@@ -196,7 +196,7 @@ def _into_folder(out: Path, job: dict, spec: dict, overwrite: bool, write, need_
             stats = write(work, manifest)
         except OSError as e:
             lock.check_held()  # the folder deleted under it: one line, and it is never made again
-            if e.errno not in outfolder._NO_SPACE:
+            if e.errno not in NO_SPACE:
                 raise
             raise outfolder.no_space(out, work, e) from e
         if work != out:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from finegpt.errors import FinegptError, bad
-from finegpt.files import atomic_write
+from finegpt.files import NO_SPACE, atomic_write, human_bytes
 
 _STEP_NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
 
@@ -62,16 +62,6 @@ def set_rng_state(state: dict) -> None:
 
 
 # ---- writing -----------------------------------------------------------------------------------
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-def human_bytes(nbytes: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= size:
-            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
-    return f"{nbytes / 2**10:.0f} KiB"
 
 
 def state_bytes(obj) -> int:
@@ -128,7 +118,7 @@ def save_checkpoint(ckpt: dict, out_dir: str | Path, keep: int = 3) -> Path:
     try:
         return _save(ckpt, Path(out_dir), keep)
     except OSError as e:
-        if e.errno not in _NO_SPACE:
+        if e.errno not in NO_SPACE:
             raise
         raise no_space(Path(out_dir), ckpt, e) from e
 

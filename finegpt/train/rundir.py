@@ -22,8 +22,8 @@ from pathlib import Path
 
 from finegpt import folders
 from finegpt.errors import bad
-from finegpt.files import atomic_write_text
-from finegpt.train.checkpoint import _STEP_NAME, human_bytes, resolve_checkpoint, step_checkpoints
+from finegpt.files import atomic_write_text, human_bytes
+from finegpt.train.checkpoint import _STEP_NAME, resolve_checkpoint, step_checkpoints
 
 OWNER = "run.json"
 _RUN_NAMES = ("ckpt.pt", "latest", "metrics.jsonl", OWNER, "tensorboard", "wandb", folders.STAGING)
