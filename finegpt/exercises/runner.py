@@ -61,7 +61,9 @@ def _is_student(filename: str) -> bool:
 
 def where(tb) -> str:
     """'line 3 of lr_at: `while it > 0:`', the innermost line of student code in a traceback."""
-    frames = [f for f in traceback.extract_tb(tb) if _is_student(f.filename)]
+    # a "<string>" dunder is code Python generated (a dataclass's __init__ under replace()), not the student's
+    generated = lambda f: f.filename == "<string>" and f.name.startswith("__")  # noqa: E731
+    frames = [f for f in traceback.extract_tb(tb) if _is_student(f.filename) and not generated(f)]
     if not frames:
         return ""
     f = frames[-1]
