@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -28,8 +29,8 @@ import torch
 from machine import cpu_name  # bench/machine.py: a script sees its own folder
 
 from finegpt.config import ModelConfig, TrainConfig
-from finegpt.memory import calibrate
-from finegpt.memory.probe import probe
+from finegpt.memory import calibrate, calibration
+from finegpt.memory.probe import cpu_yardstick, probe
 from finegpt.memory.speed import CALIBRATION_POINTS, cpu_step_s, predict, work
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ CPU_SWEEP = [
     ("4L/256, T=128, B=4, GPT-2 vocab", dict(n_layer=4, n_head=4, n_embd=256, block_size=128), 50304, 4, 1),
 ]
 TRAINED = (0, 1, 3)  # the sweep rows trained after their probe (bytes vocab: the plays' shards)
+MIN_SPREAD = (0.75, 1.33)  # a shared CPU's step time moves by a quarter between runs at the same yardstick
 
 
 def train_cfg(batch_size: int, accumulation: int, **kw) -> TrainConfig:
@@ -60,44 +62,77 @@ def train_cfg(batch_size: int, accumulation: int, **kw) -> TrainConfig:
     )
 
 
+def cpu_share(fn):
+    """(fn(), the share of one core this process had while fn ran): on a shared machine other processes take
+    turns on the cores, and a yardstick measured a moment before a probe may have had another share."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
 def sweep(seconds: float) -> list[dict]:
+    """Each config probed, with the machine's yardstick measured just before and just after it (their geometric
+    mean), rescaled from the share of a core the yardstick had to the share the probe had: the machine and its
+    load while the probe ran."""
     rows = []
     for label, fields, vocab, b, g in CPU_SWEEP:
         cfg = ModelConfig(**fields, vocab_size=vocab, bias=False)
-        s = probe(cfg, train_cfg(b, g), seconds)
+        before, before_share = cpu_share(cpu_yardstick)
+        s, share = cpu_share(functools.partial(probe, cfg, train_cfg(b, g), seconds))
+        after, after_share = cpu_share(cpu_yardstick)
+        load = share / float(np.sqrt(before_share * after_share))  # > 1: the probe had more of a core
+        yardstick = {k: float(np.sqrt(before[k] * after[k])) for k in before}
+        yardstick = {k: v / load if k == "op_s" else v * load for k, v in yardstick.items()}
         rows.append(
             dict(label=label, cfg=cfg, batch_size=b, accumulation=g, step_s=s.step_s, tokens_per_s=s.tokens_per_s)
         )
-        print(f"{label}: {s.tokens_per_s:,.0f} tokens/s ({1000 * s.step_s:.1f} ms/iter)", flush=True)
+        rows[-1].update(yardstick=yardstick, share=share)
+        print(
+            f"{label}: {s.tokens_per_s:,.0f} tokens/s ({1000 * s.step_s:.1f} ms/iter), {share:.0%} of a core, "
+            f"yardstick {yardstick}",
+            flush=True,
+        )
     return rows
 
 
+def fitted_step_s(row: dict, shares: dict) -> float:
+    y = row["yardstick"]
+    rates = dict(flops_per_s=shares["flops"] * y["flops_per_s"], bytes_per_s=shares["bytes"] * y["bytes_per_s"])
+    w = work(row["cfg"], row["batch_size"], fp32=True)
+    return cpu_step_s(w, row["accumulation"], **rates, op_s=shares["ops"] * y["op_s"])
+
+
 def fit_cpu(rows: list[dict]) -> dict:
-    """flops_per_s, bytes_per_s and op_s minimizing the relative error of cpu_step_s over the rows. The matmul and
-    the traffic terms grow together across small models, so a free fit trades one for the other on a noisy
-    machine: each is searched on a grid within what one core can do (5-200 GFLOP/s, 1-50 GB/s), op_s solved
-    by least squares (>= 0) at each point. The spread is the range of measured / fitted, widened by 10 %."""
+    """The shares of the yardstick (matmul FLOP/s, add bytes/s, tiny-op seconds) a training step runs at,
+    minimizing the relative error of cpu_step_s over the rows, each row against its own yardstick. The matmul
+    and the traffic terms grow together across small models, so a free fit trades one for the other on a
+    noisy machine: each share is searched on a grid (matmul 0.05-1.5, traffic 0.02-3), the op share solved by
+    least squares (>= 0) at each point. The spread is the range of measured / fitted, widened by 10 %, and at
+    least MIN_SPREAD."""
     A = []
     for r in rows:
-        w, g = work(r["cfg"], r["batch_size"], fp32=True), r["accumulation"]
+        w, g, y = work(r["cfg"], r["batch_size"], fp32=True), r["accumulation"], r["yardstick"]
         moved = g * (w["logit_bytes"] + w["activation_bytes"] + w["weight_bytes"]) + w["opt_bytes"]
-        A.append([g * w["flops"], moved, g * w["kernels"] + w["opt_kernels"]])
+        ops = g * w["kernels"] + w["opt_kernels"]
+        A.append([g * w["flops"] / y["flops_per_s"], moved / y["bytes_per_s"], ops * y["op_s"]])
     A, t = np.array(A), np.array([r["step_s"] for r in rows])
     best = None
-    for flops_per_s in np.geomspace(5e9, 2e11, 41):
-        for bytes_per_s in np.geomspace(1e9, 5e10, 41):
-            rest = (t - A[:, 0] / flops_per_s - A[:, 1] / bytes_per_s) / t  # what the kernels must explain
+    for flops in np.geomspace(0.05, 1.5, 41):
+        for moved in np.geomspace(0.02, 3.0, 41):
+            rest = (t - A[:, 0] / flops - A[:, 1] / moved) / t  # what the per-op cost must explain
             c = A[:, 2] / t
-            op_s = max(0.0, float(c @ rest / (c @ c)))
-            err = float(np.sum((rest - c * op_s) ** 2))
+            ops = max(0.0, float(c @ rest / (c @ c)))
+            err = float(np.sum((rest - c * ops) ** 2))
             if best is None or err < best[0]:
-                best = (err, flops_per_s, bytes_per_s, op_s)
-    k = {"flops_per_s": float(best[1]), "bytes_per_s": float(best[2]), "op_s": best[3]}
-    ratios = [
-        r["step_s"] / cpu_step_s(work(r["cfg"], r["batch_size"], fp32=True), r["accumulation"], **k) for r in rows
+                best = (err, flops, moved, ops)
+    shares = {"flops": float(f"{best[1]:.4g}"), "bytes": float(f"{best[2]:.4g}"), "ops": float(f"{best[3]:.4g}")}
+    ratios = [r["step_s"] / fitted_step_s(r, shares) for r in rows]
+    spread = [
+        round(float(min(MIN_SPREAD[0], min(ratios) * 0.9)), 3),
+        round(float(max(MIN_SPREAD[1], max(ratios) * 1.1)), 3),
     ]
-    k["spread"] = [round(float(min(0.9, min(ratios) * 0.9)), 3), round(float(max(1.1, max(ratios) * 1.1)), 3)]
-    return {key: float(f"{v:.4g}") if isinstance(v, float) else v for key, v in k.items()}
+    yardstick = {k: float(f"{np.median([r['yardstick'][k] for r in rows]):.4g}") for k in rows[0]["yardstick"]}
+    return {"shares": shares, "yardstick": yardstick, "spread": spread}
 
 
 # ---- `finegpt speed` then `finegpt train`, as a user runs them ---------------------------------------------
@@ -205,14 +240,23 @@ def gpu_table() -> list[str]:
 
 
 def cpu_table(rows: list[dict]) -> list[str]:
-    lines = ["| config | measured tokens/s | predicted tokens/s (range) | in range |", "|---|---:|---:|---|"]
+    """Each row against the shipped constants (calibration.json's speed.cpu as this run found it) at the row's
+    own yardstick: no fit to these rows."""
+    lines = [
+        "| config | share of a core | yardstick (matmul GFLOP/s, add GB/s, op µs) | measured tokens/s "
+        "| predicted tokens/s (range) | in range |",
+        "|---|---:|---|---:|---:|---|",
+    ]
     for r in rows:
-        p = predict(r["cfg"], None, r["batch_size"], r["accumulation"])
+        y = r["yardstick"]
+        p = predict(r["cfg"], None, r["batch_size"], r["accumulation"], cpu_yardstick=y)
         tokens = r["batch_size"] * r["accumulation"] * r["cfg"].block_size
         lo, hi = tokens / p.step_s_range[1], tokens / p.step_s_range[0]
         ok = "yes" if lo <= r["tokens_per_s"] <= hi else "NO"
         lines.append(
-            f"| {r['label']} | {r['tokens_per_s']:,.0f} | {p.tokens_per_s:,.0f} ({lo:,.0f}-{hi:,.0f}) | {ok} |"
+            f"| {r['label']} | {r['share']:.0%} | {y['flops_per_s'] / 1e9:.0f}, {y['bytes_per_s'] / 1e9:.1f}, "
+            f"{1e6 * y['op_s']:.0f} "
+            f"| {r['tokens_per_s']:,.0f} | {p.tokens_per_s:,.0f} ({lo:,.0f}-{hi:,.0f}) | {ok} |"
         )
     return lines
 
@@ -236,15 +280,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="probe time per sweep config")
     ap.add_argument("--train_seconds", type=float, default=60.0, help="each time-boxed finegpt train")
     ap.add_argument("--no_write", action="store_true", help="print; write neither docs/speed.md nor calibration")
+    ap.add_argument("--sweep_only", action="store_true", help="the sweep and the refit only (no doc)")
     ap.add_argument("--time_box", action="store_true", help="also: tiny.py --max_minutes=1, and killed + --resume")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0, load_before = time.time(), os.getloadavg()[0]
     rows = sweep(args.seconds)
+    shipped_shares = calibration.active().get("speed", {}).get("cpu", {}).get("shares", "the code's defaults")
+    table = cpu_table(rows)  # before the refit below: no fit to these rows
+    print("\n".join(table))
     fitted = fit_cpu(rows)
-    print("fitted CPU constants:", fitted)
+    print("refitted CPU shares:", fitted)
     if not args.no_write:
         calibrate.write({"speed": {"cpu": {**fitted, "source": f"python bench/speed_check.py, {cpu_name()}"}}})
+    if args.sweep_only:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = make_data(folder)
@@ -278,12 +328,16 @@ def main(argv=None) -> int:
             f"Machine: {machine}, shared: load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
             f"the end. Total time {time.time() - t0:.0f} s.",
             "",
-            "### The speed model against measured steps, fitted in the same run",
+            "### The speed model against measured steps",
             "",
-            f"`finegpt.memory.probe` on random tokens, {args.seconds:g} s per config after warm-up; the CPU constants "
-            f"fitted to these rows (calibration.json speed.cpu): {fitted}.",
+            f"`finegpt.memory.probe` on random tokens, {args.seconds:g} s per config after warm-up, with "
+            "`finegpt.memory.probe.cpu_yardstick()` measured just before and after each (a 256 x 256 matmul, an add "
+            "over 16 MiB, one tiny autograd op: the machine and its load at that moment). Predicted: the shares in "
+            f"calibration.json's speed.cpu as this run found them ({shipped_shares}) times each row's yardstick, "
+            "so no fit to these rows. Afterwards the shares were refitted to these rows and written for the next "
+            f"run: {fitted}.",
             "",
-            *cpu_table(rows),
+            *table,
             "",
             "### `finegpt speed`, then a time-boxed `finegpt train` of the same config",
             "",
@@ -324,6 +378,12 @@ def write_doc(cpu_section: str) -> None:
             "The families without a measured card (Ampere, GeForce, the T4, ...) use cited figures "
             "(finegpt/memory/speed.py names them) and a wider range; `python bench/gpu_check.py --budget_s 420` on a "
             "GPU runs a sweep of five sizes, eager and compiled, and refits its family.",
+            "",
+            "A CPU has no datasheet, so finegpt measures one: `finegpt.memory.probe.cpu_yardstick()` times a 256 x 256 "
+            "matmul, an add over 16 MiB and one tiny autograd op on this machine, now (0.6 s). A training step runs "
+            "at a share of each (calibration.json's speed.cpu, fitted by this bench), so the CPU prediction follows "
+            "the machine and its load instead of the one the shares were fitted on "
+            "(`predict(cfg, None, B, cpu_yardstick=cpu_yardstick())`).",
             "",
             "## GPU points (the model is fitted to these)",
             "",

@@ -66,3 +66,44 @@ def test_the_gpu_sweep_refits_the_matmul_share_it_was_measured_at():
     assert speed_sweep.updates(results, "A100-80", "src") == {
         "speed": {"ampere": {"matmul_share": 0.42, "source": "src"}}
     }
+
+
+def test_a_cpu_prediction_follows_the_machine_it_runs_on():
+    # a machine twice as fast in every part of the yardstick predicts exactly half the step time
+    cfg = ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=320, bias=False)
+    here = {"flops_per_s": 80e9, "bytes_per_s": 10e9, "op_s": 50e-6}
+    twice = {"flops_per_s": 160e9, "bytes_per_s": 20e9, "op_s": 25e-6}
+    slow, fast = predict(cfg, None, 16, cpu_yardstick=here), predict(cfg, None, 16, cpu_yardstick=twice)
+    assert fast.step_s == pytest.approx(slow.step_s / 2, rel=1e-12)
+    assert fast.tokens_per_s == pytest.approx(2 * slow.tokens_per_s, rel=1e-12)
+    assert slow.mfu is None  # a CPU has no datasheet peak
+
+
+def test_cpu_yardstick_measures_this_machine():
+    from finegpt.memory.probe import cpu_yardstick
+
+    y = cpu_yardstick(seconds=0.15)
+    assert set(y) == {"flops_per_s", "bytes_per_s", "op_s"}
+    assert 1e8 < y["flops_per_s"] < 1e14 and 1e8 < y["bytes_per_s"] < 1e13 and 1e-7 < y["op_s"] < 1e-2
+
+
+def test_the_cpu_refit_recovers_the_shares_a_sweep_was_made_at():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import speed_check
+
+    shares = {"flops": 0.5, "bytes": 0.3, "ops": 0.2}
+    rows = []
+    for i, (label, fields, vocab, b, g) in enumerate(speed_check.CPU_SWEEP):
+        y = {"flops_per_s": 100e9 + 10e9 * i, "bytes_per_s": 20e9 - 1e9 * i, "op_s": 40e-6 + 2e-6 * i}  # load moves
+        row = dict(label=label, cfg=ModelConfig(**fields, vocab_size=vocab, bias=False), batch_size=b)
+        row.update(accumulation=g, yardstick=y)
+        row["step_s"] = speed_check.fitted_step_s(row, shares)
+        rows.append(row)
+    fitted = speed_check.fit_cpu(rows)
+    for row in rows:  # the grid is coarse: the refit predicts every row within a few percent
+        assert speed_check.fitted_step_s(row, fitted["shares"]) == pytest.approx(row["step_s"], rel=0.05)
+    low, high = fitted["spread"]
+    assert low <= speed_check.MIN_SPREAD[0] and high >= speed_check.MIN_SPREAD[1]

@@ -1,7 +1,7 @@
 """The speed probe: finegpt.step's real training step timed on the device at hand, for a few seconds after
 warm-up, with the run the trainer would resolve (dtype, compile, micro-batch, accumulation).
 
-Entry points: probe(model_cfg, train_cfg, seconds) -> Speed; format_speed. `finegpt speed` prints it;
+Entry points: probe(model_cfg, train_cfg, seconds) -> Speed; format_speed; cpu_yardstick(). `finegpt speed` prints it;
 finegpt.lab calls probe() to plan from measured speed. Batches are random tokens of the model's vocab
 unless the config's data_dir holds prepared shards. Nothing is written to disk.
 """
@@ -9,6 +9,7 @@ unless the config's data_dir holds prepared shards. Nothing is written to disk.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -143,6 +144,30 @@ def _speed(model_cfg, cfg, run, device, dtype, times, warmup_s, data) -> Speed:
         data,
         cfg.max_minutes,
     )
+
+
+def _median_seconds(fn, calls: int, seconds: float) -> float:
+    """Median seconds per call of fn over rounds of `calls` calls, for about `seconds` (5 rounds at least)."""
+    rounds, t0 = [], time.perf_counter()
+    while len(rounds) < 5 or time.perf_counter() - t0 < seconds:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.perf_counter() - t) / calls)
+    return statistics.median(rounds)
+
+
+def cpu_yardstick(seconds: float = 0.6) -> dict:
+    """This CPU here and now, at torch's thread count: {'flops_per_s'} of a 256 x 256 fp32 matmul, {'bytes_per_s'}
+    of an add over 16 MiB tensors (two read, one written), {'op_s'} of one tiny op's forward and backward.
+    finegpt.memory.speed scales its CPU constants by these, so a prediction follows the machine and its load."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    x, y, out = torch.randn(2**22), torch.randn(2**22), torch.empty(2**22)  # (4 Mi,) fp32: 16 MiB each
+    w = torch.ones(4, requires_grad=True)
+    matmul_s = _median_seconds(lambda: a @ b, 20, seconds / 3)
+    add_s = _median_seconds(lambda: torch.add(x, y, out=out), 4, seconds / 3)
+    op_s = _median_seconds(lambda: (w * 2).sum().backward(), 50, seconds / 3)
+    return {"flops_per_s": 2 * 256**3 / matmul_s, "bytes_per_s": 3 * 4 * 2**22 / add_s, "op_s": op_s}
 
 
 def speed_report(config_file: str | None, overrides: list[str], seconds: float = 3.0, as_json: bool = False) -> str:

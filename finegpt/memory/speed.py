@@ -117,11 +117,28 @@ def mfu_of(model_cfg: ModelConfig, tokens_per_s: float, gpu: str | Gpu, dtype: s
     return flops_per_token(model_cfg) * tokens_per_s / peak
 
 
-def cpu_constants() -> dict:
-    """This model's CPU: {'flops_per_s', 'bytes_per_s', 'op_s', 'spread'} as bench/speed_check.py fitted them
-    to a CPU (calibration.json 'speed'.'cpu'); a laptop core's figures until then."""
+# A CPU has no datasheet: finegpt.memory.probe.cpu_yardstick() measures one here and now (a 256 x 256 matmul's
+# FLOP/s, an add's bytes/s, one tiny autograd op's seconds), and a training step runs at a fitted share of each.
+# The shares travel between machines and loads; the yardstick is the machine. These defaults stand until
+# bench/speed_check.py has fitted calibration.json's speed.cpu.
+CPU_YARDSTICK = {"flops_per_s": 100e9, "bytes_per_s": 12e9, "op_s": 60e-6}
+CPU_SHARES = {"flops": 0.3, "bytes": 0.4, "ops": 1.0}
+CPU_SPREAD = (0.6, 1.6)
+
+
+def cpu_constants(yardstick: dict | None = None) -> dict:
+    """This CPU's rates for a training step, {'flops_per_s', 'bytes_per_s', 'op_s', 'spread'}: the fitted shares
+    (calibration.json speed.cpu) times `yardstick` (probe.cpu_yardstick() on this machine now), else times the
+    yardstick of the machine the shares were fitted on."""
     fitted = active().get("speed", {}).get("cpu", {})
-    return {"flops_per_s": 30e9, "bytes_per_s": 5e9, "op_s": 30e-6, "spread": [0.6, 1.6], **fitted}
+    shares = {**CPU_SHARES, **fitted.get("shares", {})}
+    y = {**CPU_YARDSTICK, **fitted.get("yardstick", {}), **(yardstick or {})}
+    return {
+        "flops_per_s": shares["flops"] * y["flops_per_s"],
+        "bytes_per_s": shares["bytes"] * y["bytes_per_s"],
+        "op_s": shares["ops"] * y["op_s"],
+        "spread": list(fitted.get("spread", CPU_SPREAD)),
+    }
 
 
 def work(model_cfg: ModelConfig, batch_size: int, compiled: bool = False, fp32: bool = False) -> dict:
@@ -165,12 +182,13 @@ def predict(
     gradient_accumulation_steps: int = 1,
     compiled: bool = False,
     dtype: str = "bf16",
+    cpu_yardstick: dict | None = None,
 ) -> SpeedPrediction:
     """The step time of a run of model_cfg at batch_size x gradient_accumulation_steps x block_size on one
-    `gpu` (a preset or Gpu), or on this CPU (gpu=None, fp32, constants from calibration.json)."""
+    `gpu` (a preset or Gpu), or on a CPU (gpu=None, fp32: cpu_constants(cpu_yardstick))."""
     mode = "compiled" if compiled else "eager"
     if gpu is None:  # a CPU: no peak to speak of, the work and the per-op cost add up
-        k = cpu_constants()
+        k = cpu_constants(cpu_yardstick)
         w = work(model_cfg, batch_size, compiled, fp32=True)
         parts = {**_parts(w, k["flops_per_s"], k["bytes_per_s"]), "kernels": w["kernels"] * k["op_s"]}
         step_s = cpu_step_s(w, gradient_accumulation_steps, k["flops_per_s"], k["bytes_per_s"], k["op_s"])
