@@ -10,6 +10,7 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     cpu_bf16_pack_bytes,
+    cpu_flash_forward_copies_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
     mask_size,
@@ -42,8 +43,11 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
         # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
         # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
+        # (fp32 at B=1: the bmm's (H, T, hs) operands are views, no copies, so v's view keeps c_attn's whole
+        # output and the scaled q and k are saved as they are: 8C more than the copies B > 1 makes)
         cpu_math = run.device == "cpu" and cfg.dropout > 0
-        fallback = 12 * H * T + 3 * C * (4 - a) if cpu_math else 0
+        views = 8 * C if a == 4 and run.batch_size == 1 else 0
+        fallback = 12 * H * T + 3 * C * (4 - a) + views if cpu_math else 0
         if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
             fallback = (4 + a + 1) * H * T
         return 4 * a * C + 4 * H + fallback
@@ -220,6 +224,9 @@ def eval_weight_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int
     # the weight in use: c_fc's (8C^2) in the MLP, c_attn's (6C^2) in attention, lm_head's (2VC) at the loss
     if not autocast_copy_bytes(cfg, run):
         return 0
+    if not run.compile and moment == "attention":  # the last block's attention: its c_proj's and MLP's copies
+        C, b = cfg.n_embd, int(cfg.bias)  # (9C^2 + 5C biases) and lm_head's (VC) are not made yet
+        return autocast_copy_bytes(cfg, run) - 2 * (9 * C * C + 5 * C * b + cfg.vocab_size * C)
     if not run.compile:
         return autocast_copy_bytes(cfg, run)
     C = cfg.n_embd
@@ -249,7 +256,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
-        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_forward_copies_bytes(cfg, run, n_e)
         if not workspace:
             return 0
         base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + previous_logits_bytes(cfg, run))

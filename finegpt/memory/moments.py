@@ -18,6 +18,7 @@ from finegpt.memory.activations import (
 from finegpt.memory.state import (
     act_size,
     cpu_bf16_pack_bytes,
+    cpu_flash_fallback,
     cpu_flash_workspace_bytes,
     mask_size,
     param_size,
@@ -88,10 +89,16 @@ def block_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the gradient of the T x T attention weights and _softmax_backward_data's output beside it (the softmax
-    # output is still saved): 2 * n * H * T * s, s the softmax's element size (fp32 on CUDA autocast)
+    # output is still saved): 2 * n * H * T * s, s the softmax's element size (fp32 on CUDA autocast). With
+    # dropout, one: the gradient of the dropped weights, made
+    # as the bmm's backward frees the dropped weights it saved; each later T x T gradient replaces the one before.
+    # CPU flash attention with dropout falls back to the math kernel in fp32 (state.cpu_flash_fallback): s = 4
+    if cpu_flash_fallback(cfg, run):
+        return train_tokens(cfg, run) * cfg.n_head * cfg.block_size * 4
     if run.attention != "math" or run.compile:
         return 0
-    return 2 * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
+    copies = 1 if cfg.dropout > 0 else 2
+    return copies * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
 
 
 def recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
