@@ -13,6 +13,7 @@ from finegpt.cli import main
 from finegpt.config import ModelConfig
 from finegpt.errors import FinegptError
 from finegpt.memory import RunConfig, estimate, measure
+from finegpt.memory import terms as t
 from finegpt.memory.measurement import LiveBytes
 from finegpt.memory.profiled import ProfiledBytes
 from finegpt.model import GPT
@@ -150,6 +151,48 @@ def test_cpu_measurement_reads_the_allocator_and_a_dispatch_mode_would_read_one_
     # under a TorchDispatchMode autograd sums the tied weight's two gradients out of place: + V*C fp32
     extra = measure(cfg, run, tracker=LiveBytes(), evals=False)["train"] - default
     assert abs(extra - 50304 * 256 * 4) <= 0.01 * 50304 * 256 * 4
+
+
+SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a named term (one thread)
+    "CPU flash attention, bf16 T=512 (16-bit score copies, matmul scratch)": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=512, vocab_size=64),
+        RunConfig(batch_size=1, dtype="bf16", loss_chunks=8, device="cpu"),
+        "CPU flash-attention workspace",
+    ),
+    "CPU flash attention with dropout: the math fallback's T x T gradient": (
+        ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=512, vocab_size=512, dropout=0.1),
+        RunConfig(batch_size=1, dtype="fp32", device="cpu"),
+        "softmax backward (math attention)",
+    ),
+    "math attention with dropout: one T x T gradient at a time": (
+        ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=512, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=1, dtype="bf16", attention="math", device="cpu"),
+        "softmax backward (math attention)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SEARCH_FOUND)
+def test_each_moment_the_search_found_is_a_named_term_within_the_bound(name):
+    cfg, run, term = SEARCH_FOUND[name]
+    assert estimate(cfg, run).terms[term] > 0
+    measured, predicted = measure(cfg, run), estimate(cfg, run).peaks
+    for phase in ("train", "eval", "first_eval"):
+        error = (predicted[phase] - measured[phase]) / measured[phase]
+        assert -0.01 <= error <= 0.03, (phase, error)
+
+
+def test_cpu_flash_workspace_counts_the_16_bit_copies_and_the_forward_copies():
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=512, vocab_size=64)
+    fp32, bf16 = RunConfig(dtype="fp32", device="cpu"), RunConfig(dtype="bf16", device="cpu")
+    qS, kvS = 64, 512  # T = 512: q blocks of 64 rows, kv blocks of 512
+    assert t.cpu_flash_workspace_bytes(cfg, fp32) == 4 * (2 * qS * kvS + qS)
+    assert t.cpu_flash_workspace_bytes(cfg, bf16) == 4 * (2 * qS * kvS + qS) + 2 * 2 * qS * kvS + 46208
+    assert t.cpu_flash_forward_copies_bytes(cfg, bf16, 512) == 2 * 512 * 32 * 2 + 512 * 16 * 2
+    assert t.cpu_flash_forward_copies_bytes(cfg, fp32, 512) == 0
+    dropout = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=512, vocab_size=64, dropout=0.1)
+    assert t.cpu_flash_workspace_bytes(dropout, fp32) == 0  # training runs the math fallback
+    assert t.cpu_flash_workspace_bytes(dropout, fp32, backward=False) > 0  # eval has no dropout: flash
 
 
 # ---- the search ----------------------------------------------------------------------------------
