@@ -17,7 +17,9 @@ from finegpt.memory.activations import (
 )
 from finegpt.memory.state import (
     act_size,
+    autocast_copy_bytes,
     cpu_bf16_pack_bytes,
+    cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
     mask_size,
@@ -110,9 +112,12 @@ def recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # freed before the last block's attention backward: its MLP's activations, ln_2's output and stats and
     # input, the attention output c_proj saved (a*C) and the dropout masks after c_proj and the MLP, per token
+    # (the flash kernel saves its output itself, and c_proj reads it without a copy: not freed then)
     C = cfg.n_embd
     drop = 2 * C * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
-    per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + C * act_size(run)
+    flash_out = run.attention == "flash" and not cpu_flash_fallback(cfg, run)
+    y = 0 if flash_out else C * act_size(run)
+    per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + y
     return train_tokens(cfg, run) * (per_token + drop)
 
 
@@ -121,8 +126,9 @@ def attention_backward_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # final norm + embeddings' (activation_bytes + head_bytes), less what the last block has freed
     if not (softmax_backward_bytes(cfg, run) or cpu_flash_workspace_bytes(cfg, run)):
         return 0
-    saved = activation_bytes(cfg, run) + head_bytes(cfg, run)
-    return saved - last_block_freed_bytes(cfg, run)
+    # (eager, ln_f's backward has run by then: of the final norm + embeddings only the embeddings' dropout mask)
+    head = head_bytes(cfg, run) if run.compile else embedding_dropout_bytes(cfg, run)
+    return activation_bytes(cfg, run) + head - last_block_freed_bytes(cfg, run)
 
 
 def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -134,6 +140,30 @@ def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return (9 * C * C + 6 * C * b + 2 * C * (1 + b) + cfg.vocab_size * C) * param_size(run)
 
 
+# ---- eager backward: what autograd still holds of the forward's 16-bit weight copies ----------------
+
+
+def kept_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
+    # autocast's cache is dropped when the forward's autocast context exits; what stays is each matmul's 16-bit
+    # weight copy saved for its backward (not the biases': addmm's backward does not read them), freed when that
+    # backward has run. The last block's MLP backward: every block's 12C^2 (lm_head's VC is done); its attention
+    # backward: less that block's c_proj and MLP (9C^2). Compiled: the graph's own (autocast_copy_bytes)
+    if not autocast_copy_bytes(cfg, run) or run.compile:
+        return autocast_copy_bytes(cfg, run)
+    C, L = cfg.n_embd, cfg.n_layer
+    done = 9 * C * C if moment == "attention" else 0
+    return 2 * (L * 12 * C * C - done)
+
+
+def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention's backward, eager: the gradients of q, k and v it zero-fills before it starts (3aC
+    # per token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC)
+    if not cpu_flash_workspace_bytes(cfg, run) or run.compile:
+        return 0
+    C = cfg.n_embd
+    return train_tokens(cfg, run) * (4 * act_size(run) * C + resid_size(run) * C)
+
+
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
 
 
@@ -141,9 +171,12 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # c_proj's backward in the last block, every activation still saved: the gradient of the GELU output
     # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
     # logits are small or chunked, this is the step's peak
+    # Autocast: the residual's fp32 gradient is cast to 16-bit for the matmul, a*C per token more
     n, C = train_tokens(cfg, run), cfg.n_embd
     pack = cpu_bf16_pack_bytes(cfg, run, n)
-    return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run) + pack
+    cast = act_size(run) * C if act_size(run) < resid_size(run) else 0
+    scratch = cpu_bf16_wgrad_scratch_bytes(cfg, run, n)
+    return n * (4 * act_size(run) * C + resid_size(run) * C + cast) + 4 * C * C * param_size(run) + pack + scratch
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------

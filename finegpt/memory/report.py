@@ -152,7 +152,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
-        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt else 0,
+        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt or not run.compile else 0,
         "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
@@ -160,6 +160,9 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
+        "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
+        "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
+        "flash-attention backward gradients (q, k, v, output, residual)": m.flash_backward_grad_bytes(cfg, run),
         "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
 
@@ -192,11 +195,17 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
         },
     ]
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
+        # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
+        saved = (
+            acts
+            if run.compile
+            else pick("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
+        )
         stages.append(
             {
-                **pick(copies_kept, "MLP backward transients (last block)"),
+                **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),
                 **pick("LM head gradient (before the blocks' backward)"),
-                **acts,
+                **saved,
                 **bound,
                 **prefetched,
             }
@@ -205,8 +214,9 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     if T["activations (last attention backward)"] and not run.activation_checkpointing:
         stages.append(
             {
-                **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
-                **pick("CPU flash-attention workspace"),
+                **pick("autocast copies kept (last attention backward)", "softmax backward (math attention)"),
+                **pick("activations (last attention backward)", "CPU flash-attention workspace"),
+                **pick("flash-attention backward gradients (q, k, v, output, residual)"),
                 **pick("gradients before the last attention backward", "batch (x, y, positions)"),
                 **bound,
                 **prefetched,

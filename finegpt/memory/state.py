@@ -200,6 +200,16 @@ def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
     return 8 * cfg.n_embd**2 if run.device == "cpu" and run.label == "pure_bf16" and tokens <= 128 else 0
 
 
+def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+    # eager CPU, 16-bit matmuls: the MLP c_proj's weight gradient, grad_out^T (C x n) @ GELU output (n x 4C), goes
+    # through oneDNN, which reorders the transposed operand and packs per thread: measured with the profiler
+    # 2*C*n + 128*n + 64*C + 5248 bytes a thread (to 2 KiB at n >= 512)
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
+        return 0
+    C = cfg.n_embd
+    return run.cpu_threads * (2 * C * tokens + 128 * tokens + 64 * C + 5248)
+
+
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
 
 
