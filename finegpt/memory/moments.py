@@ -170,13 +170,13 @@ def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # c_proj's backward in the last block, every activation still saved: the gradient of the GELU output
     # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
-    # logits are small or chunked, this is the step's peak
-    # Autocast: the residual's fp32 gradient is cast to 16-bit for the matmul, a*C per token more
+    # logits are small or chunked, this is the step's peak. Autocast: the residual's fp32 gradient is cast to
+    # 16-bit for the matmul (aC more). CPU 16-bit: the weight gradient's matmul scratch (state.py)
     n, C = train_tokens(cfg, run), cfg.n_embd
-    pack = cpu_bf16_pack_bytes(cfg, run, n)
     cast = act_size(run) * C if act_size(run) < resid_size(run) else 0
-    scratch = cpu_bf16_wgrad_scratch_bytes(cfg, run, n)
-    return n * (4 * act_size(run) * C + resid_size(run) * C + cast) + 4 * C * C * param_size(run) + pack + scratch
+    # (pure bf16 over at most 128 tokens oneDNN may pack the weight instead, cpu_bf16_pack_bytes: the larger)
+    scratch = max(cpu_bf16_wgrad_scratch_bytes(cfg, run, n), cpu_bf16_pack_bytes(cfg, run, n))
+    return n * (4 * act_size(run) * C + resid_size(run) * C + cast) + 4 * C * C * param_size(run) + scratch
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------
