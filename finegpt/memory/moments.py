@@ -6,7 +6,7 @@ rank); report.py places them in the moments they belong to. Notation as in terms
 
 from __future__ import annotations
 
-from finegpt.config import ModelConfig, param_breakdown
+from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     activation_bytes,
     head_bytes,
@@ -50,7 +50,26 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
     moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + 2 * V * C * a)
-    return moment + summed + n * C * resid_size(run)
+    if run.label == "fp32":  # fp32's matmul keeps no scratch; from the 2nd chunk on, the sum of this chunk's
+        # weight gradient (V*C*a) into the ones before makes a new V x C tensor, the logits' gradient freed
+        moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a, 2 * V * C * a if summed else 0)
+    return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
+
+
+CPU_RNG_STATE_BYTES = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
+
+
+def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
+    # beside a chunk's backward: the gradients of the chunks' inputs made so far (n_c*C*r each, gathered into
+    # ln_f's output gradient after the last), and, on CPU, the RNG state each checkpointed chunk saved in forward
+    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's):
+    # 2 gradients and loss_chunks - 2 states, or n*C*r and none; on CUDA the saved state is host memory
+    n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
+    n_c = loss_chunk_tokens(n, run)
+    if run.loss_chunks < 2:
+        return n * C * r, 0
+    states = (run.loss_chunks - 2) * CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
+    return 2 * n_c * C * r + states, n * C * r
 
 
 # ---- the end of backward: the tied embedding's gradient ------------------------------------------
@@ -60,10 +79,24 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # embedding_dense_backward makes a dense V x C gradient (the weight's dtype) for the token embedding,
     # while the tied LM head's gradient of the same weight waits in autograd's buffer to be summed with it;
     # + the gradient of the embeddings' output (n*C*r) it reads. Without an autocast copy between them the
-    # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor
+    # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor (the
+    # chunked loss's, summed over 2+ chunks, is a tensor of autograd's own: added into in place)
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
-    out_of_place = V * C * p if run.label in ("fp32", "pure_bf16") and not run.compile else 0  # compiled: in-graph
+    view = run.label in ("fp32", "pure_bf16") and not run.compile and run.loss_chunks < 2  # compiled: in-graph
+    out_of_place = V * C * p if view else 0
     return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+
+
+def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager, one micro-step: the first block's c_attn backward, the last matmul of backward. Every gradient
+    # but the embeddings' exists (the tied LM head's waits for the dense one, the same V*C*p; wpe's T*C*p is
+    # not made yet) beside the gradient of q, k, v (3aC per token) and of ln_1's output (aC), ln_1's output and
+    # the block's input still saved (aC + rC), and the residual stream's gradient (rC)
+    if run.compile or run.activation_checkpointing or run.gradient_accumulation_steps > 1:
+        return 0
+    C, a, r = cfg.n_embd, act_size(run), resid_size(run)
+    grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * param_size(run)
+    return grads + train_tokens(cfg, run) * (5 * a * C + 2 * r * C)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -155,6 +155,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt or not run.compile else 0,
         "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
+        "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
@@ -194,6 +195,8 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
     ]
+    if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
+        stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
         # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
         saved = (
