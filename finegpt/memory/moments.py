@@ -136,10 +136,22 @@ def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return copies * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
 
 
-def recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # checkpointing, math attention: in a recomputed block's attention backward the two T x T transients sit
-    # where its MLP's recomputed activations were (freed by then)
-    return max(0, softmax_backward_bytes(cfg, run) - last_block_freed_bytes(cfg, run))
+def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing: a recomputed block's attention backward, where its MLP's recomputed activations were
+    # (last_block_freed_bytes, freed by then). Math: the two T x T transients, the recomputed ~mask masked_fill
+    # saved (T*T bool) and the gradients of the attention output and the residual stream (aC + rC per token);
+    # CPU flash: its workspace and gradients (flash_backward_grad_bytes). Beside them, on the first micro-step,
+    # the block's MLP, c_proj and ln_2 gradients (9C^2 + 6C biases + 2C norm)
+    n, C, b, T = train_tokens(cfg, run), cfg.n_embd, int(cfg.bias), cfg.block_size
+    if softmax_backward_bytes(cfg, run):
+        mask = T * T if run.attention == "math" and not run.compile else 0
+        moment = softmax_backward_bytes(cfg, run) + mask + n * (act_size(run) * C + resid_size(run) * C)
+    elif cpu_flash_workspace_bytes(cfg, run):
+        moment = cpu_flash_workspace_bytes(cfg, run) + flash_backward_grad_bytes(cfg, run)
+    else:
+        return 0
+    grads = (9 * C * C + 6 * C * b + 2 * C * (1 + b)) * param_size(run) if run.gradient_accumulation_steps == 1 else 0
+    return max(0, moment + grads - last_block_freed_bytes(cfg, run))
 
 
 def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -236,5 +248,4 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     checkpoint = n * C * resid_size(run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
     block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
-    below_top = 4 * checkpoint if L > 1 else 0
-    return L * checkpoint + block, checkpoint + (L - 1) * grads + block + below_top
+    return L * checkpoint + block, checkpoint + (L - 1) * grads + block

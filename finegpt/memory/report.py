@@ -159,7 +159,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
-        "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
+        "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
         "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
         "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
@@ -234,12 +234,12 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                     max(
                         (
                             "recompute transients (MLP backward)",
-                            "CPU flash-attention workspace",
-                            "softmax backward (recomputed block)",
+                            "attention backward (recomputed block)",
                         ),
                         key=T.get,
                     )
                 ),
+                **bound,
                 **prefetched,
                 "LM head gradient": T["LM head gradient"],
             }
