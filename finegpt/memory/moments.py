@@ -18,7 +18,6 @@ from finegpt.memory.activations import (
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
-    cpu_bf16_pack_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
@@ -220,7 +219,16 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, C = train_tokens(cfg, run), cfg.n_embd
     cast = act_size(run) * C if act_size(run) < resid_size(run) else 0
     # (pure bf16 over at most 128 tokens oneDNN may pack the weight instead, cpu_bf16_pack_bytes: the larger)
-    scratch = max(cpu_bf16_wgrad_scratch_bytes(cfg, run, n), cpu_bf16_pack_bytes(cfg, run, n))
+    # CPU 16-bit matmuls keep scratch while they run: the input's gradient packs the 16-bit weight (8C^2 +
+    # 5 KiB), the weight's gradient reorders and packs (cpu_bf16_wgrad_scratch_bytes). AddmmBackward0 (bias)
+    # makes the input's gradient (4aC n) first, MmBackward0 (no bias) the weight's (4C^2 a): whichever comes
+    # second has the first beside its scratch, the first only its own
+    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, n)
+    pack_in = 8 * C * C + 5120 if scratch_w else 0
+    if cfg.bias:
+        scratch = max(pack_in - 4 * C * C * act_size(run), scratch_w)
+    else:
+        scratch = max(scratch_w - 4 * act_size(run) * C * n, pack_in)
     return n * (4 * act_size(run) * C + resid_size(run) * C + cast) + 4 * C * C * param_size(run) + scratch
 
 
