@@ -212,24 +212,32 @@ def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # c_proj's backward in the last block, every activation still saved: the gradient of the GELU output
-    # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
-    # logits are small or chunked, this is the step's peak. Autocast: the residual's fp32 gradient is cast to
-    # 16-bit for the matmul (aC more). CPU 16-bit: the weight gradient's matmul scratch (state.py)
-    n, C = train_tokens(cfg, run), cfg.n_embd
-    cast = act_size(run) * C if act_size(run) < resid_size(run) else 0
-    # (pure bf16 over at most 128 tokens oneDNN may pack the weight instead, cpu_bf16_pack_bytes: the larger)
-    # CPU 16-bit matmuls keep scratch while they run: the input's gradient packs the 16-bit weight (8C^2 +
-    # 5 KiB), the weight's gradient reorders and packs (cpu_bf16_wgrad_scratch_bytes). AddmmBackward0 (bias)
-    # makes the input's gradient (4aC n) first, MmBackward0 (no bias) the weight's (4C^2 a): whichever comes
-    # second has the first beside its scratch, the first only its own
-    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, n)
-    pack_in = 8 * C * C + 5120 if scratch_w else 0
+    # the last block's MLP backward, every activation still saved, at the larger of two matmuls' backward.
+    # c_proj's: the gradient of the GELU output (4aC per token) and of the residual stream (rC; autocast casts
+    # it to 16-bit for the matmul, aC more) and c_proj's weight gradient (4C^2 p). c_fc's: c_fc's and GELU's
+    # outputs are freed (8aC), GELU's input gradient (4aC), c_fc's input gradient (aC) and the residual's (rC)
+    # beside both weight gradients; it is the larger where C is large against the tokens. Where the logits are
+    # small or chunked, this is the step's peak
+    n, C, a, r, p = train_tokens(cfg, run), cfg.n_embd, act_size(run), resid_size(run), param_size(run)
+    cast = a * C if a < r else 0
+    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + _mm_scratch(cfg, run, n * 4 * a * C, C)
+    done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
+    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + _mm_scratch(cfg, run, n * a * C, 4 * C)
+    return max(c_proj, c_fc)
+
+
+def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int) -> int:
+    # CPU 16-bit matmuls keep scratch while they run: the input's gradient packs the 16-bit weight (4C^2 * 2 +
+    # 5 KiB), the weight's gradient (rows = its output features) reorders and packs (cpu_bf16_wgrad_scratch_bytes).
+    # AddmmBackward0 (bias) makes the input's gradient (grad_in) first, MmBackward0 (no bias) the weight's
+    # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own
+    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows)
+    if not scratch_w:
+        return 0
+    pack_in = 8 * cfg.n_embd**2 + 5120
     if cfg.bias:
-        scratch = max(pack_in - 4 * C * C * act_size(run), scratch_w)
-    else:
-        scratch = max(scratch_w - 4 * act_size(run) * C * n, pack_in)
-    return n * (4 * act_size(run) * C + resid_size(run) * C + cast) + 4 * C * C * param_size(run) + scratch
+        return max(pack_in - 4 * cfg.n_embd**2 * act_size(run), scratch_w)
+    return max(scratch_w - grad_in, pack_in)
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------

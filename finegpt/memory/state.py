@@ -194,20 +194,21 @@ def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int
 
 
 def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
-    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) packs its bf16 weight
-    # into a copy first, 4C^2 * 2 bytes, while it runs (seen at 128 tokens, not at 256 or 512); autocast's
-    # and CUDA's matmuls do not
-    return 8 * cfg.n_embd**2 if run.device == "cpu" and run.label == "pure_bf16" and tokens <= 128 else 0
+    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) copies its input, the
+    # GELU output (tokens x 4C, 2 bytes), once per thread while it runs, + 5 KiB (measured with the profiler: seen
+    # at 16 to 128 tokens, not at 256 or 512); autocast's and CUDA's matmuls do not
+    if run.device != "cpu" or run.label != "pure_bf16" or tokens > 128:
+        return 0
+    return run.cpu_threads * 2 * tokens * 4 * cfg.n_embd + 5120
 
 
-def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
-    # eager CPU, 16-bit matmuls: the MLP c_proj's weight gradient, grad_out^T (C x n) @ GELU output (n x 4C), goes
-    # through oneDNN, which reorders the transposed operand and packs per thread: measured with the profiler
-    # 2*C*n + 128*n + 64*C + 5248 bytes a thread (to 2 KiB at n >= 512)
+def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
+    # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x n) @ input (n x K), goes through oneDNN,
+    # which reorders the transposed operand and packs, per thread: measured with the profiler
+    # 2*rows*n + 128*n + 64*rows + 5248 bytes a thread (to 2 KiB at n >= 512)
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    C = cfg.n_embd
-    return run.cpu_threads * (2 * C * tokens + 128 * tokens + 64 * C + 5248)
+    return run.cpu_threads * (2 * rows * tokens + 128 * tokens + 64 * rows + 5248)
 
 
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
