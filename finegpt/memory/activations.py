@@ -227,9 +227,14 @@ def eval_weight_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int
     if not run.compile and moment == "attention":  # the last block's attention: its c_proj's and MLP's copies
         C, b = cfg.n_embd, int(cfg.bias)  # (9C^2 + 5C biases) and lm_head's (VC) are not made yet
         return autocast_copy_bytes(cfg, run) - 2 * (9 * C * C + 5 * C * b + cfg.vocab_size * C)
+    if not run.compile and moment in ("gelu", "c_proj"):  # the last block's MLP: lm_head's copy (VC) is not
+        C, b = cfg.n_embd, int(cfg.bias)  # made yet, nor at GELU its c_proj's (4C^2 + C bias)
+        later = cfg.vocab_size * C + (4 * C * C + C * b if moment == "gelu" else 0)
+        return autocast_copy_bytes(cfg, run) - 2 * later
     if not run.compile:
         return autocast_copy_bytes(cfg, run)
     C = cfg.n_embd
+    moment = "mlp" if moment in ("gelu", "c_proj") else moment
     return {"mlp": 8 * C * C, "attention": 6 * C * C, "head": 2 * cfg.vocab_size * C}[moment]
 
 
@@ -243,9 +248,10 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    moment = n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
-    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU bf16 weight pack are added
-    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e))
+    moment = n_e * (per_token + previous_logits_bytes(cfg, run))
+    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
+    c_proj = moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e) + eval_weight_copy_bytes(cfg, run, "c_proj")
+    return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj)
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:

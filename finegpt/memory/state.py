@@ -194,12 +194,12 @@ def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int
 
 
 def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
-    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) copies its input, the
-    # GELU output (tokens x 4C, 2 bytes), once per thread while it runs, + 5 KiB (measured with the profiler: seen
-    # at 16 to 128 tokens, not at 256 or 512); autocast's and CUDA's matmuls do not
-    if run.device != "cpu" or run.label != "pure_bf16" or tokens > 128:
+    # eager CPU, 16-bit, no grad: the MLP's c_proj (K = 4C) over `tokens` rows keeps oneDNN's scratch while it
+    # runs, measured with the profiler: the smaller of a copy of its input (tokens x 4C x 2 bytes) per thread
+    # and a packed copy of its 16-bit weight (4C^2 x 2 bytes), + 5 KiB. CUDA's matmuls keep none
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return run.cpu_threads * 2 * tokens * 4 * cfg.n_embd + 5120
+    return min(run.cpu_threads * 2 * tokens * 4 * cfg.n_embd, 8 * cfg.n_embd**2) + 5120
 
 
 def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
