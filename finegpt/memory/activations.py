@@ -43,10 +43,10 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
         # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
         # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
-        # (fp32 at B=1: the bmm's (H, T, hs) operands are views, no copies, so v's view keeps c_attn's whole
-        # output and the scaled q and k are saved as they are: 8C more than the copies B > 1 makes)
+        # (fp32 at B=1 or H=1: the bmm's (B*H, T, hs) operands are views, no copies, so v's view keeps c_attn's
+        # whole output and the scaled q and k are saved as they are: 8C more than the copies B, H > 1 make)
         cpu_math = run.device == "cpu" and cfg.dropout > 0
-        views = 8 * C if a == 4 and run.batch_size == 1 else 0
+        views = 8 * C if a == 4 and (run.batch_size == 1 or H == 1) else 0
         fallback = 12 * H * T + 3 * C * (4 - a) + views if cpu_math else 0
         if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
             fallback = (4 + a + 1) * H * T

@@ -204,11 +204,12 @@ def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
 
 def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
     # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x n) @ input (n x K), goes through oneDNN,
-    # which reorders the transposed operand and packs, per thread: measured with the profiler
-    # 2*rows*n + 128*n + 64*rows + 5248 bytes a thread (to 2 KiB at n >= 512)
+    # which reorders the transposed operand and packs in blocks of m = min(rows rounded up to 64, 256) rows,
+    # per thread: measured with the profiler, 2*m*n + 128*n + 64*m + 5248 bytes a thread (to 10 % at n <= 2048)
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return run.cpu_threads * (2 * rows * tokens + 128 * tokens + 64 * rows + 5248)
+    m = min(-(-rows // 64) * 64, 256)
+    return run.cpu_threads * (2 * m * tokens + 128 * tokens + 64 * m + 5248)
 
 
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
