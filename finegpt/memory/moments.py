@@ -135,16 +135,26 @@ def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return copies * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
 
 
+def math_attention_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager math attention (or CPU flash's dropout fallback), beside its T x T transients: the gradient of v
+    # (aC per token) and of the residual stream arriving from above (rC); with dropout the peak is at the bmm's
+    # backward, where the gradient of the attention output (aC) is still alive too
+    if not softmax_backward_bytes(cfg, run) or run.compile:
+        return 0
+    C, s = cfg.n_embd, 4 if cpu_flash_fallback(cfg, run) else act_size(run)
+    return train_tokens(cfg, run) * ((2 if cfg.dropout > 0 else 1) * s * C + resid_size(run) * C)
+
+
 def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # checkpointing: a recomputed block's attention backward, where its MLP's recomputed activations were
     # (last_block_freed_bytes, freed by then). Math: the two T x T transients, the recomputed ~mask masked_fill
     # saved (T*T bool) and the gradients of the attention output and the residual stream (aC + rC per token);
     # CPU flash: its workspace and gradients (flash_backward_grad_bytes). Beside them, on the first micro-step,
     # the block's MLP, c_proj and ln_2 gradients (9C^2 + 6C biases + 2C norm)
-    n, C, b, T = train_tokens(cfg, run), cfg.n_embd, int(cfg.bias), cfg.block_size
+    C, b, T = cfg.n_embd, int(cfg.bias), cfg.block_size
     if softmax_backward_bytes(cfg, run):
         mask = T * T if run.attention == "math" and not run.compile else 0
-        moment = softmax_backward_bytes(cfg, run) + mask + n * (act_size(run) * C + resid_size(run) * C)
+        moment = softmax_backward_bytes(cfg, run) + mask + math_attention_grad_bytes(cfg, run)
     elif cpu_flash_workspace_bytes(cfg, run):
         moment = cpu_flash_workspace_bytes(cfg, run) + flash_backward_grad_bytes(cfg, run)
     else:

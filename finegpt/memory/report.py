@@ -164,6 +164,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
         "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
         "flash-attention backward gradients (q, k, v, output, residual)": m.flash_backward_grad_bytes(cfg, run),
+        "math-attention backward gradients (v, output, residual)": m.math_attention_grad_bytes(cfg, run),
         "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
 
@@ -220,6 +221,7 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                 **pick("autocast copies kept (last attention backward)", "softmax backward (math attention)"),
                 **pick("activations (last attention backward)", "CPU flash-attention workspace"),
                 **pick("flash-attention backward gradients (q, k, v, output, residual)"),
+                **pick("math-attention backward gradients (v, output, residual)"),
                 **pick("gradients before the last attention backward", "batch (x, y, positions)"),
                 **bound,
                 **prefetched,
