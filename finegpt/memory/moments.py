@@ -37,21 +37,18 @@ def chunk_ce_size(run: RunConfig) -> int:
 
 
 def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # one chunk's backward, its logits recomputed, at the larger of two moments, beside the LM head's gradient
-    # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of
-    # ln_f's output gathered chunk by chunk (n*C*r). At log_softmax's backward: its output, the loss's
-    # gradient and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits'
-    # gradient (n_c*V*a), this chunk's weight gradient (V*C*a) and the CPU matmul's scratch for it (measured
-    # from half to all of V*C*a, depending on C: counted whole)
+    # one chunk's backward, its logits recomputed, at the largest of three moments, beside the LM head's gradient
+    # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the chunks' input
+    # gradients (chunk_input_grads_and_rng_bytes). At log_softmax's backward: its output, the loss's gradient
+    # and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits' gradient
+    # (n_c*V*a) and this chunk's weight gradient (V*C*a; the matmul's scratch is small). From the 2nd chunk on,
+    # the sum of this chunk's weight gradient into the ones before, a new V x C tensor (2*V*C*a with summed)
     if not run.loss_chunks:
         return 0
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
-    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + 2 * V * C * a)
-    if run.label == "fp32":  # fp32's matmul keeps no scratch; from the 2nd chunk on, the sum of this chunk's
-        # weight gradient (V*C*a) into the ones before makes a new V x C tensor, the logits' gradient freed
-        moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a, 2 * V * C * a if summed else 0)
+    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a, 2 * V * C * a if summed else 0)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
 
