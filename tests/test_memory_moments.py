@@ -167,7 +167,58 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
     "math attention with dropout: one T x T gradient at a time": (
         ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=512, vocab_size=64, dropout=0.1),
         RunConfig(batch_size=1, dtype="bf16", attention="math", device="cpu"),
-        "softmax backward (math attention)",
+        "math-attention backward gradients (v, output, residual)",
+    ),
+    "backward's last matmul, every gradient made (fp32, chunked loss)": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=128, block_size=64, vocab_size=64, bias=False),
+        RunConfig(batch_size=1, dtype="fp32", loss_chunks=8, device="cpu"),
+        "gradients + the first block's c_attn backward",
+    ),
+    "chunked loss: the 2nd chunk's sum, its inputs' gradients and the checkpoints' RNG states": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=64, vocab_size=256),
+        RunConfig(batch_size=2, dtype="fp32", loss_chunks=8, device="cpu"),
+        "loss chunk (backward, recomputed)",
+    ),
+    "checkpointing: a recomputed block's math attention backward": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=128, vocab_size=512),
+        RunConfig(
+            batch_size=4, dtype="fp32", attention="math", activation_checkpointing=True, loss_chunks=2, device="cpu"
+        ),
+        "attention backward (recomputed block)",
+    ),
+    "checkpointing, bf16 flash with dropout: the recomputed MLP's 16-bit matmul scratch": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=128, vocab_size=64, dropout=0.1, bias=False),
+        RunConfig(
+            batch_size=4,
+            gradient_accumulation_steps=2,
+            dtype="bf16",
+            activation_checkpointing=True,
+            loss_chunks=8,
+            device="cpu",
+        ),
+        "recompute transients (MLP backward)",
+    ),
+    "pure bf16, wide: c_fc's backward with both weight gradients": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=256, block_size=128, vocab_size=256, bias=False),
+        RunConfig(
+            batch_size=1,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            loss_chunks=8,
+            device="cpu",
+        ),
+        "recompute transients (MLP backward)",
+    ),
+    "eval's MLP: autocast copies made so far and c_proj's packed weight": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=128, block_size=32, vocab_size=64),
+        RunConfig(batch_size=8, dtype="bf16", device="cpu"),
+        "autocast copies kept (last MLP backward)",
+    ),
+    "CPU flash dropout fallback, fp32, H=1: views keep c_attn's output": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=128, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=3, gradient_accumulation_steps=2, dtype="fp32", loss_chunks=4, device="cpu"),
+        "activations (all layers)",
     ),
 }
 
