@@ -194,12 +194,17 @@ def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int
 
 
 def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
-    # eager CPU, 16-bit, no grad: the MLP's c_proj (K = 4C) over `tokens` rows keeps oneDNN's scratch while it
-    # runs, measured with the profiler: the smaller of a copy of its input (tokens x 4C x 2 bytes) per thread
-    # and a packed copy of its 16-bit weight (4C^2 x 2 bytes), + 5 KiB. CUDA's matmuls keep none
+    # eager CPU, 16-bit, no grad: the MLP's c_proj, input A (tokens x 4C) times weight B (4C x C), keeps oneDNN's
+    # scratch while it runs, measured with the profiler (+ 5 KiB): one thread packs B where B <= A, else it
+    # copies blocks of at most 32 rows of A (2*4C*min(tokens, 32) + 16*4C); more threads, the smaller of B and
+    # a copy of A per thread (an upper bound within a few hundred KiB). CUDA's matmuls keep none
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return min(run.cpu_threads * 2 * tokens * 4 * cfg.n_embd, 8 * cfg.n_embd**2) + 5120
+    K, N = 4 * cfg.n_embd, cfg.n_embd
+    A, B = 2 * tokens * K, 2 * K * N
+    if run.cpu_threads > 1:
+        return min(run.cpu_threads * A, B) + 5120
+    return (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
 
 
 def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
