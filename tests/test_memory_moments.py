@@ -251,8 +251,8 @@ def test_cpu_flash_workspace_counts_the_16_bit_copies_and_the_forward_copies():
 
 def test_a_fixed_seed_sample_of_the_search_never_under_predicts():
     """12 small eager configs drawn as bench/memory_search.py draws them: none under-predicted by more than
-    1 % (the direction that lets a run go out of memory after a "fits"), none over by more than 5 %. The
-    search's 3 % target is not met yet by checkpointing + the chunked loss on tiny configs (+4.5 % here)."""
+    1 % (the direction that lets a run go out of memory after a "fits"), none over by more than 3 %, in every
+    phase: the search's target."""
     rows = memory_search.search(seed=2024, n=12, cap_bytes=24 * 2**20, compiled_share=0.0, log=lambda line: None)
     errors = [e for r in rows for e in r["errors"].values()]
-    assert len(rows) == 12 and min(errors) >= -0.01 and max(errors) <= 0.05, "\n".join(memory_search.table(rows))
+    assert len(rows) == 12 and min(errors) >= -0.01 and max(errors) <= 0.03, "\n".join(memory_search.table(rows))
