@@ -215,6 +215,11 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=8, dtype="bf16", device="cpu"),
         "autocast copies kept (last MLP backward)",
     ),
+    "chunked loss, autocast, chunks under 32 tokens: the weight gradient's V x C matmul copy": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=16, vocab_size=50304, dropout=0.1),
+        RunConfig(batch_size=1, dtype="bf16", loss_chunks=4, device="cpu"),
+        "loss chunk (backward, recomputed)",
+    ),
     "CPU flash dropout fallback, fp32, H=1: views keep c_attn's output": (
         ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=128, vocab_size=64, dropout=0.1),
         RunConfig(batch_size=3, gradient_accumulation_steps=2, dtype="fp32", loss_chunks=4, device="cpu"),

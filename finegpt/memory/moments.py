@@ -48,7 +48,15 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
-    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + V * C * a, 2 * V * C * a if summed else 0)
+    # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
+    # weight's once, after the last chunk: V*C*p beside the summed V*C*a
+    cast = V * C * param_size(run) if a < param_size(run) else 0
+    # CPU 16-bit, chunks of fewer than 32 tokens: oneDNN's weight-gradient matmul keeps a copy of its V x C
+    # output a thread, C padded to a multiple of 32 (measured with the profiler)
+    padded = -(-C // 32) * 32
+    scratch = run.cpu_threads * V * padded * 2 if run.device == "cpu" and a == 2 and n_c < 32 else 0
+    head = n_c * V * a + V * C * a + scratch
+    moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
 
