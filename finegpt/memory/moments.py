@@ -11,6 +11,7 @@ from finegpt.memory.activations import (
     activation_bytes,
     head_bytes,
     layer_act_bytes,
+    logits_train_bytes,
     loss_chunk_tokens,
     mlp_act_bytes,
     norm_act_bytes,
@@ -18,6 +19,7 @@ from finegpt.memory.activations import (
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
+    cpu_bf16_head_grad_copy_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
@@ -51,13 +53,21 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
     # weight's once, after the last chunk: V*C*p beside the summed V*C*a
     cast = V * C * param_size(run) if a < param_size(run) else 0
-    # CPU 16-bit, chunks of fewer than 32 tokens: oneDNN's weight-gradient matmul keeps a copy of its V x C
-    # output a thread, C padded to a multiple of 32 (measured with the profiler)
-    padded = -(-C // 32) * 32
-    scratch = run.cpu_threads * V * padded * 2 if run.device == "cpu" and a == 2 and n_c < 32 else 0
-    head = n_c * V * a + V * C * a + scratch
+    head = n_c * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n_c)
     moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
+
+
+def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the full loss on CPU 16-bit over at most 32 tokens: the LM head's weight-gradient matmul, with the logits
+    # (bound) and their gradient (2*n*V*a), its V x C*a output and oneDNN's copy of it
+    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes)
+    n = train_tokens(cfg, run)
+    copy = cpu_bf16_head_grad_copy_bytes(cfg, run, n)
+    if run.loss_chunks or not copy:
+        return 0
+    V, a = cfg.vocab_size, act_size(run)
+    return max(0, 2 * n * V * a + V * cfg.n_embd * a + copy - logits_train_bytes(cfg, run))
 
 
 CPU_RNG_STATE_BYTES = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor

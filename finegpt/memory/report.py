@@ -154,6 +154,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
         "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt or not run.compile else 0,
         "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
+        "LM head gradient matmul copy (CPU 16-bit)": m.head_grad_copy_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
@@ -187,7 +188,12 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     stages = [  # the moments of a training step when memory can peak
         {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
         # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
-        {**pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"), **acts, **prefetched},
+        {
+            **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
+            **pick("LM head gradient matmul copy (CPU 16-bit)"),
+            **acts,
+            **prefetched,
+        },
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
             "gradients (this step)": T["gradients (this step)"] if single else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
