@@ -220,9 +220,9 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=1, dtype="bf16", loss_chunks=4, device="cpu"),
         "loss chunk (backward, recomputed)",
     ),
-    "the full loss, pure bf16 over 32 tokens: the LM head gradient's matmul copy": (
+    "the full loss, pure bf16 over 16 tokens: the LM head gradient's matmul copy": (
         ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=50304, bias=False),
-        RunConfig(batch_size=2, dtype="pure_bf16", attention="math", device="cpu"),
+        RunConfig(batch_size=1, dtype="pure_bf16", attention="math", device="cpu"),
         "LM head gradient matmul copy (CPU 16-bit)",
     ),
     "CPU flash dropout fallback, fp32, H=1: views keep c_attn's output": (
