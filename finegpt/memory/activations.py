@@ -10,6 +10,7 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     cpu_bf16_pack_bytes,
+    cpu_flash_forward_copies_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
     mask_size,
@@ -42,8 +43,11 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         # q, k, v (3aC) + output (aC) + fp32 logsumexp per head (4H); no T x T matrix. On CPU, SDPA with
         # dropout falls back to its math kernel in fp32: the attention weights, the dropout mask and the
         # dropped weights (3 * 4 * H * T) and fp32 q, k, v (3C(4 - a) more); CUDA's flash kernel drops in place
+        # (fp32 at B=1 or H=1: the bmm's (B*H, T, hs) operands are views, no copies, so v's view keeps c_attn's
+        # whole output and the scaled q and k are saved as they are: 8C more than the copies B, H > 1 make)
         cpu_math = run.device == "cpu" and cfg.dropout > 0
-        fallback = 12 * H * T + 3 * C * (4 - a) if cpu_math else 0
+        views = 8 * C if a == 4 and (run.batch_size == 1 or H == 1) else 0
+        fallback = 12 * H * T + 3 * C * (4 - a) + views if cpu_math else 0
         if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
             fallback = (4 + a + 1) * H * T
         return 4 * a * C + 4 * H + fallback
@@ -220,9 +224,17 @@ def eval_weight_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int
     # the weight in use: c_fc's (8C^2) in the MLP, c_attn's (6C^2) in attention, lm_head's (2VC) at the loss
     if not autocast_copy_bytes(cfg, run):
         return 0
+    if not run.compile and moment == "attention":  # the last block's attention: its c_proj's and MLP's copies
+        C, b = cfg.n_embd, int(cfg.bias)  # (9C^2 + 5C biases) and lm_head's (VC) are not made yet
+        return autocast_copy_bytes(cfg, run) - 2 * (9 * C * C + 5 * C * b + cfg.vocab_size * C)
+    if not run.compile and moment in ("gelu", "c_proj"):  # the last block's MLP: lm_head's copy (VC) is not
+        C, b = cfg.n_embd, int(cfg.bias)  # made yet, nor at GELU its c_proj's (4C^2 + C bias)
+        later = cfg.vocab_size * C + (4 * C * C + C * b if moment == "gelu" else 0)
+        return autocast_copy_bytes(cfg, run) - 2 * later
     if not run.compile:
         return autocast_copy_bytes(cfg, run)
     C = cfg.n_embd
+    moment = "mlp" if moment in ("gelu", "c_proj") else moment
     return {"mlp": 8 * C * C, "attention": 6 * C * C, "head": 2 * cfg.vocab_size * C}[moment]
 
 
@@ -236,9 +248,10 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    moment = n_e * (per_token + previous_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "mlp")
-    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU bf16 weight pack are added
-    return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e))
+    moment = n_e * (per_token + previous_logits_bytes(cfg, run))
+    # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
+    c_proj = moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e) + eval_weight_copy_bytes(cfg, run, "c_proj")
+    return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj)
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -249,7 +262,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
-        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_forward_copies_bytes(cfg, run, n_e)
         if not workspace:
             return 0
         base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + previous_logits_bytes(cfg, run))

@@ -6,18 +6,22 @@ rank); report.py places them in the moments they belong to. Notation as in terms
 
 from __future__ import annotations
 
-from finegpt.config import ModelConfig, param_breakdown
+from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     activation_bytes,
     head_bytes,
     layer_act_bytes,
+    logits_train_bytes,
     loss_chunk_tokens,
     mlp_act_bytes,
     norm_act_bytes,
 )
 from finegpt.memory.state import (
     act_size,
-    cpu_bf16_pack_bytes,
+    autocast_copy_bytes,
+    cpu_bf16_head_grad_copy_bytes,
+    cpu_bf16_wgrad_scratch_bytes,
+    cpu_flash_fallback,
     cpu_flash_workspace_bytes,
     mask_size,
     param_size,
@@ -35,19 +39,51 @@ def chunk_ce_size(run: RunConfig) -> int:
 
 
 def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # one chunk's backward, its logits recomputed, at the larger of two moments, beside the LM head's gradient
-    # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the gradient of
-    # ln_f's output gathered chunk by chunk (n*C*r). At log_softmax's backward: its output, the loss's
-    # gradient and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits'
-    # gradient (n_c*V*a), this chunk's weight gradient (V*C*a) and the CPU matmul's scratch for it (measured
-    # from half to all of V*C*a, depending on C: counted whole)
+    # one chunk's backward, its logits recomputed, at the largest of three moments, beside the LM head's gradient
+    # summed over the chunks so far (V*C*a: autograd sums it in the dtype the matmul saw) and the chunks' input
+    # gradients (chunk_input_grads_and_rng_bytes). At log_softmax's backward: its output, the loss's gradient
+    # and log_softmax's own, 3 * n_c * V * 4 (2 pure bf16). At the LM head's backward: the logits' gradient
+    # (n_c*V*a) and this chunk's weight gradient (V*C*a; the matmul's scratch is small). From the 2nd chunk on,
+    # the sum of this chunk's weight gradient into the ones before, a new V x C tensor (2*V*C*a with summed)
     if not run.loss_chunks:
         return 0
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
-    moment = max(3 * n_c * V * chunk_ce_size(run), n_c * V * a + 2 * V * C * a)
-    return moment + summed + n * C * resid_size(run)
+    # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
+    # weight's once, after the last chunk: V*C*p beside the summed V*C*a
+    cast = V * C * param_size(run) if a < param_size(run) else 0
+    head = n_c * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n_c)
+    moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
+    return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
+
+
+def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the full loss on CPU 16-bit over at most 32 tokens: the LM head's weight-gradient matmul, with the logits
+    # (bound) and their gradient (2*n*V*a), its V x C*a output and oneDNN's copy of it
+    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes)
+    n = train_tokens(cfg, run)
+    copy = cpu_bf16_head_grad_copy_bytes(cfg, run, n)
+    if run.loss_chunks or not copy:
+        return 0
+    V, a = cfg.vocab_size, act_size(run)
+    return max(0, 2 * n * V * a + V * cfg.n_embd * a + copy - logits_train_bytes(cfg, run))
+
+
+CPU_RNG_STATE_BYTES = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
+
+
+def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
+    # beside a chunk's backward: the gradients of the chunks' inputs made so far (n_c*C*r each, gathered into
+    # ln_f's output gradient after the last), and, on CPU, the RNG state each checkpointed chunk saved in forward
+    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's):
+    # 2 gradients and loss_chunks - 2 states, or n*C*r and none; on CUDA the saved state is host memory
+    n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
+    n_c = loss_chunk_tokens(n, run)
+    if run.loss_chunks < 2:
+        return n * C * r, 0
+    states = (run.loss_chunks - 2) * CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
+    return 2 * n_c * C * r + states, n * C * r
 
 
 # ---- the end of backward: the tied embedding's gradient ------------------------------------------
@@ -57,10 +93,24 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # embedding_dense_backward makes a dense V x C gradient (the weight's dtype) for the token embedding,
     # while the tied LM head's gradient of the same weight waits in autograd's buffer to be summed with it;
     # + the gradient of the embeddings' output (n*C*r) it reads. Without an autocast copy between them the
-    # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor
+    # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor (the
+    # chunked loss's, summed over 2+ chunks, is a tensor of autograd's own: added into in place)
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
-    out_of_place = V * C * p if run.label in ("fp32", "pure_bf16") and not run.compile else 0  # compiled: in-graph
+    view = run.label in ("fp32", "pure_bf16") and not run.compile and run.loss_chunks < 2  # compiled: in-graph
+    out_of_place = V * C * p if view else 0
     return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+
+
+def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager, one micro-step: the first block's c_attn backward, the last matmul of backward. Every gradient
+    # but the embeddings' exists (the tied LM head's waits for the dense one, the same V*C*p; wpe's T*C*p is
+    # not made yet) beside the gradient of q, k, v (3aC per token) and of ln_1's output (aC), ln_1's output and
+    # the block's input still saved (aC + rC), and the residual stream's gradient (rC)
+    if run.compile or run.activation_checkpointing or run.gradient_accumulation_steps > 1:
+        return 0
+    C, a, r = cfg.n_embd, act_size(run), resid_size(run)
+    grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * param_size(run)
+    return grads + train_tokens(cfg, run) * (5 * a * C + 2 * r * C)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -88,24 +138,55 @@ def block_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the gradient of the T x T attention weights and _softmax_backward_data's output beside it (the softmax
-    # output is still saved): 2 * n * H * T * s, s the softmax's element size (fp32 on CUDA autocast)
+    # output is still saved): 2 * n * H * T * s, s the softmax's element size (fp32 on CUDA autocast). With
+    # dropout, one: the gradient of the dropped weights, made
+    # as the bmm's backward frees the dropped weights it saved; each later T x T gradient replaces the one before.
+    # CPU flash attention with dropout falls back to the math kernel in fp32 (state.cpu_flash_fallback): s = 4
+    if cpu_flash_fallback(cfg, run):
+        return train_tokens(cfg, run) * cfg.n_head * cfg.block_size * 4
     if run.attention != "math" or run.compile:
         return 0
-    return 2 * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
+    copies = 1 if cfg.dropout > 0 else 2
+    return copies * train_tokens(cfg, run) * cfg.n_head * cfg.block_size * softmax_size(run)
 
 
-def recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # checkpointing, math attention: in a recomputed block's attention backward the two T x T transients sit
-    # where its MLP's recomputed activations were (freed by then)
-    return max(0, softmax_backward_bytes(cfg, run) - last_block_freed_bytes(cfg, run))
+def math_attention_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager math attention (or CPU flash's dropout fallback), beside its T x T transients: the gradient of v
+    # (aC per token) and of the residual stream arriving from above (rC); with dropout the peak is at the bmm's
+    # backward, where the gradient of the attention output (aC) is still alive too
+    if not softmax_backward_bytes(cfg, run) or run.compile:
+        return 0
+    C, s = cfg.n_embd, 4 if cpu_flash_fallback(cfg, run) else act_size(run)
+    return train_tokens(cfg, run) * ((2 if cfg.dropout > 0 else 1) * s * C + resid_size(run) * C)
+
+
+def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing: a recomputed block's attention backward, where its MLP's recomputed activations were
+    # (last_block_freed_bytes, freed by then). Math: the two T x T transients, the recomputed ~mask masked_fill
+    # saved (T*T bool) and the gradients of the attention output and the residual stream (aC + rC per token);
+    # CPU flash: its workspace and gradients (flash_backward_grad_bytes). Beside them, on the first micro-step,
+    # the block's MLP, c_proj and ln_2 gradients (9C^2 + 6C biases + 2C norm)
+    C, b, T = cfg.n_embd, int(cfg.bias), cfg.block_size
+    if softmax_backward_bytes(cfg, run):
+        mask = T * T if run.attention == "math" and not run.compile else 0
+        moment = softmax_backward_bytes(cfg, run) + mask + math_attention_grad_bytes(cfg, run)
+    elif cpu_flash_workspace_bytes(cfg, run):
+        moment = cpu_flash_workspace_bytes(cfg, run) + flash_backward_grad_bytes(cfg, run)
+    else:
+        return 0
+    grads = (9 * C * C + 6 * C * b + 2 * C * (1 + b)) * param_size(run) if run.gradient_accumulation_steps == 1 else 0
+    return max(0, moment + grads - last_block_freed_bytes(cfg, run))
 
 
 def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # freed before the last block's attention backward: its MLP's activations, ln_2's output and stats and
     # input, the attention output c_proj saved (a*C) and the dropout masks after c_proj and the MLP, per token
+    # (the flash kernel saves its output itself, and c_proj reads it without a copy: not freed then)
     C = cfg.n_embd
     drop = 2 * C * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
-    per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + C * act_size(run)
+    flash_out = run.attention == "flash" and not cpu_flash_fallback(cfg, run)
+    y = 0 if flash_out else C * act_size(run)
+    per_token = mlp_act_bytes(cfg, run) + norm_act_bytes(cfg, run) // 2 + C * resid_size(run) + y
     return train_tokens(cfg, run) * (per_token + drop)
 
 
@@ -114,8 +195,9 @@ def attention_backward_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # final norm + embeddings' (activation_bytes + head_bytes), less what the last block has freed
     if not (softmax_backward_bytes(cfg, run) or cpu_flash_workspace_bytes(cfg, run)):
         return 0
-    saved = activation_bytes(cfg, run) + head_bytes(cfg, run)
-    return saved - last_block_freed_bytes(cfg, run)
+    # (eager, ln_f's backward has run by then: of the final norm + embeddings only the embeddings' dropout mask)
+    head = head_bytes(cfg, run) if run.compile else embedding_dropout_bytes(cfg, run)
+    return activation_bytes(cfg, run) + head - last_block_freed_bytes(cfg, run)
 
 
 def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -127,16 +209,60 @@ def last_block_early_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return (9 * C * C + 6 * C * b + 2 * C * (1 + b) + cfg.vocab_size * C) * param_size(run)
 
 
+# ---- eager backward: what autograd still holds of the forward's 16-bit weight copies ----------------
+
+
+def kept_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
+    # autocast's cache is dropped when the forward's autocast context exits; what stays is each matmul's 16-bit
+    # weight copy saved for its backward (not the biases': addmm's backward does not read them), freed when that
+    # backward has run. The last block's MLP backward: every block's 12C^2 (lm_head's VC is done); its attention
+    # backward: less that block's c_proj and MLP (9C^2). Compiled: the graph's own (autocast_copy_bytes)
+    if not autocast_copy_bytes(cfg, run) or run.compile:
+        return autocast_copy_bytes(cfg, run)
+    C, L = cfg.n_embd, cfg.n_layer
+    done = 9 * C * C if moment == "attention" else 0
+    return 2 * (L * 12 * C * C - done)
+
+
+def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention's backward, eager: the gradients of q, k and v it zero-fills before it starts (3aC
+    # per token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC)
+    if not cpu_flash_workspace_bytes(cfg, run) or run.compile:
+        return 0
+    C = cfg.n_embd
+    return train_tokens(cfg, run) * (4 * act_size(run) * C + resid_size(run) * C)
+
+
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
 
 
 def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # c_proj's backward in the last block, every activation still saved: the gradient of the GELU output
-    # (4aC per token) and of the residual stream (rC), and c_proj's weight gradient (4C^2 p); where the
-    # logits are small or chunked, this is the step's peak
-    n, C = train_tokens(cfg, run), cfg.n_embd
-    pack = cpu_bf16_pack_bytes(cfg, run, n)
-    return n * (4 * act_size(run) * C + resid_size(run) * C) + 4 * C * C * param_size(run) + pack
+    # the last block's MLP backward, every activation still saved, at the larger of two matmuls' backward.
+    # c_proj's: the gradient of the GELU output (4aC per token) and of the residual stream (rC; autocast casts
+    # it to 16-bit for the matmul, aC more) and c_proj's weight gradient (4C^2 p). c_fc's: c_fc's and GELU's
+    # outputs are freed (8aC), GELU's input gradient (4aC), c_fc's input gradient (aC) and the residual's (rC)
+    # beside both weight gradients; it is the larger where C is large against the tokens. Where the logits are
+    # small or chunked, this is the step's peak
+    n, C, a, r, p = train_tokens(cfg, run), cfg.n_embd, act_size(run), resid_size(run), param_size(run)
+    cast = a * C if a < r else 0
+    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + _mm_scratch(cfg, run, n * 4 * a * C, C)
+    done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
+    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + _mm_scratch(cfg, run, n * a * C, 4 * C)
+    return max(c_proj, c_fc)
+
+
+def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int) -> int:
+    # CPU 16-bit matmuls keep scratch while they run: the input's gradient packs the 16-bit weight (4C^2 * 2 +
+    # 5 KiB), the weight's gradient (rows = its output features) reorders and packs (cpu_bf16_wgrad_scratch_bytes).
+    # AddmmBackward0 (bias) makes the input's gradient (grad_in) first, MmBackward0 (no bias) the weight's
+    # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own
+    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows)
+    if not scratch_w:
+        return 0
+    pack_in = 8 * cfg.n_embd**2 + 5120
+    if cfg.bias:
+        return max(pack_in - 4 * cfg.n_embd**2 * act_size(run), scratch_w)
+    return max(scratch_w - grad_in, pack_in)
 
 
 # ---- activation checkpointing: a block recomputed for its backward ---------------------------------
@@ -163,5 +289,4 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     checkpoint = n * C * resid_size(run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
     block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
-    below_top = 4 * checkpoint if L > 1 else 0
-    return L * checkpoint + block, checkpoint + (L - 1) * grads + block + below_top
+    return L * checkpoint + block, checkpoint + (L - 1) * grads + block

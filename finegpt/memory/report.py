@@ -152,14 +152,20 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
-        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt else 0,
+        "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt or not run.compile else 0,
         "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
+        "LM head gradient matmul copy (CPU 16-bit)": m.head_grad_copy_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
+        "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
-        "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
+        "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
+        "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
+        "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
+        "flash-attention backward gradients (q, k, v, output, residual)": m.flash_backward_grad_bytes(cfg, run),
+        "math-attention backward gradients (v, output, residual)": m.math_attention_grad_bytes(cfg, run),
         "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
     }
 
@@ -182,7 +188,12 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     stages = [  # the moments of a training step when memory can peak
         {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
         # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
-        {**pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"), **acts, **prefetched},
+        {
+            **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
+            **pick("LM head gradient matmul copy (CPU 16-bit)"),
+            **acts,
+            **prefetched,
+        },
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
             "gradients (this step)": T["gradients (this step)"] if single else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
@@ -191,12 +202,20 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
     ]
+    if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
+        stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
+        # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
+        saved = (
+            acts
+            if run.compile
+            else pick("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
+        )
         stages.append(
             {
-                **pick(copies_kept, "MLP backward transients (last block)"),
+                **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),
                 **pick("LM head gradient (before the blocks' backward)"),
-                **acts,
+                **saved,
                 **bound,
                 **prefetched,
             }
@@ -205,8 +224,10 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     if T["activations (last attention backward)"] and not run.activation_checkpointing:
         stages.append(
             {
-                **pick(copies_kept, "softmax backward (math attention)", "activations (last attention backward)"),
-                **pick("CPU flash-attention workspace"),
+                **pick("autocast copies kept (last attention backward)", "softmax backward (math attention)"),
+                **pick("activations (last attention backward)", "CPU flash-attention workspace"),
+                **pick("flash-attention backward gradients (q, k, v, output, residual)"),
+                **pick("math-attention backward gradients (v, output, residual)"),
                 **pick("gradients before the last attention backward", "batch (x, y, positions)"),
                 **bound,
                 **prefetched,
@@ -221,12 +242,12 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                     max(
                         (
                             "recompute transients (MLP backward)",
-                            "CPU flash-attention workspace",
-                            "softmax backward (recomputed block)",
+                            "attention backward (recomputed block)",
                         ),
                         key=T.get,
                     )
                 ),
+                **bound,
                 **prefetched,
                 "LM head gradient": T["LM head gradient"],
             }

@@ -153,26 +153,77 @@ def autocast_copy_bytes(cfg: ModelConfig, run: RunConfig, blocks: int | None = N
 # ---- CPU only: the flash-attention kernel's buffers -----------------------------------------------
 
 
+def cpu_flash_fallback(cfg: ModelConfig, run: RunConfig) -> bool:
+    # eager CPU SDPA with dropout in training runs its math kernel in fp32, not the flash kernel (eval has no
+    # dropout, so it stays flash); activations.attention_act_bytes counts what the fallback saves
+    return run.device == "cpu" and run.attention == "flash" and cfg.dropout > 0 and not run.compile
+
+
 def cpu_flash_workspace_bytes(cfg: ModelConfig, run: RunConfig, backward: bool = True) -> int:
     # PyTorch's CPU flash attention (FlashAttentionKernel.cpp) allocates per thread, for q blocks of qS rows
     # (32, 64 from T 192, 256 from T 768) and kv blocks of kvS = min(T, 512): forward fp32 scores + max + sum
-    # + output qS*(kvS + 2 + hs); backward fp32 scores and their gradient 2*qS*kvS; + a 16-bit copy of the
-    # scores for bf16 inputs. CUDA's kernels keep no such buffers
-    if run.device != "cpu" or run.attention != "flash":
+    # + output qS*(kvS + 2 + hs); backward fp32 scores and their gradient 2*qS*kvS and the row sums dsum (qS).
+    # For 16-bit inputs: forward a 16-bit copy of the scores (qS*kvS); backward 16-bit copies of the scores
+    # and of their gradient (2*qS*kvS) and the bf16 matmul's packing scratch (cpu_flash_gemm_scratch_bytes).
+    # In training with dropout the math fallback runs instead (cpu_flash_fallback). CUDA's kernels keep none
+    if run.device != "cpu" or run.attention != "flash" or (backward and cpu_flash_fallback(cfg, run)):
         return 0
     T, hs = cfg.block_size, cfg.n_embd // cfg.n_head
     qS = min(T, 256 if T >= 768 else 64 if T >= 192 else 32)
     kvS = min(T, 512)
-    per_thread = 4 * (2 * qS * kvS if backward else qS * (kvS + 2 + hs))
-    reduced = 2 * qS * kvS if act_size(run) == 2 else 0
+    per_thread = 4 * (2 * qS * kvS + qS if backward else qS * (kvS + 2 + hs))
+    reduced = 0
+    if act_size(run) == 2:
+        reduced = 2 * (2 * qS * kvS) + cpu_flash_gemm_scratch_bytes(qS, kvS) if backward else 2 * qS * kvS
     return run.cpu_threads * (per_thread + reduced)
 
 
+def cpu_flash_gemm_scratch_bytes(qS: int, kvS: int) -> int:
+    # the CPU bf16 matmul inside the flash backward packs its operands into a scratch buffer per call (per
+    # thread), measured with the profiler: 128 B per kv column up to 256 columns, then 640 B per q row, + 5 KiB
+    return 5248 + 128 * (kvS if kvS < 256 else 5 * qS)
+
+
+def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+    # CPU flash forward, 16-bit inputs: beside its workspace the kernel makes two contiguous copies the size of
+    # q (tokens*C*a each, k and v) and a per-thread 16-bit kv block (kvS*hs), all freed when it returns
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2:
+        return 0
+    kvS, hs = min(cfg.block_size, 512), cfg.n_embd // cfg.n_head
+    return 2 * tokens * cfg.n_embd * 2 + run.cpu_threads * kvS * hs * 2
+
+
 def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
-    # pure bf16 on CPU, a matmul over at most 128 rows (tokens): the MLP's c_proj (K = 4C) packs its bf16 weight
-    # into a copy first, 4C^2 * 2 bytes, while it runs (seen at 128 tokens, not at 256 or 512); autocast's
-    # and CUDA's matmuls do not
-    return 8 * cfg.n_embd**2 if run.device == "cpu" and run.label == "pure_bf16" and tokens <= 128 else 0
+    # eager CPU, 16-bit, no grad: the MLP's c_proj, input A (tokens x 4C) times weight B (4C x C), keeps oneDNN's
+    # scratch while it runs, measured with the profiler (+ 5 KiB): one thread packs B where B <= A, else it
+    # copies blocks of at most 32 rows of A (2*4C*min(tokens, 32) + 16*4C); more threads, the smaller of B and
+    # a copy of A per thread (an upper bound within a few hundred KiB). CUDA's matmuls keep none
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
+        return 0
+    K, N = 4 * cfg.n_embd, cfg.n_embd
+    A, B = 2 * tokens * K, 2 * K * N
+    if run.cpu_threads > 1:
+        return min(run.cpu_threads * A, B) + 5120
+    return (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
+
+
+def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
+    # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x n) @ input (n x K), goes through oneDNN,
+    # which reorders the transposed operand and packs in blocks of m = min(rows to a power of 2, 256) rows and
+    # k = min(n, 1536) tokens, per thread: measured with the profiler, 2*m*k + 128*k + 64*m + 5248 bytes a
+    # thread (exact to n = 1024; above, an upper bound within 15 %)
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
+        return 0
+    m, k = min(1 << (rows - 1).bit_length(), 256), min(tokens, 1536)
+    return run.cpu_threads * (2 * m * k + 128 * k + 64 * m + 5248)
+
+
+def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+    # eager CPU, 16-bit: the LM head's weight gradient over at most 32 tokens with C <= 32 (the shapes measured)
+    # keeps a copy of its V x C output a thread in oneDNN, C padded to a multiple of 32
+    if run.device != "cpu" or act_size(run) != 2 or run.compile or tokens > 32 or cfg.n_embd > 32:
+        return 0
+    return run.cpu_threads * cfg.vocab_size * (-(-cfg.n_embd // 32) * 32) * 2
 
 
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------

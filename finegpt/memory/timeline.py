@@ -3,8 +3,14 @@ forward, backward and optimizer phases marked, measured on the CPU (or under Fak
 
 Entry point: memory_timeline(model_cfg, run, device="cpu"|"fake", seed=0) -> Timeline.
 It runs the step `measure()` runs (measurement.build, then finegpt.step's train_step: forward_backward and
-optimizer_step) under the same LiveBytes tracker with its history on, so its peak is measure()'s
-training-step peak, to the byte.
+optimizer_step) under LiveBytes, a dispatch mode, with its history on: op by op, with the phases marked by
+hooks on the model. It stays on LiveBytes, not on the profiler's allocator events (ProfiledBytes, which
+measure() reads on CPU), because it needs the op boundaries and the hook marks in one order, which a dispatch
+mode gives and the profiler's clock does not line up with. The cost: it cannot see what a kernel allocates
+inside itself (CPU flash attention's workspace, oneDNN's matmul scratch, checkpoints' RNG states), and a tied
+embedding's gradients are summed out of place under it (one V x C gradient more). Where the peak is not at
+such a moment (tests/test_diagrams.py's config) its peak equals measure()'s training-step peak to the byte;
+elsewhere, read the peak from measure().
 """
 
 from __future__ import annotations
