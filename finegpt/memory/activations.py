@@ -241,12 +241,49 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return max(moment, moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e))
 
 
+def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inductor's no-grad math attention, per token: the scores (a*H*T), the unnormalized exp the fused softmax
+    # kernel stores in fp32 before it divides (4*H*T: its decomposition upcasts) and the softmax (a*H*T),
+    # + the fp32 row max and sum (8H)
+    if run.attention != "math":
+        return 0
+    H, T = cfg.n_head, cfg.block_size
+    return (2 * act_size(run) + 4) * H * T + 8 * H
+
+
+def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled flash attention, from the 2nd block on: inductor frees a buffer by keeping it for the next
+    # allocation of the same dtype and size, so the previous block's c_fc output (4aC) waits through this
+    # block's attention for its MLP (math attention's generated code frees it at once)
+    if cfg.n_layer == 1 or run.attention == "math":
+        return 0
+    return 4 * cfg.n_embd * act_size(run)
+
+
+def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
+    # residual is recomputed from the embeddings and q, k are freed: math keeps v's contiguous copy (aC),
+    # flash q, k, v and the output (4aC). From the 2nd block: the residual (rC) and 5aC (qkv, then ln_1's
+    # output kept for reuse, the output and a residual piece inductor adds lazily) + the pooled c_fc output;
+    # + math's T x T tensors
+    C, a = cfg.n_embd, act_size(run)
+    if cfg.n_layer == 1:
+        c_terms = a * C if run.attention == "math" else 4 * a * C
+    else:
+        c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
+    return c_terms + compiled_eval_softmax_token_bytes(cfg, run)
+
+
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # math attention, beside the previous batch's logits (aV per token): the residual, (eager) ln_1's output,
     # q, k, v (3aC) and the no-grad T x T transients, two at a time: scores and their masked copy (+ the T x T
     # bool ~mask, eager), or the softmax and its input (CUDA autocast: fp32 softmax + its 16-bit cast).
     # Flash attention keeps no T x T matrix; on CPU its kernel's buffers sit beside q, k, v and its output
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
+    if run.compile and run.device == "cpu":  # CPU inductor's kernels (Triton's softmax keeps no fp32 exp)
+        per_token = compiled_eval_attention_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        return n_e * per_token + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
         workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
