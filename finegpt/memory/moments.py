@@ -71,6 +71,16 @@ def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return cfg.vocab_size * cfg.n_embd * act_size(run)
 
 
+def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, one backward graph recomputes the blocks and runs their backward; it makes
+    # the logits' gradient first (n*V*a) and keeps it to its last op, where the LM head's weight gradient is
+    # fused into the tied sum (an addmm into the embedding's dense gradient): alive through every recomputed
+    # block, in place of the LM head gradient the eager backward makes before the blocks
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks:
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # from the 2nd micro-step the grads exist and autograd adds into them, but the tied weight's LM-head
     # gradient (V*C*p) still waits for the embedding's; on the 1st it is this step's gradient, counted there

@@ -157,6 +157,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
+        "logits gradient (compiled checkpointing, to the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -231,6 +232,10 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                 "LM head gradient": T["LM head gradient"],
             }
         )
+        if run.compile:  # one backward graph: the logits' gradient, not the LM head's, and the logits still bound
+            stages[-1]["LM head gradient"] = 0
+            stages[-1].update(pick("logits gradient (compiled checkpointing, to the tied sum)"))
+            stages[-1].update(pick("logits still bound (last micro-step)"))
     no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
     return {
         "train": {
