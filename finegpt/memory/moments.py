@@ -9,6 +9,7 @@ from __future__ import annotations
 from finegpt.config import ModelConfig, param_breakdown
 from finegpt.memory.activations import (
     activation_bytes,
+    compiled_eval_softmax_token_bytes,
     head_bytes,
     layer_act_bytes,
     loss_chunk_tokens,
@@ -79,6 +80,16 @@ def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not (run.compile and run.activation_checkpointing) or run.loss_chunks:
         return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, math attention: the backward graph recomputes a block's attention as the
+    # eval graph runs it, n * (the scores, the fp32 exp and the softmax, (2a + 4) * H * T, + their row max and
+    # sum, 8H), beside ln_1's output, qkv (3aC) and the q, k, v copies (7aC in all, the generated code's count)
+    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
+        return 0
+    softmax = compiled_eval_softmax_token_bytes(cfg, run)
+    return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -158,6 +158,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (compiled checkpointing, to the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
+        "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -236,6 +237,17 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             stages[-1]["LM head gradient"] = 0
             stages[-1].update(pick("logits gradient (compiled checkpointing, to the tied sum)"))
             stages[-1].update(pick("logits still bound (last micro-step)"))
+        if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
+            stages.append(
+                {
+                    **pick("softmax (compiled recompute)", "next batch (prefetched)"),
+                    # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
+                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                    **pick("logits gradient (compiled checkpointing, to the tied sum)"),
+                    **pick("logits still bound (last micro-step)"),
+                    **acts,
+                }
+            )
     no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
     return {
         "train": {
