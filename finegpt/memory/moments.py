@@ -92,6 +92,15 @@ def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
 
 
+def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
+    # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
+    # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one
+    if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1:
+        return 0
+    return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
+
+
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # from the 2nd micro-step the grads exist and autograd adds into them, but the tied weight's LM-head
     # gradient (V*C*p) still waits for the embedding's; on the 1st it is this step's gradient, counted there

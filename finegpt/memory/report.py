@@ -159,6 +159,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (compiled checkpointing, to the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
+        "softmax fp32 exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -237,6 +238,7 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             stages[-1]["LM head gradient"] = 0
             stages[-1].update(pick("logits gradient (compiled checkpointing, to the tied sum)"))
             stages[-1].update(pick("logits still bound (last micro-step)"))
+            stages[-1].update(pick("softmax fp32 exp (compiled recompute, pooled)"))
         if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
             stages.append(
                 {
