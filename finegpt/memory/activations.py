@@ -242,13 +242,14 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # inductor's no-grad math attention, per token: the scores (a*H*T), the unnormalized exp the fused softmax
-    # kernel stores in fp32 before it divides (4*H*T: its decomposition upcasts) and the softmax (a*H*T),
-    # + the fp32 row max and sum (8H)
+    # inductor's no-grad math attention, per token. fp32: the fused softmax kernel overwrites the scores in
+    # place (the exp, then the softmax), one fp32 T x T tensor (4*H*T). 16-bit: the scores (a*H*T), the
+    # unnormalized exp the kernel stores in fp32 before it divides (4*H*T: its decomposition upcasts) and the
+    # softmax (a*H*T). + the fp32 row max and sum (8H)
     if run.attention != "math":
         return 0
-    H, T = cfg.n_head, cfg.block_size
-    return (2 * act_size(run) + 4) * H * T + 8 * H
+    H, T, a = cfg.n_head, cfg.block_size, act_size(run)
+    return (4 if a == 4 else 2 * a + 4) * H * T + 8 * H
 
 
 def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -264,11 +265,14 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
     # residual is recomputed from the embeddings and q, k are freed: math keeps v's contiguous copy (aC),
     # flash q, k, v and the output (4aC). From the 2nd block: the residual (rC) and 5aC (qkv, then ln_1's
-    # output kept for reuse, the output and a residual piece inductor adds lazily) + the pooled c_fc output;
-    # + math's T x T tensors
+    # output kept for reuse, the output and a residual piece inductor adds lazily) + the pooled c_fc output.
+    # fp32 math peaks as it copies q, k, v out of qkv, its T x T buffer pooled for the next scores: 9aC
+    # (qkv, the three copies, the last block's q and v copies pooled, residual pieces). + the T x T tensors
     C, a = cfg.n_embd, act_size(run)
     if cfg.n_layer == 1:
         c_terms = a * C if run.attention == "math" else 4 * a * C
+    elif run.attention == "math" and a == 4:
+        c_terms = 9 * a * C
     else:
         c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
     return c_terms + compiled_eval_softmax_token_bytes(cfg, run)
