@@ -61,7 +61,9 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
     out_of_place = V * C * p if run.label in ("fp32", "pure_bf16") and not run.compile else 0  # compiled: in-graph
-    return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights
+    dense = V * C * (4 if run.compile else p)
+    return dense + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
