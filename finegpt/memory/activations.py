@@ -267,15 +267,17 @@ def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
     # residual is recomputed from the embeddings and q, k are freed: math keeps v's contiguous copy (aC),
-    # flash q, k, v and the output (4aC). From the 2nd block: the residual (rC) and 5aC (qkv, then ln_1's
-    # output kept for reuse, the output and a residual piece inductor adds lazily) + the pooled c_fc output.
-    # fp32 math peaks as it copies q, k, v out of qkv, its T x T buffer pooled for the next scores: 9aC
-    # (qkv, the three copies, the last block's q and v copies pooled, residual pieces). + the T x T tensors
+    # flash q, k, v and the output (4aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv, ln_1's
+    # output kept for reuse, the output, a residual piece inductor adds lazily) + the pooled c_fc output;
+    # 16-bit math, 3aC (k's and v's copies, a residual piece: qkv is freed once copied, unless the v copy is
+    # fused into the softmax's kernel, which keeps it 3aC more); fp32 math peaks as it copies q, k, v out of
+    # qkv, its T x T buffer pooled for the next scores: 9aC in all (qkv, the three copies, the last block's
+    # q and v copies pooled, residual pieces). + the T x T tensors
     C, a = cfg.n_embd, act_size(run)
     if cfg.n_layer == 1:
         c_terms = a * C if run.attention == "math" else 4 * a * C
-    elif run.attention == "math" and a == 4:
-        c_terms = 9 * a * C
+    elif run.attention == "math":
+        c_terms = 9 * a * C if a == 4 else resid_size(run) * C + 3 * a * C
     else:
         c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
     return c_terms + compiled_eval_softmax_token_bytes(cfg, run)
