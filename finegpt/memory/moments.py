@@ -69,8 +69,8 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled, the backward graph sums the tied weight's two gradients itself: the LM head's, as its matmul
     # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager
-    if not run.compile or run.loss_chunks:
-        return 0
+    if not run.compile or run.loss_chunks or compiled_ckpt_logits_grad_bytes(cfg, run):
+        return 0  # with checkpointing, the graph makes it by an addmm into the sum, from the logits' gradient
     return cfg.vocab_size * cfg.n_embd * act_size(run)
 
 

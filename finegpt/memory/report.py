@@ -190,6 +190,7 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             "gradients (this step)": T["gradients (this step)"] if single else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
+            **pick("logits gradient (compiled checkpointing, to the tied sum)"),
             **bound,
             **prefetched,
         },
