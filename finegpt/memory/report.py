@@ -240,6 +240,8 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             stages[-1].update(pick("logits gradient (compiled checkpointing, to the tied sum)"))
             stages[-1].update(pick("logits still bound (last micro-step)"))
             stages[-1].update(pick("softmax fp32 exp (compiled recompute, pooled)"))
+            if not run.loss_chunks:  # ln_f's output waits for the tied sum's addmm (chunked: the loss is done)
+                stages[-1].update(pick("final norm + embeddings"))
         if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
             stages.append(
                 {
