@@ -315,20 +315,21 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return head + compiled_head_pack_bytes(cfg, run)
 
 
-def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int) -> int:
-    # a bf16 mm on CPU (oneDNN) copies its N x K weight into a blocked layout, K rounded up to 64, + 9856 bytes
-    # of scratch, when the call is large enough to pay for it: from 33 rows at K <= 32, else from 321 rows
-    # (half the copy at K >= 768). Measured on this CPU with the profiler, M from 16 to 2048, K from 16 to 768
+def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int, threads: int) -> int:
+    # a bf16 mm on CPU (oneDNN) copies its N x K weight into a blocked layout, K rounded up to 64 (half of it
+    # on one thread), + 9856 bytes of scratch, when the call is large enough to pay for it: from 33 rows at
+    # K <= 32, else from 321 rows (half the copy at K >= 768). Measured with the profiler on this CPU, M 16 to
+    # 2048, K 16 to 768, N 2048 and 8192, 1 and 2 threads (at N = 8192 and K >= 128 the copy is smaller)
     if not (K <= 32 and tokens > 32 or tokens > 320):
         return 0
-    return N * -(-K // 64) * 64 * 2 // (2 if K >= 768 else 1) + 9856
+    return N * -(-K // 64) * 64 * min(threads, 2) // (2 if K >= 768 else 1) + 9856
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs
     if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
         return 0
-    return cpu_bf16_mm_pack_bytes(eval_tokens(cfg, run), cfg.n_embd, cfg.vocab_size)
+    return cpu_bf16_mm_pack_bytes(eval_tokens(cfg, run), cfg.n_embd, cfg.vocab_size, run.cpu_threads)
 
 
 def eval_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
