@@ -103,6 +103,18 @@ def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
 
 
+def compiled_forward_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled math attention on CPU, the training forward at the last block's softmax kernel: its scores and
+    # the fp32 exp it stores before it divides ((a + 4) * H * T per token; fp32: the scores only, 4HT, as
+    # the softmax kept for backward is its own buffer) beside every activation saved so far, less the last
+    # block's, which come after it (last_block_freed_bytes: its MLP, ln_2, ...); 0 where that is not more
+    if not (run.compile and run.device == "cpu" and run.attention == "math") or run.activation_checkpointing:
+        return 0
+    a, HT = act_size(run), cfg.n_head * cfg.block_size
+    transient = train_tokens(cfg, run) * HT * (4 if a == 4 else a + 4)
+    return max(0, transient - last_block_freed_bytes(cfg, run))
+
+
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # from the 2nd micro-step the grads exist and autograd adds into them, but the tied weight's LM-head
     # gradient (V*C*p) still waits for the embedding's; on the 1st it is this step's gradient, counted there

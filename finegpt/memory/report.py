@@ -159,6 +159,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (compiled checkpointing, to the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
+        "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "softmax fp32 exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
@@ -195,6 +196,14 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
     ]
+    if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
+        stages.append(
+            {
+                **pick("autocast 16-bit weight copies", "softmax transients (compiled forward, last block)"),
+                **pick("activations (all layers)", "batch (x, y, positions)"),
+                **previous_logits,
+            }
+        )
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
         stages.append(
             {
