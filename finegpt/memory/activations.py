@@ -50,7 +50,9 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
     soft = softmax_size(run)
     if run.compile:  # inductor saves the scores' softmax (and, fp32, its row max and sum: 8H)
-        return 4 * a * C + soft * H * T + (8 * H if soft == 4 else 0)
+        # CPU, with dropout on the weights: its bool mask and the dropped weights, (1 + a) * H * T
+        drop = (1 + a) * H * T if cfg.dropout > 0 and run.device == "cpu" else 0
+        return 4 * a * C + soft * H * T + (8 * H if soft == 4 else 0) + drop
     recast = soft == 4 and a == 2  # CUDA autocast: att @ v saves a 16-bit copy of the fp32 weights
     total = 4 * a * C + soft * H * T + (2 * H * T if recast else 0)
     if cfg.dropout > 0:  # dropout on the T x T weights: its mask, and its output unless it is recast
