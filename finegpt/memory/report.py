@@ -157,10 +157,10 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
-        "logits gradient (compiled checkpointing, to the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
+        "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
-        "softmax fp32 exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
+        "softmax exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "softmax backward (recomputed block)": m.recomputed_softmax_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -191,19 +191,14 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             "gradients (this step)": T["gradients (this step)"] if single else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
-            **pick("logits gradient (compiled checkpointing, to the tied sum)"),
+            **pick("logits gradient (kept for the tied sum)"),
             **bound,
             **prefetched,
         },
     ]
     if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
-        stages.append(
-            {
-                **pick("autocast 16-bit weight copies", "softmax transients (compiled forward, last block)"),
-                **pick("activations (all layers)", "batch (x, y, positions)"),
-                **previous_logits,
-            }
-        )
+        names = ("autocast 16-bit weight copies", "activations (all layers)", "batch (x, y, positions)")
+        stages.append({**pick("softmax transients (compiled forward, last block)", *names), **previous_logits})
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
         stages.append(
             {
@@ -244,20 +239,18 @@ def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
                 "LM head gradient": T["LM head gradient"],
             }
         )
-        if run.compile:  # one backward graph: the logits' gradient, not the LM head's, and the logits still bound
-            stages[-1]["LM head gradient"] = 0
-            stages[-1].update(pick("logits gradient (compiled checkpointing, to the tied sum)"))
-            stages[-1].update(pick("logits still bound (last micro-step)"))
-            stages[-1].update(pick("softmax fp32 exp (compiled recompute, pooled)"))
-            if not run.loss_chunks:  # ln_f's output waits for the tied sum's addmm (chunked: the loss is done)
-                stages[-1].update(pick("final norm + embeddings"))
+        if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
+            # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
+            head = () if run.loss_chunks else ("final norm + embeddings",)
+            kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
+            stages[-1].update({**kept, **pick("softmax exp (compiled recompute, pooled)"), "LM head gradient": 0})
         if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
             stages.append(
                 {
                     **pick("softmax (compiled recompute)", "next batch (prefetched)"),
                     # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
                     "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
-                    **pick("logits gradient (compiled checkpointing, to the tied sum)"),
+                    **pick("logits gradient (kept for the tied sum)"),
                     **pick("logits still bound (last micro-step)"),
                     **acts,
                 }
