@@ -261,7 +261,7 @@ def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled flash attention, from the 2nd block on: inductor frees a buffer by keeping it for the next
     # allocation of the same dtype and size, so the previous block's c_fc output (4aC) waits through this
     # block's attention for its MLP (math attention's generated code frees it at once)
-    if cfg.n_layer == 1 or run.attention == "math":
+    if cfg.n_layer <= 2 or run.attention == "math":  # two blocks: the generated code frees it (measured)
         return 0
     return 4 * cfg.n_embd * act_size(run)
 
