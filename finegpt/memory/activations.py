@@ -282,7 +282,16 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
         c_terms = 9 * a * C if a == 4 else resid_size(run) * C + 3 * a * C
     else:
         c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
-    return c_terms + compiled_eval_softmax_token_bytes(cfg, run)
+    return c_terms + compiled_eval_softmax_token_bytes(cfg, run) + cpu_flash_packed_kv_token_bytes(cfg, run)
+
+
+def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention on 16-bit q, k, v packs k and v into oneDNN's blocked layout first, a 16-bit copy of
+    # each (2aC per token), when a long sequence amortizes it: seen from T = 512 (1L to 6L, B 2 to 3), not at
+    # T = 256 or below. Measured in compiled eval forwards; an eager one calls the same kernel
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 512:
+        return 0
+    return 2 * cfg.n_embd * act_size(run)
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
