@@ -54,7 +54,9 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
     soft = softmax_size(run)
     if run.compile:  # inductor saves the scores' softmax (and, fp32, its row max and sum: 8H)
-        return 4 * a * C + soft * H * T + (8 * H if soft == 4 else 0)
+        # CPU, with dropout on the weights: its bool mask and the dropped weights, (1 + a) * H * T
+        drop = (1 + a) * H * T if cfg.dropout > 0 and run.device == "cpu" else 0
+        return 4 * a * C + soft * H * T + (8 * H if soft == 4 else 0) + drop
     recast = soft == 4 and a == 2  # CUDA autocast: att @ v saves a 16-bit copy of the fp32 weights
     total = 4 * a * C + soft * H * T + (2 * H * T if recast else 0)
     if cfg.dropout > 0:  # dropout on the T x T weights: its mask, and its output unless it is recast
@@ -250,8 +252,59 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n_e = eval_tokens(cfg, run)
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
-    c_proj = moment - 3 * n_e * a * C + cpu_bf16_pack_bytes(cfg, run, n_e) + eval_weight_copy_bytes(cfg, run, "c_proj")
+    pack = cpu_bf16_pack_bytes(cfg, run, n_e)
+    if run.compile and run.device == "cpu" and a == 2 and n_e <= 128:  # inductor's bf16 mm, autocast too
+        pack = 8 * C * C + 9856
+    c_proj = moment - 3 * n_e * a * C + pack + eval_weight_copy_bytes(cfg, run, "c_proj")
     return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj)
+
+
+def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inductor's no-grad math attention, per token. fp32: the fused softmax kernel overwrites the scores in
+    # place (the exp, then the softmax), one fp32 T x T tensor (4*H*T). 16-bit: the scores (a*H*T), the
+    # unnormalized exp the kernel stores in fp32 before it divides (4*H*T: its decomposition upcasts) and the
+    # softmax (a*H*T). + the fp32 row max and sum (8H)
+    if run.attention != "math":
+        return 0
+    H, T, a = cfg.n_head, cfg.block_size, act_size(run)
+    return (4 if a == 4 else 2 * a + 4) * H * T + 8 * H
+
+
+def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled flash attention, from the 2nd block on: inductor frees a buffer by keeping it for the next
+    # allocation of the same dtype and size, so the previous block's c_fc output (4aC) waits through this
+    # block's attention for its MLP (math attention's generated code frees it at once)
+    if cfg.n_layer <= 2 or run.attention == "math":  # two blocks: the generated code frees it (measured)
+        return 0
+    return 4 * cfg.n_embd * act_size(run)
+
+
+def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
+    # residual is recomputed from the embeddings and q, k are freed: math keeps v's contiguous copy (aC),
+    # flash q, k, v and the output (4aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv, ln_1's
+    # output kept for reuse, the output, a residual piece inductor adds lazily) + the pooled c_fc output;
+    # 16-bit math, 3aC (k's and v's copies, a residual piece: qkv is freed once copied, unless the v copy is
+    # fused into the softmax's kernel, which keeps it 3aC more); fp32 math peaks as it copies q, k, v out of
+    # qkv, its T x T buffer pooled for the next scores: 9aC in all (qkv, the three copies, the last block's
+    # q and v copies pooled, residual pieces). + the T x T tensors
+    C, a = cfg.n_embd, act_size(run)
+    if cfg.n_layer == 1:
+        c_terms = a * C if run.attention == "math" else 4 * a * C
+    elif run.attention == "math":
+        c_terms = 9 * a * C if a == 4 else resid_size(run) * C + 3 * a * C
+    else:
+        c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
+    return c_terms + compiled_eval_softmax_token_bytes(cfg, run) + cpu_flash_packed_kv_token_bytes(cfg, run)
+
+
+def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention on 16-bit q, k, v packs k and v into oneDNN's blocked layout first, a 16-bit copy of
+    # each (2aC per token), when a long sequence amortizes it: seen from T = 512 (1L to 6L, B 2 to 3), not at
+    # T = 256 or below. Measured in compiled eval forwards; an eager one calls the same kernel
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 512:
+        return 0
+    return 2 * cfg.n_embd * act_size(run)
 
 
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -260,6 +313,10 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # bool ~mask, eager), or the softmax and its input (CUDA autocast: fp32 softmax + its 16-bit cast).
     # Flash attention keeps no T x T matrix; on CPU its kernel's buffers sit beside q, k, v and its output
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
+    if run.compile and run.device == "cpu":  # CPU inductor's kernels (Triton's softmax keeps no fp32 exp)
+        per_token = compiled_eval_attention_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        return n_e * per_token + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
         workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_forward_copies_bytes(cfg, run, n_e)
@@ -278,7 +335,25 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n_e = eval_tokens(cfg, run)
     if run.loss_chunks:
         return n_e * r * cfg.n_embd + eval_chunk_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "head")
-    return n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
+    head = n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
+    return head + compiled_head_pack_bytes(cfg, run)
+
+
+def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int, threads: int) -> int:
+    # a bf16 mm on CPU (oneDNN) copies its N x K weight into a blocked layout, K rounded up to 64 (half of it
+    # on one thread), + 9856 bytes of scratch, when the call is large enough to pay for it: from 33 rows at
+    # K <= 32, else from 321 rows (half the copy at K >= 768). Measured with the profiler on this CPU, M 16 to
+    # 2048, K 16 to 768, N 2048 and 8192, 1 and 2 threads (at N = 8192 and K >= 128 the copy is smaller)
+    if not (K <= 32 and tokens > 32 or tokens > 320):
+        return 0
+    return N * -(-K // 64) * 64 * min(threads, 2) // (2 if K >= 768 else 1) + 9856
+
+
+def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs
+    if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
+        return 0
+    return cpu_bf16_mm_pack_bytes(eval_tokens(cfg, run), cfg.n_embd, cfg.vocab_size, run.cpu_threads)
 
 
 def eval_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     activation_bytes,
+    compiled_eval_softmax_token_bytes,
     head_bytes,
     layer_act_bytes,
     logits_train_bytes,
@@ -98,7 +99,9 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
     view = run.label in ("fp32", "pure_bf16") and not run.compile and run.loss_chunks < 2  # compiled: in-graph
     out_of_place = V * C * p if view else 0
-    return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights
+    dense = V * C * (4 if run.compile else p)
+    return dense + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
 
 
 def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -116,9 +119,50 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled, the backward graph sums the tied weight's two gradients itself: the LM head's, as its matmul
     # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager
-    if not run.compile or run.loss_chunks:
-        return 0
+    if not run.compile or run.loss_chunks or compiled_ckpt_logits_grad_bytes(cfg, run):
+        return 0  # with checkpointing, the graph makes it by an addmm into the sum, from the logits' gradient
     return cfg.vocab_size * cfg.n_embd * act_size(run)
+
+
+def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, one backward graph recomputes the blocks and runs their backward; it makes
+    # the logits' gradient first (n*V*a) and keeps it to its last op, where the LM head's weight gradient is
+    # fused into the tied sum (an addmm into the embedding's dense gradient): alive through every recomputed
+    # block, in place of the LM head gradient the eager backward makes before the blocks
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks:
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, math attention: the backward graph recomputes a block's attention as the
+    # eval graph runs it, n * (the scores, the fp32 exp and the softmax, (2a + 4) * H * T, + their row max and
+    # sum, 8H), beside ln_1's output, qkv (3aC) and the q, k, v copies (7aC in all, the generated code's count)
+    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
+        return 0
+    softmax = compiled_eval_softmax_token_bytes(cfg, run)
+    return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
+
+
+def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
+    # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
+    # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one
+    if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1:
+        return 0
+    return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
+
+
+def compiled_forward_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled math attention on CPU, the training forward at the last block's softmax kernel: its scores and
+    # the fp32 exp it stores before it divides ((a + 4) * H * T per token; fp32: the scores only, 4HT, as
+    # the softmax kept for backward is its own buffer) beside every activation saved so far, less the last
+    # block's, which come after it (last_block_freed_bytes: its MLP, ln_2, ...); 0 where that is not more
+    if not (run.compile and run.device == "cpu" and run.attention == "math") or run.activation_checkpointing:
+        return 0
+    a, HT = act_size(run), cfg.n_head * cfg.block_size
+    transient = train_tokens(cfg, run) * HT * (4 if a == 4 else a + 4)
+    return max(0, transient - last_block_freed_bytes(cfg, run))
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

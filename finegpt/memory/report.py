@@ -13,6 +13,7 @@ from finegpt.config import GIB, ModelConfig
 from finegpt.memory import moments as m
 from finegpt.memory import terms as t
 from finegpt.memory.calibration import compiled_status, eager_logit_bytes
+from finegpt.memory.phases import phases as alive_by_phase
 from finegpt.run import RunConfig
 
 PHASES = ("train", "optimizer", "eval", "first_eval")
@@ -159,6 +160,10 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
+        "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
+        "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
+        "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
+        "softmax exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
@@ -167,103 +172,6 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "flash-attention backward gradients (q, k, v, output, residual)": m.flash_backward_grad_bytes(cfg, run),
         "math-attention backward gradients (v, output, residual)": m.math_attention_grad_bytes(cfg, run),
         "gradients before the last attention backward": m.last_block_early_grad_bytes(cfg, run) if math else 0,
-    }
-
-
-def _phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
-    """For each peak, the names of the terms alive at that moment (values from T), in finegpt.step's order:
-    a micro-step fetches its batch, runs forward, prefetches the next batch, runs backward; its logits and
-    batch stay bound until the next micro-step rebinds them or forward_backward returns."""
-    pick = lambda *names: {k: T[k] for k in names}  # noqa: E731
-    persistent = pick("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
-    acts = pick("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")
-    prefetched = pick("next batch (prefetched)")
-    single = run.gradient_accumulation_steps == 1
-    copies_kept = (
-        "autocast copies kept for backward" if run.activation_checkpointing else "autocast 16-bit weight copies"
-    )
-    # from the 2nd micro-step on, the previous micro-step's logits are bound until this forward returns
-    previous_logits = {} if single else pick("logits still bound (last micro-step)")
-    bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
-    stages = [  # the moments of a training step when memory can peak
-        {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
-        # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
-        {
-            **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
-            **pick("LM head gradient matmul copy (CPU 16-bit)"),
-            **acts,
-            **prefetched,
-        },
-        {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
-            "gradients (this step)": T["gradients (this step)"] if single else 0,
-            **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
-            **pick("LM head gradient (compiled, before the tied sum)"),
-            **bound,
-            **prefetched,
-        },
-    ]
-    if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
-        stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
-    if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
-        # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
-        saved = (
-            acts
-            if run.compile
-            else pick("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
-        )
-        stages.append(
-            {
-                **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),
-                **pick("LM head gradient (before the blocks' backward)"),
-                **saved,
-                **bound,
-                **prefetched,
-            }
-        )
-    # the last block's attention backward (checkpointing recomputes it: see below)
-    if T["activations (last attention backward)"] and not run.activation_checkpointing:
-        stages.append(
-            {
-                **pick("autocast copies kept (last attention backward)", "softmax backward (math attention)"),
-                **pick("activations (last attention backward)", "CPU flash-attention workspace"),
-                **pick("flash-attention backward gradients (q, k, v, output, residual)"),
-                **pick("math-attention backward gradients (v, output, residual)"),
-                **pick("gradients before the last attention backward", "batch (x, y, positions)"),
-                **bound,
-                **prefetched,
-            }
-        )
-    if run.activation_checkpointing:  # a block recomputed: the last (all checkpoints) or the first (all grads)
-        stages.append(
-            {
-                **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
-                **pick("embedding dropout mask", "batch (x, y, positions)"),
-                **pick(
-                    max(
-                        (
-                            "recompute transients (MLP backward)",
-                            "attention backward (recomputed block)",
-                        ),
-                        key=T.get,
-                    )
-                ),
-                **bound,
-                **prefetched,
-                "LM head gradient": T["LM head gradient"],
-            }
-        )
-    no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
-    return {
-        "train": {
-            **persistent,
-            **pick("gradients (previous micro-step)"),
-            **max(stages, key=lambda s: sum(s.values())),
-        },
-        # forward_backward has returned: its logits and batch are freed, the prefetched batch is not
-        "optimizer": {**no_gather, **pick("gradients (this step)", "optimizer-step temporaries"), **prefetched},
-        "eval": {**persistent, **prefetched, **pick("eval forward (no grad)")},
-        # iter 0: no step has run, so no optimizer state and nothing prefetched
-        "first_eval": {**pick("weights", "buffers", "DDP buckets", "FSDP gathered weights", "eval forward (no grad)")},
     }
 
 
@@ -347,7 +255,7 @@ def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     """Per-rank peak allocated bytes of one training step (train, optimizer step, eval, the iter-0 eval),
     what nvidia-smi adds (low-high), and with run.gpu the verdict."""
     T = _terms(model_cfg, run)
-    phases = {k: {n: b for n, b in v.items() if b} for k, v in _phases(T, run).items()}
+    phases = {k: {n: b for n, b in v.items() if b} for k, v in alive_by_phase(T, run).items()}
     peaks = {k: sum(v.values()) for k, v in phases.items()}
     phase = max(PHASES, key=peaks.get)
     report = MemoryReport(

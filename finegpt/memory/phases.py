@@ -1,0 +1,134 @@
+"""The moments of a training step when memory can peak, and the terms alive at each: finegpt.step's order
+(a micro-step fetches its batch, runs forward, prefetches the next batch, runs backward), the optimizer
+step, and eval. report.estimate() sums the terms (terms.py) phase by phase with these.
+Entry point: phases(T, run) -> {phase: {term name: bytes}}.
+"""
+
+from __future__ import annotations
+
+from finegpt.run import RunConfig
+
+
+def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
+    """For each peak, the names of the terms alive at that moment (values from T), in finegpt.step's order:
+    a micro-step fetches its batch, runs forward, prefetches the next batch, runs backward; its logits and
+    batch stay bound until the next micro-step rebinds them or forward_backward returns."""
+    pick = lambda *names: {k: T[k] for k in names}  # noqa: E731
+    persistent = pick("weights", "buffers", "optimizer states", "DDP buckets", "FSDP gathered weights")
+    acts = pick("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")
+    prefetched = pick("next batch (prefetched)")
+    single = run.gradient_accumulation_steps == 1
+    copies_kept = (
+        "autocast copies kept for backward" if run.activation_checkpointing else "autocast 16-bit weight copies"
+    )
+    # from the 2nd micro-step on, the previous micro-step's logits are bound until this forward returns
+    previous_logits = {} if single else pick("logits still bound (last micro-step)")
+    bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
+    stages = [  # the moments of a training step when memory can peak
+        {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
+        # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
+        {
+            **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
+            **pick("LM head gradient matmul copy (CPU 16-bit)"),
+            **acts,
+            **prefetched,
+        },
+        {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
+            "gradients (this step)": T["gradients (this step)"] if single else 0,
+            **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
+            **pick("LM head gradient (compiled, before the tied sum)"),
+            **pick("logits gradient (kept for the tied sum)"),
+            **bound,
+            **prefetched,
+        },
+    ]
+    if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
+        stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
+    if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
+        names = ("autocast 16-bit weight copies", "activations (all layers)", "batch (x, y, positions)")
+        stages.append({**pick("softmax transients (compiled forward, last block)", *names), **previous_logits})
+    stages += _block_backward_stages(T, run, pick, acts, bound, prefetched)
+    no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
+    return {
+        "train": {
+            **persistent,
+            **pick("gradients (previous micro-step)"),
+            **max(stages, key=lambda s: sum(s.values())),
+        },
+        # forward_backward has returned: its logits and batch are freed, the prefetched batch is not
+        "optimizer": {**no_gather, **pick("gradients (this step)", "optimizer-step temporaries"), **prefetched},
+        "eval": {**persistent, **prefetched, **pick("eval forward (no grad)")},
+        # iter 0: no step has run, so no optimizer state and nothing prefetched
+        "first_eval": {**pick("weights", "buffers", "DDP buckets", "FSDP gathered weights", "eval forward (no grad)")},
+    }
+
+
+def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound: dict, prefetched: dict):
+    """The blocks' backward moments: the last block's MLP and attention backward, or (checkpointing) a block
+    recomputed, with the compiled graph's own order."""
+    stages = []
+    if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
+        # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
+        saved = (
+            acts
+            if run.compile
+            else pick("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
+        )
+        stages.append(
+            {
+                **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),
+                **pick("LM head gradient (before the blocks' backward)"),
+                **saved,
+                **bound,
+                **prefetched,
+            }
+        )
+    # the last block's attention backward (checkpointing recomputes it: see below)
+    if T["activations (last attention backward)"] and not run.activation_checkpointing:
+        stages.append(
+            {
+                **pick("autocast copies kept (last attention backward)", "softmax backward (math attention)"),
+                **pick("activations (last attention backward)", "CPU flash-attention workspace"),
+                **pick("flash-attention backward gradients (q, k, v, output, residual)"),
+                **pick("math-attention backward gradients (v, output, residual)"),
+                **pick("gradients before the last attention backward", "batch (x, y, positions)"),
+                **bound,
+                **prefetched,
+            }
+        )
+    if run.activation_checkpointing:  # a block recomputed: the last (all checkpoints) or the first (all grads)
+        stages.append(
+            {
+                **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
+                **pick("embedding dropout mask", "batch (x, y, positions)"),
+                **pick(
+                    max(
+                        (
+                            "recompute transients (MLP backward)",
+                            "attention backward (recomputed block)",
+                        ),
+                        key=T.get,
+                    )
+                ),
+                **bound,
+                **prefetched,
+                "LM head gradient": T["LM head gradient"],
+            }
+        )
+        if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
+            # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
+            head = () if run.loss_chunks else ("final norm + embeddings",)
+            kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
+            stages[-1].update({**kept, **pick("softmax exp (compiled recompute, pooled)"), "LM head gradient": 0})
+        if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
+            stages.append(
+                {
+                    **pick("softmax (compiled recompute)", "next batch (prefetched)"),
+                    # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
+                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                    **pick("logits gradient (kept for the tied sum)"),
+                    **pick("logits still bound (last micro-step)"),
+                    **acts,
+                }
+            )
+    return stages
