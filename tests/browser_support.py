@@ -77,6 +77,8 @@ def kernel_env(tmp: Path) -> dict:
         "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # the "python3" kernel starts `python` from PATH: this interpreter's, wherever the shell's PATH points
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     # every cell stays in the page (a locator finds the widget however far down it is); no news pop-up
     for plugin, settings in [
