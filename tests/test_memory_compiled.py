@@ -223,6 +223,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=3, dtype="bf16", attention="math", loss_chunks=8),
             "attention_act_bytes",
         ),
+        (  # pure bf16, flash with dropout recomputed in the backward graph: its fp32 math decomposition
+            ModelConfig(n_layer=1, n_head=4, n_embd=128, block_size=64, vocab_size=256, dropout=0.1, bias=False),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash", activation_checkpointing=True),
+            "compiled_recomputed_dropout_attention_bytes",
+        ),
         (  # pure bf16: the embedding's dense gradient is accumulated in fp32
             ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=16, vocab_size=16384),
             dict(batch_size=8, dtype="pure_bf16", attention="flash"),
@@ -239,3 +244,25 @@ def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_
     for phase in ("train", "optimizer"):
         error = (predicted.peaks[phase] - measured[phase]) / measured[phase]
         assert -0.01 <= error <= 0.05, (phase, predicted.peaks[phase], measured[phase])
+
+
+def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_recompute():
+    # pure bf16 flash with dropout, checkpointed, two blocks: inductor fuses the top block's softmax backward
+    # with the bottom block's recomputed softmax (moments.compiled_fused_dropout_softmax_bytes); without the
+    # term this step is under-predicted by ~15 %. About 1 % is still unattributed at this moment
+    from finegpt.memory import moments
+
+    cfg = ModelConfig(n_layer=2, n_head=8, n_embd=64, block_size=32, vocab_size=256, dropout=0.1, bias=False)
+    run = RunConfig(
+        device="cpu",
+        compile=True,
+        cpu_threads=1,
+        batch_size=2,
+        dtype="pure_bf16",
+        attention="flash",
+        activation_checkpointing=True,
+    )
+    assert moments.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (16 * 8 * 32 + 9 * 8)
+    measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
+    error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
+    assert -0.02 <= error <= 0.05, (predicted.peaks["train"], measured["train"])

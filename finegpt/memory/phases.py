@@ -119,7 +119,11 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
             # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
             head = () if run.loss_chunks else ("final norm + embeddings",)
             kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
-            stages[-1].update({**kept, **pick("softmax exp (compiled recompute, pooled)"), "LM head gradient": 0})
+            extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
+            stages[-1].update({**kept, **extra, "LM head gradient": 0})
+            if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
+                fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
+                stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
         if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
             stages.append(
                 {

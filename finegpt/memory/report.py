@@ -164,6 +164,8 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
+        "dropout attention (compiled recompute)": m.compiled_recomputed_dropout_attention_bytes(cfg, run),
+        "fused dropout softmax (compiled recompute)": m.compiled_fused_dropout_softmax_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
