@@ -99,14 +99,19 @@ def errors(cfg: ModelConfig, run: RunConfig, measured: dict) -> dict:
     return out
 
 
-def search(seed: int, n: int, cap_bytes: int = 160 * MIB, compiled_share: float = 0.25, log=print) -> list[dict]:
-    """n samples from seed, each measured and predicted: [{'config', 'cfg', 'run', 'measured', 'errors'}]."""
+def search(
+    seed: int, n: int, cap_bytes: int = 160 * MIB, compiled_share: float = 0.25, log=print, pick=None
+) -> list[dict]:
+    """n samples from seed, each measured and predicted: [{'config', 'cfg', 'run', 'measured', 'errors'}].
+    pick: only these sample numbers (1-based; the draws stay those of the full search)."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rng, rows = random.Random(seed), []
     for i in range(n):
         cfg, run = sample(rng, cap_bytes, compiled_share, torch.get_num_threads())
+        if pick and i + 1 not in pick:
+            continue
         started = time.time()
         measured = measure_one(cfg, run)
         row = dict(config=describe(cfg, run), cfg=cfg, run=run, measured=measured, errors=errors(cfg, run, measured))
@@ -161,9 +166,12 @@ def main(argv=None) -> int:
     parser.add_argument("--cap-mib", type=int, default=160, help="largest predicted peak to measure (MiB)")
     parser.add_argument("--compiled-share", type=float, default=0.25, help="the share of compiled samples")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/memory_validation.md")
+    parser.add_argument("--pick", default="", help="measure only these samples, e.g. 3,17 (implies --no-write)")
     args = parser.parse_args(argv)
     started = time.time()
-    rows = search(args.seed, args.n, args.cap_mib * MIB, args.compiled_share)
+    pick = {int(i) for i in args.pick.split(",") if i}
+    args.no_write = args.no_write or bool(pick)
+    rows = search(args.seed, args.n, args.cap_mib * MIB, args.compiled_share, pick=pick)
     lines = table(rows)
     print("\n".join(lines))
     s = summary(rows)
