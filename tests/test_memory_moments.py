@@ -13,6 +13,7 @@ from finegpt.cli import main
 from finegpt.config import ModelConfig
 from finegpt.errors import FinegptError
 from finegpt.memory import RunConfig, estimate, measure
+from finegpt.memory import activations as a
 from finegpt.memory import terms as t
 from finegpt.memory.measurement import LiveBytes
 from finegpt.memory.profiled import ProfiledBytes
@@ -230,7 +231,24 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=3, gradient_accumulation_steps=2, dtype="fp32", loss_chunks=4, device="cpu"),
         "activations (all layers)",
     ),
+    "checkpointing on CPU: each checkpointed block's saved RNG state": (
+        ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=64, vocab_size=256),
+        RunConfig(
+            batch_size=2, gradient_accumulation_steps=2, dtype="fp32", activation_checkpointing=True, device="cpu"
+        ),
+        "activations (all layers)",
+    ),
 }
+
+
+def test_checkpointing_on_cpu_keeps_one_rng_state_per_block():
+    cfg = ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=64, vocab_size=256)
+    ckpt = dict(dtype="fp32", activation_checkpointing=True)
+    cpu, cuda = RunConfig(device="cpu", **ckpt), RunConfig(device="cuda", **ckpt)
+    n = cpu.batch_size * cfg.block_size
+    assert a.per_layer_fixed_bytes(cfg, cpu) == torch.get_rng_state().numel() == 5056
+    assert a.activation_bytes(cfg, cpu) == 6 * (n * 16 * 4 + 5056)
+    assert a.activation_bytes(cfg, cuda) == 6 * n * 16 * 4  # on CUDA the saved CPU state is host memory
 
 
 @pytest.mark.parametrize("name", SEARCH_FOUND)

@@ -90,10 +90,16 @@ def checkpoint_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return cfg.n_embd * resid_size(run)
 
 
+CPU_RNG_STATE_BYTES = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
+
+
 def per_layer_fixed_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # per layer, independent of batch: math attention's inverted causal mask (T*T bool) saved by masked_fill
+    # per layer, independent of batch: math attention's inverted causal mask (T*T bool) saved by masked_fill;
+    # checkpointing on CPU, the RNG state each checkpointed block saves in forward to replay its dropout in the
+    # recompute (CPU_RNG_STATE_BYTES, freed as its backward runs; on CUDA the saved state is host memory)
     eager_math = run.attention == "math" and not run.activation_checkpointing and not run.compile
-    return cfg.block_size**2 if eager_math else 0
+    saved_rng = run.activation_checkpointing and run.device == "cpu" and not run.compile
+    return (cfg.block_size**2 if eager_math else 0) + (CPU_RNG_STATE_BYTES if saved_rng else 0)
 
 
 def head_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:

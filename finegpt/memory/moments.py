@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
+    CPU_RNG_STATE_BYTES,
     activation_bytes,
     attention_act_bytes,
     compiled_eval_softmax_token_bytes,
@@ -70,9 +71,6 @@ def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         return 0
     V, a = cfg.vocab_size, act_size(run)
     return max(0, 2 * n * V * a + V * cfg.n_embd * a + copy - logits_train_bytes(cfg, run))
-
-
-CPU_RNG_STATE_BYTES = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
 
 
 def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
