@@ -99,6 +99,15 @@ def test_cli_offers_chunking_when_the_logits_decide_and_the_guide_then_fits_a_40
     assert "CPU-calibrated, GPU pending (bench/gpu_check.py): loss chunk (backward, recomputed)" in out
 
 
+def test_a_cuda_peak_inside_math_attention_backward_names_its_cpu_calibrated_terms():
+    cfg = ModelConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)
+    run = RunConfig(batch_size=4, dtype="bf16", attention="math", device="cuda", loss_chunks=8)
+    (note,) = estimate(cfg, run).notes
+    assert note.startswith("CPU-calibrated, GPU pending (bench/gpu_check.py): softmax backward (math attention), ")
+    assert "math-attention backward gradients (v, output, residual)" in note
+    assert estimate(cfg, replace(run, device="cpu")).notes == []  # measured where it runs
+
+
 def test_widgets_and_solver_know_the_knob():
     from finegpt import widgets
     from finegpt.memory import get_gpu, max_micro_batch

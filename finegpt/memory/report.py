@@ -216,8 +216,18 @@ def _verdict(report: MemoryReport) -> Verdict:
 CPU_CALIBRATED = (
     "loss chunk (backward, recomputed)",
     "embedding gradient (dense, tied)",
+    "LM head gradient (waiting for the tied sum)",
+    "LM head gradient (compiled, before the tied sum)",
+    "logits gradient (kept for the tied sum)",
+    "gradients + the first block's c_attn backward",
     "softmax backward (math attention)",
+    "math-attention backward gradients (v, output, residual)",
+    "activations (last attention backward)",
+    "gradients before the last attention backward",
+    "autocast copies kept (last MLP backward)",
+    "autocast copies kept (last attention backward)",
     "recompute transients (MLP backward)",
+    "attention backward (recomputed block)",
 )
 
 
