@@ -285,6 +285,8 @@ def test_cpu_bf16_matmul_scratch_matches_the_profiled_bytes():
     # grad (rows x inner) @ W (inner x out), out <= 64: W's 32-column panels, at least one a thread
     assert t.cpu_bf16_narrow_grad_input_scratch_bytes(16, 2048, 64, 1) - 267264 in range(0, 6 * 1024)
     assert t.cpu_bf16_narrow_grad_input_scratch_bytes(16, 8192, 32, 2) - 1054336 in range(0, 6 * 1024)
+    # out 33 to 64 and inner above 8192: the inner dimension blocked, 1 MiB of panels counted (1,320,704 measured)
+    assert t.cpu_bf16_narrow_grad_input_scratch_bytes(32, 50304, 64, 2) == 2 * 8192 * 64 + 5760
 
 
 def test_cpu_flash_workspace_counts_the_16_bit_copies_and_the_forward_copies():

@@ -225,13 +225,17 @@ def cpu_bf16_panel_scratch_bytes(rows: int, K: int, N: int, threads: int) -> int
 
 def cpu_bf16_narrow_grad_input_scratch_bytes(rows: int, inner: int, out: int, threads: int) -> int:
     # a 16-bit input gradient grad @ W on CPU (grad rows x inner, W inner x out) with a narrow output (out <= 64)
-    # over at most 32 rows: oneDNN packs W in 32-column panels, at least one a thread (2*inner*32 each) + up
-    # to 5760 bytes. Measured with `python bench/cpu_mm_scratch.py --threads T --rows 2,8,16,32 --k 16,32,64
-    # --n 256,2048,8192` (grad_input's K is this out, N this inner; T 1 and 2): within 6 KiB above, but at one
-    # thread, 16 or 32 rows and inner 8192, where it packs less. Wider outputs and more rows: not modelled (0)
+    # over at most 32 rows: oneDNN packs W whole in 32-column panels, one a thread at least (2*inner*32 each),
+    # + up to 5760 bytes; at out 33 to 64 only up to 8192 inner rows (1 MiB), beyond which it blocks the inner
+    # dimension (measured 1.1 to 1.6 MB at inner 16384 to 50304, 2 threads: not modelled). Measured with
+    # `python bench/cpu_mm_scratch.py --threads T --rows 2,8,16,32 --k 16,32,64 --n 256,2048,8192,50304`
+    # (grad_input's K is this out, N this inner; T 1 and 2): within 6 KiB above, but at one thread, out 64,
+    # 16 or 32 rows and inner 8192, where it packs less. Wider outputs and more rows: not modelled (0)
     if rows > 32 or out > 64 or rows * inner * out <= 4096:
         return 0
-    return 2 * inner * 32 * max(threads, -(-out // 32)) + 5760
+    if out > 32:
+        return 2 * min(inner, 8192) * 64 + 5760
+    return 2 * inner * 32 * threads + 5760
 
 
 def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
