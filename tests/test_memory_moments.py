@@ -235,6 +235,35 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=1, dtype="pure_bf16", attention="math", device="cpu"),
         "LM head gradient matmul copy (CPU 16-bit)",
     ),
+    "eval, pure bf16 over 16 tokens: c_proj's matmul packs one 32-column panel of its weight": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=384, block_size=16, vocab_size=64),
+        RunConfig(
+            batch_size=1,
+            gradient_accumulation_steps=2,
+            dtype="pure_bf16",
+            attention="math",
+            loss_chunks=2,
+            device="cpu",
+        ),
+        "eval forward (no grad)",
+    ),
+    "eval, chunked loss, pure bf16, C=32: the LM head's matmul packs its V x C weight": (
+        ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=2048, dropout=0.1),
+        RunConfig(
+            batch_size=3,
+            gradient_accumulation_steps=2,
+            dtype="pure_bf16",
+            attention="math",
+            loss_chunks=4,
+            device="cpu",
+        ),
+        "eval forward (no grad)",
+    ),
+    "chunked loss, pure bf16, chunks of 16 tokens: the LM head's input gradient packs its weight": (
+        ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=2048),
+        RunConfig(batch_size=1, dtype="pure_bf16", attention="math", loss_chunks=8, device="cpu"),
+        "loss chunk (backward, recomputed)",
+    ),
     "CPU flash dropout fallback, fp32, H=1: views keep c_attn's output": (
         ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=128, vocab_size=64, dropout=0.1),
         RunConfig(batch_size=3, gradient_accumulation_steps=2, dtype="fp32", loss_chunks=4, device="cpu"),
@@ -268,6 +297,23 @@ def test_each_moment_the_search_found_is_a_named_term_within_the_bound(name):
     for phase in ("train", "eval", "first_eval"):
         error = (predicted[phase] - measured[phase]) / measured[phase]
         assert -0.01 <= error <= 0.03, (phase, error)
+
+
+def test_cpu_bf16_matmul_scratch_matches_the_profiled_bytes():
+    # bench/cpu_mm_scratch.py's rows: (rows, K, N, threads) -> forward x @ W^T's scratch bytes
+    for (rows, K, N, threads), measured in {
+        (16, 1536, 384, 2): 202368,
+        (32, 1024, 256, 1): 70656,
+        (16, 64, 16, 2): 6144,
+        (24, 96, 2048, 2): 22144,
+        (8, 16, 16, 2): 0,  # 8 * 16 * 16 <= 4096: PyTorch's own kernel
+    }.items():
+        assert t.cpu_bf16_panel_scratch_bytes(rows, K, N, threads) == measured
+    # grad (rows x inner) @ W (inner x out), out <= 64: W's 32-column panels, at least one a thread
+    assert t.cpu_bf16_narrow_grad_input_scratch_bytes(16, 2048, 64, 1) - 267264 in range(0, 6 * 1024)
+    assert t.cpu_bf16_narrow_grad_input_scratch_bytes(16, 8192, 32, 2) - 1054336 in range(0, 6 * 1024)
+    # out 33 to 64 and inner above 8192: the inner dimension blocked, 1 MiB of panels counted (1,320,704 measured)
+    assert t.cpu_bf16_narrow_grad_input_scratch_bytes(32, 50304, 64, 2) == 2 * 8192 * 64 + 5760
 
 
 def test_cpu_flash_workspace_counts_the_16_bit_copies_and_the_forward_copies():

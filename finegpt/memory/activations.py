@@ -10,6 +10,7 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     cpu_bf16_pack_bytes,
+    cpu_bf16_panel_scratch_bytes,
     cpu_flash_forward_copies_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
@@ -339,8 +340,11 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # at the loss: the residual stream (compiled: ln_f's output, a*C) + the logits terms above, per token
     r = act_size(run) if run.compile and not run.loss_chunks else resid_size(run)
     n_e = eval_tokens(cfg, run)
-    if run.loss_chunks:
-        return n_e * r * cfg.n_embd + eval_chunk_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "head")
+    if run.loss_chunks:  # a chunk's loss, or before it the LM head's matmul: the chunk's logits and its scratch
+        n_c = loss_chunk_tokens(n_e, run)
+        matmul = n_c * cfg.vocab_size * act_size(run) + cpu_bf16_head_scratch_bytes(cfg, run, n_c)
+        chunk = max(eval_chunk_bytes(cfg, run), matmul)
+        return n_e * r * cfg.n_embd + chunk + eval_weight_copy_bytes(cfg, run, "head")
     head = n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
     return head + compiled_head_pack_bytes(cfg, run)
 
@@ -353,6 +357,16 @@ def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int, threads: int) -> int:
     if not (K <= 32 and tokens > 32 or tokens > 320):
         return 0
     return N * -(-K // 64) * 64 * min(threads, 2) // (2 if K >= 768 else 1) + 9856
+
+
+def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> int:
+    # eager CPU, 16-bit: the LM head's x @ W^T over `rows` tokens (K = C, N = V) keeps oneDNN's scratch while it
+    # runs: a panel of W a thread up to 32 rows (cpu_bf16_panel_scratch_bytes), then W's blocked copy
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
+        return 0
+    if rows <= 32:
+        return cpu_bf16_panel_scratch_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
+    return cpu_bf16_mm_pack_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:

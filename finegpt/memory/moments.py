@@ -23,6 +23,7 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     cpu_bf16_head_grad_copy_bytes,
+    cpu_bf16_narrow_grad_input_scratch_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
@@ -56,9 +57,18 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
     # weight's once, after the last chunk: V*C*p beside the summed V*C*a
     cast = V * C * param_size(run) if a < param_size(run) else 0
-    head = n_c * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n_c)
+    # (the LM head's backward makes its weight's gradient first, then the input's: each keeps oneDNN's scratch)
+    scratch = max(cpu_bf16_head_grad_copy_bytes(cfg, run, n_c), head_grad_input_scratch_bytes(cfg, run, n_c))
+    head = n_c * V * a + V * C * a + scratch
     moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
+
+
+def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> int:
+    # eager CPU, 16-bit: the LM head's input gradient, grad (rows x V) @ W (V x C), packs W's panels
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
+        return 0
+    return cpu_bf16_narrow_grad_input_scratch_bytes(rows, cfg.vocab_size, cfg.n_embd, run.cpu_threads)
 
 
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -201,10 +201,41 @@ def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
     K, N = 4 * cfg.n_embd, cfg.n_embd
+    if tokens <= 32:
+        return cpu_bf16_panel_scratch_bytes(tokens, K, N, run.cpu_threads)
     A, B = 2 * tokens * K, 2 * K * N
     if run.cpu_threads > 1:
         return min(run.cpu_threads * A, B) + 5120
     return (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
+
+
+def cpu_bf16_panel_scratch_bytes(rows: int, K: int, N: int, threads: int) -> int:
+    # a 16-bit x @ W^T on CPU over at most 32 rows (x rows x K, W N x K; PyTorch hands it to oneDNN's AMX
+    # matmul when rows*K*N > 4096): each thread it uses, one per 32 output columns, packs a 32-column panel
+    # of W (2*K*32, K to a multiple of 32) beside an fp32 accumulator of the rows up to a multiple of 16 times
+    # min(N, 32) columns, + 384 bytes + 640 a thread. Above 32 rows its blocking search picks other layouts
+    # per shape. Measured with `python bench/cpu_mm_scratch.py --threads T --rows 2,8,16,24,32
+    # --k 64,96,256,1536 --n 16,32,64,384,2048` (T 1 and 2): exact for K >= 64 (K 16, 32: within 1 KiB)
+    if rows * K * N <= 4096:
+        return 0  # PyTorch's own kernel, no scratch
+    panels = min(threads, -(-N // 32))
+    acc = 4 * -(-rows // 16) * 16 * min(N, 32)
+    return panels * (2 * -(-K // 32) * 32 * 32 + acc) + 384 + 640 * panels
+
+
+def cpu_bf16_narrow_grad_input_scratch_bytes(rows: int, inner: int, out: int, threads: int) -> int:
+    # a 16-bit input gradient grad @ W on CPU (grad rows x inner, W inner x out) with a narrow output (out <= 64)
+    # over at most 32 rows: oneDNN packs W whole in 32-column panels, one a thread at least (2*inner*32 each),
+    # + up to 5760 bytes; at out 33 to 64 only up to 8192 inner rows (1 MiB), beyond which it blocks the inner
+    # dimension (measured 1.1 to 1.6 MB at inner 16384 to 50304, 2 threads: not modelled). Measured with
+    # `python bench/cpu_mm_scratch.py --threads T --rows 2,8,16,32 --k 16,32,64 --n 256,2048,8192,50304`
+    # (grad_input's K is this out, N this inner; T 1 and 2): within 6 KiB above, but at one thread, out 64,
+    # 16 or 32 rows and inner 8192, where it packs less. Wider outputs and more rows: not modelled (0)
+    if rows > 32 or out > 64 or rows * inner * out <= 4096:
+        return 0
+    if out > 32:
+        return 2 * min(inner, 8192) * 64 + 5760
+    return 2 * inner * 32 * threads + 5760
 
 
 def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:

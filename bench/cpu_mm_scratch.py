@@ -1,0 +1,74 @@
+"""The scratch a 16-bit matmul keeps on CPU while it runs (oneDNN's packed operands and accumulators),
+measured with the profiler's allocator events: the peak bytes inside one call less its output.
+
+Three calls per shape, as an nn.Linear without bias makes them (x: M x K, weight W: N x K, grad: M x N):
+forward x @ W^T, the input's gradient grad @ W, the weight's gradient grad^T @ x. Prints one row per shape;
+finegpt.memory.state.cpu_bf16_panel_scratch_bytes is the rule read from these rows.
+
+usage: python bench/cpu_mm_scratch.py --threads 2 --rows 16,32 --k 64,256,1536 --n 16,64,384 [--dtype bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+def _allocations(prof) -> list[tuple[int, int, int, int]]:
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        fields = node.extra_fields
+        if type(fields).__name__ == "_ExtraFields_Allocation" and fields.device.type == "cpu":
+            events.append((node.start_time_ns, fields.id, fields.ptr, fields.alloc_size))
+        stack.extend(node.children)
+    return sorted(events)
+
+
+def scratch_bytes(fn) -> int:
+    """Peak bytes allocated inside fn() less the bytes of what it returns (one warm-up call first)."""
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    live, now, peak = {}, 0, 0
+    for _, _, ptr, nbytes in _allocations(prof):
+        if nbytes > 0:
+            live[ptr] = nbytes
+            now += nbytes
+            peak = max(peak, now)
+        elif ptr in live:
+            now -= live.pop(ptr)
+    return peak - out.numel() * out.element_size()
+
+
+def linear_scratch(M: int, K: int, N: int, dtype: torch.dtype) -> dict[str, int]:
+    x, w, grad = torch.randn(M, K, dtype=dtype), torch.randn(N, K, dtype=dtype), torch.randn(M, N, dtype=dtype)
+    return {
+        "forward": scratch_bytes(lambda: torch.mm(x, w.t())),  # F.linear: x @ W^T, W transposed in place
+        "grad_input": scratch_bytes(lambda: torch.mm(grad, w)),  # MmBackward0: grad @ W
+        "grad_weight": scratch_bytes(lambda: torch.mm(grad.t(), x)),  # MmBackward0: grad^T @ x, N x K
+    }
+
+
+def main(argv=None) -> None:
+    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", type=ints, default=ints("2,8,16,24,32"), help="M, the tokens")
+    parser.add_argument("--k", type=ints, default=ints("32,64,256,1536"), help="K, the input features")
+    parser.add_argument("--n", type=ints, default=ints("16,32,64,384,2048"), help="N, the output features")
+    parser.add_argument("--dtype", default="bfloat16")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"| threads | M | K | N | forward | grad_input | grad_weight |  (bytes, torch {torch.__version__})")
+    print("|---|---|---|---|---|---|---|")
+    for M, K, N in itertools.product(args.rows, args.k, args.n):
+        s = linear_scratch(M, K, N, getattr(torch, args.dtype))
+        print(f"| {args.threads} | {M} | {K} | {N} | {s['forward']} | {s['grad_input']} | {s['grad_weight']} |")
+
+
+if __name__ == "__main__":
+    main()
