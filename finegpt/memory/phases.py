@@ -119,6 +119,7 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
             # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
             head = () if run.loss_chunks else ("final norm + embeddings",)
             kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
+            kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
             extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
             stages[-1].update({**kept, **extra, "LM head gradient": 0})
             if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
@@ -131,8 +132,12 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
                     # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
                     "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
                     **pick("logits gradient (kept for the tied sum)"),
+                    **pick("LM head gradient (compiled, before the tied sum)"),
                     **pick("logits still bound (last micro-step)"),
                     **acts,
                 }
             )
+        if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
+            names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
+            stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})
     return stages

@@ -161,6 +161,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
+        "LM head gradient matmul (compiled, checkpointing)": m.compiled_head_grad_mm_bytes(cfg, run),
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),
