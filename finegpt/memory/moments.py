@@ -132,26 +132,10 @@ def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # fused into the tied sum (an addmm into the embedding's dense gradient): alive through every recomputed
     # block, in place of the LM head gradient the eager backward makes before the blocks. Under autocast the
     # matmul's 16-bit output cannot be an addmm into the fp32 sum: the graph makes the LM head's gradient at
-    # once (compiled_head_grad_bytes keeps it) and frees the logits' gradient (compiled_head_grad_mm_bytes)
-    if not (run.compile and run.activation_checkpointing) or run.loss_chunks or _autocast(run):
+    # once (compiled_head_grad_bytes keeps it) and frees the logits' gradient (recompute.py)
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks or act_size(run) < param_size(run):
         return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
-
-
-def _autocast(run: RunConfig) -> bool:
-    return act_size(run) < param_size(run)  # 16-bit activations from fp32 weights
-
-
-def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing under autocast, the backward graph's first matmul: the LM head's weight
-    # gradient (V*C*a) from the logits' gradient (n*V*a), with oneDNN's copy of its output on CPU
-    # (cpu_bf16_head_grad_copy_bytes). Where n = C the embedding's dense gradient (V*C*4, fp32) has the
-    # logits' element count, so inductor fuses its zero-fill into the loss gradient's kernel: alive from here
-    if not (run.compile and run.activation_checkpointing and _autocast(run)) or run.loss_chunks:
-        return 0
-    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
-    dense = V * C * 4 if n == C else 0
-    return n * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True) + dense
 
 
 def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:

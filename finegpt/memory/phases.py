@@ -137,6 +137,17 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
                     **acts,
                 }
             )
+        if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held
+            names = ("flash-attention backward (compiled recompute)", "logits gradient (kept for the tied sum)")
+            stages.append(
+                {
+                    **pick(*names, "LM head gradient (compiled, before the tied sum)"),
+                    **pick("activations (all layers)", "batch (x, y, positions)"),
+                    **pick("logits still bound (last micro-step)", "next batch (prefetched)"),
+                    # the chunked loss (eager) has made the LM head's gradient
+                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                }
+            )
         if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
             names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
             stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})
