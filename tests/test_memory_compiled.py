@@ -239,6 +239,17 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="bf16", attention="flash", activation_checkpointing=True, loss_chunks=2),
             "compiled_recomputed_flash_backward_bytes",
         ),
+        (  # checkpointed, 2 micro-steps: the graph's new gradients beside .grad, the first checkpoint to the end
+            ModelConfig(n_layer=1, n_head=1, n_embd=256, block_size=32, vocab_size=256, bias=False),
+            dict(
+                batch_size=2,
+                dtype="bf16",
+                attention="math",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+            ),
+            "compiled_first_checkpoint_bytes",
+        ),
         (  # pure bf16: the embedding's dense gradient is accumulated in fp32
             ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=16, vocab_size=16384),
             dict(batch_size=8, dtype="pure_bf16", attention="flash"),

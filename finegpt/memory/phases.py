@@ -34,10 +34,11 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
-            "gradients (this step)": T["gradients (this step)"] if single else 0,
+            # (compiled, the backward graph returns new gradients on every micro-step, added into .grad after it)
+            "gradients (this step)": T["gradients (this step)"] if single or run.compile else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
-            **pick("logits gradient (kept for the tied sum)"),
+            **pick("logits gradient (kept for the tied sum)", "first checkpoint (compiled, to the end of backward)"),
             **bound,
             **prefetched,
         },

@@ -58,3 +58,16 @@ def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -
         fixed += (4 * C * C * a if _autocast(run) else 0) + (cfg.n_layer - 1) * CPU_RNG_STATE_BYTES
     positions = cfg.block_size * C * r if run.batch_size > 1 else 0
     return train_tokens(cfg, run) * per_token + fixed + positions
+
+
+def compiled_first_checkpoint_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, the end of the backward graph: its last kernel recomputes the first block's
+    # ln_1 from that block's checkpoint, so the embeddings' output (n*C*r) is alive to the end, saved with
+    # B > 1 as its two embeddings, the positions' apart (T*C*r). Pure bf16: the position embedding's dense
+    # gradient is accumulated in fp32 (T*C*4) beside its 16-bit copy, as the token embedding's is
+    if not (run.compile and run.activation_checkpointing):
+        return 0
+    T, C, r = cfg.block_size, cfg.n_embd, resid_size(run)
+    positions = T * C * r if run.batch_size > 1 else 0
+    wpe_fp32 = T * C * 4 if param_size(run) == 2 else 0
+    return train_tokens(cfg, run) * C * r + positions + wpe_fp32
