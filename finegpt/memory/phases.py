@@ -18,6 +18,7 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     acts = pick("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")
     prefetched = pick("next batch (prefetched)")
     single = run.gradient_accumulation_steps == 1
+    graph_grads = run.compile and run.activation_checkpointing and not run.loss_chunks
     copies_kept = (
         "autocast copies kept for backward" if run.activation_checkpointing else "autocast 16-bit weight copies"
     )
@@ -34,8 +35,9 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
-            # (compiled, the backward graph returns new gradients on every micro-step, added into .grad after it)
-            "gradients (this step)": T["gradients (this step)"] if single or run.compile else 0,
+            # (compiled checkpointing: the backward graph returns new gradients on every micro-step, added into
+            # .grad after it)
+            "gradients (this step)": T["gradients (this step)"] if single or graph_grads else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
             **pick("logits gradient (kept for the tied sum)", "first checkpoint (compiled, to the end of backward)"),
