@@ -327,8 +327,7 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int) -> in
     # 5 KiB), the weight's gradient (rows = its output features) reorders and packs (cpu_bf16_wgrad_scratch_bytes).
     # AddmmBackward0 (bias) makes the input's gradient (grad_in) first, MmBackward0 (no bias) the weight's
     # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own
-    # (compiled checkpointing: the recomputed block's MLP backward runs the same mm's in the backward graph)
-    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, run.activation_checkpointing)
+    scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows)
     if not scratch_w:
         return 0
     pack_in = 8 * cfg.n_embd**2 + 5120

@@ -207,14 +207,12 @@ def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
     return (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
 
 
-def cpu_bf16_wgrad_scratch_bytes(
-    cfg: ModelConfig, run: RunConfig, tokens: int, rows: int, compiled: bool = False
-) -> int:
+def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
     # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x n) @ input (n x K), goes through oneDNN,
     # which reorders the transposed operand and packs in blocks of m = min(rows to a power of 2, 256) rows and
     # k = min(n, 1536) tokens, per thread: measured with the profiler, 2*m*k + 128*k + 64*m + 5248 bytes a
-    # thread (exact to n = 1024; above, an upper bound within 15 %). `compiled`: a backward graph's extern mm
-    if run.device != "cpu" or act_size(run) != 2 or (run.compile and not compiled):
+    # thread (exact to n = 1024; above, an upper bound within 15 %)
+    if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
     m, k = min(1 << (rows - 1).bit_length(), 256), min(tokens, 1536)
     return run.cpu_threads * (2 * m * k + 128 * k + 64 * m + 5248)
