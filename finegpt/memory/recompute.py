@@ -35,29 +35,37 @@ def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing, CPU flash attention without dropout: the backward graph at the top block's
-    # flash-attention backward holds, per token, the block's recomputed ln_1 output, q, k, v, the attention
-    # output and c_proj's output (6aC) and logsumexp (4H), the gradients of ln_2's output, of the attention
-    # output and of its reshaped copy (3aC), the kernel's zero-filled q, k, v gradients (3aC) and the residual
-    # stream's (rC) and the recomputed norms' mean and rstd (16 bytes), beside the kernel's workspace, the
-    # block's MLP and c_proj weight gradients (8C^2 p) and, under autocast, its c_attn and c_proj 16-bit copies
-    # (4C^2 a). From 2 blocks on, inductor keeps the freed MLP buffers for the next block's (c_fc's output and
-    # GELU's gradient, 8aC; the residual gradient from above, rC; c_fc's 16-bit weight gradient, 4C^2 a), the
-    # RNG state each block below saved for its recompute waits (CPU_RNG_STATE_BYTES), and with B > 1 the
-    # first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
+    # compiled with checkpointing, CPU flash attention without dropout: the backward graph's top block, every
+    # checkpoint held, at the larger of two moments (per token, generated code read at 1 and 2 blocks):
+    # - its MLP backward, at GELU's gradient (4aC): ln_1's output, q, k, v, the attention output, c_proj's,
+    #   ln_2's, c_fc's, GELU's and the block's outputs (16aC) and logsumexp (4H), the residual stream's
+    #   gradient (rC) and the norms' statistics (24 bytes)
+    # - its flash-attention backward: the block's ln_1 output, q, k, v, the attention output and c_proj's
+    #   output (6aC) and logsumexp (4H), the gradients of ln_2's output and of the attention output (2aC), the
+    #   kernel's zero-filled q, k, v gradients (3aC), the residual stream's (rC) and the norms' statistics (16
+    #   bytes), beside its workspace and the block's MLP and c_proj weight gradients (8C^2 p). Under autocast
+    #   also the attention output gradient's 16-bit copy (aC) and c_attn's and c_proj's copies (4C^2 a). From
+    #   2 blocks on, inductor keeps the freed MLP buffers for the next block's (c_fc's output and GELU's
+    #   gradient, 8aC; under autocast the residual gradient from above, rC, and c_fc's 16-bit weight gradient,
+    #   4C^2 a) and the RNG state each block below saved for its recompute waits (CPU_RNG_STATE_BYTES)
+    # Both: with B > 1 the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
     if not (run.compile and run.activation_checkpointing and run.attention == "flash") or cfg.dropout > 0:
         return 0
     workspace = cpu_flash_workspace_bytes(cfg, run)
     if not workspace:
         return 0
     C, H, a, r, p = cfg.n_embd, cfg.n_head, act_size(run), resid_size(run), param_size(run)
-    per_token = 12 * a * C + r * C + 4 * H + 16
-    fixed = workspace + 8 * C * C * p + (4 * C * C * a if _autocast(run) else 0)
+    cast = _autocast(run)
+    per_token = 11 * a * C + r * C + 4 * H + 16 + (a * C if cast else 0)
+    fixed = workspace + 8 * C * C * p + (4 * C * C * a if cast else 0)
     if cfg.n_layer > 1:
-        per_token += 8 * a * C + r * C
-        fixed += (4 * C * C * a if _autocast(run) else 0) + (cfg.n_layer - 1) * CPU_RNG_STATE_BYTES
+        per_token += 8 * a * C + (r * C if cast else 0)
+        fixed += (4 * C * C * a if cast else 0) + (cfg.n_layer - 1) * CPU_RNG_STATE_BYTES
+    n = train_tokens(cfg, run)
+    attention = n * per_token + fixed
+    mlp = n * (20 * a * C + r * C + 4 * H + 24) + (12 * C * C * a if cast else 0)
     positions = cfg.block_size * C * r if run.batch_size > 1 else 0
-    return train_tokens(cfg, run) * per_token + fixed + positions
+    return max(attention, mlp) + positions
 
 
 def compiled_first_checkpoint_bytes(cfg: ModelConfig, run: RunConfig) -> int:
