@@ -239,6 +239,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="bf16", attention="flash", activation_checkpointing=True, loss_chunks=2),
             "compiled_recomputed_flash_backward_bytes",
         ),
+        (  # fp32 CPU flash, checkpointed: the top block's MLP backward in the backward graph, every buffer fp32
+            ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=2048),
+            dict(batch_size=8, dtype="fp32", attention="flash", activation_checkpointing=True, loss_chunks=8),
+            "compiled_recomputed_flash_backward_bytes",
+        ),
         (  # checkpointed, 2 micro-steps: the graph's new gradients beside .grad, the first checkpoint to the end
             ModelConfig(n_layer=1, n_head=1, n_embd=256, block_size=32, vocab_size=256, bias=False),
             dict(
