@@ -228,6 +228,33 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="pure_bf16", attention="flash", activation_checkpointing=True),
             "compiled_recomputed_dropout_attention_bytes",
         ),
+        (  # autocast, checkpointed: the LM head's 16-bit weight gradient is the graph's first matmul, with
+            # the logits' gradient and (n = C) the embedding's fp32 dense gradient beside it
+            ModelConfig(n_layer=4, n_head=4, n_embd=32, block_size=32, vocab_size=50304, bias=False),
+            dict(batch_size=1, dtype="bf16", attention="flash", activation_checkpointing=True),
+            "compiled_head_grad_mm_bytes",
+        ),
+        (  # autocast CPU flash, checkpointed: the top block's flash-attention backward in the backward graph
+            ModelConfig(n_layer=2, n_head=4, n_embd=32, block_size=128, vocab_size=256, bias=False),
+            dict(batch_size=2, dtype="bf16", attention="flash", activation_checkpointing=True, loss_chunks=2),
+            "compiled_recomputed_flash_backward_bytes",
+        ),
+        (  # fp32 CPU flash, checkpointed: the top block's MLP backward in the backward graph, every buffer fp32
+            ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=2048),
+            dict(batch_size=8, dtype="fp32", attention="flash", activation_checkpointing=True, loss_chunks=8),
+            "compiled_recomputed_flash_backward_bytes",
+        ),
+        (  # checkpointed, 2 micro-steps: the graph's new gradients beside .grad, the first checkpoint to the end
+            ModelConfig(n_layer=1, n_head=1, n_embd=256, block_size=32, vocab_size=256, bias=False),
+            dict(
+                batch_size=2,
+                dtype="bf16",
+                attention="math",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+            ),
+            "compiled_first_checkpoint_bytes",
+        ),
         (  # pure bf16: the embedding's dense gradient is accumulated in fp32
             ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=16, vocab_size=16384),
             dict(batch_size=8, dtype="pure_bf16", attention="flash"),
@@ -236,10 +263,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):
-    from finegpt.memory import activations, moments
+    from finegpt.memory import activations, moments, recompute
 
     run = RunConfig(device="cpu", compile=True, cpu_threads=1, **run_kw)
-    assert (getattr(moments, term, None) or getattr(activations, term))(cfg, run) > 0
+    function = getattr(moments, term, None) or getattr(recompute, term, None) or getattr(activations, term)
+    assert function(cfg, run) > 0
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     for phase in ("train", "optimizer"):
         error = (predicted.peaks[phase] - measured[phase]) / measured[phase]

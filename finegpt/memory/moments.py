@@ -127,7 +127,8 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled, the backward graph sums the tied weight's two gradients itself: the LM head's, as its matmul
-    # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager
+    # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager.
+    # With checkpointing under autocast the graph makes it first and holds it through every recomputed block
     if not run.compile or run.loss_chunks or compiled_ckpt_logits_grad_bytes(cfg, run):
         return 0  # with checkpointing, the graph makes it by an addmm into the sum, from the logits' gradient
     return cfg.vocab_size * cfg.n_embd * act_size(run)
@@ -137,8 +138,10 @@ def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with checkpointing, one backward graph recomputes the blocks and runs their backward; it makes
     # the logits' gradient first (n*V*a) and keeps it to its last op, where the LM head's weight gradient is
     # fused into the tied sum (an addmm into the embedding's dense gradient): alive through every recomputed
-    # block, in place of the LM head gradient the eager backward makes before the blocks
-    if not (run.compile and run.activation_checkpointing) or run.loss_chunks:
+    # block, in place of the LM head gradient the eager backward makes before the blocks. Under autocast the
+    # matmul's 16-bit output cannot be an addmm into the fp32 sum: the graph makes the LM head's gradient at
+    # once (compiled_head_grad_bytes keeps it) and frees the logits' gradient (recompute.py)
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks or act_size(run) < param_size(run):
         return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
 

@@ -18,6 +18,7 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     acts = pick("activations (all layers)", "final norm + embeddings", "batch (x, y, positions)")
     prefetched = pick("next batch (prefetched)")
     single = run.gradient_accumulation_steps == 1
+    graph_grads = run.compile and run.activation_checkpointing and not run.loss_chunks
     copies_kept = (
         "autocast copies kept for backward" if run.activation_checkpointing else "autocast 16-bit weight copies"
     )
@@ -34,10 +35,12 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **prefetched,
         },
         {  # end of backward: the grads, the tied embedding's dense gradient, this micro-step's logits and batch
-            "gradients (this step)": T["gradients (this step)"] if single else 0,
+            # (compiled checkpointing: the backward graph returns new gradients on every micro-step, added into
+            # .grad after it)
+            "gradients (this step)": T["gradients (this step)"] if single or graph_grads else 0,
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
-            **pick("logits gradient (kept for the tied sum)"),
+            **pick("logits gradient (kept for the tied sum)", "first checkpoint (compiled, to the end of backward)"),
             **bound,
             **prefetched,
         },
@@ -119,6 +122,7 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
             # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
             head = () if run.loss_chunks else ("final norm + embeddings",)
             kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
+            kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
             extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
             stages[-1].update({**kept, **extra, "LM head gradient": 0})
             if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
@@ -131,8 +135,23 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
                     # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
                     "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
                     **pick("logits gradient (kept for the tied sum)"),
+                    **pick("LM head gradient (compiled, before the tied sum)"),
                     **pick("logits still bound (last micro-step)"),
                     **acts,
                 }
             )
+        if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held
+            names = ("flash-attention backward (compiled recompute)", "logits gradient (kept for the tied sum)")
+            stages.append(
+                {
+                    **pick(*names, "LM head gradient (compiled, before the tied sum)"),
+                    **pick("activations (all layers)", "batch (x, y, positions)"),
+                    **pick("logits still bound (last micro-step)", "next batch (prefetched)"),
+                    # the chunked loss (eager) has made the LM head's gradient
+                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                }
+            )
+        if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
+            names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
+            stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})
     return stages

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
 from finegpt.memory import moments as m
+from finegpt.memory import recompute as rc
 from finegpt.memory import terms as t
 from finegpt.memory.calibration import compiled_status, eager_logit_bytes
 from finegpt.memory.phases import phases as alive_by_phase
@@ -161,6 +162,9 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
+        "LM head gradient matmul (compiled, checkpointing)": rc.compiled_head_grad_mm_bytes(cfg, run),
+        "flash-attention backward (compiled recompute)": rc.compiled_recomputed_flash_backward_bytes(cfg, run),
+        "first checkpoint (compiled, to the end of backward)": rc.compiled_first_checkpoint_bytes(cfg, run),
         "softmax (compiled recompute)": m.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": m.compiled_recomputed_exp_bytes(cfg, run),

@@ -249,10 +249,11 @@ def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, 
     return run.cpu_threads * (2 * m * k + 128 * k + 64 * m + 5248)
 
 
-def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
+def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, compiled: bool = False) -> int:
     # eager CPU, 16-bit: the LM head's weight gradient over at most 32 tokens with C <= 32 (the shapes measured)
-    # keeps a copy of its V x C output a thread in oneDNN, C padded to a multiple of 32
-    if run.device != "cpu" or act_size(run) != 2 or run.compile or tokens > 32 or cfg.n_embd > 32:
+    # keeps a copy of its V x C output a thread in oneDNN, C padded to a multiple of 32 (`compiled`: inductor's
+    # backward graph calls the same aten::mm)
+    if run.device != "cpu" or act_size(run) != 2 or (run.compile and not compiled) or tokens > 32 or cfg.n_embd > 32:
         return 0
     return run.cpu_threads * cfg.vocab_size * (-(-cfg.n_embd // 32) * 32) * 2
 

@@ -1,0 +1,81 @@
+"""Compiled activation checkpointing: the moments of the one backward graph that recomputes the blocks, as
+CPU inductor's generated code orders them (read with TORCH_LOGS=output_code). Each is one small function with
+its formula and reason (bytes per rank); phases.py places them. Notation as in terms.py.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import ModelConfig
+from finegpt.memory.moments import CPU_RNG_STATE_BYTES
+from finegpt.memory.state import (
+    act_size,
+    cpu_bf16_head_grad_copy_bytes,
+    cpu_flash_workspace_bytes,
+    param_size,
+    resid_size,
+    train_tokens,
+)
+from finegpt.run import RunConfig
+
+
+def _autocast(run: RunConfig) -> bool:
+    return act_size(run) < param_size(run)  # 16-bit activations from fp32 weights
+
+
+def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing under autocast, the backward graph's first matmul: the LM head's weight
+    # gradient (V*C*a) from the logits' gradient (n*V*a), with oneDNN's copy of its output on CPU
+    # (cpu_bf16_head_grad_copy_bytes). Where n = C the embedding's dense gradient (V*C*4, fp32) has the
+    # logits' element count, so inductor fuses its zero-fill into the loss gradient's kernel: alive from here
+    if not (run.compile and run.activation_checkpointing and _autocast(run)) or run.loss_chunks:
+        return 0
+    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
+    dense = V * C * 4 if n == C else 0
+    return n * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True) + dense
+
+
+def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, CPU flash attention without dropout: the backward graph's top block, every
+    # checkpoint held, at the larger of two moments (per token, generated code read at 1 and 2 blocks):
+    # - its MLP backward, at GELU's gradient (4aC): ln_1's output, q, k, v, the attention output, c_proj's,
+    #   ln_2's, c_fc's, GELU's and the block's outputs (16aC) and logsumexp (4H), the residual stream's
+    #   gradient (rC) and the norms' statistics (24 bytes)
+    # - its flash-attention backward: the block's ln_1 output, q, k, v, the attention output and c_proj's
+    #   output (6aC) and logsumexp (4H), the gradients of ln_2's output and of the attention output (2aC), the
+    #   kernel's zero-filled q, k, v gradients (3aC), the residual stream's (rC) and the norms' statistics (16
+    #   bytes), beside its workspace and the block's MLP and c_proj weight gradients (8C^2 p). Under autocast
+    #   also the attention output gradient's 16-bit copy (aC) and c_attn's and c_proj's copies (4C^2 a). From
+    #   2 blocks on, inductor keeps the freed MLP buffers for the next block's (c_fc's output and GELU's
+    #   gradient, 8aC; under autocast the residual gradient from above, rC, and c_fc's 16-bit weight gradient,
+    #   4C^2 a) and the RNG state each block below saved for its recompute waits (CPU_RNG_STATE_BYTES)
+    # Both: with B > 1 the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
+    if not (run.compile and run.activation_checkpointing and run.attention == "flash") or cfg.dropout > 0:
+        return 0
+    workspace = cpu_flash_workspace_bytes(cfg, run)
+    if not workspace:
+        return 0
+    C, H, a, r, p = cfg.n_embd, cfg.n_head, act_size(run), resid_size(run), param_size(run)
+    cast = _autocast(run)
+    per_token = 11 * a * C + r * C + 4 * H + 16 + (a * C if cast else 0)
+    fixed = workspace + 8 * C * C * p + (4 * C * C * a if cast else 0)
+    if cfg.n_layer > 1:
+        per_token += 8 * a * C + (r * C if cast else 0)
+        fixed += (4 * C * C * a if cast else 0) + (cfg.n_layer - 1) * CPU_RNG_STATE_BYTES
+    n = train_tokens(cfg, run)
+    attention = n * per_token + fixed
+    mlp = n * (20 * a * C + r * C + 4 * H + 24) + (12 * C * C * a if cast else 0)
+    positions = cfg.block_size * C * r if run.batch_size > 1 else 0
+    return max(attention, mlp) + positions
+
+
+def compiled_first_checkpoint_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, the end of the backward graph: its last kernel recomputes the first block's
+    # ln_1 from that block's checkpoint, so the embeddings' output (n*C*r) is alive to the end, saved with
+    # B > 1 as its two embeddings, the positions' apart (T*C*r). Pure bf16: the position embedding's dense
+    # gradient is accumulated in fp32 (T*C*4) beside its 16-bit copy, as the token embedding's is
+    if not (run.compile and run.activation_checkpointing):
+        return 0
+    T, C, r = cfg.block_size, cfg.n_embd, resid_size(run)
+    positions = T * C * r if run.batch_size > 1 else 0
+    wpe_fp32 = T * C * 4 if param_size(run) == 2 else 0
+    return train_tokens(cfg, run) * C * r + positions + wpe_fp32
