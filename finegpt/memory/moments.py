@@ -6,6 +6,8 @@ rank); report.py places them in the moments they belong to. Notation as in terms
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     activation_bytes,
@@ -55,7 +57,9 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
     # weight's once, after the last chunk: V*C*p beside the summed V*C*a
     cast = V * C * param_size(run) if a < param_size(run) else 0
-    head = n_c * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n_c)
+    # the chunked loss runs eager even in a compiled step (torch.compiler.disable): its matmuls are oneDNN's
+    eager = replace(run, compile=False) if run.compile else run
+    head = n_c * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, eager, n_c)
     moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
@@ -98,11 +102,19 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor (the
     # chunked loss's, summed over 2+ chunks, is a tensor of autograd's own: added into in place)
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
-    view = run.label in ("fp32", "pure_bf16") and not run.compile and run.loss_chunks < 2  # compiled: in-graph
+    # compiled, the graph sums them itself, unless the chunked loss (eager) made the LM head's: 1 chunk, a view
+    view = run.label in ("fp32", "pure_bf16") and run.loss_chunks < 2 and (not run.compile or run.loss_chunks == 1)
     out_of_place = V * C * p if view else 0
-    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights
-    dense = V * C * (4 if run.compile else p)
-    return dense + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    if not run.compile:
+        return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights,
+    # and its kernel casts it into the graph's output (V*C*p more) while the fp32 one is alive. Without the
+    # chunked loss that output is the tied sum, counted with the step's gradients; with it, the LM head's
+    # gradient comes from the eager loss and waits outside the graph, so the cast output is one V x C more.
+    # The out-of-place sum comes after the graph has returned: its output and the sum, beside the waiting one
+    cast = V * C * p if run.loss_chunks and p < 4 else 0
+    in_graph = V * C * 4 + cast + train_tokens(cfg, run) * C * resid_size(run)
+    return max(in_graph, 2 * out_of_place)
 
 
 def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
