@@ -113,7 +113,11 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # gradient comes from the eager loss and waits outside the graph, so the cast output is one V x C more.
     # The out-of-place sum comes after the graph has returned: its output and the sum, beside the waiting one
     cast = V * C * p if run.loss_chunks and p < 4 else 0
-    in_graph = V * C * 4 + cast + train_tokens(cfg, run) * C * resid_size(run)
+    n, a = train_tokens(cfg, run), act_size(run)
+    # the kernel is fused with the first block's ln_1 backward: its c_attn output and input gradients (4aC per
+    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own)
+    first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
+    in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
     return max(in_graph, 2 * out_of_place)
 
 
@@ -134,7 +138,29 @@ def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # made it (V*C*a), is alive beside the embedding's dense one until the sum; the chunked loss runs eager
     if not run.compile or run.loss_chunks or compiled_ckpt_logits_grad_bytes(cfg, run):
         return 0  # with checkpointing, the graph makes it by an addmm into the sum, from the logits' gradient
+    if compiled_logits_grad_bytes(cfg, run):
+        return 0  # ... and so without autocast
     return cfg.vocab_size * cfg.n_embd * act_size(run)
+
+
+def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled without autocast (fp32, pure bf16) or the chunked loss: the backward graph makes the logits'
+    # gradient (n*V*a) first and keeps it to its last op, an addmm of the LM head's weight gradient into the tied
+    # sum, so it is alive through every block's backward. Under autocast the graph makes the LM head's 16-bit
+    # gradient at once (head_grad_before_blocks_bytes) and frees it. Checkpointing: compiled_ckpt_logits_grad_bytes
+    if not run.compile or run.loss_chunks or run.activation_checkpointing or param_size(run) != act_size(run):
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the LM head's gradient, made before the blocks' backward: V*C*p eager or from the chunked loss (eager,
+    # cast to the weight's dtype after its last chunk). Compiled: the 16-bit one (V*C*a) under autocast; none
+    # without (the logits' gradient waits for the tied sum instead: compiled_logits_grad_bytes)
+    V, C = cfg.vocab_size, cfg.n_embd
+    if not run.compile or run.loss_chunks:
+        return V * C * param_size(run)
+    return 0 if compiled_logits_grad_bytes(cfg, run) else V * C * act_size(run)
 
 
 def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -314,6 +340,22 @@ def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
+
+
+def compiled_mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, the last block's MLP backward as the generated code runs it: every saved activation stays to the
+    # graph's end (c_fc's and GELU's outputs too), and each matmul's input gradient comes before its weight
+    # gradient. Beside the residual stream's gradient (rC) and c_proj's output gradient (aC): c_proj's input
+    # gradient (4aC; GELU's backward runs in place) and its weight gradient (4C^2 a) with the CPU bf16 matmul's
+    # scratch; then c_fc's input gradient (aC, in the buffer of c_proj's output gradient) packing its weight
+    # (8C^2 + 5 KiB); then c_fc's weight gradient (4C^2 a more) with its scratch. The matmuls are aten's
+    n, C, a, r = train_tokens(cfg, run), cfg.n_embd, act_size(run), resid_size(run)
+    eager = replace(run, compile=False)
+    base = n * (r * C + 5 * a * C) + 4 * C * C * a
+    c_proj_w = base + cpu_bf16_wgrad_scratch_bytes(cfg, eager, n, C)
+    c_fc_in = base + (8 * C * C + 5120 if c_proj_w > base else 0)
+    c_fc_w = base + 4 * C * C * a + cpu_bf16_wgrad_scratch_bytes(cfg, eager, n, 4 * C)
+    return max(c_proj_w, c_fc_in, c_fc_w)
 
 
 def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
