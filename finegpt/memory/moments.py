@@ -153,6 +153,12 @@ def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
 
 
+def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with dropout: the gradient of c_proj's output is the dropout's backward into a buffer of its own
+    # (n*a*C), alive beside the residual stream's gradient through the last block's MLP backward
+    return train_tokens(cfg, run) * cfg.n_embd * act_size(run) if run.compile and cfg.dropout > 0 else 0
+
+
 def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the LM head's gradient, made before the blocks' backward: V*C*p eager or from the chunked loss (eager,
     # cast to the weight's dtype after its last chunk). Compiled: the 16-bit one (V*C*a) under autocast; none

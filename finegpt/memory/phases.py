@@ -78,7 +78,7 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
             {
                 **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),
                 **pick("LM head gradient (before the blocks' backward)"),
-                **pick("logits gradient (compiled, kept to the tied sum)"),
+                **pick("logits gradient (compiled, kept to the tied sum)", "c_proj output gradient (compiled dropout)"),
                 **saved,
                 **bound,
                 **prefetched,
