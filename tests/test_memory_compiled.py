@@ -243,6 +243,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=1, dtype="fp32", attention="flash", loss_chunks=1),
             "embedding_grad_bytes",
         ),
+        (  # the 2nd micro-step: the graph's new gradients beside the held ones, until autograd adds them in
+            ModelConfig(n_layer=1, n_head=1, n_embd=384, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=1, dtype="fp32", attention="math", gradient_accumulation_steps=2, loss_chunks=2),
+            "compiled_micro_step_grad_bytes",
+        ),
         (  # no autocast: the logits' gradient waits for the tied sum; flash with dropout's fp32 decomposition
             ModelConfig(n_layer=1, n_head=8, n_embd=384, block_size=128, vocab_size=2048, dropout=0.1),
             dict(batch_size=4, dtype="pure_bf16", attention="flash"),

@@ -27,6 +27,7 @@ from finegpt.memory.state import (
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
+    full_grad_bytes,
     mask_size,
     param_size,
     resid_size,
@@ -151,6 +152,16 @@ def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not run.compile or run.loss_chunks or run.activation_checkpointing or param_size(run) != act_size(run):
         return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def compiled_micro_step_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, from the 2nd micro-step: the backward graph returns this micro-step's gradients as new tensors,
+    # all alive at its end beside the ones held from before, until autograd adds them in (full_grad_bytes less
+    # the tied weight's, whose in-graph dense gradient embedding_grad_bytes counts). The first micro-step's
+    # become the .grad themselves ("gradients (this step)")
+    if not run.compile or run.activation_checkpointing or run.gradient_accumulation_steps == 1:
+        return 0
+    return full_grad_bytes(cfg, run) - cfg.vocab_size * cfg.n_embd * param_size(run)
 
 
 def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -38,6 +38,7 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
             **pick("embedding gradient (dense, tied)", "LM head gradient (waiting for the tied sum)"),
             **pick("LM head gradient (compiled, before the tied sum)"),
             **pick("logits gradient (kept for the tied sum)", "logits gradient (compiled, kept to the tied sum)"),
+            **pick("gradients (this micro-step, compiled graph)"),
             **bound,
             **prefetched,
         },

@@ -152,6 +152,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (before the blocks' backward)": m.head_grad_before_blocks_bytes(cfg, run),
         "logits gradient (compiled, kept to the tied sum)": m.compiled_logits_grad_bytes(cfg, run),
         "c_proj output gradient (compiled dropout)": m.compiled_dropout_grad_bytes(cfg, run),
+        "gradients (this micro-step, compiled graph)": m.compiled_micro_step_grad_bytes(cfg, run),
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
