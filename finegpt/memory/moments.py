@@ -20,6 +20,7 @@ from finegpt.memory.activations import (
     mlp_act_bytes,
     norm_act_bytes,
 )
+from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -27,7 +28,6 @@ from finegpt.memory.state import (
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
-    full_grad_bytes,
     mask_size,
     param_size,
     resid_size,
@@ -142,42 +142,6 @@ def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if compiled_logits_grad_bytes(cfg, run):
         return 0  # ... and so without autocast
     return cfg.vocab_size * cfg.n_embd * act_size(run)
-
-
-def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled without autocast (fp32, pure bf16) or the chunked loss: the backward graph makes the logits'
-    # gradient (n*V*a) first and keeps it to its last op, an addmm of the LM head's weight gradient into the tied
-    # sum, so it is alive through every block's backward. Under autocast the graph makes the LM head's 16-bit
-    # gradient at once (head_grad_before_blocks_bytes) and frees it. Checkpointing: compiled_ckpt_logits_grad_bytes
-    if not run.compile or run.loss_chunks or run.activation_checkpointing or param_size(run) != act_size(run):
-        return 0
-    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
-
-
-def compiled_micro_step_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled, from the 2nd micro-step: the backward graph returns this micro-step's gradients as new tensors,
-    # all alive at its end beside the ones held from before, until autograd adds them in (full_grad_bytes less
-    # the tied weight's, whose in-graph dense gradient embedding_grad_bytes counts). The first micro-step's
-    # become the .grad themselves ("gradients (this step)")
-    if not run.compile or run.activation_checkpointing or run.gradient_accumulation_steps == 1:
-        return 0
-    return full_grad_bytes(cfg, run) - cfg.vocab_size * cfg.n_embd * param_size(run)
-
-
-def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with dropout: the gradient of c_proj's output is the dropout's backward into a buffer of its own
-    # (n*a*C), alive beside the residual stream's gradient through the last block's MLP backward
-    return train_tokens(cfg, run) * cfg.n_embd * act_size(run) if run.compile and cfg.dropout > 0 else 0
-
-
-def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # the LM head's gradient, made before the blocks' backward: V*C*p eager or from the chunked loss (eager,
-    # cast to the weight's dtype after its last chunk). Compiled: the 16-bit one (V*C*a) under autocast; none
-    # without (the logits' gradient waits for the tied sum instead: compiled_logits_grad_bytes)
-    V, C = cfg.vocab_size, cfg.n_embd
-    if not run.compile or run.loss_chunks:
-        return V * C * param_size(run)
-    return 0 if compiled_logits_grad_bytes(cfg, run) else V * C * act_size(run)
 
 
 def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -357,22 +321,6 @@ def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
-
-
-def compiled_mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled, the last block's MLP backward as the generated code runs it: every saved activation stays to the
-    # graph's end (c_fc's and GELU's outputs too), and each matmul's input gradient comes before its weight
-    # gradient. Beside the residual stream's gradient (rC) and c_proj's output gradient (aC): c_proj's input
-    # gradient (4aC; GELU's backward runs in place) and its weight gradient (4C^2 a) with the CPU bf16 matmul's
-    # scratch; then c_fc's input gradient (aC, in the buffer of c_proj's output gradient) packing its weight
-    # (8C^2 + 5 KiB); then c_fc's weight gradient (4C^2 a more) with its scratch. The matmuls are aten's
-    n, C, a, r = train_tokens(cfg, run), cfg.n_embd, act_size(run), resid_size(run)
-    eager = replace(run, compile=False)
-    base = n * (r * C + 5 * a * C) + 4 * C * C * a
-    c_proj_w = base + cpu_bf16_wgrad_scratch_bytes(cfg, eager, n, C)
-    c_fc_in = base + (8 * C * C + 5120 if c_proj_w > base else 0)
-    c_fc_w = base + 4 * C * C * a + cpu_bf16_wgrad_scratch_bytes(cfg, eager, n, 4 * C)
-    return max(c_proj_w, c_fc_in, c_fc_w)
 
 
 def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
