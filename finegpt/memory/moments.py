@@ -119,6 +119,9 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own)
     first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
     in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
+    if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
+        # input, whose output (the step's gradient) is made once the first block's gradients are freed
+        in_graph = max(V * C * 4, n * C * resid_size(run) + first)
     return max(in_graph, 2 * out_of_place)
 
 
