@@ -49,8 +49,12 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         cpu_math = run.device == "cpu" and cfg.dropout > 0
         views = 8 * C if a == 4 and (run.batch_size == 1 or H == 1) else 0
         fallback = 12 * H * T + 3 * C * (4 - a) + views if cpu_math else 0
-        if cpu_math and run.compile:  # inductor's decomposition: the fp32 softmax, the dropped weights, a bool mask
-            fallback = (4 + a + 1) * H * T
+        if cpu_math and run.compile:  # inductor's decomposition, as its generated code saves it: the fp32 scores,
+            # a bool mask, the row max, sum and any-mask (9H). Without autocast its fp32 q, k, v (12C), the
+            # fp32 dropped weights (4HT) and the output (aC); under autocast 16-bit q, k, v and output (4aC)
+            if param_size(run) == a:
+                return 12 * C + a * C + 9 * H + 9 * H * T
+            return 4 * a * C + 9 * H + 5 * H * T
         return 4 * a * C + 4 * H + fallback
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)
     soft = softmax_size(run)

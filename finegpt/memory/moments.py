@@ -6,6 +6,8 @@ rank); report.py places them in the moments they belong to. Notation as in terms
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     CPU_RNG_STATE_BYTES,
@@ -19,6 +21,7 @@ from finegpt.memory.activations import (
     mlp_act_bytes,
     norm_act_bytes,
 )
+from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -57,8 +60,10 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
     # weight's once, after the last chunk: V*C*p beside the summed V*C*a
     cast = V * C * param_size(run) if a < param_size(run) else 0
-    # (the LM head's backward makes its weight's gradient first, then the input's: each keeps oneDNN's scratch)
-    scratch = max(cpu_bf16_head_grad_copy_bytes(cfg, run, n_c), head_grad_input_scratch_bytes(cfg, run, n_c))
+    # the chunked loss runs eager even in a compiled step (torch.compiler.disable): its matmuls are oneDNN's.
+    # The LM head's backward makes its weight's gradient first, then the input's: each keeps oneDNN's scratch
+    eager = replace(run, compile=False) if run.compile else run
+    scratch = max(cpu_bf16_head_grad_copy_bytes(cfg, eager, n_c), head_grad_input_scratch_bytes(cfg, eager, n_c))
     head = n_c * V * a + V * C * a + scratch
     moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
@@ -106,11 +111,26 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # LM head's gradient is a transposed view autograd cannot add into, so the sum is a third V x C tensor (the
     # chunked loss's, summed over 2+ chunks, is a tensor of autograd's own: added into in place)
     V, C, p = cfg.vocab_size, cfg.n_embd, param_size(run)
-    view = run.label in ("fp32", "pure_bf16") and not run.compile and run.loss_chunks < 2  # compiled: in-graph
+    # compiled, the graph sums them itself, unless the chunked loss (eager) made the LM head's: 1 chunk, a view
+    view = run.label in ("fp32", "pure_bf16") and run.loss_chunks < 2 and (not run.compile or run.loss_chunks == 1)
     out_of_place = V * C * p if view else 0
-    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights
-    dense = V * C * (4 if run.compile else p)
-    return dense + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    if not run.compile:
+        return V * C * p + out_of_place + train_tokens(cfg, run) * C * resid_size(run)
+    # compiled, inductor's decomposition accumulates the dense gradient in fp32 (V*C*4) even for bf16 weights,
+    # and its kernel casts it into the graph's output (V*C*p more) while the fp32 one is alive. Without the
+    # chunked loss that output is the tied sum, counted with the step's gradients; with it, the LM head's
+    # gradient comes from the eager loss and waits outside the graph, so the cast output is one V x C more.
+    # The out-of-place sum comes after the graph has returned: its output and the sum, beside the waiting one
+    cast = V * C * p if run.loss_chunks and p < 4 else 0
+    n, a = train_tokens(cfg, run), act_size(run)
+    # the kernel is fused with the first block's ln_1 backward: its c_attn output and input gradients (4aC per
+    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own)
+    first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
+    in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
+    if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
+        # input, whose output (the step's gradient) is made once the first block's gradients are freed
+        in_graph = max(V * C * 4, n * C * resid_size(run) + first)
+    return max(in_graph, 2 * out_of_place)
 
 
 def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -131,6 +151,8 @@ def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # With checkpointing under autocast the graph makes it first and holds it through every recomputed block
     if not run.compile or run.loss_chunks or compiled_ckpt_logits_grad_bytes(cfg, run):
         return 0  # with checkpointing, the graph makes it by an addmm into the sum, from the logits' gradient
+    if compiled_logits_grad_bytes(cfg, run):
+        return 0  # ... and so without autocast
     return cfg.vocab_size * cfg.n_embd * act_size(run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
+from finegpt.memory import compiled_backward as cb
 from finegpt.memory import moments as m
 from finegpt.memory import recompute as rc
 from finegpt.memory import terms as t
@@ -150,7 +151,10 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
         "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
         "MLP backward transients (last block)": m.mlp_backward_bytes(cfg, run),
-        "LM head gradient (before the blocks' backward)": t.lm_head_grad_bytes(cfg, run),
+        "LM head gradient (before the blocks' backward)": cb.head_grad_before_blocks_bytes(cfg, run),
+        "logits gradient (compiled, kept to the tied sum)": cb.compiled_logits_grad_bytes(cfg, run),
+        "c_proj output gradient (compiled dropout)": cb.compiled_dropout_grad_bytes(cfg, run),
+        "gradients (this micro-step, compiled graph)": cb.compiled_micro_step_grad_bytes(cfg, run),
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),

@@ -1,0 +1,47 @@
+"""The terms of a torch.compile'd step's backward graph that its generated code (CPU inductor) shows and the
+eager step does not have: the logits' gradient kept to the tied sum, this micro-step's gradients as the graph's
+outputs, dropout's own gradient buffer, the LM head's gradient made before the blocks'. Each is one small function
+with its formula and reason (bytes per rank); report.py places them. Notation as in terms.py.
+"""
+
+from __future__ import annotations
+
+from finegpt.config import ModelConfig
+from finegpt.memory.state import act_size, full_grad_bytes, param_size, train_tokens
+from finegpt.run import RunConfig
+
+
+def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled without autocast (fp32, pure bf16) or the chunked loss: the backward graph makes the logits'
+    # gradient (n*V*a) first and keeps it to its last op, an addmm of the LM head's weight gradient into the tied
+    # sum, so it is alive through every block's backward. Under autocast the graph makes the LM head's 16-bit
+    # gradient at once (head_grad_before_blocks_bytes) and frees it. Checkpointing: compiled_ckpt_logits_grad_bytes
+    if not run.compile or run.loss_chunks or run.activation_checkpointing or param_size(run) != act_size(run):
+        return 0
+    return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def compiled_micro_step_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, from the 2nd micro-step: the backward graph returns this micro-step's gradients as new tensors,
+    # all alive at its end beside the ones held from before, until autograd adds them in (full_grad_bytes less
+    # the tied weight's, whose in-graph dense gradient embedding_grad_bytes counts). The first micro-step's
+    # become the .grad themselves ("gradients (this step)")
+    if not run.compile or run.activation_checkpointing or run.gradient_accumulation_steps == 1:
+        return 0
+    return full_grad_bytes(cfg, run) - cfg.vocab_size * cfg.n_embd * param_size(run)
+
+
+def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with dropout: the gradient of c_proj's output is the dropout's backward into a buffer of its own
+    # (n*a*C), alive beside the residual stream's gradient through the last block's MLP backward
+    return train_tokens(cfg, run) * cfg.n_embd * act_size(run) if run.compile and cfg.dropout > 0 else 0
+
+
+def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the LM head's gradient, made before the blocks' backward: V*C*p eager or from the chunked loss (eager,
+    # cast to the weight's dtype after its last chunk). Compiled: the 16-bit one (V*C*a) under autocast; none
+    # without (the logits' gradient waits for the tied sum instead: compiled_logits_grad_bytes)
+    V, C = cfg.vocab_size, cfg.n_embd
+    if not run.compile or run.loss_chunks:
+        return V * C * param_size(run)
+    return 0 if compiled_logits_grad_bytes(cfg, run) else V * C * act_size(run)
