@@ -269,6 +269,11 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=3, gradient_accumulation_steps=2, dtype="fp32", loss_chunks=4, device="cpu"),
         "activations (all layers)",
     ),
+    "checkpointing: the first block recomputed, at backward's last matmul, beside the embeddings' dropout mask": (
+        ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=16, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=4, dtype="fp32", activation_checkpointing=True, device="cpu"),
+        "gradients + the first block's c_attn backward",
+    ),
     "checkpointing on CPU: each checkpointed block's saved RNG state": (
         ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=64, vocab_size=256),
         RunConfig(

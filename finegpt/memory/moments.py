@@ -137,12 +137,15 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # eager, one micro-step: the first block's c_attn backward, the last matmul of backward. Every gradient
     # but the embeddings' exists (the tied LM head's waits for the dense one, the same V*C*p; wpe's T*C*p is
     # not made yet) beside the gradient of q, k, v (3aC per token) and of ln_1's output (aC), ln_1's output and
-    # the block's input still saved (aC + rC), and the residual stream's gradient (rC)
-    if run.compile or run.activation_checkpointing or run.gradient_accumulation_steps > 1:
+    # the block's input still saved (aC + rC), and the residual stream's gradient (rC); the embeddings' dropout
+    # mask waits for its backward. Checkpointing: the first block recomputed holds the same. From the 2nd
+    # micro-step on, the gradients are the ones held (gradients (previous micro-step)), summed into in place
+    if run.compile:
         return 0
     C, a, r = cfg.n_embd, act_size(run), resid_size(run)
     grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * param_size(run)
-    return grads + train_tokens(cfg, run) * (5 * a * C + 2 * r * C)
+    grads = grads if run.gradient_accumulation_steps == 1 else 0
+    return grads + train_tokens(cfg, run) * (5 * a * C + 2 * r * C) + embedding_dropout_bytes(cfg, run)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
