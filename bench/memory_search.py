@@ -3,6 +3,7 @@ each training step on CPU with the profiler's allocator events (ProfiledBytes), 
 finegpt.memory.estimate, and print the worst cases first.
 
     python bench/memory_search.py --seed 0 --n 60     # writes its section of docs/memory_validation.md
+    python bench/memory_search.py --seed 0,8,9 --n 60  # several seeds: one table, a verdict per seed
     python bench/memory_search.py --seed 7 --n 12 --no-write
 
 The corners: width/depth ratios (1 layer x 384 wide to 6 layers x 16), T from 16 to 2048, B, vocab from 64
@@ -159,9 +160,16 @@ def write_section(path: Path, lines: list[str]) -> None:
     path.write_text(new, encoding="utf-8")
 
 
+def verdict_lines(rows: list[dict]) -> list[str]:
+    return [
+        f"{kind} ({count} configs): largest |error| {big:.2%}, most negative {low:+.2%}"
+        for kind, (big, low, count) in summary(rows).items()
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", default="0", help="a seed, or several (0,8,9): one table, a verdict per seed")
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--cap-mib", type=int, default=160, help="largest predicted peak to measure (MiB)")
     parser.add_argument("--compiled-share", type=float, default=0.25, help="the share of compiled samples")
@@ -171,14 +179,18 @@ def main(argv=None) -> int:
     started = time.time()
     pick = {int(i) for i in args.pick.split(",") if i}
     args.no_write = args.no_write or bool(pick)
-    rows = search(args.seed, args.n, args.cap_mib * MIB, args.compiled_share, pick=pick)
+    seeds = [int(s) for s in str(args.seed).split(",")]
+    by_seed = {seed: search(seed, args.n, args.cap_mib * MIB, args.compiled_share, pick=pick) for seed in seeds}
+    rows = [
+        dict(r, config=f"s{seed}: {r['config']}" if len(seeds) > 1 else r["config"])
+        for seed in seeds
+        for r in by_seed[seed]
+    ]
     lines = table(rows)
     print("\n".join(lines))
-    s = summary(rows)
-    verdicts = [
-        f"{kind} ({count} configs): largest |error| {big:.2%}, most negative {low:+.2%}"
-        for kind, (big, low, count) in s.items()
-    ]
+    verdicts = [f"seed {seed}: " + "; ".join(verdict_lines(by_seed[seed])) for seed in seeds]
+    if len(seeds) > 1:
+        verdicts.append("all: " + "; ".join(verdict_lines(rows)))
     print("\n".join(verdicts))
     if not args.no_write:
         import torch
@@ -190,10 +202,14 @@ def main(argv=None) -> int:
             "",
             "Configs drawn at random across the corners (bench/memory_search.py's docstring lists them), each "
             "measured on CPU with `ProfiledBytes` (the profiler's allocator events) and predicted by "
-            "`estimate()`. Each cell is measured / predicted MiB (error); worst first. " + "; ".join(verdicts) + ".",
+            "`estimate()`. Each cell is measured / predicted MiB (error); worst first. The draws keep configs "
+            "whose predicted peak is under the cap, so a change to the model can change which configs a seed "
+            "draws.",
             "",
             f"Command: `{cmd}` ({time.time() - started:.0f} s, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads)",
+            "",
+            *[f"- {v}" for v in verdicts],
             "",
             *lines,
         ]
