@@ -364,8 +364,9 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols:
     # (cpu_bf16_wgrad_scratch_bytes).
     # AddmmBackward0 (bias) makes the input's gradient (grad_in) first, MmBackward0 (no bias) the weight's
     # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own.
-    # `recomputed` (compiled, checkpointing): the backward graph makes the weight's gradient last, its input's
-    # gradient and 16-bit weight (the graph's own copy) already counted, so only its scratch adds
+    # `recomputed` (compiled, checkpointing): the backward graph's own aten::mm, its scratch on top of the
+    # moment (measured: 40,064 B, c_proj's C x 4C over 48 tokens at 2 threads, the step's peak at 6L/16/2h
+    # T=16 B=3 bf16), without eager's weight packing or matmul order
     if recomputed:
         return compiled_wgrad_scratch_bytes(cfg, run, rows, cols)
     scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, cols)

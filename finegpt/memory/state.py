@@ -248,9 +248,11 @@ def cpu_bf16_mm_wgrad_scratch_bytes(rows: int, tokens: int, cols: int, threads: 
     # a token, 7104 fixed and, a row, 288 (rows <= cols) or 96 (one thread) / 160 (more) beside, 640 less a
     # thread. Measured on the MLP's two shapes (cols = 4 rows: c_proj's, rows = 4 cols: c_fc's) with
     # `python bench/cpu_mm_scratch.py --threads T --mlp 16,32,48,64,96,128,192,256,384
-    # --rows 16,32,48,64,80,96,112,128,144,256,512,1024` (T 1 and 2): exact for c_proj's shape; c_fc's an
-    # upper bound within 8 KiB but at 2 threads, C 64 and odd tokens (16 KiB under). Above 1024 tokens
-    # oneDNN blocks the tokens per shape (no closed form): counted as 1536, as measured within 15 % or over
+    # --rows 16,32,48,64,96,128,192,256,512,1024,2048,4096` and `--mlp 16,32,64 --rows 24,40,48,80,112,144,176,240`
+    # (T 1 and 2): to 256 tokens, c_proj's shape exact (odd multiples of 16 with C >= 96: up to 96 KiB over);
+    # c_fc's over by up to 8 KiB to C 128 (C 192: up to 64 KiB), 3 KiB under at C 48, 48 tokens, one thread.
+    # At 512 and 1024 tokens within 9 % under to 25 % over. Above, oneDNN blocks the tokens per shape (no
+    # closed form; measured 0.3-2.1 MB): counted as 1536 tokens, under where C is 16 (up to 2.6x at 4096)
     if rows * tokens * cols <= 4096:
         return 0  # PyTorch's own kernel, no scratch
     if rows <= cols or threads == 1 or tokens > 256:
