@@ -6,6 +6,9 @@ forward x @ W^T, the input's gradient grad @ W, the weight's gradient grad^T @ x
 finegpt.memory.state.cpu_bf16_panel_scratch_bytes is the rule read from these rows.
 
 usage: python bench/cpu_mm_scratch.py --threads 2 --rows 16,32 --k 64,256,1536 --n 16,64,384 [--dtype bfloat16]
+
+--mlp C1,C2,..: instead, the two weight gradients of an MLP of width C over --rows tokens (c_proj's: C x 4C,
+c_fc's: 4C x C, each grad^T @ x), the shapes finegpt.memory.state.cpu_bf16_wgrad_scratch_bytes models.
 """
 
 from __future__ import annotations
@@ -61,8 +64,17 @@ def main(argv=None) -> None:
     parser.add_argument("--k", type=ints, default=ints("32,64,256,1536"), help="K, the input features")
     parser.add_argument("--n", type=ints, default=ints("16,32,64,384,2048"), help="N, the output features")
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--mlp", type=ints, default=None, help="C: the MLP's weight gradients instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.mlp:
+        print("| threads | tokens | C | c_proj grad_weight (C x 4C) | c_fc grad_weight (4C x C) |  (bytes)")
+        print("|---|---|---|---|---|")
+        for M, C in itertools.product(args.rows, args.mlp):
+            c_proj = linear_scratch(M, 4 * C, C, getattr(torch, args.dtype))["grad_weight"]
+            c_fc = linear_scratch(M, C, 4 * C, getattr(torch, args.dtype))["grad_weight"]
+            print(f"| {args.threads} | {M} | {C} | {c_proj} | {c_fc} |", flush=True)
+        return
     print(f"| threads | M | K | N | forward | grad_input | grad_weight |  (bytes, torch {torch.__version__})")
     print("|---|---|---|---|---|---|---|")
     for M, K, N in itertools.product(args.rows, args.k, args.n):

@@ -280,6 +280,12 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=4, dtype="pure_bf16", attention="flash"),
             "compiled_logits_grad_bytes",
         ),
+        (  # autocast, checkpointed: the recomputed block's MLP weight gradients in the backward graph, with
+            # oneDNN's scratch for each (cpu_bf16_mm_wgrad_scratch_bytes)
+            ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=32, vocab_size=256, dropout=0.1, bias=False),
+            dict(batch_size=2, dtype="bf16", attention="math", activation_checkpointing=True),
+            "recompute_transient_bytes",
+        ),
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):

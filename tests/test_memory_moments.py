@@ -321,6 +321,26 @@ def test_cpu_bf16_matmul_scratch_matches_the_profiled_bytes():
     assert t.cpu_bf16_narrow_grad_input_scratch_bytes(32, 50304, 64, 2) == 2 * 8192 * 64 + 5760
 
 
+def test_cpu_bf16_weight_gradient_scratch_follows_rows_tokens_cols_and_threads():
+    # bench/cpu_mm_scratch.py --mlp's rows: grad^T (rows x tokens) @ x (tokens x cols) -> scratch bytes
+    for (rows, tokens, cols, threads), measured in {
+        (16, 48, 64, 2): 40064,  # c_proj's shape, C 16 over 48 tokens: every row a thread, odd tokens
+        (16, 48, 64, 1): 20352,
+        (16, 64, 64, 2): 30464,
+        (16, 16, 64, 1): 10368,  # tokens count from 32
+        (16, 512, 64, 1): 88192,  # from 512 tokens, 64 bytes a row more
+        (96, 64, 384, 1): 29824,  # one thread: 96 rows as 128
+        (128, 128, 512, 2): 108288,
+        (128, 64, 32, 2): 42752,  # c_fc's shape: the threads share the rows
+        (512, 128, 128, 2): 173824,  # in blocks of 128 rows
+        (16, 16, 16, 2): 0,  # 16 * 16 * 16 <= 4096: PyTorch's own kernel
+    }.items():
+        assert t.cpu_bf16_mm_wgrad_scratch_bytes(rows, tokens, cols, threads) == measured
+    # c_fc's shape at C 16, 2 threads: an upper bound (30,464 and 35,968 measured)
+    assert t.cpu_bf16_mm_wgrad_scratch_bytes(64, 64, 16, 2) - 30464 in range(0, 8 * 1024 + 1)
+    assert t.cpu_bf16_mm_wgrad_scratch_bytes(64, 48, 16, 2) - 35968 in range(0, 8 * 1024 + 1)
+
+
 def test_cpu_flash_workspace_counts_the_16_bit_copies_and_the_forward_copies():
     cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=512, vocab_size=64)
     fp32, bf16 = RunConfig(dtype="fp32", device="cpu"), RunConfig(dtype="bf16", device="cpu")

@@ -238,15 +238,51 @@ def cpu_bf16_narrow_grad_input_scratch_bytes(rows: int, inner: int, out: int, th
     return 2 * inner * 32 * threads + 5760
 
 
-def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int) -> int:
-    # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x n) @ input (n x K), goes through oneDNN,
-    # which reorders the transposed operand and packs in blocks of m = min(rows to a power of 2, 256) rows and
-    # k = min(n, 1536) tokens, per thread: measured with the profiler, 2*m*k + 128*k + 64*m + 5248 bytes a
-    # thread (exact to n = 1024; above, an upper bound within 15 %)
+def cpu_bf16_mm_wgrad_scratch_bytes(rows: int, tokens: int, cols: int, threads: int) -> int:
+    # a 16-bit weight gradient on CPU, grad^T (rows x tokens) @ x (tokens x cols), through oneDNN: each thread
+    # reorders its rows of grad^T (2 bytes a row and token) beside 128 bytes a token and 5248 fixed, the
+    # threads less 512 bytes apiece. Each thread takes every row where rows <= cols, else its share (blocks
+    # of 128 rows from 256 on; over 256 tokens the threads share them otherwise: every row, an upper bound
+    # within 25 %); 256 rows at most; one thread rounds rows above 64 to a multiple of 64. Tokens
+    # count from 32, and from 512 on 64 bytes a row more. Tokens an odd multiple of 16 (48, 80, ..): 148 bytes
+    # a token, 7104 fixed and, a row, 288 (rows <= cols) or 96 (one thread) / 160 (more) beside, 640 less a
+    # thread. Measured on the MLP's two shapes (cols = 4 rows: c_proj's, rows = 4 cols: c_fc's) with
+    # `python bench/cpu_mm_scratch.py --threads T --mlp 16,32,48,64,96,128,192,256,384
+    # --rows 16,32,48,64,96,128,192,256,512,1024,2048,4096` and `--mlp 16,32,64 --rows 24,40,48,80,112,144,176,240`
+    # (T 1 and 2): to 256 tokens, c_proj's shape exact (odd multiples of 16 with C >= 96: up to 96 KiB over);
+    # c_fc's over by up to 8 KiB to C 128 (C 192: up to 64 KiB), 3 KiB under at C 48, 48 tokens, one thread.
+    # At 512 and 1024 tokens within 9 % under to 25 % over. Above, oneDNN blocks the tokens per shape (no
+    # closed form; measured 0.3-2.1 MB): counted as 1536 tokens, under where C is 16 (up to 2.6x at 4096)
+    if rows * tokens * cols <= 4096:
+        return 0  # PyTorch's own kernel, no scratch
+    if rows <= cols or threads == 1 or tokens > 256:
+        m = rows
+    else:
+        m = -(-rows // threads) if rows <= 128 else -(-rows // (128 * threads)) * 128
+    if threads == 1 and m > 64:
+        m = -(-m // 64) * 64
+    m, k = min(m, 256), -(-tokens // 16) * 16
+    if k > 32 and k % 32:
+        per_row = 288 if rows <= cols else (96 if threads == 1 else 160)
+        return threads * ((148 + 2 * m) * k + per_row * m + 7104) - 640 * (threads - 1)
+    k = min(max(k, 32), 1536)
+    return threads * ((128 + 2 * m) * k + (64 * m if k >= 512 else 0) + 5248) - 512 * (threads - 1)
+
+
+def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, rows: int, cols: int) -> int:
+    # eager CPU, 16-bit matmuls: a weight gradient, grad_out^T (rows x tokens) @ input (tokens x cols), goes
+    # through oneDNN, which reorders the transposed operand per thread (cpu_bf16_mm_wgrad_scratch_bytes)
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    m, k = min(1 << (rows - 1).bit_length(), 256), min(tokens, 1536)
-    return run.cpu_threads * (2 * m * k + 128 * k + 64 * m + 5248)
+    return cpu_bf16_mm_wgrad_scratch_bytes(rows, tokens, cols, run.cpu_threads)
+
+
+def compiled_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int, cols: int) -> int:
+    # compiled CPU, 16-bit: inductor's backward graph calls the same aten::mm for a weight gradient, with
+    # oneDNN's same scratch (cpu_bf16_mm_wgrad_scratch_bytes)
+    if run.device != "cpu" or act_size(run) != 2 or not run.compile:
+        return 0
+    return cpu_bf16_mm_wgrad_scratch_bytes(rows, train_tokens(cfg, run), cols, run.cpu_threads)
 
 
 def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, compiled: bool = False) -> int:
