@@ -184,6 +184,21 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="fp32", attention="math", loss_chunks=2),
             "compiled_eval_softmax_token_bytes",
         ),
+        (  # fp32, three blocks: the scores beside q, k, v's copies, the residual and two lazy pieces
+            ModelConfig(n_layer=3, n_head=4, n_embd=96, block_size=128, vocab_size=64),
+            dict(batch_size=8, dtype="fp32", attention="math", loss_chunks=2),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # one head: q, k, v are views of c_attn's output, kept through the softmax
+            ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64),
+            dict(batch_size=4, dtype="bf16", attention="math", loss_chunks=4, gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # c_proj's matmul: its input (c_fc's output) is alive beside its output and three residual pieces
+            ModelConfig(n_layer=4, n_head=1, n_embd=64, block_size=32, vocab_size=64, bias=False),
+            dict(batch_size=1, dtype="bf16", attention="math", loss_chunks=4),
+            "compiled_eval_mlp_token_bytes",
+        ),
         (  # the LM head's bf16 mm packs its V x C weight (192 tokens, C = 32)
             ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=64, vocab_size=8192, bias=False),
             dict(batch_size=3, dtype="bf16", attention="flash"),
