@@ -199,6 +199,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=1, dtype="bf16", attention="math", loss_chunks=4),
             "compiled_eval_mlp_token_bytes",
         ),
+        (  # one block of flash at T = 1024: ln_1's output waits for reuse; the kernel's per-thread kv blocks
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=1024, vocab_size=512, bias=False),
+            dict(batch_size=1, dtype="bf16", attention="flash"),
+            "cpu_flash_packed_kv_block_bytes",
+        ),
         (  # the LM head's bf16 mm packs its V x C weight (192 tokens, C = 32)
             ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=64, vocab_size=8192, bias=False),
             dict(batch_size=3, dtype="bf16", attention="flash"),

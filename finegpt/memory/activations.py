@@ -312,14 +312,15 @@ def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
-    # residual is recomputed from the embeddings; flash keeps q, k, v and the output (4aC). From the 2nd
-    # block, the residual (rC) and: flash, 5aC (qkv, ln_1's output kept for reuse, the output, a residual
-    # piece inductor adds lazily) + the pooled c_fc output. Math: see compiled_eval_math_token_bytes
+    # residual is recomputed from the embeddings; flash keeps qkv, ln_1's output (kept to be reused for
+    # c_proj's output) and the output (5aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv,
+    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Math: see
+    # compiled_eval_math_token_bytes
     C, a = cfg.n_embd, act_size(run)
     if run.attention == "math":
         return compiled_eval_math_token_bytes(cfg, run)
     if cfg.n_layer == 1:
-        return 4 * a * C + cpu_flash_packed_kv_token_bytes(cfg, run)
+        return 5 * a * C + cpu_flash_packed_kv_token_bytes(cfg, run)
     c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
     return c_terms + cpu_flash_packed_kv_token_bytes(cfg, run)
 
@@ -348,6 +349,13 @@ def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return 2 * cfg.n_embd * act_size(run)
 
 
+def cpu_flash_packed_kv_block_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and with them a 16-bit kv block per thread (kvS = min(T, 512) rows of a head, 2*kvS*hs each)
+    if not cpu_flash_packed_kv_token_bytes(cfg, run):
+        return 0
+    return run.cpu_threads * 2 * min(cfg.block_size, 512) * (cfg.n_embd // cfg.n_head)
+
+
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # math attention, beside the previous batch's logits (aV per token): the residual, (eager) ln_1's output,
     # q, k, v (3aC) and the no-grad T x T transients, two at a time: scores and their masked copy (+ the T x T
@@ -356,7 +364,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     if run.compile and run.device == "cpu":  # CPU inductor's kernels (Triton's softmax keeps no fp32 exp)
         per_token = compiled_eval_attention_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)
-        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_packed_kv_block_bytes(cfg, run)
         return n_e * per_token + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
