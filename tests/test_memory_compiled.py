@@ -204,6 +204,16 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=1, dtype="bf16", attention="flash"),
             "cpu_flash_packed_kv_block_bytes",
         ),
+        (  # autocast, two sequences: v's copy fused into the softmax's kernel keeps qkv to it
+            ModelConfig(n_layer=4, n_head=4, n_embd=64, block_size=64, vocab_size=256),
+            dict(batch_size=2, dtype="bf16", attention="math"),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # the LM head's bf16 mm over 96 rows: a panel of its weight a thread
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="math"),
+            "compiled_head_pack_bytes",
+        ),
         (  # the LM head's bf16 mm packs its V x C weight (192 tokens, C = 32)
             ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=64, vocab_size=8192, bias=False),
             dict(batch_size=3, dtype="bf16", attention="flash"),

@@ -329,13 +329,18 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad math attention, per token, its largest of three moments. Beside them: the residual
     # (rC, from the 2nd block; the first recomputes it from the embeddings) and, from the 3rd block, the last
     # block's attention and MLP outputs that inductor adds to it lazily (2aC). One head: q, k, v are views
-    # of c_attn's output (3aC) that bmm reads as they are, kept to the end. More heads: (1) the split copies
-    # q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k, v (3aC + a*H*T + the
-    # fp32 row max, 4H), (3) the softmax beside v's copy (aC): q, k and qkv are freed by then
+    # of c_attn's output (3aC) that bmm reads as they are, kept to the end (so too one sequence, B = 1). More:
+    # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
+    # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy (aC): q, k and qkv are freed by
+    # then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC more: seen under
+    # autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more, nor pure bf16 or fp32)
     C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
-    kept = 3 * a * C if H == 1 else a * C
-    split = 0 if H == 1 else 6 * a * C
+    n_e = eval_tokens(cfg, run)
+    views = H == 1 or n_e <= T
+    fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
+    kept = 3 * a * C if views else 4 * a * C if fused_v else a * C
+    split = 0 if views else 6 * a * C
     scores = 3 * a * C + a * H * T + 4 * H
     return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
 
@@ -412,10 +417,16 @@ def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> 
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs
+    # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs; below
+    # the rows where it packs all of it (33 to 320 rows, K = C > 32), a 32-column panel of W a thread (2*32*C)
+    # + 9856 bytes of scratch (measured at 96 rows, C = 128, V = 2048, 2 threads)
     if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
         return 0
-    return cpu_bf16_mm_pack_bytes(eval_tokens(cfg, run), cfg.n_embd, cfg.vocab_size, run.cpu_threads)
+    n_e, C = eval_tokens(cfg, run), cfg.n_embd
+    pack = cpu_bf16_mm_pack_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
+    if pack or n_e <= 32:
+        return pack
+    return min(run.cpu_threads, -(-cfg.vocab_size // 32)) * 2 * 32 * C + 9856
 
 
 def eval_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
