@@ -341,6 +341,8 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
     kept = 3 * a * C if views else 4 * a * C if fused_v else a * C
     split = 0 if views else 6 * a * C
+    if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
+        split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
     scores = 3 * a * C + a * H * T + 4 * H
     return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
 
