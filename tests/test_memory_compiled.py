@@ -209,6 +209,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=2, dtype="bf16", attention="math"),
             "compiled_eval_math_token_bytes",
         ),
+        (  # the LM head's bf16 mm over 32 rows: the panels and accumulator of the eager kernel
+            ModelConfig(n_layer=4, n_head=4, n_embd=32, block_size=16, vocab_size=512),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash"),
+            "compiled_head_pack_bytes",
+        ),
         (  # the LM head's bf16 mm over 96 rows: a panel of its weight a thread
             ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
             dict(batch_size=3, dtype="pure_bf16", attention="math"),

@@ -421,13 +421,16 @@ def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs; below
     # the rows where it packs all of it (33 to 320 rows, K = C > 32), a 32-column panel of W a thread (2*32*C)
-    # + 9856 bytes of scratch (measured at 96 rows, C = 128, V = 2048, 2 threads)
+    # + 9856 bytes of scratch (measured at 96 rows, C = 128, V = 2048, 2 threads); up to 32 rows, the eager
+    # kernel's panels and accumulator (cpu_bf16_panel_scratch_bytes, exact at 32 rows, C = 32, V = 512)
     if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
         return 0
     n_e, C = eval_tokens(cfg, run), cfg.n_embd
     pack = cpu_bf16_mm_pack_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
-    if pack or n_e <= 32:
+    if pack:
         return pack
+    if n_e <= 32:
+        return cpu_bf16_panel_scratch_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
     return min(run.cpu_threads, -(-cfg.vocab_size // 32)) * 2 * 32 * C + 9856
 
 
