@@ -184,6 +184,41 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="fp32", attention="math", loss_chunks=2),
             "compiled_eval_softmax_token_bytes",
         ),
+        (  # fp32, four blocks: the split beside the last block's scores buffer, kept in inductor's pool
+            ModelConfig(n_layer=4, n_head=4, n_embd=32, block_size=64, vocab_size=256, bias=False),
+            dict(batch_size=8, dtype="fp32", attention="math", loss_chunks=4),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # one head: q, k, v are views of c_attn's output, kept through the softmax
+            ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64),
+            dict(batch_size=4, dtype="bf16", attention="math", loss_chunks=4, gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # c_proj's matmul: its input (c_fc's output) is alive beside its output and three residual pieces
+            ModelConfig(n_layer=4, n_head=1, n_embd=64, block_size=32, vocab_size=64, bias=False),
+            dict(batch_size=1, dtype="bf16", attention="math", loss_chunks=4),
+            "compiled_eval_mlp_token_bytes",
+        ),
+        (  # one block of flash at T = 1024: ln_1's output waits for reuse; the kernel's per-thread kv blocks
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=1024, vocab_size=512, bias=False),
+            dict(batch_size=1, dtype="bf16", attention="flash"),
+            "cpu_flash_packed_kv_block_bytes",
+        ),
+        (  # autocast, two sequences: v's copy fused into the softmax's kernel keeps qkv to it
+            ModelConfig(n_layer=4, n_head=4, n_embd=64, block_size=64, vocab_size=256),
+            dict(batch_size=2, dtype="bf16", attention="math"),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # the LM head's bf16 mm over 32 rows: the panels and accumulator of the eager kernel
+            ModelConfig(n_layer=4, n_head=4, n_embd=32, block_size=16, vocab_size=512),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash"),
+            "compiled_head_pack_bytes",
+        ),
+        (  # the LM head's bf16 mm over 96 rows: a panel of its weight a thread
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="math"),
+            "compiled_head_pack_bytes",
+        ),
         (  # the LM head's bf16 mm packs its V x C weight (192 tokens, C = 32)
             ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=64, vocab_size=8192, bias=False),
             dict(batch_size=3, dtype="bf16", attention="flash"),

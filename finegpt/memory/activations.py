@@ -261,6 +261,10 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
+    if run.compile and run.device == "cpu":
+        return n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)) + (
+            compiled_mlp_pack_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "c_proj")
+        )
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
     pack = cpu_bf16_pack_bytes(cfg, run, n_e)
@@ -268,6 +272,22 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         pack = 8 * C * C + 9856
     c_proj = moment - 3 * n_e * a * C + pack + eval_weight_copy_bytes(cfg, run, "c_proj")
     return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj)
+
+
+def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor's no-grad MLP at c_proj's matmul, per token: its input, c_fc's output with GELU in place
+    # (4aC), and its output (aC), beside the residual (rC, from the 2nd block; the first recomputes it from
+    # the embeddings) and the block outputs inductor adds to it lazily: this block's attention output (aC),
+    # and from the 3rd block the last block's attention and MLP outputs (2aC more)
+    C, a = cfg.n_embd, act_size(run)
+    resid = resid_size(run) * C if cfg.n_layer > 1 else 0
+    return resid + (3 if cfg.n_layer > 2 else 1) * a * C + 5 * a * C
+
+
+def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor's 16-bit c_proj matmul (aten::mm, K = 4C, N = C, autocast too) packs its 4C x C weight
+    # (8C^2) + 9856 bytes of scratch, seen up to 128 eval tokens
+    return 8 * cfg.n_embd**2 + 9856 if act_size(run) == 2 and eval_tokens(cfg, run) <= 128 else 0
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -292,21 +312,39 @@ def pooled_mlp_hidden_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
-    # residual is recomputed from the embeddings and q, k are freed: math keeps v's contiguous copy (aC),
-    # flash q, k, v and the output (4aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv, ln_1's
-    # output kept for reuse, the output, a residual piece inductor adds lazily) + the pooled c_fc output;
-    # 16-bit math, 3aC (k's and v's copies, a residual piece: qkv is freed once copied, unless the v copy is
-    # fused into the softmax's kernel, which keeps it 3aC more); fp32 math peaks as it copies q, k, v out of
-    # qkv, its T x T buffer pooled for the next scores: 9aC in all (qkv, the three copies, the last block's
-    # q and v copies pooled, residual pieces). + the T x T tensors
+    # residual is recomputed from the embeddings; flash keeps qkv, ln_1's output (kept to be reused for
+    # c_proj's output) and the output (5aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv,
+    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Math: see
+    # compiled_eval_math_token_bytes
     C, a = cfg.n_embd, act_size(run)
+    if run.attention == "math":
+        return compiled_eval_math_token_bytes(cfg, run)
     if cfg.n_layer == 1:
-        c_terms = a * C if run.attention == "math" else 4 * a * C
-    elif run.attention == "math":
-        c_terms = 9 * a * C if a == 4 else resid_size(run) * C + 3 * a * C
-    else:
-        c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
-    return c_terms + compiled_eval_softmax_token_bytes(cfg, run) + cpu_flash_packed_kv_token_bytes(cfg, run)
+        return 5 * a * C + cpu_flash_packed_kv_token_bytes(cfg, run)
+    c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
+    return c_terms + cpu_flash_packed_kv_token_bytes(cfg, run)
+
+
+def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # inductor's no-grad math attention, per token, its largest of three moments. Beside them: the residual
+    # (rC, from the 2nd block; the first recomputes it from the embeddings) and, from the 3rd block, the last
+    # block's attention and MLP outputs that inductor adds to it lazily (2aC). One head: q, k, v are views
+    # of c_attn's output (3aC) that bmm reads as they are, kept to the end (so too one sequence, B = 1). More:
+    # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
+    # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy (aC): q, k and qkv are freed by
+    # then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC more: seen under
+    # autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more, nor pure bf16 or fp32)
+    C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
+    base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
+    n_e = eval_tokens(cfg, run)
+    views = H == 1 or n_e <= T
+    fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
+    kept = 3 * a * C if views else 4 * a * C if fused_v else a * C
+    split = 0 if views else 6 * a * C
+    if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
+        split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
+    scores = 3 * a * C + a * H * T + 4 * H
+    return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
 
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -318,6 +356,13 @@ def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return 2 * cfg.n_embd * act_size(run)
 
 
+def cpu_flash_packed_kv_block_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and with them a 16-bit kv block per thread (kvS = min(T, 512) rows of a head, 2*kvS*hs each)
+    if not cpu_flash_packed_kv_token_bytes(cfg, run):
+        return 0
+    return run.cpu_threads * 2 * min(cfg.block_size, 512) * (cfg.n_embd // cfg.n_head)
+
+
 def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # math attention, beside the previous batch's logits (aV per token): the residual, (eager) ln_1's output,
     # q, k, v (3aC) and the no-grad T x T transients, two at a time: scores and their masked copy (+ the T x T
@@ -326,7 +371,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, HT, n_e = cfg.n_embd, act_size(run), cfg.n_head * cfg.block_size, eval_tokens(cfg, run)
     if run.compile and run.device == "cpu":  # CPU inductor's kernels (Triton's softmax keeps no fp32 exp)
         per_token = compiled_eval_attention_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)
-        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False)
+        workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_packed_kv_block_bytes(cfg, run)
         return n_e * per_token + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
@@ -374,10 +419,19 @@ def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> 
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs
+    # compiled on CPU, 16-bit: the LM head's mm (aten::mm) packs the V x C bf16 weight while it runs; below
+    # the rows where it packs all of it (33 to 320 rows, K = C > 32), a 32-column panel of W a thread (2*32*C)
+    # + 9856 bytes of scratch (measured at 96 rows, C = 128, V = 2048, 2 threads); up to 32 rows, the eager
+    # kernel's panels and accumulator (cpu_bf16_panel_scratch_bytes, exact at 32 rows, C = 32, V = 512)
     if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
         return 0
-    return cpu_bf16_mm_pack_bytes(eval_tokens(cfg, run), cfg.n_embd, cfg.vocab_size, run.cpu_threads)
+    n_e, C = eval_tokens(cfg, run), cfg.n_embd
+    pack = cpu_bf16_mm_pack_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
+    if pack:
+        return pack
+    if n_e <= 32:
+        return cpu_bf16_panel_scratch_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
+    return min(run.cpu_threads, -(-cfg.vocab_size // 32)) * 2 * 32 * C + 9856
 
 
 def eval_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
