@@ -232,10 +232,10 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
-    from finegpt.memory import activations
+    from finegpt.memory import eval_forward
 
     run = RunConfig(device="cpu", compile=True, cpu_threads=1, **run_kw)
-    assert getattr(activations, term)(cfg, run) > 0
+    assert getattr(eval_forward, term)(cfg, run) > 0
     measured, predicted = _first_eval(cfg, run), estimate(cfg, run).peaks["first_eval"]
     assert -0.01 <= (predicted - measured) / measured <= 0.05, (predicted, measured)
 
@@ -324,10 +324,10 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):
-    from finegpt.memory import activations, compiled_backward, moments, recompute
+    from finegpt.memory import activations, compiled_backward, eval_forward, moments, recompute
 
     run = RunConfig(device="cpu", compile=True, cpu_threads=1, **run_kw)
-    modules = (moments, compiled_backward, recompute, activations)
+    modules = (moments, compiled_backward, recompute, activations, eval_forward)
     term_bytes = next(getattr(m, term) for m in modules if hasattr(m, term))
     assert term_bytes(cfg, run) > 0
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)

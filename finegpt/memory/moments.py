@@ -13,7 +13,6 @@ from finegpt.memory.activations import (
     CPU_RNG_STATE_BYTES,
     activation_bytes,
     attention_act_bytes,
-    compiled_eval_softmax_token_bytes,
     head_bytes,
     layer_act_bytes,
     logits_train_bytes,
@@ -22,6 +21,9 @@ from finegpt.memory.activations import (
     norm_act_bytes,
 )
 from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
+from finegpt.memory.eval_forward import (
+    compiled_eval_softmax_token_bytes,
+)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,

@@ -103,59 +103,66 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
                 **prefetched,
             }
         )
-    if run.activation_checkpointing:  # a block recomputed: the last (all checkpoints) or the first (all grads)
+    if run.activation_checkpointing:
+        stages += _recompute_stages(T, run, pick, acts, bound, prefetched)
+    return stages
+
+
+def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound: dict, prefetched: dict):
+    """Checkpointing: a block recomputed, the last (all checkpoints) or the first (all grads); compiled, the one
+    backward graph's own moments (recompute.py)."""
+    stages = [
+        {
+            **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
+            **pick("embedding dropout mask", "batch (x, y, positions)"),
+            **pick(
+                max(
+                    (
+                        "recompute transients (MLP backward)",
+                        "attention backward (recomputed block)",
+                    ),
+                    key=T.get,
+                )
+            ),
+            **bound,
+            **prefetched,
+            "LM head gradient": T["LM head gradient"],
+        }
+    ]
+    if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
+        # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
+        head = () if run.loss_chunks else ("final norm + embeddings",)
+        kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
+        kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
+        extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
+        stages[-1].update({**kept, **extra, "LM head gradient": 0})
+        if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
+            fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
+            stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
+    if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
         stages.append(
             {
-                **pick("autocast copies (recomputed block)", "checkpoints + recomputed block (worst block)"),
-                **pick("embedding dropout mask", "batch (x, y, positions)"),
-                **pick(
-                    max(
-                        (
-                            "recompute transients (MLP backward)",
-                            "attention backward (recomputed block)",
-                        ),
-                        key=T.get,
-                    )
-                ),
-                **bound,
-                **prefetched,
-                "LM head gradient": T["LM head gradient"],
+                **pick("softmax (compiled recompute)", "next batch (prefetched)"),
+                # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
+                "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                **pick("logits gradient (kept for the tied sum)"),
+                **pick("LM head gradient (compiled, before the tied sum)"),
+                **pick("logits still bound (last micro-step)"),
+                **acts,
             }
         )
-        if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
-            # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
-            head = () if run.loss_chunks else ("final norm + embeddings",)
-            kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
-            kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
-            extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
-            stages[-1].update({**kept, **extra, "LM head gradient": 0})
-            if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
-                fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
-                stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
-        if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
-            stages.append(
-                {
-                    **pick("softmax (compiled recompute)", "next batch (prefetched)"),
-                    # the chunked loss (eager) has made the LM head's gradient; else the graph makes it last
-                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
-                    **pick("logits gradient (kept for the tied sum)"),
-                    **pick("LM head gradient (compiled, before the tied sum)"),
-                    **pick("logits still bound (last micro-step)"),
-                    **acts,
-                }
-            )
-        if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held
-            names = ("flash-attention backward (compiled recompute)", "logits gradient (kept for the tied sum)")
-            stages.append(
-                {
-                    **pick(*names, "LM head gradient (compiled, before the tied sum)"),
-                    **pick("activations (all layers)", "batch (x, y, positions)"),
-                    **pick("logits still bound (last micro-step)", "next batch (prefetched)"),
-                    # the chunked loss (eager) has made the LM head's gradient
-                    "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
-                }
-            )
-        if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
-            names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
-            stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})
+    if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held
+        names = ("flash-attention backward (compiled recompute)", "logits gradient (kept for the tied sum)")
+        stages.append(
+            {
+                **pick(*names, "LM head gradient (compiled, before the tied sum)"),
+                **pick("activations (all layers)", "batch (x, y, positions)"),
+                **pick("logits still bound (last micro-step)", "next batch (prefetched)"),
+                # the chunked loss (eager) has made the LM head's gradient
+                "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+            }
+        )
+    if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
+        names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
+        stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})
     return stages

@@ -9,9 +9,10 @@ eval do not hold them; the prefetched next batch is held through both. With
 run.compile, the terms inductor changes (logits, norms, attention, the autocast copies, eval) take
 their compiled form, measured on CPU inductor and, for CUDA runs, on a GPU (calibration.py).
 
-The terms live in two files: state.py (element sizes, what a run holds for its whole life, and what
-nvidia-smi adds outside the allocator) and activations.py (what a step holds while it runs: activations,
-logits and loss, eval). This module gathers them under one name: `from finegpt.memory import terms as t`.
+The terms live in state.py (element sizes, what a run holds for its whole life, and what nvidia-smi adds
+outside the allocator), activations.py (what a step holds while it runs: activations, logits and loss) and
+eval_forward.py (the no-grad eval forward); the moments inside backward are moments.py's, compiled_backward.py's
+and recompute.py's. This module gathers the first three under one name: `from finegpt.memory import terms as t`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ from finegpt.memory.activations import (
     bound_logits_bytes,
     checkpoint_act_bytes,
     dropout_act_bytes,
-    eval_attention_moment_bytes,
-    eval_forward_bytes,
-    eval_head_moment_bytes,
-    eval_logits_bytes,
-    eval_mlp_moment_bytes,
-    eval_weight_copy_bytes,
     head_act_bytes,
     head_bytes,
     layer_act_bytes,
@@ -42,6 +37,14 @@ from finegpt.memory.activations import (
     prefetched_batch_bytes,
     recomputed_block_bytes,
     residual_act_bytes,
+)
+from finegpt.memory.eval_forward import (
+    eval_attention_moment_bytes,
+    eval_forward_bytes,
+    eval_head_moment_bytes,
+    eval_logits_bytes,
+    eval_mlp_moment_bytes,
+    eval_weight_copy_bytes,
 )
 from finegpt.memory.state import (
     MIB,
