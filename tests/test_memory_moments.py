@@ -274,6 +274,11 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=4, dtype="fp32", activation_checkpointing=True, device="cpu"),
         "gradients + the first block's c_attn backward",
     ),
+    "checkpointing, autocast: the recomputed attention's backward after the MLP's copies are freed": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=384, block_size=128, vocab_size=64),
+        RunConfig(batch_size=1, dtype="bf16", attention="math", activation_checkpointing=True, device="cpu"),
+        "autocast copies (recomputed attention)",
+    ),
     "checkpointing on CPU: each checkpointed block's saved RNG state": (
         ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=64, vocab_size=256),
         RunConfig(

@@ -12,7 +12,6 @@ from finegpt.config import ModelConfig, count_params, param_breakdown
 from finegpt.memory.activations import (
     CPU_RNG_STATE_BYTES,
     activation_bytes,
-    attention_act_bytes,
     head_bytes,
     layer_act_bytes,
     logits_train_bytes,
@@ -21,9 +20,6 @@ from finegpt.memory.activations import (
     norm_act_bytes,
 )
 from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
-from finegpt.memory.eval_forward import (
-    compiled_eval_softmax_token_bytes,
-)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -174,48 +170,6 @@ def compiled_ckpt_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
 
 
-def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing, math attention: the backward graph recomputes a block's attention as the
-    # eval graph runs it, n * (the scores, the fp32 exp and the softmax, (2a + 4) * H * T, + their row max and
-    # sum, 8H), beside ln_1's output, qkv (3aC) and the q, k, v copies (7aC in all, the generated code's count)
-    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
-        return 0
-    softmax = compiled_eval_softmax_token_bytes(cfg, run)
-    return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
-
-
-def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
-    # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
-    # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one
-    if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1:
-        return 0
-    return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
-
-
-def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing, pure bf16 (no autocast), CPU flash attention with dropout: the backward graph
-    # recomputes the block's attention by its fp32 decomposition and holds through the block's MLP backward,
-    # per token, the exp, the dropout's uniform draws and the dropped weights (3 * 4HT, fp32), the row max,
-    # sum and any-mask (9H) and fp32 q, k, v and output (16C): more than the saved fallback counts
-    # (attention_act_bytes). Under autocast the dropped weights go to a 16-bit copy for the bmm's: not this
-    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
-        return 0
-    if run.attention != "flash" or cfg.dropout == 0 or run.param_dtype != "bfloat16":
-        return 0
-    H, T, C = cfg.n_head, cfg.block_size, cfg.n_embd
-    return train_tokens(cfg, run) * (12 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
-
-
-def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... and from 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed
-    # softmax into one kernel: beside the first block's three T x T buffers, the next block's scores and its
-    # exp, uniform draws and dropped weights (4 * 4HT) and row statistics (9H) per token, the MLP's done
-    if not compiled_recomputed_dropout_attention_bytes(cfg, run) or cfg.n_layer < 2:
-        return 0
-    return train_tokens(cfg, run) * (16 * cfg.n_head * cfg.block_size + 9 * cfg.n_head)
-
-
 def compiled_forward_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled math attention on CPU, the training forward at the last block's softmax kernel: its scores and
     # the fp32 exp it stores before it divides ((a + 4) * H * T per token; fp32: the scores only, 4HT, as
@@ -283,6 +237,13 @@ def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int
         return 0
     grads = (9 * C * C + 6 * C * b + 2 * C * (1 + b)) * param_size(run) if run.gradient_accumulation_steps == 1 else 0
     return max(0, moment + grads - last_block_freed_bytes(cfg, run))
+
+
+def recomputed_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager checkpointing under autocast, at the recomputed block's attention backward: its 16-bit weight copies
+    # but the MLP's (c_fc and c_proj, 8C^2 + 5C biases), freed with the MLP's backward, and lm_head's (VC)
+    copies = autocast_copy_bytes(cfg, run, blocks=1)
+    return max(0, copies - 2 * (8 * cfg.n_embd**2 + 5 * cfg.n_embd * int(cfg.bias))) if copies else 0
 
 
 def last_block_freed_bytes(cfg: ModelConfig, run: RunConfig) -> int:

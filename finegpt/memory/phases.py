@@ -129,6 +129,14 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
             "LM head gradient": T["LM head gradient"],
         }
     ]
+    if not run.compile and T["attention backward (recomputed block)"]:  # eager: the MLP's backward has run and
+        # freed its weights' 16-bit copies before the recomputed attention's backward
+        attention = {k: v for k, v in stages[0].items() if k != "recompute transients (MLP backward)"}
+        attention.pop("autocast copies (recomputed block)", None)
+        attention.update(pick("attention backward (recomputed block)", "autocast copies (recomputed attention)"))
+        stages[0].pop("attention backward (recomputed block)", None)
+        stages[0].update(pick("recompute transients (MLP backward)"))
+        stages.append(attention)
     if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
         # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
         head = () if run.loss_chunks else ("final norm + embeddings",)
