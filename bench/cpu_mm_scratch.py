@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-def _allocations(prof) -> list[tuple[int, int, int, int]]:
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        fields = node.extra_fields
-        if type(fields).__name__ == "_ExtraFields_Allocation" and fields.device.type == "cpu":
-            events.append((node.start_time_ns, fields.id, fields.ptr, fields.alloc_size))
-        stack.extend(node.children)
-    return sorted(events)
+from finegpt.memory.profiled import allocation_events  # noqa: E402  (the allocator events ProfiledBytes replays)
 
 
 def scratch_bytes(fn) -> int:
@@ -37,7 +32,7 @@ def scratch_bytes(fn) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
     live, now, peak = {}, 0, 0
-    for _, _, ptr, nbytes in _allocations(prof):
+    for _, _, ptr, nbytes in allocation_events(prof):
         if nbytes > 0:
             live[ptr] = nbytes
             now += nbytes

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch.profiler import ProfilerActivity, profile
 
 
-def _allocations(prof) -> list[tuple[int, int, int, int]]:
+def allocation_events(prof) -> list[tuple[int, int, int, int]]:
     """(time ns, sequence id, address, bytes) of every CPU allocation (+) and free (-), in order."""
     events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -44,7 +44,7 @@ class ProfiledBytes:
     def _close(self) -> None:
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
-        for _, _, ptr, nbytes in _allocations(prof):
+        for _, _, ptr, nbytes in allocation_events(prof):
             if nbytes > 0:
                 self.live[ptr] = nbytes
                 self.now_bytes += nbytes
