@@ -286,6 +286,21 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "activations (all layers)",
     ),
+    "eager autocast: the last weight gradient's 16-bit copy beside its fp32 cast, every gradient made": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=384, block_size=16, vocab_size=64),
+        RunConfig(batch_size=1, dtype="bf16", attention="math", device="cpu"),
+        "gradients + the first block's c_attn backward",
+    ),
+    "eager autocast, few tokens: the first block's MLP backward after the blocks above": (
+        ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=32, vocab_size=256),
+        RunConfig(batch_size=2, dtype="bf16", attention="math", device="cpu"),
+        "gradients + the first block's MLP backward",
+    ),
+    "eager autocast checkpointing: c_proj's weight gradient leaves its matmul in 16 bits": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=16, vocab_size=64),
+        RunConfig(batch_size=8, dtype="bf16", attention="math", activation_checkpointing=True, device="cpu"),
+        "recompute transients (MLP backward)",
+    ),
 }
 
 

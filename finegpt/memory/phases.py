@@ -49,6 +49,9 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     ]
     if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
         stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
+    if T["gradients + the first block's MLP backward"]:  # the blocks above done, the first block's saved
+        names = ("LM head gradient (before the blocks' backward)", "embedding dropout mask", "batch (x, y, positions)")
+        stages.append({**pick("gradients + the first block's MLP backward", *names), **bound, **prefetched})
     if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
         names = ("autocast 16-bit weight copies", "activations (all layers)", "batch (x, y, positions)")
         stages.append({**pick("softmax transients (compiled forward, last block)", *names), **previous_logits})
