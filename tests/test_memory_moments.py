@@ -301,6 +301,13 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=8, dtype="bf16", attention="math", activation_checkpointing=True, device="cpu"),
         "recompute transients (MLP backward)",
     ),
+    "eager checkpointing, math attention: the recompute's masked scores bound while softmax and dropout run": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=64, block_size=1024, vocab_size=2048, dropout=0.1, bias=False),
+        RunConfig(
+            batch_size=1, dtype="bf16", attention="math", activation_checkpointing=True, loss_chunks=4, device="cpu"
+        ),
+        "attention weights (recompute, math)",
+    ),
 }
 
 

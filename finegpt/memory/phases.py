@@ -140,6 +140,9 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         stages[0].pop("attention backward (recomputed block)", None)
         stages[0].update(pick("recompute transients (MLP backward)"))
         stages.append(attention)
+    if T["attention weights (recompute, math)"]:  # eager: inside a block's recompute, at its T x T weights
+        names = ("attention weights (recompute, math)", "autocast copies (recomputed attention)", "LM head gradient")
+        stages.append({**pick(*names, "embedding dropout mask", "batch (x, y, positions)"), **bound, **prefetched})
     if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
         # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
         head = () if run.loss_chunks else ("final norm + embeddings",)

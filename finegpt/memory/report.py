@@ -178,6 +178,9 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "fused dropout softmax (compiled recompute)": rc.compiled_fused_dropout_softmax_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
+        "attention weights (recompute, math)": rc.recomputed_attention_weights_bytes(
+            cfg, run, m.block_grad_bytes(cfg, run)
+        ),
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
         "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
         "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
@@ -239,6 +242,7 @@ CPU_CALIBRATED = (
     "autocast copies kept (last attention backward)",
     "recompute transients (MLP backward)",
     "attention backward (recomputed block)",
+    "attention weights (recompute, math)",
 )
 
 
