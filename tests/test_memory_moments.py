@@ -308,6 +308,18 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "attention weights (recompute, math)",
     ),
+    "checkpointing on CPU: every checkpoint's saved RNG state beside the top block's recompute": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=16, vocab_size=256),
+        RunConfig(
+            batch_size=2,
+            gradient_accumulation_steps=2,
+            dtype="fp32",
+            activation_checkpointing=True,
+            loss_chunks=4,
+            device="cpu",
+        ),
+        "checkpoints + recomputed block (worst block)",
+    ),
 }
 
 

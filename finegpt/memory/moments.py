@@ -18,6 +18,7 @@ from finegpt.memory.activations import (
     loss_chunk_tokens,
     mlp_act_bytes,
     norm_act_bytes,
+    per_layer_fixed_bytes,
 )
 from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
 from finegpt.memory.state import (
@@ -392,9 +393,10 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     # (top, bottom) block recomputed. The top block is recomputed first, with every checkpoint held and no
     # block's grads; the bottom block last, with its one checkpoint, the other L-1 blocks' grads, and the
     # gradient arriving from the block above still held beside the two branch gradients and their sum (4rC).
-    # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual
+    # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual.
+    # Each checkpoint keeps its block's fixed part beside it (per_layer_fixed_bytes: CPU's saved RNG state)
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
-    checkpoint = n * C * resid_size(run)
+    checkpoint = n * C * resid_size(run) + per_layer_fixed_bytes(cfg, run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
     block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
     return L * checkpoint + block, checkpoint + (L - 1) * grads + block
