@@ -320,6 +320,18 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "checkpoints + recomputed block (worst block)",
     ),
+    "CPU 16-bit math attention with dropout: the bmm backward's contiguous operand copies": (
+        ModelConfig(n_layer=3, n_head=4, n_embd=64, block_size=512, vocab_size=256, dropout=0.1),
+        RunConfig(
+            batch_size=1,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            loss_chunks=2,
+            device="cpu",
+        ),
+        "attention backward (recomputed block)",
+    ),
 }
 
 

@@ -237,9 +237,12 @@ def math_attention_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # eager math attention (or CPU flash's dropout fallback), beside its T x T transients: the gradient of v
     # (aC per token) and of the residual stream arriving from above (rC); with dropout the peak is at the bmm's
     # backward, where the gradient of the attention output (aC) is still alive too
+    # (CPU 16-bit: that backward's two bmm operands, made contiguous, 2sC more)
     if not softmax_backward_bytes(cfg, run) or run.compile:
         return 0
     C, s = cfg.n_embd, 4 if cpu_flash_fallback(cfg, run) else act_size(run)
+    if cfg.dropout > 0:
+        s *= 2 if run.device == "cpu" and s == 2 else 1
     return train_tokens(cfg, run) * ((2 if cfg.dropout > 0 else 1) * s * C + resid_size(run) * C)
 
 
