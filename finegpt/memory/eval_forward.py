@@ -16,6 +16,7 @@ from finegpt.memory.state import (
     cpu_flash_forward_copies_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
+    measured_mm_scratch_bytes,
     resid_size,
     softmax_size,
 )
@@ -228,9 +229,12 @@ def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> 
     # runs: a panel of W a thread up to 32 rows (cpu_bf16_panel_scratch_bytes), then W's blocked copy
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
+    C, V, threads = cfg.n_embd, cfg.vocab_size, run.cpu_threads
     if rows <= 32:
-        return cpu_bf16_panel_scratch_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
-    return cpu_bf16_mm_pack_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
+        rule = cpu_bf16_panel_scratch_bytes(rows, C, V, threads)
+    else:
+        rule = cpu_bf16_mm_pack_bytes(rows, C, V, threads)
+    return measured_mm_scratch_bytes("forward", rows, C, V, threads, rule)  # measured on this CPU where it is
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:

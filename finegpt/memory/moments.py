@@ -25,11 +25,13 @@ from finegpt.memory.state import (
     autocast_copy_bytes,
     compiled_wgrad_scratch_bytes,
     cpu_bf16_head_grad_copy_bytes,
+    cpu_bf16_mm_wgrad_scratch_bytes,
     cpu_bf16_narrow_grad_input_scratch_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
     mask_size,
+    measured_mm_scratch_bytes,
     param_size,
     resid_size,
     softmax_size,
@@ -64,7 +66,11 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     eager = replace(run, compile=False) if run.compile else run
     scratch = max(cpu_bf16_head_grad_copy_bytes(cfg, eager, n_c), head_grad_input_scratch_bytes(cfg, eager, n_c))
     head = n_c * V * a + V * C * a + scratch
-    moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
+    # on CPU the chunk's own saved RNG state is freed with its LM head's backward node: alive at its log_softmax
+    # and matmul moments, one state more than at the sum into the chunks before (chunk_input_grads_and_rng_bytes)
+    own_state = CPU_RNG_STATE_BYTES if run.device == "cpu" and run.loss_chunks > 1 else 0
+    during = max(3 * n_c * V * chunk_ce_size(run), head) + own_state
+    moment = max(during, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
 
@@ -72,7 +78,9 @@ def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -
     # eager CPU, 16-bit: the LM head's input gradient, grad (rows x V) @ W (V x C), packs W's panels
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return cpu_bf16_narrow_grad_input_scratch_bytes(rows, cfg.vocab_size, cfg.n_embd, run.cpu_threads)
+    V, C, threads = cfg.vocab_size, cfg.n_embd, run.cpu_threads
+    rule = cpu_bf16_narrow_grad_input_scratch_bytes(rows, V, C, threads)
+    return measured_mm_scratch_bytes("grad_input", rows, V, C, threads, rule)  # measured on this CPU where it is
 
 
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -144,7 +152,29 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, r = cfg.n_embd, act_size(run), resid_size(run)
     grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * param_size(run)
     grads = grads if run.gradient_accumulation_steps == 1 else 0
-    return grads + train_tokens(cfg, run) * (5 * a * C + 2 * r * C) + embedding_dropout_bytes(cfg, run)
+    n, p = train_tokens(cfg, run), param_size(run)
+    # autocast: after the matmuls, ToCopyBackward0 casts c_attn's 16-bit weight gradient (3C^2 a) to fp32 beside
+    # it (counted in the gradients on the 1st micro-step, 3C^2 p more on later ones) once the q, k, v gradient is
+    # freed, and ln_1's output gradient is cast up (rC for aC): more than the matmul's moment where C > n
+    cast = 3 * C * C * (a + (p if run.gradient_accumulation_steps > 1 else 0)) - n * (4 * a * C - r * C)
+    cast = max(0, cast) if a < p else 0
+    extra = max(cast, c_attn_backward_scratch_bytes(cfg, run))
+    return grads + n * (5 * a * C + 2 * r * C) + extra + embedding_dropout_bytes(cfg, run)
+
+
+def c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager CPU 16-bit: c_attn's two matmuls keep oneDNN's scratch (measured on this CPU where it is). Its weight
+    # gradient, grad^T (3C x n) @ x (n x C), made in 16-bit (3C^2 a) where the gradients count it at p (1st
+    # micro-step); its input gradient, grad (n x 3C) @ W (3C x C), before the weight's with a bias (AddmmBackward0)
+    n, C, a, p, threads = train_tokens(cfg, run), cfg.n_embd, act_size(run), param_size(run), run.cpu_threads
+    if run.device != "cpu" or a != 2 or run.compile:
+        return 0
+    counted = 3 * C * C * p if run.gradient_accumulation_steps == 1 else 0
+    rule_w = cpu_bf16_mm_wgrad_scratch_bytes(3 * C, n, C, threads)
+    weight = 3 * C * C * a - counted + measured_mm_scratch_bytes("grad_weight", 3 * C, n, C, threads, rule_w)
+    pack_in = measured_mm_scratch_bytes("grad_input", n, 3 * C, C, threads, 6 * C * C + 5120)
+    inputs = pack_in - counted if cfg.bias else 3 * C * C * a - counted + pack_in
+    return max(0, weight, inputs)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -315,10 +345,18 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig, recomputed: bool = Fals
     cast = a * C if a < r else 0
     scratch_proj = _mm_scratch(cfg, run, n * 4 * a * C, C, 4 * C, recomputed)  # c_proj's weight: C x 4C
     scratch_fc = _mm_scratch(cfg, run, n * a * C, 4 * C, C, recomputed)  # c_fc's weight: 4C x C
-    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + scratch_proj
+    # eager autocast: a matmul makes its weight's gradient in 16-bit (4C^2 a) and ToCopyBackward0 casts it to the
+    # fp32 weight's (4C^2 p) only after c_proj's node has freed what it saved (the GELU output, the 16-bit weight
+    # copy) and its own input: the cast moment is c_proj's two gradients of the weight and the residual's (rC)
+    eager_autocast = a < p and not run.compile
+    w = a if eager_autocast else p
+    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * w + scratch_proj
+    c_proj_cast = n * r * C + 4 * C * C * p if eager_autocast else 0
     done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
-    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc
-    return max(c_proj, c_fc)
+    # by c_fc's backward, c_proj's 16-bit weight copy (4C^2 a, counted with the kept copies) is freed
+    copy_freed = 4 * C * C * a if eager_autocast else 0
+    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc - copy_freed
+    return max(c_proj, c_proj_cast, c_fc)
 
 
 def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols: int, recomputed: bool) -> int:
@@ -335,7 +373,9 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols:
     scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, cols)
     if not scratch_w:
         return 0
-    pack_in = 8 * cfg.n_embd**2 + 5120
+    # the input's gradient, grad (n x rows) @ W (rows x cols): measured on this CPU where it is
+    n, rule = train_tokens(cfg, run), 8 * cfg.n_embd**2 + 5120
+    pack_in = measured_mm_scratch_bytes("grad_input", n, rows, cols, run.cpu_threads, rule)
     if cfg.bias:
         return max(pack_in - 4 * cfg.n_embd**2 * act_size(run), scratch_w)
     return max(scratch_w - grad_in, pack_in)
