@@ -1,7 +1,8 @@
-"""oneDNN's scratch for one 16-bit matmul on this CPU, measured under the profiler: the bytes a CPU estimate
-counts where state.py's closed-form rules cannot follow oneDNN (above 32 rows its blocking search, AMX on a
-recent CPU, picks a layout per shape). Like probe.cpu_yardstick() for speed, this measures a library kernel
-on the machine being predicted; it imports torch.
+"""oneDNN's scratch for one 16-bit matmul on this CPU, measured under the profiler (imports torch).
+
+A CPU estimate counts these bytes where state.py's closed-form rules cannot follow oneDNN (above 32 rows its
+blocking search, AMX on a recent CPU, picks a layout per shape). Like probe.cpu_yardstick() for speed, this
+measures a library kernel on the machine being predicted.
 
 The wiring: state.CPU_MM_SCRATCH is a plain table, (kind, M, K, N, threads) -> bytes, of bf16 matmuls (the one
 16-bit dtype a CPU run trains in). The terms that count a matmul's scratch look their shape up there
