@@ -286,6 +286,40 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "activations (all layers)",
     ),
+    "eager autocast: the last weight gradient's 16-bit copy beside its fp32 cast, every gradient made": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=384, block_size=16, vocab_size=64),
+        RunConfig(batch_size=1, dtype="bf16", attention="math", device="cpu"),
+        "gradients + the first block's c_attn backward",
+    ),
+    "eager autocast, few tokens: the first block's MLP backward after the blocks above": (
+        ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=32, vocab_size=256),
+        RunConfig(batch_size=2, dtype="bf16", attention="math", device="cpu"),
+        "gradients + the first block's MLP backward",
+    ),
+    "eager autocast checkpointing: c_proj's weight gradient leaves its matmul in 16 bits": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=16, vocab_size=64),
+        RunConfig(batch_size=8, dtype="bf16", attention="math", activation_checkpointing=True, device="cpu"),
+        "recompute transients (MLP backward)",
+    ),
+    "eager checkpointing, math attention: the recompute's masked scores bound while softmax and dropout run": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=64, block_size=1024, vocab_size=2048, dropout=0.1, bias=False),
+        RunConfig(
+            batch_size=1, dtype="bf16", attention="math", activation_checkpointing=True, loss_chunks=4, device="cpu"
+        ),
+        "attention weights (recompute, math)",
+    ),
+    "checkpointing on CPU: every checkpoint's saved RNG state beside the top block's recompute": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=16, vocab_size=256),
+        RunConfig(
+            batch_size=2,
+            gradient_accumulation_steps=2,
+            dtype="fp32",
+            activation_checkpointing=True,
+            loss_chunks=4,
+            device="cpu",
+        ),
+        "checkpoints + recomputed block (worst block)",
+    ),
     # two threads, as the search measures: oneDNN's 16-bit matmul scratch measured per shape (cpu_scratch.py)
     "eval, bf16 over 256 tokens: c_proj's matmul scratch measured on this CPU (2 threads)": (
         ModelConfig(n_layer=3, n_head=2, n_embd=96, block_size=256, vocab_size=256, dropout=0.1, bias=False),

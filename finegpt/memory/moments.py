@@ -18,6 +18,7 @@ from finegpt.memory.activations import (
     loss_chunk_tokens,
     mlp_act_bytes,
     norm_act_bytes,
+    per_layer_fixed_bytes,
 )
 from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
 from finegpt.memory.state import (
@@ -147,19 +148,33 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the block's input still saved (aC + rC), and the residual stream's gradient (rC); the embeddings' dropout
     # mask waits for its backward. Checkpointing: the first block recomputed holds the same. From the 2nd
     # micro-step on, the gradients are the ones held (gradients (previous micro-step)), summed into in place
+    # Under autocast the matmul's 16-bit weight gradient (3C^2 a) is cast to fp32 after it, once the q, k, v
+    # and ln_1 output gradients are freed, its input's gradient cast to fp32 for ln_1 (rC): the later moment
+    # where C is large against the tokens. From the 2nd micro-step the cast (3C^2 p) is beside it too, until it
+    # is added into .grad
     if run.compile:
         return 0
-    C, a, r = cfg.n_embd, act_size(run), resid_size(run)
-    grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * param_size(run)
-    grads = grads if run.gradient_accumulation_steps == 1 else 0
-    n, p = train_tokens(cfg, run), param_size(run)
-    # autocast: after the matmuls, ToCopyBackward0 casts c_attn's 16-bit weight gradient (3C^2 a) to fp32 beside
-    # it (counted in the gradients on the 1st micro-step, 3C^2 p more on later ones) once the q, k, v gradient is
-    # freed, and ln_1's output gradient is cast up (rC for aC): more than the matmul's moment where C > n
-    cast = 3 * C * C * (a + (p if run.gradient_accumulation_steps > 1 else 0)) - n * (4 * a * C - r * C)
-    cast = max(0, cast) if a < p else 0
-    extra = max(cast, c_attn_backward_scratch_bytes(cfg, run))
-    return grads + n * (5 * a * C + 2 * r * C) + extra + embedding_dropout_bytes(cfg, run)
+    C, a, r, p, n = cfg.n_embd, act_size(run), resid_size(run), param_size(run), train_tokens(cfg, run)
+    single = run.gradient_accumulation_steps == 1
+    grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * p if single else 0
+    matmul = n * 5 * a * C + c_attn_backward_scratch_bytes(cfg, run)
+    if a < p:
+        matmul = max(matmul, 3 * C * C * (a if single else a + p))
+    return grads + matmul + n * 2 * r * C + embedding_dropout_bytes(cfg, run)
+
+
+def first_block_mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager, one micro-step, 2+ layers: the first block's MLP backward. The blocks above have made their
+    # gradients ((L-1) blocks) and freed their activations and 16-bit weight copies; the first block's are
+    # still saved (one layer's activations, its 12C^2 copies under autocast) beside the MLP's transients, as in
+    # the last block's (mlp_backward_bytes). Where the gradients outweigh a layer's activations (few tokens),
+    # this is later and larger than the last block's
+    if run.compile or run.activation_checkpointing or run.gradient_accumulation_steps > 1 or cfg.n_layer < 2:
+        return 0
+    L, C = cfg.n_layer, cfg.n_embd
+    copies = 2 * 12 * C * C if autocast_copy_bytes(cfg, run) else 0
+    first = activation_bytes(cfg, run) // L
+    return (L - 1) * block_grad_bytes(cfg, run) + first + copies + mlp_backward_bytes(cfg, run)
 
 
 def c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -345,18 +360,21 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig, recomputed: bool = Fals
     cast = a * C if a < r else 0
     scratch_proj = _mm_scratch(cfg, run, n * 4 * a * C, C, 4 * C, recomputed)  # c_proj's weight: C x 4C
     scratch_fc = _mm_scratch(cfg, run, n * a * C, 4 * C, C, recomputed)  # c_fc's weight: 4C x C
-    # eager autocast: a matmul makes its weight's gradient in 16-bit (4C^2 a) and ToCopyBackward0 casts it to the
-    # fp32 weight's (4C^2 p) only after c_proj's node has freed what it saved (the GELU output, the 16-bit weight
-    # copy) and its own input: the cast moment is c_proj's two gradients of the weight and the residual's (rC)
-    eager_autocast = a < p and not run.compile
-    w = a if eager_autocast else p
-    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * w + scratch_proj
-    c_proj_cast = n * r * C + 4 * C * C * p if eager_autocast else 0
     done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
-    # by c_fc's backward, c_proj's 16-bit weight copy (4C^2 a, counted with the kept copies) is freed
-    copy_freed = 4 * C * C * a if eager_autocast else 0
-    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc - copy_freed
-    return max(c_proj, c_proj_cast, c_fc)
+    c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc
+    if a == p or run.compile:
+        c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + scratch_proj
+        return max(c_proj, c_fc)
+    # eager autocast: a weight gradient leaves its matmul in 16 bits (4C^2 a, beside the matmul's scratch) and
+    # is cast to fp32 (4C^2 p) once the matmul's backward has freed its saved input, its output gradient and
+    # the weight's 16-bit copy (kept_copy_bytes counts it until then): two moments a matmul. c_proj's cast
+    # keeps the residual's gradient; c_fc's comes after its input gradient's cast to fp32 for ln_2 (rC, the
+    # 16-bit one freed), with both copies of the MLP freed (8C^2 a)
+    c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * a + scratch_proj
+    c_proj_cast = n * r * C + 4 * C * C * p
+    c_fc -= 4 * C * C * a  # c_proj's 16-bit weight copy, freed by c_proj's backward
+    c_fc_cast = n * (2 * r * C - 9 * a * C) + done + 4 * C * C * (p - a)
+    return max(c_proj, c_proj_cast, c_fc, c_fc_cast)
 
 
 def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols: int, recomputed: bool) -> int:
@@ -400,9 +418,10 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     # (top, bottom) block recomputed. The top block is recomputed first, with every checkpoint held and no
     # block's grads; the bottom block last, with its one checkpoint, the other L-1 blocks' grads, and the
     # gradient arriving from the block above still held beside the two branch gradients and their sum (4rC).
-    # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual
+    # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual.
+    # Each checkpoint keeps its block's fixed part beside it (per_layer_fixed_bytes: CPU's saved RNG state)
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
-    checkpoint = n * C * resid_size(run)
+    checkpoint = n * C * resid_size(run) + per_layer_fixed_bytes(cfg, run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
     block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
     return L * checkpoint + block, checkpoint + (L - 1) * grads + block

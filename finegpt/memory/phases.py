@@ -49,6 +49,9 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     ]
     if T["gradients + the first block's c_attn backward"]:  # the last matmul of backward, every grad but wpe's
         stages.append({**pick("gradients + the first block's c_attn backward"), **bound, **prefetched})
+    if T["gradients + the first block's MLP backward"]:  # the blocks above done, the first block's saved
+        names = ("LM head gradient (before the blocks' backward)", "embedding dropout mask", "batch (x, y, positions)")
+        stages.append({**pick("gradients + the first block's MLP backward", *names), **bound, **prefetched})
     if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
         names = ("autocast 16-bit weight copies", "activations (all layers)", "batch (x, y, positions)")
         stages.append({**pick("softmax transients (compiled forward, last block)", *names), **previous_logits})
@@ -137,6 +140,9 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         stages[0].pop("attention backward (recomputed block)", None)
         stages[0].update(pick("recompute transients (MLP backward)"))
         stages.append(attention)
+    if T["attention weights (recompute, math)"]:  # eager: inside a block's recompute, at its T x T weights
+        names = ("attention weights (recompute, math)", "autocast copies (recomputed attention)", "LM head gradient")
+        stages.append({**pick(*names, "embedding dropout mask", "batch (x, y, positions)"), **bound, **prefetched})
     if run.compile:  # one backward graph: the logits' gradient, not the LM head's, the logits still bound,
         # and ln_f's output, waiting for the tied sum's addmm (chunked: the loss is done)
         head = () if run.loss_chunks else ("final norm + embeddings",)

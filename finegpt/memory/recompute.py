@@ -1,7 +1,7 @@
-"""Compiled activation checkpointing: the moments of the one backward graph that recomputes the blocks (the
-recomputed attention's included), as CPU inductor's generated code orders them (read with
-TORCH_LOGS=output_code). Each is one small function with its formula and reason (bytes per rank); phases.py
-places them. Notation as in terms.py.
+"""Activation checkpointing's own moments: eager, the recompute's attention weights; compiled, the moments of
+the one backward graph that recomputes the blocks (the recomputed attention's included), as CPU inductor's
+generated code orders them (read with TORCH_LOGS=output_code). Each is one small function with its formula and
+reason (bytes per rank); phases.py places them. Notation as in terms.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from finegpt.memory.state import (
     act_size,
     cpu_bf16_head_grad_copy_bytes,
     cpu_flash_workspace_bytes,
+    mask_size,
     param_size,
     resid_size,
+    softmax_size,
     train_tokens,
 )
 from finegpt.run import RunConfig
@@ -22,6 +24,26 @@ from finegpt.run import RunConfig
 
 def _autocast(run: RunConfig) -> bool:
     return act_size(run) < param_size(run)  # 16-bit activations from fp32 weights
+
+
+def recomputed_attention_weights_bytes(cfg: ModelConfig, run: RunConfig, block_grads: int) -> int:
+    # eager checkpointing, math attention: a block's recompute at its T x T weights, in model.py's one line
+    # `att = self.attn_dropout(F.softmax(att, dim=-1))`: the masked scores stay bound to `att` (a*H*T per
+    # token) beside softmax's output (s*H*T) and, with dropout, its mask and output. Of the block so far: ln_1's
+    # output (rC, its 16-bit cast aC and 2 stats), c_attn's output (3aC), contiguous q and k (2aC), and
+    # masked_fill's inverted causal mask (T*T bool); the gradient arriving from above (rC) and, autocast, its
+    # 16-bit cast (aC). The top block with every checkpoint (L*n*C*r), or the bottom one with its checkpoint
+    # and the blocks above's gradients (`block_grads` each, one micro-step)
+    if run.compile or not run.activation_checkpointing or run.attention != "math":
+        return 0
+    n, C, H, T, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_head, cfg.block_size, cfg.n_layer
+    a, r, s = act_size(run), resid_size(run), softmax_size(run)
+    weights = a * H * T + s * H * T + ((mask_size(run, s) + s) * H * T if cfg.dropout > 0 else 0)
+    cast = a * C if a < r else 0
+    block = n * (2 * r * C + 2 * r + 2 * cast + 5 * a * C + weights) + T * T
+    checkpoint = n * C * r
+    grads = block_grads if run.gradient_accumulation_steps == 1 else 0
+    return max(L * checkpoint, checkpoint + (L - 1) * grads) + block
 
 
 def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:

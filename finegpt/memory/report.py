@@ -165,6 +165,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient matmul copy (CPU 16-bit)": m.head_grad_copy_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
+        "gradients + the first block's MLP backward": m.first_block_mlp_backward_bytes(cfg, run),
         "LM head gradient (waiting for the tied sum)": m.waiting_head_grad_bytes(cfg, run),
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
@@ -178,6 +179,9 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "fused dropout softmax (compiled recompute)": rc.compiled_fused_dropout_softmax_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
+        "attention weights (recompute, math)": rc.recomputed_attention_weights_bytes(
+            cfg, run, m.block_grad_bytes(cfg, run)
+        ),
         "activations (last attention backward)": m.attention_backward_act_bytes(cfg, run),
         "autocast copies kept (last MLP backward)": m.kept_copy_bytes(cfg, run, "mlp"),
         "autocast copies kept (last attention backward)": m.kept_copy_bytes(cfg, run, "attention"),
@@ -230,6 +234,7 @@ CPU_CALIBRATED = (
     "LM head gradient (compiled, before the tied sum)",
     "logits gradient (kept for the tied sum)",
     "gradients + the first block's c_attn backward",
+    "gradients + the first block's MLP backward",
     "softmax backward (math attention)",
     "math-attention backward gradients (v, output, residual)",
     "activations (last attention backward)",
@@ -238,6 +243,7 @@ CPU_CALIBRATED = (
     "autocast copies kept (last attention backward)",
     "recompute transients (MLP backward)",
     "attention backward (recomputed block)",
+    "attention weights (recompute, math)",
 )
 
 
