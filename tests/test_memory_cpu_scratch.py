@@ -73,11 +73,14 @@ def test_nothing_is_measured_while_a_profiler_runs(table):
 def test_a_cpu_estimate_measures_its_matmuls_and_the_terms_read_them(table):
     cfg = ModelConfig(n_layer=3, n_head=2, n_embd=96, block_size=256, vocab_size=256, dropout=0.1, bias=False)
     run = RunConfig(batch_size=1, dtype="bf16", loss_chunks=8, device="cpu", cpu_threads=2)
-    before = estimate(cfg, run)
+    estimate(cfg, run)
     assert {(kind, M, K, N, 2) for kind, M, K, N in matmul_shapes(cfg, run)} <= set(table)
-    table[("forward", 256, 384, 96, 2)] += 1000  # eval's c_proj, x (256 x 4C) @ W^T (4C x C): its moment peaks
-    after = estimate(cfg, run)
-    assert after.terms["eval forward (no grad)"] == before.terms["eval forward (no grad)"] + 1000
+    table[("forward", 256, 384, 96, 2)] = 123456  # eval's c_proj, x (256 x 4C) @ W^T (4C x C)
+    table[("grad_weight", 96, 256, 384, 2)] = 654321  # c_proj's weight gradient, grad^T (C x n) @ x (n x 4C)
+    assert t.cpu_bf16_pack_bytes(cfg, run, 256) == 123456
+    assert t.cpu_bf16_wgrad_scratch_bytes(cfg, run, 256, 96, 384) == 654321
+    estimate(cfg, run)
+    assert table[("forward", 256, 384, 96, 2)] == 123456  # measured once per process: estimate() reads the table
     fp32 = RunConfig(batch_size=1, dtype="fp32", device="cpu")
     table.clear()
     estimate(cfg, fp32)
