@@ -356,6 +356,18 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "loss chunk (backward, recomputed)",
     ),
+    "eval, pure bf16, full loss: the LM head's matmul scratch beside two batches' logits (2 threads)": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=32, vocab_size=256),
+        RunConfig(
+            batch_size=2,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "eval forward (no grad)",
+    ),
 }
 
 

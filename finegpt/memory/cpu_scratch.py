@@ -83,7 +83,7 @@ def matmul_scratch_bytes(kind: str, M: int, K: int, N: int, threads: int, dtype:
 def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, int]]:
     """(kind, M, K, N) of every matmul whose scratch the terms count for (cfg, run): the MLP's and c_attn's weight
     and input gradients over the micro-batch, c_proj's no-grad forward over an eval batch, and the LM head's
-    forward (eval) and backward (training) over a loss chunk, or its weight gradient over the whole batch."""
+    forward (eval) and backward (training) over a loss chunk (the whole batch unchunked)."""
     C, V, n, n_e = cfg.n_embd, cfg.vocab_size, train_tokens(cfg, run), eval_tokens(cfg, run)
     n_c, n_ce = loss_chunk_tokens(n, run), loss_chunk_tokens(n_e, run)
     shapes = {
@@ -96,8 +96,9 @@ def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, 
         ("forward", n_e, 4 * C, C),  # eval: c_proj's x @ W^T
         ("grad_weight", V, n_c, C),  # the LM head's weight gradient: V x C
     }
+    shapes.add(("forward", n_ce, C, V))  # eval: the LM head's x @ W^T over a chunk (all n_e unchunked)
     if run.loss_chunks:
-        shapes |= {("forward", n_ce, C, V), ("grad_input", n_c, V, C)}
+        shapes.add(("grad_input", n_c, V, C))
     return shapes
 
 

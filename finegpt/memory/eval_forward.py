@@ -211,7 +211,11 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         chunk = max(eval_chunk_bytes(cfg, run), matmul)
         return n_e * r * cfg.n_embd + chunk + eval_weight_copy_bytes(cfg, run, "head")
     head = n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
-    return head + compiled_head_pack_bytes(cfg, run)
+    # eager CPU 16-bit: before the loss, the LM head's matmul makes the logits (aV) beside the previous batch's
+    # and oneDNN's scratch, which can outweigh the loss's copies where V is small against the scratch
+    logits = n_e * (r * cfg.n_embd + previous_logits_bytes(cfg, run) + act_size(run) * cfg.vocab_size)
+    matmul = logits + cpu_bf16_head_scratch_bytes(cfg, run, n_e) + eval_weight_copy_bytes(cfg, run, "head")
+    return max(head + compiled_head_pack_bytes(cfg, run), matmul)
 
 
 def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int, threads: int) -> int:
