@@ -25,8 +25,8 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     compiled_wgrad_scratch_bytes,
+    cpu_bf16_c_attn_backward_scratch_bytes,
     cpu_bf16_head_grad_copy_bytes,
-    cpu_bf16_mm_wgrad_scratch_bytes,
     cpu_bf16_narrow_grad_input_scratch_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
@@ -157,7 +157,7 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, r, p, n = cfg.n_embd, act_size(run), resid_size(run), param_size(run), train_tokens(cfg, run)
     single = run.gradient_accumulation_steps == 1
     grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * p if single else 0
-    matmul = n * 5 * a * C + c_attn_backward_scratch_bytes(cfg, run)
+    matmul = n * 5 * a * C + cpu_bf16_c_attn_backward_scratch_bytes(cfg, run)
     if a < p:
         matmul = max(matmul, 3 * C * C * (a if single else a + p))
     return grads + matmul + n * 2 * r * C + embedding_dropout_bytes(cfg, run)
@@ -175,21 +175,6 @@ def first_block_mlp_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     copies = 2 * 12 * C * C if autocast_copy_bytes(cfg, run) else 0
     first = activation_bytes(cfg, run) // L
     return (L - 1) * block_grad_bytes(cfg, run) + first + copies + mlp_backward_bytes(cfg, run)
-
-
-def c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # eager CPU 16-bit: c_attn's two matmuls keep oneDNN's scratch (measured on this CPU where it is). Its weight
-    # gradient, grad^T (3C x n) @ x (n x C), made in 16-bit (3C^2 a) where the gradients count it at p (1st
-    # micro-step); its input gradient, grad (n x 3C) @ W (3C x C), before the weight's with a bias (AddmmBackward0)
-    n, C, a, p, threads = train_tokens(cfg, run), cfg.n_embd, act_size(run), param_size(run), run.cpu_threads
-    if run.device != "cpu" or a != 2 or run.compile:
-        return 0
-    counted = 3 * C * C * p if run.gradient_accumulation_steps == 1 else 0
-    rule_w = cpu_bf16_mm_wgrad_scratch_bytes(3 * C, n, C, threads)
-    weight = 3 * C * C * a - counted + measured_mm_scratch_bytes("grad_weight", 3 * C, n, C, threads, rule_w)
-    pack_in = measured_mm_scratch_bytes("grad_input", n, 3 * C, C, threads, 6 * C * C + 5120)
-    inputs = pack_in - counted if cfg.bias else 3 * C * C * a - counted + pack_in
-    return max(0, weight, inputs)
 
 
 def compiled_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -294,6 +294,21 @@ def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, 
     return measured_mm_scratch_bytes("grad_weight", rows, tokens, cols, run.cpu_threads, rule)
 
 
+def cpu_bf16_c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager CPU 16-bit: c_attn's two matmuls keep oneDNN's scratch (measured on this CPU where it is). Its weight
+    # gradient, grad^T (3C x n) @ x (n x C), made in 16-bit (3C^2 a) where the gradients count it at p (1st
+    # micro-step); its input gradient, grad (n x 3C) @ W (3C x C), before the weight's with a bias (AddmmBackward0)
+    n, C, a, p, threads = train_tokens(cfg, run), cfg.n_embd, act_size(run), param_size(run), run.cpu_threads
+    if run.device != "cpu" or a != 2 or run.compile:
+        return 0
+    counted = 3 * C * C * p if run.gradient_accumulation_steps == 1 else 0
+    rule_w = cpu_bf16_mm_wgrad_scratch_bytes(3 * C, n, C, threads)
+    weight = 3 * C * C * a - counted + measured_mm_scratch_bytes("grad_weight", 3 * C, n, C, threads, rule_w)
+    pack_in = measured_mm_scratch_bytes("grad_input", n, 3 * C, C, threads, 6 * C * C + 5120)
+    inputs = pack_in - counted if cfg.bias else 3 * C * C * a - counted + pack_in
+    return max(0, weight, inputs)
+
+
 def compiled_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int, cols: int) -> int:
     # compiled CPU, 16-bit: inductor's backward graph calls the same aten::mm for a weight gradient, with
     # oneDNN's same scratch (cpu_bf16_mm_wgrad_scratch_bytes)
