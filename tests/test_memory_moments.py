@@ -332,6 +332,54 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "attention backward (recomputed block)",
     ),
+    # two threads, as the search measures: oneDNN's 16-bit matmul scratch measured per shape (cpu_scratch.py)
+    "eval, bf16 over 256 tokens: c_proj's matmul scratch measured on this CPU (2 threads)": (
+        ModelConfig(n_layer=3, n_head=2, n_embd=96, block_size=256, vocab_size=256, dropout=0.1, bias=False),
+        RunConfig(batch_size=1, dtype="bf16", loss_chunks=8, device="cpu", cpu_threads=2),
+        "eval forward (no grad)",
+    ),
+    "eval, pure bf16 over 64 tokens: c_proj's matmul scratch measured on this CPU (2 threads)": (
+        ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=64),
+        RunConfig(batch_size=2, dtype="pure_bf16", loss_chunks=8, device="cpu", cpu_threads=2),
+        "eval forward (no grad)",
+    ),
+    "autocast MLP backward: 16-bit weight gradients, c_fc's input gradient's measured scratch (2 threads)": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=384, block_size=64, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=4, dtype="bf16", attention="math", loss_chunks=4, device="cpu", cpu_threads=2),
+        "MLP backward transients (last block)",
+    ),
+    "chunked loss over 128 tokens: the LM head's weight gradient's measured scratch (2 threads)": (
+        ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=512, vocab_size=2048),
+        RunConfig(
+            batch_size=1,
+            gradient_accumulation_steps=2,
+            dtype="pure_bf16",
+            attention="math",
+            loss_chunks=4,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "loss chunk (backward, recomputed)",
+    ),
+    "chunked loss, tiny head: the chunk's own RNG state alive through its backward (2 threads)": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=16, vocab_size=64),
+        RunConfig(
+            batch_size=4, gradient_accumulation_steps=2, dtype="pure_bf16", loss_chunks=8, device="cpu", cpu_threads=2
+        ),
+        "loss chunk (backward, recomputed)",
+    ),
+    "eval, pure bf16, full loss: the LM head's matmul scratch beside two batches' logits (2 threads)": (
+        ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=32, vocab_size=256),
+        RunConfig(
+            batch_size=2,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "eval forward (no grad)",
+    ),
 }
 
 
@@ -348,6 +396,7 @@ def test_checkpointing_on_cpu_keeps_one_rng_state_per_block():
 @pytest.mark.parametrize("name", SEARCH_FOUND)
 def test_each_moment_the_search_found_is_a_named_term_within_the_bound(name):
     cfg, run, term = SEARCH_FOUND[name]
+    torch.set_num_threads(run.cpu_threads)  # the one_thread fixture puts it back
     assert estimate(cfg, run).terms[term] > 0
     measured, predicted = measure(cfg, run), estimate(cfg, run).peaks
     for phase in ("train", "eval", "first_eval"):

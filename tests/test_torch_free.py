@@ -69,3 +69,16 @@ def test_the_same_figures_with_and_without_torch():
     )
     assert without.returncode == with_torch.returncode == 0, without.stderr + with_torch.stderr
     assert json.loads(without.stdout) == json.loads(with_torch.stdout)
+
+
+def test_a_cpu_estimate_without_torch_keeps_the_closed_form_scratch_rules():
+    # with torch, estimate() measures this CPU's 16-bit matmul scratch (finegpt.memory.cpu_scratch); without, the rules
+    out = run_without_torch(
+        "import finegpt.config, finegpt.memory as M\n"
+        "from finegpt.memory import state\n"
+        "cfg = finegpt.config.ModelConfig(n_layer=1, n_head=2, n_embd=256, block_size=64, vocab_size=64)\n"
+        "r = M.estimate(cfg, M.RunConfig(batch_size=3, dtype='pure_bf16', device='cpu', cpu_threads=2))\n"
+        "print(r.peak_bytes > 0, state.CPU_MM_SCRATCH, 'finegpt.memory.cpu_scratch' in sys.modules)\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "{}", "False"]

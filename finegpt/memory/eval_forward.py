@@ -16,6 +16,7 @@ from finegpt.memory.state import (
     cpu_flash_forward_copies_bytes,
     cpu_flash_workspace_bytes,
     eval_tokens,
+    measured_mm_scratch_bytes,
     resid_size,
     softmax_size,
 )
@@ -210,7 +211,11 @@ def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         chunk = max(eval_chunk_bytes(cfg, run), matmul)
         return n_e * r * cfg.n_embd + chunk + eval_weight_copy_bytes(cfg, run, "head")
     head = n_e * (r * cfg.n_embd + eval_logits_bytes(cfg, run)) + eval_weight_copy_bytes(cfg, run, "head")
-    return head + compiled_head_pack_bytes(cfg, run)
+    # eager CPU 16-bit: before the loss, the LM head's matmul makes the logits (aV) beside the previous batch's
+    # and oneDNN's scratch, which can outweigh the loss's copies where V is small against the scratch
+    logits = n_e * (r * cfg.n_embd + previous_logits_bytes(cfg, run) + act_size(run) * cfg.vocab_size)
+    matmul = logits + cpu_bf16_head_scratch_bytes(cfg, run, n_e) + eval_weight_copy_bytes(cfg, run, "head")
+    return max(head + compiled_head_pack_bytes(cfg, run), matmul)
 
 
 def cpu_bf16_mm_pack_bytes(tokens: int, K: int, N: int, threads: int) -> int:
@@ -228,9 +233,12 @@ def cpu_bf16_head_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> 
     # runs: a panel of W a thread up to 32 rows (cpu_bf16_panel_scratch_bytes), then W's blocked copy
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
+    C, V, threads = cfg.n_embd, cfg.vocab_size, run.cpu_threads
     if rows <= 32:
-        return cpu_bf16_panel_scratch_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
-    return cpu_bf16_mm_pack_bytes(rows, cfg.n_embd, cfg.vocab_size, run.cpu_threads)
+        rule = cpu_bf16_panel_scratch_bytes(rows, C, V, threads)
+    else:
+        rule = cpu_bf16_mm_pack_bytes(rows, C, V, threads)
+    return measured_mm_scratch_bytes("forward", rows, C, V, threads, rule)  # measured on this CPU where it is
 
 
 def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -25,12 +25,14 @@ from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
     compiled_wgrad_scratch_bytes,
+    cpu_bf16_c_attn_backward_scratch_bytes,
     cpu_bf16_head_grad_copy_bytes,
     cpu_bf16_narrow_grad_input_scratch_bytes,
     cpu_bf16_wgrad_scratch_bytes,
     cpu_flash_fallback,
     cpu_flash_workspace_bytes,
     mask_size,
+    measured_mm_scratch_bytes,
     param_size,
     resid_size,
     softmax_size,
@@ -65,7 +67,11 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     eager = replace(run, compile=False) if run.compile else run
     scratch = max(cpu_bf16_head_grad_copy_bytes(cfg, eager, n_c), head_grad_input_scratch_bytes(cfg, eager, n_c))
     head = n_c * V * a + V * C * a + scratch
-    moment = max(3 * n_c * V * chunk_ce_size(run), head, 2 * V * C * a if summed else 0, cast)
+    # on CPU the chunk's own saved RNG state is freed with its LM head's backward node: alive at its log_softmax
+    # and matmul moments, one state more than at the sum into the chunks before (chunk_input_grads_and_rng_bytes)
+    own_state = CPU_RNG_STATE_BYTES if run.device == "cpu" and run.loss_chunks > 1 else 0
+    during = max(3 * n_c * V * chunk_ce_size(run), head) + own_state
+    moment = max(during, 2 * V * C * a if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
 
@@ -73,7 +79,9 @@ def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -
     # eager CPU, 16-bit: the LM head's input gradient, grad (rows x V) @ W (V x C), packs W's panels
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return cpu_bf16_narrow_grad_input_scratch_bytes(rows, cfg.vocab_size, cfg.n_embd, run.cpu_threads)
+    V, C, threads = cfg.vocab_size, cfg.n_embd, run.cpu_threads
+    rule = cpu_bf16_narrow_grad_input_scratch_bytes(rows, V, C, threads)
+    return measured_mm_scratch_bytes("grad_input", rows, V, C, threads, rule)  # measured on this CPU where it is
 
 
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -149,7 +157,7 @@ def first_block_input_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a, r, p, n = cfg.n_embd, act_size(run), resid_size(run), param_size(run), train_tokens(cfg, run)
     single = run.gradient_accumulation_steps == 1
     grads = (count_params(cfg, non_embedding=False) - cfg.block_size * C) * p if single else 0
-    matmul = n * 5 * a * C
+    matmul = n * 5 * a * C + cpu_bf16_c_attn_backward_scratch_bytes(cfg, run)
     if a < p:
         matmul = max(matmul, 3 * C * C * (a if single else a + p))
     return grads + matmul + n * 2 * r * C + embedding_dropout_bytes(cfg, run)
@@ -371,7 +379,9 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols:
     scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, cols)
     if not scratch_w:
         return 0
-    pack_in = 8 * cfg.n_embd**2 + 5120
+    # the input's gradient, grad (n x rows) @ W (rows x cols): measured on this CPU where it is
+    n, rule = train_tokens(cfg, run), 8 * cfg.n_embd**2 + 5120
+    pack_in = measured_mm_scratch_bytes("grad_input", n, rows, cols, run.cpu_threads, rule)
     if cfg.bias:
         return max(pack_in - 4 * cfg.n_embd**2 * act_size(run), scratch_w)
     return max(scratch_w - grad_in, pack_in)

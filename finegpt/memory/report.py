@@ -7,6 +7,7 @@ eager_and_compiled, bar_segments.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
@@ -281,6 +282,10 @@ def _notes(run: RunConfig, alive: dict[str, int]) -> list[str]:
 def estimate(model_cfg: ModelConfig, run: RunConfig) -> MemoryReport:
     """Per-rank peak allocated bytes of one training step (train, optimizer step, eval, the iter-0 eval),
     what nvidia-smi adds (low-high), and with run.gpu the verdict."""
+    if run.device == "cpu" and "torch" in sys.modules:  # this CPU's 16-bit matmul scratch, measured per shape
+        from finegpt.memory.cpu_scratch import measure_cpu_scratch  # (imports torch: only where it is already)
+
+        measure_cpu_scratch(model_cfg, run)
     T = _terms(model_cfg, run)
     phases = {k: {n: b for n, b in v.items() if b} for k, v in alive_by_phase(T, run).items()}
     peaks = {k: sum(v.values()) for k, v in phases.items()}

@@ -193,6 +193,19 @@ def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int
     return 2 * tokens * cfg.n_embd * 2 + run.cpu_threads * kvS * hs * 2
 
 
+# oneDNN's 16-bit (bf16) matmul scratch as measured on this CPU: (kind, M, K, N, threads) -> bytes of an
+# (M x K) @ (K x N) matmul, kind 'forward' (x @ W^T), 'grad_input' (grad @ W) or 'grad_weight' (grad^T @ x).
+# Empty unless finegpt.memory.cpu_scratch (torch) has filled it: estimate() asks it to for CPU runs in a
+# process that has torch, so the rules below stay the default and the estimate path stays torch-free
+CPU_MM_SCRATCH: dict[tuple[str, int, int, int, int], int] = {}
+
+
+def measured_mm_scratch_bytes(kind: str, M: int, K: int, N: int, threads: int, rule_bytes: int) -> int:
+    # a CPU 16-bit matmul's scratch: measured per shape where this process has measured it (exact: oneDNN picks
+    # its blocking per shape above 32 rows, with no closed form), else the closed-form rule's bytes
+    return CPU_MM_SCRATCH.get((kind, M, K, N, threads), rule_bytes)
+
+
 def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
     # eager CPU, 16-bit, no grad: the MLP's c_proj, input A (tokens x 4C) times weight B (4C x C), keeps oneDNN's
     # scratch while it runs, measured with the profiler (+ 5 KiB): one thread packs B where B <= A, else it
@@ -202,11 +215,14 @@ def cpu_bf16_pack_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
         return 0
     K, N = 4 * cfg.n_embd, cfg.n_embd
     if tokens <= 32:
-        return cpu_bf16_panel_scratch_bytes(tokens, K, N, run.cpu_threads)
-    A, B = 2 * tokens * K, 2 * K * N
-    if run.cpu_threads > 1:
-        return min(run.cpu_threads * A, B) + 5120
-    return (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
+        rule = cpu_bf16_panel_scratch_bytes(tokens, K, N, run.cpu_threads)
+    else:
+        A, B = 2 * tokens * K, 2 * K * N
+        if run.cpu_threads > 1:
+            rule = min(run.cpu_threads * A, B) + 5120
+        else:
+            rule = (B if B <= A else 2 * K * min(tokens, 32) + 16 * K) + 5120
+    return measured_mm_scratch_bytes("forward", tokens, K, N, run.cpu_threads, rule)
 
 
 def cpu_bf16_panel_scratch_bytes(rows: int, K: int, N: int, threads: int) -> int:
@@ -274,7 +290,23 @@ def cpu_bf16_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, 
     # through oneDNN, which reorders the transposed operand per thread (cpu_bf16_mm_wgrad_scratch_bytes)
     if run.device != "cpu" or act_size(run) != 2 or run.compile:
         return 0
-    return cpu_bf16_mm_wgrad_scratch_bytes(rows, tokens, cols, run.cpu_threads)
+    rule = cpu_bf16_mm_wgrad_scratch_bytes(rows, tokens, cols, run.cpu_threads)
+    return measured_mm_scratch_bytes("grad_weight", rows, tokens, cols, run.cpu_threads, rule)
+
+
+def cpu_bf16_c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager CPU 16-bit: c_attn's two matmuls keep oneDNN's scratch (measured on this CPU where it is). Its weight
+    # gradient, grad^T (3C x n) @ x (n x C), made in 16-bit (3C^2 a) where the gradients count it at p (1st
+    # micro-step); its input gradient, grad (n x 3C) @ W (3C x C), before the weight's with a bias (AddmmBackward0)
+    n, C, a, p, threads = train_tokens(cfg, run), cfg.n_embd, act_size(run), param_size(run), run.cpu_threads
+    if run.device != "cpu" or a != 2 or run.compile:
+        return 0
+    counted = 3 * C * C * p if run.gradient_accumulation_steps == 1 else 0
+    rule_w = cpu_bf16_mm_wgrad_scratch_bytes(3 * C, n, C, threads)
+    weight = 3 * C * C * a - counted + measured_mm_scratch_bytes("grad_weight", 3 * C, n, C, threads, rule_w)
+    pack_in = measured_mm_scratch_bytes("grad_input", n, 3 * C, C, threads, 6 * C * C + 5120)
+    inputs = pack_in - counted if cfg.bias else 3 * C * C * a - counted + pack_in
+    return max(0, weight, inputs)
 
 
 def compiled_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int, cols: int) -> int:
@@ -288,10 +320,12 @@ def compiled_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int, co
 def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, compiled: bool = False) -> int:
     # eager CPU, 16-bit: the LM head's weight gradient over at most 32 tokens with C <= 32 (the shapes measured)
     # keeps a copy of its V x C output a thread in oneDNN, C padded to a multiple of 32 (`compiled`: inductor's
-    # backward graph calls the same aten::mm)
-    if run.device != "cpu" or act_size(run) != 2 or (run.compile and not compiled) or tokens > 32 or cfg.n_embd > 32:
+    # backward graph calls the same aten::mm). Eager, the measured scratch of that shape where there is one
+    if run.device != "cpu" or act_size(run) != 2 or (run.compile and not compiled):
         return 0
-    return run.cpu_threads * cfg.vocab_size * (-(-cfg.n_embd // 32) * 32) * 2
+    C, V = cfg.n_embd, cfg.vocab_size
+    rule = 0 if tokens > 32 or C > 32 else run.cpu_threads * V * (-(-C // 32) * 32) * 2
+    return rule if compiled else measured_mm_scratch_bytes("grad_weight", V, tokens, C, run.cpu_threads, rule)
 
 
 # ---- outside the allocator's peak: what nvidia-smi adds, each a (low, high) range ---------------
