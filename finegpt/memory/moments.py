@@ -59,9 +59,11 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     n_c = loss_chunk_tokens(n, run)
     summed = V * C * a if run.loss_chunks > 1 else 0
-    # Autocast: the chunks share lm_head's 16-bit weight copy, so their summed gradient is cast to the fp32
+    # Autocast: each chunk's recompute casts lm_head's weight to 16 bits again (V*C*a, counted with the autocast
+    # copies), freed by the chunk's matmul backward before the sum; the summed gradient is cast to the fp32
     # weight's once, after the last chunk: V*C*p beside the summed V*C*a
-    cast = V * C * param_size(run) if a < param_size(run) else 0
+    copy = V * C * a if a < param_size(run) else 0
+    cast = V * C * param_size(run) - copy if copy else 0
     # the chunked loss runs eager even in a compiled step (torch.compiler.disable): its matmuls are oneDNN's.
     # The LM head's backward makes its weight's gradient first, then the input's: each keeps oneDNN's scratch
     eager = replace(run, compile=False) if run.compile else run
@@ -71,7 +73,7 @@ def loss_chunk_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # and matmul moments, one state more than at the sum into the chunks before (chunk_input_grads_and_rng_bytes)
     own_state = CPU_RNG_STATE_BYTES if run.device == "cpu" and run.loss_chunks > 1 else 0
     during = max(3 * n_c * V * chunk_ce_size(run), head) + own_state
-    moment = max(during, 2 * V * C * a if summed else 0, cast)
+    moment = max(during, 2 * V * C * a - copy if summed else 0, cast)
     return moment + summed + max(chunk_input_grads_and_rng_bytes(cfg, run))
 
 
