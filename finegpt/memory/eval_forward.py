@@ -129,15 +129,15 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
     # residual is recomputed from the embeddings; flash keeps qkv, ln_1's output (kept to be reused for
     # c_proj's output) and the output (5aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv,
-    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Math: see
-    # compiled_eval_math_token_bytes
+    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Beside them
+    # the kernel's packed k, v and its logsumexp. Math: see compiled_eval_math_token_bytes
     C, a = cfg.n_embd, act_size(run)
     if run.attention == "math":
         return compiled_eval_math_token_bytes(cfg, run)
+    kernel = cpu_flash_packed_kv_token_bytes(cfg, run) + cpu_flash_logsumexp_token_bytes(cfg, run)
     if cfg.n_layer == 1:
-        return 5 * a * C + cpu_flash_packed_kv_token_bytes(cfg, run)
-    c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
-    return c_terms + cpu_flash_packed_kv_token_bytes(cfg, run)
+        return 5 * a * C + kernel
+    return resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
 
 
 def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -164,11 +164,18 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # CPU flash attention on 16-bit q, k, v packs k and v into oneDNN's blocked layout first, a 16-bit copy of
-    # each (2aC per token), when a long sequence amortizes it: seen from T = 512 (1L to 6L, B 2 to 3), not at
-    # T = 256 or below. Measured in compiled eval forwards; an eager one calls the same kernel
-    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 512:
+    # each (2aC per token), once a kv block fills oneDNN's 64-wide pack (T >= 64; none at T = 16 to 48).
+    # Measured on the op itself under the profiler, B 1 to 8, H 1 to 8, hs 16 to 128, 1 and 2 threads; an
+    # eager forward calls the same kernel
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 64:
         return 0
     return 2 * cfg.n_embd * act_size(run)
+
+
+def cpu_flash_logsumexp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention returns the fp32 logsumexp of every row beside its output (4H per token), alive
+    # until the generated code drops it after the call (no grad: nothing saves it)
+    return 4 * cfg.n_head if run.device == "cpu" and run.attention == "flash" else 0
 
 
 def cpu_flash_packed_kv_block_bytes(cfg: ModelConfig, run: RunConfig) -> int:
