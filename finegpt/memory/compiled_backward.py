@@ -45,3 +45,14 @@ def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not run.compile or run.loss_chunks:
         return V * C * param_size(run)
     return 0 if compiled_logits_grad_bytes(cfg, run) else V * C * act_size(run)
+
+
+def compiled_c_attn_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast: the first block's c_attn weight gradient comes out of its mm in 16-bit
+    # ((3C^2 + 3C bias) * a) and the graph's last kernel, the one that makes the embedding's dense gradient,
+    # casts it into the fp32 gradient the graph returns: both alive there. fp32 and pure bf16 return the mm's
+    # own output (checkpointing: recompute.py's)
+    if not run.compile or run.activation_checkpointing or act_size(run) == param_size(run):
+        return 0
+    C = cfg.n_embd
+    return (3 * C * C + 3 * C * int(cfg.bias)) * act_size(run)

@@ -19,7 +19,7 @@ from finegpt.memory.activations import (
     mlp_act_bytes,
     norm_act_bytes,
 )
-from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
+from finegpt.memory.compiled_backward import compiled_c_attn_grad_copy_bytes, compiled_logits_grad_bytes
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -123,8 +123,10 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     cast = V * C * p if run.loss_chunks and p < 4 else 0
     n, a = train_tokens(cfg, run), act_size(run)
     # the kernel is fused with the first block's ln_1 backward: its c_attn output and input gradients (4aC per
-    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own)
+    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own),
+    # and under autocast c_attn's 16-bit weight gradient it casts
     first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
+    first += compiled_c_attn_grad_copy_bytes(cfg, run)
     in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
     if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
         # input, whose output (the step's gradient) is made once the first block's gradients are freed
@@ -329,8 +331,9 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols:
     # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own.
     # `recomputed` (compiled, checkpointing): the backward graph's own aten::mm, its scratch on top of the
     # moment (measured: 40,064 B, c_proj's C x 4C over 48 tokens at 2 threads, the step's peak at 6L/16/2h
-    # T=16 B=3 bf16), without eager's weight packing or matmul order
-    if recomputed:
+    # T=16 B=3 bf16), without eager's weight packing or matmul order. So too compiled without checkpointing
+    # (75,520 B, c_proj's 64 x 256 over 128 tokens at 2 threads: 2L/64/4h T=64 B=2 pure bf16)
+    if recomputed or run.compile:
         return compiled_wgrad_scratch_bytes(cfg, run, rows, cols)
     scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, cols)
     if not scratch_w:
