@@ -229,6 +229,16 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="fp32", attention="flash", loss_chunks=4),
             "pooled_mlp_hidden_token_bytes",
         ),
+        (  # 16-bit flash at T = 256: the kernel packs k and v (2aC per token) beside its fp32 logsumexp
+            ModelConfig(n_layer=2, n_head=8, n_embd=128, block_size=256, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="flash", loss_chunks=8),
+            "cpu_flash_logsumexp_token_bytes",
+        ),
+        (  # c_proj's bf16 addmm over 256 rows: oneDNN packs its 4C x C weight, as in the eager step
+            ModelConfig(n_layer=1, n_head=8, n_embd=256, block_size=64, vocab_size=512),
+            dict(batch_size=4, dtype="bf16", attention="flash", gradient_accumulation_steps=2),
+            "compiled_mlp_pack_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -320,6 +330,16 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=32, vocab_size=256, dropout=0.1, bias=False),
             dict(batch_size=2, dtype="bf16", attention="math", activation_checkpointing=True),
             "recompute_transient_bytes",
+        ),
+        (  # autocast, 2 micro-steps: the graph's last kernel casts c_attn's 16-bit weight gradient to fp32
+            ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=256),
+            dict(batch_size=2, dtype="bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_c_attn_grad_copy_bytes",
+        ),
+        (  # pure bf16, not checkpointed: the last block's c_proj weight gradient with oneDNN's scratch
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=64),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash", loss_chunks=8),
+            "mlp_backward_bytes",
         ),
     ],
 )
