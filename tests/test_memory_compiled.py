@@ -341,6 +341,12 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="pure_bf16", attention="flash", loss_chunks=8),
             "mlp_backward_bytes",
         ),
+        (  # pure bf16: the graph's last kernel reads the embeddings' outputs and ln_f's output waits for the
+            # final addmm into the tied sum
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="math"),
+            "compiled_last_kernel_saved_bytes",
+        ),
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):

@@ -19,7 +19,11 @@ from finegpt.memory.activations import (
     mlp_act_bytes,
     norm_act_bytes,
 )
-from finegpt.memory.compiled_backward import compiled_c_attn_grad_copy_bytes, compiled_logits_grad_bytes
+from finegpt.memory.compiled_backward import (
+    compiled_c_attn_grad_copy_bytes,
+    compiled_last_kernel_saved_bytes,
+    compiled_logits_grad_bytes,
+)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -123,14 +127,17 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     cast = V * C * p if run.loss_chunks and p < 4 else 0
     n, a = train_tokens(cfg, run), act_size(run)
     # the kernel is fused with the first block's ln_1 backward: its c_attn output and input gradients (4aC per
-    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own),
-    # and under autocast c_attn's 16-bit weight gradient it casts
-    first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
-    first += compiled_c_attn_grad_copy_bytes(cfg, run)
+    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4: for fp32 weights that
+    # is the gradient itself, counted with the step's) (checkpointing: its own), under autocast c_attn's 16-bit
+    # weight gradient it casts, and the forward tensors it reads
+    wpe = cfg.block_size * C * 4 if p < 4 else 0
+    first = 0 if run.activation_checkpointing else n * 4 * a * C + wpe
+    first += compiled_c_attn_grad_copy_bytes(cfg, run) + compiled_last_kernel_saved_bytes(cfg, run)
     in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
     if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
-        # input, whose output (the step's gradient) is made once the first block's gradients are freed
-        in_graph = max(V * C * 4, n * C * resid_size(run) + first)
+        # input, whose output (the step's gradient) is made once the first block's gradients are freed; ln_f's
+        # output (n*C*a) is saved for that addmm
+        in_graph = max(V * C * 4 + n * C * a, n * C * resid_size(run) + first)
     return max(in_graph, 2 * out_of_place)
 
 
