@@ -239,6 +239,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="bf16", attention="flash", gradient_accumulation_steps=2),
             "compiled_mlp_pack_bytes",
         ),
+        (  # pure bf16, two heads: k's copy is kept as the buffer for softmax @ v, beside v's copy
+            ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=64, dropout=0.1),
+            dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -346,6 +351,12 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
             dict(batch_size=3, dtype="pure_bf16", attention="math"),
             "compiled_last_kernel_saved_bytes",
+        ),
+        (  # flash at T = 1024 in the backward graph: the kernel's q, k, v gradients, the last MLP's hidden
+            # gradient kept for the next block's
+            ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=1024, vocab_size=256),
+            dict(batch_size=4, dtype="pure_bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=4),
+            "flash_backward_grad_bytes",
         ),
     ],
 )

@@ -302,12 +302,15 @@ def kept_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
 
 
 def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # CPU flash attention's backward, eager: the gradients of q, k and v it zero-fills before it starts (3aC
-    # per token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC)
-    if not cpu_flash_workspace_bytes(cfg, run) or run.compile:
+    # CPU flash attention's backward: the gradients of q, k and v it zero-fills before it starts (3aC per
+    # token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC).
+    # Compiled, the backward graph calls the same kernel, and from 2 blocks keeps the last MLP's hidden gradient
+    # (4aC) as the buffer for the next block's (6L/16/1h T=1024 B=4 pure bf16); checkpointed: recompute.py
+    if not cpu_flash_workspace_bytes(cfg, run) or (run.compile and run.activation_checkpointing):
         return 0
-    C = cfg.n_embd
-    return train_tokens(cfg, run) * (4 * act_size(run) * C + resid_size(run) * C)
+    C, a = cfg.n_embd, act_size(run)
+    pooled = 4 * a * C if run.compile and cfg.n_layer > 1 else 0
+    return train_tokens(cfg, run) * (4 * a * C + resid_size(run) * C + pooled)
 
 
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
