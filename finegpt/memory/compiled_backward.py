@@ -69,3 +69,9 @@ def compiled_last_kernel_saved_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, C, a = train_tokens(cfg, run), cfg.n_embd, act_size(run)
     saved = n * C * 4 + 4 * n if a < param_size(run) else n * C * a + cfg.block_size * C * a + 2 * n * a
     return saved + (n * C * a if compiled_logits_grad_bytes(cfg, run) else 0)
+
+
+def compiled_last_kernel_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # what the backward graph's last kernel holds beside the gradients and the embeddings' dense one: the two
+    # terms above
+    return compiled_c_attn_grad_copy_bytes(cfg, run) + compiled_last_kernel_saved_bytes(cfg, run)

@@ -19,11 +19,7 @@ from finegpt.memory.activations import (
     mlp_act_bytes,
     norm_act_bytes,
 )
-from finegpt.memory.compiled_backward import (
-    compiled_c_attn_grad_copy_bytes,
-    compiled_last_kernel_saved_bytes,
-    compiled_logits_grad_bytes,
-)
+from finegpt.memory.compiled_backward import compiled_last_kernel_bytes, compiled_logits_grad_bytes
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -132,7 +128,7 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # weight gradient it casts, and the forward tensors it reads
     wpe = cfg.block_size * C * 4 if p < 4 else 0
     first = 0 if run.activation_checkpointing else n * 4 * a * C + wpe
-    first += compiled_c_attn_grad_copy_bytes(cfg, run) + compiled_last_kernel_saved_bytes(cfg, run)
+    first += compiled_last_kernel_bytes(cfg, run)
     in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
     if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
         # input, whose output (the step's gradient) is made once the first block's gradients are freed; ln_f's
