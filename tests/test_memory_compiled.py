@@ -393,3 +393,19 @@ def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_reco
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
     assert -0.02 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+
+
+def test_cpu_flash_attention_packs_k_and_v_once_a_kv_block_fills_64_rows():
+    # measured on the op under the profiler: 16-bit q, k, v at T = 48 are read as they are; from T = 64 the
+    # kernel copies k and v (2aC per token) and a kv block a thread; its fp32 logsumexp (4H per token) always
+    from finegpt.memory import eval_forward as ef
+
+    short = ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=48, vocab_size=64)
+    long = ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=64, vocab_size=64)
+    bf16 = RunConfig(device="cpu", compile=True, cpu_threads=2, batch_size=1, dtype="bf16", attention="flash")
+    fp32 = RunConfig(device="cpu", compile=True, cpu_threads=2, batch_size=1, dtype="fp32", attention="flash")
+    assert ef.cpu_flash_packed_kv_token_bytes(short, bf16) == 0
+    assert ef.cpu_flash_packed_kv_token_bytes(long, bf16) == 2 * 64 * 2
+    assert ef.cpu_flash_packed_kv_block_bytes(long, bf16) == 2 * 2 * 64 * 32
+    assert ef.cpu_flash_packed_kv_token_bytes(long, fp32) == 0
+    assert ef.cpu_flash_logsumexp_token_bytes(short, fp32) == 4 * 2
