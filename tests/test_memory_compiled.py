@@ -229,6 +229,21 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="fp32", attention="flash", loss_chunks=4),
             "pooled_mlp_hidden_token_bytes",
         ),
+        (  # 16-bit flash at T = 256: the kernel packs k and v (2aC per token) beside its fp32 logsumexp
+            ModelConfig(n_layer=2, n_head=8, n_embd=128, block_size=256, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="flash", loss_chunks=8),
+            "cpu_flash_logsumexp_token_bytes",
+        ),
+        (  # c_proj's bf16 addmm over 256 rows: oneDNN packs its 4C x C weight, as in the eager step
+            ModelConfig(n_layer=1, n_head=8, n_embd=256, block_size=64, vocab_size=512),
+            dict(batch_size=4, dtype="bf16", attention="flash", gradient_accumulation_steps=2),
+            "compiled_mlp_pack_bytes",
+        ),
+        (  # pure bf16, two heads: k's copy is kept as the buffer for softmax @ v, beside v's copy
+            ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=64, dropout=0.1),
+            dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -321,6 +336,28 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="bf16", attention="math", activation_checkpointing=True),
             "recompute_transient_bytes",
         ),
+        (  # autocast, 2 micro-steps: the graph's last kernel casts c_attn's 16-bit weight gradient to fp32
+            ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=256),
+            dict(batch_size=2, dtype="bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_c_attn_grad_copy_bytes",
+        ),
+        (  # pure bf16, not checkpointed: the last block's c_proj weight gradient with oneDNN's scratch
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, vocab_size=64),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash", loss_chunks=8),
+            "mlp_backward_bytes",
+        ),
+        (  # pure bf16: the graph's last kernel reads the embeddings' outputs and ln_f's output waits for the
+            # final addmm into the tied sum
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=32, vocab_size=2048),
+            dict(batch_size=3, dtype="pure_bf16", attention="math"),
+            "compiled_last_kernel_saved_bytes",
+        ),
+        (  # flash at T = 1024 in the backward graph: the kernel's q, k, v gradients, the last MLP's hidden
+            # gradient kept for the next block's
+            ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=1024, vocab_size=256),
+            dict(batch_size=4, dtype="pure_bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=4),
+            "flash_backward_grad_bytes",
+        ),
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -356,3 +393,19 @@ def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_reco
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
     assert -0.02 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+
+
+def test_cpu_flash_attention_packs_k_and_v_once_a_kv_block_fills_64_rows():
+    # measured on the op under the profiler: 16-bit q, k, v at T = 48 are read as they are; from T = 64 the
+    # kernel copies k and v (2aC per token) and a kv block a thread; its fp32 logsumexp (4H per token) always
+    from finegpt.memory import eval_forward as ef
+
+    short = ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=48, vocab_size=64)
+    long = ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=64, vocab_size=64)
+    bf16 = RunConfig(device="cpu", compile=True, cpu_threads=2, batch_size=1, dtype="bf16", attention="flash")
+    fp32 = RunConfig(device="cpu", compile=True, cpu_threads=2, batch_size=1, dtype="fp32", attention="flash")
+    assert ef.cpu_flash_packed_kv_token_bytes(short, bf16) == 0
+    assert ef.cpu_flash_packed_kv_token_bytes(long, bf16) == 2 * 64 * 2
+    assert ef.cpu_flash_packed_kv_block_bytes(long, bf16) == 2 * 2 * 64 * 32
+    assert ef.cpu_flash_packed_kv_token_bytes(long, fp32) == 0
+    assert ef.cpu_flash_logsumexp_token_bytes(short, fp32) == 4 * 2

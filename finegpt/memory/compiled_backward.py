@@ -45,3 +45,33 @@ def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not run.compile or run.loss_chunks:
         return V * C * param_size(run)
     return 0 if compiled_logits_grad_bytes(cfg, run) else V * C * act_size(run)
+
+
+def compiled_c_attn_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast: the first block's c_attn weight gradient comes out of its mm in 16-bit
+    # ((3C^2 + 3C bias) * a) and the graph's last kernel, the one that makes the embedding's dense gradient,
+    # casts it into the fp32 gradient the graph returns: both alive there. fp32 and pure bf16 return the mm's
+    # own output (checkpointing: recompute.py's)
+    if not run.compile or run.activation_checkpointing or act_size(run) == param_size(run):
+        return 0
+    C = cfg.n_embd
+    return (3 * C * C + 3 * C * int(cfg.bias)) * act_size(run)
+
+
+def compiled_last_kernel_saved_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, not checkpointed: the forward tensors the backward graph's last kernel (the first block's ln_1
+    # backward fused with the embeddings' dense gradients) still reads, freed after it. Under autocast ln_1's
+    # fp32 normalized input and its rstd (n*C*4 + 4n); else the embeddings' outputs, from which it recomputes
+    # the block's input, and ln_1's mean and rstd (n*C*a + T*C*a + 2na). Where the logits' gradient waits for
+    # the tied sum (compiled_logits_grad_bytes), ln_f's output (n*C*a) too, saved for that final addmm
+    if not run.compile or run.activation_checkpointing:
+        return 0
+    n, C, a = train_tokens(cfg, run), cfg.n_embd, act_size(run)
+    saved = n * C * 4 + 4 * n if a < param_size(run) else n * C * a + cfg.block_size * C * a + 2 * n * a
+    return saved + (n * C * a if compiled_logits_grad_bytes(cfg, run) else 0)
+
+
+def compiled_last_kernel_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # what the backward graph's last kernel holds beside the gradients and the embeddings' dense one: the two
+    # terms above
+    return compiled_c_attn_grad_copy_bytes(cfg, run) + compiled_last_kernel_saved_bytes(cfg, run)

@@ -5,6 +5,8 @@ with its formula and reason; notation as in terms.py. Entry point: eval_forward_
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from finegpt.config import ModelConfig
 from finegpt.memory.activations import batch_bytes, loss_chunk_tokens
 from finegpt.memory.calibration import compiled_coefficient, eager_logit_bytes
@@ -101,9 +103,12 @@ def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # CPU inductor's 16-bit c_proj matmul (aten::mm, K = 4C, N = C, autocast too) packs its 4C x C weight
-    # (8C^2) + 9856 bytes of scratch, seen up to 128 eval tokens
-    return 8 * cfg.n_embd**2 + 9856 if act_size(run) == 2 and eval_tokens(cfg, run) <= 128 else 0
+    # CPU inductor's 16-bit c_proj matmul (K = 4C, N = C, autocast too) is the eager one's aten::addmm on the
+    # transposed weight, with oneDNN's same scratch (cpu_bf16_pack_bytes): measured on the op at 2 threads, C 64
+    # to 384, equal to the eager step's per shape (529,408 B at 256 rows, C = 256: 1L/256/8h T=64 B=4 bf16)
+    if not (run.compile and run.device == "cpu"):
+        return 0
+    return cpu_bf16_pack_bytes(cfg, replace(run, compile=False), eval_tokens(cfg, run))
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -130,15 +135,15 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
     # inductor's no-grad block at its attention, per token (CPU inductor's generated code). One block: the
     # residual is recomputed from the embeddings; flash keeps qkv, ln_1's output (kept to be reused for
     # c_proj's output) and the output (5aC). From the 2nd block, the residual (rC) and: flash, 5aC (qkv,
-    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Math: see
-    # compiled_eval_math_token_bytes
+    # ln_1's output, the output, a residual piece inductor adds lazily) + the pooled c_fc output. Beside them
+    # the kernel's packed k, v and its logsumexp. Math: see compiled_eval_math_token_bytes
     C, a = cfg.n_embd, act_size(run)
     if run.attention == "math":
         return compiled_eval_math_token_bytes(cfg, run)
+    kernel = cpu_flash_packed_kv_token_bytes(cfg, run) + cpu_flash_logsumexp_token_bytes(cfg, run)
     if cfg.n_layer == 1:
-        return 5 * a * C + cpu_flash_packed_kv_token_bytes(cfg, run)
-    c_terms = resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run)
-    return c_terms + cpu_flash_packed_kv_token_bytes(cfg, run)
+        return 5 * a * C + kernel
+    return resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
 
 
 def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -147,15 +152,17 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # block's attention and MLP outputs that inductor adds to it lazily (2aC). One head: q, k, v are views
     # of c_attn's output (3aC) that bmm reads as they are, kept to the end (so too one sequence, B = 1). More:
     # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
-    # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy (aC): q, k and qkv are freed by
-    # then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC more: seen under
-    # autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more, nor pure bf16 or fp32)
+    # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy and k's, which the generated
+    # code keeps as the buffer for softmax @ v (2aC: 2L/64/2h T=64 B=8 pure bf16, 3L/96/8h T=64 B=3 bf16): q
+    # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC
+    # less v's copy: seen under autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more,
+    # nor pure bf16 or fp32)
     C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
     views = H == 1 or n_e <= T
     fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
-    kept = 3 * a * C if views else 4 * a * C if fused_v else a * C
+    kept = 3 * a * C if views else 4 * a * C if fused_v else 2 * a * C
     split = 0 if views else 6 * a * C
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
@@ -165,11 +172,18 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # CPU flash attention on 16-bit q, k, v packs k and v into oneDNN's blocked layout first, a 16-bit copy of
-    # each (2aC per token), when a long sequence amortizes it: seen from T = 512 (1L to 6L, B 2 to 3), not at
-    # T = 256 or below. Measured in compiled eval forwards; an eager one calls the same kernel
-    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 512:
+    # each (2aC per token), once a kv block fills oneDNN's 64-wide pack (T >= 64; none at T = 16 to 48).
+    # Measured on the op itself under the profiler, B 1 to 8, H 1 to 8, hs 16 to 128, 1 and 2 threads; an
+    # eager forward calls the same kernel
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 64:
         return 0
     return 2 * cfg.n_embd * act_size(run)
+
+
+def cpu_flash_logsumexp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU flash attention returns the fp32 logsumexp of every row beside its output (4H per token), alive
+    # until the generated code drops it after the call (no grad: nothing saves it)
+    return 4 * cfg.n_head if run.device == "cpu" and run.attention == "flash" else 0
 
 
 def cpu_flash_packed_kv_block_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -20,7 +20,7 @@ from finegpt.memory.activations import (
     norm_act_bytes,
     per_layer_fixed_bytes,
 )
-from finegpt.memory.compiled_backward import compiled_logits_grad_bytes
+from finegpt.memory.compiled_backward import compiled_last_kernel_bytes, compiled_logits_grad_bytes
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -134,12 +134,17 @@ def embedding_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     cast = V * C * p if run.loss_chunks and p < 4 else 0
     n, a = train_tokens(cfg, run), act_size(run)
     # the kernel is fused with the first block's ln_1 backward: its c_attn output and input gradients (4aC per
-    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4) (checkpointing: its own)
-    first = 0 if run.activation_checkpointing else n * 4 * a * C + cfg.block_size * C * 4
+    # token) are alive in it, and wpe's dense gradient, also accumulated in fp32 (T*C*4: for fp32 weights that
+    # is the gradient itself, counted with the step's) (checkpointing: its own), under autocast c_attn's 16-bit
+    # weight gradient it casts, and the forward tensors it reads
+    wpe = cfg.block_size * C * 4 if p < 4 else 0
+    first = 0 if run.activation_checkpointing else n * 4 * a * C + wpe
+    first += compiled_last_kernel_bytes(cfg, run)
     in_graph = V * C * 4 + cast + n * C * resid_size(run) + first
     if compiled_logits_grad_bytes(cfg, run) and p == 4:  # fp32: the kernel's dense sum is the final addmm's
-        # input, whose output (the step's gradient) is made once the first block's gradients are freed
-        in_graph = max(V * C * 4, n * C * resid_size(run) + first)
+        # input, whose output (the step's gradient) is made once the first block's gradients are freed; ln_f's
+        # output (n*C*a) is saved for that addmm
+        in_graph = max(V * C * 4 + n * C * a, n * C * resid_size(run) + first)
     return max(in_graph, 2 * out_of_place)
 
 
@@ -328,12 +333,15 @@ def kept_copy_bytes(cfg: ModelConfig, run: RunConfig, moment: str) -> int:
 
 
 def flash_backward_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # CPU flash attention's backward, eager: the gradients of q, k and v it zero-fills before it starts (3aC
-    # per token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC)
-    if not cpu_flash_workspace_bytes(cfg, run) or run.compile:
+    # CPU flash attention's backward: the gradients of q, k and v it zero-fills before it starts (3aC per
+    # token), beside the gradient of its output (aC) and of the residual stream arriving from above (rC).
+    # Compiled, the backward graph calls the same kernel, and from 2 blocks keeps the last MLP's hidden gradient
+    # (4aC) as the buffer for the next block's (6L/16/1h T=1024 B=4 pure bf16); checkpointed: recompute.py
+    if not cpu_flash_workspace_bytes(cfg, run) or (run.compile and run.activation_checkpointing):
         return 0
-    C = cfg.n_embd
-    return train_tokens(cfg, run) * (4 * act_size(run) * C + resid_size(run) * C)
+    C, a = cfg.n_embd, act_size(run)
+    pooled = 4 * a * C if run.compile and cfg.n_layer > 1 else 0
+    return train_tokens(cfg, run) * (4 * a * C + resid_size(run) * C + pooled)
 
 
 # ---- the last block's MLP backward: the first thing backward does after the loss --------------------
@@ -375,8 +383,9 @@ def _mm_scratch(cfg: ModelConfig, run: RunConfig, grad_in: int, rows: int, cols:
     # (4C^2 a): whichever comes second has the first beside its scratch, the first only its own.
     # `recomputed` (compiled, checkpointing): the backward graph's own aten::mm, its scratch on top of the
     # moment (measured: 40,064 B, c_proj's C x 4C over 48 tokens at 2 threads, the step's peak at 6L/16/2h
-    # T=16 B=3 bf16), without eager's weight packing or matmul order
-    if recomputed:
+    # T=16 B=3 bf16), without eager's weight packing or matmul order. So too compiled without checkpointing
+    # (75,520 B, c_proj's 64 x 256 over 128 tokens at 2 threads: 2L/64/4h T=64 B=2 pure bf16)
+    if recomputed or run.compile:
         return compiled_wgrad_scratch_bytes(cfg, run, rows, cols)
     scratch_w = cpu_bf16_wgrad_scratch_bytes(cfg, run, train_tokens(cfg, run), rows, cols)
     if not scratch_w:
