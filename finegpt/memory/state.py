@@ -311,10 +311,12 @@ def cpu_bf16_c_attn_backward_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> 
 
 def compiled_wgrad_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int, cols: int) -> int:
     # compiled CPU, 16-bit: inductor's backward graph calls the same aten::mm for a weight gradient, with
-    # oneDNN's same scratch (cpu_bf16_mm_wgrad_scratch_bytes)
+    # oneDNN's same scratch (cpu_bf16_mm_wgrad_scratch_bytes; measured on this CPU where it is)
     if run.device != "cpu" or act_size(run) != 2 or not run.compile:
         return 0
-    return cpu_bf16_mm_wgrad_scratch_bytes(rows, train_tokens(cfg, run), cols, run.cpu_threads)
+    n = train_tokens(cfg, run)
+    rule = cpu_bf16_mm_wgrad_scratch_bytes(rows, n, cols, run.cpu_threads)
+    return measured_mm_scratch_bytes("grad_weight", rows, n, cols, run.cpu_threads, rule)
 
 
 def cpu_bf16_head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig, tokens: int, compiled: bool = False) -> int:
