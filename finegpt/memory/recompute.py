@@ -103,23 +103,28 @@ def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing, pure bf16 (no autocast), CPU flash attention with dropout: the backward graph
-    # recomputes the block's attention by its fp32 decomposition and holds through the block's MLP backward,
-    # per token, the exp, the dropout's uniform draws and the dropped weights (3 * 4HT, fp32), the row max,
-    # sum and any-mask (9H) and fp32 q, k, v and output (16C): more than the saved fallback counts
-    # (attention_act_bytes). Under autocast the dropped weights go to a 16-bit copy for the bmm's: not this
-    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
+    # compiled with checkpointing, CPU attention with dropout: the backward graph recomputes the block's attention
+    # and holds through the block's MLP backward more than the forward's saved tensors (attention_act_bytes):
+    # its dropout draws a mask from a seed, stored as fp32 uniform draws (4HT), not a bool mask. Per token:
+    # - pure bf16 (no autocast), flash: its fp32 decomposition, the exp, the uniform draws and the dropped
+    #   weights (3 * 4HT), the row max, sum and any-mask (9H) and fp32 q, k, v and output (16C). Under autocast
+    #   the dropped weights go to a 16-bit copy for the bmm's: not this
+    # - math, every dtype: the fp32 exp (written over fp32 scores, or beside 16-bit ones, which are freed), the
+    #   uniform draws and the dropped weights ((8 + a) * HT), the row max and sum (8H), q, k, v and output (4aC)
+    if not (run.compile and run.activation_checkpointing and run.device == "cpu") or cfg.dropout == 0:
         return 0
-    if run.attention != "flash" or cfg.dropout == 0 or run.param_dtype != "bfloat16":
+    H, T, C, a = cfg.n_head, cfg.block_size, cfg.n_embd, act_size(run)
+    if run.attention == "math":
+        return train_tokens(cfg, run) * max(0, (8 + a) * H * T + 8 * H + 4 * a * C - attention_act_bytes(cfg, run))
+    if run.param_dtype != "bfloat16":
         return 0
-    H, T, C = cfg.n_head, cfg.block_size, cfg.n_embd
     return train_tokens(cfg, run) * (12 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
 
 
 def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... and from 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed
+    # ... (flash) and from 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed
     # softmax into one kernel: beside the first block's three T x T buffers, the next block's scores and its
     # exp, uniform draws and dropped weights (4 * 4HT) and row statistics (9H) per token, the MLP's done
-    if not compiled_recomputed_dropout_attention_bytes(cfg, run) or cfg.n_layer < 2:
+    if not compiled_recomputed_dropout_attention_bytes(cfg, run) or cfg.n_layer < 2 or run.attention != "flash":
         return 0
     return train_tokens(cfg, run) * (16 * cfg.n_head * cfg.block_size + 9 * cfg.n_head)
