@@ -51,12 +51,12 @@ def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -
     #   2 blocks on, inductor keeps the freed MLP buffers for the next block's (c_fc's output and GELU's
     #   gradient, 8aC; under autocast the residual gradient from above, rC, and c_fc's 16-bit weight gradient,
     #   4C^2 a) and the RNG state each block below saved for its recompute waits (CPU_RNG_STATE_BYTES)
-    # - pure bf16, from 3 blocks on, a middle block's flash-attention backward: inductor's reuse pool then holds
-    #   all three of the block's MLP buffers (c_fc's and GELU's outputs and GELU's gradient, 12aC, 4aC more)
-    #   for the next block's, beside the top block's gradients (the graph's outputs, block_grad_bytes), less
-    #   the top block's checkpoint (rC), freed. Which block first holds three is the pool's choice (read: the
-    #   3rd of 4, the 4th and 5th of 6; fp32 keeps two at every block of 4): counted at the 2nd, where the
-    #   most checkpoints are still held
+    # - pure bf16, from 3 blocks on, the next-to-last block's flash-attention backward: inductor's reuse pool
+    #   can then hold all three of the block's MLP buffers (c_fc's and GELU's outputs and GELU's gradient, 12aC,
+    #   4aC more) for the last block's, beside the L-2 blocks' gradients above it (the graph's outputs,
+    #   block_grad_bytes), their checkpoints (rC each) freed. Whether it does is the pool's choice (read: the
+    #   3rd of 4 blocks at T = 2048, the 4th and 5th of 6 at T = 1024; not at 4 blocks, T = 512; fp32 keeps
+    #   two at every block of 4)
     # Both: with B > 1 the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
     if not (run.compile and run.activation_checkpointing and run.attention == "flash") or cfg.dropout > 0:
         return 0
@@ -74,7 +74,9 @@ def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -
     attention = n * per_token + fixed
     mlp = n * (20 * a * C + r * C + 4 * H + 24) + (12 * C * C * a if cast else 0)
     pure_bf16 = p == 2 and not cast
-    middle = attention + n * (4 * a * C - r * C) + block_grad_bytes(cfg, run) if cfg.n_layer > 2 and pure_bf16 else 0
+    above = cfg.n_layer - 2  # the blocks above the next-to-last
+    middle = attention + n * (4 * a * C - above * r * C) + above * block_grad_bytes(cfg, run)
+    middle = middle if above and pure_bf16 else 0
     positions = cfg.block_size * C * r if run.batch_size > 1 else 0
     return max(attention, mlp, middle) + positions
 
