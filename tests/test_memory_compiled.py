@@ -242,7 +242,7 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
 
 @pytest.mark.parametrize(
     "cfg, run_kw, term",
-    [  # training steps of bench/memory_search.py's corners that it found under-predicted by 2-36 %
+    [  # training steps of bench/memory_search.py's corners that it found under-predicted by 2-40 %
         (  # one block recomputed in the backward graph: its attention's T x T tensors
             ModelConfig(n_layer=1, n_head=8, n_embd=128, block_size=256, vocab_size=8192, bias=False),
             dict(batch_size=4, dtype="pure_bf16", attention="math", loss_chunks=4, activation_checkpointing=True),
@@ -314,6 +314,33 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             ModelConfig(n_layer=1, n_head=8, n_embd=384, block_size=128, vocab_size=2048, dropout=0.1),
             dict(batch_size=4, dtype="pure_bf16", attention="flash"),
             "compiled_logits_grad_bytes",
+        ),
+        (  # fp32 math with dropout recomputed: the fp32 exp, the dropout's uniform draws and the dropped weights
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=4, dtype="fp32", attention="math", activation_checkpointing=True),
+            "compiled_recomputed_dropout_attention_bytes",
+        ),
+        (  # fp32 math recomputed: its softmax backward, the attention weights' gradient beside the softmax
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=256, vocab_size=64),
+            dict(batch_size=2, dtype="fp32", attention="math", activation_checkpointing=True, loss_chunks=4),
+            "compiled_recomputed_softmax_backward_bytes",
+        ),
+        (  # autocast flash with dropout, one block: its fp32 decomposition recomputed, the scores at its kernel
+            ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=512, vocab_size=256, dropout=0.1),
+            dict(batch_size=1, dtype="bf16", attention="flash", activation_checkpointing=True),
+            "compiled_fused_dropout_softmax_bytes",
+        ),
+        (  # pure bf16 flash, four blocks: the next-to-last block's three MLP buffers in inductor's pool
+            ModelConfig(n_layer=4, n_head=8, n_embd=64, block_size=2048, vocab_size=2048),
+            dict(
+                batch_size=1,
+                dtype="pure_bf16",
+                attention="flash",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+                loss_chunks=8,
+            ),
+            "compiled_recomputed_flash_backward_bytes",
         ),
         (  # autocast, checkpointed: the recomputed block's MLP weight gradients in the backward graph, with
             # oneDNN's scratch for each (cpu_bf16_mm_wgrad_scratch_bytes)
