@@ -246,16 +246,16 @@ def compiled_recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig)
     # compiled math attention, a block recomputed in the backward graph, to the end of its attention's backward:
     # one T x T more than it saved, the gradient of the attention weights (a bmm's output, n*H*T*s; the softmax's
     # backward writes over it in place; with dropout it takes the dropped weights' buffer: none more), beside the
-    # gradients of the attention output, of ln_2's output (kept in inductor's pool) and of the residual stream
-    # (2aC + rC), and v's gradient (aC) next to the q, k, v gradient it is gathered into (3aC) and the softmax
-    # backward's row sums (4H), per token. With B > 1 the first checkpoint is saved as its two embeddings, the
-    # positions' (T*C*r) apart
+    # gradients of the attention output and of the residual stream (aC + rC; ln_2's output's is in c_proj's
+    # output's buffer: recompute.compiled_recomputed_attention_output_bytes), and v's gradient (aC) next to the
+    # q, k, v gradient it is gathered into (3aC) and the softmax backward's row sums (4H), per token. With B > 1
+    # the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
     if not (run.compile and run.activation_checkpointing and run.attention == "math"):
         return 0
     n, C, H, T, r = train_tokens(cfg, run), cfg.n_embd, cfg.n_head, cfg.block_size, resid_size(run)
     weights = H * T * softmax_size(run) if cfg.dropout == 0 else 0
     positions = T * C * r if run.batch_size > 1 else 0
-    return n * (weights + 6 * act_size(run) * C + r * C + 4 * H) + positions
+    return n * (weights + 5 * act_size(run) * C + r * C + 4 * H) + positions
 
 
 def recomputed_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -371,8 +371,9 @@ def recompute_transient_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def embedding_dropout_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the embeddings' dropout mask (n*C), the one part of the final norm + embeddings term still alive once
-    # ln_f's backward has run
-    return train_tokens(cfg, run) * cfg.n_embd * mask_size(run, resid_size(run)) if cfg.dropout > 0 else 0
+    # ln_f's backward has run; compiled, the forward graph saves it as a bool mask (1 byte an element)
+    size = 1 if run.compile else mask_size(run, resid_size(run))
+    return train_tokens(cfg, run) * cfg.n_embd * size if cfg.dropout > 0 else 0
 
 
 def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
@@ -383,5 +384,8 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
     checkpoint = n * C * resid_size(run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
-    block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
+    # compiled, the backward graph's recompute draws the dropout masks from a seed inside the kernels that apply
+    # them and their backward: it keeps none
+    acts = {k: v for k, v in layer_act_bytes(cfg, run).items() if not (run.compile and k == "dropout")}
+    block = n * sum(acts.values()) - checkpoint
     return L * checkpoint + block, checkpoint + (L - 1) * grads + block

@@ -7,7 +7,7 @@ places them. Notation as in terms.py.
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
-from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes, dropout_act_bytes, mlp_act_bytes
+from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes, mlp_act_bytes
 from finegpt.memory.eval_forward import compiled_eval_softmax_token_bytes
 from finegpt.memory.moments import block_grad_bytes
 from finegpt.memory.state import (
@@ -113,12 +113,23 @@ def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
 
 
+def compiled_recomputed_attention_output_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, math attention: the backward graph's recomputed block holds its attention
+    # output twice, as the bmm wrote it (attention_act_bytes counts it) and copied to (B, T, C) for c_proj, and
+    # c_proj's output (its buffer kept in inductor's pool, for ln_2's gradient), through the block's backward:
+    # 2aC per token more than the forward saves
+    if not (run.compile and run.activation_checkpointing and run.attention == "math"):
+        return 0
+    return train_tokens(cfg, run) * 2 * cfg.n_embd * act_size(run)
+
+
 def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with checkpointing, CPU attention with dropout: the backward graph recomputes the block's attention
     # and holds through the block's MLP backward more than the forward's saved tensors (attention_act_bytes):
     # its dropout draws a mask from a seed, stored as fp32 uniform draws (4HT), not a bool mask. Per token:
     # - flash, 16-bit (pure bf16 or autocast): its fp32 decomposition, the exp, the uniform draws and the dropped
-    #   weights (3 * 4HT), the row max, sum and any-mask (9H) and fp32 q, k, v and output (16C)
+    #   weights (3 * 4HT), the row max, sum and any-mask (9H) and fp32 q, k, v and output (16C); fp32 keeps its
+    #   scores as well (4 * 4HT)
     # - math, every dtype: the fp32 exp (written over fp32 scores, or beside 16-bit ones, which are freed), the
     #   uniform draws and the dropped weights ((8 + a) * HT), the row max and sum (8H), q, k, v and output (4aC)
     if not (run.compile and run.activation_checkpointing and run.device == "cpu") or cfg.dropout == 0:
@@ -126,14 +137,13 @@ def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig
     H, T, C, a = cfg.n_head, cfg.block_size, cfg.n_embd, act_size(run)
     if run.attention == "math":
         return train_tokens(cfg, run) * max(0, (8 + a) * H * T + 8 * H + 4 * a * C - attention_act_bytes(cfg, run))
-    if a == 4:
-        return 0
-    return train_tokens(cfg, run) * (12 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
+    kept = 4 if a == 4 else 3  # fp32 T x T buffers
+    return train_tokens(cfg, run) * (kept * 4 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
 
 
 def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... (flash) the recomputing kernel itself: its fp32 scores (4HT per token) beside the three T x T buffers
-    # it writes, before the block's MLP and its dropout masks are recomputed (8aC + 2Cm, not there yet). From
+    # it writes, before the block's MLP is recomputed (its 8aC not there yet). From
     # 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed softmax into one
     # kernel: beside the first block's three T x T buffers, the next block's scores and its exp, uniform draws
     # and dropped weights (4 * 4HT) and row statistics (9H) per token; under autocast also the first block's
@@ -143,4 +153,5 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
     H, T = cfg.n_head, cfg.block_size
     if cfg.n_layer > 1:
         return train_tokens(cfg, run) * (16 * H * T + 9 * H + (4 * H * T if _autocast(run) else 0))
-    return train_tokens(cfg, run) * max(0, 4 * H * T - mlp_act_bytes(cfg, run) - dropout_act_bytes(cfg, run))
+    scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
+    return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run))
