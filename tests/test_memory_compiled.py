@@ -365,8 +365,9 @@ def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_
 
 def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_recompute():
     # pure bf16 flash with dropout, checkpointed, two blocks: inductor fuses the top block's softmax backward
-    # with the bottom block's recomputed softmax (recompute.compiled_fused_dropout_softmax_bytes); without the
-    # term this step is under-predicted by ~15 %. About 1 % is still unattributed at this moment
+    # with the bottom block's recomputed softmax (recompute.compiled_fused_dropout_softmax_bytes), beside the
+    # fp32 zeros the decomposition's safe softmax selects from; without the term this step is under-predicted
+    # by ~15 %
     from finegpt.memory import recompute
 
     cfg = ModelConfig(n_layer=2, n_head=8, n_embd=64, block_size=32, vocab_size=256, dropout=0.1, bias=False)
@@ -379,7 +380,7 @@ def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_reco
         attention="flash",
         activation_checkpointing=True,
     )
-    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (16 * 8 * 32 + 9 * 8)
+    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (20 * 8 * 32 + 9 * 8)
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
-    assert -0.02 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+    assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])

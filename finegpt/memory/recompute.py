@@ -146,12 +146,14 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
     # it writes, before the block's MLP is recomputed (its 8aC not there yet). From
     # 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed softmax into one
     # kernel: beside the first block's three T x T buffers, the next block's scores and its exp, uniform draws
-    # and dropped weights (4 * 4HT) and row statistics (9H) per token; under autocast also the first block's
-    # 16-bit copies of its dropped weights and of their gradient, for the bmm's (2 * 2HT)
+    # and dropped weights (4 * 4HT) and row statistics (9H) per token (under autocast one fp32 buffer less, but
+    # the 16-bit copies of the dropped weights and of their gradient for the bmm's, 2 * 2HT, in its place),
+    # and the fp32 zeros (4HT) the decomposition's safe softmax selects from, saved once by the forward graph
+    # for every block's recompute
     if not compiled_recomputed_dropout_attention_bytes(cfg, run) or run.attention != "flash":
         return 0
     H, T = cfg.n_head, cfg.block_size
     if cfg.n_layer > 1:
-        return train_tokens(cfg, run) * (16 * H * T + 9 * H + (4 * H * T if _autocast(run) else 0))
+        return train_tokens(cfg, run) * (16 * H * T + 9 * H + 4 * H * T)
     scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
     return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run))
