@@ -384,8 +384,5 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
     checkpoint = n * C * resid_size(run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
-    # compiled, the backward graph's recompute draws the dropout masks from a seed inside the kernels that apply
-    # them and their backward: it keeps none
-    acts = {k: v for k, v in layer_act_bytes(cfg, run).items() if not (run.compile and k == "dropout")}
-    block = n * sum(acts.values()) - checkpoint
+    block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
     return L * checkpoint + block, checkpoint + (L - 1) * grads + block

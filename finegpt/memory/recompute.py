@@ -7,7 +7,7 @@ places them. Notation as in terms.py.
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
-from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes, mlp_act_bytes
+from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes, dropout_act_bytes, mlp_act_bytes
 from finegpt.memory.eval_forward import compiled_eval_softmax_token_bytes
 from finegpt.memory.moments import block_grad_bytes
 from finegpt.memory.state import (
@@ -143,7 +143,7 @@ def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig
 
 def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... (flash) the recomputing kernel itself: its fp32 scores (4HT per token) beside the three T x T buffers
-    # it writes, before the block's MLP is recomputed (its 8aC not there yet). From
+    # it writes, before the block's MLP and its dropout masks are recomputed (8aC + 2Cm, not there yet). From
     # 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed softmax into one
     # kernel: beside the first block's three T x T buffers, the next block's scores and its exp, uniform draws
     # and dropped weights (4 * 4HT) and row statistics (9H) per token (under autocast one fp32 buffer less, but
@@ -156,4 +156,4 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
     if cfg.n_layer > 1:
         return train_tokens(cfg, run) * (16 * H * T + 9 * H + 4 * H * T)
     scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
-    return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run))
+    return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run) - dropout_act_bytes(cfg, run))
