@@ -257,7 +257,7 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
 
 @pytest.mark.parametrize(
     "cfg, run_kw, term",
-    [  # training steps of bench/memory_search.py's corners that it found under-predicted by 2-36 %
+    [  # training steps of bench/memory_search.py's corners that it found under-predicted by 2-40 %
         (  # one block recomputed in the backward graph: its attention's T x T tensors
             ModelConfig(n_layer=1, n_head=8, n_embd=128, block_size=256, vocab_size=8192, bias=False),
             dict(batch_size=4, dtype="pure_bf16", attention="math", loss_chunks=4, activation_checkpointing=True),
@@ -330,6 +330,33 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=4, dtype="pure_bf16", attention="flash"),
             "compiled_logits_grad_bytes",
         ),
+        (  # fp32 math with dropout recomputed: the fp32 exp, the dropout's uniform draws and the dropped weights
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=4, dtype="fp32", attention="math", activation_checkpointing=True),
+            "compiled_recomputed_dropout_attention_bytes",
+        ),
+        (  # fp32 math recomputed: its softmax backward, the attention weights' gradient beside the softmax
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=256, vocab_size=64),
+            dict(batch_size=2, dtype="fp32", attention="math", activation_checkpointing=True, loss_chunks=4),
+            "compiled_recomputed_softmax_backward_bytes",
+        ),
+        (  # autocast flash with dropout, one block: its fp32 decomposition recomputed, the scores at its kernel
+            ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=512, vocab_size=256, dropout=0.1),
+            dict(batch_size=1, dtype="bf16", attention="flash", activation_checkpointing=True),
+            "compiled_fused_dropout_softmax_bytes",
+        ),
+        (  # pure bf16 flash, four blocks: the next-to-last block's three MLP buffers in inductor's pool
+            ModelConfig(n_layer=4, n_head=8, n_embd=64, block_size=2048, vocab_size=2048),
+            dict(
+                batch_size=1,
+                dtype="pure_bf16",
+                attention="flash",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+                loss_chunks=8,
+            ),
+            "compiled_recomputed_flash_backward_bytes",
+        ),
         (  # autocast, checkpointed: the recomputed block's MLP weight gradients in the backward graph, with
             # oneDNN's scratch for each (cpu_bf16_mm_wgrad_scratch_bytes)
             ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=32, vocab_size=256, dropout=0.1, bias=False),
@@ -375,8 +402,9 @@ def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_
 
 def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_recompute():
     # pure bf16 flash with dropout, checkpointed, two blocks: inductor fuses the top block's softmax backward
-    # with the bottom block's recomputed softmax (recompute.compiled_fused_dropout_softmax_bytes); without the
-    # term this step is under-predicted by ~15 %. About 1 % is still unattributed at this moment
+    # with the bottom block's recomputed softmax (recompute.compiled_fused_dropout_softmax_bytes), beside the
+    # fp32 zeros the decomposition's safe softmax selects from; without the term this step is under-predicted
+    # by ~15 %
     from finegpt.memory import recompute
 
     cfg = ModelConfig(n_layer=2, n_head=8, n_embd=64, block_size=32, vocab_size=256, dropout=0.1, bias=False)
@@ -389,10 +417,10 @@ def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_reco
         attention="flash",
         activation_checkpointing=True,
     )
-    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (16 * 8 * 32 + 9 * 8)
+    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (20 * 8 * 32 + 9 * 8)
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
-    assert -0.02 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+    assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
 
 
 def test_cpu_flash_attention_packs_k_and_v_once_a_kv_block_fills_64_rows():

@@ -273,10 +273,29 @@ def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int
         moment = softmax_backward_bytes(cfg, run) + mask + math_attention_grad_bytes(cfg, run)
     elif cpu_flash_workspace_bytes(cfg, run):
         moment = cpu_flash_workspace_bytes(cfg, run) + flash_backward_grad_bytes(cfg, run)
+    elif run.compile and run.attention == "math":  # the backward graph's softmax backward
+        moment = compiled_recomputed_softmax_backward_bytes(cfg, run)
     else:
         return 0
-    grads = (9 * C * C + 6 * C * b + 2 * C * (1 + b)) * param_size(run) if run.gradient_accumulation_steps == 1 else 0
+    first = run.gradient_accumulation_steps == 1 or run.compile  # compiled: the graph's outputs, every micro-step
+    grads = (9 * C * C + 6 * C * b + 2 * C * (1 + b)) * param_size(run) if first else 0
     return max(0, moment + grads - last_block_freed_bytes(cfg, run))
+
+
+def compiled_recomputed_softmax_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled math attention, a block recomputed in the backward graph, to the end of its attention's backward:
+    # one T x T more than it saved, the gradient of the attention weights (a bmm's output, n*H*T*s; the softmax's
+    # backward writes over it in place; with dropout it takes the dropped weights' buffer: none more), beside the
+    # gradients of the attention output and of the residual stream (aC + rC; ln_2's output's is in c_proj's
+    # output's buffer: recompute.compiled_recomputed_attention_output_bytes), and v's gradient (aC) next to the
+    # q, k, v gradient it is gathered into (3aC) and the softmax backward's row sums (4H), per token. With B > 1
+    # the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
+    if not (run.compile and run.activation_checkpointing and run.attention == "math"):
+        return 0
+    n, C, H, T, r = train_tokens(cfg, run), cfg.n_embd, cfg.n_head, cfg.block_size, resid_size(run)
+    weights = H * T * softmax_size(run) if cfg.dropout == 0 else 0
+    positions = T * C * r if run.batch_size > 1 else 0
+    return n * (weights + 5 * act_size(run) * C + r * C + 4 * H) + positions
 
 
 def recomputed_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -409,8 +428,9 @@ def recompute_transient_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def embedding_dropout_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the embeddings' dropout mask (n*C), the one part of the final norm + embeddings term still alive once
-    # ln_f's backward has run
-    return train_tokens(cfg, run) * cfg.n_embd * mask_size(run, resid_size(run)) if cfg.dropout > 0 else 0
+    # ln_f's backward has run; compiled, the forward graph saves it as a bool mask (1 byte an element)
+    size = 1 if run.compile else mask_size(run, resid_size(run))
+    return train_tokens(cfg, run) * cfg.n_embd * size if cfg.dropout > 0 else 0
 
 
 def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:

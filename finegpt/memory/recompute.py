@@ -7,8 +7,9 @@ reason (bytes per rank); phases.py places them. Notation as in terms.py.
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
-from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes
+from finegpt.memory.activations import CPU_RNG_STATE_BYTES, attention_act_bytes, dropout_act_bytes, mlp_act_bytes
 from finegpt.memory.eval_forward import compiled_eval_softmax_token_bytes
+from finegpt.memory.moments import block_grad_bytes
 from finegpt.memory.state import (
     act_size,
     cpu_bf16_head_grad_copy_bytes,
@@ -60,7 +61,7 @@ def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with checkpointing, CPU flash attention without dropout: the backward graph's top block, every
-    # checkpoint held, at the larger of two moments (per token, generated code read at 1 and 2 blocks):
+    # checkpoint held, at the largest of three moments (per token, generated code read at 1 and 2 blocks):
     # - its MLP backward, at GELU's gradient (4aC): ln_1's output, q, k, v, the attention output, c_proj's,
     #   ln_2's, c_fc's, GELU's and the block's outputs (16aC) and logsumexp (4H), the residual stream's
     #   gradient (rC) and the norms' statistics (24 bytes)
@@ -72,6 +73,12 @@ def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -
     #   2 blocks on, inductor keeps the freed MLP buffers for the next block's (c_fc's output and GELU's
     #   gradient, 8aC; under autocast the residual gradient from above, rC, and c_fc's 16-bit weight gradient,
     #   4C^2 a) and the RNG state each block below saved for its recompute waits (CPU_RNG_STATE_BYTES)
+    # - pure bf16, from 3 blocks on, the next-to-last block's flash-attention backward: inductor's reuse pool
+    #   can then hold all three of the block's MLP buffers (c_fc's and GELU's outputs and GELU's gradient, 12aC,
+    #   4aC more) for the last block's, beside the L-2 blocks' gradients above it (the graph's outputs,
+    #   block_grad_bytes), their checkpoints (rC each) freed. Whether it does is the pool's choice (read: the
+    #   3rd of 4 blocks at T = 2048, the 4th and 5th of 6 at T = 1024; not at 4 blocks, T = 512; fp32 keeps
+    #   two at every block of 4)
     # Both: with B > 1 the first checkpoint is saved as its two embeddings, the positions' (T*C*r) apart
     if not (run.compile and run.activation_checkpointing and run.attention == "flash") or cfg.dropout > 0:
         return 0
@@ -88,8 +95,12 @@ def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -
     n = train_tokens(cfg, run)
     attention = n * per_token + fixed
     mlp = n * (20 * a * C + r * C + 4 * H + 24) + (12 * C * C * a if cast else 0)
+    pure_bf16 = p == 2 and not cast
+    above = cfg.n_layer - 2  # the blocks above the next-to-last
+    middle = attention + n * (4 * a * C - above * r * C) + above * block_grad_bytes(cfg, run)
+    middle = middle if above and pure_bf16 else 0
     positions = cfg.block_size * C * r if run.batch_size > 1 else 0
-    return max(attention, mlp) + positions
+    return max(attention, mlp, middle) + positions
 
 
 def compiled_first_checkpoint_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -124,24 +135,47 @@ def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
 
 
+def compiled_recomputed_attention_output_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, math attention: the backward graph's recomputed block holds its attention
+    # output twice, as the bmm wrote it (attention_act_bytes counts it) and copied to (B, T, C) for c_proj, and
+    # c_proj's output (its buffer kept in inductor's pool, for ln_2's gradient), through the block's backward:
+    # 2aC per token more than the forward saves
+    if not (run.compile and run.activation_checkpointing and run.attention == "math"):
+        return 0
+    return train_tokens(cfg, run) * 2 * cfg.n_embd * act_size(run)
+
+
 def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled with checkpointing, pure bf16 (no autocast), CPU flash attention with dropout: the backward graph
-    # recomputes the block's attention by its fp32 decomposition and holds through the block's MLP backward,
-    # per token, the exp, the dropout's uniform draws and the dropped weights (3 * 4HT, fp32), the row max,
-    # sum and any-mask (9H) and fp32 q, k, v and output (16C): more than the saved fallback counts
-    # (attention_act_bytes). Under autocast the dropped weights go to a 16-bit copy for the bmm's: not this
-    if not (run.compile and run.activation_checkpointing and run.device == "cpu"):
+    # compiled with checkpointing, CPU attention with dropout: the backward graph recomputes the block's attention
+    # and holds through the block's MLP backward more than the forward's saved tensors (attention_act_bytes):
+    # its dropout draws a mask from a seed, stored as fp32 uniform draws (4HT), not a bool mask. Per token:
+    # - flash, 16-bit (pure bf16 or autocast): its fp32 decomposition, the exp, the uniform draws and the dropped
+    #   weights (3 * 4HT), the row max, sum and any-mask (9H) and fp32 q, k, v and output (16C); fp32 keeps its
+    #   scores as well (4 * 4HT)
+    # - math, every dtype: the fp32 exp (written over fp32 scores, or beside 16-bit ones, which are freed), the
+    #   uniform draws and the dropped weights ((8 + a) * HT), the row max and sum (8H), q, k, v and output (4aC)
+    if not (run.compile and run.activation_checkpointing and run.device == "cpu") or cfg.dropout == 0:
         return 0
-    if run.attention != "flash" or cfg.dropout == 0 or run.param_dtype != "bfloat16":
-        return 0
-    H, T, C = cfg.n_head, cfg.block_size, cfg.n_embd
-    return train_tokens(cfg, run) * (12 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
+    H, T, C, a = cfg.n_head, cfg.block_size, cfg.n_embd, act_size(run)
+    if run.attention == "math":
+        return train_tokens(cfg, run) * max(0, (8 + a) * H * T + 8 * H + 4 * a * C - attention_act_bytes(cfg, run))
+    kept = 4 if a == 4 else 3  # fp32 T x T buffers
+    return train_tokens(cfg, run) * (kept * 4 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
 
 
 def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... and from 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed
-    # softmax into one kernel: beside the first block's three T x T buffers, the next block's scores and its
-    # exp, uniform draws and dropped weights (4 * 4HT) and row statistics (9H) per token, the MLP's done
-    if not compiled_recomputed_dropout_attention_bytes(cfg, run) or cfg.n_layer < 2:
+    # ... (flash) the recomputing kernel itself: its fp32 scores (4HT per token) beside the three T x T buffers
+    # it writes, before the block's MLP and its dropout masks are recomputed (8aC + 2Cm, not there yet). From
+    # 2 blocks on, inductor fuses a block's softmax backward with the next block's recomputed softmax into one
+    # kernel: beside the first block's three T x T buffers, the next block's scores and its exp, uniform draws
+    # and dropped weights (4 * 4HT) and row statistics (9H) per token (under autocast one fp32 buffer less, but
+    # the 16-bit copies of the dropped weights and of their gradient for the bmm's, 2 * 2HT, in its place),
+    # and the fp32 zeros (4HT) the decomposition's safe softmax selects from, saved once by the forward graph
+    # for every block's recompute
+    if not compiled_recomputed_dropout_attention_bytes(cfg, run) or run.attention != "flash":
         return 0
-    return train_tokens(cfg, run) * (16 * cfg.n_head * cfg.block_size + 9 * cfg.n_head)
+    H, T = cfg.n_head, cfg.block_size
+    if cfg.n_layer > 1:
+        return train_tokens(cfg, run) * (16 * H * T + 9 * H + 4 * H * T)
+    scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
+    return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run) - dropout_act_bytes(cfg, run))

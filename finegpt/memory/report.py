@@ -176,6 +176,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": rc.compiled_recomputed_exp_bytes(cfg, run),
         "dropout attention (compiled recompute)": rc.compiled_recomputed_dropout_attention_bytes(cfg, run),
+        "attention output copies (compiled recompute)": rc.compiled_recomputed_attention_output_bytes(cfg, run),
         "fused dropout softmax (compiled recompute)": rc.compiled_fused_dropout_softmax_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
