@@ -388,10 +388,10 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):
-    from finegpt.memory import activations, compiled_backward, eval_forward, moments, recompute
+    from finegpt.memory import activations, compiled_backward, eval_forward, loss_chunk, moments, recompute
 
     run = RunConfig(device="cpu", compile=True, cpu_threads=1, **run_kw)
-    modules = (moments, compiled_backward, recompute, activations, eval_forward)
+    modules = (moments, loss_chunk, compiled_backward, recompute, activations, eval_forward)
     term_bytes = next(getattr(m, term) for m in modules if hasattr(m, term))
     assert term_bytes(cfg, run) > 0
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from finegpt.config import GIB, ModelConfig
 from finegpt.memory import compiled_backward as cb
+from finegpt.memory import loss_chunk as lc
 from finegpt.memory import moments as m
 from finegpt.memory import recompute as rc
 from finegpt.memory import terms as t
@@ -161,8 +162,8 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
         "CPU flash-attention workspace": t.cpu_flash_workspace_bytes(cfg, run),
         "embedding dropout mask": m.embedding_dropout_bytes(cfg, run) if ckpt or not run.compile else 0,
-        "loss chunk (backward, recomputed)": m.loss_chunk_backward_bytes(cfg, run),
-        "LM head gradient matmul copy (CPU 16-bit)": m.head_grad_copy_bytes(cfg, run),
+        "loss chunk (backward, recomputed)": lc.loss_chunk_backward_bytes(cfg, run),
+        "LM head gradient matmul copy (CPU 16-bit)": lc.head_grad_copy_bytes(cfg, run),
         "embedding gradient (dense, tied)": m.embedding_grad_bytes(cfg, run),
         "gradients + the first block's c_attn backward": m.first_block_input_grad_bytes(cfg, run),
         "gradients + the first block's MLP backward": m.first_block_mlp_backward_bytes(cfg, run),
