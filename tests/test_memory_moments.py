@@ -368,6 +368,21 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "loss chunk (backward, recomputed)",
     ),
+    "CPU flash with dropout, pure bf16: the forward at the last block's math fallback (2 threads)": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, dropout=0.1, bias=False),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
+    "CPU flash with dropout, pure bf16, B and H > 1: the fallback's operand copies (2 threads)": (
+        ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
+    "CPU flash with dropout, bf16 autocast: ln_1's fp32 output beside the fallback (2 threads)": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
     "eval, pure bf16, full loss: the LM head's matmul scratch beside two batches' logits (2 threads)": (
         ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=32, vocab_size=256),
         RunConfig(

@@ -174,6 +174,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "first checkpoint (compiled, to the end of backward)": rc.compiled_first_checkpoint_bytes(cfg, run),
         "softmax (compiled recompute)": rc.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
+        "attention forward (CPU flash fallback, last block)": t.flash_fallback_forward_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": rc.compiled_recomputed_exp_bytes(cfg, run),
         "dropout attention (compiled recompute)": rc.compiled_recomputed_dropout_attention_bytes(cfg, run),
         "fused dropout softmax (compiled recompute)": rc.compiled_fused_dropout_softmax_bytes(cfg, run),
