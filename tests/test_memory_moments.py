@@ -383,6 +383,23 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="bf16", device="cpu", cpu_threads=2),
         "attention forward (CPU flash fallback, last block)",
     ),
+    "full loss over 64 tokens: the LM head's input gradient, its measured scratch (2 threads)": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=64, vocab_size=2048, bias=False),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "LM head gradient matmul copy (CPU 16-bit)",
+    ),
+    "checkpointing, math: the recomputed block's causal mask and its checkpoint's RNG state (2 threads)": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=16, vocab_size=256),
+        RunConfig(
+            batch_size=3,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "checkpoints + recomputed block (worst block)",
+    ),
     "eval, pure bf16, full loss: the LM head's matmul scratch beside two batches' logits (2 threads)": (
         ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=32, vocab_size=256),
         RunConfig(
