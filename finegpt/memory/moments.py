@@ -100,17 +100,18 @@ def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return max(0, 2 * n * V * a + V * C * a + copy - logits_train_bytes(cfg, run))
 
 
-def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
+def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int, int]:
     # beside a chunk's backward: the gradients of the chunks' inputs made so far (n_c*C*r each, gathered into
     # ln_f's output gradient after the last), and, on CPU, the RNG state each checkpointed chunk saved in forward
-    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's):
-    # 2 gradients and loss_chunks - 2 states, or n*C*r and none; on CUDA the saved state is host memory
+    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's, the
+    # last chunk's, backward's first): 2 gradients and loss_chunks - 2 states, or n*C*r and none, or no
+    # gradient and loss_chunks - 1 states (the larger where C is small); on CUDA the saved state is host memory
     n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
     n_c = loss_chunk_tokens(n, run)
     if run.loss_chunks < 2:
-        return n * C * r, 0
-    states = (run.loss_chunks - 2) * CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
-    return 2 * n_c * C * r + states, n * C * r
+        return n * C * r, 0, 0
+    state = CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
+    return 2 * n_c * C * r + (run.loss_chunks - 2) * state, n * C * r, (run.loss_chunks - 1) * state
 
 
 # ---- the end of backward: the tied embedding's gradient ------------------------------------------

@@ -149,7 +149,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "optimizer-step temporaries": t.optimizer_temp_bytes(cfg, run),
         "eval forward (no grad)": t.eval_forward_bytes(cfg, run),
         "activations (recomputed block)": t.recomputed_block_bytes(cfg, run),
-        "autocast copies (recomputed block)": t.autocast_copy_bytes(cfg, run, blocks=1) if ckpt else 0,
+        "autocast copies (recomputed block)": rc.recomputed_block_copy_bytes(cfg, run) if ckpt else 0,
         "autocast copies (recomputed attention)": m.recomputed_attention_copy_bytes(cfg, run) if ckpt else 0,
         "LM head gradient": t.lm_head_grad_bytes(cfg, run) if ckpt else 0,
         "MLP backward transients (last block)": m.mlp_backward_bytes(cfg, run),
