@@ -12,7 +12,7 @@ import torch
 from finegpt.cli import main
 from finegpt.config import ModelConfig
 from finegpt.errors import FinegptError
-from finegpt.memory import RunConfig, estimate, measure
+from finegpt.memory import RunConfig, estimate, loss_chunk, measure
 from finegpt.memory import activations as a
 from finegpt.memory import terms as t
 from finegpt.memory.measurement import LiveBytes
@@ -368,6 +368,52 @@ SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a n
         ),
         "loss chunk (backward, recomputed)",
     ),
+    "CPU flash with dropout, pure bf16: the forward at the last block's math fallback (2 threads)": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, dropout=0.1, bias=False),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
+    "CPU flash with dropout, pure bf16, B and H > 1: the fallback's operand copies (2 threads)": (
+        ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
+    "CPU flash with dropout, bf16 autocast: ln_1's fp32 output beside the fallback (2 threads)": (
+        ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, dropout=0.1),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="bf16", device="cpu", cpu_threads=2),
+        "attention forward (CPU flash fallback, last block)",
+    ),
+    "full loss over 64 tokens: the LM head's input gradient, its measured scratch (2 threads)": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=64, vocab_size=2048, bias=False),
+        RunConfig(batch_size=1, gradient_accumulation_steps=2, dtype="pure_bf16", device="cpu", cpu_threads=2),
+        "LM head gradient matmul copy (CPU 16-bit)",
+    ),
+    "checkpointing, math: the recomputed block's causal mask and its checkpoint's RNG state (2 threads)": (
+        ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=16, vocab_size=256),
+        RunConfig(
+            batch_size=3,
+            dtype="pure_bf16",
+            attention="math",
+            activation_checkpointing=True,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "checkpoints + recomputed block (worst block)",
+    ),
+    "checkpointing, bf16: the recomputed block's 16-bit copies, lm_head's freed by its backward (2 threads)": (
+        ModelConfig(n_layer=1, n_head=2, n_embd=256, block_size=32, vocab_size=2048, bias=False),
+        RunConfig(
+            batch_size=1,
+            gradient_accumulation_steps=2,
+            dtype="bf16",
+            attention="math",
+            activation_checkpointing=True,
+            loss_chunks=4,
+            device="cpu",
+            cpu_threads=2,
+        ),
+        "autocast copies (recomputed block)",
+    ),
     "eval, pure bf16, full loss: the LM head's matmul scratch beside two batches' logits (2 threads)": (
         ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=32, vocab_size=256),
         RunConfig(
@@ -402,6 +448,18 @@ def test_each_moment_the_search_found_is_a_named_term_within_the_bound(name):
     for phase in ("train", "eval", "first_eval"):
         error = (predicted[phase] - measured[phase]) / measured[phase]
         assert -0.01 <= error <= 0.03, (phase, error)
+
+
+def test_chunked_loss_with_a_small_width_peaks_at_backwards_first_chunk_beside_every_other_rng_state():
+    # C 16: the RNG state each checkpointed chunk saved (5056 B) outweighs two chunks' input gradients, so the
+    # last chunk's backward (the first to run, every other chunk's state still saved) is the loss's moment
+    cfg = ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=16, vocab_size=64, dropout=0.1)
+    run = RunConfig(batch_size=1, dtype="bf16", loss_chunks=8, device="cpu", cpu_threads=2)
+    torch.set_num_threads(2)  # the one_thread fixture puts it back
+    assert max(loss_chunk.chunk_input_grads_and_rng_bytes(cfg, run)) == 7 * 5056
+    measured, predicted = measure(cfg, run, evals=False)["train"], estimate(cfg, run).peaks["train"]
+    assert "loss chunk (backward, recomputed)" in estimate(cfg, run).phase_terms["train"]
+    assert -0.01 <= (predicted - measured) / measured <= 0.03
 
 
 def test_cpu_bf16_matmul_scratch_matches_the_profiled_bytes():

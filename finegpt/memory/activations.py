@@ -9,6 +9,8 @@ from finegpt.config import ModelConfig
 from finegpt.memory.calibration import compiled_coefficient, eager_logit_bytes
 from finegpt.memory.state import (
     act_size,
+    autocast_copy_bytes,
+    cpu_flash_fallback,
     mask_size,
     param_size,
     resid_size,
@@ -62,6 +64,32 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if cfg.dropout > 0:  # dropout on the T x T weights: its mask, and its output unless it is recast
         total += mask_size(run, soft) * H * T + (0 if recast else soft * H * T)
     return total
+
+
+def flash_fallback_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # eager CPU flash attention with dropout runs the math fallback in fp32 (state.cpu_flash_fallback): the
+    # training forward as the last block's fallback returns, beyond what attention_act_bytes saves. Once, not per
+    # head or batch: the causal mask as an fp32 additive mask (4T^2). 16-bit inputs: c_attn's output still held
+    # as q, k, v (3aC per token), the unscaled fp32 q and k (8C) and the fp32 output of att @ v (4C), cast to
+    # 16 bits as the fallback returns, beside its 16-bit copy of the dropped weights (B*H*T^2*a). Where the
+    # bmm's operands are no views (B, H > 1) it copies them: the fp32 v and the scaled q stay bound beside
+    # their copies (8C). Autocast: ln_1's fp32 output too (rC), attn's argument until it returns (c_attn saved
+    # its 16-bit cast). fp32: no casts; B, H > 1, c_attn's output and the scaled q (16C), else saved already
+    if not cpu_flash_fallback(cfg, run):
+        return 0
+    C, H, T, a, r, n = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run), resid_size(run), train_tokens(cfg, run)
+    views = run.batch_size == 1 or H == 1
+    if a == 4:
+        held = 0 if views else n * 16 * C
+    else:
+        ln_1 = r * C if a < r else 0
+        held = n * (3 * a * C + 12 * C + (0 if views else 8 * C) + ln_1) + run.batch_size * H * T * T * a
+    # not made yet in the last block: ln_2's input (rC) and output + stats, the MLP and both dropout masks;
+    # nor (autocast) the 16-bit copies of its c_proj and MLP weights and of lm_head (wte)
+    b = int(cfg.bias)
+    later = n * (r * C + norm_act_bytes(cfg, run) // 2 + mlp_act_bytes(cfg, run) + dropout_act_bytes(cfg, run))
+    later += 2 * (9 * C * C + 6 * C * b + cfg.vocab_size * C) if autocast_copy_bytes(cfg, run) else 0
+    return max(0, 4 * T * T + held - later)
 
 
 def mlp_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -97,8 +97,7 @@ def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, 
         ("grad_weight", V, n_c, C),  # the LM head's weight gradient: V x C
     }
     shapes.add(("forward", n_ce, C, V))  # eval: the LM head's x @ W^T over a chunk (all n_e unchunked)
-    if run.loss_chunks:
-        shapes.add(("grad_input", n_c, V, C))
+    shapes.add(("grad_input", n_c, V, C))  # the LM head's input gradient over a chunk (all n unchunked)
     return shapes
 
 

@@ -68,23 +68,26 @@ def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the full loss on CPU 16-bit over at most 32 tokens: the LM head's weight-gradient matmul, with the logits
     # (bound) and their gradient (2*n*V*a), its V x C*a output and oneDNN's copy of it
-    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes)
-    n = train_tokens(cfg, run)
-    copy = cpu_bf16_head_grad_copy_bytes(cfg, run, n)
+    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes).
+    # Any tokens: the input's gradient comes next (MmBackward0), grad (n x V) @ W (V x C), its output (n*C*a)
+    # beside oneDNN's scratch (head_grad_input_scratch_bytes, measured on this CPU where it is)
+    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
+    scratch_in = head_grad_input_scratch_bytes(cfg, run, n)
+    copy = max(cpu_bf16_head_grad_copy_bytes(cfg, run, n), n * C * a + scratch_in if scratch_in else 0)
     if run.loss_chunks or not copy:
         return 0
-    V, a = cfg.vocab_size, act_size(run)
-    return max(0, 2 * n * V * a + V * cfg.n_embd * a + copy - logits_train_bytes(cfg, run))
+    return max(0, 2 * n * V * a + V * C * a + copy - logits_train_bytes(cfg, run))
 
 
-def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
+def chunk_input_grads_and_rng_bytes(cfg: ModelConfig, run: RunConfig) -> tuple[int, int, int]:
     # beside a chunk's backward: the gradients of the chunks' inputs made so far (n_c*C*r each, gathered into
     # ln_f's output gradient after the last), and, on CPU, the RNG state each checkpointed chunk saved in forward
-    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's):
-    # 2 gradients and loss_chunks - 2 states, or n*C*r and none; on CUDA the saved state is host memory
+    # (CPU_RNG_STATE_BYTES), freed as its backward recomputes it. (2nd chunk backward, the first chunk's, the
+    # last chunk's, backward's first): 2 gradients and loss_chunks - 2 states, or n*C*r and none, or no
+    # gradient and loss_chunks - 1 states (the larger where C is small); on CUDA the saved state is host memory
     n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
     n_c = loss_chunk_tokens(n, run)
     if run.loss_chunks < 2:
-        return n * C * r, 0
-    states = (run.loss_chunks - 2) * CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
-    return 2 * n_c * C * r + states, n * C * r
+        return n * C * r, 0, 0
+    state = CPU_RNG_STATE_BYTES if run.device == "cpu" else 0
+    return 2 * n_c * C * r + (run.loss_chunks - 2) * state, n * C * r, (run.loss_chunks - 1) * state

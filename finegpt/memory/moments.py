@@ -186,14 +186,13 @@ def math_attention_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 def recomputed_attention_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # checkpointing: a recomputed block's attention backward, where its MLP's recomputed activations were
-    # (last_block_freed_bytes, freed by then). Math: the two T x T transients, the recomputed ~mask masked_fill
-    # saved (T*T bool) and the gradients of the attention output and the residual stream (aC + rC per token);
-    # CPU flash: its workspace and gradients (flash_backward_grad_bytes). Beside them, on the first micro-step,
-    # the block's MLP, c_proj and ln_2 gradients (9C^2 + 6C biases + 2C norm)
-    C, b, T = cfg.n_embd, int(cfg.bias), cfg.block_size
+    # (last_block_freed_bytes, freed by then). Math: the two T x T transients and the gradients of the attention
+    # output and the residual stream (aC + rC per token; the recomputed ~mask masked_fill saved is the block's,
+    # recompute_moments); CPU flash: its workspace and gradients (flash_backward_grad_bytes). Beside them, on
+    # the first micro-step, the block's MLP, c_proj and ln_2 gradients (9C^2 + 6C biases + 2C norm)
+    C, b = cfg.n_embd, int(cfg.bias)
     if softmax_backward_bytes(cfg, run):
-        mask = T * T if run.attention == "math" and not run.compile else 0
-        moment = softmax_backward_bytes(cfg, run) + mask + math_attention_grad_bytes(cfg, run)
+        moment = softmax_backward_bytes(cfg, run) + math_attention_grad_bytes(cfg, run)
     elif cpu_flash_workspace_bytes(cfg, run):
         moment = cpu_flash_workspace_bytes(cfg, run) + flash_backward_grad_bytes(cfg, run)
     elif run.compile and run.attention == "math":  # the backward graph's softmax backward
@@ -361,9 +360,11 @@ def recompute_moments(cfg: ModelConfig, run: RunConfig) -> tuple[int, int]:
     # block's grads; the bottom block last, with its one checkpoint, the other L-1 blocks' grads, and the
     # gradient arriving from the block above still held beside the two branch gradients and their sum (4rC).
     # A recomputed block's saved input is its checkpoint itself, so it adds one layer less that residual.
-    # Each checkpoint keeps its block's fixed part beside it (per_layer_fixed_bytes: CPU's saved RNG state)
+    # Each checkpoint keeps its block's fixed part beside it (per_layer_fixed_bytes: CPU's saved RNG state).
+    # Eager math attention: the recomputed block's masked_fill saves its inverted causal mask (T*T bool)
     n, C, L = train_tokens(cfg, run), cfg.n_embd, cfg.n_layer
     checkpoint = n * C * resid_size(run) + per_layer_fixed_bytes(cfg, run)
     grads = block_grad_bytes(cfg, run) if run.gradient_accumulation_steps == 1 else 0
-    block = n * sum(layer_act_bytes(cfg, run).values()) - checkpoint
+    mask = cfg.block_size**2 if run.attention == "math" and not run.compile else 0
+    block = n * sum(layer_act_bytes(cfg, run).values()) - n * C * resid_size(run) + mask
     return L * checkpoint + block, checkpoint + (L - 1) * grads + block

@@ -55,6 +55,12 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     if T["softmax transients (compiled forward, last block)"]:  # compiled, the last block's softmax in forward
         names = ("autocast 16-bit weight copies", "activations (all layers)", "batch (x, y, positions)")
         stages.append({**pick("softmax transients (compiled forward, last block)", *names), **previous_logits})
+    if T["attention forward (CPU flash fallback, last block)"]:  # eager CPU flash with dropout, forward
+        # every block's activations (the last one's counted whole: flash_fallback_forward_bytes takes off what
+        # it has not made yet) and the embeddings' dropout mask; ln_f and the logits come later
+        names = ("attention forward (CPU flash fallback, last block)", "autocast 16-bit weight copies")
+        saved = ("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
+        stages.append({**pick(*names, *saved), **previous_logits})
     stages += _block_backward_stages(T, run, pick, acts, bound, prefetched)
     no_gather = {k: v for k, v in persistent.items() if k != "FSDP gathered weights"}
     return {

@@ -12,6 +12,7 @@ from finegpt.memory.eval_forward import compiled_eval_softmax_token_bytes
 from finegpt.memory.moments import block_grad_bytes
 from finegpt.memory.state import (
     act_size,
+    autocast_copy_bytes,
     cpu_bf16_head_grad_copy_bytes,
     cpu_flash_workspace_bytes,
     mask_size,
@@ -25,6 +26,14 @@ from finegpt.run import RunConfig
 
 def _autocast(run: RunConfig) -> bool:
     return act_size(run) < param_size(run)  # 16-bit activations from fp32 weights
+
+
+def recomputed_block_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # checkpointing under autocast: the recomputed block's 16-bit weight copies (autocast_copy_bytes, one
+    # block). Eager, not lm_head's (VC): autocast's cache is dropped as forward's context exits, and the copy
+    # the LM head's matmul saved (the chunked loss's, each chunk's) is freed by its backward, before the blocks'
+    copies = autocast_copy_bytes(cfg, run, blocks=1)
+    return copies - 2 * cfg.vocab_size * cfg.n_embd if copies and not run.compile else copies
 
 
 def recomputed_attention_weights_bytes(cfg: ModelConfig, run: RunConfig, block_grads: int) -> int:
