@@ -7,6 +7,7 @@ with its formula and reason (bytes per rank); report.py places them. Notation as
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
+from finegpt.memory.activations import head_bytes
 from finegpt.memory.state import act_size, full_grad_bytes, param_size, train_tokens
 from finegpt.run import RunConfig
 
@@ -35,6 +36,16 @@ def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with dropout: the gradient of c_proj's output is the dropout's backward into a buffer of its own
     # (n*a*C), alive beside the residual stream's gradient through the last block's MLP backward
     return train_tokens(cfg, run) * cfg.n_embd * act_size(run) if run.compile and cfg.dropout > 0 else 0
+
+
+def compiled_head_at_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, not checkpointed: what of the final norm + embeddings term (head_bytes) is still saved at the last
+    # block's MLP backward. With the chunked loss, none: its eager backward has freed ln_f's output (n*C*r) and the
+    # graph runs ln_f's backward first, which frees its input (the last block's output, n*C*r) and its mean and
+    # rstd (1L/256/4h T=1024 B=1 pure bf16 chunks 4: 2aC per token less). Without it, the whole term
+    if not run.compile or run.activation_checkpointing:
+        return 0
+    return 0 if run.loss_chunks else head_bytes(cfg, run)
 
 
 def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
