@@ -156,7 +156,11 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # code keeps as the buffer for softmax @ v (2aC: 2L/64/2h T=64 B=8 pure bf16, 3L/96/8h T=64 B=3 bf16): q
     # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC
     # less v's copy: seen under autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more,
-    # nor pure bf16 or fp32)
+    # nor pure bf16 or fp32). What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it
+    # off, v's copy is fused in every config tried; on, it keeps the traced order unless another topological
+    # order lowers its own estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h
+    # T=64 B=3 bf16 at V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's
+    # weight copy instead of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
     C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
