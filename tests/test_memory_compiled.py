@@ -239,6 +239,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="bf16", attention="flash", gradient_accumulation_steps=2),
             "compiled_mlp_pack_bytes",
         ),
+        (  # one head, fp32: softmax @ v's output beside c_attn's output, whose views q, k, v are
+            ModelConfig(n_layer=4, n_head=1, n_embd=64, block_size=256, vocab_size=256, dropout=0.1, bias=False),
+            dict(batch_size=2, dtype="fp32", attention="math"),
+            "compiled_eval_math_token_bytes",
+        ),
         (  # pure bf16, two heads: k's copy is kept as the buffer for softmax @ v, beside v's copy
             ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=64, dropout=0.1),
             dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),

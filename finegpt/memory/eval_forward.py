@@ -150,7 +150,9 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad math attention, per token, its largest of three moments. Beside them: the residual
     # (rC, from the 2nd block; the first recomputes it from the embeddings) and, from the 3rd block, the last
     # block's attention and MLP outputs that inductor adds to it lazily (2aC). One head: q, k, v are views
-    # of c_attn's output (3aC) that bmm reads as they are, kept to the end (so too one sequence, B = 1). More:
+    # of c_attn's output (3aC) that bmm reads as they are, kept to the end (so too one sequence, B = 1), and
+    # softmax @ v's output (aC: ln_1's output held for it, or a new buffer once that is freed; 4L/64/1h T=256
+    # B=2 fp32: at the 3rd block's softmax @ v, 4aC beside the softmax and the residual pieces). More:
     # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
     # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy and k's, which the generated
     # code keeps as the buffer for softmax @ v (2aC: 2L/64/2h T=64 B=8 pure bf16, 3L/96/8h T=64 B=3 bf16): q
@@ -166,7 +168,7 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n_e = eval_tokens(cfg, run)
     views = H == 1 or n_e <= T
     fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
-    kept = 3 * a * C if views else 4 * a * C if fused_v else 2 * a * C
+    kept = 4 * a * C if views or fused_v else 2 * a * C
     split = 0 if views else 6 * a * C
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
