@@ -20,7 +20,11 @@ from finegpt.memory.activations import (
     norm_act_bytes,
     per_layer_fixed_bytes,
 )
-from finegpt.memory.compiled_backward import compiled_last_kernel_bytes, compiled_logits_grad_bytes
+from finegpt.memory.compiled_backward import (
+    compiled_head_grad_scratch_bytes,
+    compiled_last_kernel_bytes,
+    compiled_logits_grad_bytes,
+)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -89,9 +93,10 @@ def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the full loss on CPU 16-bit over at most 32 tokens: the LM head's weight-gradient matmul, with the logits
     # (bound) and their gradient (2*n*V*a), its V x C*a output and oneDNN's copy of it
-    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes)
+    # (cpu_bf16_head_grad_copy_bytes; compiled, the backward graph's mm: compiled_head_grad_scratch_bytes), beyond
+    # the start of backward's logits term (logits_train_bytes)
     n = train_tokens(cfg, run)
-    copy = cpu_bf16_head_grad_copy_bytes(cfg, run, n)
+    copy = cpu_bf16_head_grad_copy_bytes(cfg, run, n) or compiled_head_grad_scratch_bytes(cfg, run)
     if run.loss_chunks or not copy:
         return 0
     V, a = cfg.vocab_size, act_size(run)
