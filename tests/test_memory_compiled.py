@@ -363,6 +363,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=4, dtype="pure_bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=4),
             "flash_backward_grad_bytes",
         ),
+        (  # dropout compiled: inductor saves each residual dropout's mask as a bool, fp32 or not
+            ModelConfig(n_layer=4, n_head=1, n_embd=64, block_size=256, vocab_size=256, dropout=0.1, bias=False),
+            dict(batch_size=2, dtype="fp32", attention="math"),
+            "dropout_act_bytes",
+        ),
         (  # the chunked loss: ln_f's backward has freed its input and output before the last MLP's backward
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=1024, vocab_size=512),
             dict(batch_size=1, dtype="pure_bf16", attention="flash", loss_chunks=4),
