@@ -98,8 +98,14 @@ def mlp_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 
 
 def dropout_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # resid_dropout and the MLP's dropout each keep a mask of C elements
-    return 2 * cfg.n_embd * mask_size(run, act_size(run)) if cfg.dropout > 0 else 0
+    # resid_dropout and the MLP's dropout each keep a mask of C elements. Compiled (not checkpointed: recompute.py
+    # counts its own), inductor's decomposition saves the mask as the bool of its comparison (gt), 1 byte, on CPU
+    # too (4L/64/1h T=256 B=2 fp32: 2 bool masks of n*C a block)
+    if cfg.dropout == 0:
+        return 0
+    if run.compile and not run.activation_checkpointing:
+        return 2 * cfg.n_embd
+    return 2 * cfg.n_embd * mask_size(run, act_size(run))
 
 
 def layer_act_bytes(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:

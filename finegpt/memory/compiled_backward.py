@@ -7,7 +7,15 @@ with its formula and reason (bytes per rank); report.py places them. Notation as
 from __future__ import annotations
 
 from finegpt.config import ModelConfig
-from finegpt.memory.state import act_size, full_grad_bytes, param_size, train_tokens
+from finegpt.memory.activations import head_bytes
+from finegpt.memory.state import (
+    act_size,
+    cpu_bf16_head_grad_copy_bytes,
+    full_grad_bytes,
+    measured_mm_scratch_bytes,
+    param_size,
+    train_tokens,
+)
 from finegpt.run import RunConfig
 
 
@@ -35,6 +43,30 @@ def compiled_dropout_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with dropout: the gradient of c_proj's output is the dropout's backward into a buffer of its own
     # (n*a*C), alive beside the residual stream's gradient through the last block's MLP backward
     return train_tokens(cfg, run) * cfg.n_embd * act_size(run) if run.compile and cfg.dropout > 0 else 0
+
+
+def compiled_head_at_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled, not checkpointed: what of the final norm + embeddings term (head_bytes) is still saved at the last
+    # block's MLP backward. With the chunked loss, none: its eager backward has freed ln_f's output (n*C*r) and the
+    # graph runs ln_f's backward first, which frees its input (the last block's output, n*C*r) and its mean and
+    # rstd (1L/256/4h T=1024 B=1 pure bf16 chunks 4: 2aC per token less). Without it, the whole term
+    if not run.compile or run.activation_checkpointing:
+        return 0
+    return 0 if run.loss_chunks else head_bytes(cfg, run)
+
+
+def compiled_head_grad_scratch_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast on CPU, the full loss, not checkpointed: the backward graph's LM head weight
+    # gradient, an aten::mm of the logits' gradient (V x n, transposed) and ln_f's output, keeps oneDNN's scratch
+    # while it runs, measured on this CPU where it is (337,664 B at V 512, 256 tokens, C 16, 2 threads:
+    # 6L/16/1h T=128 B=2 bf16), else the eager rule (cpu_bf16_head_grad_copy_bytes)
+    if not run.compile or run.activation_checkpointing or run.loss_chunks or run.device != "cpu":
+        return 0
+    if act_size(run) != 2 or act_size(run) == param_size(run):
+        return 0
+    n, V, C = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd
+    rule = cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True)
+    return measured_mm_scratch_bytes("grad_weight", V, n, C, run.cpu_threads, rule)
 
 
 def head_grad_before_blocks_bytes(cfg: ModelConfig, run: RunConfig) -> int:

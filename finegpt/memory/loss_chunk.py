@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from finegpt.config import ModelConfig
 from finegpt.memory.activations import CPU_RNG_STATE_BYTES, logits_train_bytes, loss_chunk_tokens
+from finegpt.memory.compiled_backward import compiled_head_grad_scratch_bytes
 from finegpt.memory.state import (
     act_size,
     cpu_bf16_head_grad_copy_bytes,
@@ -68,12 +69,14 @@ def head_grad_input_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -
 def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the full loss on CPU 16-bit over at most 32 tokens: the LM head's weight-gradient matmul, with the logits
     # (bound) and their gradient (2*n*V*a), its V x C*a output and oneDNN's copy of it
-    # (cpu_bf16_head_grad_copy_bytes), beyond the start of backward's logits term (logits_train_bytes).
-    # Any tokens: the input's gradient comes next (MmBackward0), grad (n x V) @ W (V x C), its output (n*C*a)
-    # beside oneDNN's scratch (head_grad_input_scratch_bytes, measured on this CPU where it is)
+    # (cpu_bf16_head_grad_copy_bytes; compiled, the backward graph's mm: compiled_head_grad_scratch_bytes),
+    # beyond the start of backward's logits term (logits_train_bytes). Any tokens: the input's gradient comes
+    # next (MmBackward0), grad (n x V) @ W (V x C), its output (n*C*a) beside oneDNN's scratch
+    # (head_grad_input_scratch_bytes, measured on this CPU where it is)
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     scratch_in = head_grad_input_scratch_bytes(cfg, run, n)
-    copy = max(cpu_bf16_head_grad_copy_bytes(cfg, run, n), n * C * a + scratch_in if scratch_in else 0)
+    weight = cpu_bf16_head_grad_copy_bytes(cfg, run, n) or compiled_head_grad_scratch_bytes(cfg, run)
+    copy = max(weight, n * C * a + scratch_in if scratch_in else 0)
     if run.loss_chunks or not copy:
         return 0
     return max(0, 2 * n * V * a + V * C * a + copy - logits_train_bytes(cfg, run))

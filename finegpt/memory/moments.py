@@ -16,7 +16,10 @@ from finegpt.memory.activations import (
     norm_act_bytes,
     per_layer_fixed_bytes,
 )
-from finegpt.memory.compiled_backward import compiled_last_kernel_bytes, compiled_logits_grad_bytes
+from finegpt.memory.compiled_backward import (
+    compiled_last_kernel_bytes,
+    compiled_logits_grad_bytes,
+)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,

@@ -82,12 +82,11 @@ def _block_backward_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, 
     recomputed, with the compiled graph's own order."""
     stages = []
     if not run.activation_checkpointing:  # the last block's MLP backward, every activation still saved
-        # eager, ln_f's backward has run: of the final norm + embeddings term only the embeddings' dropout mask
-        saved = (
-            acts
-            if run.compile
-            else pick("activations (all layers)", "embedding dropout mask", "batch (x, y, positions)")
-        )
+        # ln_f's backward has run: eager, of the final norm + embeddings term only the embeddings' dropout mask;
+        # compiled, what compiled_head_at_blocks_bytes keeps
+        compiled_head = "final norm + embeddings (compiled, at the blocks' backward)"
+        head = compiled_head if run.compile else "embedding dropout mask"
+        saved = pick("activations (all layers)", head, "batch (x, y, positions)")
         stages.append(
             {
                 **pick("autocast copies kept (last MLP backward)", "MLP backward transients (last block)"),

@@ -27,6 +27,7 @@ COMPILED_TERMS = (
     "logits (forward)",
     "activations (all layers)",
     "final norm + embeddings",
+    "final norm + embeddings (compiled, at the blocks' backward)",
     "eval forward (no grad)",
 )
 VERDICT_LABELS = {"fits": "fits", "tight": "tight (inside the uncertainty)", "out of memory": "out of memory"}
@@ -157,6 +158,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (before the blocks' backward)": cb.head_grad_before_blocks_bytes(cfg, run),
         "logits gradient (compiled, kept to the tied sum)": cb.compiled_logits_grad_bytes(cfg, run),
         "c_proj output gradient (compiled dropout)": cb.compiled_dropout_grad_bytes(cfg, run),
+        "final norm + embeddings (compiled, at the blocks' backward)": cb.compiled_head_at_blocks_bytes(cfg, run),
         "gradients (this micro-step, compiled graph)": cb.compiled_micro_step_grad_bytes(cfg, run),
         "recompute transients (MLP backward)": m.recompute_transient_bytes(cfg, run) if ckpt else 0,
         "checkpoints + recomputed block (worst block)": max(m.recompute_moments(cfg, run)) if ckpt else 0,
