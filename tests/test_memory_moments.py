@@ -164,6 +164,11 @@ def test_cpu_measurement_reads_the_allocator_and_a_dispatch_mode_would_read_one_
 
 
 SEARCH_FOUND = {  # configs bench/memory_search.py drew and missed, each now a named term (one thread)
+    "CPU flash attention's eval forward: its fp32 logsumexp beside its output": (
+        ModelConfig(n_layer=4, n_head=8, n_embd=64, block_size=1024, vocab_size=256),
+        RunConfig(batch_size=2, dtype="bf16", gradient_accumulation_steps=2, loss_chunks=8, device="cpu"),
+        "eval forward (no grad)",
+    ),
     "CPU flash attention, bf16 T=512 (16-bit score copies, matmul scratch)": (
         ModelConfig(n_layer=4, n_head=2, n_embd=32, block_size=512, vocab_size=64),
         RunConfig(batch_size=1, dtype="bf16", loss_chunks=8, device="cpu"),

@@ -214,7 +214,8 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_forward_copies_bytes(cfg, run, n_e)
         if not workspace:
             return 0
-        base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + previous_logits_bytes(cfg, run))
+        lse = cpu_flash_logsumexp_token_bytes(cfg, run)  # the kernel's fp32 logsumexp beside its output
+        base = n_e * (resid_size(run) * C + ln_out + 4 * a * C + lse + previous_logits_bytes(cfg, run))
         return base + workspace + eval_weight_copy_bytes(cfg, run, "attention")
     base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + previous_logits_bytes(cfg, run))
     mask = 0 if run.compile else cfg.block_size**2

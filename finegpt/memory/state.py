@@ -186,8 +186,9 @@ def cpu_flash_gemm_scratch_bytes(qS: int, kvS: int) -> int:
 
 def cpu_flash_forward_copies_bytes(cfg: ModelConfig, run: RunConfig, tokens: int) -> int:
     # CPU flash forward, 16-bit inputs: beside its workspace the kernel makes two contiguous copies the size of
-    # q (tokens*C*a each, k and v) and a per-thread 16-bit kv block (kvS*hs), all freed when it returns
-    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2:
+    # q (tokens*C*a each, k and v) and a per-thread 16-bit kv block (kvS*hs), all freed when it returns; none
+    # below T = 64, where a kv block does not fill oneDNN's 64-wide pack
+    if run.device != "cpu" or run.attention != "flash" or act_size(run) != 2 or cfg.block_size < 64:
         return 0
     kvS, hs = min(cfg.block_size, 512), cfg.n_embd // cfg.n_head
     return 2 * tokens * cfg.n_embd * 2 + run.cpu_threads * kvS * hs * 2
