@@ -19,35 +19,18 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from finegpt.memory.profiled import allocation_events  # noqa: E402  (the allocator events ProfiledBytes replays)
-
-
-def scratch_bytes(fn) -> int:
-    """Peak bytes allocated inside fn() less the bytes of what it returns (one warm-up call first)."""
-    fn()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-    live, now, peak = {}, 0, 0
-    for _, _, ptr, nbytes in allocation_events(prof):
-        if nbytes > 0:
-            live[ptr] = nbytes
-            now += nbytes
-            peak = max(peak, now)
-        elif ptr in live:
-            now -= live.pop(ptr)
-    return peak - out.numel() * out.element_size()
+from finegpt.memory.cpu_scratch import profiled_scratch_bytes  # noqa: E402  (the allocator events, replayed)
 
 
 def linear_scratch(M: int, K: int, N: int, dtype: torch.dtype) -> dict[str, int]:
     x, w, grad = torch.randn(M, K, dtype=dtype), torch.randn(N, K, dtype=dtype), torch.randn(M, N, dtype=dtype)
     return {
-        "forward": scratch_bytes(lambda: torch.mm(x, w.t())),  # F.linear: x @ W^T, W transposed in place
-        "grad_input": scratch_bytes(lambda: torch.mm(grad, w)),  # MmBackward0: grad @ W
-        "grad_weight": scratch_bytes(lambda: torch.mm(grad.t(), x)),  # MmBackward0: grad^T @ x, N x K
+        "forward": profiled_scratch_bytes(lambda: torch.mm(x, w.t())),  # F.linear: x @ W^T, W transposed in place
+        "grad_input": profiled_scratch_bytes(lambda: torch.mm(grad, w)),  # MmBackward0: grad @ W
+        "grad_weight": profiled_scratch_bytes(lambda: torch.mm(grad.t(), x)),  # MmBackward0: grad^T @ x, N x K
     }
 
 

@@ -39,11 +39,12 @@ def _operands(kind: str, M: int, K: int, N: int, dtype: torch.dtype):
     return torch.ones(K, M, dtype=dtype).t(), torch.ones(K, N, dtype=dtype)
 
 
-def _profiled_scratch_bytes(a: torch.Tensor, b: torch.Tensor) -> int:
-    # the peak bytes allocated inside one torch.mm less its output, after one warm-up call (oneDNN's caches)
-    torch.mm(a, b)
+def profiled_scratch_bytes(fn) -> int:
+    """The peak bytes allocated inside one call of fn() less the bytes of the tensor it returns, read from the
+    profiler's allocator events, after one warm-up call (oneDNN's caches)."""
+    fn()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = torch.mm(a, b)
+        out = fn()
     live, now, peak = {}, 0, 0
     for _, _, ptr, nbytes in allocation_events(prof):
         if nbytes > 0:
@@ -72,7 +73,8 @@ def matmul_scratch_bytes(kind: str, M: int, K: int, N: int, threads: int, dtype:
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            scratch = _profiled_scratch_bytes(*_operands(kind, M, K, N, getattr(torch, dtype)))
+            a, b = _operands(kind, M, K, N, getattr(torch, dtype))
+            scratch = profiled_scratch_bytes(lambda: torch.mm(a, b))
     finally:
         torch.set_num_threads(before)
     if dtype == "bfloat16":
