@@ -73,9 +73,11 @@ def head_grad_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # beyond the start of backward's logits term (logits_train_bytes). Any tokens: the input's gradient comes
     # next (MmBackward0), grad (n x V) @ W (V x C), its output (n*C*a) beside oneDNN's scratch
     # (head_grad_input_scratch_bytes, measured on this CPU where it is)
+    # (compiled under autocast, the backward graph's aten::mm for it keeps the same scratch)
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
-    scratch_in = head_grad_input_scratch_bytes(cfg, run, n)
-    weight = cpu_bf16_head_grad_copy_bytes(cfg, run, n) or compiled_head_grad_scratch_bytes(cfg, run)
+    compiled = compiled_head_grad_scratch_bytes(cfg, run)
+    scratch_in = head_grad_input_scratch_bytes(cfg, replace(run, compile=False) if compiled else run, n)
+    weight = cpu_bf16_head_grad_copy_bytes(cfg, run, n) or compiled
     copy = max(weight, n * C * a + scratch_in if scratch_in else 0)
     if run.loss_chunks or not copy:
         return 0
