@@ -250,6 +250,26 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
             "compiled_eval_math_token_bytes",
         ),
+        (  # fp32, one head: the first block's scores and qkv wait in inductor's pool through its MLP
+            ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=512, vocab_size=256),
+            dict(batch_size=2, dtype="fp32", attention="math"),
+            "pooled_scores_mlp_token_bytes",
+        ),
+        (  # fp32, four heads (q, k, v copied out): the first block's scores wait, 10.75 % missed without
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=256),
+            dict(batch_size=2, dtype="fp32", attention="math"),
+            "pooled_scores_mlp_token_bytes",
+        ),
+        (  # fp32, four blocks: the scores wait through every block; the third's MLP, with 5 residual pieces
+            ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=256),
+            dict(batch_size=2, dtype="fp32", attention="math"),
+            "pooled_scores_mlp_token_bytes",
+        ),
+        (  # fp32, one sequence, one head: the softmax is not written over the scores; both wait, 26.8 % missed
+            ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=1024, vocab_size=64),
+            dict(batch_size=1, dtype="fp32", attention="math", loss_chunks=4),
+            "unfused_softmax_input_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -259,6 +279,23 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
     assert getattr(eval_forward, term)(cfg, run) > 0
     measured, predicted = _first_eval(cfg, run), estimate(cfg, run).peaks["first_eval"]
     assert -0.01 <= (predicted - measured) / measured <= 0.05, (predicted, measured)
+
+
+def test_inductor_pools_the_scores_only_where_its_own_peak_estimate_has_room():
+    from finegpt.memory.eval_forward import pooled_scores_mlp_token_bytes
+
+    def pooled(L, H, C, T, B=2, dtype="fp32"):
+        cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=256)
+        run = RunConfig(device="cpu", compile=True, batch_size=B, dtype=dtype, attention="math")
+        return pooled_scores_mlp_token_bytes(cfg, run)
+
+    # 2L/32/1h T=512: the first block's MLP (4aC + 2aC) + its scores (4HT) + qkv (3aC), per token
+    assert pooled(2, 1, 32, 512) == 4 * 128 + 2 * 128 + 4 * 512 + 3 * 128
+    assert pooled(2, 1, 32, 128) == 0  # the MLP outweighs the scores: inductor frees them
+    assert pooled(2, 1, 64, 512) == 0  # measured exact without it (+0.07 %)
+    assert pooled(1, 1, 32, 512) == 0  # no next block to wait for
+    assert pooled(2, 1, 32, 512, dtype="bf16") == 0  # 16-bit softmaxes keep their input anyway
+    assert pooled(2, 1, 32, 512, B=1) == pooled(2, 1, 32, 512) + 4 * 512  # one sequence: both T x T wait
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,8 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
     if run.compile and run.device == "cpu":
-        return n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)) + (
+        mlp = max(compiled_eval_mlp_token_bytes(cfg, run), pooled_scores_mlp_token_bytes(cfg, run))
+        return n_e * (mlp + previous_logits_bytes(cfg, run)) + (
             compiled_mlp_pack_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "c_proj")
         )
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
@@ -100,6 +101,37 @@ def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a = cfg.n_embd, act_size(run)
     resid = resid_size(run) * C if cfg.n_layer > 1 else 0
     return resid + (3 if cfg.n_layer > 2 else 1) * a * C + 5 * a * C
+
+
+def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor, fp32 math attention, no grad: a buffer whose last use is done waits in inductor's pool for
+    # the next allocation of its size when that does not raise the graph's peak *as inductor estimates it*.
+    # Its estimate counts the scores and their softmax as two fp32 T x T buffers (2 * 4HT per token: the
+    # generated kernel writes the softmax in place, one). So a block's scores (4HT) and, where q, k, v are
+    # views of c_attn's output, that output (3aC) wait through the block's MLP for the next block's: accepted
+    # when the MLP's estimated bytes (10aC + 8 in the first block, 11aC + 8 in the second, 13aC + 8 from the
+    # third, + the pooled qkv) + 4HT fit under the estimated peak, a later block's softmax: 2 * 4HT + qkv (3aC)
+    # or, split, v's copy (aC) + the residual pieces (aC with two blocks, else 3aC) + the row max (4H).
+    # Per token, the largest MLP moment with them: the MLP's real bytes (its hidden 4aC with 2aC beside it in
+    # the first block, 3aC split; 3aC in the second; 5aC from the third) + 4HT + qkv. 16-bit softmaxes keep
+    # their input: estimate and code agree, nothing waits (2L/32/1h T=512 B=2 bf16 and pure bf16, measured)
+    if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
+        return 0
+    C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
+    scores = 4 * H * T
+    waiting = scores + unfused_softmax_input_token_bytes(cfg, run)  # one sequence, one head: both T x T wait
+    views = H == 1 or eval_tokens(cfg, run) <= T
+    qkv = 3 * a * C if views else 0
+    pieces = 1 if cfg.n_layer == 2 else 3
+    estimated_peak = 2 * scores + (qkv if views else a * C) + pieces * a * C + 4 * H
+    largest = 0
+    for block in range(cfg.n_layer - 1):  # this block's scores wait for the next block's
+        estimated_mlp = (10, 11, 13)[min(block, 2)] * a * C + 8 + qkv
+        if estimated_mlp + scores > estimated_peak:
+            continue
+        beside = (2 if views else 3, 3, 5)[min(block, 2)] * a * C
+        largest = max(largest, 4 * a * C + beside + waiting + qkv)
+    return largest
 
 
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -173,7 +205,19 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
     scores = 3 * a * C + a * H * T + 4 * H
-    return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
+    softmax = compiled_eval_softmax_token_bytes(cfg, run)
+    unfused = unfused_softmax_input_token_bytes(cfg, run)  # (4) the softmax beside its input and q, k, v
+    return base + max(split, scores, kept + softmax, 3 * a * C + softmax + unfused if unfused else 0)
+
+
+def unfused_softmax_input_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... but with one sequence and one head, no grad, fp32: the bmm's (1, T, T) scores and the softmax's
+    # (1, 1, T, T) output differ in layout, so inductor does not write the softmax over its input: while the
+    # kernel runs, both fp32 T x T tensors are alive beside q, k, v (4HT per token more; 2L/32/1h T=512 B=1,
+    # 6L/16/1h T=1024 B=1: generated code); the input is freed before softmax @ v
+    if not (run.compile and run.attention == "math" and act_size(run) == 4):
+        return 0
+    return 4 * cfg.block_size if run.batch_size * cfg.n_head == 1 else 0
 
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
