@@ -66,7 +66,7 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return total
 
 
-def flash_fallback_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+def flash_fallback_forward_bytes(cfg: ModelConfig, run: RunConfig, recompute: bool = False) -> int:
     # eager CPU flash attention with dropout runs the math fallback in fp32 (state.cpu_flash_fallback): the
     # training forward as the last block's fallback returns, beyond what attention_act_bytes saves. Once, not per
     # head or batch: the causal mask as an fp32 additive mask (4T^2). 16-bit inputs: c_attn's output still held
@@ -88,8 +88,10 @@ def flash_fallback_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # nor (autocast) the 16-bit copies of its c_proj and MLP weights and of lm_head (wte)
     b = int(cfg.bias)
     later = n * (r * C + norm_act_bytes(cfg, run) // 2 + mlp_act_bytes(cfg, run) + dropout_act_bytes(cfg, run))
-    later += 2 * (9 * C * C + 6 * C * b + cfg.vocab_size * C) if autocast_copy_bytes(cfg, run) else 0
-    return max(0, 4 * T * T + held - later)
+    if not recompute:  # a recomputed block's stage counts only its attention's copies (phases.py)
+        later += 2 * (9 * C * C + 6 * C * b + cfg.vocab_size * C) if autocast_copy_bytes(cfg, run) else 0
+    incoming = n * r * C if recompute else 0  # recomputed in backward: the gradient arriving at the block
+    return max(0, 4 * T * T + held + incoming - later)
 
 
 def mlp_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:

@@ -145,6 +145,11 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         stages[0].pop("attention backward (recomputed block)", None)
         stages[0].update(pick("recompute transients (MLP backward)"))
         stages.append(attention)
+    if T["attention forward (CPU flash fallback, recomputed block)"]:  # eager CPU flash with dropout: the
+        # recomputed block's fp32 math fallback in forward, before its MLP is recomputed (6L/16/2h T=128 bf16)
+        names = ("checkpoints + recomputed block (worst block)", "autocast copies (recomputed attention)")
+        names += ("attention forward (CPU flash fallback, recomputed block)", "LM head gradient")
+        stages.append({**pick(*names, "embedding dropout mask", "batch (x, y, positions)"), **bound, **prefetched})
     if T["attention weights (recompute, math)"]:  # eager: inside a block's recompute, at its T x T weights
         names = ("attention weights (recompute, math)", "autocast copies (recomputed attention)", "LM head gradient")
         stages.append({**pick(*names, "embedding dropout mask", "batch (x, y, positions)"), **bound, **prefetched})

@@ -178,6 +178,9 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "softmax (compiled recompute)": rc.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "attention forward (CPU flash fallback, last block)": t.flash_fallback_forward_bytes(cfg, run),
+        "attention forward (CPU flash fallback, recomputed block)": (
+            t.flash_fallback_forward_bytes(cfg, run, recompute=True) if ckpt else 0
+        ),
         "softmax exp (compiled recompute, pooled)": rc.compiled_recomputed_exp_bytes(cfg, run),
         "dropout attention (compiled recompute)": rc.compiled_recomputed_dropout_attention_bytes(cfg, run),
         "attention output copies (compiled recompute)": rc.compiled_recomputed_attention_output_bytes(cfg, run),
