@@ -103,7 +103,7 @@ def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return resid + (3 if cfg.n_layer > 2 else 1) * a * C + 5 * a * C
 
 
-def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+def blocks_whose_scores_wait(cfg: ModelConfig, run: RunConfig) -> list[int]:
     # CPU inductor, fp32 math attention, no grad: a buffer whose last use is done waits in inductor's pool for
     # the next allocation of its size when that does not raise the graph's peak *as inductor estimates it*.
     # Its estimate counts the scores and their softmax as two fp32 T x T buffers (2 * 4HT per token: the
@@ -112,26 +112,32 @@ def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # when the MLP's estimated bytes (10aC + 8 in the first block, 11aC + 8 in the second, 13aC + 8 from the
     # third, + the pooled qkv) + 4HT fit under the estimated peak, a later block's softmax: 2 * 4HT + qkv (3aC)
     # or, split, v's copy (aC) + the residual pieces (aC with two blocks, else 3aC) + the row max (4H).
-    # Per token, the largest MLP moment with them: the MLP's real bytes (its hidden 4aC with 2aC beside it in
-    # the first block, 3aC split; 3aC in the second; 5aC from the third) + 4HT + qkv. 16-bit softmaxes keep
-    # their input: estimate and code agree, nothing waits (2L/32/1h T=512 B=2 bf16 and pure bf16, measured)
+    # 16-bit softmaxes keep their input: estimate and code agree, nothing waits (2L/32/1h T=512 B=2, measured)
     if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
-        return 0
+        return []
     C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
     scores = 4 * H * T
-    waiting = scores + unfused_softmax_input_token_bytes(cfg, run)  # one sequence, one head: both T x T wait
     views = H == 1 or eval_tokens(cfg, run) <= T
     qkv = 3 * a * C if views else 0
     pieces = 1 if cfg.n_layer == 2 else 3
     estimated_peak = 2 * scores + (qkv if views else a * C) + pieces * a * C + 4 * H
-    largest = 0
-    for block in range(cfg.n_layer - 1):  # this block's scores wait for the next block's
-        estimated_mlp = (10, 11, 13)[min(block, 2)] * a * C + 8 + qkv
-        if estimated_mlp + scores > estimated_peak:
-            continue
-        beside = (2 if views else 3, 3, 5)[min(block, 2)] * a * C
-        largest = max(largest, 4 * a * C + beside + waiting + qkv)
-    return largest
+    estimated_mlp = [(10, 11, 13)[min(block, 2)] * a * C + 8 + qkv for block in range(cfg.n_layer - 1)]
+    return [block for block, mlp in enumerate(estimated_mlp) if mlp + scores <= estimated_peak]
+
+
+def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and the largest MLP moment with them, per token: the MLP's real bytes (its hidden 4aC with 2aC beside
+    # it in the first block, 3aC split; 3aC in the second; 5aC from the third) + the scores (4HT; one sequence
+    # and one head, the softmax's input too) + qkv where it waits (3aC)
+    blocks = blocks_whose_scores_wait(cfg, run)
+    if not blocks:
+        return 0
+    C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
+    views = H == 1 or eval_tokens(cfg, run) <= T
+    qkv = 3 * a * C if views else 0
+    waiting = 4 * H * T + unfused_softmax_input_token_bytes(cfg, run)
+    beside = max((2 if views else 3, 3, 5)[min(block, 2)] for block in blocks) * a * C
+    return 4 * a * C + beside + waiting + qkv
 
 
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -202,8 +208,8 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
     kept = 4 * a * C if views or fused_v else 2 * a * C
     split = 0 if views else 6 * a * C
-    if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
-        split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
+    if not views and blocks_whose_scores_wait(cfg, run):  # fp32: the last block's scores buffer waits in
+        split += 4 * H * T  # inductor's pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128)
     scores = 3 * a * C + a * H * T + 4 * H
     softmax = compiled_eval_softmax_token_bytes(cfg, run)
     unfused = unfused_softmax_input_token_bytes(cfg, run)  # (4) the softmax beside its input and q, k, v
