@@ -221,7 +221,7 @@ def unfused_softmax_input_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # (1, 1, T, T) output differ in layout, so inductor does not write the softmax over its input: while the
     # kernel runs, both fp32 T x T tensors are alive beside q, k, v (4HT per token more; 2L/32/1h T=512 B=1,
     # 6L/16/1h T=1024 B=1: generated code); the input is freed before softmax @ v
-    if not (run.compile and run.attention == "math" and act_size(run) == 4):
+    if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
         return 0
     return 4 * cfg.block_size if run.batch_size * cfg.n_head == 1 else 0
 
