@@ -223,7 +223,7 @@ def unfused_softmax_input_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # 6L/16/1h T=1024 B=1: generated code); the input is freed before softmax @ v
     if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
         return 0
-    return 4 * cfg.block_size if run.batch_size * cfg.n_head == 1 else 0
+    return 4 * cfg.block_size if run.eval_micro_batch * cfg.n_head == 1 else 0
 
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
