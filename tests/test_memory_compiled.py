@@ -250,6 +250,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
             "compiled_eval_math_token_bytes",
         ),
+        (  # pure bf16, 256 eval tokens: v's copy fused into the softmax's kernel keeps qkv and q's copy to it
+            ModelConfig(n_layer=2, n_head=8, n_embd=64, block_size=64, vocab_size=2048),
+            dict(batch_size=4, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):

@@ -156,10 +156,10 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
     # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy and k's, which the generated
     # code keeps as the buffer for softmax @ v (2aC: 2L/64/2h T=64 B=8 pure bf16, 3L/96/8h T=64 B=3 bf16): q
-    # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC
-    # less v's copy: seen under autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more,
-    # nor pure bf16 or fp32). What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it
-    # off, v's copy is fused in every config tried; on, it keeps the traced order unless another topological
+    # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it and
+    # q's copy as the buffer for softmax @ v (3aC more: seen in 16-bit, autocast and pure bf16, at B 2 to 8 up
+    # to 256 eval tokens, 2L/64/8h T=64 B=3 and 4 pure bf16; not at B 6 or 8 with 384 or more, nor fp32).
+    # What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it off, v's copy is fused in every config tried; on, it keeps the traced order unless another topological
     # order lowers its own estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h
     # T=64 B=3 bf16 at V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's
     # weight copy instead of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
@@ -167,8 +167,8 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
     views = H == 1 or n_e <= T
-    fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
-    kept = 4 * a * C if views or fused_v else 2 * a * C
+    fused_v = a == 2 and not views and n_e <= 256
+    kept = 5 * a * C if fused_v else 4 * a * C if views else 2 * a * C
     split = 0 if views else 6 * a * C
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
