@@ -159,10 +159,11 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it and
     # q's copy as the buffer for softmax @ v (3aC more: seen in 16-bit, autocast and pure bf16, at B 2 to 8 up
     # to 256 eval tokens, 2L/64/8h T=64 B=3 and 4 pure bf16; not at B 6 or 8 with 384 or more, nor fp32).
-    # What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it off, v's copy is fused in every config tried; on, it keeps the traced order unless another topological
-    # order lowers its own estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h
-    # T=64 B=3 bf16 at V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's
-    # weight copy instead of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
+    # What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it off, v's copy is fused
+    # in every config tried; on, it keeps the traced order unless another topological order lowers its own
+    # estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h T=64 B=3 bf16 at
+    # V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's weight copy instead
+    # of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
     C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
