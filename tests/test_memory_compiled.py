@@ -255,6 +255,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
             "compiled_eval_math_token_bytes",
         ),
+        (  # autocast, C = 16: c_fc's bf16 addmm packs its weight; the attention's weight copies kept for reuse
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=32, vocab_size=64),
+            dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
+            "compiled_c_fc_pack_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -405,6 +410,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=1024, vocab_size=512),
             dict(batch_size=1, dtype="pure_bf16", attention="flash", loss_chunks=4),
             "mlp_backward_bytes",
+        ),
+        (  # fp32 flash with dropout at B = 1: c_attn's output and the scaled q and k saved as they are
+            ModelConfig(n_layer=3, n_head=4, n_embd=96, block_size=128, vocab_size=2048, dropout=0.1),
+            dict(batch_size=1, dtype="fp32", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
+            "attention_act_bytes",
         ),
     ],
 )

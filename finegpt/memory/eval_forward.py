@@ -79,10 +79,11 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    if run.compile and run.device == "cpu":
-        return n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)) + (
-            compiled_mlp_pack_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "c_proj")
-        )
+    if run.compile and run.device == "cpu":  # at c_proj's matmul or c_fc's (the same buffers: see below)
+        tokens = n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run))
+        pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
+        copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
+        return tokens + pack + copies
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
     pack = cpu_bf16_pack_bytes(cfg, run, n_e)
@@ -109,6 +110,35 @@ def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not (run.compile and run.device == "cpu"):
         return 0
     return cpu_bf16_pack_bytes(cfg, replace(run, compile=False), eval_tokens(cfg, run))
+
+
+def compiled_c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor's 16-bit c_fc matmul (K = C, N = 4C): oneDNN packs its weight like any bf16 mm
+    # (cpu_bf16_mm_pack_bytes: from 33 rows at K <= 32; 18,048 B at 64 rows, C = 16, 2 threads: 6L/16/2h T=32
+    # B=2 bf16), a panel a thread up to 32 rows. Beside it the same per-token buffers as at c_proj's matmul:
+    # ln_2's output and c_fc's (aC + 4aC) in place of c_fc's and c_proj's outputs (4aC + aC)
+    if not (run.compile and run.device == "cpu" and act_size(run) == 2):
+        return 0
+    n_e, C, threads = eval_tokens(cfg, run), cfg.n_embd, run.cpu_threads
+    if n_e <= 32:
+        rule = cpu_bf16_panel_scratch_bytes(n_e, C, 4 * C, threads)
+    else:
+        rule = cpu_bf16_mm_pack_bytes(n_e, C, 4 * C, threads)
+    return measured_mm_scratch_bytes("forward", n_e, C, 4 * C, threads, rule)
+
+
+def compiled_pooled_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast on CPU, with biases, 2+ blocks: a block's attention weight copies (c_attn's, 6C^2
+    # + 3C bias, and c_proj's, 2C^2 + C bias: 16-bit) are not freed after their addmm but kept by inductor's
+    # memory planning to be reused for the next block's copies, so they sit beside the MLP's (6L/16/2h T=32
+    # B=2 bf16: at the first block's c_fc matmul). Without biases (mm) the generated code frees them at once
+    # (4L/64/1h T=32 B=1 bf16); one block has no next block to reuse them
+    if not (run.compile and run.device == "cpu" and autocast_copy_bytes(cfg, run)):
+        return 0
+    if not cfg.bias or cfg.n_layer < 2:
+        return 0
+    C, b = cfg.n_embd, int(cfg.bias)
+    return 2 * (4 * C * C + 4 * C * b)
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
