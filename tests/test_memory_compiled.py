@@ -416,6 +416,11 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=1, dtype="fp32", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
             "attention_act_bytes",
         ),
+        (  # the last block's softmax in forward: c_attn's output, the running residual, the embeddings' mask
+            ModelConfig(n_layer=3, n_head=8, n_embd=96, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=3, dtype="bf16", attention="math"),
+            "compiled_forward_softmax_beside_bytes",
+        ),
     ],
 )
 def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_kw, term):
