@@ -200,6 +200,8 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     views = H == 1 or n_e <= T
     fused_v = a == 2 and not views and n_e <= 256
     kept = 5 * a * C if fused_v else 4 * a * C if views else 2 * a * C
+    if views and cfg.n_layer == 1:  # one block: the generated code frees ln_1's output after c_attn's matmul
+        kept = 3 * a * C  # and makes softmax @ v's output after the softmax (1L/128/1h T=512 B=8 pure bf16)
     split = 0 if views else 6 * a * C
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
