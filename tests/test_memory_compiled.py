@@ -255,11 +255,6 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=4, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
             "compiled_eval_math_token_bytes",
         ),
-        (  # autocast, C = 16: c_fc's bf16 addmm packs its weight; the attention's weight copies kept for reuse
-            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=32, vocab_size=64),
-            dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
-            "compiled_c_fc_pack_bytes",
-        ),
         (  # one block, one head: ln_1's output is freed, softmax @ v's output made after the softmax
             ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=512, vocab_size=256, dropout=0.1),
             dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2, loss_chunks=8),

@@ -82,8 +82,7 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile and run.device == "cpu":  # at c_proj's matmul or c_fc's (the same buffers: see below)
         tokens = n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run))
         pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
-        copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
-        return tokens + pack + copies
+        return tokens + pack + eval_weight_copy_bytes(cfg, run, "c_proj")
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
     pack = cpu_bf16_pack_bytes(cfg, run, n_e)
@@ -125,20 +124,6 @@ def compiled_c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         rule = cpu_bf16_mm_pack_bytes(n_e, C, 4 * C, threads)
     return measured_mm_scratch_bytes("forward", n_e, C, 4 * C, threads, rule)
-
-
-def compiled_pooled_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # compiled under autocast on CPU, with biases, 2+ blocks: a block's attention weight copies (c_attn's, 6C^2
-    # + 3C bias, and c_proj's, 2C^2 + C bias: 16-bit) are not freed after their addmm but kept by inductor's
-    # memory planning to be reused for the next block's copies, so they sit beside the MLP's (6L/16/2h T=32
-    # B=2 bf16: at the first block's c_fc matmul). Without biases (mm) the generated code frees them at once
-    # (4L/64/1h T=32 B=1 bf16); one block has no next block to reuse them
-    if not (run.compile and run.device == "cpu" and autocast_copy_bytes(cfg, run)):
-        return 0
-    if not cfg.bias or cfg.n_layer < 2:
-        return 0
-    C, b = cfg.n_embd, int(cfg.bias)
-    return 2 * (4 * C * C + 4 * C * b)
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -198,7 +183,7 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
     views = H == 1 or n_e <= T
-    fused_v = a == 2 and not views and n_e <= 256
+    fused_v = a == 2 and not views and n_e <= 256 and fused_v_order_kept(cfg, run, base)
     kept = 5 * a * C if fused_v else 4 * a * C if views else 2 * a * C
     if views and cfg.n_layer == 1:  # one block: the generated code frees ln_1's output after c_attn's matmul
         kept = 3 * a * C  # and makes softmax @ v's output after the softmax (1L/128/1h T=512 B=8 pure bf16)
@@ -207,6 +192,21 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
     scores = 3 * a * C + a * H * T + 4 * H
     return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
+
+
+def fused_v_order_kept(cfg: ModelConfig, run: RunConfig, base: int) -> bool:
+    # does reorder_for_peak_memory keep the traced order, v's copy fused into the softmax's kernel? It reorders
+    # only where that lowers its estimate of the graph's peak, so pure bf16 keeps it where the full loss in the
+    # graph, the logits and their fp32 log_softmax ((a + 4) V per token), outweighs the fused softmax moment
+    # (2L/64/8h T=64 V=2048 B=3, 4: fused; 1L/128/8h T=64 V=64 B=4 and, chunked, 2L/64/4h T=32 B=4: not).
+    # Autocast: the larger count, fused (see above)
+    if run.label != "pure_bf16":
+        return True
+    if run.loss_chunks:
+        return False
+    a = act_size(run)
+    fused = base + 5 * a * cfg.n_embd + compiled_eval_softmax_token_bytes(cfg, run)
+    return (a + 4) * cfg.vocab_size >= fused
 
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
