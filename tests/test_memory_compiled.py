@@ -260,6 +260,16 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2, loss_chunks=8),
             "compiled_eval_math_token_bytes",
         ),
+        (  # autocast flash, the 2nd block: the first block's MLP output waits beside the kernel's buffers
+            ModelConfig(n_layer=2, n_head=1, n_embd=64, block_size=64, vocab_size=64),
+            dict(batch_size=4, dtype="bf16", attention="flash", loss_chunks=8),
+            "compiled_eval_attention_token_bytes",
+        ),
+        (  # autocast, C = 16: c_fc's bf16 addmm packs its weight; the first block's attention copies kept
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=32, vocab_size=64),
+            dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
+            "compiled_c_fc_pack_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):

@@ -82,7 +82,8 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile and run.device == "cpu":  # at c_proj's matmul or c_fc's (the same buffers: see below)
         tokens = n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run))
         pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
-        return tokens + pack + eval_weight_copy_bytes(cfg, run, "c_proj")
+        copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
+        return tokens + pack + copies
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
     pack = cpu_bf16_pack_bytes(cfg, run, n_e)
@@ -126,6 +127,20 @@ def compiled_c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return measured_mm_scratch_bytes("forward", n_e, C, 4 * C, threads, rule)
 
 
+def compiled_pooled_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast on CPU, flash attention with biases, 2+ blocks: the first block's attention weight
+    # copies (c_attn's, 6C^2 + 3C bias, and c_proj's, 2C^2 + C bias: 16-bit) are not freed after their addmm
+    # but kept by inductor's memory planning for the next block's copies, so they sit beside its MLP's
+    # (6L/16/2h T=32 B=2 and 2L/64/1h T=64 B=4 bf16 flash: at the first block's c_fc matmul). Math attention's
+    # code frees them at once (2L/32/1h T=16 B=2 bf16), as do mm's without biases; one block has no next
+    if not (run.compile and run.device == "cpu" and autocast_copy_bytes(cfg, run)) or run.attention != "flash":
+        return 0
+    if not cfg.bias or cfg.n_layer < 2:
+        return 0
+    C = cfg.n_embd
+    return 2 * (4 * C * C + 4 * C)
+
+
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # inductor's no-grad math attention, per token. fp32: the fused softmax kernel overwrites the scores in
     # place (the exp, then the softmax), one fp32 T x T tensor (4*H*T). 16-bit: the scores (a*H*T), the
@@ -158,7 +173,10 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
     kernel = cpu_flash_packed_kv_token_bytes(cfg, run) + cpu_flash_logsumexp_token_bytes(cfg, run)
     if cfg.n_layer == 1:
         return 5 * a * C + kernel
-    return resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
+    # autocast: one 16-bit n x C buffer more, the last block's MLP output, kept by inductor's memory planning
+    # for reuse (2L/64/1h T=64 B=4 and 2L/32/2h T=64 B=1 bf16: at the 2nd block's flash call)
+    piece = a * C if a < resid_size(run) else 0
+    return resid_size(run) * C + 5 * a * C + piece + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
 
 
 def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
