@@ -270,6 +270,11 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
             "compiled_c_fc_pack_bytes",
         ),
+        (  # pure bf16, one sequence, one head: no stored exp; the scores and softmax wait through the MLP
+            ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, bias=False),
+            dict(batch_size=1, dtype="pure_bf16", attention="math", loss_chunks=2),
+            "pooled_unstored_scores_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):

@@ -80,7 +80,8 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
     if run.compile and run.device == "cpu":  # at c_proj's matmul or c_fc's (the same buffers: see below)
-        tokens = n_e * (compiled_eval_mlp_token_bytes(cfg, run) + previous_logits_bytes(cfg, run))
+        mlp = compiled_eval_mlp_token_bytes(cfg, run) + pooled_unstored_scores_token_bytes(cfg, run)
+        tokens = n_e * (mlp + previous_logits_bytes(cfg, run))
         pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
         copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
         return tokens + pack + copies
@@ -101,6 +102,16 @@ def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a = cfg.n_embd, act_size(run)
     resid = resid_size(run) * C if cfg.n_layer > 1 else 0
     return resid + (3 if cfg.n_layer > 2 else 1) * a * C + 5 * a * C
+
+
+def pooled_unstored_scores_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # 16-bit, one sequence and one head (unstored_exp_token_bytes), 2+ blocks: a block's scores and softmax
+    # (2aHT per token) and c_attn's output, whose views q, k, v are (3aC), wait in inductor's pool through the
+    # block's MLP for the next block's (4L/32/1h T=512 B=1 pure bf16: at the 3rd block's c_fc matmul)
+    if not unstored_exp_token_bytes(cfg, run) or cfg.n_layer < 2:
+        return 0
+    a = act_size(run)
+    return 2 * a * cfg.n_head * cfg.block_size + 3 * a * cfg.n_embd
 
 
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -209,7 +220,17 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if a == 4 and not views and cfg.n_layer > 2:  # fp32: the last block's scores buffer may wait in inductor's
         split += 4 * H * T  # pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128): counted
     scores = 3 * a * C + a * H * T + 4 * H
-    return base + max(split, scores, kept + compiled_eval_softmax_token_bytes(cfg, run))
+    softmax = compiled_eval_softmax_token_bytes(cfg, run) - unstored_exp_token_bytes(cfg, run)
+    return base + max(split, scores, kept + softmax)
+
+
+def unstored_exp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... 16-bit with one sequence and one head (B*H = 1), no grad: the softmax's kernel recomputes the exp in
+    # its second pass instead of storing it, so no fp32 T x T buffer (4HT per token; generated code of
+    # 1L/128/1h T=512 and 4L/32/1h T=512 pure bf16, 1L/128/1h T=128 bf16, each at B=1; B=2 or H=4 store it)
+    if run.attention != "math" or act_size(run) != 2 or run.eval_micro_batch * cfg.n_head != 1:
+        return 0
+    return 4 * cfg.n_head * cfg.block_size
 
 
 def fused_v_order_kept(cfg: ModelConfig, run: RunConfig, base: int) -> bool:
