@@ -270,6 +270,31 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=1, dtype="fp32", attention="math", loss_chunks=4),
             "unfused_softmax_input_token_bytes",
         ),
+        (  # pure bf16, 256 eval tokens: v's copy fused into the softmax's kernel keeps qkv and q's copy to it
+            ModelConfig(n_layer=2, n_head=8, n_embd=64, block_size=64, vocab_size=2048),
+            dict(batch_size=4, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # one block, one head: ln_1's output is freed, softmax @ v's output made after the softmax
+            ModelConfig(n_layer=1, n_head=1, n_embd=128, block_size=512, vocab_size=256, dropout=0.1),
+            dict(batch_size=8, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2, loss_chunks=8),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # autocast flash, the 2nd block: the first block's MLP output waits beside the kernel's buffers
+            ModelConfig(n_layer=2, n_head=1, n_embd=64, block_size=64, vocab_size=64),
+            dict(batch_size=4, dtype="bf16", attention="flash", loss_chunks=8),
+            "compiled_eval_attention_token_bytes",
+        ),
+        (  # autocast, C = 16: c_fc's bf16 addmm packs its weight; the first block's attention copies kept
+            ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=32, vocab_size=64),
+            dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
+            "compiled_c_fc_pack_bytes",
+        ),
+        (  # pure bf16, one sequence, one head: no stored exp; the scores and softmax wait through the MLP
+            ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, bias=False),
+            dict(batch_size=1, dtype="pure_bf16", attention="math", loss_chunks=2),
+            "pooled_unstored_scores_token_bytes",
+        ),
     ],
 )
 def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run_kw, term):
@@ -437,6 +462,16 @@ def test_inductor_pools_the_scores_only_where_its_own_peak_estimate_has_room():
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=1024, vocab_size=512),
             dict(batch_size=1, dtype="pure_bf16", attention="flash", loss_chunks=4),
             "mlp_backward_bytes",
+        ),
+        (  # fp32 flash with dropout at B = 1: c_attn's output and the scaled q and k saved as they are
+            ModelConfig(n_layer=3, n_head=4, n_embd=96, block_size=128, vocab_size=2048, dropout=0.1),
+            dict(batch_size=1, dtype="fp32", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
+            "attention_act_bytes",
+        ),
+        (  # the last block's softmax in forward: c_attn's output, the running residual, the embeddings' mask
+            ModelConfig(n_layer=3, n_head=8, n_embd=96, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=3, dtype="bf16", attention="math"),
+            "compiled_forward_softmax_beside_bytes",
         ),
     ],
 )

@@ -48,9 +48,11 @@ def attention_act_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         fallback = 12 * H * T + 3 * C * (4 - a) + views if cpu_math else 0
         if cpu_math and run.compile:  # inductor's decomposition, as its generated code saves it: the fp32 scores,
             # a bool mask, the row max, sum and any-mask (9H). Without autocast its fp32 q, k, v (12C), the
-            # fp32 dropped weights (4HT) and the output (aC); under autocast 16-bit q, k, v and output (4aC)
+            # fp32 dropped weights (4HT) and the output (aC); under autocast 16-bit q, k, v and output (4aC).
+            # fp32 at B=1 or H=1, as eager: c_attn's output and the scaled q and k (views: 8C more; 3L/96/4h
+            # T=128 B=1 fp32, 2 fp32 n x C buffers a block more)
             if param_size(run) == a:
-                return 12 * C + a * C + 9 * H + 9 * H * T
+                return 12 * C + a * C + 9 * H + 9 * H * T + views
             return 4 * a * C + 9 * H + 5 * H * T
         return 4 * a * C + 4 * H + fallback
     # explicit softmax: contiguous q, k, v and y (4aC) + the softmax output (H*T per token)

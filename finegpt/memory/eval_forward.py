@@ -79,11 +79,13 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     else:
         per_token = 2 * r * C + (2 if run.label == "pure_bf16" else 4) * C + 8 * a * C
     n_e = eval_tokens(cfg, run)
-    if run.compile and run.device == "cpu":
-        mlp = max(compiled_eval_mlp_token_bytes(cfg, run), pooled_scores_mlp_token_bytes(cfg, run))
-        return n_e * (mlp + previous_logits_bytes(cfg, run)) + (
-            compiled_mlp_pack_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "c_proj")
-        )
+    if run.compile and run.device == "cpu":  # at c_proj's matmul or c_fc's (the same buffers: see below)
+        unpooled = compiled_eval_mlp_token_bytes(cfg, run) + pooled_unstored_scores_token_bytes(cfg, run)
+        mlp = max(unpooled, pooled_scores_mlp_token_bytes(cfg, run))
+        tokens = n_e * (mlp + previous_logits_bytes(cfg, run))
+        pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
+        copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
+        return tokens + pack + copies
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
     # c_proj's matmul: c_fc's output is freed, c_proj's output (aC) and the CPU 16-bit matmul's copy are added
     pack = cpu_bf16_pack_bytes(cfg, run, n_e)
@@ -140,6 +142,16 @@ def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return 4 * a * C + beside + waiting + qkv
 
 
+def pooled_unstored_scores_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # 16-bit, one sequence and one head (unstored_exp_token_bytes), 2+ blocks: a block's scores and softmax
+    # (2aHT per token) and c_attn's output, whose views q, k, v are (3aC), wait in inductor's pool through the
+    # block's MLP for the next block's (4L/32/1h T=512 B=1 pure bf16: at the 3rd block's c_fc matmul)
+    if not unstored_exp_token_bytes(cfg, run) or cfg.n_layer < 2:
+        return 0
+    a = act_size(run)
+    return 2 * a * cfg.n_head * cfg.block_size + 3 * a * cfg.n_embd
+
+
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # CPU inductor's 16-bit c_proj matmul (K = 4C, N = C, autocast too) is the eager one's aten::addmm on the
     # transposed weight, with oneDNN's same scratch (cpu_bf16_pack_bytes): measured on the op at 2 threads, C 64
@@ -147,6 +159,35 @@ def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not (run.compile and run.device == "cpu"):
         return 0
     return cpu_bf16_pack_bytes(cfg, replace(run, compile=False), eval_tokens(cfg, run))
+
+
+def compiled_c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor's 16-bit c_fc matmul (K = C, N = 4C): oneDNN packs its weight like any bf16 mm
+    # (cpu_bf16_mm_pack_bytes: from 33 rows at K <= 32; 18,048 B at 64 rows, C = 16, 2 threads: 6L/16/2h T=32
+    # B=2 bf16), a panel a thread up to 32 rows. Beside it the same per-token buffers as at c_proj's matmul:
+    # ln_2's output and c_fc's (aC + 4aC) in place of c_fc's and c_proj's outputs (4aC + aC)
+    if not (run.compile and run.device == "cpu" and act_size(run) == 2):
+        return 0
+    n_e, C, threads = eval_tokens(cfg, run), cfg.n_embd, run.cpu_threads
+    if n_e <= 32:
+        rule = cpu_bf16_panel_scratch_bytes(n_e, C, 4 * C, threads)
+    else:
+        rule = cpu_bf16_mm_pack_bytes(n_e, C, 4 * C, threads)
+    return measured_mm_scratch_bytes("forward", n_e, C, 4 * C, threads, rule)
+
+
+def compiled_pooled_attention_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled under autocast on CPU, flash attention with biases, 2+ blocks: the first block's attention weight
+    # copies (c_attn's, 6C^2 + 3C bias, and c_proj's, 2C^2 + C bias: 16-bit) are not freed after their addmm
+    # but kept by inductor's memory planning for the next block's copies, so they sit beside its MLP's
+    # (6L/16/2h T=32 B=2 and 2L/64/1h T=64 B=4 bf16 flash: at the first block's c_fc matmul). Math attention's
+    # code frees them at once (2L/32/1h T=16 B=2 bf16), as do mm's without biases; one block has no next
+    if not (run.compile and run.device == "cpu" and autocast_copy_bytes(cfg, run)) or run.attention != "flash":
+        return 0
+    if not cfg.bias or cfg.n_layer < 2:
+        return 0
+    C = cfg.n_embd
+    return 2 * (4 * C * C + 4 * C)
 
 
 def compiled_eval_softmax_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -181,7 +222,10 @@ def compiled_eval_attention_token_bytes(cfg: ModelConfig, run: RunConfig) -> int
     kernel = cpu_flash_packed_kv_token_bytes(cfg, run) + cpu_flash_logsumexp_token_bytes(cfg, run)
     if cfg.n_layer == 1:
         return 5 * a * C + kernel
-    return resid_size(run) * C + 5 * a * C + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
+    # autocast: one 16-bit n x C buffer more, the last block's MLP output, kept by inductor's memory planning
+    # for reuse (2L/64/1h T=64 B=4 and 2L/32/2h T=64 B=1 bf16: at the 2nd block's flash call)
+    piece = a * C if a < resid_size(run) else 0
+    return resid_size(run) * C + 5 * a * C + piece + pooled_mlp_hidden_token_bytes(cfg, run) + kernel
 
 
 def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -194,24 +238,27 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # (1) the split copies q, k, v out of qkv (6aC, ln_1's output reused for q), (2) the scores beside q, k,
     # v (3aC + a*H*T + the fp32 row max, 4H), (3) the softmax beside v's copy and k's, which the generated
     # code keeps as the buffer for softmax @ v (2aC: 2L/64/2h T=64 B=8 pure bf16, 3L/96/8h T=64 B=3 bf16): q
-    # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it (3aC
-    # less v's copy: seen under autocast at B 2 to 8 up to 256 eval tokens; not at B 6 or 8 with 384 or more,
-    # nor pure bf16 or fp32). What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it
-    # off, v's copy is fused in every config tried; on, it keeps the traced order unless another topological
-    # order lowers its own estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h
-    # T=64 B=3 bf16 at V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's
-    # weight copy instead of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
+    # and qkv are freed by then, unless v's copy is fused into the softmax's kernel, which keeps qkv to it and
+    # q's copy as the buffer for softmax @ v (3aC more: seen in 16-bit, autocast and pure bf16, at B 2 to 8 up
+    # to 256 eval tokens, 2L/64/8h T=64 B=3 and 4 pure bf16; not at B 6 or 8 with 384 or more, nor fp32).
+    # What moves v's copy is inductor's reorder_for_peak_memory, not its fusion: with it off, v's copy is fused
+    # in every config tried; on, it keeps the traced order unless another topological order lowers its own
+    # estimate of the graph's peak, and then v's copy is made beside q's and k's (3L/96/8h T=64 B=3 bf16 at
+    # V = 64, chunked or not: at the softmax only v's copy is kept, 3aC less, and c_proj's weight copy instead
+    # of c_attn's; at V = 2048 the fused order). Not modelled: the fused count is the larger
     C, a, H, T = cfg.n_embd, act_size(run), cfg.n_head, cfg.block_size
     base = (resid_size(run) * C if cfg.n_layer > 1 else 0) + (2 * a * C if cfg.n_layer > 2 else 0)
     n_e = eval_tokens(cfg, run)
     views = H == 1 or n_e <= T
-    fused_v = run.label in ("bf16", "fp16") and not views and n_e <= 256
-    kept = 4 * a * C if views or fused_v else 2 * a * C
+    fused_v = a == 2 and not views and n_e <= 256 and fused_v_order_kept(cfg, run, base)
+    kept = 5 * a * C if fused_v else 4 * a * C if views else 2 * a * C
+    if views and cfg.n_layer == 1:  # one block: the generated code frees ln_1's output after c_attn's matmul
+        kept = 3 * a * C  # and makes softmax @ v's output after the softmax (1L/128/1h T=512 B=8 pure bf16)
     split = 0 if views else 6 * a * C
     if not views and blocks_whose_scores_wait(cfg, run):  # fp32: the last block's scores buffer waits in
         split += 4 * H * T  # inductor's pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128)
     scores = 3 * a * C + a * H * T + 4 * H
-    softmax = compiled_eval_softmax_token_bytes(cfg, run)
+    softmax = compiled_eval_softmax_token_bytes(cfg, run) - unstored_exp_token_bytes(cfg, run)
     unfused = unfused_softmax_input_token_bytes(cfg, run)  # (4) the softmax beside its input and q, k, v
     return base + max(split, scores, kept + softmax, 3 * a * C + softmax + unfused if unfused else 0)
 
@@ -224,6 +271,30 @@ def unfused_softmax_input_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
         return 0
     return 4 * cfg.block_size if run.eval_micro_batch * cfg.n_head == 1 else 0
+
+
+def unstored_exp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... 16-bit with one sequence and one head (B*H = 1), no grad: the softmax's kernel recomputes the exp in
+    # its second pass instead of storing it, so no fp32 T x T buffer (4HT per token; generated code of
+    # 1L/128/1h T=512 and 4L/32/1h T=512 pure bf16, 1L/128/1h T=128 bf16, each at B=1; B=2 or H=4 store it)
+    if run.attention != "math" or act_size(run) != 2 or run.eval_micro_batch * cfg.n_head != 1:
+        return 0
+    return 4 * cfg.n_head * cfg.block_size
+
+
+def fused_v_order_kept(cfg: ModelConfig, run: RunConfig, base: int) -> bool:
+    # does reorder_for_peak_memory keep the traced order, v's copy fused into the softmax's kernel? It reorders
+    # only where that lowers its estimate of the graph's peak, so pure bf16 keeps it where the full loss in the
+    # graph, the logits and their fp32 log_softmax ((a + 4) V per token), outweighs the fused softmax moment
+    # (2L/64/8h T=64 V=2048 B=3, 4: fused; 1L/128/8h T=64 V=64 B=4 and, chunked, 2L/64/4h T=32 B=4: not).
+    # Autocast: the larger count, fused (see above)
+    if run.label != "pure_bf16":
+        return True
+    if run.loss_chunks:
+        return False
+    a = act_size(run)
+    fused = base + 5 * a * cfg.n_embd + compiled_eval_softmax_token_bytes(cfg, run)
+    return (a + 4) * cfg.vocab_size >= fused
 
 
 def cpu_flash_packed_kv_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:

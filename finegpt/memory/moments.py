@@ -142,7 +142,20 @@ def compiled_forward_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         return 0
     a, HT = act_size(run), cfg.n_head * cfg.block_size
     transient = train_tokens(cfg, run) * HT * (4 if a == 4 else a + 4)
-    return max(0, transient - last_block_freed_bytes(cfg, run))
+    return max(0, transient + compiled_forward_softmax_beside_bytes(cfg, run) - last_block_freed_bytes(cfg, run))
+
+
+def compiled_forward_softmax_beside_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and beside that kernel, what no saved-activation term counts (CPU inductor's forward code, 3L/96/8h
+    # T=128 B=3 bf16 dropout 0.1): c_attn's output (3aC per token), which the kernel reads to make v's copy
+    # (B, H > 1: with one sequence or head q, k, v are views of it, saved already); its fp32 row max and sum
+    # (8H); from the 2nd block the running residual stream (rC: the blocks save their norms' inputs, not it);
+    # with dropout the embeddings' bool mask (C), saved from the first kernel on
+    C, n = cfg.n_embd, train_tokens(cfg, run)
+    qkv = 0 if run.batch_size == 1 or cfg.n_head == 1 else 3 * act_size(run) * C
+    resid = resid_size(run) * C if cfg.n_layer > 1 else 0
+    mask = C if cfg.dropout > 0 else 0
+    return n * (qkv + 8 * cfg.n_head + resid + mask)
 
 
 def waiting_head_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
