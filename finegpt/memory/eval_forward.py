@@ -10,6 +10,13 @@ from dataclasses import replace
 from finegpt.config import ModelConfig
 from finegpt.memory.activations import batch_bytes, loss_chunk_tokens
 from finegpt.memory.calibration import compiled_coefficient, eager_logit_bytes
+from finegpt.memory.inductor_pool import (
+    blocks_whose_scores_wait,
+    pooled_scores_mlp_token_bytes,
+    pooled_unstored_scores_token_bytes,
+    unfused_softmax_input_token_bytes,
+    unstored_exp_token_bytes,
+)
 from finegpt.memory.state import (
     act_size,
     autocast_copy_bytes,
@@ -103,53 +110,6 @@ def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     C, a = cfg.n_embd, act_size(run)
     resid = resid_size(run) * C if cfg.n_layer > 1 else 0
     return resid + (3 if cfg.n_layer > 2 else 1) * a * C + 5 * a * C
-
-
-def blocks_whose_scores_wait(cfg: ModelConfig, run: RunConfig) -> list[int]:
-    # CPU inductor, fp32 math attention, no grad: a buffer whose last use is done waits in inductor's pool for
-    # the next allocation of its size when that does not raise the graph's peak *as inductor estimates it*.
-    # Its estimate counts the scores and their softmax as two fp32 T x T buffers (2 * 4HT per token: the
-    # generated kernel writes the softmax in place, one). So a block's scores (4HT) and, where q, k, v are
-    # views of c_attn's output, that output (3aC) wait through the block's MLP for the next block's: accepted
-    # when the MLP's estimated bytes (10aC + 8 in the first block, 11aC + 8 in the second, 13aC + 8 from the
-    # third, + the pooled qkv) + 4HT fit under the estimated peak, a later block's softmax: 2 * 4HT + qkv (3aC)
-    # or, split, v's copy (aC) + the residual pieces (aC with two blocks, else 3aC) + the row max (4H).
-    # 16-bit softmaxes keep their input: estimate and code agree, nothing waits (2L/32/1h T=512 B=2, measured)
-    if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
-        return []
-    C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
-    scores = 4 * H * T
-    views = H == 1 or eval_tokens(cfg, run) <= T
-    qkv = 3 * a * C if views else 0
-    pieces = 1 if cfg.n_layer == 2 else 3
-    estimated_peak = 2 * scores + (qkv if views else a * C) + pieces * a * C + 4 * H
-    estimated_mlp = [(10, 11, 13)[min(block, 2)] * a * C + 8 + qkv for block in range(cfg.n_layer - 1)]
-    return [block for block, mlp in enumerate(estimated_mlp) if mlp + scores <= estimated_peak]
-
-
-def pooled_scores_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... and the largest MLP moment with them, per token: the MLP's real bytes (its hidden 4aC with 2aC beside
-    # it in the first block, 3aC split; 3aC in the second; 5aC from the third) + the scores (4HT; one sequence
-    # and one head, the softmax's input too) + qkv where it waits (3aC)
-    blocks = blocks_whose_scores_wait(cfg, run)
-    if not blocks:
-        return 0
-    C, H, T, a = cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
-    views = H == 1 or eval_tokens(cfg, run) <= T
-    qkv = 3 * a * C if views else 0
-    waiting = 4 * H * T + unfused_softmax_input_token_bytes(cfg, run)
-    beside = max((2 if views else 3, 3, 5)[min(block, 2)] for block in blocks) * a * C
-    return 4 * a * C + beside + waiting + qkv
-
-
-def pooled_unstored_scores_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # 16-bit, one sequence and one head (unstored_exp_token_bytes), 2+ blocks: a block's scores and softmax
-    # (2aHT per token) and c_attn's output, whose views q, k, v are (3aC), wait in inductor's pool through the
-    # block's MLP for the next block's (4L/32/1h T=512 B=1 pure bf16: at the 3rd block's c_fc matmul)
-    if not unstored_exp_token_bytes(cfg, run) or cfg.n_layer < 2:
-        return 0
-    a = act_size(run)
-    return 2 * a * cfg.n_head * cfg.block_size + 3 * a * cfg.n_embd
 
 
 def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -261,25 +221,6 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     softmax = compiled_eval_softmax_token_bytes(cfg, run) - unstored_exp_token_bytes(cfg, run)
     unfused = unfused_softmax_input_token_bytes(cfg, run)  # (4) the softmax beside its input and q, k, v
     return base + max(split, scores, kept + softmax, 3 * a * C + softmax + unfused if unfused else 0)
-
-
-def unfused_softmax_input_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... but with one sequence and one head, no grad, fp32: the bmm's (1, T, T) scores and the softmax's
-    # (1, 1, T, T) output differ in layout, so inductor does not write the softmax over its input: while the
-    # kernel runs, both fp32 T x T tensors are alive beside q, k, v (4HT per token more; 2L/32/1h T=512 B=1,
-    # 6L/16/1h T=1024 B=1: generated code); the input is freed before softmax @ v
-    if not (run.compile and run.device == "cpu" and run.attention == "math" and act_size(run) == 4):
-        return 0
-    return 4 * cfg.block_size if run.eval_micro_batch * cfg.n_head == 1 else 0
-
-
-def unstored_exp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # ... 16-bit with one sequence and one head (B*H = 1), no grad: the softmax's kernel recomputes the exp in
-    # its second pass instead of storing it, so no fp32 T x T buffer (4HT per token; generated code of
-    # 1L/128/1h T=512 and 4L/32/1h T=512 pure bf16, 1L/128/1h T=128 bf16, each at B=1; B=2 or H=4 store it)
-    if run.attention != "math" or act_size(run) != 2 or run.eval_micro_batch * cfg.n_head != 1:
-        return 0
-    return 4 * cfg.n_head * cfg.block_size
 
 
 def fused_v_order_kept(cfg: ModelConfig, run: RunConfig, base: int) -> bool:
