@@ -369,6 +369,18 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             dict(batch_size=2, dtype="bf16", attention="math", activation_checkpointing=True),
             "recompute_transient_bytes",
         ),
+        (  # two blocks: the bottom block's recomputed softmax beside the top block's gradients and, in inductor's
+            # pool, its MLP hidden gradient
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=64, bias=False),
+            dict(
+                batch_size=1,
+                dtype="pure_bf16",
+                attention="math",
+                activation_checkpointing=True,
+                loss_chunks=4,
+            ),
+            "compiled_bottom_softmax_bytes",
+        ),
         (  # autocast, 2 micro-steps: the graph's last kernel casts c_attn's 16-bit weight gradient to fp32
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=256),
             dict(batch_size=2, dtype="bf16", attention="math", gradient_accumulation_steps=2),

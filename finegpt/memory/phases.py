@@ -171,6 +171,18 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
                 **acts,
             }
         )
+    if T["softmax (compiled recompute, bottom block)"]:  # the bottom block's attention recomputed, the blocks
+        # above done, and what inductor's pool keeps for its MLP
+        head = () if run.loss_chunks else ("final norm + embeddings",)
+        names = ("softmax (compiled recompute, bottom block)", "MLP hidden gradient (compiled pool, bottom block)")
+        stages.append(
+            {
+                **pick(*names, "embedding dropout mask", "batch (x, y, positions)", *head, "next batch (prefetched)"),
+                "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                **pick("logits gradient (kept for the tied sum)", "LM head gradient (compiled, before the tied sum)"),
+                **pick("logits still bound (last micro-step)"),
+            }
+        )
     if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held
         names = ("flash-attention backward (compiled recompute)", "logits gradient (kept for the tied sum)")
         stages.append(

@@ -135,6 +135,40 @@ def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
 
 
+def compiled_bottom_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... from 2 blocks on, the bottom block's, the blocks above done: its softmax (as above) beside the first
+    # checkpoint (n*C*r; with B > 1 its two embeddings, the positions' T*C*r apart), the L-1 blocks' gradients
+    # (the graph's outputs, every micro-step), the residual stream's gradient from above (rC) and the norms'
+    # statistics (24 bytes) per token (read: 2L/64/4h and 3L/64/4h T=128 pure bf16, B = 1 and 2)
+    softmax = compiled_recomputed_softmax_bytes(cfg, run)
+    if cfg.n_layer < 2 or not softmax:
+        return 0
+    n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
+    positions = cfg.block_size * C * r if run.batch_size > 1 else 0
+    grads = (cfg.n_layer - 1) * block_grad_bytes(cfg, run)
+    return softmax + n * C * r + positions + grads + n * (r * C + 24)
+
+
+def compiled_bottom_softmax_pool_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and, kept in inductor's reuse pool for the bottom block's c_fc output, the block above's MLP hidden
+    # gradient (4aC per token), as far as it fits: the pool keeps a freed buffer only while inductor's own
+    # estimate of the graph's peak does not rise (should_reuse_buffer, torch/_inductor/codegen/wrapper.py).
+    # That estimate peaks at the block's softmax backward, whose output it counts beside the bmm's it is
+    # written over (3 T x T: 3aHT), beside the gradients of the attention output, of ln_2's output, c_proj's
+    # output and input (4aC) and the block's MLP weight gradients (8C^2 p); at the softmax's kernel it leaves
+    # out the 16-bit scores the kernel frees (aHT; fp32 writes over them) and holds the softmax's T x T
+    # tensors and q, k, v (compiled_eval_softmax_token_bytes, 3aC of its 7aC). What is left is the room. With
+    # B > 1 the softmax backward holds q's and k's copies in qkv's place and c_proj's backward is done: 4aC less
+    if not compiled_bottom_softmax_bytes(cfg, run):
+        return 0
+    n, C, H, T, a = train_tokens(cfg, run), cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
+    freed = a * H * T if a < 4 else 0
+    softmax = compiled_eval_softmax_token_bytes(cfg, run) - 8 * H  # its T x T tensors
+    room = n * (3 * a * H * T + freed - softmax + a * C) + 8 * C * C * param_size(run)
+    room -= n * 4 * a * C if run.batch_size > 1 else 0
+    return min(n * 4 * a * C, max(0, room))
+
+
 def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
     # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
