@@ -381,6 +381,18 @@ def test_the_compiled_eval_forward_is_predicted_from_its_generated_code(cfg, run
             ),
             "compiled_bottom_softmax_bytes",
         ),
+        (  # checkpointed with the chunked loss, 2 micro-steps: the graph's new block gradients beside .grad
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=8192),
+            dict(
+                batch_size=2,
+                dtype="pure_bf16",
+                attention="flash",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+                loss_chunks=4,
+            ),
+            "compiled_micro_step_grad_bytes",
+        ),
         (  # autocast, 2 micro-steps: the graph's last kernel casts c_attn's 16-bit weight gradient to fp32
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=256),
             dict(batch_size=2, dtype="bf16", attention="math", gradient_accumulation_steps=2),
