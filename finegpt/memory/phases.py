@@ -154,11 +154,16 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
         kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
         extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
+        extra.update(pick("safe softmax zeros (compiled recompute)", "next block's scores (compiled recompute)"))
         extra.update(pick("attention output copies (compiled recompute)"))
         stages[-1].update({**kept, **extra, "LM head gradient": 0})
         if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
             fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
             stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
+        if T["block above's T x T buffers (compiled pool)"]:  # a middle block's MLP backward, the next block's
+            # scores not made yet
+            middle = {k: v for k, v in stages[0].items() if k != "next block's scores (compiled recompute)"}
+            stages.append({**middle, **pick("block above's T x T buffers (compiled pool)")})
     if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
         stages.append(
             {

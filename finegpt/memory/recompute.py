@@ -202,7 +202,9 @@ def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig
     H, T, C, a = cfg.n_head, cfg.block_size, cfg.n_embd, act_size(run)
     if run.attention == "math":
         return train_tokens(cfg, run) * max(0, (8 + a) * H * T + 8 * H + 4 * a * C - attention_act_bytes(cfg, run))
-    kept = 4 if a == 4 else 3  # fp32 T x T buffers
+    # fp32 T x T buffers; from 2 blocks on the 16-bit step's fp32 scores too, kept in inductor's pool for the
+    # next block's exp (3L/96/4h T=128 B=2 pure bf16)
+    kept = 4 if a == 4 or cfg.n_layer > 1 else 3
     return train_tokens(cfg, run) * (kept * 4 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
 
 
@@ -214,11 +216,55 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
     # and dropped weights (4 * 4HT) and row statistics (9H) per token (under autocast one fp32 buffer less, but
     # the 16-bit copies of the dropped weights and of their gradient for the bmm's, 2 * 2HT, in its place),
     # and the fp32 zeros (4HT) the decomposition's safe softmax selects from, saved once by the forward graph
-    # for every block's recompute
+    # for every block's recompute (those two: compiled_safe_softmax_zeros_bytes, compiled_next_block_scores_bytes,
+    # alive from the block's MLP backward on). The first block's fp32 scores buffer, kept in inductor's pool
+    # (compiled_recomputed_dropout_attention_bytes), is the next block's exp
     if not compiled_recomputed_dropout_attention_bytes(cfg, run) or run.attention != "flash":
         return 0
     H, T = cfg.n_head, cfg.block_size
-    if cfg.n_layer > 1:
-        return train_tokens(cfg, run) * (16 * H * T + 9 * H + 4 * H * T)
+    if cfg.n_layer > 1:  # after the block's MLP backward: its MLP activations and dropout masks are freed
+        freed = mlp_act_bytes(cfg, run) + dropout_act_bytes(cfg, run)
+        # the next block's scores and what they are made from: made before (fp32), or here
+        made = 4 * H * T if compiled_next_block_scores_bytes(cfg, run) else -_next_block_input_bytes(cfg, run)
+        return train_tokens(cfg, run) * (12 * H * T + 9 * H - freed - made)
     scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
     return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run) - dropout_act_bytes(cfg, run))
+
+
+def compiled_safe_softmax_zeros_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, CPU flash with dropout, from 2 blocks on: the fp32 zeros (4HT per token) the
+    # decomposition's safe softmax selects from, saved once by the forward graph for every block's recompute
+    if cfg.n_layer < 2 or run.attention != "flash" or not compiled_recomputed_dropout_attention_bytes(cfg, run):
+        return 0
+    return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
+
+
+def compiled_next_block_scores_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and the graph recomputes the next block's attention scores before this block's backward, to fuse this
+    # block's softmax backward with the next block's recomputed softmax (compiled_fused_dropout_softmax_bytes).
+    # Alive through the top block's MLP backward, per token: the next block's fp32 scores (4HT), its ln_1 output
+    # and qkv (4aC), its fp32 q and k (8C; with B > 1 v's copy too, 4C) and, when it is the first block, its
+    # input recomputed from the embeddings (rC) (read: 2L/64/2h T=256 B=3 and 3L/96/8h T=256 B=1, fp32). Pure
+    # bf16 (2L/64/8h T=32 B=2) makes them after the block's MLP backward: the fused kernel's term counts them
+    if not compiled_safe_softmax_zeros_bytes(cfg, run) or act_size(run) != 4:
+        return 0
+    return train_tokens(cfg, run) * (4 * cfg.n_head * cfg.block_size + _next_block_input_bytes(cfg, run))
+
+
+def _next_block_input_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per token, what the next block's scores are made from: its ln_1 output and qkv (4aC), fp32 q and k (8C;
+    # with B > 1 v's copy too) and, when it is the first block, its input recomputed from the embeddings (rC)
+    C = cfg.n_embd
+    copies = 8 * C + (4 * C if run.batch_size > 1 else 0)
+    first = resid_size(run) * C if cfg.n_layer == 2 else 0
+    return 4 * act_size(run) * C + copies + first
+
+
+def compiled_pooled_block_above_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... from 3 blocks on, a middle block's MLP backward: the next block is not recomputed yet, but the block
+    # above's three fp32 T x T buffers its fused softmax kernel left (the scores' gradient, the uniform draws and
+    # the dropped weights' gradient, 3 * 4HT per token) wait in inductor's pool for the next block's (read:
+    # 3L/96/8h T=256 B=1 fp32, the step's peak)
+    if cfg.n_layer < 3 or not compiled_safe_softmax_zeros_bytes(cfg, run):
+        return 0
+    return train_tokens(cfg, run) * 12 * cfg.n_head * cfg.block_size
