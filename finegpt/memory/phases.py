@@ -26,11 +26,15 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     previous_logits = {} if single else pick("logits still bound (last micro-step)")
     bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
     stages = [  # the moments of a training step when memory can peak
-        {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
+        {  # end of forward (compiled checkpointing, flash with dropout: the safe softmax's zeros are saved)
+            **pick("autocast 16-bit weight copies", "logits (forward)", "safe softmax zeros (compiled recompute)"),
+            **acts,
+            **previous_logits,
+        },
         # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
         {
             **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
-            **pick("LM head gradient matmul copy (CPU 16-bit)"),
+            **pick("LM head gradient matmul copy (CPU 16-bit)", "safe softmax zeros (compiled recompute)"),
             **acts,
             **prefetched,
         },

@@ -178,8 +178,6 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "softmax (compiled recompute)": rc.compiled_recomputed_softmax_bytes(cfg, run),
         "softmax transients (compiled forward, last block)": m.compiled_forward_softmax_bytes(cfg, run),
         "attention forward (CPU flash fallback, last block)": t.flash_fallback_forward_bytes(cfg, run),
-        "softmax (compiled recompute, bottom block)": rc.compiled_bottom_softmax_bytes(cfg, run),
-        "MLP hidden gradient (compiled pool, bottom block)": rc.compiled_bottom_softmax_pool_bytes(cfg, run),
         "softmax exp (compiled recompute, pooled)": rc.compiled_recomputed_exp_bytes(cfg, run),
         "dropout attention (compiled recompute)": rc.compiled_recomputed_dropout_attention_bytes(cfg, run),
         "attention output copies (compiled recompute)": rc.compiled_recomputed_attention_output_bytes(cfg, run),
@@ -187,6 +185,8 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "safe softmax zeros (compiled recompute)": rc.compiled_safe_softmax_zeros_bytes(cfg, run),
         "next block's scores (compiled recompute)": rc.compiled_next_block_scores_bytes(cfg, run),
         "block above's T x T buffers (compiled pool)": rc.compiled_pooled_block_above_bytes(cfg, run),
+        "softmax (compiled recompute, bottom block)": rc.compiled_bottom_softmax_bytes(cfg, run),
+        "MLP hidden gradient (compiled pool, bottom block)": rc.compiled_bottom_softmax_pool_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "attention weights (recompute, math)": rc.recomputed_attention_weights_bytes(
