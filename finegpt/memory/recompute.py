@@ -234,7 +234,7 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
 def compiled_safe_softmax_zeros_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled with checkpointing, CPU flash with dropout, from 2 blocks on: the fp32 zeros (4HT per token) the
     # decomposition's safe softmax selects from, saved once by the forward graph for every block's recompute:
-    # alive from the end of forward (2L/64/1h T=128 B=4 pure bf16 acc 2: at the start of backward, the peak)
+    # alive from the end of forward (read at the backward graph's first kernel: 2L/64/1h T=128 B=4 pure bf16)
     # to the bottom block's fused kernel
     if cfg.n_layer < 2 or run.attention != "flash" or not compiled_recomputed_dropout_attention_bytes(cfg, run):
         return 0
