@@ -325,7 +325,7 @@ def test_inductor_pools_the_scores_only_where_its_own_peak_estimate_has_room():
 
 @pytest.mark.parametrize(
     "cfg, run_kw, term",
-    [  # training steps of bench/memory_search.py's corners that it found under-predicted by 2-40 %
+    [  # training steps of bench/memory_search.py's corners that it found mispredicted by 2-40 %
         (  # one block recomputed in the backward graph: its attention's T x T tensors
             ModelConfig(n_layer=1, n_head=8, n_embd=128, block_size=256, vocab_size=8192, bias=False),
             dict(batch_size=4, dtype="pure_bf16", attention="math", loss_chunks=4, activation_checkpointing=True),
@@ -431,6 +431,54 @@ def test_inductor_pools_the_scores_only_where_its_own_peak_estimate_has_room():
             dict(batch_size=2, dtype="bf16", attention="math", activation_checkpointing=True),
             "recompute_transient_bytes",
         ),
+        (  # two blocks: the bottom block's recomputed softmax beside the top block's gradients and, in inductor's
+            # pool, its MLP hidden gradient
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=64, bias=False),
+            dict(
+                batch_size=1,
+                dtype="pure_bf16",
+                attention="math",
+                activation_checkpointing=True,
+                loss_chunks=4,
+            ),
+            "compiled_bottom_softmax_bytes",
+        ),
+        (  # ... with B = 2 the q, k, v copies leave inductor's pool no room for the MLP hidden gradient (+6 %
+            # with it)
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=64, bias=False),
+            dict(
+                batch_size=2,
+                dtype="pure_bf16",
+                attention="math",
+                activation_checkpointing=True,
+                loss_chunks=4,
+            ),
+            "compiled_bottom_softmax_bytes",
+        ),
+        (  # fp32 flash with dropout, two blocks: the next block's scores made before the top block's backward,
+            # the top block's scores buffer pooled for the next block's exp (over-predicted by 12 % without)
+            ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=256, vocab_size=256, dropout=0.1, bias=False),
+            dict(batch_size=3, dtype="fp32", attention="flash", activation_checkpointing=True),
+            "compiled_next_block_scores_bytes",
+        ),
+        (  # pure bf16 flash with dropout, three blocks: a middle block's MLP backward beside the block above's
+            # T x T buffers, kept in inductor's pool for the next block's (under-predicted by 6 % without)
+            ModelConfig(n_layer=3, n_head=4, n_embd=96, block_size=128, vocab_size=256, dropout=0.1),
+            dict(batch_size=2, dtype="pure_bf16", attention="flash", activation_checkpointing=True, loss_chunks=2),
+            "compiled_pooled_block_above_bytes",
+        ),
+        (  # checkpointed with the chunked loss, 2 micro-steps: the graph's new block gradients beside .grad
+            ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=8192),
+            dict(
+                batch_size=2,
+                dtype="pure_bf16",
+                attention="flash",
+                activation_checkpointing=True,
+                gradient_accumulation_steps=2,
+                loss_chunks=4,
+            ),
+            "compiled_micro_step_grad_bytes",
+        ),
         (  # autocast, 2 micro-steps: the graph's last kernel casts c_attn's 16-bit weight gradient to fp32
             ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=32, vocab_size=256),
             dict(batch_size=2, dtype="bf16", attention="math", gradient_accumulation_steps=2),
@@ -505,7 +553,10 @@ def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_reco
         attention="flash",
         activation_checkpointing=True,
     )
-    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (20 * 8 * 32 + 9 * 8)
+    # the next block's scores, exp, draws and dropped weights (3 * 4HT beside the block's four, counted by
+    # compiled_recomputed_dropout_attention_bytes), what its scores are made from (1408 B a token), the block's
+    # MLP activations and dropout masks freed (1024 + 256 B)
+    assert recompute.compiled_fused_dropout_softmax_bytes(cfg, run) == 64 * (12 * 8 * 32 + 9 * 8 - 1024 - 256 + 1408)
     measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
     error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
     assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])

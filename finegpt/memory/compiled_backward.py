@@ -33,8 +33,11 @@ def compiled_micro_step_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # compiled, from the 2nd micro-step: the backward graph returns this micro-step's gradients as new tensors,
     # all alive at its end beside the ones held from before, until autograd adds them in (full_grad_bytes less
     # the tied weight's, whose in-graph dense gradient embedding_grad_bytes counts). The first micro-step's
-    # become the .grad themselves ("gradients (this step)")
-    if not run.compile or run.activation_checkpointing or run.gradient_accumulation_steps == 1:
+    # become the .grad themselves ("gradients (this step)"). So too checkpointed with the chunked loss (2L/64/4h
+    # T=32 V=8192 B=2 pure bf16 acc 2 chunks 4: the blocks' at the graph's end); with the full loss phases.py
+    # counts every gradient there
+    full_loss_ckpt = run.activation_checkpointing and not run.loss_chunks
+    if not run.compile or full_loss_ckpt or run.gradient_accumulation_steps == 1:
         return 0
     return full_grad_bytes(cfg, run) - cfg.vocab_size * cfg.n_embd * param_size(run)
 

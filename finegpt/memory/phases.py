@@ -26,11 +26,15 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     previous_logits = {} if single else pick("logits still bound (last micro-step)")
     bound = pick("logits still bound (last micro-step)", "batch still bound (x, y)")
     stages = [  # the moments of a training step when memory can peak
-        {**pick("autocast 16-bit weight copies", "logits (forward)"), **acts, **previous_logits},  # end of forward
+        {  # end of forward (compiled checkpointing, flash with dropout: the safe softmax's zeros are saved)
+            **pick("autocast 16-bit weight copies", "logits (forward)", "safe softmax zeros (compiled recompute)"),
+            **acts,
+            **previous_logits,
+        },
         # start of backward (the chunked loss: one chunk's backward, its logits recomputed)
         {
             **pick(copies_kept, "logits + cross-entropy", "loss chunk (backward, recomputed)"),
-            **pick("LM head gradient matmul copy (CPU 16-bit)"),
+            **pick("LM head gradient matmul copy (CPU 16-bit)", "safe softmax zeros (compiled recompute)"),
             **acts,
             **prefetched,
         },
@@ -159,11 +163,16 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         kept = pick("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)", *head)
         kept.update(pick("LM head gradient (compiled, before the tied sum)"))  # autocast: kept in its place
         extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
+        extra.update(pick("safe softmax zeros (compiled recompute)", "next block's scores (compiled recompute)"))
         extra.update(pick("attention output copies (compiled recompute)"))
         stages[-1].update({**kept, **extra, "LM head gradient": 0})
         if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
             fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
             stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
+        if T["block above's T x T buffers (compiled pool)"]:  # a middle block's MLP backward, the next block's
+            # scores not made yet
+            middle = {k: v for k, v in stages[0].items() if k != "next block's scores (compiled recompute)"}
+            stages.append({**middle, **pick("block above's T x T buffers (compiled pool)")})
     if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
         stages.append(
             {
@@ -174,6 +183,18 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
                 **pick("LM head gradient (compiled, before the tied sum)"),
                 **pick("logits still bound (last micro-step)"),
                 **acts,
+            }
+        )
+    if T["softmax (compiled recompute, bottom block)"]:  # the bottom block's attention recomputed, the blocks
+        # above done, and what inductor's pool keeps for its MLP
+        head = () if run.loss_chunks else ("final norm + embeddings",)
+        names = ("softmax (compiled recompute, bottom block)", "MLP hidden gradient (compiled pool, bottom block)")
+        stages.append(
+            {
+                **pick(*names, "embedding dropout mask", "batch (x, y, positions)", *head, "next batch (prefetched)"),
+                "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
+                **pick("logits gradient (kept for the tied sum)", "LM head gradient (compiled, before the tied sum)"),
+                **pick("logits still bound (last micro-step)"),
             }
         )
     if T["flash-attention backward (compiled recompute)"]:  # the top block's, every checkpoint held

@@ -135,6 +135,40 @@ def compiled_recomputed_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return train_tokens(cfg, run) * (softmax + 7 * cfg.n_embd * act_size(run)) if softmax else 0
 
 
+def compiled_bottom_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... from 2 blocks on, the bottom block's, the blocks above done: its softmax (as above) beside the first
+    # checkpoint (n*C*r; with B > 1 its two embeddings, the positions' T*C*r apart), the L-1 blocks' gradients
+    # (the graph's outputs, every micro-step), the residual stream's gradient from above (rC) and the norms'
+    # statistics (24 bytes) per token (read: 2L/64/4h and 3L/64/4h T=128 pure bf16, B = 1 and 2)
+    softmax = compiled_recomputed_softmax_bytes(cfg, run)
+    if cfg.n_layer < 2 or not softmax:
+        return 0
+    n, C, r = train_tokens(cfg, run), cfg.n_embd, resid_size(run)
+    positions = cfg.block_size * C * r if run.batch_size > 1 else 0
+    grads = (cfg.n_layer - 1) * block_grad_bytes(cfg, run)
+    return softmax + n * C * r + positions + grads + n * (r * C + 24)
+
+
+def compiled_bottom_softmax_pool_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and, kept in inductor's reuse pool for the bottom block's c_fc output, the block above's MLP hidden
+    # gradient (4aC per token), as far as it fits: the pool keeps a freed buffer only while inductor's own
+    # estimate of the graph's peak does not rise (should_reuse_buffer, torch/_inductor/codegen/wrapper.py).
+    # That estimate peaks at the block's softmax backward, whose output it counts beside the bmm's it is
+    # written over (3 T x T: 3aHT), beside the gradients of the attention output, of ln_2's output, c_proj's
+    # output and input (4aC) and the block's MLP weight gradients (8C^2 p); at the softmax's kernel it leaves
+    # out the 16-bit scores the kernel frees (aHT; fp32 writes over them) and holds the softmax's T x T
+    # tensors and q, k, v (compiled_eval_softmax_token_bytes, 3aC of its 7aC). What is left is the room. With
+    # B > 1 the softmax backward holds q's and k's copies in qkv's place and c_proj's backward is done: 4aC less
+    if not compiled_bottom_softmax_bytes(cfg, run):
+        return 0
+    n, C, H, T, a = train_tokens(cfg, run), cfg.n_embd, cfg.n_head, cfg.block_size, act_size(run)
+    freed = a * H * T if a < 4 else 0
+    softmax = compiled_eval_softmax_token_bytes(cfg, run) - 8 * H  # its T x T tensors
+    room = n * (3 * a * H * T + freed - softmax + a * C) + 8 * C * C * param_size(run)
+    room -= n * 4 * a * C if run.batch_size > 1 else 0
+    return min(n * 4 * a * C, max(0, room))
+
+
 def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
     # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
@@ -168,7 +202,9 @@ def compiled_recomputed_dropout_attention_bytes(cfg: ModelConfig, run: RunConfig
     H, T, C, a = cfg.n_head, cfg.block_size, cfg.n_embd, act_size(run)
     if run.attention == "math":
         return train_tokens(cfg, run) * max(0, (8 + a) * H * T + 8 * H + 4 * a * C - attention_act_bytes(cfg, run))
-    kept = 4 if a == 4 else 3  # fp32 T x T buffers
+    # fp32 T x T buffers; from 2 blocks on the 16-bit step's fp32 scores too, kept in inductor's pool for the
+    # next block's exp (3L/96/4h T=128 B=2 pure bf16)
+    kept = 4 if a == 4 or cfg.n_layer > 1 else 3
     return train_tokens(cfg, run) * (kept * 4 * H * T + 9 * H + 16 * C - attention_act_bytes(cfg, run))
 
 
@@ -180,11 +216,57 @@ def compiled_fused_dropout_softmax_bytes(cfg: ModelConfig, run: RunConfig) -> in
     # and dropped weights (4 * 4HT) and row statistics (9H) per token (under autocast one fp32 buffer less, but
     # the 16-bit copies of the dropped weights and of their gradient for the bmm's, 2 * 2HT, in its place),
     # and the fp32 zeros (4HT) the decomposition's safe softmax selects from, saved once by the forward graph
-    # for every block's recompute
+    # for every block's recompute (those two: compiled_safe_softmax_zeros_bytes, compiled_next_block_scores_bytes,
+    # alive from the block's MLP backward on). The first block's fp32 scores buffer, kept in inductor's pool
+    # (compiled_recomputed_dropout_attention_bytes), is the next block's exp
     if not compiled_recomputed_dropout_attention_bytes(cfg, run) or run.attention != "flash":
         return 0
     H, T = cfg.n_head, cfg.block_size
-    if cfg.n_layer > 1:
-        return train_tokens(cfg, run) * (16 * H * T + 9 * H + 4 * H * T)
+    if cfg.n_layer > 1:  # after the block's MLP backward: its MLP activations and dropout masks are freed
+        freed = mlp_act_bytes(cfg, run) + dropout_act_bytes(cfg, run)
+        # the next block's scores and what they are made from: made before (fp32), or here
+        made = 4 * H * T if compiled_next_block_scores_bytes(cfg, run) else -_next_block_input_bytes(cfg, run)
+        return train_tokens(cfg, run) * (12 * H * T + 9 * H - freed - made)
     scores = 4 * H * T if act_size(run) == 2 else 0  # fp32 keeps them: counted already
     return train_tokens(cfg, run) * max(0, scores - mlp_act_bytes(cfg, run) - dropout_act_bytes(cfg, run))
+
+
+def compiled_safe_softmax_zeros_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, CPU flash with dropout, from 2 blocks on: the fp32 zeros (4HT per token) the
+    # decomposition's safe softmax selects from, saved once by the forward graph for every block's recompute:
+    # alive from the end of forward (read at the backward graph's first kernel: 2L/64/1h T=128 B=4 pure bf16)
+    # to the bottom block's fused kernel
+    if cfg.n_layer < 2 or run.attention != "flash" or not compiled_recomputed_dropout_attention_bytes(cfg, run):
+        return 0
+    return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
+
+
+def compiled_next_block_scores_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... and the graph recomputes the next block's attention scores before this block's backward, to fuse this
+    # block's softmax backward with the next block's recomputed softmax (compiled_fused_dropout_softmax_bytes).
+    # Alive through the top block's MLP backward, per token: the next block's fp32 scores (4HT), its ln_1 output
+    # and qkv (4aC), its fp32 q and k (8C; with B > 1 v's copy too, 4C) and, when it is the first block, its
+    # input recomputed from the embeddings (rC) (read: 2L/64/2h T=256 B=3 and 3L/96/8h T=256 B=1, fp32). Pure
+    # bf16 (2L/64/8h T=32 B=2) makes them after the block's MLP backward: the fused kernel's term counts them
+    if not compiled_safe_softmax_zeros_bytes(cfg, run) or act_size(run) != 4:
+        return 0
+    return train_tokens(cfg, run) * (4 * cfg.n_head * cfg.block_size + _next_block_input_bytes(cfg, run))
+
+
+def _next_block_input_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # per token, what the next block's scores are made from: its ln_1 output and qkv (4aC), fp32 q and k (8C;
+    # with B > 1 v's copy too) and, when it is the first block, its input recomputed from the embeddings (rC)
+    C = cfg.n_embd
+    copies = 8 * C + (4 * C if run.batch_size > 1 else 0)
+    first = resid_size(run) * C if cfg.n_layer == 2 else 0
+    return 4 * act_size(run) * C + copies + first
+
+
+def compiled_pooled_block_above_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # ... from 3 blocks on, a middle block's MLP backward: the next block is not recomputed yet, but the block
+    # above's three fp32 T x T buffers its fused softmax kernel left (the scores' gradient, the uniform draws and
+    # the dropped weights' gradient, 3 * 4HT per token) wait in inductor's pool for the next block's (read:
+    # 3L/96/8h T=256 B=1 fp32, the step's peak)
+    if cfg.n_layer < 3 or not compiled_safe_softmax_zeros_bytes(cfg, run):
+        return 0
+    return train_tokens(cfg, run) * 12 * cfg.n_head * cfg.block_size

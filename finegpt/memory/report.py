@@ -185,6 +185,11 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "dropout attention (compiled recompute)": rc.compiled_recomputed_dropout_attention_bytes(cfg, run),
         "attention output copies (compiled recompute)": rc.compiled_recomputed_attention_output_bytes(cfg, run),
         "fused dropout softmax (compiled recompute)": rc.compiled_fused_dropout_softmax_bytes(cfg, run),
+        "safe softmax zeros (compiled recompute)": rc.compiled_safe_softmax_zeros_bytes(cfg, run),
+        "next block's scores (compiled recompute)": rc.compiled_next_block_scores_bytes(cfg, run),
+        "block above's T x T buffers (compiled pool)": rc.compiled_pooled_block_above_bytes(cfg, run),
+        "softmax (compiled recompute, bottom block)": rc.compiled_bottom_softmax_bytes(cfg, run),
+        "MLP hidden gradient (compiled pool, bottom block)": rc.compiled_bottom_softmax_pool_bytes(cfg, run),
         "softmax backward (math attention)": m.softmax_backward_bytes(cfg, run),
         "attention backward (recomputed block)": m.recomputed_attention_backward_bytes(cfg, run) if ckpt else 0,
         "attention weights (recompute, math)": rc.recomputed_attention_weights_bytes(
