@@ -173,6 +173,13 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
             # scores not made yet
             middle = {k: v for k, v in stages[0].items() if k != "next block's scores (compiled recompute)"}
             stages.append({**middle, **pick("block above's T x T buffers (compiled pool)")})
+    return stages + _compiled_recompute_stages(T, run, pick, acts, prefetched)
+
+
+def _compiled_recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, prefetched: dict):
+    """Compiled checkpointing: the backward graph's own moments at a recomputed block's attention, top or bottom,
+    and at its first matmul (recompute.py)."""
+    stages = []
     if T["softmax (compiled recompute)"]:  # the top block's attention recomputed, every checkpoint held
         stages.append(
             {
