@@ -290,6 +290,16 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
             dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
             "compiled_c_fc_pack_bytes",
         ),
+        (  # pure bf16, one block, two heads: k's copy is freed after the scores; v's copy alone at the softmax
+            ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=256, vocab_size=64),
+            dict(batch_size=4, dtype="pure_bf16", attention="math", gradient_accumulation_steps=2, loss_chunks=8),
+            "compiled_eval_math_token_bytes",
+        ),
+        (  # autocast flash, one block: c_attn's weight copy is freed before the kernel runs
+            ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=256, vocab_size=64, dropout=0.1),
+            dict(batch_size=2, dtype="bf16", attention="flash", loss_chunks=2),
+            "cpu_flash_packed_kv_token_bytes",
+        ),
         (  # pure bf16, one sequence, one head: no stored exp; the scores and softmax wait through the MLP
             ModelConfig(n_layer=4, n_head=1, n_embd=32, block_size=512, vocab_size=64, bias=False),
             dict(batch_size=1, dtype="pure_bf16", attention="math", loss_chunks=2),
@@ -534,6 +544,70 @@ def test_a_compiled_training_step_is_predicted_from_its_generated_code(cfg, run_
     for phase in ("train", "optimizer"):
         error = (predicted.peaks[phase] - measured[phase]) / measured[phase]
         assert -0.01 <= error <= 0.05, (phase, predicted.peaks[phase], measured[phase])
+
+
+@pytest.mark.parametrize(
+    "cfg, run_kw",
+    [  # autocast, one block, the chunked loss: the last MLP's backward, c_proj's weight gradient in 16 bits
+        (
+            ModelConfig(n_layer=1, n_head=8, n_embd=384, block_size=64, vocab_size=64),
+            dict(batch_size=8, dtype="bf16", attention="math", loss_chunks=8),
+        ),
+        (
+            ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=256, vocab_size=64, dropout=0.1),
+            dict(batch_size=2, dtype="bf16", attention="flash", loss_chunks=2),
+        ),
+    ],
+)
+def test_a_compiled_mlp_backward_holds_c_projs_16_bit_weight_gradient(cfg, run_kw):
+    from finegpt.memory import moments
+
+    run = RunConfig(device="cpu", compile=True, cpu_threads=2, **run_kw)
+    torch.set_num_threads(2)  # as the search measures it (the one_thread fixture puts it back)
+    assert moments.mlp_backward_bytes(cfg, run) > 0
+    measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
+    error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
+    assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+
+
+def test_the_compiled_forward_peaks_at_the_lm_heads_mm_beside_two_micro_steps_logits():
+    # pure bf16, the full loss, acc 2: the forward graph's LM head mm keeps oneDNN's packed weight (75,392 B at
+    # 64 rows, C = 16, V = 512, 2 threads) beside its logits and the last micro-step's: -1.46 % without it
+    from finegpt.memory import compiled_backward
+
+    cfg = ModelConfig(n_layer=6, n_head=1, n_embd=16, block_size=32, vocab_size=512)
+    run = RunConfig(
+        device="cpu",
+        compile=True,
+        cpu_threads=2,
+        batch_size=2,
+        dtype="pure_bf16",
+        attention="math",
+        gradient_accumulation_steps=2,
+    )
+    torch.set_num_threads(2)  # as the search measures it (the one_thread fixture puts it back)
+    assert compiled_backward.compiled_head_mm_forward_bytes(cfg, run) == 512 * 64 * 2 + 9856
+    measured, predicted = _steps(ProfiledBytes(), cfg, run, eval_too=False), estimate(cfg, run)
+    assert "LM head matmul scratch (compiled forward)" in predicted.phase_terms["train"]
+    error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
+    assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
+
+
+def test_the_compiled_flash_backward_keeps_one_measured_matmul_scratch_for_all_threads():
+    # pure bf16 flash, 2 threads: the kernel's bf16 matmuls share one scratch buffer (59,136 B at T = 256, head
+    # size 32), not one a thread (2 x 46,208 B): +5.26 % with the per-thread rule
+    from finegpt.memory.state import CPU_MM_SCRATCH
+
+    cfg = ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=256, vocab_size=512)
+    run = RunConfig(
+        device="cpu", compile=True, cpu_threads=2, batch_size=1, dtype="pure_bf16", attention="flash", loss_chunks=8
+    )
+    torch.set_num_threads(2)  # as the search measures it (the one_thread fixture puts it back)
+    predicted = estimate(cfg, run)  # measures the kernel's scratch first
+    assert CPU_MM_SCRATCH[("flash_backward", 256, 32, 0, 2)] == 59136
+    measured = _steps(ProfiledBytes(), cfg, run, eval_too=False)
+    error = (predicted.peaks["train"] - measured["train"]) / measured["train"]
+    assert -0.01 <= error <= 0.05, (predicted.peaks["train"], measured["train"])
 
 
 def test_two_recomputed_blocks_fuse_a_softmax_backward_with_the_next_blocks_recompute():

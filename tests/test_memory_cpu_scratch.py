@@ -85,3 +85,18 @@ def test_a_cpu_estimate_measures_its_matmuls_and_the_terms_read_them(table):
     table.clear()
     estimate(cfg, fp32)
     assert table == {}  # fp32 matmuls keep no such scratch: nothing to measure
+
+
+def test_the_flash_backwards_one_scratch_buffer_is_measured_and_read_by_its_workspace(table):
+    # 2 threads, T = 256 (q blocks of 64 rows, a kv block of 256), head size 32: one 59,136 B buffer for both
+    # threads, where the per-thread rule counts 2 x 46,208 B
+    from finegpt.memory.cpu_scratch import flash_backward_scratch_bytes
+
+    assert flash_backward_scratch_bytes(256, 32, 2) == 59136
+    assert table[("flash_backward", 256, 32, 0, 2)] == 59136
+    cfg = ModelConfig(n_layer=2, n_head=1, n_embd=32, block_size=256, vocab_size=512)
+    run = RunConfig(batch_size=1, dtype="pure_bf16", attention="flash", device="cpu", cpu_threads=2)
+    copies = 2 * (4 * (2 * 64 * 256 + 64) + 2 * 2 * 64 * 256)  # fp32 scores, their gradient, row sums; bf16 copies
+    assert t.cpu_flash_workspace_bytes(cfg, run) == copies + 59136
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        assert flash_backward_scratch_bytes(128, 16, 2) is None  # nothing measured under a running profiler

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from finegpt.config import ModelConfig
 from finegpt.memory.activations import head_bytes
+from finegpt.memory.eval_forward import compiled_head_mm_scratch_bytes
 from finegpt.memory.state import (
     act_size,
     cpu_bf16_head_grad_copy_bytes,
@@ -27,6 +28,14 @@ def compiled_logits_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if not run.compile or run.loss_chunks or run.activation_checkpointing or param_size(run) != act_size(run):
         return 0
     return train_tokens(cfg, run) * cfg.vocab_size * act_size(run)
+
+
+def compiled_head_mm_forward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled on CPU, 16-bit, the full loss: the forward graph's LM head mm keeps oneDNN's scratch while it
+    # runs (compiled_head_mm_scratch_bytes over the micro-batch's tokens), beside the logits it writes and, from
+    # the 2nd micro-step, the last micro-step's still bound: the end of forward outweighs the start of backward
+    # (3aV) where the scratch exceeds aV (75,392 B beside 2 x 65,536 B: 6L/16/1h T=32 V=512 B=2 pure bf16 acc 2)
+    return compiled_head_mm_scratch_bytes(cfg, run, train_tokens(cfg, run))
 
 
 def compiled_micro_step_grad_bytes(cfg: ModelConfig, run: RunConfig) -> int:

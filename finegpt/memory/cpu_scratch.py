@@ -82,6 +82,37 @@ def matmul_scratch_bytes(kind: str, M: int, K: int, N: int, threads: int, dtype:
     return scratch
 
 
+def flash_backward_scratch_bytes(T: int, hs: int, threads: int) -> int | None:
+    """The largest scratch buffer the CPU flash attention backward allocates for its bf16 matmuls (one buffer
+    for all `threads`, made and freed per call; at most one alive) on a causal (1, 1, T, hs) bf16 q, k, v,
+    measured once per process under the profiler into state.CPU_MM_SCRATCH as ('flash_backward', T, hs, 0,
+    threads). None where a profiler is already running."""
+    key = ("flash_backward", T, hs, 0, threads)
+    if key in CPU_MM_SCRATCH:
+        return CPU_MM_SCRATCH[key]
+    if torch._C._autograd._profiler_enabled():
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        q, k, v = (torch.ones(1, 1, T, hs, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        attention = torch.nn.functional.scaled_dot_product_attention
+        attention(q, k, v, is_causal=True).sum().backward()  # warm-up: oneDNN's caches
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            attention(q, k, v, is_causal=True).sum().backward()
+        sizes, stack = [0], list(prof.profiler.kineto_results.experimental_event_tree())
+        while stack:  # the buffers the backward op allocates itself (its workspace comes through aten::empty)
+            node = stack.pop()
+            parent = node.parent.name if node.parent is not None else ""
+            if type(node.extra_fields).__name__ == "_ExtraFields_Allocation" and "flash_attention" in parent:
+                sizes.append(node.extra_fields.alloc_size if "backward" in parent else 0)
+            stack.extend(node.children)
+    finally:
+        torch.set_num_threads(before)
+    CPU_MM_SCRATCH[key] = max(sizes)
+    return CPU_MM_SCRATCH[key]
+
+
 def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, int]]:
     """(kind, M, K, N) of every matmul whose scratch the terms count for (cfg, run): the MLP's and c_attn's weight
     and input gradients over the micro-batch, c_proj's no-grad forward over an eval batch, and the LM head's
@@ -113,4 +144,9 @@ def measure_cpu_scratch(cfg: ModelConfig, run: RunConfig) -> dict[tuple[str, int
         scratch = matmul_scratch_bytes(kind, M, K, N, run.cpu_threads)
         if scratch is not None:
             out[(kind, M, K, N, run.cpu_threads)] = scratch
+    if run.attention == "flash" and cfg.block_size <= 2048:  # the flash backward's matmul scratch
+        hs = cfg.n_embd // cfg.n_head
+        scratch = flash_backward_scratch_bytes(cfg.block_size, hs, run.cpu_threads)
+        if scratch is not None:
+            out[("flash_backward", cfg.block_size, hs, 0, run.cpu_threads)] = scratch
     return out

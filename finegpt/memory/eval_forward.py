@@ -214,6 +214,9 @@ def compiled_eval_math_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     kept = 5 * a * C if fused_v else 4 * a * C if views else 2 * a * C
     if views and cfg.n_layer == 1:  # one block: the generated code frees ln_1's output after c_attn's matmul
         kept = 3 * a * C  # and makes softmax @ v's output after the softmax (1L/128/1h T=512 B=8 pure bf16)
+    if not views and not fused_v and cfg.n_layer == 1:  # so too split: k's copy is freed after the scores, not
+        kept = a * C  # kept for softmax @ v, whose output is made after the softmax: v's copy alone beside it
+        # (1L/128/2h T=256 B=4 pure bf16 chunks 8: 1,048,576 B scores and softmax, 2 MiB exp, one 262,144 B)
     split = 0 if views else 6 * a * C
     if not views and blocks_whose_scores_wait(cfg, run):  # fp32: the last block's scores buffer waits in
         split += 4 * H * T  # inductor's pool for this block's scores (4L/32/4h T=64 B=8; not 3L/96/4h T=128)
@@ -270,7 +273,7 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile and run.device == "cpu":  # CPU inductor's kernels (Triton's softmax keeps no fp32 exp)
         per_token = compiled_eval_attention_token_bytes(cfg, run) + previous_logits_bytes(cfg, run)
         workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_packed_kv_block_bytes(cfg, run)
-        return n_e * per_token + workspace + eval_weight_copy_bytes(cfg, run, "attention")
+        return n_e * per_token + workspace + compiled_attention_copy_at_kernel_bytes(cfg, run)
     ln_out = 0 if run.compile else (2 if run.label == "pure_bf16" else 4) * C
     if run.attention != "math":
         workspace = cpu_flash_workspace_bytes(cfg, run, backward=False) + cpu_flash_forward_copies_bytes(cfg, run, n_e)
@@ -282,6 +285,15 @@ def eval_attention_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     base = n_e * (resid_size(run) * C + ln_out + 3 * a * C + a * HT + previous_logits_bytes(cfg, run))
     mask = 0 if run.compile else cfg.block_size**2
     return base + max(n_e * a * HT + mask, n_e * softmax_size(run) * HT) + eval_weight_copy_bytes(cfg, run, "attention")
+
+
+def compiled_attention_copy_at_kernel_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # CPU inductor under autocast, at the attention kernel: c_attn's 16-bit weight copy (6C^2). Flash with one
+    # block: the generated code frees it after c_attn's addmm, with no next block to keep it for, so no copy is
+    # alive at the kernel (1L/128/2h T=256 B=2 bf16 flash: only fp32 weights beside q, k, v and the kernel's)
+    if run.attention == "flash" and cfg.n_layer == 1:
+        return 0
+    return eval_weight_copy_bytes(cfg, run, "attention")
 
 
 def eval_head_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -329,14 +341,19 @@ def compiled_head_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # the rows where it packs all of it (33 to 320 rows, K = C > 32), a 32-column panel of W a thread (2*32*C)
     # + 9856 bytes of scratch (measured at 96 rows, C = 128, V = 2048, 2 threads); up to 32 rows, the eager
     # kernel's panels and accumulator (cpu_bf16_panel_scratch_bytes, exact at 32 rows, C = 32, V = 512)
+    return compiled_head_mm_scratch_bytes(cfg, run, eval_tokens(cfg, run))
+
+
+def compiled_head_mm_scratch_bytes(cfg: ModelConfig, run: RunConfig, rows: int) -> int:
+    # ... over `rows` tokens: the eval batch's, or a training micro-batch's (the forward graph's same mm)
     if not (run.compile and run.device == "cpu" and act_size(run) == 2) or run.loss_chunks:
         return 0
-    n_e, C = eval_tokens(cfg, run), cfg.n_embd
-    pack = cpu_bf16_mm_pack_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
+    C = cfg.n_embd
+    pack = cpu_bf16_mm_pack_bytes(rows, C, cfg.vocab_size, run.cpu_threads)
     if pack:
         return pack
-    if n_e <= 32:
-        return cpu_bf16_panel_scratch_bytes(n_e, C, cfg.vocab_size, run.cpu_threads)
+    if rows <= 32:
+        return cpu_bf16_panel_scratch_bytes(rows, C, cfg.vocab_size, run.cpu_threads)
     return min(run.cpu_threads, -(-cfg.vocab_size // 32)) * 2 * 32 * C + 9856
 
 

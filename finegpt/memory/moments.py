@@ -323,7 +323,11 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig, recomputed: bool = Fals
     done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
     c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc
     if a == p or run.compile:
-        c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + scratch_proj
+        # compiled under autocast, not checkpointed: c_proj's weight gradient leaves the backward graph's mm in
+        # 16 bits (4C^2 a), cast to fp32 by a later kernel, as c_attn's (compiled_c_attn_grad_copy_bytes): the
+        # mm's output buffer beside its scratch is 1,179,648 B at C = 384 (1L/384/8h T=64 B=8 bf16 chunks 8)
+        w = a if run.compile and not run.activation_checkpointing else p
+        c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * w + scratch_proj
         return max(c_proj, c_fc)
     # eager autocast: a weight gradient leaves its matmul in 16 bits (4C^2 a, beside the matmul's scratch) and
     # is cast to fp32 (4C^2 p) once the matmul's backward has freed its saved input, its output gradient and

@@ -28,6 +28,7 @@ def phases(T: dict[str, int], run: RunConfig) -> dict[str, dict[str, int]]:
     stages = [  # the moments of a training step when memory can peak
         {  # end of forward (compiled checkpointing, flash with dropout: the safe softmax's zeros are saved)
             **pick("autocast 16-bit weight copies", "logits (forward)", "safe softmax zeros (compiled recompute)"),
+            **pick("LM head matmul scratch (compiled forward)"),
             **acts,
             **previous_logits,
         },

@@ -144,6 +144,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "batch (x, y, positions)": t.batch_bytes(cfg, t.train_tokens(cfg, run)),
         "logits (forward)": t.logits_forward_bytes(cfg, run),
         "logits + cross-entropy": t.logits_train_bytes(cfg, run),
+        "LM head matmul scratch (compiled forward)": cb.compiled_head_mm_forward_bytes(cfg, run),
         "logits still bound (last micro-step)": t.bound_logits_bytes(cfg, run),
         "batch still bound (x, y)": t.bound_batch_bytes(cfg, run),
         "next batch (prefetched)": t.prefetched_batch_bytes(cfg, run),

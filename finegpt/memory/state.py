@@ -172,15 +172,21 @@ def cpu_flash_workspace_bytes(cfg: ModelConfig, run: RunConfig, backward: bool =
     qS = min(T, 256 if T >= 768 else 64 if T >= 192 else 32)
     kvS = min(T, 512)
     per_thread = 4 * (2 * qS * kvS + qS if backward else qS * (kvS + 2 + hs))
-    reduced = 0
+    reduced, gemm = 0, 0
     if act_size(run) == 2:
-        reduced = 2 * (2 * qS * kvS) + cpu_flash_gemm_scratch_bytes(qS, kvS) if backward else 2 * qS * kvS
-    return run.cpu_threads * (per_thread + reduced)
+        reduced = 2 * (2 * qS * kvS) if backward else 2 * qS * kvS
+    if act_size(run) == 2 and backward:  # one scratch buffer for all threads, measured on this CPU where it is
+        rule = run.cpu_threads * cpu_flash_gemm_scratch_bytes(qS, kvS)
+        gemm = measured_mm_scratch_bytes("flash_backward", T, hs, 0, run.cpu_threads, rule)
+    return run.cpu_threads * (per_thread + reduced) + gemm
 
 
 def cpu_flash_gemm_scratch_bytes(qS: int, kvS: int) -> int:
     # the CPU bf16 matmul inside the flash backward packs its operands into a scratch buffer per call (per
-    # thread), measured with the profiler: 128 B per kv column up to 256 columns, then 640 B per q row, + 5 KiB
+    # thread), measured with the profiler: 128 B per kv column up to 256 columns, then 640 B per q row, + 5 KiB.
+    # An upper bound: the buffer is one for all threads and depends on the head size too (2 threads, T = 256:
+    # 59,136 B at hs <= 64, 91,904 B at hs = 128), so where torch is at hand the kernel's own is measured
+    # (cpu_scratch.flash_backward_scratch_bytes)
     return 5248 + 128 * (kvS if kvS < 256 else 5 * qS)
 
 
