@@ -288,7 +288,7 @@ def _first_eval(cfg: ModelConfig, run: RunConfig) -> int:
         (  # autocast, C = 16: c_fc's bf16 addmm packs its weight; the first block's attention copies kept
             ModelConfig(n_layer=6, n_head=2, n_embd=16, block_size=32, vocab_size=64),
             dict(batch_size=2, dtype="bf16", attention="flash", gradient_accumulation_steps=2, loss_chunks=8),
-            "compiled_c_fc_pack_bytes",
+            "c_fc_pack_bytes",
         ),
         (  # pure bf16, one block, two heads: k's copy is freed after the scores; v's copy alone at the softmax
             ModelConfig(n_layer=1, n_head=2, n_embd=128, block_size=256, vocab_size=64),

@@ -115,7 +115,7 @@ def flash_backward_scratch_bytes(T: int, hs: int, threads: int) -> int | None:
 
 def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, int]]:
     """(kind, M, K, N) of every matmul whose scratch the terms count for (cfg, run): the MLP's and c_attn's weight
-    and input gradients over the micro-batch, c_proj's no-grad forward over an eval batch, and the LM head's
+    and input gradients over the micro-batch, c_proj's and c_fc's no-grad forward over an eval batch, and the LM head's
     forward (eval) and backward (training) over a loss chunk (the whole batch unchunked)."""
     C, V, n, n_e = cfg.n_embd, cfg.vocab_size, train_tokens(cfg, run), eval_tokens(cfg, run)
     n_c, n_ce = loss_chunk_tokens(n, run), loss_chunk_tokens(n_e, run)
@@ -127,6 +127,7 @@ def matmul_shapes(cfg: ModelConfig, run: RunConfig) -> set[tuple[str, int, int, 
         ("grad_weight", 3 * C, n, C),  # c_attn's weight gradient: 3C x C (the first block's, backward's last)
         ("grad_input", n, 3 * C, C),  # c_attn's input gradient
         ("forward", n_e, 4 * C, C),  # eval: c_proj's x @ W^T
+        ("forward", n_e, C, 4 * C),  # eval: c_fc's
         ("grad_weight", V, n_c, C),  # the LM head's weight gradient: V x C
     }
     shapes.add(("forward", n_ce, C, V))  # eval: the LM head's x @ W^T over a chunk (all n_e unchunked)

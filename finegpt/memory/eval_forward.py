@@ -90,7 +90,7 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
         unpooled = compiled_eval_mlp_token_bytes(cfg, run) + pooled_unstored_scores_token_bytes(cfg, run)
         mlp = max(unpooled, pooled_scores_mlp_token_bytes(cfg, run))
         tokens = n_e * (mlp + previous_logits_bytes(cfg, run))
-        pack = max(compiled_mlp_pack_bytes(cfg, run), compiled_c_fc_pack_bytes(cfg, run))
+        pack = max(compiled_mlp_pack_bytes(cfg, run), c_fc_pack_bytes(cfg, run))
         copies = eval_weight_copy_bytes(cfg, run, "c_proj") + compiled_pooled_attention_copy_bytes(cfg, run)
         return tokens + pack + copies
     moment = n_e * (per_token + previous_logits_bytes(cfg, run))
@@ -99,7 +99,9 @@ def eval_mlp_moment_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     if run.compile and run.device == "cpu" and a == 2 and n_e <= 128:  # inductor's bf16 mm, autocast too
         pack = 8 * C * C + 9856
     c_proj = moment - 3 * n_e * a * C + pack + eval_weight_copy_bytes(cfg, run, "c_proj")
-    return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj)
+    # c_fc's matmul: GELU's output (4aC) not made yet, oneDNN's pack of c_fc's weight beside the rest
+    c_fc = moment - 4 * n_e * a * C + c_fc_pack_bytes(cfg, run) + eval_weight_copy_bytes(cfg, run, "gelu")
+    return max(moment + eval_weight_copy_bytes(cfg, run, "gelu"), c_proj, c_fc)
 
 
 def compiled_eval_mlp_token_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -121,12 +123,13 @@ def compiled_mlp_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     return cpu_bf16_pack_bytes(cfg, replace(run, compile=False), eval_tokens(cfg, run))
 
 
-def compiled_c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
-    # CPU inductor's 16-bit c_fc matmul (K = C, N = 4C): oneDNN packs its weight like any bf16 mm
-    # (cpu_bf16_mm_pack_bytes: from 33 rows at K <= 32; 18,048 B at 64 rows, C = 16, 2 threads: 6L/16/2h T=32
-    # B=2 bf16), a panel a thread up to 32 rows. Beside it the same per-token buffers as at c_proj's matmul:
-    # ln_2's output and c_fc's (aC + 4aC) in place of c_fc's and c_proj's outputs (4aC + aC)
-    if not (run.compile and run.device == "cpu" and act_size(run) == 2):
+def c_fc_pack_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # the no-grad 16-bit c_fc matmul on CPU (K = C, N = 4C), eager or inductor's: oneDNN packs its weight like any
+    # bf16 mm (cpu_bf16_mm_pack_bytes: from 33 rows at K <= 32; 18,048 B at 64 rows, C = 16, 2 threads: 6L/16/2h
+    # T=32 B=2 bf16, compiled, and pure bf16 eager), a panel a thread up to 32 rows. Compiled, beside it the same
+    # per-token buffers as at c_proj's matmul: ln_2's output and c_fc's (aC + 4aC) in place of c_fc's and
+    # c_proj's outputs (4aC + aC); eager, every MLP buffer but GELU's output (eval_mlp_moment_bytes)
+    if not (run.device == "cpu" and act_size(run) == 2):
         return 0
     n_e, C, threads = eval_tokens(cfg, run), cfg.n_embd, run.cpu_threads
     if n_e <= 32:
