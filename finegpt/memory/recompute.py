@@ -16,6 +16,7 @@ from finegpt.memory.state import (
     cpu_bf16_head_grad_copy_bytes,
     cpu_flash_workspace_bytes,
     mask_size,
+    measured_mm_scratch_bytes,
     param_size,
     resid_size,
     softmax_size,
@@ -66,6 +67,21 @@ def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     dense = V * C * 4 if n == C else 0
     return n * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True) + dense
+
+
+def compiled_tied_sum_addmm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, the full loss, no autocast: the backward graph's last matmul, an addmm of the
+    # LM head's weight gradient (logits' gradient^T @ ln_f's output) into the embedding's dense gradient, every
+    # block's gradient made: its input, the 16-bit dense gradient (V*C*a), and ln_f's output saved for it (n*C*a),
+    # beside oneDNN's scratch of that V x C product on CPU 16-bit (measured where it is, else the rule); the
+    # fp32 dense sums and the first checkpoint are freed (read: 4L/32/1h T=32 B=3 pure bf16, the step's peak)
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks or _autocast(run):
+        return 0
+    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
+    rule = cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True)
+    cpu_16bit = run.device == "cpu" and a == 2
+    scratch = measured_mm_scratch_bytes("grad_weight", V, n, C, run.cpu_threads, rule) if cpu_16bit else 0
+    return V * C * a + n * C * a + scratch
 
 
 def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
