@@ -323,7 +323,13 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig, recomputed: bool = Fals
     done = 4 * C * C * p if run.gradient_accumulation_steps == 1 else 0  # later micro-steps add it into .grad
     c_fc = n * (a * C + r * C - 4 * a * C) + done + 4 * C * C * a + scratch_fc
     if a == p or run.compile:
-        c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * p + scratch_proj
+        # recomputed under autocast (compiled), c_proj's weight gradient is the mm's 16-bit output beside its
+        # scratch, cast to fp32 by the next kernel once the scratch is freed: the larger of those two moments
+        # (2L/128/2h T=32 B=8 bf16, generated code)
+        wgrad = 4 * C * C * p + scratch_proj
+        if recomputed and a < p:
+            wgrad = max(4 * C * C * a + scratch_proj, 4 * C * C * (a + p))
+        c_proj = n * (4 * a * C + r * C + cast) + wgrad
         return max(c_proj, c_fc)
     # eager autocast: a weight gradient leaves its matmul in 16 bits (4C^2 a, beside the matmul's scratch) and
     # is cast to fp32 (4C^2 p) once the matmul's backward has freed its saved input, its output gradient and

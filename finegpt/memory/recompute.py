@@ -31,10 +31,12 @@ def _autocast(run: RunConfig) -> bool:
 
 def recomputed_block_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # checkpointing under autocast: the recomputed block's 16-bit weight copies (autocast_copy_bytes, one
-    # block). Eager, not lm_head's (VC): autocast's cache is dropped as forward's context exits, and the copy
-    # the LM head's matmul saved (the chunked loss's, each chunk's) is freed by its backward, before the blocks'
+    # block). Not lm_head's (VC): eager, autocast's cache is dropped as forward's context exits, and the copy
+    # the LM head's matmul saved (the chunked loss's, each chunk's) is freed by its backward, before the blocks';
+    # compiled, the backward graph frees the copy its forward saved after the head's two matmuls, before it
+    # recomputes a block (2L/128/2h T=32 B=8 bf16 flash dropout, generated code)
     copies = autocast_copy_bytes(cfg, run, blocks=1)
-    return copies - 2 * cfg.vocab_size * cfg.n_embd if copies and not run.compile else copies
+    return copies - 2 * cfg.vocab_size * cfg.n_embd if copies else copies
 
 
 def recomputed_attention_weights_bytes(cfg: ModelConfig, run: RunConfig, block_grads: int) -> int:
