@@ -191,8 +191,10 @@ def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
     # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
     # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one.
-    # Pure bf16 has no later buffer of its size (its T x T tensors are 16-bit): freed at once (1L/128/8h T=256
-    # B=3 pure bf16 acc 2 chunks 8: not alive at the block's MLP or attention backward)
+    # A 16-bit softmax (CPU pure bf16 or autocast) has no later buffer of its size: freed at once. Its 16-bit
+    # scores may wait instead for the softmax backward's T x T (1L/128/8h T=256 B=3 pure bf16; not at 1L/128/4h
+    # T=256 B=1 bf16), but only where inductor's own peak estimate, the recomputed softmax, has room for them
+    # (should_reuse_buffer): the softmax's moment (compiled_recomputed_softmax_bytes) is the larger one then
     if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1 or softmax_size(run) != 4:
         return 0
     return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
