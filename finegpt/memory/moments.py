@@ -325,9 +325,13 @@ def mlp_backward_bytes(cfg: ModelConfig, run: RunConfig, recomputed: bool = Fals
     if a == p or run.compile:
         # compiled under autocast, not checkpointed: c_proj's weight gradient leaves the backward graph's mm in
         # 16 bits (4C^2 a), cast to fp32 by a later kernel, as c_attn's (compiled_c_attn_grad_copy_bytes): the
-        # mm's output buffer beside its scratch is 1,179,648 B at C = 384 (1L/384/8h T=64 B=8 bf16 chunks 8)
-        w = a if run.compile and not run.activation_checkpointing else p
-        c_proj = n * (4 * a * C + r * C + cast) + 4 * C * C * w + scratch_proj
+        # mm's output buffer beside its scratch is 1,179,648 B at C = 384 (1L/384/8h T=64 B=8 bf16 chunks 8).
+        # Recomputed under autocast (compiled), it is the mm's 16-bit output beside its scratch, cast to fp32 by
+        # the next kernel once the scratch is freed: the larger of those two moments (2L/128/2h T=32 B=8 bf16)
+        wgrad = 4 * C * C * (a if run.compile and not run.activation_checkpointing else p) + scratch_proj
+        if recomputed and a < p:
+            wgrad = max(4 * C * C * a + scratch_proj, 4 * C * C * (a + p))
+        c_proj = n * (4 * a * C + r * C + cast) + wgrad
         return max(c_proj, c_fc)
     # eager autocast: a weight gradient leaves its matmul in 16 bits (4C^2 a, beside the matmul's scratch) and
     # is cast to fp32 (4C^2 p) once the matmul's backward has freed its saved input, its output gradient and

@@ -166,7 +166,9 @@ def _recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: dict, bound
         extra = pick("softmax exp (compiled recompute, pooled)", "dropout attention (compiled recompute)")
         extra.update(pick("safe softmax zeros (compiled recompute)", "next block's scores (compiled recompute)"))
         extra.update(pick("attention output copies (compiled recompute)"))
-        stages[-1].update({**kept, **extra, "LM head gradient": 0})
+        # the chunked loss (eager) has made the LM head's gradient before the graph runs: alive through it
+        # (3L/96/4h T=128 B=2 fp32 chunks 4: the bottom block's MLP backward)
+        stages[-1].update({**kept, **extra, "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0})
         if T["fused dropout softmax (compiled recompute)"]:  # one fused kernel, no MLP
             fused = {k: v for k, v in stages[-1].items() if k != "recompute transients (MLP backward)"}
             stages.append({**fused, **pick("fused dropout softmax (compiled recompute)")})
@@ -216,6 +218,10 @@ def _compiled_recompute_stages(T: dict[str, int], run: RunConfig, pick, acts: di
                 "LM head gradient": T["LM head gradient"] if run.loss_chunks else 0,
             }
         )
+    if T["tied sum addmm (compiled, checkpointing)"]:  # the graph's last matmul, every block's gradient made
+        names = ("gradients (this step)", "tied sum addmm (compiled, checkpointing)")
+        names += ("logits gradient (kept for the tied sum)", "logits still bound (last micro-step)")
+        stages.append({**pick(*names, "batch still bound (x, y)", "next batch (prefetched)")})
     if T["LM head gradient matmul (compiled, checkpointing)"]:  # the graph's first matmul, every copy made
         names = ("autocast 16-bit weight copies", "LM head gradient matmul (compiled, checkpointing)")
         stages.append({**pick(*names, "logits still bound (last micro-step)"), **acts, **prefetched})

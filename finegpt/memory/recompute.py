@@ -16,6 +16,7 @@ from finegpt.memory.state import (
     cpu_bf16_head_grad_copy_bytes,
     cpu_flash_workspace_bytes,
     mask_size,
+    measured_mm_scratch_bytes,
     param_size,
     resid_size,
     softmax_size,
@@ -30,10 +31,12 @@ def _autocast(run: RunConfig) -> bool:
 
 def recomputed_block_copy_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # checkpointing under autocast: the recomputed block's 16-bit weight copies (autocast_copy_bytes, one
-    # block). Eager, not lm_head's (VC): autocast's cache is dropped as forward's context exits, and the copy
-    # the LM head's matmul saved (the chunked loss's, each chunk's) is freed by its backward, before the blocks'
+    # block). Not lm_head's (VC): eager, autocast's cache is dropped as forward's context exits, and the copy
+    # the LM head's matmul saved (the chunked loss's, each chunk's) is freed by its backward, before the blocks';
+    # compiled, the backward graph frees the copy its forward saved after the head's two matmuls, before it
+    # recomputes a block (2L/128/2h T=32 B=8 bf16 flash dropout, generated code)
     copies = autocast_copy_bytes(cfg, run, blocks=1)
-    return copies - 2 * cfg.vocab_size * cfg.n_embd if copies and not run.compile else copies
+    return copies - 2 * cfg.vocab_size * cfg.n_embd if copies else copies
 
 
 def recomputed_attention_weights_bytes(cfg: ModelConfig, run: RunConfig, block_grads: int) -> int:
@@ -66,6 +69,21 @@ def compiled_head_grad_mm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
     dense = V * C * 4 if n == C else 0
     return n * V * a + V * C * a + cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True) + dense
+
+
+def compiled_tied_sum_addmm_bytes(cfg: ModelConfig, run: RunConfig) -> int:
+    # compiled with checkpointing, the full loss, no autocast: the backward graph's last matmul, an addmm of the
+    # LM head's weight gradient (logits' gradient^T @ ln_f's output) into the embedding's dense gradient, every
+    # block's gradient made: its input, the 16-bit dense gradient (V*C*a), and ln_f's output saved for it (n*C*a),
+    # beside oneDNN's scratch of that V x C product on CPU 16-bit (measured where it is, else the rule); the
+    # fp32 dense sums and the first checkpoint are freed (read: 4L/32/1h T=32 B=3 pure bf16, the step's peak)
+    if not (run.compile and run.activation_checkpointing) or run.loss_chunks or _autocast(run):
+        return 0
+    n, V, C, a = train_tokens(cfg, run), cfg.vocab_size, cfg.n_embd, act_size(run)
+    rule = cpu_bf16_head_grad_copy_bytes(cfg, run, n, compiled=True)
+    cpu_16bit = run.device == "cpu" and a == 2
+    scratch = measured_mm_scratch_bytes("grad_weight", V, n, C, run.cpu_threads, rule) if cpu_16bit else 0
+    return V * C * a + n * C * a + scratch
 
 
 def compiled_recomputed_flash_backward_bytes(cfg: ModelConfig, run: RunConfig) -> int:
@@ -172,8 +190,12 @@ def compiled_bottom_softmax_pool_bytes(cfg: ModelConfig, run: RunConfig) -> int:
 def compiled_recomputed_exp_bytes(cfg: ModelConfig, run: RunConfig) -> int:
     # ... and after it: the fp32 exp's buffer (n*4*H*T) is not freed but kept for a later buffer of its size
     # (inductor's reuse pool), through the recomputed block's MLP and its backward. Counted for one block,
-    # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one
-    if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1:
+    # where that moment is the peak; with more, the worst block's moment (recompute_moments) is another one.
+    # A 16-bit softmax (CPU pure bf16 or autocast) has no later buffer of its size: freed at once. Its 16-bit
+    # scores may wait instead for the softmax backward's T x T (1L/128/8h T=256 B=3 pure bf16; not at 1L/128/4h
+    # T=256 B=1 bf16), but only where inductor's own peak estimate, the recomputed softmax, has room for them
+    # (should_reuse_buffer): the softmax's moment (compiled_recomputed_softmax_bytes) is the larger one then
+    if not compiled_recomputed_softmax_bytes(cfg, run) or cfg.n_layer > 1 or softmax_size(run) != 4:
         return 0
     return train_tokens(cfg, run) * 4 * cfg.n_head * cfg.block_size
 

@@ -174,6 +174,7 @@ def _terms(cfg: ModelConfig, run: RunConfig) -> dict[str, int]:
         "LM head gradient (compiled, before the tied sum)": m.compiled_head_grad_bytes(cfg, run),
         "logits gradient (kept for the tied sum)": m.compiled_ckpt_logits_grad_bytes(cfg, run),
         "LM head gradient matmul (compiled, checkpointing)": rc.compiled_head_grad_mm_bytes(cfg, run),
+        "tied sum addmm (compiled, checkpointing)": rc.compiled_tied_sum_addmm_bytes(cfg, run),
         "flash-attention backward (compiled recompute)": rc.compiled_recomputed_flash_backward_bytes(cfg, run),
         "first checkpoint (compiled, to the end of backward)": rc.compiled_first_checkpoint_bytes(cfg, run),
         "softmax (compiled recompute)": rc.compiled_recomputed_softmax_bytes(cfg, run),
